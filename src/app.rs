@@ -1,0 +1,148 @@
+//! Wiring: builds every component of one router from a validated config and a set of bound
+//! listeners, starts the client, peer and admin servers, and owns shutdown. The only module
+//! that knows every component.
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::proxy::{Proxy, Runtime};
+use crate::routing::{Origin, Publisher, Routes, RoutingTable};
+use crate::server::{ServeOptions, Shutdown, ShutdownTrigger, serve};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// The three listeners of a router, bound before it starts (tests bind port 0 first).
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `cfg.listen`.
+    pub async fn bind(cfg: &Config) -> std::io::Result<Listeners> {
+        let l = &cfg.raw.listen;
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        };
+        Ok(Listeners {
+            client: bind(l.client).await?,
+            peer: bind(l.peer).await?,
+            admin: bind(l.admin).await?,
+        })
+    }
+}
+
+/// A running router.
+pub struct RouterHandle {
+    trigger: ShutdownTrigger,
+    tasks: JoinSet<()>,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub routes: Routes,
+    /// The one writer of the routing snapshot.
+    pub publisher: Publisher,
+}
+
+impl RouterHandle {
+    /// Stops accepting; in-flight requests get the configured grace period.
+    pub fn shutdown(&self) {
+        self.trigger.trigger();
+    }
+
+    /// Waits until every server has stopped.
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts a router on already-bound listeners.
+pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHandle> {
+    let config = Arc::new(config);
+    let (routes, publisher) = Routes::new(RoutingTable::from_config(&config));
+    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
+    let proxy = Proxy::new(routes.clone(), runtime.clone());
+    let (trigger, shutdown) = ShutdownTrigger::new();
+    let addrs = (
+        listeners.client.local_addr()?,
+        listeners.peer.local_addr()?,
+        listeners.admin.local_addr()?,
+    );
+    let opts = |name| ServeOptions {
+        name,
+        limits: config.raw.limits.clone(),
+        request_head_timeout: config.raw.timeouts.request_head(),
+        grace: config.raw.timeouts.shutdown_grace(),
+    };
+    let mut tasks = JoinSet::new();
+    for (listener, origin, name) in [
+        (listeners.client, Origin::Client, "client"),
+        (listeners.peer, Origin::Peer, "peer"),
+    ] {
+        let proxy = proxy.clone();
+        let handler = move |req, remote| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(req, origin, remote).await }
+        };
+        tasks.spawn(serve(listener, handler, opts(name), shutdown.clone()));
+    }
+    let admin = Admin::new(routes.clone(), runtime, shutdown.clone());
+    let handler = move |req, _remote| {
+        let admin = admin.clone();
+        async move { admin.handle(req).await }
+    };
+    tasks.spawn(serve(
+        listeners.admin,
+        handler,
+        opts("admin"),
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        dc = %config.dcs[config.local].name,
+        client = %addrs.0, peer = %addrs.1, admin = %addrs.2,
+        shards = config.shards.len(),
+        "router started"
+    );
+    Ok(RouterHandle {
+        trigger,
+        tasks,
+        client_addr: addrs.0,
+        peer_addr: addrs.1,
+        admin_addr: addrs.2,
+        routes,
+        publisher,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Shuts `Shutdown` clones down together; re-exported for the demo.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    ShutdownTrigger::new()
+}

@@ -1,0 +1,252 @@
+//! The router's configuration: the TOML file's shape, its defaults, and loading it into a
+//! validated [`Config`]. Every error names the key and the line (see `locate`). Validation rules
+//! live in `validate`; the static ownership map is expanded in `ownership`.
+
+mod locate;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+pub use validate::ValidConfig as Config;
+
+/// A configuration error, with the key and the line where it could be placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    /// Dotted key path (`dcs.dc2.id_start`), empty when the whole file is at fault.
+    pub key: String,
+    /// 1-based line number, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        match (self.key.is_empty(), self.line) {
+            (true, Some(line)) => format!("line {line}: {}", self.message),
+            (true, None) => self.message.clone(),
+            (false, Some(line)) => format!("line {line}: key `{}`: {}", self.key, self.message),
+            (false, None) => format!("key `{}`: {}", self.key, self.message),
+        }
+    }
+}
+
+/// The file as written. Unknown keys are refused everywhere.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// This DC's name; must be a key of `dcs`.
+    pub dc: String,
+    /// Number of shards; a multiple of every DC's `id_increment`.
+    pub shard_count: u32,
+    /// The classification rule set. Only `coopr` is built in.
+    #[serde(default = "default_rules")]
+    pub rules: String,
+    pub listen: Listen,
+    /// The local Coopr servers, tried round robin.
+    pub backends: Vec<BackendConfig>,
+    /// Every DC of the deployment, this one included.
+    pub dcs: BTreeMap<String, DcConfig>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub ownership: OwnershipConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_rules() -> String {
+    "coopr".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Clients and the load balancer (HTTP/1.1 and h2c).
+    pub client: SocketAddr,
+    /// Other DCs' routers: forwarded writes and read-through.
+    pub peer: SocketAddr,
+    /// Health, readiness and the admin API. Loopback by default.
+    #[serde(default = "default_admin")]
+    pub admin: SocketAddr,
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 55080))
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// The Coopr server's external API (`server.port`), e.g. `http://127.0.0.1:55054`.
+    pub url: String,
+    /// Its internal tasks API (`server.tasks.port`); defaults to `url`.
+    #[serde(default)]
+    pub tasks_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DcConfig {
+    /// The DC router's peer port URL, e.g. `http://10.1.0.5:55081`.
+    pub peer_url: String,
+    /// That DC's Coopr `server.ids.start.num`.
+    pub id_start: u64,
+    /// That DC's Coopr `server.ids.increment.by` (the same in every DC).
+    pub id_increment: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// Connecting to a Coopr server or a peer router.
+    pub connect_ms: u64,
+    /// From sending a request upstream to its response head.
+    pub response_ms: u64,
+    /// Reading a client's request head (slowloris guard).
+    pub request_head_ms: u64,
+    /// How long a Coopr server that refused a connection is skipped.
+    pub backend_cooldown_ms: u64,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace_ms: u64,
+    /// Idle upstream keep-alive connections are closed after this.
+    pub upstream_idle_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 2_000,
+            response_ms: 60_000,
+            request_head_ms: 10_000,
+            backend_cooldown_ms: 5_000,
+            shutdown_grace_ms: 30_000,
+            upstream_idle_ms: 90_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    pub fn response(&self) -> Duration {
+        Duration::from_millis(self.response_ms)
+    }
+    pub fn request_head(&self) -> Duration {
+        Duration::from_millis(self.request_head_ms)
+    }
+    pub fn backend_cooldown(&self) -> Duration {
+        Duration::from_millis(self.backend_cooldown_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn upstream_idle(&self) -> Duration {
+        Duration::from_millis(self.upstream_idle_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The most bytes of a body the router reads to find a cluster id; past it, 413.
+    pub inspect_body_bytes: usize,
+    /// Open client connections per listener; past it new connections are closed at once.
+    pub max_connections: usize,
+    /// Bytes of a request head (line + headers) per HTTP/1 connection.
+    pub max_header_bytes: usize,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            inspect_body_bytes: 64 * 1024,
+            max_connections: 20_000,
+            max_header_bytes: 64 * 1024,
+            h2_max_concurrent_streams: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnershipSource {
+    /// The map in this file (`[[ownership.shards]]`), or each shard owned by its home DC.
+    #[default]
+    Static,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipConfig {
+    #[serde(default)]
+    pub source: OwnershipSource,
+    /// Explicit shard entries; shards not listed are owned by their home DC, with the other
+    /// DCs (in name order) as replicas.
+    #[serde(default)]
+    pub shards: Vec<ShardConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    pub shard: u32,
+    pub owner: String,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// One line per request at info level.
+    #[serde(default)]
+    pub access_log: bool,
+}
+
+/// Parses and validates a configuration from TOML text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| locate::line_of_offset(text, s.start));
+        let message = e.message().trim().to_string();
+        // "unknown field `x`" already names the key; a type error does not, so name it.
+        let key = match line {
+            Some(l) if !message.contains('`') => locate::key_at_line(text, l),
+            _ => String::new(),
+        };
+        ConfigError { key, line, message }
+    })?;
+    validate::validate(raw).map_err(|mut e| {
+        e.line = locate::line_of_key(text, &e.key);
+        e
+    })
+}
+
+/// Reads, parses and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        key: String::new(),
+        line: None,
+        message: format!("cannot read {}: {e}", path.display()),
+    })?;
+    parse(&text)
+}

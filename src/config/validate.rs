@@ -1,0 +1,290 @@
+//! Checks a [`RawConfig`] and resolves it into a [`ValidConfig`]: URLs parsed, DCs indexed,
+//! the static shard map expanded. Each rule refuses with the dotted key at fault.
+
+use super::{ConfigError, RawConfig};
+use http::Uri;
+
+/// One DC, resolved. DCs are kept sorted by name; a DC's index is its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DcSpec {
+    pub name: String,
+    pub peer_url: Uri,
+    pub id_start: u64,
+    pub id_increment: u64,
+}
+
+/// One local Coopr server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendSpec {
+    pub url: Uri,
+    pub tasks_url: Uri,
+}
+
+/// One shard of the static map: owner and replicas as DC indexes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardSpec {
+    pub owner: usize,
+    pub replicas: Vec<usize>,
+}
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidConfig {
+    /// The file as written.
+    pub raw: RawConfig,
+    /// Index of this DC in `dcs`.
+    pub local: usize,
+    pub dcs: Vec<DcSpec>,
+    pub backends: Vec<BackendSpec>,
+    /// The static map, one entry per shard.
+    pub shards: Vec<ShardSpec>,
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        line: None,
+        message: message.into(),
+    }
+}
+
+/// Parses `http://host:port` (no path, query or userinfo).
+pub fn parse_base_url(key: &str, text: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| err(key, format!("{text:?} is not a URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(err(
+                key,
+                format!("scheme {other:?} is not supported; use http"),
+            ));
+        }
+        None => {
+            return Err(err(
+                key,
+                format!("{text:?} has no scheme; write http://host:port"),
+            ));
+        }
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(err(key, format!("{text:?} has no host")));
+    };
+    if authority.as_str().contains('@') {
+        return Err(err(key, "user info is not allowed in the URL"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(err(key, format!("{text:?} must not have a path or query")));
+    }
+    Ok(uri)
+}
+
+fn valid_dc_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Checks every rule and resolves the config.
+pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
+    if raw.rules != "coopr" {
+        return Err(err(
+            "rules",
+            format!(
+                "unknown rule set {:?}; the built-in one is \"coopr\"",
+                raw.rules
+            ),
+        ));
+    }
+    if raw.shard_count == 0 || raw.shard_count > 65_536 {
+        return Err(err("shard_count", "must be between 1 and 65536"));
+    }
+    if raw.dcs.is_empty() {
+        return Err(err("dcs", "at least one DC is needed"));
+    }
+    let mut dcs = Vec::with_capacity(raw.dcs.len());
+    for (name, dc) in &raw.dcs {
+        let key = format!("dcs.{name}");
+        if !valid_dc_name(name) {
+            return Err(err(
+                &key,
+                "a DC name is 1-63 characters of a-z, 0-9, '-' and '_'",
+            ));
+        }
+        if dc.id_increment == 0 {
+            return Err(err(format!("{key}.id_increment"), "must be at least 1"));
+        }
+        dcs.push(DcSpec {
+            name: name.clone(),
+            peer_url: parse_base_url(&format!("{key}.peer_url"), &dc.peer_url)?,
+            id_start: dc.id_start,
+            id_increment: dc.id_increment,
+        });
+    }
+    let increment = dcs[0].id_increment;
+    for dc in &dcs {
+        let key = format!("dcs.{}.id_increment", dc.name);
+        if dc.id_increment != increment {
+            return Err(err(
+                key,
+                format!(
+                    "every DC must use the same id_increment ({increment} in dcs.{})",
+                    dcs[0].name
+                ),
+            ));
+        }
+        if (dcs.len() as u64) > increment {
+            return Err(err(
+                key,
+                format!("must be at least the number of DCs ({})", dcs.len()),
+            ));
+        }
+    }
+    for (i, a) in dcs.iter().enumerate() {
+        for b in &dcs[..i] {
+            if a.id_start % increment == b.id_start % increment {
+                return Err(err(
+                    format!("dcs.{}.id_start", a.name),
+                    format!(
+                        "creates ids in the same partition as dcs.{} (id_start mod id_increment must differ)",
+                        b.name
+                    ),
+                ));
+            }
+        }
+    }
+    if u64::from(raw.shard_count) % increment != 0 {
+        return Err(err(
+            "shard_count",
+            format!("must be a multiple of id_increment ({increment})"),
+        ));
+    }
+    let Some(local) = dcs.iter().position(|d| d.name == raw.dc) else {
+        return Err(err(
+            "dc",
+            format!("{:?} is not one of the DCs under [dcs]", raw.dc),
+        ));
+    };
+    let listens = [raw.listen.client, raw.listen.peer, raw.listen.admin];
+    if listens[0] == listens[1] || listens[0] == listens[2] || listens[1] == listens[2] {
+        return Err(err(
+            "listen",
+            "client, peer and admin must listen on different addresses",
+        ));
+    }
+    if raw.backends.is_empty() {
+        return Err(err("backends", "at least one local Coopr server is needed"));
+    }
+    let mut backends = Vec::with_capacity(raw.backends.len());
+    for (i, b) in raw.backends.iter().enumerate() {
+        let url = parse_base_url(&format!("backends.{i}.url"), &b.url)?;
+        let tasks_url = match &b.tasks_url {
+            Some(t) => parse_base_url(&format!("backends.{i}.tasks_url"), t)?,
+            None => url.clone(),
+        };
+        backends.push(BackendSpec { url, tasks_url });
+    }
+    let t = &raw.timeouts;
+    for (name, v) in [
+        ("connect_ms", t.connect_ms),
+        ("response_ms", t.response_ms),
+        ("request_head_ms", t.request_head_ms),
+        ("backend_cooldown_ms", t.backend_cooldown_ms),
+        ("upstream_idle_ms", t.upstream_idle_ms),
+    ] {
+        if v == 0 {
+            return Err(err(format!("timeouts.{name}"), "must be greater than 0"));
+        }
+    }
+    let l = &raw.limits;
+    if l.inspect_body_bytes < 1024 {
+        return Err(err("limits.inspect_body_bytes", "must be at least 1024"));
+    }
+    if l.max_connections == 0 {
+        return Err(err("limits.max_connections", "must be greater than 0"));
+    }
+    if l.max_header_bytes < 8192 {
+        return Err(err("limits.max_header_bytes", "must be at least 8192"));
+    }
+    if l.h2_max_concurrent_streams == 0 {
+        return Err(err(
+            "limits.h2_max_concurrent_streams",
+            "must be greater than 0",
+        ));
+    }
+    let shards = static_shards(&raw, &dcs, increment)?;
+    Ok(ValidConfig {
+        raw,
+        local,
+        dcs,
+        backends,
+        shards,
+    })
+}
+
+/// The home DC of a shard: the DC whose Coopr creates ids in it.
+pub fn home_of(dcs: &[DcSpec], shard: u32) -> Option<usize> {
+    dcs.iter()
+        .position(|d| u64::from(shard) % d.id_increment == d.id_start % d.id_increment)
+}
+
+fn static_shards(
+    raw: &RawConfig,
+    dcs: &[DcSpec],
+    _increment: u64,
+) -> Result<Vec<ShardSpec>, ConfigError> {
+    let index = |key: &str, name: &str| {
+        dcs.iter()
+            .position(|d| d.name == name)
+            .ok_or_else(|| err(key, format!("unknown DC {name:?}")))
+    };
+    let mut shards: Vec<Option<ShardSpec>> = vec![None; raw.shard_count as usize];
+    for (i, s) in raw.ownership.shards.iter().enumerate() {
+        let key = format!("ownership.shards.{i}");
+        let Some(slot) = shards.get_mut(s.shard as usize) else {
+            return Err(err(
+                format!("{key}.shard"),
+                format!(
+                    "shard {} is not below shard_count ({})",
+                    s.shard, raw.shard_count
+                ),
+            ));
+        };
+        if slot.is_some() {
+            return Err(err(
+                format!("{key}.shard"),
+                format!("shard {} is listed twice", s.shard),
+            ));
+        }
+        let owner = index(&format!("{key}.owner"), &s.owner)?;
+        let mut replicas = Vec::with_capacity(s.replicas.len());
+        for (j, r) in s.replicas.iter().enumerate() {
+            let rk = format!("{key}.replicas.{j}");
+            let r = index(&rk, r)?;
+            if r == owner || replicas.contains(&r) {
+                return Err(err(
+                    rk,
+                    "a replica must not repeat the owner or another replica",
+                ));
+            }
+            replicas.push(r);
+        }
+        *slot = Some(ShardSpec { owner, replicas });
+    }
+    let mut out = Vec::with_capacity(shards.len());
+    for (n, slot) in shards.into_iter().enumerate() {
+        match slot {
+            Some(s) => out.push(s),
+            None => {
+                // Validated above: every shard has exactly one home DC.
+                let owner = home_of(dcs, n as u32).unwrap_or(0);
+                let replicas = (1..dcs.len()).map(|k| (owner + k) % dcs.len()).collect();
+                out.push(ShardSpec { owner, replicas });
+            }
+        }
+    }
+    Ok(out)
+}

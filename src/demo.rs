@@ -1,0 +1,139 @@
+//! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator and a router with
+//! the embedded static ownership map (no etcd). DC number i (1 to 3) takes base+100*(i-1) for
+//! clients, +1 for its peer port, +2 for admin and +3 for its simulator.
+
+use crate::app::{self, Listeners, RouterHandle};
+use crate::config::{self, Config, ConfigError};
+use crate::server::Shutdown;
+use crate::sim::{Sim, SimConfig};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The demo's DCs.
+pub const DCS: [&str; 3] = ["dc1", "dc2", "dc3"];
+/// Shards in the demo map: a multiple of the id increment (3).
+pub const SHARDS: u32 = 12;
+
+/// Port of DC `i` (0-based) for `offset` (0 client, 1 peer, 2 admin, 3 simulator).
+pub fn port(base: u16, i: usize, offset: u16) -> u16 {
+    base + 100 * i as u16 + offset
+}
+
+/// The embedded configuration of demo DC `i` (0-based), as TOML.
+pub fn config_text(base: u16, i: usize) -> String {
+    let mut dcs = String::new();
+    for (k, name) in DCS.iter().enumerate() {
+        dcs.push_str(&format!(
+            "[dcs.{name}]\npeer_url = \"http://127.0.0.1:{}\"\nid_start = {}\nid_increment = 3\n\n",
+            port(base, k, 1),
+            k + 1
+        ));
+    }
+    format!(
+        "# Embedded demo configuration of {dc}.\ndc = \"{dc}\"\nshard_count = {SHARDS}\n\n\
+         [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
+         [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n\n{dcs}\
+         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n",
+        dc = DCS[i],
+        client = port(base, i, 0),
+        peer = port(base, i, 1),
+        admin = port(base, i, 2),
+        sim = port(base, i, 3),
+    )
+}
+
+/// The parsed demo configuration of DC `i`.
+pub fn config(base: u16, i: usize) -> Result<Config, ConfigError> {
+    config::parse(&config_text(base, i))
+}
+
+/// Demo failures.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo config: {0}")]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("simulator: {0}")]
+    Sim(String),
+}
+
+/// Runs the demo until `stop` resolves, then shuts everything down cleanly.
+pub async fn run(
+    base: u16,
+    op_delay: Duration,
+    stop: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let (trigger, shutdown) = app::shutdown_pair();
+    let mut sims = Vec::new();
+    let mut routers: Vec<RouterHandle> = Vec::new();
+    for (i, name) in DCS.iter().enumerate() {
+        let cfg = SimConfig {
+            id_start: i as u64 + 1,
+            id_increment: 3,
+            op_delay,
+            name: name.to_string(),
+            ..SimConfig::default()
+        };
+        let sim = Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?;
+        let listener = TcpListener::bind(("127.0.0.1", port(base, i, 3))).await?;
+        sims.push(tokio::spawn(
+            sim.serve(listener, Shutdown::wait(shutdown.clone())),
+        ));
+    }
+    for i in 0..DCS.len() {
+        let cfg = config(base, i)?;
+        let listeners = Listeners::bind(&cfg).await?;
+        routers.push(app::start(cfg, listeners)?);
+    }
+    print_banner(base);
+    stop.await;
+    println!("\nstopping the demo...");
+    for r in &routers {
+        r.shutdown();
+    }
+    trigger.trigger();
+    for r in routers {
+        r.wait().await;
+    }
+    for s in sims {
+        let _ = s.await;
+    }
+    println!("demo stopped");
+    Ok(())
+}
+
+fn print_banner(base: u16) {
+    let h = "-H 'Coopr-UserID: admin' -H 'Coopr-TenantID: superadmin'";
+    println!("\ncoopr-router demo: three DCs on loopback, static ownership map, {SHARDS} shards\n");
+    for (i, name) in DCS.iter().enumerate() {
+        println!(
+            "  {name}: router http://127.0.0.1:{}  peer :{}  admin http://127.0.0.1:{}  coopr-sim http://127.0.0.1:{}",
+            port(base, i, 0),
+            port(base, i, 1),
+            port(base, i, 2),
+            port(base, i, 3)
+        );
+    }
+    let (c1, c2) = (port(base, 0, 0), port(base, 1, 0));
+    println!("\nTry:");
+    println!("  # create a cluster in dc1 (ids from dc1's Coopr: 00000001, 00000004, ...)");
+    println!(
+        "  curl -si -XPOST http://127.0.0.1:{c1}/v2/clusters {h} -d '{{\"name\":\"demo\",\"clusterTemplate\":\"demo\",\"numMachines\":1}}'"
+    );
+    println!("  # read it in dc1 (answered locally)");
+    println!("  curl -si http://127.0.0.1:{c1}/v2/clusters/00000001/status {h}");
+    println!(
+        "  # once it is active, write to it through dc2: the write is forwarded to dc1, its owner"
+    );
+    println!("  curl -si -XPOST http://127.0.0.1:{c2}/v2/clusters/00000001/services/restart {h}");
+    println!("  # see where writes landed");
+    println!("  curl -s http://127.0.0.1:{}/sim/log", port(base, 0, 3));
+    println!("  # ask a router what it would do, and why");
+    println!(
+        "  curl -s 'http://127.0.0.1:{}/admin/explain?method=POST&path=/v2/clusters/00000001/services/restart'",
+        port(base, 1, 2)
+    );
+    println!("\nCtrl-C stops everything.");
+}

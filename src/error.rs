@@ -1,0 +1,123 @@
+//! The router's typed request errors and the one place they become HTTP responses: a status,
+//! `Retry-After` where trying again can help, and a short JSON body
+//! `{"error": "...", "request_id": "..."}` (plus the router's view for a 421).
+
+use crate::classify::ClassifyError;
+use crate::proxy::body::ProxyBody;
+use crate::proxy::headers;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+/// Everything that can stop the router from passing a request on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{0}")]
+    Classify(#[from] ClassifyError),
+    #[error(
+        "the request body is larger than {limit} bytes, the most the router inspects for a cluster id"
+    )]
+    BodyTooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("the request body was not received in time")]
+    BodyTimeout,
+    #[error("no Coopr server of this DC could be reached: {0}")]
+    BackendUnreachable(String),
+    #[error("the Coopr server did not answer in time")]
+    BackendTimeout,
+    #[error("the Coopr server failed: {0}")]
+    Backend(String),
+    #[error("the router of DC {dc}, which owns this cluster, could not be reached: {reason}")]
+    PeerUnreachable { dc: String, reason: String },
+    #[error("the router of DC {dc} did not answer in time")]
+    PeerTimeout { dc: String },
+    #[error("the router of DC {dc} failed: {reason}")]
+    Peer { dc: String, reason: String },
+    #[error("this router (DC {dc}) does not own shard {shard:?}")]
+    Misdirected {
+        dc: String,
+        shard: Option<u32>,
+        owner: Option<String>,
+        epoch: u64,
+        revision: u64,
+    },
+    #[error(
+        "DC {dc} refused the request as not its owner, and this router's map has no other owner"
+    )]
+    OwnerMoved { dc: String },
+    #[error("no DC owns all of its home shards, so no Coopr server can create a cluster safely")]
+    NoCreateTarget,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            Classify(_) | BodyRead(_) => StatusCode::BAD_REQUEST,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            BackendUnreachable(_) | Backend(_) | Peer { .. } => StatusCode::BAD_GATEWAY,
+            BackendTimeout | PeerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            PeerUnreachable { .. } | OwnerMoved { .. } | NoCreateTarget => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            Classify(_) => "bad_request",
+            BodyTooLarge { .. } => "body_too_large",
+            BodyRead(_) => "body_read",
+            BodyTimeout => "body_timeout",
+            BackendUnreachable(_) => "backend_unreachable",
+            BackendTimeout => "backend_timeout",
+            Backend(_) => "backend_error",
+            PeerUnreachable { .. } => "peer_unreachable",
+            PeerTimeout { .. } => "peer_timeout",
+            Peer { .. } => "peer_error",
+            Misdirected { .. } => "misdirected",
+            OwnerMoved { .. } => "owner_moved",
+            NoCreateTarget => "no_create_target",
+        }
+    }
+
+    /// The response a client sees. `dc` is the DC of the router answering.
+    pub fn to_response(&self, request_id: &HeaderValue, dc: &str) -> Response<ProxyBody> {
+        let rid = request_id.to_str().unwrap_or("");
+        let mut body = json!({ "error": self.to_string(), "request_id": rid });
+        if let ProxyError::Misdirected {
+            dc,
+            shard,
+            owner,
+            epoch,
+            revision,
+        } = self
+        {
+            body["dc"] = json!(dc);
+            body["shard"] = json!(shard);
+            body["owner"] = json!(owner);
+            body["epoch"] = json!(epoch);
+            body["revision"] = json!(revision);
+        }
+        let mut resp = Response::new(ProxyBody::full(body.to_string()));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(headers::REQUEST_ID, request_id.clone());
+        if let Ok(v) = HeaderValue::from_str(dc) {
+            h.insert(headers::DC, v);
+        }
+        h.insert(headers::ROUTE, HeaderValue::from_static("error"));
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,15 @@
+//! coopr-router: a reverse proxy that turns several datacenters of unmodified Coopr servers into
+//! one hot-hot service. See ARCHITECTURE.md for the map of modules and the invariants.
+
+pub mod admin;
+pub mod app;
+pub mod backend;
+pub mod classify;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod ids;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod sim;

@@ -1,0 +1,111 @@
+//! The one body type that flows through the proxy, both ways, without boxing: nothing, a
+//! buffered chunk, a streamed hyper body, or a buffered prefix followed by the rest of a stream
+//! (what is left after the router looked at the start of a body). Also the bounded read used to
+//! inspect a body for a cluster id.
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// A request or response body as the proxy passes it on.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Empty,
+    Full(Option<Bytes>),
+    Stream(Incoming),
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    },
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        ProxyBody::Full(Some(bytes.into()))
+    }
+
+    /// A copy that can be sent again (for a retry), when the body is fully buffered.
+    pub fn try_clone(&self) -> Option<ProxyBody> {
+        match self {
+            ProxyBody::Empty => Some(ProxyBody::Empty),
+            ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
+            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } => None,
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            ProxyBody::Prefixed { prefix, rest } => match prefix.take() {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Empty => true,
+            ProxyBody::Full(b) => b.is_none(),
+            ProxyBody::Stream(s) => s.is_end_stream(),
+            ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Empty => SizeHint::with_exact(0),
+            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Stream(s) => s.size_hint(),
+            ProxyBody::Prefixed { prefix, rest } => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
+        }
+    }
+}
+
+/// The outcome of reading the start of a body.
+pub enum Inspected {
+    /// The whole body, no longer than the limit.
+    Whole(Bytes),
+    /// More than the limit: what was read, and the unread rest.
+    TooLarge { prefix: Bytes, rest: Incoming },
+}
+
+/// Reads a body until its end or until more than `limit` bytes have arrived.
+/// Trailers of a whole body are dropped (Coopr sends none and reads none).
+pub async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Inspected, hyper::Error> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(Inspected::TooLarge {
+                    prefix: buf.freeze(),
+                    rest: body,
+                });
+            }
+        }
+    }
+    Ok(Inspected::Whole(buf.freeze()))
+}

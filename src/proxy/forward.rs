@@ -1,0 +1,114 @@
+//! The upstream side: one pooled keep-alive hyper client for Coopr servers and peer routers,
+//! building the upstream request (URI, headers) and sending it with a response timeout.
+
+use super::body::ProxyBody;
+use super::headers;
+use crate::config::Timeouts;
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, Version, header};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: nothing was sent, so trying elsewhere is safe.
+    Connect(String),
+    /// No response head within the timeout (the request may have been applied).
+    Timeout,
+    /// The exchange broke after it started (the request may have been applied).
+    Failed(String),
+}
+
+/// The pooled client.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl Upstream {
+    pub fn new(t: &Timeouts) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_nodelay(true);
+        conn.set_connect_timeout(Some(t.connect()));
+        conn.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(t.upstream_idle())
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(conn);
+        Upstream { client }
+    }
+
+    /// Sends a request and waits for the response head at most `timeout`.
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        match tokio::time::timeout(timeout, self.client.request(req)).await {
+            Err(_) => Err(SendError::Timeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
+            Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
+        }
+    }
+}
+
+/// The error and its causes, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Builds the upstream request: same method, path and query on `base`'s scheme and host;
+/// hop-by-hop headers removed; `Host` kept (taken from the HTTP/2 `:authority` when there is no
+/// `Host` header); the client added to `X-Forwarded-For` and `Forwarded`; always HTTP/1.1.
+pub fn upstream_request(
+    parts: &Parts,
+    base: &Uri,
+    remote: SocketAddr,
+    body: ProxyBody,
+) -> Request<ProxyBody> {
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let mut uri = Uri::builder().path_and_query(pq);
+    if let Some(s) = base.scheme() {
+        uri = uri.scheme(s.clone());
+    }
+    if let Some(a) = base.authority() {
+        uri = uri.authority(a.clone());
+    }
+    let mut req = Request::new(body);
+    // Scheme, authority and path-and-query all come from valid parts, so this cannot fail; the
+    // fallback keeps the function total all the same.
+    *req.uri_mut() = uri.build().unwrap_or_else(|_| base.clone());
+    *req.method_mut() = parts.method.clone();
+    *req.version_mut() = Version::HTTP_11;
+    let mut h = parts.headers.clone();
+    headers::strip_hop_by_hop(&mut h);
+    if !h.contains_key(header::HOST)
+        && let Some(a) = parts.uri.authority()
+        && let Ok(v) = header::HeaderValue::from_str(a.as_str())
+    {
+        h.insert(header::HOST, v);
+    }
+    headers::add_forwarded(&mut h, remote);
+    *req.headers_mut() = h;
+    req
+}

@@ -1,0 +1,401 @@
+//! The request path, in phases (after pingora's `ProxyHttp`): strip what clients may not send,
+//! classify (reading a small body only when a rule needs it), load the routing snapshot once,
+//! decide, forward to a local Coopr server or a peer router, and decorate the response. Errors
+//! are typed ([`ProxyError`]) and become responses in `error.rs` only.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+
+use crate::backend::Backends;
+use crate::classify::{self, Api, Class, Classification, Head};
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
+use arc_swap::ArcSwap;
+use body::{Inspected, ProxyBody, read_up_to};
+use forward::{SendError, Upstream, upstream_request};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a reload may change: the config, and the backend pool and client built from it.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub backends: Backends,
+    pub upstream: Upstream,
+    /// This DC's name as a header value.
+    dc_header: HeaderValue,
+}
+
+impl Runtime {
+    pub fn new(config: Arc<Config>) -> Self {
+        let dc = &config.dcs[config.local].name;
+        Runtime {
+            backends: Backends::from_config(&config),
+            upstream: Upstream::new(&config.raw.timeouts),
+            // DC names are validated to [a-z0-9_-], always a valid header value.
+            dc_header: HeaderValue::from_str(dc).unwrap_or(HeaderValue::from_static("unknown")),
+            config,
+        }
+    }
+}
+
+/// The proxy: cheap to clone, shared by every connection of the client and peer ports.
+#[derive(Clone)]
+pub struct Proxy {
+    routes: Routes,
+    runtime: Arc<ArcSwap<Runtime>>,
+}
+
+/// What the access log says about a request.
+#[derive(Default)]
+struct Outcome {
+    class: Option<Classification>,
+    route: Option<&'static str>,
+    dc: Option<String>,
+    shard: Option<u32>,
+}
+
+impl Proxy {
+    pub fn new(routes: Routes, runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        Proxy { routes, runtime }
+    }
+
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
+    /// Serves one request that arrived on the client or the peer port.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        origin: Origin,
+        remote: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let rt = self.runtime.load_full();
+        let (mut parts, body) = req.into_parts();
+        if origin == Origin::Client {
+            headers::strip_router_headers(&mut parts.headers);
+        }
+        let rid = headers::ensure_request_id(&mut parts.headers);
+        let mut out = Outcome::default();
+        let mut resp = match self
+            .serve(&rt, &parts, body, origin, remote, &mut out)
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::debug!(request_id = ?rid, error = %e, kind = e.kind(), "request refused");
+                e.to_response(&rid, rt.config.dcs[rt.config.local].name.as_str())
+            }
+        };
+        resp.headers_mut()
+            .entry(headers::REQUEST_ID)
+            .or_insert_with(|| rid.clone());
+        if rt.config.raw.log.access_log {
+            let c = out.class;
+            tracing::info!(
+                target: "access",
+                request_id = rid.to_str().unwrap_or(""),
+                method = %parts.method,
+                path = parts.uri.path(),
+                cluster = c.and_then(|c| c.cluster).map(|id| id.get()),
+                shard = out.shard,
+                class = c.map(|c| c.class.as_str()),
+                route = out.route.unwrap_or("error"),
+                dc = out.dc.as_deref().unwrap_or(""),
+                status = resp.status().as_u16(),
+                origin = if origin == Origin::Peer { "peer" } else { "client" },
+                micros = started.elapsed().as_micros() as u64,
+            );
+        }
+        resp
+    }
+
+    async fn serve(
+        &self,
+        rt: &Runtime,
+        parts: &Parts,
+        body: Incoming,
+        origin: Origin,
+        remote: SocketAddr,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let limit = rt.config.raw.limits.inspect_body_bytes;
+        let (class, body) =
+            match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
+                Head::Done(c) => (c, stream_body(body)),
+                Head::NeedBody(rule) => {
+                    let declared = parts
+                        .headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                    if rule.must_fit() && declared.is_some_and(|n| n > limit as u64) {
+                        return Err(ProxyError::BodyTooLarge { limit });
+                    }
+                    match inspect(rt, body, limit).await? {
+                        Inspected::Whole(bytes) => (
+                            classify::classify_body(rule, &bytes)?,
+                            ProxyBody::full(bytes),
+                        ),
+                        Inspected::TooLarge { .. } if rule.must_fit() => {
+                            return Err(ProxyError::BodyTooLarge { limit });
+                        }
+                        Inspected::TooLarge { prefix, rest } => (
+                            rule.fallback(),
+                            ProxyBody::Prefixed {
+                                prefix: Some(prefix),
+                                rest,
+                            },
+                        ),
+                    }
+                }
+            };
+        out.class = Some(class);
+        let table = self.routes.load();
+        match decide(&table, &class, origin) {
+            Decision::Go(route) => {
+                out.shard = route.shard;
+                match route.target {
+                    Target::Local(api) => {
+                        out.route = Some("local");
+                        out.dc = Some(table.local_name().to_string());
+                        self.to_local(rt, parts, body, route, api, &class, remote)
+                            .await
+                    }
+                    Target::Peer(dc) => {
+                        out.route = Some("forwarded");
+                        out.dc = Some(table.dc_name(dc).to_string());
+                        self.to_peer(rt, &table, parts, body, route, dc, &class, remote)
+                            .await
+                    }
+                }
+            }
+            Decision::Misdirected {
+                shard,
+                owner,
+                epoch,
+            } => Err(ProxyError::Misdirected {
+                dc: table.local_name().to_string(),
+                shard,
+                owner: owner.map(|o| table.dc_name(o).to_string()),
+                epoch,
+                revision: table.revision,
+            }),
+            Decision::NoCreateTarget => Err(ProxyError::NoCreateTarget),
+        }
+    }
+
+    /// Sends to a local Coopr server, trying the next one when a connection is refused and the
+    /// body can be sent again.
+    #[allow(clippy::too_many_arguments)]
+    async fn to_local(
+        &self,
+        rt: &Runtime,
+        parts: &Parts,
+        mut body: ProxyBody,
+        route: Route,
+        api: Api,
+        class: &Classification,
+        remote: SocketAddr,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        const MAX_TRIES: usize = 4;
+        let mut tried = [usize::MAX; MAX_TRIES];
+        let mut n = 0;
+        loop {
+            let Some(i) = rt.backends.pick(&tried[..n]) else {
+                return Err(ProxyError::BackendUnreachable(
+                    "no Coopr server is configured".into(),
+                ));
+            };
+            let Some(backend) = rt.backends.get(i) else {
+                return Err(ProxyError::BackendUnreachable(
+                    "no Coopr server is configured".into(),
+                ));
+            };
+            let replay = body.try_clone();
+            let mut req = upstream_request(parts, backend.base(api), remote, body);
+            let h = req.headers_mut();
+            h.remove(headers::HOP);
+            h.remove(headers::EPOCH);
+            if class.class == Class::Write && route.epoch > 0 {
+                h.insert(headers::EPOCH, headers::number(route.epoch));
+            }
+            match rt
+                .upstream
+                .send(req, rt.config.raw.timeouts.response())
+                .await
+            {
+                Ok(resp) => {
+                    rt.backends.mark_up(i);
+                    return Ok(decorate(resp, rt.dc_header.clone(), "local", route));
+                }
+                Err(SendError::Connect(e)) => {
+                    tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
+                    rt.backends.mark_down(i);
+                    tried[n] = i;
+                    n += 1;
+                    match replay {
+                        Some(again) if n < MAX_TRIES.min(rt.backends.len()) => body = again,
+                        _ => return Err(ProxyError::BackendUnreachable(e)),
+                    }
+                }
+                Err(SendError::Timeout) => return Err(ProxyError::BackendTimeout),
+                Err(SendError::Failed(e)) => return Err(ProxyError::Backend(e)),
+            }
+        }
+    }
+
+    /// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
+    /// routed once more on a freshly loaded snapshot, if its body can be sent again.
+    #[allow(clippy::too_many_arguments)]
+    async fn to_peer(
+        &self,
+        rt: &Runtime,
+        table: &RoutingTable,
+        parts: &Parts,
+        body: ProxyBody,
+        route: Route,
+        dc: usize,
+        class: &Classification,
+        remote: SocketAddr,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Buffer a small body so a 421 can be retried; a large one streams on.
+        let body = match body {
+            ProxyBody::Stream(s) => {
+                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                    Inspected::Whole(b) => ProxyBody::full(b),
+                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
+                        prefix: Some(prefix),
+                        rest,
+                    },
+                }
+            }
+            other => other,
+        };
+        let replay = body.try_clone();
+        let resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
+        if resp.status() != StatusCode::MISDIRECTED_REQUEST {
+            return Ok(resp);
+        }
+        let peer = table.dc_name(dc).to_string();
+        let fresh = self.routes.load();
+        tracing::info!(peer = %peer, revision = fresh.revision, "peer answered 421 (not the owner); routing again on the current map");
+        match (decide(&fresh, class, Origin::Client), replay) {
+            (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
+                Target::Local(api) => {
+                    self.to_local(rt, parts, again, r2, api, class, remote)
+                        .await
+                }
+                Target::Peer(dc2) => {
+                    let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
+                    if resp.status() == StatusCode::MISDIRECTED_REQUEST {
+                        return Err(ProxyError::OwnerMoved {
+                            dc: fresh.dc_name(dc2).to_string(),
+                        });
+                    }
+                    Ok(resp)
+                }
+            },
+            _ => Err(ProxyError::OwnerMoved { dc: peer }),
+        }
+    }
+}
+
+/// Sends one request to a peer router and decorates its answer.
+async fn send_peer(
+    rt: &Runtime,
+    table: &RoutingTable,
+    parts: &Parts,
+    body: ProxyBody,
+    route: Route,
+    dc: usize,
+    remote: SocketAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Some(peer) = table.dcs.get(dc) else {
+        return Err(ProxyError::PeerUnreachable {
+            dc: format!("#{dc}"),
+            reason: "unknown DC".into(),
+        });
+    };
+    let mut req = upstream_request(parts, &peer.peer_url, remote, body);
+    let h = req.headers_mut();
+    h.insert(headers::HOP, rt.dc_header.clone());
+    h.remove(headers::EPOCH);
+    if route.epoch > 0 {
+        h.insert(headers::EPOCH, headers::number(route.epoch));
+    }
+    match rt
+        .upstream
+        .send(req, rt.config.raw.timeouts.response())
+        .await
+    {
+        Ok(resp) => {
+            let dc_header = resp
+                .headers()
+                .get(headers::DC)
+                .cloned()
+                .or_else(|| HeaderValue::from_str(&peer.name).ok())
+                .unwrap_or_else(|| rt.dc_header.clone());
+            Ok(decorate(resp, dc_header, "forwarded", route))
+        }
+        Err(SendError::Connect(reason)) => Err(ProxyError::PeerUnreachable {
+            dc: peer.name.clone(),
+            reason,
+        }),
+        Err(SendError::Timeout) => Err(ProxyError::PeerTimeout {
+            dc: peer.name.clone(),
+        }),
+        Err(SendError::Failed(reason)) => Err(ProxyError::Peer {
+            dc: peer.name.clone(),
+            reason,
+        }),
+    }
+}
+
+/// A body the client sent, as-is; an empty one becomes `Empty` so it can be replayed.
+fn stream_body(body: Incoming) -> ProxyBody {
+    use http_body::Body;
+    if body.is_end_stream() {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::Stream(body)
+    }
+}
+
+/// Reads at most `limit` bytes of a body, within the request-head timeout.
+async fn inspect(rt: &Runtime, body: Incoming, limit: usize) -> Result<Inspected, ProxyError> {
+    match tokio::time::timeout(
+        rt.config.raw.timeouts.request_head(),
+        read_up_to(body, limit),
+    )
+    .await
+    {
+        Err(_) => Err(ProxyError::BodyTimeout),
+        Ok(Err(e)) => Err(ProxyError::BodyRead(e.to_string())),
+        Ok(Ok(i)) => Ok(i),
+    }
+}
+
+/// Strips hop-by-hop headers from an upstream response and adds the router's headers.
+fn decorate(
+    resp: Response<Incoming>,
+    dc: HeaderValue,
+    route: &'static str,
+    r: Route,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let h = &mut parts.headers;
+    h.insert(headers::DC, dc);
+    h.insert(headers::ROUTE, HeaderValue::from_static(route));
+    if let Some(shard) = r.shard {
+        h.insert(headers::SHARD, headers::number(u64::from(shard)));
+    }
+    Response::from_parts(parts, ProxyBody::Stream(body))
+}

@@ -1,0 +1,111 @@
+//! The pure routing decision: a classification and a snapshot in, where the request goes out.
+//! No I/O and no clock, so every rule is tested by table (see tests/routing_decide.rs).
+
+use super::RoutingTable;
+use crate::classify::{Api, Class, Classification, Kind};
+
+/// Where a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The client port: clients and the load balancer.
+    Client,
+    /// The peer port: another DC's router. Never forwarded again.
+    Peer,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// One of this DC's Coopr servers, on the given API.
+    Local(Api),
+    /// Another DC's router, by DC index.
+    Peer(usize),
+}
+
+/// A routing decision that sends the request somewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub target: Target,
+    /// The cluster's shard, if the request names a cluster.
+    pub shard: Option<u32>,
+    /// The shard's epoch in this snapshot (0 when there is no shard).
+    pub epoch: u64,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Go(Route),
+    /// Arrived from a peer, but this DC does not own the shard (or cannot take the create):
+    /// answer 421 with this router's view.
+    Misdirected {
+        shard: Option<u32>,
+        owner: Option<usize>,
+        epoch: u64,
+    },
+    /// A create, and no DC owns all of its home shards.
+    NoCreateTarget,
+}
+
+/// Decides where a classified request goes under `table`.
+pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin) -> Decision {
+    let local = table.local;
+    let here = |shard, epoch| {
+        Decision::Go(Route {
+            target: Target::Local(c.api),
+            shard,
+            epoch,
+        })
+    };
+    match (c.class, c.cluster) {
+        (Class::Local, cluster) => here(cluster.map(|id| table.shard_of(id)), 0),
+        (Class::Read | Class::Write, Some(id)) => {
+            let shard = table.shard_of(id);
+            let Some(entry) = table.shard(shard) else {
+                return Decision::Misdirected {
+                    shard: Some(shard),
+                    owner: None,
+                    epoch: 0,
+                };
+            };
+            if entry.owner == local {
+                here(Some(shard), entry.epoch)
+            } else if origin == Origin::Peer {
+                Decision::Misdirected {
+                    shard: Some(shard),
+                    owner: Some(entry.owner),
+                    epoch: entry.epoch,
+                }
+            } else {
+                Decision::Go(Route {
+                    target: Target::Peer(entry.owner),
+                    shard: Some(shard),
+                    epoch: entry.epoch,
+                })
+            }
+        }
+        (Class::Write, None) if c.kind == Kind::Create => {
+            if table.owns_all_home(local) {
+                return here(None, 0);
+            }
+            if origin == Origin::Peer {
+                return Decision::Misdirected {
+                    shard: None,
+                    owner: None,
+                    epoch: 0,
+                };
+            }
+            // The first DC, in name order, whose Coopr server creates ids only in shards it owns.
+            match (0..table.dcs.len()).find(|&dc| dc != local && table.owns_all_home(dc)) {
+                Some(dc) => Decision::Go(Route {
+                    target: Target::Peer(dc),
+                    shard: None,
+                    epoch: 0,
+                }),
+                None => Decision::NoCreateTarget,
+            }
+        }
+        // The list, and writes whose body named no cluster (Coopr answers those with 400).
+        (Class::Read | Class::Write, None) => here(None, 0),
+    }
+}

@@ -1,0 +1,161 @@
+//! The routing snapshot: one immutable [`RoutingTable`] behind one `ArcSwap`, with exactly one
+//! writer ([`Publisher`], not `Clone`) and any number of readers ([`Routes`]). A request loads the
+//! snapshot once and routes by it to the end, so it sees the old map or the new one, never a mix.
+
+mod decide;
+
+pub use decide::{Decision, Origin, Route, Target, decide};
+
+use crate::config::Config;
+use crate::ids::ClusterId;
+use arc_swap::ArcSwap;
+use http::Uri;
+use std::sync::Arc;
+
+/// One DC as routing sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DcEntry {
+    pub name: String,
+    /// The DC router's peer port.
+    pub peer_url: Uri,
+    pub id_start: u64,
+    pub id_increment: u64,
+}
+
+/// One shard: its owner, replicas, epoch and home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardEntry {
+    pub owner: usize,
+    pub replicas: Vec<usize>,
+    /// The shard's epoch (etcd `mod_revision`; 0 for the static map).
+    pub epoch: u64,
+    /// The DC whose Coopr server creates ids in this shard, if any.
+    pub home: Option<usize>,
+}
+
+/// An immutable ownership map plus the facts routing derives from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingTable {
+    /// The ownership source's revision (0 for the static map).
+    pub revision: u64,
+    /// Index of this DC in `dcs`.
+    pub local: usize,
+    pub dcs: Vec<DcEntry>,
+    pub shards: Vec<ShardEntry>,
+    /// Per DC: whether it owns every one of its home shards (so creates can land there).
+    owns_home: Vec<bool>,
+}
+
+impl RoutingTable {
+    /// Builds a table from DCs and shards, deriving homes and create eligibility.
+    pub fn new(
+        revision: u64,
+        local: usize,
+        dcs: Vec<DcEntry>,
+        mut shards: Vec<ShardEntry>,
+    ) -> Self {
+        for (n, s) in shards.iter_mut().enumerate() {
+            s.home = dcs.iter().position(|d| {
+                n as u64 % d.id_increment.max(1) == d.id_start % d.id_increment.max(1)
+            });
+        }
+        let owns_home = (0..dcs.len())
+            .map(|dc| shards.iter().all(|s| s.home != Some(dc) || s.owner == dc))
+            .collect();
+        RoutingTable {
+            revision,
+            local,
+            dcs,
+            shards,
+            owns_home,
+        }
+    }
+
+    /// The static map of a validated config.
+    pub fn from_config(cfg: &Config) -> Self {
+        let dcs = cfg
+            .dcs
+            .iter()
+            .map(|d| DcEntry {
+                name: d.name.clone(),
+                peer_url: d.peer_url.clone(),
+                id_start: d.id_start,
+                id_increment: d.id_increment,
+            })
+            .collect();
+        let shards = cfg
+            .shards
+            .iter()
+            .map(|s| ShardEntry {
+                owner: s.owner,
+                replicas: s.replicas.clone(),
+                epoch: 0,
+                home: None,
+            })
+            .collect();
+        RoutingTable::new(0, cfg.local, dcs, shards)
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.shards.len() as u32
+    }
+
+    /// The shard of a cluster id.
+    pub fn shard_of(&self, id: ClusterId) -> u32 {
+        id.shard(self.shard_count())
+    }
+
+    /// A shard's entry. Shards come from `shard_of`, so they are in range; a table with no
+    /// shards cannot be built from a valid config.
+    pub fn shard(&self, shard: u32) -> Option<&ShardEntry> {
+        self.shards.get(shard as usize)
+    }
+
+    /// Whether `dc` owns all of its home shards.
+    pub fn owns_all_home(&self, dc: usize) -> bool {
+        self.owns_home.get(dc).copied().unwrap_or(false)
+    }
+
+    pub fn local_name(&self) -> &str {
+        self.dc_name(self.local)
+    }
+
+    pub fn dc_name(&self, dc: usize) -> &str {
+        self.dcs.get(dc).map(|d| d.name.as_str()).unwrap_or("?")
+    }
+
+    pub fn dc_index(&self, name: &str) -> Option<usize> {
+        self.dcs.iter().position(|d| d.name == name)
+    }
+}
+
+/// Read access to the current snapshot. Cheap to clone.
+#[derive(Clone)]
+pub struct Routes(Arc<ArcSwap<RoutingTable>>);
+
+impl Routes {
+    /// Starts with `table`; returns the readers' handle and the one writer.
+    pub fn new(table: RoutingTable) -> (Routes, Publisher) {
+        let cell = Arc::new(ArcSwap::from_pointee(table));
+        (Routes(cell.clone()), Publisher(cell))
+    }
+
+    /// The current snapshot. Hold it for the whole request.
+    pub fn load(&self) -> Arc<RoutingTable> {
+        self.0.load_full()
+    }
+}
+
+/// The one writer of the snapshot. Deliberately not `Clone`.
+pub struct Publisher(Arc<ArcSwap<RoutingTable>>);
+
+impl Publisher {
+    /// Replaces the snapshot atomically.
+    pub fn publish(&self, table: RoutingTable) {
+        self.0.store(Arc::new(table));
+    }
+
+    pub fn current(&self) -> Arc<RoutingTable> {
+        self.0.load_full()
+    }
+}

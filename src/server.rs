@@ -1,0 +1,122 @@
+//! Serving a listener: accept, cap concurrent connections, speak HTTP/1.1 or h2c (prior
+//! knowledge) per connection, and shut down gracefully (stop accepting, let in-flight requests
+//! finish up to a grace period).
+
+use crate::config::Limits;
+use crate::proxy::body::ProxyBody;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// A shutdown signal that many tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// Triggers a [`Shutdown`].
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Shutdown {
+    /// Resolves once shutdown was triggered (or its trigger dropped).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|&v| v).await;
+    }
+    pub fn is_triggered(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// How a listener serves its connections.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub name: &'static str,
+    pub limits: Limits,
+    pub request_head_timeout: Duration,
+    pub grace: Duration,
+}
+
+/// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
+pub async fn serve<H, F>(listener: TcpListener, handler: H, opts: ServeOptions, shutdown: Shutdown)
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.request_head_timeout)
+        .max_buf_size(opts.limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(opts.limits.h2_max_concurrent_streams)
+        .max_pending_accept_reset_streams(Some(64))
+        .max_local_error_reset_streams(Some(256));
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(opts.limits.max_connections));
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = opts.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(listener = opts.name, %remote, limit = opts.limits.max_connections, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            let fut = handler(req, remote);
+            async move { Ok::<_, Infallible>(fut.await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let name = opts.name;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(opts.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = opts.name, grace = ?opts.grace, "in-flight requests did not finish within the grace period");
+    }
+}

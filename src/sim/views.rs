@@ -1,0 +1,152 @@
+//! The JSON shapes Coopr returns for clusters (coopr-api.md §3): details, summaries, the
+//! `ClusterStatusResponse` (lowercase `clusterid`) and job plans (UPPERCASE names).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::lifecycle::{Effective, effective};
+use super::state::{Action, Cluster, ClusterStatus, Job, JobStatus, Node};
+use crate::ids::{self, ClusterId};
+
+/// The 8-digit form of a stored cluster id.
+pub(crate) fn cid(id: u64) -> String {
+    format!("{id:08}")
+}
+
+/// The job id `<cluster>-<job>`.
+pub(crate) fn job_id(cluster: u64, job: u64) -> String {
+    ClusterId::new(cluster)
+        .map_or_else(|| format!("{cluster:08}-{job:03}"), |c| ids::job_id(c, job))
+}
+
+fn task_id(cluster: u64, job: u64, task: u64) -> String {
+    ClusterId::new(cluster).map_or_else(
+        || format!("{cluster:08}-{job:03}-{task:03}"),
+        |c| ids::task_id(c, job, task),
+    )
+}
+
+/// `GET /v2/clusters/{id}/status`, serialised straight from borrowed data.
+#[derive(Serialize)]
+pub(crate) struct StatusResponse {
+    clusterid: String,
+    status: ClusterStatus,
+    action: Option<Action>,
+    actionstatus: Option<JobStatus>,
+    stepstotal: u64,
+    stepscompleted: u64,
+}
+
+pub(crate) fn status(c: &Cluster, now: u64) -> StatusResponse {
+    let e = effective(c, now);
+    StatusResponse {
+        clusterid: cid(c.id),
+        status: e.status,
+        action: e.action,
+        actionstatus: e.job,
+        stepstotal: e.steps_total,
+        stepscompleted: e.steps_done,
+    }
+}
+
+fn progress(e: &Effective) -> Value {
+    json!({
+        "action": e.action,
+        "actionstatus": e.job,
+        "stepstotal": e.steps_total,
+        "stepscompleted": e.steps_done,
+    })
+}
+
+fn message(e: &Effective) -> &'static str {
+    match e.job {
+        Some(JobStatus::Failed) => "Job failed.",
+        Some(JobStatus::Paused) => "Job paused.",
+        _ => "",
+    }
+}
+
+fn named(v: &Value) -> Value {
+    json!({ "name": v.get("name").cloned().unwrap_or(Value::Null) })
+}
+
+/// A list item (`ClusterSummary`).
+pub(crate) fn summary(c: &Cluster, now: u64) -> Value {
+    let e = effective(c, now);
+    json!({
+        "id": cid(c.id),
+        "name": c.name,
+        "description": c.description,
+        "ownerId": c.owner,
+        "createTime": c.create_time,
+        "expireTime": c.expire_time,
+        "numNodes": c.nodes.len(),
+        "status": e.status,
+        "provider": named(&c.provider),
+        "clusterTemplate": named(&c.template),
+        "services": c.services,
+        "progress": progress(&e),
+    })
+}
+
+/// `GET /v2/clusters/{id}`.
+pub(crate) fn details(c: &Cluster, now: u64, nodes: &BTreeMap<String, Node>) -> Value {
+    let e = effective(c, now);
+    let node_list: Vec<&Value> = c
+        .nodes
+        .iter()
+        .filter_map(|n| nodes.get(n).map(|n| &n.body))
+        .collect();
+    json!({
+        "id": cid(c.id),
+        "name": c.name,
+        "description": c.description,
+        "account": { "userId": c.owner, "tenantId": c.tenant_id },
+        "createTime": c.create_time,
+        "expireTime": c.expire_time,
+        "provider": c.provider,
+        "clusterTemplate": c.template,
+        "nodes": node_list,
+        "services": c.services,
+        "latestJobId": c.latest().map(|j| job_id(c.id, j.num)),
+        "status": e.status,
+        "config": c.config,
+        "links": [],
+        "progress": progress(&e),
+        "message": message(&e),
+    })
+}
+
+/// A job plan (`formatJobPlan`): UPPERCASE action and task names.
+pub(crate) fn plan(c: &Cluster, job: &Job, now: u64) -> Value {
+    let e = effective(c, now);
+    let total = job.tasks.len() as u64;
+    let is_latest = c.latest().is_some_and(|l| l.num == job.num);
+    let done = if is_latest { e.steps_done } else { total };
+    let mut stages: Vec<Vec<Value>> = Vec::new();
+    let mut current = 0u32;
+    for (i, t) in job.tasks.iter().enumerate() {
+        let stage = t.stage as usize;
+        while stages.len() <= stage {
+            stages.push(Vec::new());
+        }
+        if (i as u64) < done.max(1) {
+            current = t.stage;
+        }
+        stages[stage].push(json!({
+            "id": task_id(c.id, job.num, t.num),
+            "taskName": t.name,
+            "nodeId": t.node,
+            "service": t.service,
+        }));
+    }
+    json!({
+        "id": job_id(c.id, job.num),
+        "clusterId": cid(c.id),
+        "action": job.action.lower().to_ascii_uppercase(),
+        "currentStage": current,
+        "stages": stages,
+    })
+}

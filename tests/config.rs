@@ -1,0 +1,139 @@
+//! Configuration: the shipped example is valid, and every kind of mistake is refused with the
+//! key and the line named, by the library and by `coopr-router check-config`.
+
+use coopr_router::config;
+use std::process::Command;
+
+const EXAMPLE: &str = include_str!("../config/static.toml");
+
+#[test]
+fn the_example_is_valid_and_expands_the_static_map() {
+    let cfg = config::parse(EXAMPLE).expect("config/static.toml must be valid");
+    assert_eq!(cfg.dcs.len(), 3);
+    assert_eq!(cfg.shards.len(), 12);
+    // Shard 1's home is dc1 (1 mod 3 == 1), shard 2's dc2, shard 0's dc3.
+    assert_eq!(cfg.dcs[cfg.shards[1].owner].name, "dc1");
+    assert_eq!(cfg.dcs[cfg.shards[2].owner].name, "dc2");
+    assert_eq!(cfg.dcs[cfg.shards[0].owner].name, "dc3");
+    assert_eq!(cfg.shards[1].replicas.len(), 2);
+}
+
+fn refused(text: &str) -> config::ConfigError {
+    match config::parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn mistakes_name_the_key_and_line() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        // (replace this, with this, expect this key in the message, on the line holding this)
+        (
+            "rules = \"coopr\"",
+            "rules = \"coopr\"\ncolour = \"blue\"",
+            "colour",
+            "colour",
+        ),
+        (
+            "shard_count = 12",
+            "shard_count = 10",
+            "shard_count",
+            "shard_count =",
+        ),
+        ("dc = \"dc1\"", "dc = \"dc9\"", "dc", "dc = \"dc9\""),
+        (
+            "id_start = 2\n",
+            "id_start = 4\n",
+            "dcs.dc2.id_start",
+            "id_start = 4",
+        ),
+        (
+            "peer_url = \"http://10.2.0.5:55061\"",
+            "peer_url = \"ftp://x\"",
+            "dcs.dc2.peer_url",
+            "ftp://x",
+        ),
+        (
+            "connect_ms = 2000",
+            "connect_ms = 0",
+            "timeouts.connect_ms",
+            "connect_ms = 0",
+        ),
+        (
+            "connect_ms = 2000",
+            "connect_ms = \"fast\"",
+            "connect_ms",
+            "connect_ms = \"fast\"",
+        ),
+        (
+            "access_log = true",
+            "access_log = true\nverbose = 1",
+            "verbose",
+            "verbose",
+        ),
+        (
+            "# [[ownership.shards]]\n# shard = 0\n# owner = \"dc1\"",
+            "[[ownership.shards]]\nshard = 0\nowner = \"dc7\"",
+            "ownership.shards.0.owner",
+            "owner = \"dc7\"",
+        ),
+        (
+            "# [[ownership.shards]]\n# shard = 0",
+            "[[ownership.shards]]\nshard = 99\nowner = \"dc1\"",
+            "ownership.shards.0.shard",
+            "shard = 99",
+        ),
+        (
+            "url = \"http://127.0.0.1:55054\"",
+            "url = \"http://127.0.0.1:55054/coopr\"",
+            "backends.0.url",
+            "55054/coopr",
+        ),
+    ];
+    for (from, to, key, marker) in cases {
+        assert!(EXAMPLE.contains(from), "example lacks {from:?}");
+        let text = EXAMPLE.replacen(from, to, 1);
+        let line = text.lines().position(|l| l.contains(marker)).unwrap() + 1;
+        let e = refused(&text);
+        let msg = e.to_string();
+        assert!(msg.contains(key), "{to:?}: {msg} should name {key}");
+        assert_eq!(e.line, Some(line), "{to:?}: {msg}");
+        assert!(msg.starts_with(&format!("line {line}")), "{msg}");
+    }
+}
+
+#[test]
+fn check_config_exits_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&good, EXAMPLE).unwrap();
+    std::fs::write(
+        &bad,
+        EXAMPLE.replacen("shard_count = 12", "shard_count = 0", 1),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_coopr-router");
+    let ok = Command::new(bin)
+        .arg("check-config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = Command::new(bin)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shard_count") && err.contains("line 10"),
+        "{err}"
+    );
+}

@@ -1,0 +1,215 @@
+//! The pure routing decision, by table, on a three-DC map.
+
+use coopr_router::classify::{Api, Class, Classification, Kind};
+use coopr_router::ids::ClusterId;
+use coopr_router::routing::{
+    DcEntry, Decision, Origin, Route, RoutingTable, ShardEntry, Target, decide,
+};
+
+/// dc1, dc2, dc3 with increment 3 and 6 shards; shard n's home is DC (n-1) mod 3. `owners[n]`
+/// overrides the owner.
+fn table(local: usize, owners: [usize; 6]) -> RoutingTable {
+    let dcs = (0..3)
+        .map(|i| DcEntry {
+            name: format!("dc{}", i + 1),
+            peer_url: format!("http://127.0.0.1:{}", 9000 + i).parse().unwrap(),
+            id_start: i as u64 + 1,
+            id_increment: 3,
+        })
+        .collect();
+    let shards = owners
+        .iter()
+        .map(|&owner| ShardEntry {
+            owner,
+            replicas: vec![],
+            epoch: 7,
+            home: None,
+        })
+        .collect();
+    RoutingTable::new(1, local, dcs, shards)
+}
+
+const HOME: [usize; 6] = [2, 0, 1, 2, 0, 1];
+
+fn c(class: Class, kind: Kind, id: Option<u64>) -> Classification {
+    Classification {
+        class,
+        kind,
+        cluster: id.map(|n| ClusterId::new(n).unwrap()),
+        api: Api::External,
+    }
+}
+
+fn go(target: Target, shard: Option<u32>, epoch: u64) -> Decision {
+    Decision::Go(Route {
+        target,
+        shard,
+        epoch,
+    })
+}
+
+#[test]
+fn homes_follow_the_id_settings() {
+    let t = table(0, HOME);
+    let homes: Vec<_> = t.shards.iter().map(|s| s.home).collect();
+    assert_eq!(homes, HOME.map(Some).to_vec());
+    assert!((0..3).all(|dc| t.owns_all_home(dc)));
+}
+
+#[test]
+fn decisions() {
+    use Class::*;
+    use Kind::*;
+    use Origin::*;
+    let local = Target::Local(Api::External);
+    let home = table(0, HOME);
+    // dc1 adopted shard 0 (home dc3): dc3 no longer owns all its home shards.
+    let adopted = table(0, [0, 0, 1, 2, 0, 1]);
+    // dc2 took dc1's shard 1: dc1 cannot take creates.
+    let lost = table(0, [2, 1, 1, 2, 0, 1]);
+    // Nobody owns all of its home shards.
+    let none = table(0, [0, 1, 2, 2, 0, 1]);
+    let rows: Vec<(&RoutingTable, Classification, Origin, Decision)> = vec![
+        // Writes go to the owner; reads of owned clusters stay; reads elsewhere read through.
+        (
+            &home,
+            c(Write, ClusterWrite, Some(1)),
+            Client,
+            go(local, Some(1), 7),
+        ),
+        (
+            &home,
+            c(Write, ClusterWrite, Some(2)),
+            Client,
+            go(Target::Peer(1), Some(2), 7),
+        ),
+        (
+            &home,
+            c(Write, ClusterWrite, Some(9)),
+            Client,
+            go(Target::Peer(2), Some(3), 7),
+        ),
+        (
+            &home,
+            c(Read, ClusterRead, Some(4)),
+            Client,
+            go(local, Some(4), 7),
+        ),
+        (
+            &home,
+            c(Read, ClusterRead, Some(5)),
+            Client,
+            go(Target::Peer(1), Some(5), 7),
+        ),
+        (
+            &home,
+            c(Write, NodeWrite, Some(8)),
+            Client,
+            go(Target::Peer(1), Some(2), 7),
+        ),
+        // From a peer: never forwarded again.
+        (
+            &home,
+            c(Write, ClusterWrite, Some(1)),
+            Peer,
+            go(local, Some(1), 7),
+        ),
+        (
+            &home,
+            c(Write, ClusterWrite, Some(2)),
+            Peer,
+            Decision::Misdirected {
+                shard: Some(2),
+                owner: Some(1),
+                epoch: 7,
+            },
+        ),
+        (
+            &home,
+            c(Read, ClusterRead, Some(2)),
+            Peer,
+            Decision::Misdirected {
+                shard: Some(2),
+                owner: Some(1),
+                epoch: 7,
+            },
+        ),
+        // Id-less requests and the list stay local; a task finish stays local whatever its id.
+        (&home, c(Local, Other, None), Client, go(local, None, 0)),
+        (&home, c(Read, List, None), Client, go(local, None, 0)),
+        (
+            &home,
+            c(Local, TaskFinish, Some(2)),
+            Peer,
+            go(local, Some(2), 0),
+        ),
+        (&home, c(Write, NodeWrite, None), Client, go(local, None, 0)),
+        // Creates: local while this DC owns all its home shards, else a DC that does.
+        (&home, c(Write, Create, None), Client, go(local, None, 0)),
+        (&adopted, c(Write, Create, None), Client, go(local, None, 0)),
+        (
+            &adopted,
+            c(Write, ClusterWrite, Some(0)),
+            Client,
+            go(local, Some(0), 7),
+        ),
+        (
+            &lost,
+            c(Write, Create, None),
+            Client,
+            go(Target::Peer(1), None, 0),
+        ),
+        (
+            &lost,
+            c(Write, Create, None),
+            Peer,
+            Decision::Misdirected {
+                shard: None,
+                owner: None,
+                epoch: 0,
+            },
+        ),
+        (
+            &none,
+            c(Write, Create, None),
+            Client,
+            Decision::NoCreateTarget,
+        ),
+    ];
+    for (i, (t, class, origin, want)) in rows.into_iter().enumerate() {
+        assert_eq!(
+            decide(t, &class, origin),
+            want,
+            "row {i}: {class:?} from {origin:?}"
+        );
+    }
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A request from a peer is served here or refused, never sent on; a write always goes to
+        /// its shard's owner.
+        #[test]
+        fn peer_requests_never_travel_and_writes_reach_owners(
+            owners in proptest::array::uniform6(0usize..3), local in 0usize..3, id in 0u64..1_000_000, write in any::<bool>()
+        ) {
+            let t = table(local, owners);
+            let (class, kind) = if write { (Class::Write, Kind::ClusterWrite) } else { (Class::Read, Kind::ClusterRead) };
+            let cl = c(class, kind, Some(id));
+            let owner = owners[(id % 6) as usize];
+            match decide(&t, &cl, Origin::Peer) {
+                Decision::Go(r) => { prop_assert_eq!(r.target, Target::Local(Api::External)); prop_assert_eq!(owner, local); }
+                Decision::Misdirected { owner: o, .. } => { prop_assert_eq!(o, Some(owner)); prop_assert!(owner != local); }
+                Decision::NoCreateTarget => prop_assert!(false),
+            }
+            match decide(&t, &cl, Origin::Client) {
+                Decision::Go(r) if owner == local => prop_assert_eq!(r.target, Target::Local(Api::External)),
+                Decision::Go(r) => prop_assert_eq!(r.target, Target::Peer(owner)),
+                _ => prop_assert!(false),
+            }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! Test support: three DCs in-process on ephemeral loopback ports (a coopr-sim and a router
+//! each, static map), a small HTTP client, generated and channel-fed request bodies, and
+//! polling with a deadline.
+
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use coopr_router::app::{self, Listeners, RouterHandle};
+use coopr_router::config;
+use coopr_router::server::{Shutdown, ShutdownTrigger};
+use coopr_router::sim::{LogEntry, Sim, SimConfig};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub const ADMIN: [(&str, &str); 2] = [("Coopr-UserID", "admin"), ("Coopr-TenantID", "superadmin")];
+
+/// One DC of the test deployment.
+pub struct Dc {
+    pub name: String,
+    pub sim: Sim,
+    pub sim_addr: SocketAddr,
+    pub router: Option<RouterHandle>,
+    pub client: SocketAddr,
+    pub peer: SocketAddr,
+    pub admin: SocketAddr,
+    pub config_text: String,
+}
+
+impl Dc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.client)
+    }
+    pub fn peer_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.peer)
+    }
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+    pub fn sim_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.sim_addr)
+    }
+    /// Writes this DC's simulator accepted.
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.sim.log()
+    }
+    pub fn log_has(&self, method: &str, path: &str) -> bool {
+        self.log()
+            .iter()
+            .any(|e| e.method == method && e.path == path)
+    }
+    /// Stops the router and waits for it.
+    pub async fn stop_router(&mut self) {
+        if let Some(r) = self.router.take() {
+            r.shutdown();
+            r.wait().await;
+        }
+    }
+}
+
+/// Three DCs: dc1, dc2, dc3 with Coopr ids start 1/2/3, increment 3, and 12 shards.
+pub struct Deployment {
+    pub dcs: Vec<Dc>,
+    sims_stop: ShutdownTrigger,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        self.sims_stop.trigger();
+        for dc in &self.dcs {
+            if let Some(r) = &dc.router {
+                r.shutdown();
+            }
+        }
+    }
+}
+
+async fn bind() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port")
+}
+
+/// The TOML of DC `i` given every DC's addresses; `extra` is appended (more keys or tables).
+pub fn config_text(
+    i: usize,
+    addrs: &[(SocketAddr, SocketAddr, SocketAddr, SocketAddr)],
+    extra: &str,
+) -> String {
+    let (client, peer, admin, sim) = addrs[i];
+    let mut t = format!(
+        "dc = \"dc{}\"\nshard_count = 12\n\n[listen]\nclient = \"{client}\"\npeer = \"{peer}\"\nadmin = \"{admin}\"\n\n[[backends]]\nurl = \"http://{sim}\"\n\n",
+        i + 1
+    );
+    for (k, a) in addrs.iter().enumerate() {
+        t.push_str(&format!(
+            "[dcs.dc{}]\npeer_url = \"http://{}\"\nid_start = {}\nid_increment = 3\n\n",
+            k + 1,
+            a.1,
+            k + 1
+        ));
+    }
+    t.push_str("[timeouts]\nconnect_ms = 500\nresponse_ms = 10000\nshutdown_grace_ms = 5000\n\n");
+    t.push_str(extra);
+    t
+}
+
+/// Starts three DCs with simulated operations taking `op_delay`.
+pub async fn start(op_delay: Duration) -> Deployment {
+    start_with(op_delay, |_| String::new()).await
+}
+
+/// Like [`start`], with extra config text per DC index.
+pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> Deployment {
+    let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
+    let mut sims = Vec::new();
+    let mut listeners = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..3 {
+        let sim = Sim::new(SimConfig {
+            id_start: i as u64 + 1,
+            id_increment: 3,
+            op_delay,
+            name: format!("dc{}", i + 1),
+            ..SimConfig::default()
+        })
+        .expect("simulator starts");
+        let sl = bind().await;
+        let sim_addr = sl.local_addr().unwrap();
+        tokio::spawn(sim.clone().serve(sl, Shutdown::wait(sims_shutdown.clone())));
+        let (c, p, a) = (bind().await, bind().await, bind().await);
+        addrs.push((
+            c.local_addr().unwrap(),
+            p.local_addr().unwrap(),
+            a.local_addr().unwrap(),
+            sim_addr,
+        ));
+        listeners.push(Listeners {
+            client: c,
+            peer: p,
+            admin: a,
+        });
+        sims.push((sim, sim_addr));
+    }
+    let mut dcs = Vec::new();
+    for (i, (l, (sim, sim_addr))) in listeners.into_iter().zip(sims).enumerate() {
+        let text = config_text(i, &addrs, &extra(i));
+        let cfg = config::parse(&text)
+            .unwrap_or_else(|e| panic!("test config of dc{}: {e}\n{text}", i + 1));
+        let router = app::start(cfg, l).expect("router starts");
+        dcs.push(Dc {
+            name: format!("dc{}", i + 1),
+            sim,
+            sim_addr,
+            client: addrs[i].0,
+            peer: addrs[i].1,
+            admin: addrs[i].2,
+            router: Some(router),
+            config_text: text,
+        });
+    }
+    Deployment { dcs, sims_stop }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends a request with a buffered body.
+pub async fn call(method: Method, url: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    send(
+        method,
+        url,
+        headers,
+        Full::new(Bytes::from(body.to_string())),
+    )
+    .await
+}
+
+/// GET with the superadmin headers.
+pub async fn get(url: &str) -> Reply {
+    call(Method::GET, url, &ADMIN, "").await
+}
+
+/// POST with the superadmin headers.
+pub async fn post(url: &str, body: &str) -> Reply {
+    call(Method::POST, url, &ADMIN, body).await
+}
+
+/// Sends a request with any body, over a fresh HTTP/1.1 client.
+pub async fn send<B>(method: Method, url: &str, headers: &[(&str, &str)], body: B) -> Reply
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let client: Client<HttpConnector, B> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(body).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("response body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Creates a cluster through `dc` and waits until it is active; returns its id.
+pub async fn create_active(dc: &Dc, name: &str) -> String {
+    let r = post(
+        &dc.url("/v2/clusters"),
+        &format!("{{\"name\":\"{name}\",\"clusterTemplate\":\"demo\",\"numMachines\":1}}"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "create: {}", r.text());
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    let url = dc.url(&format!("/v2/clusters/{id}/status"));
+    eventually(Duration::from_secs(10), "cluster active", || async {
+        let r = get(&url).await;
+        (r.status == StatusCode::OK && r.json()["status"] == "active").then_some(())
+    })
+    .await;
+    id
+}
+
+/// A body of `len` generated bytes (byte i = i % 251), sent in 64 KiB chunks, never held whole.
+pub struct GenBody {
+    pub remaining: u64,
+    pub offset: u64,
+}
+
+impl GenBody {
+    pub fn new(len: u64) -> Self {
+        GenBody {
+            remaining: len,
+            offset: 0,
+        }
+    }
+}
+
+impl Body for GenBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(64 * 1024);
+        let start = self.offset;
+        let chunk: Vec<u8> = (start..start + n).map(|i| (i % 251) as u8).collect();
+        self.remaining -= n;
+        self.offset += n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// A body fed by a channel: the test decides when each chunk goes and when it ends.
+pub struct ChannelBody(pub mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// Peak resident set of this process, in KiB (VmHWM).
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether this machine has an established TCP connection to `addr` (IPv4), from /proc/net/tcp.
+pub fn tcp_established_to(addr: SocketAddr) -> bool {
+    let SocketAddr::V4(v4) = addr else {
+        return false;
+    };
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        // local_address rem_address st ...; st 01 = ESTABLISHED
+        cols.len() > 3 && cols[2] == want && cols[3] == "01"
+    })
+}
