@@ -36,9 +36,8 @@ struct Resp {
 
 impl Resp {
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -58,7 +57,9 @@ async fn start(cfg: SimConfig) -> Srv {
 }
 
 async fn serve(sim: Sim) -> Srv {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(sim.clone().serve(listener, async {
@@ -95,17 +96,27 @@ impl Srv {
             .method(method)
             .uri(format!("http://{}{path}", self.addr));
         if let Some((user, tenant)) = who {
-            b = b.header("Coopr-UserID", user).header("Coopr-TenantID", tenant);
+            b = b
+                .header("Coopr-UserID", user)
+                .header("Coopr-TenantID", tenant);
         }
         for (k, v) in extra {
             b = b.header(*k, *v);
         }
         let body = body.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
-        let resp = self.client.request(b.body(Full::new(body)).expect("request")).await.expect("send");
+        let resp = self
+            .client
+            .request(b.body(Full::new(body)).expect("request"))
+            .await
+            .expect("send");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn get(&self, path: &str, who: (&str, &str)) -> Resp {
@@ -113,12 +124,17 @@ impl Srv {
     }
 
     async fn post(&self, path: &str, who: (&str, &str), body: Value) -> Resp {
-        self.call(Method::POST, path, Some(who), &[], Some(body)).await
+        self.call(Method::POST, path, Some(who), &[], Some(body))
+            .await
     }
 
     async fn create(&self, who: (&str, &str), name: &str) -> String {
         let r = self
-            .post("/v2/clusters", who, json!({"name": name, "clusterTemplate": "demo", "numMachines": 2}))
+            .post(
+                "/v2/clusters",
+                who,
+                json!({"name": name, "clusterTemplate": "demo", "numMachines": 2}),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
         r.json()["id"].as_str().expect("id").to_string()
@@ -149,55 +165,170 @@ async fn status_routing_and_auth() {
     let s = start(cfg(100)).await;
     let r = s.call(Method::GET, "/status", None, &[], None).await;
     assert_eq!((r.status, r.text().as_str()), (200, "OK\n"));
-    assert_eq!(r.headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
+    assert_eq!(
+        r.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     // Routing comes before the header check.
-    assert_eq!(s.call(Method::GET, "/v2/nope", None, &[], None).await.status, 404);
-    assert_eq!(s.call(Method::PUT, "/v2/clusters", None, &[], None).await.status, 405);
-    assert_eq!(s.call(Method::POST, "/v2/clusters/1/status", None, &[], None).await.status, 405);
+    assert_eq!(
+        s.call(Method::GET, "/v2/nope", None, &[], None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.call(Method::PUT, "/v2/clusters", None, &[], None)
+            .await
+            .status,
+        405
+    );
+    assert_eq!(
+        s.call(Method::POST, "/v2/clusters/1/status", None, &[], None)
+            .await
+            .status,
+        405
+    );
     // Then the headers.
     let r = s.call(Method::GET, "/v2/clusters", None, &[], None).await;
-    assert_eq!((r.status, r.text().as_str()), (401, "Coopr-UserID not found in request headers."));
-    let r = s.call(Method::GET, "/v2/clusters", None, &[("Coopr-UserID", "u")], None).await;
-    assert_eq!((r.status, r.text().as_str()), (401, "Coopr-TenantID not found in request headers."));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Coopr-UserID not found in request headers.")
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/v2/clusters",
+            None,
+            &[("Coopr-UserID", "u")],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (401, "Coopr-TenantID not found in request headers.")
+    );
     let r = s.get("/v2/clusters", ("u", "nosuch")).await;
-    assert_eq!((r.status, r.text().as_str()), (404, "Tenant does not exist."));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "Tenant does not exist.")
+    );
     // Empty segments and a trailing slash are ignored.
     let r = s.get("//v2//clusters/", ALICE).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), json!([]));
     // Bad JSON is a plain-text 400; missing fields are a JSON 400.
-    let r = s.call(Method::POST, "/v2/clusters", Some(ALICE), &[], None).await;
+    let r = s
+        .call(Method::POST, "/v2/clusters", Some(ALICE), &[], None)
+        .await;
     assert_eq!(r.status, 400);
     let r = s.post("/v2/clusters", ALICE, json!({"name": "x"})).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.json(), json!({"missingFields": ["clusterTemplate", "numMachines"]}));
-    let r = s.post("/v2/clusters", ALICE, json!({"name": "x", "clusterTemplate": "nope", "numMachines": 1})).await;
+    assert_eq!(
+        r.json(),
+        json!({"missingFields": ["clusterTemplate", "numMachines"]})
+    );
+    let r = s
+        .post(
+            "/v2/clusters",
+            ALICE,
+            json!({"name": "x", "clusterTemplate": "nope", "numMachines": 1}),
+        )
+        .await;
     assert_eq!(r.status, 404);
-    let r = s.post("/v2/clusters", ALICE, json!({"name": "x", "clusterTemplate": "demo", "numMachines": 0})).await;
+    let r = s
+        .post(
+            "/v2/clusters",
+            ALICE,
+            json!({"name": "x", "clusterTemplate": "demo", "numMachines": 0}),
+        )
+        .await;
     assert_eq!(r.status, 400);
     // Internal routes need no headers.
-    let r = s.call(Method::POST, "/v2/tasks/take", None, &[], Some(json!({"workerId": "w"}))).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v2/tasks/take",
+            None,
+            &[],
+            Some(json!({"workerId": "w"})),
+        )
+        .await;
     assert_eq!(r.status, 400);
     let take = json!({"workerId": "w", "provisionerId": "p", "tenantId": "superadmin"});
-    assert_eq!(s.call(Method::POST, "/v2/tasks/take", None, &[], Some(take.clone())).await.status, 204);
+    assert_eq!(
+        s.call(
+            Method::POST,
+            "/v2/tasks/take",
+            None,
+            &[],
+            Some(take.clone())
+        )
+        .await
+        .status,
+        204
+    );
     let mut finish = take.clone();
     finish["status"] = json!(0);
     finish["taskId"] = json!("00000001-001-001");
-    assert_eq!(s.call(Method::POST, "/v2/tasks/finish", None, &[], Some(take)).await.status, 400);
-    assert_eq!(s.call(Method::POST, "/v2/tasks/finish", None, &[], Some(finish)).await.status, 417);
+    assert_eq!(
+        s.call(Method::POST, "/v2/tasks/finish", None, &[], Some(take))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.call(Method::POST, "/v2/tasks/finish", None, &[], Some(finish))
+            .await
+            .status,
+        417
+    );
     let hb = json!({"usage": {}});
-    let r = s.call(Method::POST, "/v2/provisioners/p1/heartbeat", None, &[], Some(hb.clone())).await;
+    let r = s
+        .call(
+            Method::POST,
+            "/v2/provisioners/p1/heartbeat",
+            None,
+            &[],
+            Some(hb.clone()),
+        )
+        .await;
     assert_eq!(r.status, 404);
     let reg = json!({"id": "p1", "host": "h", "port": 1, "capacityTotal": 10, "usage": {}, "assignments": {}});
-    assert_eq!(s.call(Method::PUT, "/v2/provisioners/p1", None, &[], Some(reg)).await.status, 200);
-    assert_eq!(s.call(Method::POST, "/v2/provisioners/p1/heartbeat", None, &[], Some(hb)).await.status, 200);
-    assert_eq!(s.call(Method::DELETE, "/v2/provisioners/p1", None, &[], None).await.status, 200);
+    assert_eq!(
+        s.call(Method::PUT, "/v2/provisioners/p1", None, &[], Some(reg))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.call(
+            Method::POST,
+            "/v2/provisioners/p1/heartbeat",
+            None,
+            &[],
+            Some(hb)
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/provisioners/p1", None, &[], None)
+            .await
+            .status,
+        200
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn create_pending_then_active_with_ids() {
-    let s = start(SimConfig { id_start: 3, id_increment: 10, ..cfg(150) }).await;
+    let s = start(SimConfig {
+        id_start: 3,
+        id_increment: 10,
+        ..cfg(150)
+    })
+    .await;
     let a = s.create(ALICE, "a").await;
     let b = s.create(ALICE, "b").await;
     assert_eq!((a.as_str(), b.as_str()), ("00000003", "00000013"));
@@ -209,9 +340,17 @@ async fn create_pending_then_active_with_ids() {
     let d = s.get("/v2/clusters/3", ALICE).await.json();
     assert_eq!(d["id"], "00000003");
     assert_eq!(d["latestJobId"], "00000003-003");
-    assert_eq!(s.get("/v2/clusters/00000013", ALICE).await.json()["latestJobId"], "00000013-013");
+    assert_eq!(
+        s.get("/v2/clusters/00000013", ALICE).await.json()["latestJobId"],
+        "00000013-013"
+    );
     // Deleting while pending is a conflict.
-    assert_eq!(s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None).await.status, 409);
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None)
+            .await
+            .status,
+        409
+    );
     let done = s.wait_settled("0003", ALICE).await;
     assert_eq!(done["status"], "active");
     assert_eq!(done["actionstatus"], "complete");
@@ -221,37 +360,92 @@ async fn create_pending_then_active_with_ids() {
     assert_eq!(d["nodes"].as_array().map(Vec::len), Some(2));
     assert_eq!(d["account"]["tenantId"], "superadmin");
     assert_eq!(d["progress"]["actionstatus"], "complete");
-    let nodenums: Vec<u64> = d["nodes"].as_array().into_iter().flatten()
-        .filter_map(|n| n["properties"]["nodenum"].as_u64()).collect();
+    let nodenums: Vec<u64> = d["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["properties"]["nodenum"].as_u64())
+        .collect();
     assert_eq!(nodenums, vec![1000, 1001]);
-    let props = s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "3", "properties": ["nodenum"]})).await;
+    let props = s
+        .post(
+            "/v2/getNodeProperties",
+            ALICE,
+            json!({"clusterId": "3", "properties": ["nodenum"]}),
+        )
+        .await;
     assert_eq!(props.status, 200);
     assert_eq!(props.json().as_object().map(|o| o.len()), Some(2));
-    let empty = s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "999"})).await;
+    let empty = s
+        .post("/v2/getNodeProperties", ALICE, json!({"clusterId": "999"}))
+        .await;
     assert_eq!(empty.json(), json!({}));
-    assert_eq!(s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "x"})).await.status, 500);
-    assert_eq!(s.post("/v2/getNodeProperties", ALICE, json!({})).await.status, 400);
+    assert_eq!(
+        s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "x"}))
+            .await
+            .status,
+        500
+    );
+    assert_eq!(
+        s.post("/v2/getNodeProperties", ALICE, json!({}))
+            .await
+            .status,
+        400
+    );
     // Plans use UPPERCASE names.
     let plan = s.get("/v2/clusters/3/plans/00000003-003", ALICE).await;
     assert_eq!(plan.status, 200);
     assert_eq!(plan.json()["action"], "CLUSTER_CREATE");
     assert_eq!(plan.json()["stages"][0][0]["taskName"], "CREATE");
-    assert_eq!(s.get("/v2/clusters/3/plans/00000013-013", ALICE).await.status, 400);
+    assert_eq!(
+        s.get("/v2/clusters/3/plans/00000013-013", ALICE)
+            .await
+            .status,
+        400
+    );
     // Non-numeric ids: 500 on reads, 400 on writes.
     assert_eq!(s.get("/v2/clusters/abc", ALICE).await.status, 500);
-    assert_eq!(s.call(Method::DELETE, "/v2/clusters/abc", Some(ALICE), &[], None).await.status, 400);
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/clusters/abc", Some(ALICE), &[], None)
+            .await
+            .status,
+        400
+    );
     // Service action on an unknown service, then a real one.
-    assert_eq!(s.post("/v2/clusters/3/services/nosuch/stop", ALICE, json!({})).await.status, 404);
-    assert_eq!(s.post("/v2/clusters/3/services/base/stop", ALICE, json!({})).await.status, 200);
+    assert_eq!(
+        s.post("/v2/clusters/3/services/nosuch/stop", ALICE, json!({}))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        s.post("/v2/clusters/3/services/base/stop", ALICE, json!({}))
+            .await
+            .status,
+        200
+    );
     assert_eq!(s.status(&a, ALICE).await["action"], "stop_services");
     assert_eq!(s.wait_settled(&a, ALICE).await["status"], "active");
     // Delete: pending → terminated; deleting again is a 200 no-op.
-    assert_eq!(s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None).await.status, 200);
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None)
+            .await
+            .status,
+        200
+    );
     assert_eq!(s.status(&a, ALICE).await["action"], "cluster_delete");
     assert_eq!(s.wait_settled(&a, ALICE).await["status"], "terminated");
     let job = s.get("/v2/clusters/3", ALICE).await.json()["latestJobId"].clone();
-    assert_eq!(s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None).await.status, 200);
-    assert_eq!(s.get("/v2/clusters/3", ALICE).await.json()["latestJobId"], job);
+    assert_eq!(
+        s.call(Method::DELETE, "/v2/clusters/3", Some(ALICE), &[], None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.get("/v2/clusters/3", ALICE).await.json()["latestJobId"],
+        job
+    );
     s.stop().await;
 }
 
@@ -259,13 +453,28 @@ async fn create_pending_then_active_with_ids() {
 async fn visibility_and_tenants() {
     let s = start(cfg(60_000)).await;
     let id = s.create(ALICE, "mine").await;
-    for path in [format!("/v2/clusters/{id}"), format!("/v2/clusters/{id}/status")] {
+    for path in [
+        format!("/v2/clusters/{id}"),
+        format!("/v2/clusters/{id}/status"),
+    ] {
         assert_eq!(s.get(&path, BOB).await.status, 404, "{path}");
         assert_eq!(s.get(&path, ADMIN).await.status, 200, "{path}");
     }
-    assert_eq!(s.post(&format!("/v2/clusters/{id}/abort"), BOB, json!({})).await.status, 404);
+    assert_eq!(
+        s.post(&format!("/v2/clusters/{id}/abort"), BOB, json!({}))
+            .await
+            .status,
+        404
+    );
     assert_eq!(s.get("/v2/clusters", BOB).await.json(), json!([]));
-    assert_eq!(s.get("/v2/clusters", ADMIN).await.json().as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        s.get("/v2/clusters", ADMIN)
+            .await
+            .json()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // Tenants are superadmin-only.
     let t = json!({"tenant": {"name": "acme", "workers": 10}});
     assert_eq!(s.post("/v2/tenants", ALICE, t.clone()).await.status, 403);
@@ -274,21 +483,54 @@ async fn visibility_and_tenants() {
     let acme = s.get("/v2/tenants/acme", ADMIN).await.json();
     assert_eq!(acme["id"].as_str().map(str::len), Some(36));
     // Another tenant's admin cannot see the cluster; its own demo template works.
-    assert_eq!(s.get(&format!("/v2/clusters/{id}"), ("admin", "acme")).await.status, 404);
+    assert_eq!(
+        s.get(&format!("/v2/clusters/{id}"), ("admin", "acme"))
+            .await
+            .status,
+        404
+    );
     let other = s.create(("carol", "acme"), "theirs").await;
     assert_eq!(other, "00000002");
     assert_eq!(s.get("/v2/clusters/2", ALICE).await.status, 404);
     // Templates: tenant admin only.
     let tpl = json!({"name": "big", "defaults": {"services": [], "provider": "sim"}});
-    assert_eq!(s.post("/v2/clustertemplates", ("carol", "acme"), tpl.clone()).await.status, 403);
-    assert_eq!(s.post("/v2/clustertemplates", ("admin", "acme"), tpl.clone()).await.status, 200);
-    assert_eq!(s.post("/v2/clustertemplates", ("admin", "acme"), tpl).await.status, 409);
-    assert_eq!(s.get("/v2/clustertemplates/big", ("carol", "acme")).await.status, 200);
+    assert_eq!(
+        s.post("/v2/clustertemplates", ("carol", "acme"), tpl.clone())
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        s.post("/v2/clustertemplates", ("admin", "acme"), tpl.clone())
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.post("/v2/clustertemplates", ("admin", "acme"), tpl)
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        s.get("/v2/clustertemplates/big", ("carol", "acme"))
+            .await
+            .status,
+        200
+    );
     assert_eq!(s.get("/v2/clustertemplates/big", ALICE).await.status, 404);
     // Abort a running create: incomplete.
-    assert_eq!(s.post(&format!("/v2/clusters/{id}/abort"), ALICE, json!({})).await.status, 200);
+    assert_eq!(
+        s.post(&format!("/v2/clusters/{id}/abort"), ALICE, json!({}))
+            .await
+            .status,
+        200
+    );
     let st = s.status(&id, ALICE).await;
-    assert_eq!((st["status"].as_str(), st["actionstatus"].as_str()), (Some("incomplete"), Some("failed")));
+    assert_eq!(
+        (st["status"].as_str(), st["actionstatus"].as_str()),
+        (Some("incomplete"), Some("failed"))
+    );
     s.stop().await;
 }
 
@@ -298,8 +540,16 @@ async fn list_filters_by_status() {
     s.create(ALICE, "one").await;
     s.create(ALICE, "two").await;
     let n = |v: Value| v.as_array().map_or(0, Vec::len);
-    assert_eq!(n(s.get("/v2/clusters?status=active", ALICE).await.json()), 0);
-    assert_eq!(n(s.get("/v2/clusters?status=pending,bogus", ALICE).await.json()), 2);
+    assert_eq!(
+        n(s.get("/v2/clusters?status=active", ALICE).await.json()),
+        0
+    );
+    assert_eq!(
+        n(s.get("/v2/clusters?status=pending,bogus", ALICE)
+            .await
+            .json()),
+        2
+    );
     assert_eq!(n(s.get("/v2/clusters?status=bogus", ALICE).await.json()), 2);
     let list = s.get("/v2/clusters", ALICE).await.json();
     assert_eq!(list[0]["id"], "00000002");
@@ -312,19 +562,38 @@ async fn list_filters_by_status() {
 async fn failures_and_persistence() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("state.json");
-    let s = start(SimConfig { data: Some(data.clone()), ..cfg(50) }).await;
+    let s = start(SimConfig {
+        data: Some(data.clone()),
+        ..cfg(50)
+    })
+    .await;
     let id = s.create(ALICE, "keep").await;
     assert_eq!(s.wait_settled(&id, ALICE).await["status"], "active");
     s.stop().await;
     assert!(data.exists());
     // Restart on the same file, now with every operation failing.
-    let s = start(SimConfig { data: Some(data.clone()), failure_rate: 1.0, ..cfg(50) }).await;
+    let s = start(SimConfig {
+        data: Some(data.clone()),
+        failure_rate: 1.0,
+        ..cfg(50)
+    })
+    .await;
     assert_eq!(s.status(&id, ALICE).await["status"], "active");
-    let r = s.call(Method::PUT, &format!("/v2/clusters/{id}/config"), Some(ALICE), &[],
-        Some(json!({"config": {"a": 1}}))).await;
+    let r = s
+        .call(
+            Method::PUT,
+            &format!("/v2/clusters/{id}/config"),
+            Some(ALICE),
+            &[],
+            Some(json!({"config": {"a": 1}})),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let st = s.wait_settled(&id, ALICE).await;
-    assert_eq!((st["status"].as_str(), st["actionstatus"].as_str()), (Some("inconsistent"), Some("failed")));
+    assert_eq!(
+        (st["status"].as_str(), st["actionstatus"].as_str()),
+        (Some("inconsistent"), Some("failed"))
+    );
     // Ids continue after the restart; a failed create is incomplete.
     let next = s.create(ALICE, "doomed").await;
     assert_eq!(next, "00000002");
@@ -339,27 +608,50 @@ async fn sim_log_records_writes_only() {
     let s = start(cfg(60_000)).await;
     let hdrs = [("x-coopr-router-epoch", "7"), ("x-request-id", "req-1")];
     let body = json!({"name": "l", "clusterTemplate": "demo", "numMachines": 1});
-    let r = s.call(Method::POST, "/v2/clusters", Some(ALICE), &hdrs, Some(body)).await;
+    let r = s
+        .call(Method::POST, "/v2/clusters", Some(ALICE), &hdrs, Some(body))
+        .await;
     assert_eq!(r.status, 200);
     s.get("/v2/clusters/1", ALICE).await;
     s.get("/v2/clusters", ALICE).await;
-    s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "1"})).await;
+    s.post("/v2/getNodeProperties", ALICE, json!({"clusterId": "1"}))
+        .await;
     // A failed write is not logged either.
-    s.call(Method::DELETE, "/v2/clusters/00000001", Some(ALICE), &[], None).await;
+    s.call(
+        Method::DELETE,
+        "/v2/clusters/00000001",
+        Some(ALICE),
+        &[],
+        None,
+    )
+    .await;
     s.post("/v2/clusters/0001/pause", ALICE, json!({})).await;
-    let log: Vec<LogEntry> = serde_json::from_value(s.call(Method::GET, "/sim/log", None, &[], None).await.json())
-        .expect("log shape");
+    let log: Vec<LogEntry> = serde_json::from_value(
+        s.call(Method::GET, "/sim/log", None, &[], None)
+            .await
+            .json(),
+    )
+    .expect("log shape");
     assert_eq!(log.len(), 2, "{log:?}");
     let e = &log[0];
-    assert_eq!((e.seq, e.method.as_str(), e.path.as_str(), e.status), (1, "POST", "/v2/clusters", 200));
+    assert_eq!(
+        (e.seq, e.method.as_str(), e.path.as_str(), e.status),
+        (1, "POST", "/v2/clusters", 200)
+    );
     assert_eq!(e.cluster_id.as_deref(), Some("00000001"));
     assert_eq!(e.epoch.as_deref(), Some("7"));
     assert_eq!(e.request_id.as_deref(), Some("req-1"));
-    assert_eq!((e.tenant.as_deref(), e.user.as_deref()), (Some("superadmin"), Some("alice")));
+    assert_eq!(
+        (e.tenant.as_deref(), e.user.as_deref()),
+        (Some("superadmin"), Some("alice"))
+    );
     assert_eq!(log[1].path, "/v2/clusters/0001/pause");
     assert_eq!(log[1].cluster_id.as_deref(), Some("00000001"));
     assert_eq!(log[1].epoch, None);
-    let since = s.call(Method::GET, "/sim/log?since=1", None, &[], None).await.json();
+    let since = s
+        .call(Method::GET, "/sim/log?since=1", None, &[], None)
+        .await
+        .json();
     assert_eq!(since.as_array().map(Vec::len), Some(1));
     assert_eq!(s.sim.log().len(), 2);
     assert_eq!(s.status("1", ALICE).await["actionstatus"], "paused");
@@ -382,7 +674,9 @@ async fn two_listeners_share_one_state() {
 #[tokio::test]
 async fn plugin_upload_and_download_stream() {
     let s = start(cfg(100)).await;
-    let payload: Vec<u8> = (0..1_500_000u32).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
+    let payload: Vec<u8> = (0..1_500_000u32)
+        .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
     let path = "/v2/plugins/automatortypes/chef-solo/cookbooks/hadoop";
     let upload = |who: (&'static str, &'static str)| {
         let req = Request::builder()
@@ -397,19 +691,42 @@ async fn plugin_upload_and_download_stream() {
     assert_eq!(upload(ALICE).await.expect("send").status(), 403);
     let resp = upload(ADMIN).await.expect("send");
     assert_eq!(resp.status(), 200);
-    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.expect("b").to_bytes()).expect("json");
+    let v: Value = serde_json::from_slice(&resp.into_body().collect().await.expect("b").to_bytes())
+        .expect("json");
     let fnv = fnv1a64(0xcbf2_9ce4_8422_2325, &payload);
-    assert_eq!(v, json!({"name": "hadoop", "version": 1, "status": "inactive",
-        "size": payload.len(), "fnv1a64": format!("{fnv:016x}")}));
+    assert_eq!(
+        v,
+        json!({"name": "hadoop", "version": 1, "status": "inactive",
+        "size": payload.len(), "fnv1a64": format!("{fnv:016x}")})
+    );
     assert_eq!(upload(ADMIN).await.expect("send").status(), 200);
     // Download version 2 (internal route, no headers): the pattern, `size` bytes long.
-    let r = s.call(Method::GET, "/v2/tenants/superadmin/automatortypes/chef-solo/cookbooks/hadoop/versions/2",
-        None, &[], None).await;
+    let r = s
+        .call(
+            Method::GET,
+            "/v2/tenants/superadmin/automatortypes/chef-solo/cookbooks/hadoop/versions/2",
+            None,
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), payload.len());
-    assert!(r.body.iter().enumerate().all(|(i, b)| *b == blob_byte(i as u64)));
-    let r = s.call(Method::GET, "/v2/tenants/superadmin/automatortypes/chef-solo/cookbooks/hadoop/versions/3",
-        None, &[], None).await;
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == blob_byte(i as u64))
+    );
+    let r = s
+        .call(
+            Method::GET,
+            "/v2/tenants/superadmin/automatortypes/chef-solo/cookbooks/hadoop/versions/3",
+            None,
+            &[],
+            None,
+        )
+        .await;
     assert_eq!(r.status, 404);
     s.stop().await;
 }
@@ -417,15 +734,31 @@ async fn plugin_upload_and_download_stream() {
 #[tokio::test]
 async fn blob_download_over_http1_and_h2c() {
     let s = start(cfg(100)).await;
-    let r = s.call(Method::GET, "/v2/sim/blob?size=300001", None, &[], None).await;
+    let r = s
+        .call(Method::GET, "/v2/sim/blob?size=300001", None, &[], None)
+        .await;
     assert_eq!((r.status, r.body.len()), (200, 300_001));
-    assert!(r.body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
-    assert_eq!(s.call(Method::GET, "/v2/sim/blob?size=x", None, &[], None).await.status, 400);
-    let h2: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    assert!(
+        r.body
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b == (i % 251) as u8)
+    );
+    assert_eq!(
+        s.call(Method::GET, "/v2/sim/blob?size=x", None, &[], None)
+            .await
+            .status,
+        400
+    );
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
     let resp = h2
-        .request(Request::get(format!("http://{}/v2/sim/blob?size=70000", s.addr))
-            .body(Full::new(Bytes::new())).expect("req"))
+        .request(
+            Request::get(format!("http://{}/v2/sim/blob?size=70000", s.addr))
+                .body(Full::new(Bytes::new()))
+                .expect("req"),
+        )
         .await
         .expect("h2c");
     assert_eq!(resp.version(), http::Version::HTTP_2);

@@ -17,7 +17,7 @@ const MIB: u64 = 1024 * 1024;
 fn pattern_fnv(len: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for i in 0..len {
-        h ^= (i % 251) as u64;
+        h ^= i % 251;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h

@@ -47,6 +47,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Install the handlers first, so a signal that arrives during start-up still stops cleanly.
+    let signal = tokio::spawn(wait_for_signal());
     let sim = Sim::new(SimConfig {
         id_start: args.id_start,
         id_increment: args.id_increment,
@@ -68,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         };
         servers.push(tokio::spawn(sim.clone().serve(listener, shutdown)));
     }
-    wait_for_signal().await?;
+    signal.await.context("signal task failed")??;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     for server in servers {
@@ -89,6 +91,8 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         }
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot wait for Ctrl-C")?;
     Ok(())
 }

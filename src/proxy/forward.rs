@@ -112,3 +112,41 @@ pub fn upstream_request(
     *req.headers_mut() = h;
     req
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_requests_keep_host_and_add_forwarding_headers() {
+        let req = Request::post("http://router.example:8080/v2/clusters/42/abort?x=1")
+            .version(Version::HTTP_2)
+            .header("connection", "keep-alive, x-drop")
+            .header("x-drop", "1")
+            .header("te", "trailers")
+            .header("coopr-userid", "u")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let base: Uri = "http://10.0.0.9:55054".parse().unwrap();
+        let out = upstream_request(
+            &parts,
+            &base,
+            "192.0.2.7:4000".parse().unwrap(),
+            ProxyBody::Empty,
+        );
+        assert_eq!(out.uri(), "http://10.0.0.9:55054/v2/clusters/42/abort?x=1");
+        assert_eq!(out.version(), Version::HTTP_11);
+        let h = out.headers();
+        assert_eq!(
+            h["host"], "router.example:8080",
+            "Host comes from :authority and is kept"
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["forwarded"], "for=192.0.2.7;proto=http");
+        assert_eq!(h["coopr-userid"], "u");
+        assert!(
+            h.get("x-drop").is_none() && h.get("te").is_none() && h.get("connection").is_none()
+        );
+    }
+}
