@@ -2,7 +2,8 @@
 //! `/admin/routes` (the current snapshot) and `/admin/explain` (what the router would do with a
 //! request, and why).
 
-use crate::classify::{self, Head};
+use crate::classify::{self, Class, Head};
+use crate::ownership::Freshness;
 use crate::proxy::Runtime;
 use crate::proxy::body::ProxyBody;
 use crate::routing::{Decision, Origin, Routes, Target, decide};
@@ -19,6 +20,7 @@ pub struct Admin {
     routes: Routes,
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: Shutdown,
+    freshness: Arc<Freshness>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -32,11 +34,17 @@ fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
 }
 
 impl Admin {
-    pub fn new(routes: Routes, runtime: Arc<ArcSwap<Runtime>>, shutdown: Shutdown) -> Self {
+    pub fn new(
+        routes: Routes,
+        runtime: Arc<ArcSwap<Runtime>>,
+        shutdown: Shutdown,
+        freshness: Arc<Freshness>,
+    ) -> Self {
         Admin {
             routes,
             runtime,
             shutdown,
+            freshness,
         }
     }
 
@@ -58,6 +66,11 @@ impl Admin {
         let mut failed = Vec::new();
         if self.shutdown.is_triggered() {
             failed.push(json!({"check": "not_draining", "detail": "the router is shutting down"}));
+        }
+        if self.freshness.is_stale() {
+            failed.push(json!({"check": "map_fresh", "detail": "the ownership map is stale (etcd unreachable, or loaded from disk)"}));
+        } else if self.freshness.is_fenced() {
+            failed.push(json!({"check": "not_fenced", "detail": "no etcd progress within fence_after; owned writes are refused"}));
         }
         if !probe_backends(&rt).await {
             failed.push(
@@ -107,7 +120,16 @@ impl Admin {
             .enumerate()
             .map(|(i, b)| json!({"url": b.url.to_string(), "tasks_url": b.tasks_url.to_string(), "healthy": !rt.backends.is_down(i)}))
             .collect();
-        json!({"dc": t.local_name(), "revision": t.revision, "source": "static", "dcs": dcs, "shards": shards, "backends": backends})
+        {
+            let f = &self.freshness;
+            let source = if f.is_dynamic() { "etcd" } else { "static" };
+            json!({
+                "dc": t.local_name(), "revision": t.revision, "source": source,
+                "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
+                "fence_after_ms": f.fence_after_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "dcs": dcs, "shards": shards, "backends": backends,
+            })
+        }
     }
 
     fn explain(&self, query: &str) -> Response<ProxyBody> {
@@ -161,7 +183,8 @@ impl Admin {
             }
         };
         let t = self.routes.load();
-        let decision = decide(&t, &class, Origin::Client);
+        let fenced = class.class == Class::Write && self.freshness.is_fenced();
+        let decision = decide(&t, &class, Origin::Client, fenced);
         let (destination, why) = match decision {
             Decision::Go(r) => match r.target {
                 Target::Local(api) => (
@@ -175,6 +198,10 @@ impl Admin {
             },
             Decision::Misdirected { .. } => ("421".into(), "not the owner"),
             Decision::NoCreateTarget => ("503".into(), "no DC owns all of its home shards"),
+            Decision::Fenced { .. } => (
+                "503".into(),
+                "fenced: the router cannot prove its map is fresh",
+            ),
         };
         let shard = class.cluster.map(|id| t.shard_of(id));
         let entry = shard.and_then(|s| t.shard(s));

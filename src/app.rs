@@ -3,7 +3,9 @@
 //! that knows every component.
 
 use crate::admin::Admin;
-use crate::config::Config;
+use crate::config::{Config, OwnershipSource};
+use crate::etcd::watch::Watcher;
+use crate::ownership::{Freshness, state_file};
 use crate::proxy::{Proxy, Runtime};
 use crate::routing::{Origin, Publisher, Routes, RoutingTable};
 use crate::server::{ServeOptions, Shutdown, ShutdownTrigger, serve};
@@ -45,8 +47,10 @@ pub struct RouterHandle {
     pub peer_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub routes: Routes,
-    /// The one writer of the routing snapshot.
-    pub publisher: Publisher,
+    /// The one writer of the routing snapshot, for a static map (tests publish through it).
+    /// With etcd, the watcher task owns it and this is `None`.
+    pub publisher: Option<Publisher>,
+    pub freshness: Arc<Freshness>,
 }
 
 impl RouterHandle {
@@ -64,10 +68,27 @@ impl RouterHandle {
 /// Starts a router on already-bound listeners.
 pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHandle> {
     let config = Arc::new(config);
-    let (routes, publisher) = Routes::new(RoutingTable::from_config(&config));
-    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
-    let proxy = Proxy::new(routes.clone(), runtime.clone());
     let (trigger, shutdown) = ShutdownTrigger::new();
+    let mut tasks = JoinSet::new();
+    let o = &config.raw.ownership;
+    let (routes, publisher, freshness) = match o.source {
+        OwnershipSource::Static => {
+            let (routes, publisher) = Routes::new(RoutingTable::from_config(&config));
+            (routes, Some(publisher), Arc::new(Freshness::always_fresh()))
+        }
+        OwnershipSource::Etcd => {
+            let freshness = Arc::new(Freshness::live(std::time::Duration::from_millis(
+                o.fence_after_ms,
+            )));
+            let path = state_path(&config);
+            let (routes, publisher) = Routes::new(initial_table(&config, &path));
+            let watcher = Watcher::new(config.clone(), publisher, freshness.clone(), Some(path));
+            tasks.spawn(watcher.run(shutdown.clone()));
+            (routes, None, freshness)
+        }
+    };
+    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
+    let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone());
     let addrs = (
         listeners.client.local_addr()?,
         listeners.peer.local_addr()?,
@@ -79,7 +100,6 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         request_head_timeout: config.raw.timeouts.request_head(),
         grace: config.raw.timeouts.shutdown_grace(),
     };
-    let mut tasks = JoinSet::new();
     for (listener, origin, name) in [
         (listeners.client, Origin::Client, "client"),
         (listeners.peer, Origin::Peer, "peer"),
@@ -91,7 +111,7 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         };
         tasks.spawn(serve(listener, handler, opts(name), shutdown.clone()));
     }
-    let admin = Admin::new(routes.clone(), runtime, shutdown.clone());
+    let admin = Admin::new(routes.clone(), runtime, shutdown.clone(), freshness.clone());
     let handler = move |req, _remote| {
         let admin = admin.clone();
         async move { admin.handle(req).await }
@@ -116,7 +136,40 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         admin_addr: addrs.2,
         routes,
         publisher,
+        freshness,
     })
+}
+
+/// Where the last-known-good map lives: `ownership.state_file`, or `{dc}.ownership.json` in the
+/// working directory.
+fn state_path(cfg: &Config) -> std::path::PathBuf {
+    match &cfg.raw.ownership.state_file {
+        Some(p) => p.into(),
+        None => format!("{}.ownership.json", cfg.raw.dc).into(),
+    }
+}
+
+/// The map to start with in etcd mode: the last-known-good one from disk if it is usable (the
+/// router starts stale and fenced until etcd answers), else the config's static map (fenced).
+fn initial_table(cfg: &Config, path: &std::path::Path) -> RoutingTable {
+    match state_file::load(path) {
+        Ok(Some(map)) => match map.build(cfg) {
+            Ok(table) => {
+                tracing::info!(path = %path.display(), revision = table.revision, "loaded the last-known-good map; stale until etcd answers");
+                return table;
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "the saved map does not fit this config; ignoring it")
+            }
+        },
+        Ok(None) => {
+            tracing::info!(path = %path.display(), "no saved map; starting from the config's map, fenced until etcd answers")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the saved map; ignoring it")
+        }
+    }
+    RoutingTable::from_config(cfg)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -21,7 +21,7 @@ pub fn port(base: u16, i: usize, offset: u16) -> u16 {
 }
 
 /// The embedded configuration of demo DC `i` (0-based), as TOML.
-pub fn config_text(base: u16, i: usize) -> String {
+pub fn config_text(base: u16, i: usize, etcd: Option<&str>) -> String {
     let mut dcs = String::new();
     for (k, name) in DCS.iter().enumerate() {
         dcs.push_str(&format!(
@@ -34,7 +34,16 @@ pub fn config_text(base: u16, i: usize) -> String {
         "# Embedded demo configuration of {dc}.\ndc = \"{dc}\"\nshard_count = {SHARDS}\n\n\
          [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
          [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n\n{dcs}\
-         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n",
+         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n{ownership}",
+        ownership = match etcd {
+            Some(url) => format!(
+                "\n[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nstate_file = \"{}\"\n",
+                std::env::temp_dir()
+                    .join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
+                    .display()
+            ),
+            None => String::new(),
+        },
         dc = DCS[i],
         client = port(base, i, 0),
         peer = port(base, i, 1),
@@ -44,8 +53,8 @@ pub fn config_text(base: u16, i: usize) -> String {
 }
 
 /// The parsed demo configuration of DC `i`.
-pub fn config(base: u16, i: usize) -> Result<Config, ConfigError> {
-    config::parse(&config_text(base, i))
+pub fn config(base: u16, i: usize, etcd: Option<&str>) -> Result<Config, ConfigError> {
+    config::parse(&config_text(base, i, etcd))
 }
 
 /// Demo failures.
@@ -57,14 +66,28 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
     #[error("simulator: {0}")]
     Sim(String),
+    #[error("{0}")]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 /// Runs the demo until `stop` resolves, then shuts everything down cleanly.
 pub async fn run(
     base: u16,
     op_delay: Duration,
+    etcd: Option<String>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
+    if let Some(url) = &etcd {
+        let settings = crate::etcd::Settings::new(vec![url.clone()], "/coopr-router/");
+        let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
+        match crate::etcd::ops::init(&settings, &dcs, SHARDS, false).await {
+            Ok(rev) => println!("initialised the ownership map in etcd at revision {rev}"),
+            Err(crate::etcd::EtcdError::Refused(msg)) => {
+                println!("using the existing map in etcd ({msg})")
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
     let (trigger, shutdown) = app::shutdown_pair();
     let mut sims = Vec::new();
     let mut routers: Vec<RouterHandle> = Vec::new();
@@ -83,11 +106,11 @@ pub async fn run(
         ));
     }
     for i in 0..DCS.len() {
-        let cfg = config(base, i)?;
+        let cfg = config(base, i, etcd.as_deref())?;
         let listeners = Listeners::bind(&cfg).await?;
         routers.push(app::start(cfg, listeners)?);
     }
-    print_banner(base);
+    print_banner(base, etcd.as_deref());
     stop.await;
     println!("\nstopping the demo...");
     for r in &routers {
@@ -104,9 +127,12 @@ pub async fn run(
     Ok(())
 }
 
-fn print_banner(base: u16) {
+fn print_banner(base: u16, etcd: Option<&str>) {
     let h = "-H 'Coopr-UserID: admin' -H 'Coopr-TenantID: superadmin'";
-    println!("\ncoopr-router demo: three DCs on loopback, static ownership map, {SHARDS} shards\n");
+    let source = etcd.map_or("static ownership map".to_string(), |u| {
+        format!("ownership from etcd at {u}")
+    });
+    println!("\ncoopr-router demo: three DCs on loopback, {source}, {SHARDS} shards\n");
     for (i, name) in DCS.iter().enumerate() {
         println!(
             "  {name}: router http://127.0.0.1:{}  peer :{}  admin http://127.0.0.1:{}  coopr-sim http://127.0.0.1:{}",
@@ -135,5 +161,9 @@ fn print_banner(base: u16) {
         "  curl -s 'http://127.0.0.1:{}/admin/explain?method=POST&path=/v2/clusters/00000001/services/restart'",
         port(base, 1, 2)
     );
+    if let Some(url) = etcd {
+        println!("  # move shard 1 to dc2 and watch every router follow");
+        println!("  coopr-router ownership --etcd {url} set --shard 1 --owner dc2");
+    }
     println!("\nCtrl-C stops everything.");
 }

@@ -47,6 +47,10 @@ pub enum ProxyError {
     OwnerMoved { dc: String },
     #[error("no DC owns all of its home shards, so no Coopr server can create a cluster safely")]
     NoCreateTarget,
+    #[error(
+        "DC {dc} cannot prove its ownership map is current (etcd unreachable or silent), so it refuses writes to the shards it owns; retry shortly"
+    )]
+    Fenced { dc: String, shard: Option<u32> },
 }
 
 impl ProxyError {
@@ -58,7 +62,7 @@ impl ProxyError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             BackendUnreachable(_) | Backend(_) | Peer { .. } => StatusCode::BAD_GATEWAY,
             BackendTimeout | PeerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            PeerUnreachable { .. } | OwnerMoved { .. } | NoCreateTarget => {
+            PeerUnreachable { .. } | OwnerMoved { .. } | NoCreateTarget | Fenced { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
@@ -82,6 +86,7 @@ impl ProxyError {
             Misdirected { .. } => "misdirected",
             OwnerMoved { .. } => "owner_moved",
             NoCreateTarget => "no_create_target",
+            Fenced { .. } => "fenced",
         }
     }
 
@@ -102,6 +107,9 @@ impl ProxyError {
             body["owner"] = json!(owner);
             body["epoch"] = json!(epoch);
             body["revision"] = json!(revision);
+        }
+        if let ProxyError::Fenced { shard, .. } = self {
+            body["shard"] = json!(shard);
         }
         let mut resp = Response::new(ProxyBody::full(body.to_string()));
         *resp.status_mut() = self.status();

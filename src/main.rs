@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coopr_router::etcd::{Settings, ops};
 use coopr_router::{app, config, demo};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,46 @@ enum Command {
         /// How long a simulated operation stays pending.
         #[arg(long, default_value_t = 2000)]
         op_delay_ms: u64,
+        /// Use this etcd (client URL) for ownership instead of the static map; the map is
+        /// initialised if absent.
+        #[arg(long)]
+        etcd: Option<String>,
+    },
+    /// Read or change the ownership map in etcd.
+    Ownership {
+        /// etcd client URLs, comma-separated.
+        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        etcd: Vec<String>,
+        #[arg(long, default_value = "/coopr-router/")]
+        prefix: String,
+        #[command(subcommand)]
+        op: OwnershipOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum OwnershipOp {
+    /// Write a fresh map: each shard owned by its home DC (DCs listed in Coopr id order:
+    /// the k-th has server.ids.start.num = k), replicas the DCs after it.
+    Init {
+        #[arg(long, value_delimiter = ',', required = true)]
+        dcs: Vec<String>,
+        #[arg(long)]
+        shards: u32,
+        /// Overwrite an existing map.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the map: shard, owner, replicas, epoch.
+    Show,
+    /// Move one shard to a new owner (compare-and-swap on its epoch; recorded in history/).
+    Set {
+        #[arg(long)]
+        shard: u32,
+        #[arg(long)]
+        owner: String,
+        #[arg(long, default_value = "manual change")]
+        reason: String,
     },
 }
 
@@ -73,7 +114,9 @@ fn main() -> ExitCode {
         Command::Demo {
             base_port,
             op_delay_ms,
-        } => demo(base_port, op_delay_ms),
+            etcd,
+        } => demo(base_port, op_delay_ms, etcd),
+        Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -106,15 +149,54 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn demo(base_port: u16, op_delay_ms: u64) -> anyhow::Result<()> {
+fn demo(base_port: u16, op_delay_ms: u64, etcd: Option<String>) -> anyhow::Result<()> {
     if base_port > 65535 - 300 {
         anyhow::bail!("--base-port must leave room for three DCs (at most 65235)");
     }
     init_logging(false);
-    runtime()?.block_on(demo::run(
-        base_port,
-        Duration::from_millis(op_delay_ms),
-        app::signal(),
-    ))?;
+    let delay = Duration::from_millis(op_delay_ms);
+    runtime()?.block_on(demo::run(base_port, delay, etcd, app::signal()))?;
     Ok(())
+}
+
+fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        match op {
+            OwnershipOp::Init { dcs, shards, force } => {
+                let rev = ops::init(&settings, &dcs, shards, force).await?;
+                println!(
+                    "initialised {shards} shards over {} at revision {rev}",
+                    dcs.join(",")
+                );
+            }
+            OwnershipOp::Show => {
+                println!(
+                    "{:>6}  {:<10} {:<24} {:>10}",
+                    "shard", "owner", "replicas", "epoch"
+                );
+                for r in ops::show(&settings).await? {
+                    println!(
+                        "{:>6}  {:<10} {:<24} {:>10}",
+                        r.shard,
+                        r.owner,
+                        r.replicas.join(","),
+                        r.epoch
+                    );
+                }
+            }
+            OwnershipOp::Set {
+                shard,
+                owner,
+                reason,
+            } => {
+                let (old, new) = ops::set_owner(&settings, shard, &owner, "cli", &reason).await?;
+                if old == new {
+                    println!("shard {shard} is already owned by {owner} (epoch {old})");
+                } else {
+                    println!("shard {shard} now owned by {owner}: epoch {old} -> {new}");
+                }
+            }
+        }
+        Ok(())
+    })
 }

@@ -132,6 +132,8 @@ async fn a_421_from_the_peer_is_retried_on_a_fresh_map_then_refused() {
     .unwrap();
     router
         .publisher
+        .as_ref()
+        .unwrap()
         .publish(coopr_router::routing::RoutingTable::from_config(&fixed));
     let r = post(&d.dcs[2].url(&path), "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());

@@ -178,11 +178,54 @@ fn decisions() {
     ];
     for (i, (t, class, origin, want)) in rows.into_iter().enumerate() {
         assert_eq!(
-            decide(t, &class, origin),
+            decide(t, &class, origin, false),
             want,
             "row {i}: {class:?} from {origin:?}"
         );
     }
+}
+
+#[test]
+fn a_fenced_router_refuses_owned_writes_and_sends_creates_away() {
+    use Class::*;
+    use Kind::*;
+    let t = table(0, HOME);
+    let local = Target::Local(Api::External);
+    let f = |class, kind, id, origin| decide(&t, &c(class, kind, id), origin, true);
+    assert_eq!(
+        f(Write, ClusterWrite, Some(1), Origin::Client),
+        Decision::Fenced { shard: Some(1) }
+    );
+    assert_eq!(
+        f(Write, ClusterWrite, Some(1), Origin::Peer),
+        Decision::Fenced { shard: Some(1) }
+    );
+    assert_eq!(
+        f(Read, ClusterRead, Some(1), Origin::Client),
+        go(local, Some(1), 7)
+    );
+    assert_eq!(
+        f(Write, ClusterWrite, Some(2), Origin::Client),
+        go(Target::Peer(1), Some(2), 7)
+    );
+    assert_eq!(
+        f(Write, Create, None, Origin::Client),
+        go(Target::Peer(1), None, 0)
+    );
+    assert_eq!(
+        f(Write, Create, None, Origin::Peer),
+        Decision::Misdirected {
+            shard: None,
+            owner: None,
+            epoch: 0
+        }
+    );
+    assert_eq!(f(Local, Other, None, Origin::Client), go(local, None, 0));
+    let none = table(0, [0, 1, 2, 2, 0, 1]);
+    assert_eq!(
+        decide(&none, &c(Write, Create, None), Origin::Client, true),
+        Decision::Fenced { shard: None }
+    );
 }
 
 mod properties {
@@ -200,12 +243,12 @@ mod properties {
             let (class, kind) = if write { (Class::Write, Kind::ClusterWrite) } else { (Class::Read, Kind::ClusterRead) };
             let cl = c(class, kind, Some(id));
             let owner = owners[(id % 6) as usize];
-            match decide(&t, &cl, Origin::Peer) {
+            match decide(&t, &cl, Origin::Peer, false) {
                 Decision::Go(r) => { prop_assert_eq!(r.target, Target::Local(Api::External)); prop_assert_eq!(owner, local); }
                 Decision::Misdirected { owner: o, .. } => { prop_assert_eq!(o, Some(owner)); prop_assert!(owner != local); }
-                Decision::NoCreateTarget => prop_assert!(false),
+                Decision::NoCreateTarget | Decision::Fenced { .. } => prop_assert!(false),
             }
-            match decide(&t, &cl, Origin::Client) {
+            match decide(&t, &cl, Origin::Client, false) {
                 Decision::Go(r) if owner == local => prop_assert_eq!(r.target, Target::Local(Api::External)),
                 Decision::Go(r) => prop_assert_eq!(r.target, Target::Peer(owner)),
                 _ => prop_assert!(false),

@@ -183,17 +183,56 @@ pub enum OwnershipSource {
     /// The map in this file (`[[ownership.shards]]`), or each shard owned by its home DC.
     #[default]
     Static,
+    /// A live map in etcd (`shards/{n}` under `prefix`), loaded then watched.
+    Etcd,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct OwnershipConfig {
-    #[serde(default)]
     pub source: OwnershipSource,
-    /// Explicit shard entries; shards not listed are owned by their home DC, with the other
-    /// DCs (in name order) as replicas.
-    #[serde(default)]
+    /// Explicit shard entries (static source); shards not listed are owned by their home DC,
+    /// with the other DCs (in name order) as replicas. With etcd, the map used until etcd or the
+    /// state file says otherwise (fenced meanwhile).
     pub shards: Vec<ShardConfig>,
+    /// etcd client URLs, e.g. `["http://10.0.0.1:2379"]`.
+    pub endpoints: Vec<String>,
+    /// Key prefix of the keyspace.
+    pub prefix: String,
+    /// Without etcd progress (an event or a progress notification) for this long, writes to
+    /// owned shards are refused (503): the router can no longer prove it is the owner.
+    pub fence_after_ms: u64,
+    /// How long an owner waits for its map to reach the epoch a forwarded write carries.
+    pub epoch_wait_ms: u64,
+    /// The last-known-good map, rewritten (temp file, fsync, rename) at every change.
+    pub state_file: Option<String>,
+    pub connect_timeout_ms: u64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// TLS to etcd: a CA to trust, and optionally a client certificate and key (PEM files).
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+}
+
+impl Default for OwnershipConfig {
+    fn default() -> Self {
+        OwnershipConfig {
+            source: OwnershipSource::Static,
+            shards: Vec::new(),
+            endpoints: Vec::new(),
+            prefix: "/coopr-router/".to_string(),
+            fence_after_ms: 3_000,
+            epoch_wait_ms: 500,
+            state_file: None,
+            connect_timeout_ms: 2_000,
+            username: None,
+            password: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

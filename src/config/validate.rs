@@ -215,6 +215,47 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             "must be greater than 0",
         ));
     }
+    let o = &raw.ownership;
+    if o.source == super::OwnershipSource::Etcd {
+        if o.endpoints.is_empty() {
+            return Err(err(
+                "ownership.endpoints",
+                "the etcd source needs at least one endpoint",
+            ));
+        }
+        for (i, e) in o.endpoints.iter().enumerate() {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(err(
+                    format!("ownership.endpoints.{i}"),
+                    format!("{e:?} must start with http:// or https://"),
+                ));
+            }
+        }
+        if !o.prefix.starts_with('/') || !o.prefix.ends_with('/') {
+            return Err(err("ownership.prefix", "must start and end with '/'"));
+        }
+        if o.fence_after_ms < 100 {
+            return Err(err("ownership.fence_after_ms", "must be at least 100"));
+        }
+        if o.connect_timeout_ms == 0 {
+            return Err(err(
+                "ownership.connect_timeout_ms",
+                "must be greater than 0",
+            ));
+        }
+        if o.username.is_some() != o.password.is_some() {
+            return Err(err(
+                "ownership.username",
+                "username and password go together",
+            ));
+        }
+        if o.tls_cert_file.is_some() != o.tls_key_file.is_some() {
+            return Err(err(
+                "ownership.tls_cert_file",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
+    }
     let shards = static_shards(&raw, &dcs, increment)?;
     Ok(ValidConfig {
         raw,

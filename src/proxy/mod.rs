@@ -11,6 +11,7 @@ use crate::backend::Backends;
 use crate::classify::{self, Api, Class, Classification, Head};
 use crate::config::Config;
 use crate::error::ProxyError;
+use crate::ownership::Freshness;
 use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
@@ -49,6 +50,7 @@ impl Runtime {
 pub struct Proxy {
     routes: Routes,
     runtime: Arc<ArcSwap<Runtime>>,
+    freshness: Arc<Freshness>,
 }
 
 /// What the access log says about a request.
@@ -61,8 +63,12 @@ struct Outcome {
 }
 
 impl Proxy {
-    pub fn new(routes: Routes, runtime: Arc<ArcSwap<Runtime>>) -> Self {
-        Proxy { routes, runtime }
+    pub fn new(routes: Routes, runtime: Arc<ArcSwap<Runtime>>, freshness: Arc<Freshness>) -> Self {
+        Proxy {
+            routes,
+            runtime,
+            freshness,
+        }
     }
 
     pub fn routes(&self) -> &Routes {
@@ -157,8 +163,24 @@ impl Proxy {
                 }
             };
         out.class = Some(class);
-        let table = self.routes.load();
-        match decide(&table, &class, origin) {
+        let mut table = self.routes.load();
+        // A forwarded write from a router whose map is newer than ours: let our watch catch up
+        // (briefly) before deciding whether we own the shard at that epoch.
+        if origin == Origin::Peer
+            && let Some(id) = class.cluster
+            && let Some(theirs) = parts
+                .headers
+                .get(headers::EPOCH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && table
+                .shard(table.shard_of(id))
+                .is_some_and(|e| e.epoch < theirs)
+        {
+            let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
+            table = self.routes.wait_for_revision(theirs, wait).await;
+        }
+        let fenced = class.class == Class::Write && self.freshness.is_fenced();
+        match decide(&table, &class, origin, fenced) {
             Decision::Go(route) => {
                 out.shard = route.shard;
                 match route.target {
@@ -188,6 +210,10 @@ impl Proxy {
                 revision: table.revision,
             }),
             Decision::NoCreateTarget => Err(ProxyError::NoCreateTarget),
+            Decision::Fenced { shard } => Err(ProxyError::Fenced {
+                dc: table.local_name().to_string(),
+                shard,
+            }),
         }
     }
 
@@ -286,7 +312,8 @@ impl Proxy {
         let peer = table.dc_name(dc).to_string();
         let fresh = self.routes.load();
         tracing::info!(peer = %peer, revision = fresh.revision, "peer answered 421 (not the owner); routing again on the current map");
-        match (decide(&fresh, class, Origin::Client), replay) {
+        let fenced = class.class == Class::Write && self.freshness.is_fenced();
+        match (decide(&fresh, class, Origin::Client, fenced), replay) {
             (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
                 Target::Local(api) => {
                     self.to_local(rt, parts, again, r2, api, class, remote)
@@ -396,6 +423,13 @@ fn decorate(
     h.insert(headers::ROUTE, HeaderValue::from_static(route));
     if let Some(shard) = r.shard {
         h.insert(headers::SHARD, headers::number(u64::from(shard)));
+    }
+    // The epoch that served it: ours when our Coopr answered; a peer's answer keeps its own.
+    if route == "local" {
+        h.remove(headers::EPOCH);
+        if r.epoch > 0 {
+            h.insert(headers::EPOCH, headers::number(r.epoch));
+        }
     }
     Response::from_parts(parts, ProxyBody::Stream(body))
 }

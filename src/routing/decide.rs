@@ -45,10 +45,16 @@ pub enum Decision {
     },
     /// A create, and no DC owns all of its home shards.
     NoCreateTarget,
+    /// A write for a shard this DC owns, but the router cannot prove its map is fresh: refuse
+    /// it (503) rather than risk a write after the shard moved.
+    Fenced {
+        shard: Option<u32>,
+    },
 }
 
-/// Decides where a classified request goes under `table`.
-pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin) -> Decision {
+/// Decides where a classified request goes under `table`. `fenced` says the router cannot prove
+/// its map is fresh: writes it would apply locally are refused, creates go elsewhere.
+pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin, fenced: bool) -> Decision {
     let local = table.local;
     let here = |shard, epoch| {
         Decision::Go(Route {
@@ -69,6 +75,9 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin) -> Decis
                 };
             };
             if entry.owner == local {
+                if fenced && c.class == Class::Write {
+                    return Decision::Fenced { shard: Some(shard) };
+                }
                 here(Some(shard), entry.epoch)
             } else if origin == Origin::Peer {
                 Decision::Misdirected {
@@ -85,7 +94,7 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin) -> Decis
             }
         }
         (Class::Write, None) if c.kind == Kind::Create => {
-            if table.owns_all_home(local) {
+            if table.owns_all_home(local) && !fenced {
                 return here(None, 0);
             }
             if origin == Origin::Peer {
@@ -102,6 +111,7 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin) -> Decis
                     shard: None,
                     epoch: 0,
                 }),
+                None if fenced => Decision::Fenced { shard: None },
                 None => Decision::NoCreateTarget,
             }
         }

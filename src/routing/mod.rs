@@ -11,6 +11,8 @@ use crate::ids::ClusterId;
 use arc_swap::ArcSwap;
 use http::Uri;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// One DC as routing sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,31 +133,59 @@ impl RoutingTable {
 
 /// Read access to the current snapshot. Cheap to clone.
 #[derive(Clone)]
-pub struct Routes(Arc<ArcSwap<RoutingTable>>);
+pub struct Routes {
+    cell: Arc<ArcSwap<RoutingTable>>,
+    /// The revision of each published snapshot, for the rare request that must wait for one.
+    revisions: watch::Receiver<u64>,
+}
 
 impl Routes {
     /// Starts with `table`; returns the readers' handle and the one writer.
     pub fn new(table: RoutingTable) -> (Routes, Publisher) {
+        let (tx, rx) = watch::channel(table.revision);
         let cell = Arc::new(ArcSwap::from_pointee(table));
-        (Routes(cell.clone()), Publisher(cell))
+        (
+            Routes {
+                cell: cell.clone(),
+                revisions: rx,
+            },
+            Publisher {
+                cell,
+                revisions: tx,
+            },
+        )
     }
 
     /// The current snapshot. Hold it for the whole request.
     pub fn load(&self) -> Arc<RoutingTable> {
-        self.0.load_full()
+        self.cell.load_full()
+    }
+
+    /// Waits at most `timeout` for a snapshot at `revision` or later, then returns the current
+    /// one (which may still be older). Used only by an owner receiving a forwarded write from a
+    /// router whose map is newer than its own.
+    pub async fn wait_for_revision(&self, revision: u64, timeout: Duration) -> Arc<RoutingTable> {
+        let mut rx = self.revisions.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|&r| r >= revision)).await;
+        self.load()
     }
 }
 
 /// The one writer of the snapshot. Deliberately not `Clone`.
-pub struct Publisher(Arc<ArcSwap<RoutingTable>>);
+pub struct Publisher {
+    cell: Arc<ArcSwap<RoutingTable>>,
+    revisions: watch::Sender<u64>,
+}
 
 impl Publisher {
     /// Replaces the snapshot atomically.
     pub fn publish(&self, table: RoutingTable) {
-        self.0.store(Arc::new(table));
+        let revision = table.revision;
+        self.cell.store(Arc::new(table));
+        self.revisions.send_replace(revision);
     }
 
     pub fn current(&self) -> Arc<RoutingTable> {
-        self.0.load_full()
+        self.cell.load_full()
     }
 }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+pub mod relay;
+
 use bytes::Bytes;
 use coopr_router::app::{self, Listeners, RouterHandle};
 use coopr_router::config;

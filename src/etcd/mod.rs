@@ -1,0 +1,119 @@
+//! Everything that talks to etcd: connecting ([`Settings`]), the ownership watcher (`watch`,
+//! the one publisher of the routing snapshot in etcd mode) and the operator commands (`ops`:
+//! `ownership init | show | set`). The only module that imports `etcd_client`.
+
+mod backoff;
+pub mod ops;
+pub mod watch;
+
+use crate::config::OwnershipConfig;
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::time::Duration;
+
+/// etcd failures, for the CLI and the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd: {0}")]
+    Client(#[from] etcd_client::Error),
+    #[error("etcd did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// How to reach etcd.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    pub connect_timeout: Duration,
+    pub user: Option<(String, String)>,
+    pub tls_ca_file: Option<String>,
+    pub tls_cert_file: Option<String>,
+    pub tls_key_file: Option<String>,
+}
+
+impl Settings {
+    pub fn from_config(o: &OwnershipConfig) -> Self {
+        Settings {
+            endpoints: o.endpoints.clone(),
+            prefix: o.prefix.clone(),
+            connect_timeout: Duration::from_millis(o.connect_timeout_ms),
+            user: o.username.clone().zip(o.password.clone()),
+            tls_ca_file: o.tls_ca_file.clone(),
+            tls_cert_file: o.tls_cert_file.clone(),
+            tls_key_file: o.tls_key_file.clone(),
+        }
+    }
+
+    /// Plain settings for the CLI and tests.
+    pub fn new(endpoints: Vec<String>, prefix: impl Into<String>) -> Self {
+        Settings {
+            endpoints,
+            prefix: prefix.into(),
+            connect_timeout: Duration::from_secs(2),
+            user: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+
+    /// Connects, within the connect timeout. Requests carry require-leader, so a member cut off
+    /// from its cluster's leader answers with an error instead of stale data.
+    pub async fn connect(&self) -> Result<Client, EtcdError> {
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_keep_alive(Duration::from_secs(1), self.connect_timeout)
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
+        if let Some((u, p)) = &self.user {
+            opts = opts.with_user(u.clone(), p.clone());
+        }
+        if self.tls_ca_file.is_some() || self.tls_cert_file.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &self.tls_ca_file {
+                tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+            }
+            if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            opts = opts.with_tls(tls);
+        }
+        let connect = Client::connect(self.endpoints.clone(), Some(opts));
+        match tokio::time::timeout(self.connect_timeout, connect).await {
+            Err(_) => Err(EtcdError::Timeout(self.connect_timeout)),
+            Ok(r) => Ok(r?),
+        }
+    }
+
+    /// Runs one etcd call within the connect timeout.
+    pub async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, EtcdError> {
+        match tokio::time::timeout(self.connect_timeout, call).await {
+            Err(_) => Err(EtcdError::Timeout(self.connect_timeout)),
+            Ok(r) => Ok(r?),
+        }
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>, EtcdError> {
+    std::fs::read(path).map_err(|source| EtcdError::File {
+        path: path.to_string(),
+        source,
+    })
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

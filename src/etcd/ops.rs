@@ -1,0 +1,233 @@
+//! Operator commands against etcd: `ownership init`, `show` and `set`. Every ownership change
+//! is one transaction that compares the shard's `mod_revision` and writes a history record.
+
+use super::{EtcdError, Settings, now_ms};
+use crate::ownership::keyspace::{self, DcValue, HistoryRecord, Key, Meta, ShardValue};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+
+/// One row of `ownership show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRow {
+    pub shard: u32,
+    pub owner: String,
+    pub replicas: Vec<String>,
+    pub epoch: i64,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Plain structs of strings and numbers always serialise.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// Writes a fresh map: `shards` shards owned by their home DCs (`dcs` in id order). Refuses to
+/// overwrite an existing map unless `force`. Returns the revision of the write.
+pub async fn init(
+    s: &Settings,
+    dcs: &[String],
+    shards: u32,
+    force: bool,
+) -> Result<i64, EtcdError> {
+    if dcs.is_empty() || shards == 0 {
+        return Err(EtcdError::Refused(
+            "need at least one DC and one shard".into(),
+        ));
+    }
+    if !(shards as usize).is_multiple_of(dcs.len()) {
+        return Err(EtcdError::Refused(format!(
+            "--shards ({shards}) must be a multiple of the number of DCs ({})",
+            dcs.len()
+        )));
+    }
+    let p = &s.prefix;
+    let mut client = s.connect().await?;
+    let meta = keyspace::meta_key(p);
+    let existing = s.within(client.get(meta.as_bytes(), None)).await?;
+    if !existing.kvs().is_empty() && !force {
+        return Err(EtcdError::Refused(format!(
+            "a map already exists under {p}; use --force to overwrite it"
+        )));
+    }
+    // etcd caps a transaction at 128 operations: shards go in batches, meta and history last.
+    if force {
+        s.within(client.delete(
+            keyspace::shards_prefix(p),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ))
+        .await?;
+    }
+    let all: Vec<u32> = (0..shards).collect();
+    for chunk in all.chunks(100) {
+        let ops: Vec<TxnOp> = chunk
+            .iter()
+            .map(|&n| {
+                TxnOp::put(
+                    keyspace::shard_key(p, n),
+                    json(&keyspace::home_assignment(dcs, n)),
+                    None,
+                )
+            })
+            .collect();
+        s.within(client.txn(Txn::new().and_then(ops))).await?;
+    }
+    let at_ms = now_ms();
+    let record = HistoryRecord {
+        shard: None,
+        from: None,
+        to: None,
+        prev_epoch: 0,
+        by: "cli".into(),
+        reason: format!("init {shards} shards over {}", dcs.join(",")),
+        at_ms,
+    };
+    let mut ops = vec![
+        TxnOp::put(
+            meta,
+            json(&Meta {
+                shard_count: shards,
+            }),
+            None,
+        ),
+        TxnOp::put(
+            keyspace::history_key(p, None, 0, at_ms),
+            json(&record),
+            None,
+        ),
+    ];
+    for dc in dcs {
+        ops.push(TxnOp::put(
+            keyspace::dc_key(p, dc),
+            json(&DcValue::default()),
+            None,
+        ));
+    }
+    let resp = s.within(client.txn(Txn::new().and_then(ops))).await?;
+    Ok(resp.header().map_or(0, |h| h.revision()))
+}
+
+/// The current map, by shard.
+pub async fn show(s: &Settings) -> Result<Vec<ShardRow>, EtcdError> {
+    let mut client = s.connect().await?;
+    let resp = s
+        .within(client.get(
+            keyspace::shards_prefix(&s.prefix),
+            Some(GetOptions::new().with_prefix()),
+        ))
+        .await?;
+    let mut rows = Vec::new();
+    for kv in resp.kvs() {
+        if let Key::Shard(n) = keyspace::parse_key(&s.prefix, kv.key()) {
+            let v: ShardValue = serde_json::from_slice(kv.value())
+                .map_err(|e| EtcdError::Refused(format!("shard {n} has a bad value: {e}")))?;
+            rows.push(ShardRow {
+                shard: n,
+                owner: v.owner,
+                replicas: v.replicas,
+                epoch: kv.mod_revision(),
+            });
+        }
+    }
+    rows.sort_by_key(|r| r.shard);
+    Ok(rows)
+}
+
+/// Moves `shard` to `owner` by compare-and-swap on its `mod_revision`; the old owner becomes the
+/// first replica. Returns (old epoch, new epoch).
+pub async fn set_owner(
+    s: &Settings,
+    shard: u32,
+    owner: &str,
+    by: &str,
+    reason: &str,
+) -> Result<(i64, i64), EtcdError> {
+    let p = &s.prefix;
+    let mut client = s.connect().await?;
+    let key = keyspace::shard_key(p, shard);
+    let resp = s.within(client.get(key.as_bytes(), None)).await?;
+    let Some(kv) = resp.kvs().first() else {
+        return Err(EtcdError::Refused(format!(
+            "shard {shard} is not in the map"
+        )));
+    };
+    let old: ShardValue = serde_json::from_slice(kv.value())
+        .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
+    let dcs = s
+        .within(client.get(
+            keyspace::dc_key(p, ""),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ))
+        .await?;
+    let known: Vec<String> = dcs
+        .kvs()
+        .iter()
+        .filter_map(|kv| match keyspace::parse_key(p, kv.key()) {
+            Key::Dc(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    if !known.is_empty() && !known.iter().any(|d| d == owner) {
+        return Err(EtcdError::Refused(format!(
+            "unknown DC {owner:?}; the map knows {}",
+            known.join(", ")
+        )));
+    }
+    if old.owner == owner {
+        return Ok((kv.mod_revision(), kv.mod_revision()));
+    }
+    let mut replicas = vec![old.owner.clone()];
+    replicas.extend(
+        old.replicas
+            .iter()
+            .filter(|r| *r != owner && **r != old.owner)
+            .cloned(),
+    );
+    let new = ShardValue {
+        owner: owner.to_string(),
+        replicas,
+    };
+    let prev = kv.mod_revision();
+    let at_ms = now_ms();
+    let record = HistoryRecord {
+        shard: Some(shard),
+        from: Some(old.owner),
+        to: Some(owner.to_string()),
+        prev_epoch: prev,
+        by: by.into(),
+        reason: reason.into(),
+        at_ms,
+    };
+    let txn = Txn::new()
+        .when([Compare::mod_revision(
+            key.as_bytes(),
+            CompareOp::Equal,
+            prev,
+        )])
+        .and_then([
+            TxnOp::put(key.as_bytes(), json(&new), None),
+            TxnOp::put(
+                keyspace::history_key(p, Some(shard), prev, at_ms),
+                json(&record),
+                None,
+            ),
+        ]);
+    let resp = s.within(client.txn(txn)).await?;
+    if !resp.succeeded() {
+        return Err(EtcdError::Refused(format!(
+            "shard {shard} changed concurrently (epoch was {prev}); look again and retry"
+        )));
+    }
+    Ok((prev, resp.header().map_or(0, |h| h.revision())))
+}
+
+/// Compacts etcd's history up to its current revision (tests and operators).
+pub async fn compact(s: &Settings) -> Result<i64, EtcdError> {
+    let mut client = s.connect().await?;
+    let resp = s
+        .within(client.get(
+            s.prefix.as_bytes(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        ))
+        .await?;
+    let rev = resp.header().map_or(0, |h| h.revision());
+    s.within(client.compact(rev, None)).await?;
+    Ok(rev)
+}

@@ -1,0 +1,276 @@
+//! The ownership watcher: the one task that publishes routing snapshots in etcd mode.
+//!
+//! Load, then watch: list the prefix at one revision, publish, then watch from that revision + 1
+//! with progress notifications (and ask for progress every `fence_after / 3`, so freshness is
+//! proven even when nothing changes). The events of one watch response become one swap. After a
+//! lost connection the watch resumes exactly where it stopped (revision + 1); if etcd compacted
+//! past it, or etcd's revision went backwards, the prefix is listed again and the map swapped
+//! whole. It never skips to a revision it did not read. Every transition is logged once.
+
+use super::backoff::Backoff;
+use super::{EtcdError, Settings};
+use crate::config::Config;
+use crate::ownership::{Freshness, RawMap, state_file};
+use crate::routing::Publisher;
+use crate::server::Shutdown;
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Why a watch ended.
+enum End {
+    Shutdown,
+    /// The start revision was compacted: list again.
+    Compacted(i64),
+    /// The stream broke; resume from the last revision after a backoff.
+    Lost(String),
+}
+
+pub struct Watcher {
+    settings: Settings,
+    cfg: Arc<Config>,
+    publisher: Publisher,
+    freshness: Arc<Freshness>,
+    state_file: Option<PathBuf>,
+    fence_after: Duration,
+    map: RawMap,
+    /// Whether `map` holds a map read from etcd in this process (so a watch can resume).
+    have_map: bool,
+    connected: bool,
+}
+
+impl Watcher {
+    pub fn new(
+        cfg: Arc<Config>,
+        publisher: Publisher,
+        freshness: Arc<Freshness>,
+        state_file: Option<PathBuf>,
+    ) -> Self {
+        let o = &cfg.raw.ownership;
+        Watcher {
+            settings: Settings::from_config(o),
+            fence_after: Duration::from_millis(o.fence_after_ms),
+            cfg,
+            publisher,
+            freshness,
+            state_file,
+            map: RawMap::default(),
+            have_map: false,
+            connected: false,
+        }
+    }
+
+    /// Runs until shutdown.
+    pub async fn run(mut self, shutdown: Shutdown) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let end = match self.session().await {
+                Ok(mut client) => {
+                    backoff.reset();
+                    self.watch_loop(&mut client, &shutdown).await
+                }
+                Err(e) => End::Lost(e.to_string()),
+            };
+            match end {
+                End::Shutdown => return,
+                End::Compacted(rev) => {
+                    tracing::warn!(
+                        compact_revision = rev,
+                        at = self.map.revision,
+                        "etcd compacted past the watch; listing the map again"
+                    );
+                    self.have_map = false;
+                    self.freshness.count_watch_restart();
+                }
+                End::Lost(reason) => {
+                    self.freshness.set_stale();
+                    self.freshness.count_watch_restart();
+                    if self.connected {
+                        tracing::warn!(%reason, revision = self.map.revision, "lost etcd; serving the last map (stale: owned writes refused) and reconnecting");
+                        self.connected = false;
+                    } else {
+                        tracing::debug!(%reason, "etcd still unreachable");
+                    }
+                    tokio::select! {
+                        _ = shutdown.clone().wait() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects and makes sure `self.map` is current up to some revision: resume when the
+    /// map came from this etcd and etcd has not gone backwards, else list.
+    async fn session(&mut self) -> Result<Client, EtcdError> {
+        let mut client = self.settings.connect().await?;
+        let prefix = self.settings.prefix.clone();
+        if self.have_map {
+            let probe = self
+                .settings
+                .within(client.get(
+                    prefix.as_bytes(),
+                    Some(GetOptions::new().with_prefix().with_count_only()),
+                ))
+                .await?;
+            let now = probe.header().map_or(0, |h| h.revision());
+            if now >= self.map.revision {
+                self.on_connected("resuming the watch");
+                return Ok(client);
+            }
+            tracing::warn!(
+                etcd_revision = now,
+                ours = self.map.revision,
+                "etcd's revision is behind our map (restored from backup?); listing again"
+            );
+        }
+        let resp = self
+            .settings
+            .within(client.get(prefix.as_bytes(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        let mut map = RawMap {
+            revision: resp.header().map_or(0, |h| h.revision()),
+            ..RawMap::default()
+        };
+        for kv in resp.kvs() {
+            if let Err(e) = map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
+                tracing::error!(error = %e, "ignoring a bad ownership key");
+            }
+        }
+        self.freshness.count_relist();
+        self.map = map;
+        self.have_map = true;
+        self.install();
+        self.on_connected("listed the map");
+        Ok(client)
+    }
+
+    fn on_connected(&mut self, how: &str) {
+        if !self.connected {
+            tracing::info!(revision = self.map.revision, how, "etcd connected");
+            self.connected = true;
+        }
+    }
+
+    /// Watches from `self.map.revision + 1` until something ends it.
+    async fn watch_loop(&mut self, client: &mut Client, shutdown: &Shutdown) -> End {
+        let prefix = self.settings.prefix.clone();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(self.map.revision + 1)
+            .with_progress_notify();
+        let mut stream = match self
+            .settings
+            .within(client.watch(prefix.as_bytes(), Some(opts)))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return End::Lost(e.to_string()),
+        };
+        let period = (self.fence_after / 3).max(Duration::from_millis(30));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_message = Instant::now();
+        let stop = shutdown.clone().wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return End::Shutdown,
+                _ = tick.tick() => {
+                    if last_message.elapsed() > self.fence_after * 2 {
+                        return End::Lost(format!("no answer from etcd for {:?}", last_message.elapsed()));
+                    }
+                    if let Err(e) = stream.request_progress().await {
+                        return End::Lost(e.to_string());
+                    }
+                }
+                msg = stream.message() => {
+                    let resp = match msg {
+                        Err(e) => return End::Lost(e.to_string()),
+                        Ok(None) => return End::Lost("watch stream closed".into()),
+                        Ok(Some(r)) => r,
+                    };
+                    last_message = Instant::now();
+                    if resp.canceled() {
+                        if resp.compact_revision() > 0 {
+                            return End::Compacted(resp.compact_revision());
+                        }
+                        return End::Lost(format!("watch cancelled: {}", resp.cancel_reason()));
+                    }
+                    let header_rev = resp.header().map_or(0, |h| h.revision());
+                    if resp.events().is_empty() {
+                        if resp.created() {
+                            continue;
+                        }
+                        // A progress notification: every event up to header_rev was delivered.
+                        if header_rev >= self.map.revision {
+                            self.map.revision = header_rev;
+                            if self.valid() {
+                                self.freshness.progress();
+                            }
+                        }
+                        continue;
+                    }
+                    let mut last = self.map.revision;
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        match ev.event_type() {
+                            EventType::Put => {
+                                if let Err(e) = self.map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
+                                    tracing::error!(error = %e, "ignoring a bad ownership value");
+                                }
+                            }
+                            EventType::Delete => self.map.delete(&prefix, kv.key()),
+                        }
+                        last = last.max(kv.mod_revision());
+                    }
+                    self.map.revision = last;
+                    self.install();
+                }
+            }
+        }
+    }
+
+    fn valid(&self) -> bool {
+        self.map.build(&self.cfg).is_ok()
+    }
+
+    /// Publishes the map (one swap), saves it, and records progress. A map that does not build
+    /// is not published; the old one stays and the router fences.
+    fn install(&mut self) {
+        match self.map.build(&self.cfg) {
+            Ok(table) => {
+                let old = self.publisher.current();
+                let changed = old
+                    .shards
+                    .iter()
+                    .zip(&table.shards)
+                    .filter(|(a, b)| a.owner != b.owner)
+                    .count();
+                if changed > 0 {
+                    tracing::info!(
+                        revision = table.revision,
+                        shards_moved = changed,
+                        "ownership changed"
+                    );
+                }
+                self.publisher.publish(table);
+                self.freshness.progress();
+                if let Some(path) = &self.state_file
+                    && let Err(e) = state_file::save(path, &self.map)
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot save the last-known-good map");
+                }
+            }
+            Err(e) => {
+                tracing::error!(revision = self.map.revision, error = %e, "the map in etcd is not usable; keeping the previous one (fenced)");
+                self.freshness.set_stale();
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The etcd keyspace (DESIGN.md): key names under the prefix and the JSON values stored there.
+//! Pure; the etcd module does the I/O.
+//!
+//! | key | value |
+//! |---|---|
+//! | `meta` | `{"shard_count": N}` |
+//! | `dcs/{dc}` | `{"peer_url": "http://…"}` (optional override of the config's peer URL) |
+//! | `shards/{n}` | `{"owner": "dc1", "replicas": ["dc2"]}`; its `mod_revision` is the epoch |
+//! | `history/{shard:05}/{previous epoch:020}` | [`HistoryRecord`], written in the same transaction |
+//! | `alive/{dc}` | liveness (the failover issue) |
+
+use serde::{Deserialize, Serialize};
+
+/// A shard's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardValue {
+    pub owner: String,
+    #[serde(default)]
+    pub replicas: Vec<String>,
+}
+
+/// A DC descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DcValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_url: Option<String>,
+}
+
+/// Facts about the whole map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub shard_count: u32,
+}
+
+/// An audit record of one ownership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryRecord {
+    /// The shard moved, or `None` for a whole-map write (`ownership init`).
+    pub shard: Option<u32>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// The shard's epoch before the change (0 for init).
+    pub prev_epoch: i64,
+    /// Who made it: `cli`, `failover`, `handoff`.
+    pub by: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// What a key under the prefix is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key<'a> {
+    Meta,
+    Dc(&'a str),
+    Shard(u32),
+    History,
+    Alive(&'a str),
+    /// Under the prefix but not ours (or malformed): ignored.
+    Other,
+}
+
+/// Classifies a key. Keys outside the prefix are `Other`.
+pub fn parse_key<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
+    let Ok(key) = std::str::from_utf8(key) else {
+        return Key::Other;
+    };
+    let Some(rest) = key.strip_prefix(prefix) else {
+        return Key::Other;
+    };
+    if rest == "meta" {
+        return Key::Meta;
+    }
+    if let Some(n) = rest.strip_prefix("shards/") {
+        // Canonical decimal only, so one shard has one key.
+        return match n.parse::<u32>() {
+            Ok(v) if v.to_string() == n => Key::Shard(v),
+            _ => Key::Other,
+        };
+    }
+    if let Some(dc) = rest.strip_prefix("dcs/") {
+        return Key::Dc(dc);
+    }
+    if let Some(dc) = rest.strip_prefix("alive/") {
+        return Key::Alive(dc);
+    }
+    if rest.starts_with("history/") {
+        return Key::History;
+    }
+    Key::Other
+}
+
+pub fn meta_key(prefix: &str) -> String {
+    format!("{prefix}meta")
+}
+pub fn shard_key(prefix: &str, n: u32) -> String {
+    format!("{prefix}shards/{n}")
+}
+pub fn shards_prefix(prefix: &str) -> String {
+    format!("{prefix}shards/")
+}
+pub fn dc_key(prefix: &str, dc: &str) -> String {
+    format!("{prefix}dcs/{dc}")
+}
+pub fn history_key(prefix: &str, shard: Option<u32>, prev_epoch: i64, at_ms: u64) -> String {
+    match shard {
+        Some(s) => format!("{prefix}history/{s:05}/{prev_epoch:020}"),
+        None => format!("{prefix}history/init/{at_ms:020}"),
+    }
+}
+
+/// The default owner and replicas of shard `n` for `dcs` listed in id order (DC k has Coopr
+/// `id_start = k + 1` and `id_increment = dcs.len()`): the owner is the shard's home DC, the
+/// replicas the DCs after it.
+pub fn home_assignment(dcs: &[String], n: u32) -> ShardValue {
+    let len = dcs.len().max(1);
+    let owner = (n as usize + len - 1) % len;
+    ShardValue {
+        owner: dcs.get(owner).cloned().unwrap_or_default(),
+        replicas: (1..len)
+            .filter_map(|k| dcs.get((owner + k) % len).cloned())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let p = "/c/";
+        assert_eq!(parse_key(p, b"/c/meta"), Key::Meta);
+        assert_eq!(parse_key(p, b"/c/shards/7"), Key::Shard(7));
+        assert_eq!(parse_key(p, b"/c/shards/07"), Key::Other);
+        assert_eq!(parse_key(p, b"/c/shards/x"), Key::Other);
+        assert_eq!(parse_key(p, b"/c/dcs/dc1"), Key::Dc("dc1"));
+        assert_eq!(parse_key(p, b"/c/alive/dc2"), Key::Alive("dc2"));
+        assert_eq!(
+            parse_key(p, b"/c/history/00001/00000000000000000005"),
+            Key::History
+        );
+        assert_eq!(parse_key(p, b"/d/shards/1"), Key::Other);
+        assert_eq!(parse_key(p, &[0xff, 0xfe]), Key::Other);
+    }
+
+    #[test]
+    fn home_assignment_matches_coopr_id_partitions() {
+        let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+        // Shard 1 holds ids 1, 4, 7 (dc1's), shard 2 dc2's, shard 0 dc3's.
+        assert_eq!(home_assignment(&dcs, 1).owner, "dc1");
+        assert_eq!(home_assignment(&dcs, 2).owner, "dc2");
+        assert_eq!(home_assignment(&dcs, 0).owner, "dc3");
+        assert_eq!(home_assignment(&dcs, 0).replicas, vec!["dc1", "dc2"]);
+    }
+}

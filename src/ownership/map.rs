@@ -1,0 +1,141 @@
+//! The ownership map as read from etcd (or the state file), and the pure step from it to a
+//! [`RoutingTable`]: every shard present, every DC known to the config. A map that fails these
+//! checks is never published; the router keeps the last good one (and fences when it ages).
+
+use super::keyspace::{DcValue, Key, Meta, ShardValue, parse_key};
+use crate::config::Config;
+use crate::routing::{DcEntry, RoutingTable, ShardEntry};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The keyspace's current contents, with each shard's `mod_revision`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawMap {
+    /// The etcd revision this map is complete at.
+    pub revision: i64,
+    pub meta: Option<Meta>,
+    pub dcs: BTreeMap<String, DcValue>,
+    /// shard -> (value, mod_revision)
+    pub shards: BTreeMap<u32, (ShardValue, i64)>,
+}
+
+/// Why a map cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("etcd says shard_count is {etcd}, the config says {config}")]
+    ShardCount { etcd: u32, config: u32 },
+    #[error("shard {0} has no entry in the map (run `coopr-router ownership init`)")]
+    MissingShard(u32),
+    #[error("shard {shard} names DC {dc:?}, which is not in this router's [dcs]")]
+    UnknownDc { shard: u32, dc: String },
+    #[error("key {key}: {reason}")]
+    BadValue { key: String, reason: String },
+}
+
+impl RawMap {
+    /// Applies a put. A value that does not parse is refused (the previous value stays).
+    pub fn put(
+        &mut self,
+        prefix: &str,
+        key: &[u8],
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<(), MapError> {
+        let bad = |reason: String| MapError::BadValue {
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason,
+        };
+        match parse_key(prefix, key) {
+            Key::Shard(n) => {
+                let v: ShardValue =
+                    serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+                self.shards.insert(n, (v, mod_revision));
+            }
+            Key::Dc(dc) => {
+                let v: DcValue = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+                self.dcs.insert(dc.to_string(), v);
+            }
+            Key::Meta => {
+                self.meta = Some(serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?)
+            }
+            Key::History | Key::Alive(_) | Key::Other => {}
+        }
+        Ok(())
+    }
+
+    /// Applies a delete.
+    pub fn delete(&mut self, prefix: &str, key: &[u8]) {
+        match parse_key(prefix, key) {
+            Key::Shard(n) => {
+                self.shards.remove(&n);
+            }
+            Key::Dc(dc) => {
+                self.dcs.remove(dc);
+            }
+            Key::Meta => self.meta = None,
+            Key::History | Key::Alive(_) | Key::Other => {}
+        }
+    }
+
+    /// The routing table this map gives under `cfg` (pure).
+    pub fn build(&self, cfg: &Config) -> Result<RoutingTable, MapError> {
+        let count = cfg.raw.shard_count;
+        if let Some(m) = self.meta
+            && m.shard_count != count
+        {
+            return Err(MapError::ShardCount {
+                etcd: m.shard_count,
+                config: count,
+            });
+        }
+        let index = |shard: u32, dc: &str| {
+            cfg.dcs
+                .iter()
+                .position(|d| d.name == dc)
+                .ok_or_else(|| MapError::UnknownDc {
+                    shard,
+                    dc: dc.to_string(),
+                })
+        };
+        let mut shards = Vec::with_capacity(count as usize);
+        for n in 0..count {
+            let (v, epoch) = self.shards.get(&n).ok_or(MapError::MissingShard(n))?;
+            let owner = index(n, &v.owner)?;
+            let replicas = v
+                .replicas
+                .iter()
+                .map(|r| index(n, r))
+                .collect::<Result<Vec<_>, _>>()?;
+            shards.push(ShardEntry {
+                owner,
+                replicas,
+                epoch: (*epoch).max(0) as u64,
+                home: None,
+            });
+        }
+        let dcs = cfg
+            .dcs
+            .iter()
+            .map(|d| {
+                let peer_url = self
+                    .dcs
+                    .get(&d.name)
+                    .and_then(|v| v.peer_url.as_deref())
+                    .and_then(|u| u.parse().ok())
+                    .unwrap_or_else(|| d.peer_url.clone());
+                DcEntry {
+                    name: d.name.clone(),
+                    peer_url,
+                    id_start: d.id_start,
+                    id_increment: d.id_increment,
+                }
+            })
+            .collect();
+        Ok(RoutingTable::new(
+            self.revision.max(0) as u64,
+            cfg.local,
+            dcs,
+            shards,
+        ))
+    }
+}

@@ -1,0 +1,369 @@
+//! Ownership from a real etcd: the CLI's changes reach every router and writes follow; a router
+//! cut off catches up after reconnecting; a compaction past it forces a clean re-list; etcd
+//! killed and restarted; a router started with etcd down runs on its saved map, fenced; the
+//! fence engages without progress and releases.
+
+mod support;
+
+use coopr_router::etcd::ops;
+use http::StatusCode;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use support::etcd::EtcdServer;
+use support::relay::{Mode, Relay};
+use support::*;
+
+const PREFIX: &str = "/test/";
+const WAIT: Duration = Duration::from_secs(15);
+
+struct World {
+    etcd: EtcdServer,
+    d: Deployment,
+    relays: Vec<Relay>,
+    dir: tempfile::TempDir,
+}
+
+fn ownership_toml(endpoint: &str, fence_after_ms: u64, state: &std::path::Path) -> String {
+    format!(
+        "[ownership]\nsource = \"etcd\"\nendpoints = [\"{endpoint}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = {fence_after_ms}\nstate_file = \"{}\"\n",
+        state.display()
+    )
+}
+
+async fn world(fence_after_ms: u64) -> World {
+    let etcd = EtcdServer::start().await;
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&etcd.settings(PREFIX), &dcs, 12, false)
+        .await
+        .expect("init");
+    let target: SocketAddr = ([127, 0, 0, 1], etcd.client_port).into();
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(Relay::start(target).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(Duration::from_millis(100), |i| {
+        ownership_toml(
+            &relays[i].url(),
+            fence_after_ms,
+            &dir.path().join(format!("dc{}.json", i + 1)),
+        )
+    })
+    .await;
+    for dc in &d.dcs {
+        wait_fresh(dc).await;
+    }
+    World {
+        etcd,
+        d,
+        relays,
+        dir,
+    }
+}
+
+async fn routes(dc: &Dc) -> Value {
+    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
+        .await
+        .json()
+}
+
+fn owner(v: &Value, shard: usize) -> String {
+    v["shards"][shard]["owner"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+async fn wait_fresh(dc: &Dc) {
+    eventually(WAIT, "router fresh", || async {
+        let r = routes(dc).await;
+        (r["stale"] == false && r["fenced"] == false).then_some(())
+    })
+    .await;
+}
+
+async fn wait_owner(dc: &Dc, shard: usize, want: &str) {
+    eventually(
+        WAIT,
+        &format!("{} sees shard {shard} owned by {want}", dc.name),
+        || async { (owner(&routes(dc).await, shard) == want).then_some(()) },
+    )
+    .await;
+}
+
+/// A node write for cluster `cid` (the simulator accepts nodes of unknown clusters, and logs it).
+async fn node_write(dc: &Dc, node: &str, cid: u64) -> Reply {
+    post(
+        &dc.url("/v2/nodes"),
+        &format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}"),
+    )
+    .await
+}
+
+/// The simulator's log entry of a write sent with `x-request-id: node`.
+fn logged(dc: &Dc, node: &str) -> Option<coopr_router::sim::LogEntry> {
+    dc.log()
+        .into_iter()
+        .find(|e| e.path == "/v2/nodes" && e.request_id.as_deref() == Some(node))
+}
+
+async fn node_write_traced(dc: &Dc, node: &str, cid: u64) -> Reply {
+    let body = format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}");
+    call(
+        http::Method::POST,
+        &dc.url("/v2/nodes"),
+        &[ADMIN[0], ADMIN[1], ("x-request-id", node)],
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_change_reaches_every_router_and_writes_follow_the_new_owner() {
+    let w = world(3000).await;
+    let (dc1, dc2, dc3) = (&w.d.dcs[0], &w.d.dcs[1], &w.d.dcs[2]);
+    let map = ops::show(&w.etcd.settings(PREFIX)).await.unwrap();
+    let e0 = map[1].epoch;
+    assert_eq!(map[1].owner, "dc1");
+    let r = node_write_traced(dc3, "w-before", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc1");
+    assert_eq!(r.header("x-coopr-router-epoch"), e0.to_string());
+    assert_eq!(logged(dc1, "w-before").unwrap().epoch, Some(e0.to_string()));
+    // The operator moves shard 1 to dc2 with the CLI.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .args([
+            "ownership",
+            "--etcd",
+            &w.etcd.url(),
+            "--prefix",
+            PREFIX,
+            "set",
+            "--shard",
+            "1",
+            "--owner",
+            "dc2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e1 = ops::show(&w.etcd.settings(PREFIX)).await.unwrap()[1].epoch;
+    assert!(e1 > e0);
+    for dc in &w.d.dcs {
+        wait_owner(dc, 1, "dc2").await;
+    }
+    for (via, node) in [(dc3, "w-after-3"), (dc1, "w-after-1"), (dc2, "w-after-2")] {
+        let r = node_write_traced(via, node, 1).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        assert_eq!(r.header("x-coopr-router-dc"), "dc2", "via {}", via.name);
+        let entry = logged(dc2, node).unwrap_or_else(|| panic!("{node} not at dc2"));
+        assert_eq!(
+            entry.epoch,
+            Some(e1.to_string()),
+            "applied at the new epoch"
+        );
+        assert!(logged(dc1, node).is_none() && logged(dc3, node).is_none());
+    }
+    // The history record was written in the same transaction.
+    let show = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .args([
+            "ownership",
+            "--etcd",
+            &w.etcd.url(),
+            "--prefix",
+            PREFIX,
+            "show",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["1", "dc2"]),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_cut_off_from_etcd_catches_up_and_a_compaction_forces_a_relist() {
+    let w = world(1000).await;
+    let dc2 = &w.d.dcs[1];
+    let s = w.etcd.settings(PREFIX);
+    let before = routes(dc2).await;
+    let relists = before["relists"].as_u64().unwrap();
+    w.relays[1].set(Mode::Cut);
+    eventually(WAIT, "dc2 notices", || async {
+        (routes(dc2).await["stale"] == true).then_some(())
+    })
+    .await;
+    // Owned writes are refused while cut off; reads are still served.
+    let r = node_write(dc2, "while-cut", 2).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.header("retry-after"), "1");
+    for (shard, to) in [(4, "dc3"), (5, "dc1"), (4, "dc2")] {
+        ops::set_owner(&s, shard, to, "test", "while cut")
+            .await
+            .unwrap();
+    }
+    wait_owner(&w.d.dcs[0], 5, "dc1").await;
+    assert_eq!(
+        owner(&routes(dc2).await, 5),
+        "dc2",
+        "dc2 cannot have seen it yet"
+    );
+    ops::compact(&s).await.unwrap();
+    w.relays[1].set(Mode::Open);
+    wait_owner(dc2, 5, "dc1").await;
+    wait_owner(dc2, 4, "dc2").await;
+    wait_fresh(dc2).await;
+    let after = routes(dc2).await;
+    assert!(
+        after["relists"].as_u64().unwrap() > relists,
+        "compaction forced a re-list: {after}"
+    );
+    let r = node_write(dc2, "after-heal", 2).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_while_cut_is_picked_up_by_resuming_the_watch() {
+    let w = world(1000).await;
+    let dc3 = &w.d.dcs[2];
+    let relists = routes(dc3).await["relists"].as_u64().unwrap();
+    w.relays[2].set(Mode::Cut);
+    eventually(WAIT, "dc3 notices", || async {
+        (routes(dc3).await["stale"] == true).then_some(())
+    })
+    .await;
+    ops::set_owner(&w.etcd.settings(PREFIX), 7, "dc3", "test", "while cut")
+        .await
+        .unwrap();
+    w.relays[2].set(Mode::Open);
+    wait_owner(dc3, 7, "dc3").await;
+    wait_fresh(dc3).await;
+    assert_eq!(
+        routes(dc3).await["relists"].as_u64().unwrap(),
+        relists,
+        "resumed at revision + 1, no re-list needed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_killed_and_restarted() {
+    let mut w = world(1000).await;
+    let dc1 = &w.d.dcs[0];
+    w.etcd.kill();
+    eventually(WAIT, "stale after etcd died", || async {
+        (routes(dc1).await["stale"] == true).then_some(())
+    })
+    .await;
+    let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().contains("map_fresh"), "{}", ready.text());
+    let r = node_write(dc1, "etcd-down", 1).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.json()["error"].as_str().unwrap().contains("cannot prove"));
+    let read = get(&dc1.url("/v2/clustertemplates")).await;
+    assert_eq!(
+        read.status,
+        StatusCode::OK,
+        "reads and local requests are still served"
+    );
+    w.etcd.restart().await;
+    for dc in &w.d.dcs {
+        wait_fresh(dc).await;
+    }
+    ops::set_owner(&w.etcd.settings(PREFIX), 10, "dc3", "test", "after restart")
+        .await
+        .unwrap();
+    for dc in &w.d.dcs {
+        wait_owner(dc, 10, "dc3").await;
+    }
+    let r = node_write(dc1, "etcd-back", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_started_while_etcd_is_down_serves_reads_from_its_saved_map() {
+    let mut w = world(1000).await;
+    let dc3 = &w.d.dcs[2];
+    let id = create_active(dc3, "saved").await;
+    assert_eq!(id, "00000003");
+    ops::set_owner(
+        &w.etcd.settings(PREFIX),
+        1,
+        "dc3",
+        "test",
+        "make the saved map differ",
+    )
+    .await
+    .unwrap();
+    wait_owner(dc3, 1, "dc3").await;
+    w.etcd.kill();
+    // A second dc3 router, started now, on new ports, with the same state file.
+    let l = coopr_router::app::Listeners {
+        client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let cfg = coopr_router::config::parse(&dc3.config_text).unwrap();
+    let router = coopr_router::app::start(cfg, l).unwrap();
+    let admin = format!("http://{}", router.admin_addr);
+    let client = format!("http://{}", router.client_addr);
+    let v = call(http::Method::GET, &format!("{admin}/admin/routes"), &[], "")
+        .await
+        .json();
+    assert_eq!(v["stale"], true);
+    assert_eq!(owner(&v, 1), "dc3", "the saved map, not the config's: {v}");
+    let r = get(&format!("{client}/v2/clusters/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK, "reads are served: {}", r.text());
+    let body = format!("{{\"id\":\"n\",\"clusterId\":\"{id}\"}}");
+    let r = post(&format!("{client}/v2/nodes"), &body).await;
+    assert_eq!(
+        r.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "owned writes are refused: {}",
+        r.text()
+    );
+    w.etcd.restart().await;
+    eventually(WAIT, "new router fresh", || async {
+        let r = post(&format!("{client}/v2/nodes"), &body).await;
+        (r.status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+    router.shutdown();
+    router.wait().await;
+    drop(w.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_engages_without_progress_and_releases() {
+    let w = world(600).await;
+    let dc1 = &w.d.dcs[0];
+    let r = node_write(dc1, "fresh", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    w.relays[0].set(Mode::Blackhole);
+    eventually(WAIT, "fence engaged", || async {
+        let r = node_write(dc1, "fenced", 1).await;
+        (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    assert_eq!(routes(dc1).await["fenced"], true);
+    let r = get(&dc1.url("/v2/clustertemplates")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Writes for shards owned elsewhere still go to their owners.
+    let r = node_write(dc1, "elsewhere", 2).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc2");
+    w.relays[0].set(Mode::Open);
+    eventually(WAIT, "fence released", || async {
+        let r = node_write(dc1, "released", 1).await;
+        (r.status == StatusCode::CREATED).then_some(())
+    })
+    .await;
+}
