@@ -1,0 +1,2 @@
+//! Placeholder: the ownership-flip benchmark (written by its own change).
+fn main() {}
