@@ -89,6 +89,7 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
     };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
     let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone());
+    tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
         listeners.client.local_addr()?,
         listeners.peer.local_addr()?,

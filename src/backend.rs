@@ -3,6 +3,7 @@
 
 use crate::classify::Api;
 use crate::config::Config;
+use crate::health::TargetHealth;
 use http::Uri;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ pub struct Backend {
     pub tasks_url: Uri,
     /// Milliseconds since the pool's start until which this server is skipped (0 = healthy).
     down_until_ms: AtomicU64,
+    /// Active and passive health (rise/fall).
+    pub health: TargetHealth,
 }
 
 impl Backend {
@@ -43,6 +46,7 @@ impl Backends {
                 url: b.url.clone(),
                 tasks_url: b.tasks_url.clone(),
                 down_until_ms: AtomicU64::new(0),
+                health: TargetHealth::default(),
             })
             .collect();
         Backends {
@@ -73,11 +77,16 @@ impl Backends {
         self.start.elapsed().as_millis() as u64
     }
 
-    /// Whether server `i` is in its cool-down.
+    /// Whether server `i` is in its cool-down or failed its health checks.
     pub fn is_down(&self, i: usize) -> bool {
-        self.list
-            .get(i)
-            .is_some_and(|b| b.down_until_ms.load(Ordering::Relaxed) > self.now_ms())
+        self.list.get(i).is_some_and(|b| {
+            !b.health.is_up() || b.down_until_ms.load(Ordering::Relaxed) > self.now_ms()
+        })
+    }
+
+    /// Whether any server passes its health checks.
+    pub fn any_up(&self) -> bool {
+        self.list.iter().any(|b| b.health.is_up())
     }
 
     /// The next server to try, round robin, skipping `tried` and servers in cool-down. When
@@ -97,9 +106,12 @@ impl Backends {
                 continue;
             }
             let until = self.list[i].down_until_ms.load(Ordering::Relaxed);
-            if until <= now {
+            let healthy = self.list[i].health.is_up();
+            if until <= now && healthy {
                 return Some(i);
             }
+            // A server failing health checks ranks after every cooling one.
+            let until = if healthy { until } else { until.max(now) + 1 };
             if fallback.is_none_or(|(u, _)| until < u) {
                 fallback = Some((until, i));
             }

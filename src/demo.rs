@@ -21,7 +21,7 @@ pub fn port(base: u16, i: usize, offset: u16) -> u16 {
 }
 
 /// The embedded configuration of demo DC `i` (0-based), as TOML.
-pub fn config_text(base: u16, i: usize, etcd: Option<&str>) -> String {
+pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> String {
     let mut dcs = String::new();
     for (k, name) in DCS.iter().enumerate() {
         dcs.push_str(&format!(
@@ -42,6 +42,7 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>) -> String {
                     .join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
                     .display()
             ),
+            None if shared => "\n[ownership]\nmode = \"shared\"\n".to_string(),
             None => String::new(),
         },
         dc = DCS[i],
@@ -53,8 +54,13 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>) -> String {
 }
 
 /// The parsed demo configuration of DC `i`.
-pub fn config(base: u16, i: usize, etcd: Option<&str>) -> Result<Config, ConfigError> {
-    config::parse(&config_text(base, i, etcd))
+pub fn config(
+    base: u16,
+    i: usize,
+    etcd: Option<&str>,
+    shared: bool,
+) -> Result<Config, ConfigError> {
+    config::parse(&config_text(base, i, etcd, shared))
 }
 
 /// Demo failures.
@@ -75,8 +81,14 @@ pub async fn run(
     base: u16,
     op_delay: Duration,
     etcd: Option<String>,
+    shared: bool,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
+    if shared && etcd.is_some() {
+        return Err(DemoError::Sim(
+            "--mode shared has no shard owners; it does not use etcd".into(),
+        ));
+    }
     if let Some(url) = &etcd {
         let settings = crate::etcd::Settings::new(vec![url.clone()], "/coopr-router/");
         let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
@@ -91,26 +103,43 @@ pub async fn run(
     let (trigger, shutdown) = app::shutdown_pair();
     let mut sims = Vec::new();
     let mut routers: Vec<RouterHandle> = Vec::new();
-    for (i, name) in DCS.iter().enumerate() {
+    // Sharded: one simulator per DC, each in its own id partition. Shared: one simulator state
+    // (one database, one id counter) behind three listeners.
+    let shared_sim = if shared {
         let cfg = SimConfig {
-            id_start: i as u64 + 1,
-            id_increment: 3,
             op_delay,
-            name: name.to_string(),
+            name: "shared".to_string(),
             ..SimConfig::default()
         };
-        let sim = Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?;
+        Some(Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?)
+    } else {
+        None
+    };
+    for (i, name) in DCS.iter().enumerate() {
+        let sim = match &shared_sim {
+            Some(s) => s.clone(),
+            None => {
+                let cfg = SimConfig {
+                    id_start: i as u64 + 1,
+                    id_increment: 3,
+                    op_delay,
+                    name: name.to_string(),
+                    ..SimConfig::default()
+                };
+                Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?
+            }
+        };
         let listener = TcpListener::bind(("127.0.0.1", port(base, i, 3))).await?;
         sims.push(tokio::spawn(
             sim.serve(listener, Shutdown::wait(shutdown.clone())),
         ));
     }
     for i in 0..DCS.len() {
-        let cfg = config(base, i, etcd.as_deref())?;
+        let cfg = config(base, i, etcd.as_deref(), shared)?;
         let listeners = Listeners::bind(&cfg).await?;
         routers.push(app::start(cfg, listeners)?);
     }
-    print_banner(base, etcd.as_deref());
+    print_banner(base, etcd.as_deref(), shared);
     stop.await;
     println!("\nstopping the demo...");
     for r in &routers {
@@ -127,11 +156,13 @@ pub async fn run(
     Ok(())
 }
 
-fn print_banner(base: u16, etcd: Option<&str>) {
+fn print_banner(base: u16, etcd: Option<&str>, shared: bool) {
     let h = "-H 'Coopr-UserID: admin' -H 'Coopr-TenantID: superadmin'";
-    let source = etcd.map_or("static ownership map".to_string(), |u| {
-        format!("ownership from etcd at {u}")
-    });
+    let source = match etcd {
+        _ if shared => "shared mode (one database: every DC serves every cluster)".to_string(),
+        Some(u) => format!("ownership from etcd at {u}"),
+        None => "static ownership map".to_string(),
+    };
     println!("\ncoopr-router demo: three DCs on loopback, {source}, {SHARDS} shards\n");
     for (i, name) in DCS.iter().enumerate() {
         println!(
@@ -161,6 +192,13 @@ fn print_banner(base: u16, etcd: Option<&str>) {
         "  curl -s 'http://127.0.0.1:{}/admin/explain?method=POST&path=/v2/clusters/00000001/services/restart'",
         port(base, 1, 2)
     );
+    if shared {
+        println!("  # every DC sees the cluster: read it through dc3 (answered by dc3's server)");
+        println!(
+            "  curl -si http://127.0.0.1:{}/v2/clusters/00000001 {h}",
+            port(base, 2, 0)
+        );
+    }
     if let Some(url) = etcd {
         println!("  # move shard 1 to dc2 and watch every router follow");
         println!("  coopr-router ownership --etcd {url} set --shard 1 --owner dc2");

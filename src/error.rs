@@ -123,6 +123,7 @@ impl ProxyError {
             h.insert(headers::DC, v);
         }
         h.insert(headers::ROUTE, HeaderValue::from_static("error"));
+        h.insert(headers::ERROR, HeaderValue::from_static(self.kind()));
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

@@ -40,6 +40,9 @@ enum Command {
         /// initialised if absent.
         #[arg(long)]
         etcd: Option<String>,
+        /// `sharded` (each DC its own database; the default) or `shared` (one database).
+        #[arg(long, default_value = "sharded", value_parser = ["sharded", "shared"])]
+        mode: String,
     },
     /// Read or change the ownership map in etcd.
     Ownership {
@@ -115,7 +118,8 @@ fn main() -> ExitCode {
             base_port,
             op_delay_ms,
             etcd,
-        } => demo(base_port, op_delay_ms, etcd),
+            mode,
+        } => demo(base_port, op_delay_ms, etcd, mode == "shared"),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
     };
     match result {
@@ -149,13 +153,18 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn demo(base_port: u16, op_delay_ms: u64, etcd: Option<String>) -> anyhow::Result<()> {
+fn demo(
+    base_port: u16,
+    op_delay_ms: u64,
+    etcd: Option<String>,
+    shared: bool,
+) -> anyhow::Result<()> {
     if base_port > 65535 - 300 {
         anyhow::bail!("--base-port must leave room for three DCs (at most 65235)");
     }
     init_logging(false);
     let delay = Duration::from_millis(op_delay_ms);
-    runtime()?.block_on(demo::run(base_port, delay, etcd, app::signal()))?;
+    runtime()?.block_on(demo::run(base_port, delay, etcd, shared, app::signal()))?;
     Ok(())
 }
 

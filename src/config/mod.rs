@@ -59,6 +59,32 @@ pub struct RawConfig {
     pub ownership: OwnershipConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Active health checks of the local Coopr servers (`GET /status`) and of the other DCs'
+/// routers (`GET /status` on their peer port, answered by their local Coopr).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive successes that bring a down target back.
+    pub rise: u32,
+    /// Consecutive failures (probes, or refused connections of real requests) that take it down.
+    pub fall: u32,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: 1_000,
+            timeout_ms: 1_000,
+            rise: 2,
+            fall: 3,
+        }
+    }
 }
 
 fn default_rules() -> String {
@@ -187,9 +213,22 @@ pub enum OwnershipSource {
     Etcd,
 }
 
+/// How the DCs' Coopr servers hold their data.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OwnershipMode {
+    /// Each DC has its own database; shards have owner DCs (custom replication).
+    #[default]
+    Sharded,
+    /// Every DC's Coopr servers share one synchronously replicated database: every request is
+    /// served locally, and only when every local server is down does it go to another DC.
+    Shared,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OwnershipConfig {
+    pub mode: OwnershipMode,
     pub source: OwnershipSource,
     /// Explicit shard entries (static source); shards not listed are owned by their home DC,
     /// with the other DCs (in name order) as replicas. With etcd, the map used until etcd or the
@@ -218,6 +257,7 @@ pub struct OwnershipConfig {
 impl Default for OwnershipConfig {
     fn default() -> Self {
         OwnershipConfig {
+            mode: OwnershipMode::Sharded,
             source: OwnershipSource::Static,
             shards: Vec::new(),
             endpoints: Vec::new(),

@@ -215,6 +215,13 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             "must be greater than 0",
         ));
     }
+    let hc = &raw.health;
+    if hc.interval_ms < 10 || hc.timeout_ms == 0 || hc.rise == 0 || hc.fall == 0 {
+        return Err(err(
+            "health",
+            "interval_ms must be at least 10; timeout_ms, rise and fall at least 1",
+        ));
+    }
     let o = &raw.ownership;
     if o.source == super::OwnershipSource::Etcd {
         if o.endpoints.is_empty() {

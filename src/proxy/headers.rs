@@ -10,6 +10,9 @@ pub const ROUTE: HeaderName = HeaderName::from_static("x-coopr-router-route");
 pub const SHARD: HeaderName = HeaderName::from_static("x-coopr-router-shard");
 pub const EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-epoch");
 /// Set on a request one router forwards to another: the sending DC's name.
+/// On a response the router made itself: the error kind (`backend_unreachable`, `fenced`, ...).
+pub const ERROR: HeaderName = HeaderName::from_static("x-coopr-router-error");
+/// Set on a request one router forwards to another: the sending DC's name.
 pub const HOP: HeaderName = HeaderName::from_static("x-coopr-router-hop");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -10,9 +10,13 @@ pub mod headers;
 use crate::backend::Backends;
 use crate::classify::{self, Api, Class, Classification, Head};
 use crate::config::Config;
+use crate::config::OwnershipMode;
 use crate::error::ProxyError;
+use crate::health::PeerHealth;
 use crate::ownership::Freshness;
-use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
+use crate::routing::{
+    Decision, Origin, Route, Routes, RoutingTable, Target, decide, shared_candidates,
+};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
 use forward::{SendError, Upstream, upstream_request};
@@ -27,6 +31,8 @@ use std::time::Instant;
 pub struct Runtime {
     pub config: Arc<Config>,
     pub backends: Backends,
+    /// Health of the other DCs' routers.
+    pub peers: PeerHealth,
     pub upstream: Upstream,
     /// This DC's name as a header value.
     dc_header: HeaderValue,
@@ -37,6 +43,7 @@ impl Runtime {
         let dc = &config.dcs[config.local].name;
         Runtime {
             backends: Backends::from_config(&config),
+            peers: PeerHealth::new(config.dcs.len()),
             upstream: Upstream::new(&config.raw.timeouts),
             // DC names are validated to [a-z0-9_-], always a valid header value.
             dc_header: HeaderValue::from_str(dc).unwrap_or(HeaderValue::from_static("unknown")),
@@ -163,6 +170,12 @@ impl Proxy {
                 }
             };
         out.class = Some(class);
+        if rt.config.raw.ownership.mode == OwnershipMode::Shared {
+            let table = self.routes.load();
+            return self
+                .serve_shared(rt, &table, parts, body, &class, origin, remote, out)
+                .await;
+        }
         let mut table = self.routes.load();
         // A forwarded write from a router whose map is newer than ours: let our watch catch up
         // (briefly) before deciding whether we own the shard at that epoch.
@@ -217,6 +230,99 @@ impl Proxy {
         }
     }
 
+    /// Shared-database mode: local while a local Coopr server is healthy, else the next healthy
+    /// DC. Only a request that could not connect anywhere moves on (its body is buffered up to the
+    /// inspection limit for that); one that failed after it was sent is never replayed, since
+    /// Coopr's create is not idempotent.
+    #[allow(clippy::too_many_arguments)]
+    async fn serve_shared(
+        &self,
+        rt: &Runtime,
+        table: &RoutingTable,
+        parts: &Parts,
+        body: ProxyBody,
+        class: &Classification,
+        origin: Origin,
+        remote: SocketAddr,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let shard = class.cluster.map(|id| table.shard_of(id));
+        out.shard = shard;
+        let candidates = shared_candidates(table, class.api, origin, rt.backends.any_up(), |dc| {
+            rt.peers.is_up(dc)
+        });
+        let body = match body {
+            ProxyBody::Stream(s) if candidates.len() > 1 => {
+                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                    Inspected::Whole(b) => ProxyBody::full(b),
+                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
+                        prefix: Some(prefix),
+                        rest,
+                    },
+                }
+            }
+            other => other,
+        };
+        let replayable = body.try_clone().is_some();
+        let mut body = Some(body);
+        let mut last = ProxyError::BackendUnreachable("no DC could be reached".into());
+        for target in candidates {
+            let attempt = if replayable {
+                body.as_ref().and_then(ProxyBody::try_clone)
+            } else {
+                body.take()
+            };
+            let Some(attempt) = attempt else { break };
+            let route = Route {
+                target,
+                shard,
+                epoch: 0,
+            };
+            let result = match target {
+                Target::Local(api) => {
+                    out.route = Some("local");
+                    out.dc = Some(table.local_name().to_string());
+                    self.to_local(rt, parts, attempt, route, api, class, remote)
+                        .await
+                }
+                Target::Peer(dc) => {
+                    out.route = Some("forwarded");
+                    out.dc = Some(table.dc_name(dc).to_string());
+                    send_peer(rt, table, parts, attempt, route, dc, remote).await
+                }
+            };
+            match result {
+                Err(
+                    e @ (ProxyError::BackendUnreachable(_) | ProxyError::PeerUnreachable { .. }),
+                ) => {
+                    tracing::warn!(error = %e, "could not connect; trying the next DC");
+                    if let ProxyError::PeerUnreachable { dc, .. } = &e
+                        && let Some(i) = table.dc_index(dc)
+                        && let Some(h) = rt.peers.0.get(i)
+                    {
+                        h.observe(false, &rt.config.raw.health);
+                    }
+                    last = e;
+                }
+                // The peer could not connect to its own servers either: nothing was sent.
+                Ok(resp)
+                    if matches!(target, Target::Peer(_))
+                        && resp
+                            .headers()
+                            .get(headers::ERROR)
+                            .is_some_and(|v| v == "backend_unreachable") =>
+                {
+                    last = ProxyError::BackendUnreachable(format!(
+                        "DC {} could not reach its Coopr servers",
+                        out.dc.as_deref().unwrap_or("?")
+                    ));
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
     /// Sends to a local Coopr server, trying the next one when a connection is refused and the
     /// body can be sent again.
     #[allow(clippy::too_many_arguments)]
@@ -264,6 +370,7 @@ impl Proxy {
                 Err(SendError::Connect(e)) => {
                     tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
                     rt.backends.mark_down(i);
+                    backend.health.observe(false, &rt.config.raw.health);
                     tried[n] = i;
                     n += 1;
                     match replay {

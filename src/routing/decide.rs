@@ -119,3 +119,34 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin, fenced: 
         (Class::Read | Class::Write, None) => here(None, 0),
     }
 }
+
+/// Shared-database mode (every DC serves every cluster): the targets to try, in order. Local
+/// while any local Coopr server is healthy, then the healthy DCs after this one (name order,
+/// wrapping). With nothing healthy, local is tried anyway: a refused connection still moves on.
+/// A request from a peer is only ever served locally.
+pub fn shared_candidates(
+    table: &RoutingTable,
+    api: Api,
+    origin: Origin,
+    local_up: bool,
+    peer_up: impl Fn(usize) -> bool,
+) -> Vec<Target> {
+    let local = Target::Local(api);
+    if origin == Origin::Peer {
+        return vec![local];
+    }
+    let n = table.dcs.len();
+    let peers = (1..n)
+        .map(|k| (table.local + k) % n)
+        .filter(|&dc| peer_up(dc))
+        .map(Target::Peer);
+    let mut out: Vec<Target> = Vec::with_capacity(n);
+    if local_up {
+        out.push(local);
+        out.extend(peers);
+    } else {
+        out.extend(peers);
+        out.push(local);
+    }
+    out
+}

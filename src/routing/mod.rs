@@ -4,7 +4,7 @@
 
 mod decide;
 
-pub use decide::{Decision, Origin, Route, Target, decide};
+pub use decide::{Decision, Origin, Route, Target, decide, shared_candidates};
 
 use crate::config::Config;
 use crate::ids::ClusterId;

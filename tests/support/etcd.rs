@@ -47,7 +47,8 @@ impl EtcdServer {
         Settings::new(vec![self.url()], prefix)
     }
 
-    async fn spawn(&mut self) {
+    /// Starts etcd and waits until it answers; false if it exited first.
+    async fn spawn(&mut self) -> bool {
         let client = self.url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log");
@@ -79,10 +80,15 @@ impl EtcdServer {
             .expect("etcd runs (apt-get install etcd-server)");
         self.child = Some(child);
         let s = self.settings("/probe/");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if ops::show(&s).await.is_ok() {
-                return;
+                return true;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                return false;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -108,7 +114,7 @@ impl EtcdServer {
     /// Starts again on the same ports and data.
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
+        assert!(self.spawn().await, "etcd did not restart: {}", self.log());
     }
 }
 
