@@ -137,3 +137,22 @@ fn check_config_exits_non_zero_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn every_shipped_example_is_valid() {
+    for (name, text) in [
+        ("static", EXAMPLE),
+        ("etcd", include_str!("../config/etcd.toml")),
+        ("shared", include_str!("../config/shared.toml")),
+    ] {
+        let cfg = config::parse(text).unwrap_or_else(|e| panic!("config/{name}.toml: {e}"));
+        assert_eq!(cfg.dcs.len(), 3, "{name}");
+    }
+    let etcd = config::parse(include_str!("../config/etcd.toml")).unwrap();
+    assert_eq!(etcd.raw.ownership.source, config::OwnershipSource::Etcd);
+    let shared = config::parse(include_str!("../config/shared.toml")).unwrap();
+    assert_eq!(shared.raw.ownership.mode, config::OwnershipMode::Shared);
+    // The etcd source without endpoints is refused, naming the key.
+    let e = config::parse(&include_str!("../config/etcd.toml").replace("endpoints = [", "# endpoints = [")).unwrap_err();
+    assert!(e.to_string().contains("ownership.endpoints"), "{e}");
+}
