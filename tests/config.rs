@@ -153,6 +153,9 @@ fn every_shipped_example_is_valid() {
     let shared = config::parse(include_str!("../config/shared.toml")).unwrap();
     assert_eq!(shared.raw.ownership.mode, config::OwnershipMode::Shared);
     // The etcd source without endpoints is refused, naming the key.
-    let e = config::parse(&include_str!("../config/etcd.toml").replace("endpoints = [", "# endpoints = [")).unwrap_err();
+    let e = config::parse(
+        &include_str!("../config/etcd.toml").replace("endpoints = [", "# endpoints = ["),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("ownership.endpoints"), "{e}");
 }

@@ -367,3 +367,58 @@ async fn the_fence_engages_without_progress_and_releases() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_whose_map_is_behind_waits_then_refuses_and_nothing_is_applied() {
+    let w = world(1000).await;
+    let (dc2, dc3) = (&w.d.dcs[1], &w.d.dcs[2]);
+    let s = w.etcd.settings(PREFIX);
+    // dc2 is cut off, so it cannot learn that it now owns shard 1.
+    w.relays[1].set(Mode::Cut);
+    eventually(WAIT, "dc2 notices", || async {
+        (routes(dc2).await["stale"] == true).then_some(())
+    })
+    .await;
+    let (_, epoch) = ops::set_owner(&s, 1, "dc2", "test", "move while cut")
+        .await
+        .unwrap();
+    wait_owner(dc3, 1, "dc2").await;
+    // dc3 forwards with the new epoch; dc2 waits (epoch_wait_ms) for its map, which cannot come,
+    // answers 421, dc3 routes once more on its (same) map and gives up.
+    let r = node_write_traced(dc3, "behind", 1).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-error"), "owner_moved");
+    assert!(
+        w.d.dcs.iter().all(|dc| logged(dc, "behind").is_none()),
+        "no DC applied it"
+    );
+    // Healed: dc2 catches up and applies the write at the new epoch.
+    w.relays[1].set(Mode::Open);
+    wait_owner(dc2, 1, "dc2").await;
+    let r = node_write_traced(dc3, "caught-up", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        logged(dc2, "caught-up").unwrap().epoch,
+        Some(epoch.to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_refuses_to_overwrite_a_map_without_force() {
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 4, false).await.unwrap();
+    ops::set_owner(&s, 0, "dc1", "test", "x").await.unwrap();
+    let e = ops::init(&s, &dcs, 4, false).await.unwrap_err();
+    assert!(e.to_string().contains("--force"), "{e}");
+    assert_eq!(ops::show(&s).await.unwrap()[0].owner, "dc1", "untouched");
+    ops::init(&s, &dcs, 4, true).await.unwrap();
+    let map = ops::show(&s).await.unwrap();
+    assert_eq!(
+        map.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(),
+        ["dc2", "dc1", "dc2", "dc1"]
+    );
+    let e = ops::set_owner(&s, 1, "dc9", "test", "x").await.unwrap_err();
+    assert!(e.to_string().contains("unknown DC"), "{e}");
+}
