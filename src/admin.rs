@@ -52,6 +52,14 @@ impl Admin {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/live") => json_response(StatusCode::OK, json!({"status": "live"})),
             (&Method::GET, "/ready") => self.ready().await,
+            (&Method::GET, "/metrics") => {
+                let mut resp = Response::new(ProxyBody::full(crate::metrics::render()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                resp
+            }
             (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, self.routes_view()),
             (&Method::GET, "/admin/explain") => self.explain(req.uri().query().unwrap_or("")),
             _ => json_response(

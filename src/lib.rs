@@ -11,6 +11,7 @@ pub mod error;
 pub mod etcd;
 pub mod health;
 pub mod ids;
+pub mod metrics;
 pub mod ownership;
 pub mod proxy;
 pub mod routing;
