@@ -1,26 +1,42 @@
 //! The admin listener (loopback by default): `/live`, `/ready` for the load balancer,
-//! `/admin/routes` (the current snapshot) and `/admin/explain` (what the router would do with a
-//! request, and why).
+//! `/metrics`, `/admin/routes` (the current snapshot), `/admin/explain` (what the router would do
+//! with a request, and why), and the endpoints that change something (`/admin/reload`,
+//! `/admin/drain`, `/admin/log-level`), which need the bearer token.
 
 use crate::classify::{self, Class, Head};
 use crate::ownership::Freshness;
 use crate::proxy::Runtime;
 use crate::proxy::body::ProxyBody;
+use crate::reload::Reloader;
 use crate::routing::{Decision, Origin, Routes, Target, decide};
-use crate::server::Shutdown;
+use crate::server::{Shutdown, ShutdownTrigger};
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// What the admin API needs from the rest of the router.
+pub struct AdminParts {
+    pub routes: Routes,
+    pub runtime: Arc<ArcSwap<Runtime>>,
+    pub shutdown: Shutdown,
+    pub trigger: ShutdownTrigger,
+    pub freshness: Arc<Freshness>,
+    pub reloader: Arc<Reloader>,
+}
 
 #[derive(Clone)]
 pub struct Admin {
     routes: Routes,
     runtime: Arc<ArcSwap<Runtime>>,
     shutdown: Shutdown,
+    trigger: ShutdownTrigger,
     freshness: Arc<Freshness>,
+    reloader: Arc<Reloader>,
+    draining: Arc<AtomicBool>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -33,23 +49,72 @@ fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
     resp
 }
 
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl Admin {
-    pub fn new(
-        routes: Routes,
-        runtime: Arc<ArcSwap<Runtime>>,
-        shutdown: Shutdown,
-        freshness: Arc<Freshness>,
-    ) -> Self {
+    pub fn new(p: AdminParts) -> Self {
         Admin {
-            routes,
-            runtime,
-            shutdown,
-            freshness,
+            routes: p.routes,
+            runtime: p.runtime,
+            shutdown: p.shutdown,
+            trigger: p.trigger,
+            freshness: p.freshness,
+            reloader: p.reloader,
+            draining: Arc::new(AtomicBool::new(false)),
         }
     }
 
+    /// `None` when the request may proceed, else the 401/403 to send.
+    fn refuse(&self, req: &Request<Incoming>, changes: bool) -> Option<Response<ProxyBody>> {
+        let rt = self.runtime.load_full();
+        let admin = &rt.config.raw.admin;
+        let token = match admin.resolve_token() {
+            Ok(t) => t,
+            Err(e) => {
+                return Some(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": e}),
+                ));
+            }
+        };
+        let Some(token) = token else {
+            return changes.then(|| {
+                json_response(StatusCode::FORBIDDEN, json!({"error": "set admin.token (or admin.token_file) to enable endpoints that change something"}))
+            });
+        };
+        if !changes && admin.open_reads {
+            return None;
+        }
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|g| same(g.trim().as_bytes(), token.as_bytes())) {
+            return None;
+        }
+        let mut resp = json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "this endpoint needs Authorization: Bearer <admin token>"}),
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Some(resp)
+    }
+
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        match (req.method(), req.uri().path()) {
+        let path = req.uri().path().to_string();
+        let open = matches!(path.as_str(), "/live" | "/ready");
+        if !open && let Some(refused) = self.refuse(&req, req.method() != Method::GET) {
+            return refused;
+        }
+        let query = req.uri().query().unwrap_or("").to_string();
+        match (req.method(), path.as_str()) {
             (&Method::GET, "/live") => json_response(StatusCode::OK, json!({"status": "live"})),
             (&Method::GET, "/ready") => self.ready().await,
             (&Method::GET, "/metrics") => {
@@ -61,7 +126,27 @@ impl Admin {
                 resp
             }
             (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, self.routes_view()),
-            (&Method::GET, "/admin/explain") => self.explain(req.uri().query().unwrap_or("")),
+            (&Method::GET, "/admin/explain") => self.explain(&query),
+            (&Method::POST, "/admin/reload") => {
+                let report = self.reloader.reload().await;
+                let status = if report.applied {
+                    StatusCode::OK
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                json_response(status, json!(report))
+            }
+            (&Method::POST, "/admin/drain") => self.drain(),
+            (&Method::GET, "/admin/log-level") => {
+                json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
+            }
+            (&Method::POST, "/admin/log-level") => {
+                let filter = query_param(&query, "filter").unwrap_or_default();
+                match crate::logging::set_level(&filter) {
+                    Ok(()) => json_response(StatusCode::OK, json!({"filter": filter})),
+                    Err(e) => json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+                }
+            }
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 json!({"error": "no such admin endpoint"}),
@@ -69,10 +154,32 @@ impl Admin {
         }
     }
 
+    /// Readiness turns false at once; after `drain_delay_ms` the listeners stop accepting, idle
+    /// keep-alive connections close, and in-flight requests get the shutdown grace period.
+    fn drain(&self) -> Response<ProxyBody> {
+        let delay = self.runtime.load().config.raw.admin.drain_delay_ms;
+        if !self.draining.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                drain_delay_ms = delay,
+                "drain requested: readiness is now false"
+            );
+            let trigger = self.trigger.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                tracing::warn!("drain: closing listeners; in-flight requests may finish");
+                trigger.trigger();
+            });
+        }
+        json_response(
+            StatusCode::ACCEPTED,
+            json!({"draining": true, "listeners_close_after_ms": delay}),
+        )
+    }
+
     async fn ready(&self) -> Response<ProxyBody> {
         let rt = self.runtime.load_full();
         let mut failed = Vec::new();
-        if self.shutdown.is_triggered() {
+        if self.shutdown.is_triggered() || self.draining.load(Ordering::SeqCst) {
             failed.push(json!({"check": "not_draining", "detail": "the router is shutting down"}));
         }
         if self.freshness.is_stale() {
@@ -135,22 +242,14 @@ impl Admin {
                 "dc": t.local_name(), "revision": t.revision, "source": source,
                 "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
                 "fence_after_ms": f.fence_after_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
             })
         }
     }
 
     fn explain(&self, query: &str) -> Response<ProxyBody> {
-        let param = |name: &str| {
-            query.split('&').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k == name).then(|| {
-                    percent_encoding::percent_decode_str(v)
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-            })
-        };
+        let param = |name: &str| query_param(query, name);
         let method = param("method").unwrap_or_else(|| "GET".into());
         let Some(target) = param("path") else {
             return json_response(
@@ -248,4 +347,16 @@ async fn probe_backends(rt: &Runtime) -> bool {
         }
     }
     false
+}
+
+/// The first value of a query parameter, percent-decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }

@@ -2,15 +2,17 @@
 //! listeners, starts the client, peer and admin servers, and owns shutdown. The only module
 //! that knows every component.
 
-use crate::admin::Admin;
+use crate::admin::{Admin, AdminParts};
 use crate::config::{Config, OwnershipSource};
 use crate::etcd::watch::Watcher;
 use crate::ownership::{Freshness, state_file};
 use crate::proxy::{Proxy, Runtime};
-use crate::routing::{Origin, Publisher, Routes, RoutingTable};
+use crate::reload::Reloader;
+use crate::routing::{Origin, Routes, RoutingTable};
 use crate::server::{ServeOptions, Shutdown, ShutdownTrigger, serve};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -47,10 +49,11 @@ pub struct RouterHandle {
     pub peer_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub routes: Routes,
-    /// The one writer of the routing snapshot, for a static map (tests publish through it).
-    /// With etcd, the watcher task owns it and this is `None`.
-    pub publisher: Option<Publisher>,
+    /// Applies config changes; with the static source it also holds the one `Publisher`.
+    /// (With etcd, the watcher task owns the publisher.)
+    pub reloader: Arc<Reloader>,
     pub freshness: Arc<Freshness>,
+    shutdown_signal: Shutdown,
 }
 
 impl RouterHandle {
@@ -63,10 +66,25 @@ impl RouterHandle {
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
+
+    /// Resolves when the router begins to stop (a signal, or `POST /admin/drain`).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + use<> {
+        self.shutdown_signal.clone().wait()
+    }
 }
 
-/// Starts a router on already-bound listeners.
+/// Starts a router on already-bound listeners, with no config file to reload.
 pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHandle> {
+    start_with_file(config, None, listeners)
+}
+
+/// Starts a router whose config came from `path`: SIGHUP, `POST /admin/reload` and changes to
+/// the file reload it.
+pub fn start_with_file(
+    config: Config,
+    path: Option<PathBuf>,
+    listeners: Listeners,
+) -> std::io::Result<RouterHandle> {
     let config = Arc::new(config);
     let (trigger, shutdown) = ShutdownTrigger::new();
     let mut tasks = JoinSet::new();
@@ -88,6 +106,11 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         }
     };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
+    let reloader = Arc::new(Reloader::new(path.clone(), runtime.clone(), publisher));
+    if path.is_some() {
+        tasks.spawn(reloader.clone().watch_file(shutdown.clone()));
+        tasks.spawn(reloader.clone().on_sighup(shutdown.clone()));
+    }
     let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone());
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
@@ -112,7 +135,14 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         };
         tasks.spawn(serve(listener, handler, opts(name), shutdown.clone()));
     }
-    let admin = Admin::new(routes.clone(), runtime, shutdown.clone(), freshness.clone());
+    let admin = Admin::new(AdminParts {
+        routes: routes.clone(),
+        runtime,
+        shutdown: shutdown.clone(),
+        trigger: trigger.clone(),
+        freshness: freshness.clone(),
+        reloader: reloader.clone(),
+    });
     let handler = move |req, _remote| {
         let admin = admin.clone();
         async move { admin.handle(req).await }
@@ -136,8 +166,9 @@ pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHand
         peer_addr: addrs.1,
         admin_addr: addrs.2,
         routes,
-        publisher,
+        reloader,
         freshness,
+        shutdown_signal: shutdown,
     })
 }
 

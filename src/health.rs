@@ -104,6 +104,7 @@ pub async fn run(runtime: Arc<ArcSwap<Runtime>>, shutdown: Shutdown) {
                     tracing::error!("every local Coopr server is down");
                 }
             }
+            crate::metrics::backend_health(&b.url.to_string(), b.health.is_up());
             let _ = i;
         }
         for (dc, spec) in rt.config.dcs.iter().enumerate() {
@@ -116,6 +117,7 @@ pub async fn run(runtime: Arc<ArcSwap<Runtime>>, shutdown: Shutdown) {
             {
                 tracing::warn!(dc = %spec.name, up, "peer DC health changed");
             }
+            crate::metrics::peer_health(&spec.name, rt.peers.is_up(dc));
         }
         tokio::select! {
             _ = &mut stop => return,

@@ -83,14 +83,7 @@ enum OwnershipOp {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    coopr_router::logging::init(json);
 }
 
 fn main() -> ExitCode {
@@ -143,9 +136,11 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     init_logging(cfg.raw.log.format == config::LogFormat::Json);
     runtime()?.block_on(async move {
         let listeners = app::Listeners::bind(&cfg).await?;
-        let router = app::start(cfg, listeners)?;
-        app::signal().await;
-        tracing::info!("signal received: stopping (in-flight requests may finish)");
+        let router = app::start_with_file(cfg, Some(path), listeners)?;
+        tokio::select! {
+            _ = app::signal() => tracing::info!("signal received: stopping (in-flight requests may finish)"),
+            _ = router.stopping() => tracing::info!("drained: stopping"),
+        }
         router.shutdown();
         router.wait().await;
         tracing::info!("stopped");

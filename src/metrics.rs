@@ -1,7 +1,424 @@
-//! Prometheus metrics (through the `metrics` crate): the recorder, and the text `/metrics`
-//! serves. Placeholder until the instrumentation lands.
+//! Prometheus metrics (through the `metrics` crate): the recorder, installed once per process,
+//! the metric names, the typed functions the rest of the router calls, and the text `/metrics`
+//! serves. docs/METRICS.md lists every series.
+//!
+//! The request path pays one `OnceLock` check, one lock-free load of the per-DC table and two
+//! atomic updates on cached handles per request: labels are `&'static str` or cached per DC, so
+//! nothing is allocated once a series exists.
+
+use ::metrics::{Counter, Gauge, Histogram, Unit};
+use arc_swap::ArcSwap;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Requests answered, by `route`, `class`, `status` (class: `2xx`, ...) and `dc`.
+pub const REQUESTS: &str = "coopr_router_requests_total";
+/// Time to the response head, by `route` and `class` (histogram).
+pub const REQUEST_DURATION: &str = "coopr_router_request_duration_seconds";
+/// Responses the router made itself, by error `kind`.
+pub const UPSTREAM_ERRORS: &str = "coopr_router_upstream_errors_total";
+/// The revision of the published ownership map.
+pub const MAP_REVISION: &str = "coopr_router_map_revision";
+/// Seconds since the ownership map was last published (computed at scrape time).
+pub const MAP_AGE: &str = "coopr_router_map_age_seconds";
+/// Shards whose owner changed in a published map.
+pub const OWNERSHIP_FLIPS: &str = "coopr_router_ownership_flips_total";
+/// 1 while writes to owned shards are refused (the fence), else 0.
+pub const FENCED: &str = "coopr_router_fenced";
+/// Config reloads, by `result` (`ok` or `failed`).
+pub const RELOADS: &str = "coopr_router_reloads_total";
+/// Open connections, by `listener` (`client`, `peer`, `admin`).
+pub const OPEN_CONNECTIONS: &str = "coopr_router_open_connections";
+/// 1 when a local Coopr server passes its health checks, by `backend` (its URL).
+pub const BACKEND_UP: &str = "coopr_router_backend_up";
+/// 1 when another DC's router passes its health checks, by `dc`.
+pub const PEER_UP: &str = "coopr_router_peer_up";
+
+/// Upper bounds of the request latency buckets, in seconds.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The route kinds with cached handles (`replica` is reserved for replica reads).
+const ROUTES: [&str; 4] = ["local", "forwarded", "replica", "error"];
+/// Request classes; `none` is a request refused before it could be classified.
+const CLASSES: [&str; 4] = ["read", "write", "local", "none"];
+const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+const SLOTS: usize = ROUTES.len() * CLASSES.len() * STATUSES.len();
+const NEVER: u64 = u64::MAX;
+
+/// The label value of a status code: `2xx`, `4xx`, ...
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => STATUSES[0],
+        200..=299 => STATUSES[1],
+        300..=399 => STATUSES[2],
+        400..=499 => STATUSES[3],
+        500..=599 => STATUSES[4],
+        _ => STATUSES[5],
+    }
+}
+
+/// The request counters of one DC label, created on first use.
+struct DcSlots {
+    dc: Box<str>,
+    counters: [OnceLock<Counter>; SLOTS],
+}
+
+/// Handles for a small set of `&'static str` label values, created on first use.
+struct ByLabel<T> {
+    name: &'static str,
+    label: &'static str,
+    list: ArcSwap<Vec<(&'static str, T)>>,
+}
+
+impl<T: Clone> ByLabel<T> {
+    fn new(name: &'static str, label: &'static str) -> Self {
+        ByLabel {
+            name,
+            label,
+            list: ArcSwap::from_pointee(Vec::new()),
+        }
+    }
+
+    fn get(
+        &self,
+        value: &'static str,
+        make: fn(&'static str, &'static str, &'static str) -> T,
+    ) -> T {
+        if let Some((_, h)) = self.list.load().iter().find(|(v, _)| *v == value) {
+            return h.clone();
+        }
+        let h = make(self.name, self.label, value);
+        self.list.rcu(|list| {
+            let mut list = (**list).clone();
+            if !list.iter().any(|(v, _)| *v == value) {
+                list.push((value, h.clone()));
+            }
+            list
+        });
+        h
+    }
+}
+
+struct State {
+    handle: Option<PrometheusHandle>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last map publish, or `NEVER`.
+    published_ms: AtomicU64,
+    /// `(revision, age)`, registered at the first publish (no map, no series).
+    map: OnceLock<(Gauge, Gauge)>,
+    flips: Counter,
+    fenced: Gauge,
+    /// `[failed, ok]`
+    reloads: [Counter; 2],
+    durations: [OnceLock<Histogram>; ROUTES.len() * CLASSES.len()],
+    dcs: ArcSwap<Vec<Arc<DcSlots>>>,
+    errors: ByLabel<Counter>,
+    connections: ByLabel<Gauge>,
+}
+
+static STATE: OnceLock<State> = OnceLock::new();
+
+fn state() -> &'static State {
+    STATE.get_or_init(State::init)
+}
+
+impl State {
+    fn init() -> State {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(PrometheusBuilder::install_recorder);
+        let handle = match handle {
+            Ok(h) => {
+                // Histogram samples are drained into buckets at render time or here: without
+                // scrapes they must not pile up.
+                let upkeep = h.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("metrics-upkeep".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+                }
+                Some(h)
+            }
+            Err(e) => {
+                // Another recorder is installed (an embedding program's): record into it.
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics stays empty");
+                None
+            }
+        };
+        describe();
+        let s = State {
+            handle,
+            epoch: Instant::now(),
+            published_ms: AtomicU64::new(NEVER),
+            map: OnceLock::new(),
+            flips: ::metrics::counter!(OWNERSHIP_FLIPS),
+            fenced: ::metrics::gauge!(FENCED),
+            reloads: [
+                ::metrics::counter!(RELOADS, "result" => "failed"),
+                ::metrics::counter!(RELOADS, "result" => "ok"),
+            ],
+            durations: std::array::from_fn(|_| OnceLock::new()),
+            dcs: ArcSwap::from_pointee(Vec::new()),
+            errors: ByLabel::new(UPSTREAM_ERRORS, "kind"),
+            connections: ByLabel::new(OPEN_CONNECTIONS, "listener"),
+        };
+        // Series without dynamic labels exist from the start, at zero.
+        s.flips.increment(0);
+        s.fenced.set(0.0);
+        for r in &s.reloads {
+            r.increment(0);
+        }
+        s
+    }
+
+    /// Runs `f` on the request counters of `dc`, adding them on first use.
+    fn with_dc(&self, dc: &str, f: impl FnOnce(&DcSlots)) {
+        if let Some(slots) = self.dcs.load().iter().find(|s| &*s.dc == dc) {
+            return f(slots);
+        }
+        let new = Arc::new(DcSlots {
+            dc: dc.into(),
+            counters: std::array::from_fn(|_| OnceLock::new()),
+        });
+        self.dcs.rcu(|list| {
+            let mut list = (**list).clone();
+            if !list.iter().any(|s| &*s.dc == dc) {
+                list.push(new.clone());
+            }
+            list
+        });
+        if let Some(slots) = self.dcs.load().iter().find(|s| &*s.dc == dc) {
+            f(slots);
+        }
+    }
+}
+
+fn describe() {
+    use ::metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "Requests answered, by route kind, class, status class and target DC"
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time from a request's arrival to its response head, by route kind and class"
+    );
+    describe_counter!(
+        UPSTREAM_ERRORS,
+        Unit::Count,
+        "Responses the router made itself, by error kind (the x-coopr-router-error value)"
+    );
+    describe_gauge!(
+        MAP_REVISION,
+        "Revision of the published ownership map (0: static map)"
+    );
+    describe_gauge!(
+        MAP_AGE,
+        Unit::Seconds,
+        "Seconds since the ownership map was last published"
+    );
+    describe_counter!(
+        OWNERSHIP_FLIPS,
+        Unit::Count,
+        "Shards whose owner DC changed in a published map"
+    );
+    describe_gauge!(
+        FENCED,
+        "1 while writes to owned shards are refused (map not provably fresh)"
+    );
+    describe_counter!(RELOADS, Unit::Count, "Config reloads, by result");
+    describe_gauge!(OPEN_CONNECTIONS, "Open connections, by listener");
+    describe_gauge!(
+        BACKEND_UP,
+        "1 when a local Coopr server passes its health checks"
+    );
+    describe_gauge!(
+        PEER_UP,
+        "1 when another DC's router passes its health checks"
+    );
+}
+
+/// Installs the process-wide recorder. Idempotent and cheap after the first call; every other
+/// function here calls it too.
+pub fn install() {
+    state();
+}
 
 /// The Prometheus text exposition of every metric recorded so far.
 pub fn render() -> String {
-    String::new()
+    let s = state();
+    let published = s.published_ms.load(Ordering::Acquire);
+    if published != NEVER
+        && let Some((_, age)) = s.map.get()
+    {
+        let now = s.epoch.elapsed().as_millis() as u64;
+        age.set(now.saturating_sub(published) as f64 / 1000.0);
+    }
+    s.handle
+        .as_ref()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
+
+/// One answered request: its route kind (`local`, `forwarded`, `error`), class (`read`,
+/// `write`, `local`, `none`), HTTP status, the DC it went to, and seconds to the response head.
+pub fn request(route: &'static str, class: &'static str, status: u16, dc: &str, seconds: f64) {
+    let s = state();
+    let status = status_class(status);
+    let (Some(r), Some(c)) = (
+        ROUTES.iter().position(|&x| x == route),
+        CLASSES.iter().position(|&x| x == class),
+    ) else {
+        // A label outside the cached sets: correct, just slower.
+        ::metrics::counter!(REQUESTS, "route" => route, "class" => class, "status" => status, "dc" => dc.to_string())
+            .increment(1);
+        ::metrics::histogram!(REQUEST_DURATION, "route" => route, "class" => class).record(seconds);
+        return;
+    };
+    let st = STATUSES
+        .iter()
+        .position(|&x| x == status)
+        .unwrap_or(STATUSES.len() - 1);
+    s.with_dc(dc, |slots| {
+        slots.counters[(r * CLASSES.len() + c) * STATUSES.len() + st]
+            .get_or_init(|| {
+                ::metrics::counter!(REQUESTS, "route" => route, "class" => class, "status" => status, "dc" => slots.dc.to_string())
+            })
+            .increment(1);
+    });
+    s.durations[r * CLASSES.len() + c]
+        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "route" => route, "class" => class))
+        .record(seconds);
+}
+
+/// A response the router made itself; `kind` is `ProxyError::kind()`.
+pub fn upstream_error(kind: &'static str) {
+    state()
+        .errors
+        .get(
+            kind,
+            |name, label, value| ::metrics::counter!(name, label => value),
+        )
+        .increment(1);
+}
+
+/// A map was published (etcd watcher; the static map once at start, as revision 0).
+pub fn map_published(revision: u64) {
+    let s = state();
+    let (rev, _) = s
+        .map
+        .get_or_init(|| (::metrics::gauge!(MAP_REVISION), ::metrics::gauge!(MAP_AGE)));
+    rev.set(revision as f64);
+    s.published_ms
+        .store(s.epoch.elapsed().as_millis() as u64, Ordering::Release);
+}
+
+/// `n` shards changed owner in a published map.
+pub fn ownership_flips(n: usize) {
+    state().flips.increment(n as u64);
+}
+
+/// The fence engaged (`true`) or released.
+pub fn fenced(on: bool) {
+    state().fenced.set(if on { 1.0 } else { 0.0 });
+}
+
+/// A config reload finished.
+pub fn reload(ok: bool) {
+    state().reloads[usize::from(ok)].increment(1);
+}
+
+fn connections(listener: &'static str) -> Gauge {
+    state().connections.get(
+        listener,
+        |name, label, value| ::metrics::gauge!(name, label => value),
+    )
+}
+
+/// A connection was accepted on `listener` (`client`, `peer`, `admin`).
+pub fn connection_opened(listener: &'static str) {
+    connections(listener).increment(1.0);
+}
+
+/// A connection on `listener` closed.
+pub fn connection_closed(listener: &'static str) {
+    connections(listener).decrement(1.0);
+}
+
+/// Counts a connection as open on `listener` until dropped (also when its task is cancelled).
+pub struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    pub fn new(listener: &'static str) -> Self {
+        let g = connections(listener);
+        g.increment(1.0);
+        OpenConnection(g)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// The health of a local Coopr server (`backend` is its URL).
+pub fn backend_health(backend: &str, up: bool) {
+    install();
+    ::metrics::gauge!(BACKEND_UP, "backend" => backend.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// The health of another DC's router.
+pub fn peer_health(dc: &str, up: bool) {
+    install();
+    ::metrics::gauge!(PEER_UP, "dc" => dc.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        let rows = [
+            (101, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (421, "4xx"),
+            (599, "5xx"),
+            (600, "other"),
+        ];
+        for (code, want) in rows {
+            assert_eq!(status_class(code), want, "{code}");
+        }
+    }
+
+    #[test]
+    fn uncached_labels_and_many_dcs_are_recorded() {
+        request("replica", "read", 200, "dc9", 0.001);
+        request("someday", "read", 200, "dc9", 0.001);
+        for dc in ["a", "b", "a", "c"] {
+            request("local", "write", 503, dc, 0.002);
+        }
+        let text = render();
+        for want in [
+            r#"coopr_router_requests_total{route="replica",class="read",status="2xx",dc="dc9"}"#,
+            r#"coopr_router_requests_total{route="someday",class="read",status="2xx",dc="dc9"}"#,
+            r#"coopr_router_requests_total{route="local",class="write",status="5xx",dc="a"} 2"#,
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+    }
 }

@@ -21,13 +21,14 @@ use tokio::sync::{Semaphore, watch};
 #[derive(Clone)]
 pub struct Shutdown(watch::Receiver<bool>);
 
-/// Triggers a [`Shutdown`].
-pub struct ShutdownTrigger(watch::Sender<bool>);
+/// Triggers a [`Shutdown`]. Clones trigger the same shutdown.
+#[derive(Clone)]
+pub struct ShutdownTrigger(Arc<watch::Sender<bool>>);
 
 impl ShutdownTrigger {
     pub fn new() -> (ShutdownTrigger, Shutdown) {
         let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger(tx), Shutdown(rx))
+        (ShutdownTrigger(Arc::new(tx)), Shutdown(rx))
     }
     pub fn trigger(&self) {
         self.0.send_replace(true);

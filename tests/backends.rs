@@ -122,7 +122,7 @@ async fn a_421_from_the_peer_is_retried_on_a_fresh_map_then_refused() {
         !d.dcs.iter().any(|dc| dc.log_has("POST", &path)),
         "no DC applied it"
     );
-    // Once dc3's map agrees (the one writer publishes a corrected table), the write goes through.
+    // Once dc3's map agrees (a config reload publishes the corrected map), the write goes through.
     let router = d.dcs[2].router.as_ref().unwrap();
     let fixed = config::parse(
         &d.dcs[2]
@@ -130,11 +130,7 @@ async fn a_421_from_the_peer_is_retried_on_a_fresh_map_then_refused() {
             .replace("owner = \"dc2\"", "owner = \"dc1\""),
     )
     .unwrap();
-    router
-        .publisher
-        .as_ref()
-        .unwrap()
-        .publish(coopr_router::routing::RoutingTable::from_config(&fixed));
+    assert!(router.reloader.apply(fixed).applied);
     let r = post(&d.dcs[2].url(&path), "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc1");

@@ -113,3 +113,38 @@ async fn shutdown_lets_an_in_flight_request_finish() {
         .unwrap();
     d.dcs[0].router = None;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_longer_than_the_response_timeout_still_succeeds() {
+    // The response timeout counts from the end of the request body, not from its start.
+    let d = start(Duration::from_millis(50)).await;
+    let text = d.dcs[0]
+        .config_text
+        .replace("response_ms = 10000", "response_ms = 300");
+    let cfg = coopr_router::config::parse(&text).unwrap();
+    let l = coopr_router::app::Listeners {
+        client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let router = coopr_router::app::start(cfg, l).unwrap();
+    let url = format!(
+        "http://{}/v2/plugins/automatortypes/chef/cookbooks/paced",
+        router.client_addr
+    );
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let upload =
+        tokio::spawn(async move { send(Method::POST, &url, &ADMIN, ChannelBody(rx)).await });
+    // Six chunks 100 ms apart: twice the response timeout.
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for _ in 0..6 {
+        tick.tick().await;
+        tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+    }
+    drop(tx);
+    let r = upload.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["size"], 60);
+    router.shutdown();
+    router.wait().await;
+}

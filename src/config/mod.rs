@@ -61,6 +61,59 @@ pub struct RawConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for endpoints that change something (reload, drain, log level). Without a
+    /// token (here or in `token_file`) those endpoints answer 403.
+    pub token: Option<String>,
+    /// A file holding the token (first line), read at start and at every reload.
+    pub token_file: Option<String>,
+    /// Serve the read-only endpoints (`/metrics`, `/admin/routes`, `/admin/explain`) without the
+    /// token. `/live` and `/ready` are always open: the load balancer polls them.
+    pub open_reads: bool,
+    /// After `POST /admin/drain`, readiness is false at once; the listeners close after this
+    /// delay (time for the load balancer to notice), then in-flight requests get the grace period.
+    pub drain_delay_ms: u64,
+    /// How often the config file is checked for changes (0 turns the watch off).
+    pub watch_config_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            token_file: None,
+            open_reads: true,
+            drain_delay_ms: 5_000,
+            watch_config_ms: 1_000,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The token in force: `token`, else the first line of `token_file`.
+    pub fn resolve_token(&self) -> Result<Option<String>, String> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        match &self.token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|s| {
+                    s.lines()
+                        .next()
+                        .map(|l| l.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                })
+                .map_err(|e| format!("cannot read admin.token_file {path}: {e}")),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Active health checks of the local Coopr servers (`GET /status`) and of the other DCs'

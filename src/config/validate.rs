@@ -215,6 +215,12 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             "must be greater than 0",
         ));
     }
+    if raw.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
+        return Err(err("admin.token", "must be at least 16 characters"));
+    }
+    if let Err(e) = raw.admin.resolve_token() {
+        return Err(err("admin.token_file", e));
+    }
     let hc = &raw.health;
     if hc.interval_ms < 10 || hc.timeout_ms == 0 || hc.rise == 0 || hc.fall == 0 {
         return Err(err(

@@ -259,6 +259,8 @@ impl Watcher {
                         "ownership changed"
                     );
                 }
+                crate::metrics::ownership_flips(changed);
+                crate::metrics::map_published(table.revision);
                 self.publisher.publish(table);
                 self.freshness.progress();
                 if let Some(path) = &self.state_file

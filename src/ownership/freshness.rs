@@ -43,6 +43,7 @@ impl Freshness {
 
     /// For a live source: stale until the first load.
     pub fn live(fence_after: Duration) -> Self {
+        crate::metrics::fenced(true);
         Self::new(true, fence_after)
     }
 
@@ -77,6 +78,7 @@ impl Freshness {
         );
         // Log each transition once.
         if self.was_fenced.swap(now, Ordering::Relaxed) != now {
+            crate::metrics::fenced(now);
             if now {
                 tracing::warn!(
                     fence_after_ms = self.fence_after_ms,
@@ -108,11 +110,13 @@ impl Freshness {
         self.last_progress_ms
             .store(self.now_ms(), Ordering::Release);
         self.stale.store(false, Ordering::Release);
+        crate::metrics::fenced(false);
     }
 
     /// The source was lost (or the map came from disk).
     pub fn set_stale(&self) {
         self.stale.store(true, Ordering::Release);
+        crate::metrics::fenced(true);
     }
 
     pub fn count_relist(&self) {

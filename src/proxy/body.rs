@@ -20,6 +20,12 @@ pub enum ProxyBody {
         prefix: Option<Bytes>,
         rest: Incoming,
     },
+    /// A streamed body that reports when it has been sent whole (or failed), so the response
+    /// timeout can start then.
+    Tracked {
+        inner: Box<ProxyBody>,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
+    },
 }
 
 impl ProxyBody {
@@ -32,8 +38,16 @@ impl ProxyBody {
         match self {
             ProxyBody::Empty => Some(ProxyBody::Empty),
             ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
-            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } => None,
+            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } | ProxyBody::Tracked { .. } => None,
         }
+    }
+
+    /// Whether the body is still to be streamed (not known in full).
+    pub fn is_streamed(&self) -> bool {
+        matches!(
+            self,
+            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } | ProxyBody::Tracked { .. }
+        )
     }
 }
 
@@ -53,6 +67,15 @@ impl Body for ProxyBody {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
+            ProxyBody::Tracked { inner, done } => {
+                let polled = Pin::new(inner.as_mut()).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
+                    && let Some(tx) = done.take()
+                {
+                    let _ = tx.send(());
+                }
+                polled
+            }
         }
     }
 
@@ -62,6 +85,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Stream(s) => s.is_end_stream(),
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            ProxyBody::Tracked { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -80,6 +104,7 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            ProxyBody::Tracked { inner, .. } => inner.size_hint(),
         }
     }
 }

@@ -52,7 +52,24 @@ impl Upstream {
         req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<Response<Incoming>, SendError> {
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let result = if req.body().is_streamed() {
+            // The response timeout starts once the body was sent whole: a large upload may
+            // take longer than `timeout` by itself.
+            let (tx, mut sent) = tokio::sync::oneshot::channel();
+            let req = req.map(|b| ProxyBody::Tracked {
+                inner: Box::new(b),
+                done: Some(tx),
+            });
+            let exchange = self.client.request(req);
+            tokio::pin!(exchange);
+            tokio::select! {
+                r = &mut exchange => Ok(r),
+                _ = &mut sent => tokio::time::timeout(timeout, exchange).await,
+            }
+        } else {
+            tokio::time::timeout(timeout, self.client.request(req)).await
+        };
+        match result {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),

@@ -104,12 +104,22 @@ impl Proxy {
             Ok(resp) => resp,
             Err(e) => {
                 tracing::debug!(request_id = ?rid, error = %e, kind = e.kind(), "request refused");
+                crate::metrics::upstream_error(e.kind());
                 e.to_response(&rid, rt.config.dcs[rt.config.local].name.as_str())
             }
         };
         resp.headers_mut()
             .entry(headers::REQUEST_ID)
             .or_insert_with(|| rid.clone());
+        crate::metrics::request(
+            out.route.unwrap_or("error"),
+            out.class.map_or("none", |c| c.class.as_str()),
+            resp.status().as_u16(),
+            out.dc
+                .as_deref()
+                .unwrap_or(&rt.config.dcs[rt.config.local].name),
+            started.elapsed().as_secs_f64(),
+        );
         if rt.config.raw.log.access_log {
             let c = out.class;
             tracing::info!(
