@@ -2,9 +2,9 @@
 //! the metric names, the typed functions the rest of the router calls, and the text `/metrics`
 //! serves. docs/METRICS.md lists every series.
 //!
-//! The request path pays one `OnceLock` check, one lock-free load of the per-DC table and two
-//! atomic updates on cached handles per request: labels are `&'static str` or cached per DC, so
-//! nothing is allocated once a series exists.
+//! Per request: one `OnceLock` check, one lock-free load of the per-DC table, a counter
+//! increment and a histogram sample on cached handles. Labels are `&'static str` or cached per
+//! DC, so no labels are built once a series exists (no registry lookup, no allocation).
 
 use ::metrics::{Counter, Gauge, Histogram, Unit};
 use arc_swap::ArcSwap;
@@ -51,13 +51,13 @@ const NEVER: u64 = u64::MAX;
 
 /// The label value of a status code: `2xx`, `4xx`, ...
 pub fn status_class(status: u16) -> &'static str {
+    STATUSES[status_index(status)]
+}
+
+fn status_index(status: u16) -> usize {
     match status {
-        100..=199 => STATUSES[0],
-        200..=299 => STATUSES[1],
-        300..=399 => STATUSES[2],
-        400..=499 => STATUSES[3],
-        500..=599 => STATUSES[4],
-        _ => STATUSES[5],
+        100..=599 => usize::from(status / 100 - 1),
+        _ => STATUSES.len() - 1,
     }
 }
 
@@ -276,7 +276,8 @@ pub fn render() -> String {
 /// `write`, `local`, `none`), HTTP status, the DC it went to, and seconds to the response head.
 pub fn request(route: &'static str, class: &'static str, status: u16, dc: &str, seconds: f64) {
     let s = state();
-    let status = status_class(status);
+    let st = status_index(status);
+    let status = STATUSES[st];
     let (Some(r), Some(c)) = (
         ROUTES.iter().position(|&x| x == route),
         CLASSES.iter().position(|&x| x == class),
@@ -287,10 +288,6 @@ pub fn request(route: &'static str, class: &'static str, status: u16, dc: &str, 
         ::metrics::histogram!(REQUEST_DURATION, "route" => route, "class" => class).record(seconds);
         return;
     };
-    let st = STATUSES
-        .iter()
-        .position(|&x| x == status)
-        .unwrap_or(STATUSES.len() - 1);
     s.with_dc(dc, |slots| {
         slots.counters[(r * CLASSES.len() + c) * STATUSES.len() + st]
             .get_or_init(|| {
