@@ -118,6 +118,8 @@ impl Admin {
             (&Method::GET, "/live") => json_response(StatusCode::OK, json!({"status": "live"})),
             (&Method::GET, "/ready") => self.ready().await,
             (&Method::GET, "/metrics") => {
+                // Brings the fence gauge up to date at scrape time.
+                let _ = self.freshness.is_fenced();
                 let mut resp = Response::new(ProxyBody::full(crate::metrics::render()));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -92,6 +92,7 @@ pub fn start_with_file(
     let (routes, publisher, freshness) = match o.source {
         OwnershipSource::Static => {
             let (routes, publisher) = Routes::new(RoutingTable::from_config(&config));
+            crate::metrics::map_published(0);
             (routes, Some(publisher), Arc::new(Freshness::always_fresh()))
         }
         OwnershipSource::Etcd => {

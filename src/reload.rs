@@ -160,6 +160,7 @@ impl Reloader {
             && let Some(p) = &self.publisher
         {
             p.publish(RoutingTable::from_config(&cfg));
+            crate::metrics::map_published(0);
         }
         self.runtime.store(Arc::new(Runtime::new(cfg)));
         count_reload(true);
@@ -241,5 +242,5 @@ impl Reloader {
 
 /// Counts a reload in the metrics.
 fn count_reload(ok: bool) {
-    let _ = ok; // wired to crate::metrics once the metrics module lands
+    crate::metrics::reload(ok);
 }

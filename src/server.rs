@@ -106,7 +106,9 @@ where
             .into_owned();
         let conn = graceful.watch(conn);
         let name = opts.name;
+        let open = crate::metrics::OpenConnection::new(name);
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
             }

@@ -123,6 +123,23 @@ async fn traffic_shows_up_with_route_class_status_and_dc() {
         assert_eq!(line.matches("=\"").count(), 4, "{line}");
     }
 
+    // Open connections, per listener (the scrape itself holds one on the admin listener).
+    assert!(
+        value(
+            &m,
+            "coopr_router_open_connections",
+            &[("listener", "admin")]
+        ) >= 1.0,
+        "{m}"
+    );
+    value(
+        &m,
+        "coopr_router_open_connections",
+        &[("listener", "client")],
+    );
+    // The static map is published at revision 0.
+    value(&m, "coopr_router_map_revision", &[]);
+
     // Latency: a true histogram (buckets from 0.5 ms to 10 s), by route and class.
     let h = "coopr_router_request_duration_seconds";
     let fw = [("route", "forwarded"), ("class", "write")];
