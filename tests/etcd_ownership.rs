@@ -278,6 +278,13 @@ async fn etcd_killed_and_restarted() {
     for dc in &w.d.dcs {
         wait_fresh(dc).await;
     }
+    let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "ready again: {}",
+        ready.text()
+    );
     ops::set_owner(&w.etcd.settings(PREFIX), 10, "dc3", "test", "after restart")
         .await
         .unwrap();
@@ -354,6 +361,13 @@ async fn the_fence_engages_without_progress_and_releases() {
     })
     .await;
     assert_eq!(routes(dc1).await["fenced"], true);
+    let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        ready.text().contains("not_fenced") || ready.text().contains("map_fresh"),
+        "{}",
+        ready.text()
+    );
     let r = get(&dc1.url("/v2/clustertemplates")).await;
     assert_eq!(r.status, StatusCode::OK);
     // Writes for shards owned elsewhere still go to their owners.
@@ -366,6 +380,8 @@ async fn the_fence_engages_without_progress_and_releases() {
         (r.status == StatusCode::CREATED).then_some(())
     })
     .await;
+    let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

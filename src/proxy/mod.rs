@@ -133,6 +133,9 @@ impl Proxy {
                 route = out.route.unwrap_or("error"),
                 dc = out.dc.as_deref().unwrap_or(""),
                 status = resp.status().as_u16(),
+                // Declared lengths (Content-Length); a chunked body logs none.
+                bytes_in = content_length(&parts.headers),
+                bytes_out = content_length(resp.headers()),
                 origin = if origin == Origin::Peer { "peer" } else { "client" },
                 micros = started.elapsed().as_micros() as u64,
             );
@@ -549,4 +552,9 @@ fn decorate(
         }
     }
     Response::from_parts(parts, ProxyBody::Stream(body))
+}
+
+/// The declared body length, if any.
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
