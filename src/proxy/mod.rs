@@ -6,6 +6,8 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+mod peer;
+mod shared;
 
 use crate::backend::Backends;
 use crate::classify::{self, Api, Class, Classification, Head};
@@ -14,14 +16,12 @@ use crate::config::OwnershipMode;
 use crate::error::ProxyError;
 use crate::health::PeerHealth;
 use crate::ownership::Freshness;
-use crate::routing::{
-    Decision, Origin, Route, Routes, RoutingTable, Target, decide, shared_candidates,
-};
+use crate::routing::{Decision, Origin, Route, Routes, Target, decide};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
 use forward::{SendError, Upstream, upstream_request};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub struct Proxy {
 
 /// What the access log says about a request.
 #[derive(Default)]
-struct Outcome {
+pub(super) struct Outcome {
     class: Option<Classification>,
     route: Option<&'static str>,
     dc: Option<String>,
@@ -243,103 +243,10 @@ impl Proxy {
         }
     }
 
-    /// Shared-database mode: local while a local Coopr server is healthy, else the next healthy
-    /// DC. Only a request that could not connect anywhere moves on (its body is buffered up to the
-    /// inspection limit for that); one that failed after it was sent is never replayed, since
-    /// Coopr's create is not idempotent.
-    #[allow(clippy::too_many_arguments)]
-    async fn serve_shared(
-        &self,
-        rt: &Runtime,
-        table: &RoutingTable,
-        parts: &Parts,
-        body: ProxyBody,
-        class: &Classification,
-        origin: Origin,
-        remote: SocketAddr,
-        out: &mut Outcome,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let shard = class.cluster.map(|id| table.shard_of(id));
-        out.shard = shard;
-        let candidates = shared_candidates(table, class.api, origin, rt.backends.any_up(), |dc| {
-            rt.peers.is_up(dc)
-        });
-        let body = match body {
-            ProxyBody::Stream(s) if candidates.len() > 1 => {
-                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
-                    Inspected::Whole(b) => ProxyBody::full(b),
-                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
-                        prefix: Some(prefix),
-                        rest,
-                    },
-                }
-            }
-            other => other,
-        };
-        let replayable = body.try_clone().is_some();
-        let mut body = Some(body);
-        let mut last = ProxyError::BackendUnreachable("no DC could be reached".into());
-        for target in candidates {
-            let attempt = if replayable {
-                body.as_ref().and_then(ProxyBody::try_clone)
-            } else {
-                body.take()
-            };
-            let Some(attempt) = attempt else { break };
-            let route = Route {
-                target,
-                shard,
-                epoch: 0,
-            };
-            let result = match target {
-                Target::Local(api) => {
-                    out.route = Some("local");
-                    out.dc = Some(table.local_name().to_string());
-                    self.to_local(rt, parts, attempt, route, api, class, remote)
-                        .await
-                }
-                Target::Peer(dc) => {
-                    out.route = Some("forwarded");
-                    out.dc = Some(table.dc_name(dc).to_string());
-                    send_peer(rt, table, parts, attempt, route, dc, remote).await
-                }
-            };
-            match result {
-                Err(
-                    e @ (ProxyError::BackendUnreachable(_) | ProxyError::PeerUnreachable { .. }),
-                ) => {
-                    tracing::warn!(error = %e, "could not connect; trying the next DC");
-                    if let ProxyError::PeerUnreachable { dc, .. } = &e
-                        && let Some(i) = table.dc_index(dc)
-                        && let Some(h) = rt.peers.0.get(i)
-                    {
-                        h.observe(false, &rt.config.raw.health);
-                    }
-                    last = e;
-                }
-                // The peer could not connect to its own servers either: nothing was sent.
-                Ok(resp)
-                    if matches!(target, Target::Peer(_))
-                        && resp
-                            .headers()
-                            .get(headers::ERROR)
-                            .is_some_and(|v| v == "backend_unreachable") =>
-                {
-                    last = ProxyError::BackendUnreachable(format!(
-                        "DC {} could not reach its Coopr servers",
-                        out.dc.as_deref().unwrap_or("?")
-                    ));
-                }
-                other => return other,
-            }
-        }
-        Err(last)
-    }
-
     /// Sends to a local Coopr server, trying the next one when a connection is refused and the
     /// body can be sent again.
     #[allow(clippy::too_many_arguments)]
-    async fn to_local(
+    pub(super) async fn to_local(
         &self,
         rt: &Runtime,
         parts: &Parts,
@@ -396,113 +303,6 @@ impl Proxy {
             }
         }
     }
-
-    /// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
-    /// routed once more on a freshly loaded snapshot, if its body can be sent again.
-    #[allow(clippy::too_many_arguments)]
-    async fn to_peer(
-        &self,
-        rt: &Runtime,
-        table: &RoutingTable,
-        parts: &Parts,
-        body: ProxyBody,
-        route: Route,
-        dc: usize,
-        class: &Classification,
-        remote: SocketAddr,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        // Buffer a small body so a 421 can be retried; a large one streams on.
-        let body = match body {
-            ProxyBody::Stream(s) => {
-                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
-                    Inspected::Whole(b) => ProxyBody::full(b),
-                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
-                        prefix: Some(prefix),
-                        rest,
-                    },
-                }
-            }
-            other => other,
-        };
-        let replay = body.try_clone();
-        let resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
-        if resp.status() != StatusCode::MISDIRECTED_REQUEST {
-            return Ok(resp);
-        }
-        let peer = table.dc_name(dc).to_string();
-        let fresh = self.routes.load();
-        tracing::info!(peer = %peer, revision = fresh.revision, "peer answered 421 (not the owner); routing again on the current map");
-        let fenced = class.class == Class::Write && self.freshness.is_fenced();
-        match (decide(&fresh, class, Origin::Client, fenced), replay) {
-            (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
-                Target::Local(api) => {
-                    self.to_local(rt, parts, again, r2, api, class, remote)
-                        .await
-                }
-                Target::Peer(dc2) => {
-                    let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
-                    if resp.status() == StatusCode::MISDIRECTED_REQUEST {
-                        return Err(ProxyError::OwnerMoved {
-                            dc: fresh.dc_name(dc2).to_string(),
-                        });
-                    }
-                    Ok(resp)
-                }
-            },
-            _ => Err(ProxyError::OwnerMoved { dc: peer }),
-        }
-    }
-}
-
-/// Sends one request to a peer router and decorates its answer.
-async fn send_peer(
-    rt: &Runtime,
-    table: &RoutingTable,
-    parts: &Parts,
-    body: ProxyBody,
-    route: Route,
-    dc: usize,
-    remote: SocketAddr,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let Some(peer) = table.dcs.get(dc) else {
-        return Err(ProxyError::PeerUnreachable {
-            dc: format!("#{dc}"),
-            reason: "unknown DC".into(),
-        });
-    };
-    let mut req = upstream_request(parts, &peer.peer_url, remote, body);
-    let h = req.headers_mut();
-    h.insert(headers::HOP, rt.dc_header.clone());
-    h.remove(headers::EPOCH);
-    if route.epoch > 0 {
-        h.insert(headers::EPOCH, headers::number(route.epoch));
-    }
-    match rt
-        .upstream
-        .send(req, rt.config.raw.timeouts.response())
-        .await
-    {
-        Ok(resp) => {
-            let dc_header = resp
-                .headers()
-                .get(headers::DC)
-                .cloned()
-                .or_else(|| HeaderValue::from_str(&peer.name).ok())
-                .unwrap_or_else(|| rt.dc_header.clone());
-            Ok(decorate(resp, dc_header, "forwarded", route))
-        }
-        Err(SendError::Connect(reason)) => Err(ProxyError::PeerUnreachable {
-            dc: peer.name.clone(),
-            reason,
-        }),
-        Err(SendError::Timeout) => Err(ProxyError::PeerTimeout {
-            dc: peer.name.clone(),
-        }),
-        Err(SendError::Failed(reason)) => Err(ProxyError::Peer {
-            dc: peer.name.clone(),
-            reason,
-        }),
-    }
 }
 
 /// A body the client sent, as-is; an empty one becomes `Empty` so it can be replayed.
@@ -516,7 +316,11 @@ fn stream_body(body: Incoming) -> ProxyBody {
 }
 
 /// Reads at most `limit` bytes of a body, within the request-head timeout.
-async fn inspect(rt: &Runtime, body: Incoming, limit: usize) -> Result<Inspected, ProxyError> {
+pub(super) async fn inspect(
+    rt: &Runtime,
+    body: Incoming,
+    limit: usize,
+) -> Result<Inspected, ProxyError> {
     match tokio::time::timeout(
         rt.config.raw.timeouts.request_head(),
         read_up_to(body, limit),
@@ -530,7 +334,7 @@ async fn inspect(rt: &Runtime, body: Incoming, limit: usize) -> Result<Inspected
 }
 
 /// Strips hop-by-hop headers from an upstream response and adds the router's headers.
-fn decorate(
+pub(super) fn decorate(
     resp: Response<Incoming>,
     dc: HeaderValue,
     route: &'static str,

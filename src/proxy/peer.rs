@@ -1,0 +1,122 @@
+//! Forwarding to another DC's router (the owner of the shard), and the 421 retry.
+
+use super::body::{Inspected, ProxyBody};
+use super::decorate;
+use super::forward::{SendError, upstream_request};
+use super::{Proxy, Runtime, headers, inspect};
+use crate::classify::Class;
+use crate::classify::Classification;
+use crate::error::ProxyError;
+use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
+use http::request::Parts;
+use http::{HeaderValue, Response, StatusCode};
+use std::net::SocketAddr;
+
+impl Proxy {
+    /// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
+    /// routed once more on a freshly loaded snapshot, if its body can be sent again.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn to_peer(
+        &self,
+        rt: &Runtime,
+        table: &RoutingTable,
+        parts: &Parts,
+        body: ProxyBody,
+        route: Route,
+        dc: usize,
+        class: &Classification,
+        remote: SocketAddr,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // Buffer a small body so a 421 can be retried; a large one streams on.
+        let body = match body {
+            ProxyBody::Stream(s) => {
+                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                    Inspected::Whole(b) => ProxyBody::full(b),
+                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
+                        prefix: Some(prefix),
+                        rest,
+                    },
+                }
+            }
+            other => other,
+        };
+        let replay = body.try_clone();
+        let resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
+        if resp.status() != StatusCode::MISDIRECTED_REQUEST {
+            return Ok(resp);
+        }
+        let peer = table.dc_name(dc).to_string();
+        let fresh = self.routes.load();
+        tracing::info!(peer = %peer, revision = fresh.revision, "peer answered 421 (not the owner); routing again on the current map");
+        let fenced = class.class == Class::Write && self.freshness.is_fenced();
+        match (decide(&fresh, class, Origin::Client, fenced), replay) {
+            (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
+                Target::Local(api) => {
+                    self.to_local(rt, parts, again, r2, api, class, remote)
+                        .await
+                }
+                Target::Peer(dc2) => {
+                    let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
+                    if resp.status() == StatusCode::MISDIRECTED_REQUEST {
+                        return Err(ProxyError::OwnerMoved {
+                            dc: fresh.dc_name(dc2).to_string(),
+                        });
+                    }
+                    Ok(resp)
+                }
+            },
+            _ => Err(ProxyError::OwnerMoved { dc: peer }),
+        }
+    }
+}
+
+/// Sends one request to a peer router and decorates its answer.
+pub(super) async fn send_peer(
+    rt: &Runtime,
+    table: &RoutingTable,
+    parts: &Parts,
+    body: ProxyBody,
+    route: Route,
+    dc: usize,
+    remote: SocketAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Some(peer) = table.dcs.get(dc) else {
+        return Err(ProxyError::PeerUnreachable {
+            dc: format!("#{dc}"),
+            reason: "unknown DC".into(),
+        });
+    };
+    let mut req = upstream_request(parts, &peer.peer_url, remote, body);
+    let h = req.headers_mut();
+    h.insert(headers::HOP, rt.dc_header.clone());
+    h.remove(headers::EPOCH);
+    if route.epoch > 0 {
+        h.insert(headers::EPOCH, headers::number(route.epoch));
+    }
+    match rt
+        .upstream
+        .send(req, rt.config.raw.timeouts.response())
+        .await
+    {
+        Ok(resp) => {
+            let dc_header = resp
+                .headers()
+                .get(headers::DC)
+                .cloned()
+                .or_else(|| HeaderValue::from_str(&peer.name).ok())
+                .unwrap_or_else(|| rt.dc_header.clone());
+            Ok(decorate(resp, dc_header, "forwarded", route))
+        }
+        Err(SendError::Connect(reason)) => Err(ProxyError::PeerUnreachable {
+            dc: peer.name.clone(),
+            reason,
+        }),
+        Err(SendError::Timeout) => Err(ProxyError::PeerTimeout {
+            dc: peer.name.clone(),
+        }),
+        Err(SendError::Failed(reason)) => Err(ProxyError::Peer {
+            dc: peer.name.clone(),
+            reason,
+        }),
+    }
+}

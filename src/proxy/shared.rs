@@ -1,0 +1,107 @@
+//! Shared-database mode: every DC serves every cluster, so a request goes to the local Coopr
+//! servers while one is healthy, and otherwise to the next healthy DC.
+
+use super::body::{Inspected, ProxyBody};
+use super::peer::send_peer;
+use super::{Outcome, Proxy, Runtime, headers, inspect};
+use crate::classify::Classification;
+use crate::error::ProxyError;
+use crate::routing::{Origin, Route, RoutingTable, Target, shared_candidates};
+use http::Response;
+use http::request::Parts;
+use std::net::SocketAddr;
+
+impl Proxy {
+    /// Shared-database mode: local while a local Coopr server is healthy, else the next healthy
+    /// DC. Only a request that could not connect anywhere moves on (its body is buffered up to the
+    /// inspection limit for that); one that failed after it was sent is never replayed, since
+    /// Coopr's create is not idempotent.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn serve_shared(
+        &self,
+        rt: &Runtime,
+        table: &RoutingTable,
+        parts: &Parts,
+        body: ProxyBody,
+        class: &Classification,
+        origin: Origin,
+        remote: SocketAddr,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let shard = class.cluster.map(|id| table.shard_of(id));
+        out.shard = shard;
+        let candidates = shared_candidates(table, class.api, origin, rt.backends.any_up(), |dc| {
+            rt.peers.is_up(dc)
+        });
+        let body = match body {
+            ProxyBody::Stream(s) if candidates.len() > 1 => {
+                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                    Inspected::Whole(b) => ProxyBody::full(b),
+                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
+                        prefix: Some(prefix),
+                        rest,
+                    },
+                }
+            }
+            other => other,
+        };
+        let replayable = body.try_clone().is_some();
+        let mut body = Some(body);
+        let mut last = ProxyError::BackendUnreachable("no DC could be reached".into());
+        for target in candidates {
+            let attempt = if replayable {
+                body.as_ref().and_then(ProxyBody::try_clone)
+            } else {
+                body.take()
+            };
+            let Some(attempt) = attempt else { break };
+            let route = Route {
+                target,
+                shard,
+                epoch: 0,
+            };
+            let result = match target {
+                Target::Local(api) => {
+                    out.route = Some("local");
+                    out.dc = Some(table.local_name().to_string());
+                    self.to_local(rt, parts, attempt, route, api, class, remote)
+                        .await
+                }
+                Target::Peer(dc) => {
+                    out.route = Some("forwarded");
+                    out.dc = Some(table.dc_name(dc).to_string());
+                    send_peer(rt, table, parts, attempt, route, dc, remote).await
+                }
+            };
+            match result {
+                Err(
+                    e @ (ProxyError::BackendUnreachable(_) | ProxyError::PeerUnreachable { .. }),
+                ) => {
+                    tracing::warn!(error = %e, "could not connect; trying the next DC");
+                    if let ProxyError::PeerUnreachable { dc, .. } = &e
+                        && let Some(i) = table.dc_index(dc)
+                        && let Some(h) = rt.peers.0.get(i)
+                    {
+                        h.observe(false, &rt.config.raw.health);
+                    }
+                    last = e;
+                }
+                // The peer could not connect to its own servers either: nothing was sent.
+                Ok(resp)
+                    if matches!(target, Target::Peer(_))
+                        && resp
+                            .headers()
+                            .get(headers::ERROR)
+                            .is_some_and(|v| v == "backend_unreachable") =>
+                {
+                    last = ProxyError::BackendUnreachable(format!(
+                        "DC {} could not reach its Coopr servers",
+                        out.dc.as_deref().unwrap_or("?")
+                    ));
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+}
