@@ -113,6 +113,39 @@ impl Reloader {
             restart.push("listen".to_string());
             cfg.raw.listen = old.raw.listen.clone();
         }
+        // Read once per connection or at start: applied to new connections only after a restart.
+        let (ol, nl, ot, nt) = (
+            &old.raw.limits,
+            &cfg.raw.limits,
+            &old.raw.timeouts,
+            &cfg.raw.timeouts,
+        );
+        for (name, changed) in [
+            (
+                "limits.max_connections",
+                ol.max_connections != nl.max_connections,
+            ),
+            (
+                "limits.max_header_bytes",
+                ol.max_header_bytes != nl.max_header_bytes,
+            ),
+            (
+                "limits.h2_max_concurrent_streams",
+                ol.h2_max_concurrent_streams != nl.h2_max_concurrent_streams,
+            ),
+            (
+                "timeouts.request_head_ms",
+                ot.request_head_ms != nt.request_head_ms,
+            ),
+            (
+                "timeouts.shutdown_grace_ms",
+                ot.shutdown_grace_ms != nt.shutdown_grace_ms,
+            ),
+        ] {
+            if changed {
+                restart.push(name.to_string());
+            }
+        }
         let (o, n) = (&old.raw.ownership, &cfg.raw.ownership);
         if o.source != n.source || o.mode != n.mode {
             restart.push("ownership.source/mode".to_string());

@@ -1,0 +1,92 @@
+//! `coopr-router run --config FILE` as an operator runs it: it serves, reloads on SIGHUP, and
+//! exits 0 on SIGTERM.
+
+mod support;
+
+use http::{Method, StatusCode};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use support::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(client: u16, peer: u16, admin: u16, backend: &str) -> String {
+    format!(
+        "dc = \"dc1\"\nshard_count = 3\n\n[listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
+         [[backends]]\nurl = \"{backend}\"\n\n[dcs.dc1]\npeer_url = \"http://127.0.0.1:{peer}\"\nid_start = 1\nid_increment = 1\n\n\
+         [admin]\nwatch_config_ms = 0\n\n[log]\naccess_log = true\nformat = \"json\"\n"
+    )
+}
+
+fn signal(pid: u32, sig: &str) {
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
+    let d = start(Duration::from_millis(50)).await;
+    let (a, b) = (
+        format!("http://{}", d.dcs[0].sim_addr),
+        format!("http://{}", d.dcs[1].sim_addr),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    let (client, peer, admin) = (free_port(), free_port(), free_port());
+    std::fs::write(&path, config(client, peer, admin, &a)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin_url = |p: &str| format!("http://127.0.0.1:{admin}{p}");
+    eventually(Duration::from_secs(20), "router ready", || async {
+        let ok = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok();
+        (ok && call(Method::GET, &admin_url("/ready"), &[], "")
+            .await
+            .status
+            == StatusCode::OK)
+            .then_some(())
+    })
+    .await;
+    let create = "{\"name\":\"x\",\"clusterTemplate\":\"demo\",\"numMachines\":1}";
+    let r = post(&format!("http://127.0.0.1:{client}/v2/clusters"), create).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(d.dcs[0].log_has("POST", "/v2/clusters"));
+    // SIGHUP reloads the edited file: new requests go to B.
+    std::fs::write(&path, config(client, peer, admin, &b)).unwrap();
+    signal(child.id(), "-HUP");
+    eventually(Duration::from_secs(10), "reloaded", || async {
+        let routes = call(Method::GET, &admin_url("/admin/routes"), &[], "")
+            .await
+            .json();
+        (routes["backends"][0]["url"].as_str() == Some(&format!("{b}/"))).then_some(())
+    })
+    .await;
+    let r = post(&format!("http://127.0.0.1:{client}/v2/clusters"), create).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(d.dcs[1].log_has("POST", "/v2/clusters"));
+    signal(child.id(), "-TERM");
+    let status = eventually(Duration::from_secs(15), "exit", || {
+        let s = child.try_wait().unwrap();
+        async move { s }
+    })
+    .await;
+    assert!(status.success(), "{status:?}");
+}
