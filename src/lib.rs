@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod etcd;
+pub mod failover;
 pub mod health;
 pub mod ids;
 pub mod logging;

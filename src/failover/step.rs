@@ -1,0 +1,166 @@
+//! The failover decision as a pure state machine: `Controller::step(event, now) -> actions`. No
+//! I/O and no clock: time comes in with each event, so every rule is tested by tables and by
+//! seeded random event sequences with an invariant check after every step (tests/failover.rs).
+//!
+//! A shard owned by DC X moves when X is dead: its `alive/X` key has been absent for at least
+//! `grace`, and this DC's own probes of X fail too. It moves to its first replica whose `alive/`
+//! key is present, at most once per `min_interval`, and only in automatic mode. The move itself
+//! is a compare-and-swap in etcd (epoch unchanged, `alive/X` still absent), so many controllers
+//! may propose it and exactly one wins.
+
+/// Tuning, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    pub automatic: bool,
+    pub grace_ms: u64,
+    pub min_interval_ms: u64,
+}
+
+/// One shard as the published map has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardView {
+    pub owner: usize,
+    pub replicas: Vec<usize>,
+    pub epoch: u64,
+}
+
+/// What the controller learns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `alive/{dc}` appeared or disappeared.
+    Alive { dc: usize, present: bool },
+    /// This DC's probe of `dc`'s router and Coopr server.
+    Probe { dc: usize, ok: bool },
+    /// A new map was published.
+    Map(Vec<ShardView>),
+    /// A proposed move was decided by etcd (won or lost the compare-and-swap).
+    MoveDone { shard: usize, won: bool },
+    /// Time passed.
+    Tick,
+}
+
+/// What the controller asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Move `shard` from `from` to `to` if its epoch is still `epoch` and `alive/from` is absent.
+    Move {
+        shard: usize,
+        from: usize,
+        to: usize,
+        epoch: u64,
+    },
+}
+
+/// The controller's state.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    params: Params,
+    alive: Vec<bool>,
+    absent_since: Vec<Option<u64>>,
+    probe_ok: Vec<bool>,
+    shards: Vec<ShardView>,
+    last_move: Vec<Option<u64>>,
+    in_flight: Vec<bool>,
+}
+
+impl Controller {
+    /// Starts with every DC presumed alive and probing fine (nothing moves until evidence).
+    pub fn new(params: Params, dcs: usize, shards: Vec<ShardView>) -> Self {
+        let n = shards.len();
+        Controller {
+            params,
+            alive: vec![true; dcs],
+            absent_since: vec![None; dcs],
+            probe_ok: vec![true; dcs],
+            shards,
+            last_move: vec![None; n],
+            in_flight: vec![false; n],
+        }
+    }
+
+    pub fn shards(&self) -> &[ShardView] {
+        &self.shards
+    }
+
+    /// Whether `dc` counts as dead at `now`.
+    pub fn is_dead(&self, dc: usize, now: u64) -> bool {
+        let absent_long = match self.absent_since.get(dc).copied().flatten() {
+            Some(since) => !self.alive[dc] && now.saturating_sub(since) >= self.params.grace_ms,
+            None => false,
+        };
+        absent_long && !self.probe_ok.get(dc).copied().unwrap_or(true)
+    }
+
+    /// Applies one event; returns the moves to propose.
+    pub fn step(&mut self, event: Event, now: u64) -> Vec<Action> {
+        match event {
+            Event::Alive { dc, present } if dc < self.alive.len() => {
+                if present {
+                    self.absent_since[dc] = None;
+                } else if self.alive[dc] || self.absent_since[dc].is_none() {
+                    self.absent_since[dc] = Some(now);
+                }
+                self.alive[dc] = present;
+            }
+            Event::Probe { dc, ok } if dc < self.probe_ok.len() => self.probe_ok[dc] = ok,
+            Event::Map(shards) => {
+                self.last_move.resize(shards.len(), None);
+                self.in_flight.resize(shards.len(), false);
+                for (i, s) in shards.iter().enumerate() {
+                    if self.shards.get(i).is_some_and(|old| old.owner != s.owner) {
+                        // A move by any controller (or an operator) starts the shard's
+                        // min_interval here too, so two controllers cannot move it twice.
+                        self.in_flight[i] = false;
+                        self.last_move[i] = Some(now);
+                    } else if self.shards.get(i).is_some_and(|old| old.epoch != s.epoch) {
+                        self.in_flight[i] = false;
+                    }
+                }
+                self.shards = shards;
+            }
+            Event::MoveDone { shard, .. } => {
+                if let Some(f) = self.in_flight.get_mut(shard) {
+                    *f = false;
+                }
+            }
+            Event::Alive { .. } | Event::Probe { .. } | Event::Tick => {}
+        }
+        self.decide(now)
+    }
+
+    fn decide(&mut self, now: u64) -> Vec<Action> {
+        if !self.params.automatic {
+            return Vec::new();
+        }
+        let mut actions = Vec::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            if self.in_flight[i] || !self.is_dead(s.owner, now) {
+                continue;
+            }
+            if self.last_move[i]
+                .is_some_and(|t| now.saturating_sub(t) < self.params.min_interval_ms)
+            {
+                continue;
+            }
+            let target = s
+                .replicas
+                .iter()
+                .copied()
+                .find(|&r| r != s.owner && self.alive.get(r).copied().unwrap_or(false));
+            if let Some(to) = target {
+                actions.push(Action::Move {
+                    shard: i,
+                    from: s.owner,
+                    to,
+                    epoch: s.epoch,
+                });
+            }
+        }
+        for a in &actions {
+            let Action::Move { shard, .. } = a;
+            self.in_flight[*shard] = true;
+            self.last_move[*shard] = Some(now);
+        }
+        actions
+    }
+}
