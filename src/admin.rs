@@ -304,7 +304,15 @@ impl Admin {
                     format!("router of {}", t.dc_name(dc)),
                     "another DC owns the shard (or can take creates)",
                 ),
+                Target::Standby(home) => (
+                    format!("standby Coopr server for {}", t.dc_name(home)),
+                    "this DC adopted the shard from its home DC after a failover",
+                ),
             },
+            Decision::Adopted { .. } => (
+                "503".into(),
+                "adopted shard: its data lives in the home DC (no standby, or a read)",
+            ),
             Decision::Misdirected { .. } => ("421".into(), "not the owner"),
             Decision::NoCreateTarget => ("503".into(), "no DC owns all of its home shards"),
             Decision::Fenced { .. } => (

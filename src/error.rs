@@ -51,6 +51,14 @@ pub enum ProxyError {
         "DC {dc} cannot prove its ownership map is current (etcd unreachable or silent), so it refuses writes to the shards it owns; retry shortly"
     )]
     Fenced { dc: String, shard: Option<u32> },
+    #[error(
+        "shard {shard} is owned by DC {dc} after a failover, but its clusters live in DC {home}'s database, which this DC cannot serve (no standby server for {home}, or a read before replication exists); retry later or once {home} is back"
+    )]
+    Adopted {
+        dc: String,
+        shard: u32,
+        home: String,
+    },
 }
 
 impl ProxyError {
@@ -62,9 +70,11 @@ impl ProxyError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             BackendUnreachable(_) | Backend(_) | Peer { .. } => StatusCode::BAD_GATEWAY,
             BackendTimeout | PeerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            PeerUnreachable { .. } | OwnerMoved { .. } | NoCreateTarget | Fenced { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            PeerUnreachable { .. }
+            | OwnerMoved { .. }
+            | NoCreateTarget
+            | Fenced { .. }
+            | Adopted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -87,6 +97,7 @@ impl ProxyError {
             OwnerMoved { .. } => "owner_moved",
             NoCreateTarget => "no_create_target",
             Fenced { .. } => "fenced",
+            Adopted { .. } => "adopted",
         }
     }
 
@@ -107,6 +118,10 @@ impl ProxyError {
             body["owner"] = json!(owner);
             body["epoch"] = json!(epoch);
             body["revision"] = json!(revision);
+        }
+        if let ProxyError::Adopted { shard, home, .. } = self {
+            body["shard"] = json!(shard);
+            body["home_dc"] = json!(home);
         }
         if let ProxyError::Fenced { shard, .. } = self {
             body["shard"] = json!(shard);

@@ -311,6 +311,15 @@ async fn a_router_started_while_etcd_is_down_serves_reads_from_its_saved_map() {
     .await
     .unwrap();
     wait_owner(dc3, 1, "dc3").await;
+    // The state file is written by its own task: wait until it holds the change.
+    let saved = w.dir.path().join("dc3.json");
+    eventually(WAIT, "state file saved", || async {
+        let map = coopr_router::ownership::state_file::load(&saved)
+            .ok()
+            .flatten()?;
+        (map.shards.get(&1)?.0.owner == "dc3").then_some(())
+    })
+    .await;
     w.etcd.kill();
     // A second dc3 router, started now, on new ports, with the same state file.
     let l = coopr_router::app::Listeners {

@@ -151,7 +151,7 @@ fn decisions() {
             &adopted,
             c(Write, ClusterWrite, Some(0)),
             Client,
-            go(local, Some(0), 7),
+            Decision::Adopted { shard: 0, home: 2 },
         ),
         (
             &lost,
@@ -183,6 +183,57 @@ fn decisions() {
             "row {i}: {class:?} from {origin:?}"
         );
     }
+}
+
+#[test]
+fn adopted_shards_go_to_a_standby_or_are_refused_naming_their_home() {
+    use Class::*;
+    use Kind::*;
+    // dc1 (index 0) adopted shard 0, whose home is dc3 (index 2).
+    let adopted = table(0, [0, 0, 1, 2, 0, 1]);
+    let w = c(Write, ClusterWrite, Some(6));
+    let r = c(Read, ClusterRead, Some(6));
+    assert_eq!(
+        decide(&adopted, &w, Origin::Client, false),
+        Decision::Adopted { shard: 0, home: 2 }
+    );
+    assert_eq!(
+        decide(&adopted, &r, Origin::Client, false),
+        Decision::Adopted { shard: 0, home: 2 }
+    );
+    assert_eq!(
+        decide(&adopted, &w, Origin::Peer, false),
+        Decision::Adopted { shard: 0, home: 2 }
+    );
+    // With a standby server for dc3, writes go there; reads still wait for replication.
+    let text = include_str!("../config/static.toml").replace(
+        "[ownership]",
+        "[standby.dc3]\nurl = \"http://127.0.0.1:9\"\n\n[ownership]",
+    );
+    let cfg = coopr_router::config::parse(&text).unwrap();
+    let with = table(0, [0, 0, 1, 2, 0, 1]).with_standby(&cfg);
+    assert_eq!(
+        decide(&with, &w, Origin::Client, false),
+        go(Target::Standby(2), Some(0), 7)
+    );
+    assert_eq!(
+        decide(&with, &r, Origin::Client, false),
+        Decision::Adopted { shard: 0, home: 2 }
+    );
+    assert_eq!(
+        decide(&with, &w, Origin::Client, true),
+        Decision::Fenced { shard: Some(0) }
+    );
+    // A home shard of this DC is unaffected.
+    assert_eq!(
+        decide(
+            &with,
+            &c(Write, ClusterWrite, Some(1)),
+            Origin::Client,
+            false
+        ),
+        go(Target::Local(Api::External), Some(1), 7)
+    );
 }
 
 #[test]
@@ -243,12 +294,16 @@ mod properties {
             let (class, kind) = if write { (Class::Write, Kind::ClusterWrite) } else { (Class::Read, Kind::ClusterRead) };
             let cl = c(class, kind, Some(id));
             let owner = owners[(id % 6) as usize];
+            let home = ((id % 6) as usize + 2) % 3;
             match decide(&t, &cl, Origin::Peer, false) {
                 Decision::Go(r) => { prop_assert_eq!(r.target, Target::Local(Api::External)); prop_assert_eq!(owner, local); }
                 Decision::Misdirected { owner: o, .. } => { prop_assert_eq!(o, Some(owner)); prop_assert!(owner != local); }
+                // Owned here, but adopted from another home DC, with no standby: refused.
+                Decision::Adopted { home: h, .. } => { prop_assert_eq!(owner, local); prop_assert_eq!(h, home); prop_assert!(home != local); }
                 Decision::NoCreateTarget | Decision::Fenced { .. } => prop_assert!(false),
             }
             match decide(&t, &cl, Origin::Client, false) {
+                Decision::Adopted { .. } => prop_assert!(owner == local && home != local),
                 Decision::Go(r) if owner == local => prop_assert_eq!(r.target, Target::Local(Api::External)),
                 Decision::Go(r) => prop_assert_eq!(r.target, Target::Peer(owner)),
                 _ => prop_assert!(false),

@@ -63,6 +63,17 @@ pub struct RawConfig {
     pub health: HealthConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Standby Coopr servers, by home DC: a Coopr server in this DC whose database is a replica
+    /// of that DC's (kept by the operator's database replication). Writes for shards this DC
+    /// adopted from that home DC go there.
+    #[serde(default)]
+    pub standby: BTreeMap<String, StandbyConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyConfig {
+    pub url: String,
 }
 
 /// The admin API.

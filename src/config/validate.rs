@@ -38,6 +38,8 @@ pub struct ValidConfig {
     pub backends: Vec<BackendSpec>,
     /// The static map, one entry per shard.
     pub shards: Vec<ShardSpec>,
+    /// Per DC index: the standby Coopr server for shards adopted from that home DC.
+    pub standby: Vec<Option<Uri>>,
 }
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -221,6 +223,19 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
     if let Err(e) = raw.admin.resolve_token() {
         return Err(err("admin.token_file", e));
     }
+    for (home, sb) in &raw.standby {
+        let key = format!("standby.{home}");
+        if !dcs.iter().any(|d| &d.name == home) {
+            return Err(err(
+                &key,
+                format!("{home:?} is not one of the DCs under [dcs]"),
+            ));
+        }
+        if home == &raw.dc {
+            return Err(err(&key, "a DC needs no standby for its own home shards"));
+        }
+        parse_base_url(&format!("{key}.url"), &sb.url)?;
+    }
     let hc = &raw.health;
     if hc.interval_ms < 10 || hc.timeout_ms == 0 || hc.rise == 0 || hc.fall == 0 {
         return Err(err(
@@ -270,12 +285,17 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         }
     }
     let shards = static_shards(&raw, &dcs, increment)?;
+    let standby = dcs
+        .iter()
+        .map(|d| raw.standby.get(&d.name).and_then(|s| s.url.parse().ok()))
+        .collect();
     Ok(ValidConfig {
         raw,
         local,
         dcs,
         backends,
         shards,
+        standby,
     })
 }
 

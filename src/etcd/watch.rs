@@ -34,6 +34,7 @@ pub struct Watcher {
     publisher: Publisher,
     freshness: Arc<Freshness>,
     state_file: Option<PathBuf>,
+    saver: Option<tokio::sync::watch::Sender<Option<RawMap>>>,
     fence_after: Duration,
     map: RawMap,
     /// Whether `map` holds a map read from etcd in this process (so a watch can resume).
@@ -56,6 +57,7 @@ impl Watcher {
             publisher,
             freshness,
             state_file,
+            saver: None,
             map: RawMap::default(),
             have_map: false,
             connected: false,
@@ -64,6 +66,11 @@ impl Watcher {
 
     /// Runs until shutdown.
     pub async fn run(mut self, shutdown: Shutdown) {
+        if let Some(path) = self.state_file.clone() {
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            self.saver = Some(tx);
+            tokio::spawn(save_loop(path, rx));
+        }
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             if shutdown.is_triggered() {
@@ -263,16 +270,33 @@ impl Watcher {
                 crate::metrics::map_published(table.revision);
                 self.publisher.publish(table);
                 self.freshness.progress();
-                if let Some(path) = &self.state_file
-                    && let Err(e) = state_file::save(path, &self.map)
-                {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot save the last-known-good map");
+                // Saved by its own task (two fsyncs can take tens of ms): latest map wins.
+                if let Some(tx) = &self.saver {
+                    tx.send_replace(Some(self.map.clone()));
                 }
             }
             Err(e) => {
                 tracing::error!(revision = self.map.revision, error = %e, "the map in etcd is not usable; keeping the previous one (fenced)");
                 self.freshness.set_stale();
             }
+        }
+    }
+}
+
+/// Writes each map it is given to the state file, off the watcher's path; when maps come faster
+/// than the disk, only the latest is written. Ends when the watcher does.
+async fn save_loop(path: PathBuf, mut rx: tokio::sync::watch::Receiver<Option<RawMap>>) {
+    while rx.changed().await.is_ok() {
+        let Some(map) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || state_file::save(&p, &map)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot save the last-known-good map")
+            }
+            Err(e) => tracing::warn!(error = %e, "the state-file writer failed"),
         }
     }
 }

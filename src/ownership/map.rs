@@ -131,11 +131,9 @@ impl RawMap {
                 }
             })
             .collect();
-        Ok(RoutingTable::new(
-            self.revision.max(0) as u64,
-            cfg.local,
-            dcs,
-            shards,
-        ))
+        Ok(
+            RoutingTable::new(self.revision.max(0) as u64, cfg.local, dcs, shards)
+                .with_standby(cfg),
+        )
     }
 }

@@ -222,8 +222,18 @@ impl Proxy {
                         self.to_peer(rt, &table, parts, body, route, dc, &class, remote)
                             .await
                     }
+                    Target::Standby(home) => {
+                        out.route = Some("standby");
+                        out.dc = Some(table.local_name().to_string());
+                        to_standby(rt, parts, body, route, home, remote).await
+                    }
                 }
             }
+            Decision::Adopted { shard, home } => Err(ProxyError::Adopted {
+                dc: table.local_name().to_string(),
+                shard,
+                home: table.dc_name(home).to_string(),
+            }),
             Decision::Misdirected {
                 shard,
                 owner,
@@ -349,7 +359,7 @@ pub(super) fn decorate(
         h.insert(headers::SHARD, headers::number(u64::from(shard)));
     }
     // The epoch that served it: ours when our Coopr answered; a peer's answer keeps its own.
-    if route == "local" {
+    if route == "local" || route == "standby" {
         h.remove(headers::EPOCH);
         if r.epoch > 0 {
             h.insert(headers::EPOCH, headers::number(r.epoch));
@@ -361,4 +371,39 @@ pub(super) fn decorate(
 /// The declared body length, if any.
 fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Sends a write for an adopted shard to this DC's standby Coopr server for its home DC.
+async fn to_standby(
+    rt: &Runtime,
+    parts: &Parts,
+    body: ProxyBody,
+    route: Route,
+    home: usize,
+    remote: SocketAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Some(Some(base)) = rt.config.standby.get(home) else {
+        return Err(ProxyError::BackendUnreachable(
+            "no standby server is configured".into(),
+        ));
+    };
+    let mut req = upstream_request(parts, base, remote, body);
+    let h = req.headers_mut();
+    h.remove(headers::HOP);
+    h.remove(headers::EPOCH);
+    if route.epoch > 0 {
+        h.insert(headers::EPOCH, headers::number(route.epoch));
+    }
+    match rt
+        .upstream
+        .send(req, rt.config.raw.timeouts.response())
+        .await
+    {
+        Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", route)),
+        Err(SendError::Connect(e)) => Err(ProxyError::BackendUnreachable(format!(
+            "standby server {base}: {e}"
+        ))),
+        Err(SendError::Timeout) => Err(ProxyError::BackendTimeout),
+        Err(SendError::Failed(e)) => Err(ProxyError::Backend(e)),
+    }
 }

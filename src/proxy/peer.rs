@@ -46,14 +46,24 @@ impl Proxy {
             return Ok(resp);
         }
         let peer = table.dc_name(dc).to_string();
-        let fresh = self.routes.load();
-        tracing::info!(peer = %peer, revision = fresh.revision, "peer answered 421 (not the owner); routing again on the current map");
+        // The peer's answer says which map revision it decided by. If that is newer than ours,
+        // our watch has not delivered the change yet: wait for it (briefly) before deciding again.
+        let theirs = misdirected_revision(resp).await;
+        let mut fresh = self.routes.load();
+        if let Some(rev) = theirs.filter(|&r| r > fresh.revision) {
+            let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
+            fresh = self.routes.wait_for_revision(rev, wait).await;
+        }
+        tracing::info!(peer = %peer, theirs = ?theirs, ours = fresh.revision, "peer answered 421 (not the owner); routing again");
         let fenced = class.class == Class::Write && self.freshness.is_fenced();
         match (decide(&fresh, class, Origin::Client, fenced), replay) {
             (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
                 Target::Local(api) => {
                     self.to_local(rt, parts, again, r2, api, class, remote)
                         .await
+                }
+                Target::Standby(home) => {
+                    super::to_standby(rt, parts, again, r2, home, remote).await
                 }
                 Target::Peer(dc2) => {
                     let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
@@ -119,4 +129,18 @@ pub(super) async fn send_peer(
             reason,
         }),
     }
+}
+
+/// The `revision` a peer's 421 body reports (its map's), if it can be read.
+async fn misdirected_revision(resp: Response<ProxyBody>) -> Option<u64> {
+    use http_body_util::BodyExt;
+    let body = http_body_util::Limited::new(resp.into_body(), 16 * 1024)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()?
+        .get("revision")?
+        .as_u64()
 }

@@ -61,6 +61,9 @@ impl Proxy {
                 epoch: 0,
             };
             let result = match target {
+                Target::Standby(_) => Err(ProxyError::BackendUnreachable(
+                    "no standby in shared mode".into(),
+                )),
                 Target::Local(api) => {
                     out.route = Some("local");
                     out.dc = Some(table.local_name().to_string());

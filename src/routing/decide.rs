@@ -20,6 +20,9 @@ pub enum Target {
     Local(Api),
     /// Another DC's router, by DC index.
     Peer(usize),
+    /// This DC's standby Coopr server for shards whose home is the given DC (its database is a
+    /// replica of that DC's).
+    Standby(usize),
 }
 
 /// A routing decision that sends the request somewhere.
@@ -50,6 +53,12 @@ pub enum Decision {
     Fenced {
         shard: Option<u32>,
     },
+    /// A shard this DC adopted from its home DC (after a failover), with no way to serve the
+    /// request here: a write without a standby server, or a read (until replication exists).
+    Adopted {
+        shard: u32,
+        home: usize,
+    },
 }
 
 /// Decides where a classified request goes under `table`. `fenced` says the router cannot prove
@@ -77,6 +86,17 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin, fenced: 
             if entry.owner == local {
                 if fenced && c.class == Class::Write {
                     return Decision::Fenced { shard: Some(shard) };
+                }
+                // An adopted shard: its clusters live in the home DC's database, not ours.
+                if let Some(home) = entry.home.filter(|&h| h != local) {
+                    return match c.class {
+                        Class::Write if table.has_standby(home) => Decision::Go(Route {
+                            target: Target::Standby(home),
+                            shard: Some(shard),
+                            epoch: entry.epoch,
+                        }),
+                        _ => Decision::Adopted { shard, home },
+                    };
                 }
                 here(Some(shard), entry.epoch)
             } else if origin == Origin::Peer {

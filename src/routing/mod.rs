@@ -46,6 +46,8 @@ pub struct RoutingTable {
     pub shards: Vec<ShardEntry>,
     /// Per DC: whether it owns every one of its home shards (so creates can land there).
     owns_home: Vec<bool>,
+    /// Per DC: whether this router has a standby Coopr server for shards whose home it is.
+    standby: Vec<bool>,
 }
 
 impl RoutingTable {
@@ -70,7 +72,19 @@ impl RoutingTable {
             dcs,
             shards,
             owns_home,
+            standby: Vec::new(),
         }
+    }
+
+    /// Marks the home DCs this router has a standby Coopr server for.
+    pub fn with_standby(mut self, cfg: &Config) -> Self {
+        self.standby = cfg.standby.iter().map(Option::is_some).collect();
+        self
+    }
+
+    /// Whether this router has a standby server for shards whose home is `dc`.
+    pub fn has_standby(&self, dc: usize) -> bool {
+        self.standby.get(dc).copied().unwrap_or(false)
     }
 
     /// The static map of a validated config.
@@ -95,7 +109,7 @@ impl RoutingTable {
                 home: None,
             })
             .collect();
-        RoutingTable::new(0, cfg.local, dcs, shards)
+        RoutingTable::new(0, cfg.local, dcs, shards).with_standby(cfg)
     }
 
     pub fn shard_count(&self) -> u32 {

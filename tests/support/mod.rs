@@ -114,6 +114,16 @@ pub fn config_text(
         ));
     }
     t.push_str("[timeouts]\nconnect_ms = 500\nresponse_ms = 10000\nshutdown_grace_ms = 5000\n\n");
+    // Each DC's simulator doubles as its standby server for the other DCs' shards (standing in
+    // for a database replica), so writes to shards adopted after a move have somewhere to go.
+    for k in 0..addrs.len() {
+        if k != i {
+            t.push_str(&format!(
+                "[standby.dc{}]\nurl = \"http://{sim}\"\n\n",
+                k + 1
+            ));
+        }
+    }
     t.push_str(extra);
     t
 }
