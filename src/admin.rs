@@ -81,7 +81,7 @@ impl Admin {
             }
         };
         let Some(token) = token else {
-            return changes.then(|| {
+            return (changes || !admin.open_reads).then(|| {
                 json_response(StatusCode::FORBIDDEN, json!({"error": "set admin.token (or admin.token_file) to enable endpoints that change something"}))
             });
         };

@@ -303,6 +303,10 @@ fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, Classi
     let Some(q) = query else { return Ok(None) };
     for pair in q.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        // Coopr decodes keys too: `%63luster=42` names cluster 42.
+        let k = percent_decode(k.replace('+', " ").as_bytes())
+            .decode_utf8_lossy()
+            .into_owned();
         if k == name {
             let v = v.replace('+', " ");
             let decoded = percent_decode(v.as_bytes())

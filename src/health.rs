@@ -54,6 +54,13 @@ impl TargetHealth {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// Takes over another record's state (a reload keeps what checks learned).
+    pub fn copy_from(&self, other: &TargetHealth) {
+        let s = *other.state.lock().unwrap_or_else(|e| e.into_inner());
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.up.store(other.is_up(), Ordering::Relaxed);
+    }
+
     /// Records an observation; returns `Some(up)` when the target changed state.
     pub fn observe(&self, ok: bool, cfg: &HealthConfig) -> Option<bool> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());

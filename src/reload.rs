@@ -150,7 +150,13 @@ impl Reloader {
         if o.source != n.source || o.mode != n.mode {
             restart.push("ownership.source/mode".to_string());
             cfg.raw.ownership = o.clone();
+            // The kept shards index the old DC list: keep it (and our place in it) too.
             cfg.shards = old.shards.clone();
+            cfg.raw.dcs = old.raw.dcs.clone();
+            cfg.raw.shard_count = old.raw.shard_count;
+            cfg.dcs = old.dcs.clone();
+            cfg.local = old.local;
+            cfg.standby = old.standby.clone();
         } else if o.source == OwnershipSource::Etcd {
             let mut keep = n.clone();
             for (name, changed) in [
@@ -186,6 +192,8 @@ impl Reloader {
                 cfg.raw.dcs = old.raw.dcs.clone();
                 cfg.dcs = old.dcs.clone();
                 cfg.shards = old.shards.clone();
+                cfg.local = old.local;
+                cfg.standby = old.standby.clone();
             }
         }
         let cfg = Arc::new(cfg);
@@ -195,7 +203,10 @@ impl Reloader {
             p.publish(RoutingTable::from_config(&cfg));
             crate::metrics::map_published(0);
         }
-        self.runtime.store(Arc::new(Runtime::new(cfg)));
+        let old_rt = self.runtime.load_full();
+        let new_rt = Runtime::new(cfg);
+        new_rt.inherit_health(&old_rt);
+        self.runtime.store(Arc::new(new_rt));
         count_reload(true);
         if restart.is_empty() {
             tracing::info!("config reloaded");

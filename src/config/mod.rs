@@ -114,14 +114,16 @@ impl AdminConfig {
             return Ok(Some(t.clone()));
         }
         match &self.token_file {
-            Some(path) => std::fs::read_to_string(path)
-                .map(|s| {
-                    s.lines()
-                        .next()
-                        .map(|l| l.trim().to_string())
-                        .filter(|t| !t.is_empty())
-                })
-                .map_err(|e| format!("cannot read admin.token_file {path}: {e}")),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read admin.token_file {path}: {e}"))?;
+                match text.lines().next().map(str::trim) {
+                    Some(t) if t.len() >= 16 => Ok(Some(t.to_string())),
+                    _ => Err(format!(
+                        "admin.token_file {path} must hold a token of at least 16 characters"
+                    )),
+                }
+            }
             None => Ok(None),
         }
     }

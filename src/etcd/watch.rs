@@ -10,7 +10,7 @@
 use super::backoff::Backoff;
 use super::{EtcdError, Settings};
 use crate::config::Config;
-use crate::ownership::{Freshness, RawMap, state_file};
+use crate::ownership::{Freshness, RawMap, keyspace, state_file};
 use crate::routing::Publisher;
 use crate::server::Shutdown;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
@@ -77,10 +77,7 @@ impl Watcher {
                 return;
             }
             let end = match self.session().await {
-                Ok(mut client) => {
-                    backoff.reset();
-                    self.watch_loop(&mut client, &shutdown).await
-                }
+                Ok(mut client) => self.watch_loop(&mut client, &shutdown, &mut backoff).await,
                 Err(e) => End::Lost(e.to_string()),
             };
             match end {
@@ -136,15 +133,32 @@ impl Watcher {
                 "etcd's revision is behind our map (restored from backup?); listing again"
             );
         }
-        let resp = self
+        // The shards first; their revision pins the other reads, so the map is one snapshot.
+        // (history/ is never read back: it grows with every move.)
+        let sent = std::time::Instant::now();
+        let shards = self
             .settings
-            .within(client.get(prefix.as_bytes(), Some(GetOptions::new().with_prefix())))
+            .within(client.get(
+                keyspace::shards_prefix(&prefix),
+                Some(GetOptions::new().with_prefix()),
+            ))
             .await?;
+        let revision = shards.header().map_or(0, |h| h.revision());
+        let at = || GetOptions::new().with_revision(revision);
+        let dcs = self
+            .settings
+            .within(client.get(keyspace::dc_key(&prefix, ""), Some(at().with_prefix())))
+            .await?;
+        let meta = self
+            .settings
+            .within(client.get(keyspace::meta_key(&prefix), Some(at())))
+            .await?;
+        self.freshness.read_ok(sent);
         let mut map = RawMap {
-            revision: resp.header().map_or(0, |h| h.revision()),
+            revision,
             ..RawMap::default()
         };
-        for kv in resp.kvs() {
+        for kv in shards.kvs().iter().chain(dcs.kvs()).chain(meta.kvs()) {
             if let Err(e) = map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
                 tracing::error!(error = %e, "ignoring a bad ownership key");
             }
@@ -165,7 +179,12 @@ impl Watcher {
     }
 
     /// Watches from `self.map.revision + 1` until something ends it.
-    async fn watch_loop(&mut self, client: &mut Client, shutdown: &Shutdown) -> End {
+    async fn watch_loop(
+        &mut self,
+        client: &mut Client,
+        shutdown: &Shutdown,
+        backoff: &mut Backoff,
+    ) -> End {
         let prefix = self.settings.prefix.clone();
         let opts = WatchOptions::new()
             .with_prefix()
@@ -195,6 +214,13 @@ impl Watcher {
                     if let Err(e) = stream.request_progress().await {
                         return End::Lost(e.to_string());
                     }
+                    // A linearizable read proves etcd still has a leader and answers us; a member
+                    // cut off from its leader keeps answering progress requests for a while.
+                    let sent = std::time::Instant::now();
+                    let read = client.get(keyspace::meta_key(&prefix).into_bytes(), Some(GetOptions::new().with_count_only()));
+                    if let Ok(Ok(_)) = tokio::time::timeout(period, read).await {
+                        self.freshness.read_ok(sent);
+                    }
                 }
                 msg = stream.message() => {
                     let resp = match msg {
@@ -203,6 +229,8 @@ impl Watcher {
                         Ok(Some(r)) => r,
                     };
                     last_message = Instant::now();
+                    // Reset only once the watch works, so a watch that fails at once backs off.
+                    backoff.reset();
                     if resp.canceled() {
                         if resp.compact_revision() > 0 {
                             return End::Compacted(resp.compact_revision());
@@ -214,12 +242,12 @@ impl Watcher {
                         if resp.created() {
                             continue;
                         }
-                        // A progress notification: every event up to header_rev was delivered.
-                        if header_rev >= self.map.revision {
-                            self.map.revision = header_rev;
-                            if self.valid() {
-                                self.freshness.progress();
-                            }
+                        // A progress notification. It proves the stream is alive, but it never
+                        // moves the resume point: etcd 3.4 can send a requested progress reply
+                        // ahead of queued events (etcd-io/etcd#15220), so the map's revision stays
+                        // the last event actually applied.
+                        if header_rev >= self.map.revision && self.valid() {
+                            self.freshness.progress();
                         }
                         continue;
                     }

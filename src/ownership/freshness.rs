@@ -30,6 +30,8 @@ pub struct Freshness {
     fence_after_ms: u64,
     stale: AtomicBool,
     last_progress_ms: AtomicU64,
+    /// When the last linearizable read that succeeded was sent.
+    last_read_ms: AtomicU64,
     relists: AtomicU64,
     watch_restarts: AtomicU64,
     was_fenced: AtomicBool,
@@ -54,6 +56,7 @@ impl Freshness {
             fence_after_ms: fence_after.as_millis() as u64,
             stale: AtomicBool::new(dynamic),
             last_progress_ms: AtomicU64::new(NEVER),
+            last_read_ms: AtomicU64::new(NEVER),
             relists: AtomicU64::new(0),
             watch_restarts: AtomicU64::new(0),
             was_fenced: AtomicBool::new(dynamic),
@@ -69,7 +72,7 @@ impl Freshness {
         if !self.dynamic {
             return false;
         }
-        let last = self.last_progress_ms.load(Ordering::Acquire);
+        let last = self.proven_at();
         let now = fenced(
             self.stale.load(Ordering::Acquire),
             self.now_ms(),
@@ -101,8 +104,34 @@ impl Freshness {
 
     /// Milliseconds since the last progress, if any arrived.
     pub fn progress_age_ms(&self) -> Option<u64> {
-        let last = self.last_progress_ms.load(Ordering::Acquire);
+        let last = self.proven_at();
         (last != NEVER).then(|| self.now_ms().saturating_sub(last))
+    }
+
+    /// Until when the map is proven current: the older of the last watch progress and the send
+    /// time of the last successful linearizable read (both are needed: the watch shows we saw
+    /// every change, the read that etcd still has a leader and answers us).
+    fn proven_at(&self) -> u64 {
+        let (p, r) = (
+            self.last_progress_ms.load(Ordering::Acquire),
+            self.last_read_ms.load(Ordering::Acquire),
+        );
+        if p == NEVER || r == NEVER {
+            NEVER
+        } else {
+            p.min(r)
+        }
+    }
+
+    /// A linearizable read sent at `sent` succeeded.
+    pub fn read_ok(&self, sent: Instant) {
+        let ms = sent.saturating_duration_since(self.origin).as_millis() as u64;
+        // Newer wins; NEVER (u64::MAX) means no read yet.
+        let _ = self
+            .last_read_ms
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur == NEVER || ms > cur).then_some(ms)
+            });
     }
 
     /// The source proved the map current (a load, an event, a progress notification).
@@ -166,6 +195,11 @@ mod tests {
         let f = Freshness::live(Duration::from_secs(3));
         assert!(f.is_fenced() && f.is_stale());
         f.progress();
+        assert!(
+            f.is_fenced(),
+            "a watch alone does not prove etcd has a leader"
+        );
+        f.read_ok(Instant::now());
         assert!(!f.is_fenced() && !f.is_stale());
         f.set_stale();
         assert!(f.is_fenced());

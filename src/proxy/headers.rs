@@ -38,17 +38,18 @@ pub fn strip_router_headers(headers: &mut HeaderMap) {
 
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.remove(header::CONNECTION) {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',') {
-                if let Ok(name) = HeaderName::from_bytes(name.trim().as_bytes()) {
-                    headers.remove(name);
-                }
-            }
-        }
-        // Other values of a repeated Connection header.
-        while let Some(more) = headers.remove(header::CONNECTION) {
-            drop(more);
+    if headers.contains_key(header::CONNECTION) {
+        // Every Connection header counts, not just the first.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|list| list.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        headers.remove(header::CONNECTION);
+        for name in named {
+            headers.remove(name);
         }
     }
     for name in [
@@ -148,6 +149,15 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert!(h.get("x-secret").is_none() && h.get(header::TRANSFER_ENCODING).is_none());
         assert_eq!(h.get(header::HOST).unwrap(), "a");
+        let mut h2 = HeaderMap::new();
+        h2.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h2.append(header::CONNECTION, HeaderValue::from_static("x-second"));
+        h2.insert("x-second", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h2);
+        assert!(
+            h2.get("x-second").is_none(),
+            "a second Connection header counts too"
+        );
     }
 
     #[test]

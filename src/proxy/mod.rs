@@ -39,6 +39,24 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Keeps what health checks learned across a reload: servers by URL, peers by DC name.
+    pub fn inherit_health(&self, old: &Runtime) {
+        for b in self.backends.iter() {
+            if let Some(o) = old.backends.iter().find(|o| o.url == b.url) {
+                b.health.copy_from(&o.health);
+            }
+        }
+        for (i, d) in self.config.dcs.iter().enumerate() {
+            if let (Some(j), Some(h)) = (
+                old.config.dcs.iter().position(|o| o.name == d.name),
+                self.peers.0.get(i),
+            ) && let Some(o) = old.peers.0.get(j)
+            {
+                h.copy_from(o);
+            }
+        }
+    }
+
     pub fn new(config: Arc<Config>) -> Self {
         let dc = &config.dcs[config.local].name;
         Runtime {
@@ -225,7 +243,7 @@ impl Proxy {
                     Target::Standby(home) => {
                         out.route = Some("standby");
                         out.dc = Some(table.local_name().to_string());
-                        to_standby(rt, parts, body, route, home, remote).await
+                        to_standby(rt, parts, body, route, home, remote, &self.freshness).await
                     }
                 }
             }
@@ -270,6 +288,14 @@ impl Proxy {
         let mut tried = [usize::MAX; MAX_TRIES];
         let mut n = 0;
         loop {
+            // Checked again before every attempt: refused connections and connect timeouts can
+            // take long enough for the fence to close meanwhile.
+            if class.class == Class::Write && self.freshness.is_fenced() {
+                return Err(ProxyError::Fenced {
+                    dc: rt.config.dcs[rt.config.local].name.clone(),
+                    shard: route.shard,
+                });
+            }
             let Some(i) = rt.backends.pick(&tried[..n]) else {
                 return Err(ProxyError::BackendUnreachable(
                     "no Coopr server is configured".into(),
@@ -381,7 +407,14 @@ async fn to_standby(
     route: Route,
     home: usize,
     remote: SocketAddr,
+    freshness: &Freshness,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    if freshness.is_fenced() {
+        return Err(ProxyError::Fenced {
+            dc: rt.config.dcs[rt.config.local].name.clone(),
+            shard: route.shard,
+        });
+    }
     let Some(Some(base)) = rt.config.standby.get(home) else {
         return Err(ProxyError::BackendUnreachable(
             "no standby server is configured".into(),

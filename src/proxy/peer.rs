@@ -63,7 +63,7 @@ impl Proxy {
                         .await
                 }
                 Target::Standby(home) => {
-                    super::to_standby(rt, parts, again, r2, home, remote).await
+                    super::to_standby(rt, parts, again, r2, home, remote, &self.freshness).await
                 }
                 Target::Peer(dc2) => {
                     let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
