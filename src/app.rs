@@ -103,6 +103,16 @@ pub fn start_with_file(
             let (routes, publisher) = Routes::new(initial_table(&config, &path));
             let watcher = Watcher::new(config.clone(), publisher, freshness.clone(), Some(path));
             tasks.spawn(watcher.run(shutdown.clone()));
+            let ttl = std::time::Duration::from_millis(
+                config.raw.failover.lease_ttl_ms.div_ceil(1000) * 1000,
+            );
+            let settings = crate::etcd::Settings::from_config(&config.raw.ownership);
+            tasks.spawn(crate::etcd::liveness::run(
+                settings,
+                config.raw.dc.clone(),
+                ttl,
+                shutdown.clone(),
+            ));
             (routes, None, freshness)
         }
     };
@@ -111,6 +121,17 @@ pub fn start_with_file(
     if path.is_some() {
         tasks.spawn(reloader.clone().watch_file(shutdown.clone()));
         tasks.spawn(reloader.clone().on_sighup(shutdown.clone()));
+    }
+    if o.source == OwnershipSource::Etcd {
+        let rt = runtime.clone();
+        let peer_up: Arc<dyn Fn(usize) -> bool + Send + Sync> =
+            Arc::new(move |dc| rt.load().peers.is_up(dc));
+        tasks.spawn(crate::etcd::failover::run(
+            config.clone(),
+            routes.clone(),
+            peer_up,
+            shutdown.clone(),
+        ));
     }
     let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone());
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));

@@ -146,6 +146,9 @@ impl Reloader {
                 restart.push(name.to_string());
             }
         }
+        if cfg.raw.failover != old.raw.failover {
+            restart.push("failover".to_string());
+        }
         let (o, n) = (&old.raw.ownership, &cfg.raw.ownership);
         if o.source != n.source || o.mode != n.mode {
             restart.push("ownership.source/mode".to_string());

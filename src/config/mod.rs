@@ -68,6 +68,42 @@ pub struct RawConfig {
     /// adopted from that home DC go there.
     #[serde(default)]
     pub standby: BTreeMap<String, StandbyConfig>,
+    #[serde(default)]
+    pub failover: FailoverConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// A dead DC's shards move to their first live replica by themselves.
+    #[default]
+    Automatic,
+    /// Only an operator moves shards.
+    Manual,
+}
+
+/// Liveness and automatic failover (etcd source only).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverConfig {
+    pub mode: FailoverMode,
+    /// TTL of the lease that keeps `alive/{dc}` (whole seconds at etcd; rounded up).
+    pub lease_ttl_ms: u64,
+    /// How long `alive/{dc}` must be absent (and probes failing) before its shards move.
+    pub grace_ms: u64,
+    /// At most one move of a shard per this long.
+    pub min_interval_ms: u64,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            mode: FailoverMode::Automatic,
+            lease_ttl_ms: 5_000,
+            grace_ms: 2_000,
+            min_interval_ms: 60_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -265,6 +265,21 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         if o.fence_after_ms < 100 {
             return Err(err("ownership.fence_after_ms", "must be at least 100"));
         }
+        if raw.failover.lease_ttl_ms < 1_000 {
+            return Err(err(
+                "failover.lease_ttl_ms",
+                "must be at least 1000 (etcd leases count whole seconds)",
+            ));
+        }
+        if o.fence_after_ms >= raw.failover.lease_ttl_ms {
+            return Err(err(
+                "ownership.fence_after_ms",
+                format!(
+                    "must be below failover.lease_ttl_ms ({}): an isolated owner must stop writing before its lease can expire",
+                    raw.failover.lease_ttl_ms
+                ),
+            ));
+        }
         if o.connect_timeout_ms == 0 {
             return Err(err(
                 "ownership.connect_timeout_ms",

@@ -3,6 +3,8 @@
 //! `ownership init | show | set`). The only module that imports `etcd_client`.
 
 mod backoff;
+pub mod failover;
+pub mod liveness;
 pub mod ops;
 pub mod watch;
 

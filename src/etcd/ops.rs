@@ -231,3 +231,79 @@ pub async fn compact(s: &Settings) -> Result<i64, EtcdError> {
     s.within(client.compact(rev, None)).await?;
     Ok(rev)
 }
+
+/// The automatic failover's move: `shard` goes from `from` to `to` only if its epoch is still
+/// `epoch` AND `alive/{from}` is absent, with a history record, in one transaction. Many
+/// controllers may try; exactly one wins. Returns whether this call won and the new epoch.
+pub async fn move_if_dead(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    shard: u32,
+    from: &str,
+    to: &str,
+    epoch: i64,
+) -> Result<Option<i64>, EtcdError> {
+    let p = &s.prefix;
+    let key = keyspace::shard_key(p, shard);
+    let resp = s.within(client.get(key.as_bytes(), None)).await?;
+    let Some(kv) = resp.kvs().first() else {
+        return Ok(None);
+    };
+    let old: ShardValue = serde_json::from_slice(kv.value())
+        .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
+    if kv.mod_revision() != epoch || old.owner != from {
+        return Ok(None);
+    }
+    let mut replicas = vec![from.to_string()];
+    replicas.extend(
+        old.replicas
+            .iter()
+            .filter(|r| *r != to && *r != from)
+            .cloned(),
+    );
+    let new = ShardValue {
+        owner: to.to_string(),
+        replicas,
+    };
+    let at_ms = now_ms();
+    let record = HistoryRecord {
+        shard: Some(shard),
+        from: Some(from.to_string()),
+        to: Some(to.to_string()),
+        prev_epoch: epoch,
+        by: "failover".into(),
+        reason: format!("alive/{from} absent and {from} unreachable"),
+        at_ms,
+    };
+    let alive = format!("{p}alive/{from}");
+    let txn = Txn::new()
+        .when([
+            Compare::mod_revision(key.as_bytes(), CompareOp::Equal, epoch),
+            Compare::version(alive.as_bytes(), CompareOp::Equal, 0),
+        ])
+        .and_then([
+            TxnOp::put(key.as_bytes(), json(&new), None),
+            TxnOp::put(
+                keyspace::history_key(p, Some(shard), epoch, at_ms),
+                json(&record),
+                None,
+            ),
+        ]);
+    let resp = s.within(client.txn(txn)).await?;
+    Ok(resp
+        .succeeded()
+        .then(|| resp.header().map_or(0, |h| h.revision())))
+}
+
+/// How many history records a shard has (tests and operators).
+pub async fn history_count(s: &Settings, shard: u32) -> Result<usize, EtcdError> {
+    let mut client = s.connect().await?;
+    let prefix = format!("{}history/{shard:05}/", s.prefix);
+    let resp = s
+        .within(client.get(
+            prefix.as_bytes(),
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        ))
+        .await?;
+    Ok(resp.kvs().len())
+}

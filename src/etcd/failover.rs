@@ -1,0 +1,131 @@
+//! The failover driver: the thin shell around the pure [`Controller`]. Every 250 ms it feeds the
+//! controller the published map, which DCs have an `alive/` key, and this DC's health checks of
+//! the other DCs' routers (which answer `/status` through their own Coopr server); the moves it
+//! proposes run as etcd transactions that compare the shard's epoch and that `alive/{from}` is
+//! absent, so when several DCs' controllers propose the same move exactly one wins.
+
+use super::{Settings, liveness, ops};
+use crate::config::{Config, FailoverMode};
+use crate::failover::{Action, Controller, Event, Params, ShardView};
+use crate::routing::{Routes, RoutingTable};
+use crate::server::Shutdown;
+use etcd_client::Client;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn views(t: &RoutingTable) -> Vec<ShardView> {
+    t.shards
+        .iter()
+        .map(|s| ShardView {
+            owner: s.owner,
+            replicas: s.replicas.clone(),
+            epoch: s.epoch,
+        })
+        .collect()
+}
+
+/// Runs until shutdown. `peer_up(dc)` is this DC's current health verdict on another DC.
+pub async fn run(
+    cfg: Arc<Config>,
+    routes: Routes,
+    peer_up: Arc<dyn Fn(usize) -> bool + Send + Sync>,
+    shutdown: Shutdown,
+) {
+    let f = &cfg.raw.failover;
+    let params = Params {
+        automatic: f.mode == FailoverMode::Automatic,
+        grace_ms: f.grace_ms,
+        min_interval_ms: f.min_interval_ms,
+    };
+    if !params.automatic {
+        return;
+    }
+    let settings = Settings::from_config(&cfg.raw.ownership);
+    let names: Vec<String> = cfg.dcs.iter().map(|d| d.name.clone()).collect();
+    let mut table = routes.load();
+    let mut ctl = Controller::new(params, names.len(), views(&table));
+    let origin = Instant::now();
+    let mut client: Option<Client> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let now = origin.elapsed().as_millis() as u64;
+        let mut actions = Vec::new();
+        let current = routes.load();
+        if current.revision != table.revision {
+            table = current;
+            actions.extend(ctl.step(Event::Map(views(&table)), now));
+        }
+        if client.is_none() {
+            client = settings.connect().await.ok();
+        }
+        let Some(c) = client.as_mut() else { continue };
+        // No decision without a fresh view of the alive keys.
+        let alive = match liveness::alive_dcs(&settings, c).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "failover: cannot read alive/ keys");
+                client = None;
+                continue;
+            }
+        };
+        for (i, name) in names.iter().enumerate() {
+            actions.extend(ctl.step(
+                Event::Alive {
+                    dc: i,
+                    present: alive.contains(name),
+                },
+                now,
+            ));
+            if i != cfg.local {
+                actions.extend(ctl.step(
+                    Event::Probe {
+                        dc: i,
+                        ok: peer_up(i),
+                    },
+                    now,
+                ));
+            }
+        }
+        actions.extend(ctl.step(Event::Tick, now));
+        for Action::Move {
+            shard,
+            from,
+            to,
+            epoch,
+        } in actions
+        {
+            let (from_name, to_name) = (&names[from], &names[to]);
+            let won = match ops::move_if_dead(
+                &settings,
+                c,
+                shard as u32,
+                from_name,
+                to_name,
+                epoch as i64,
+            )
+            .await
+            {
+                Ok(Some(new_epoch)) => {
+                    tracing::warn!(shard, from = %from_name, to = %to_name, epoch, new_epoch, "failover: moved a dead DC's shard");
+                    true
+                }
+                Ok(None) => {
+                    tracing::info!(shard, from = %from_name, "failover: another controller moved it first, or the DC came back");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "failover: move failed");
+                    false
+                }
+            };
+            ctl.step(Event::MoveDone { shard, won }, now);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Automatic failover against a real etcd: a DC whose router dies loses its shards to their first
+//! live replica within TTL + grace (+1 s), writes follow to the new owner's standby server, the
+//! DC stays a non-owner when it returns and its creates go elsewhere; two controllers racing for
+//! one move produce one winner and one history record; an owner cut off from etcd refuses writes
+//! before anything could move.
+
+mod support;
+
+use coopr_router::etcd::ops;
+use http::StatusCode;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::etcd::EtcdServer;
+use support::relay::{Mode, Relay};
+use support::*;
+
+const PREFIX: &str = "/fo/";
+const WAIT: Duration = Duration::from_secs(20);
+const TTL_MS: u64 = 2_000;
+const GRACE_MS: u64 = 500;
+
+struct World {
+    etcd: EtcdServer,
+    d: Deployment,
+    relays: Vec<Relay>,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let etcd = EtcdServer::start().await;
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&etcd.settings(PREFIX), &dcs, 12, false)
+        .await
+        .expect("init");
+    let target: SocketAddr = ([127, 0, 0, 1], etcd.client_port).into();
+    let mut relays = Vec::new();
+    for _ in 0..3 {
+        relays.push(Relay::start(target).await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(Duration::from_millis(100), |i| {
+        format!(
+            "[ownership]\nsource = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = 1000\nstate_file = \"{}\"\n\n\
+             [failover]\nlease_ttl_ms = {TTL_MS}\ngrace_ms = {GRACE_MS}\n\n[health]\ninterval_ms = 100\ntimeout_ms = 300\nrise = 1\nfall = 2\n",
+            relays[i].url(),
+            dir.path().join(format!("dc{}.json", i + 1)).display()
+        )
+    })
+    .await;
+    for dc in &d.dcs {
+        eventually(WAIT, "router fresh", || async {
+            let r = routes(dc).await;
+            (r["stale"] == false && r["fenced"] == false).then_some(())
+        })
+        .await;
+    }
+    World {
+        etcd,
+        d,
+        relays,
+        _dir: dir,
+    }
+}
+
+async fn routes(dc: &Dc) -> Value {
+    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
+        .await
+        .json()
+}
+
+async fn node_write(dc: &Dc, node: &str, cid: u64) -> Reply {
+    let body = format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}");
+    call(
+        http::Method::POST,
+        &dc.url("/v2/nodes"),
+        &[ADMIN[0], ADMIN[1], ("x-request-id", node)],
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
+    let mut w = world().await;
+    let s = w.etcd.settings(PREFIX);
+    // Every router keeps its DC alive.
+    eventually(WAIT, "alive keys", || async {
+        let mut c = s.connect().await.ok()?;
+        let alive = coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
+            .await
+            .ok()?;
+        (alive.len() == 3).then_some(())
+    })
+    .await;
+    let config_dc1 = w.d.dcs[0].config_text.clone();
+    // dc1's router dies (its lease is not revoked, as with kill -9).
+    let killed = Instant::now();
+    w.d.dcs[0].stop_router().await;
+    eventually(WAIT, "dc1's shards moved", || async {
+        let map = ops::show(&s).await.ok()?;
+        [1usize, 4, 7, 10]
+            .iter()
+            .all(|&n| map[n].owner == "dc2")
+            .then_some(())
+    })
+    .await;
+    let took = killed.elapsed();
+    eprintln!("failover took {took:?} (TTL {TTL_MS} ms + grace {GRACE_MS} ms)");
+    assert!(
+        took <= Duration::from_millis(TTL_MS + GRACE_MS + 1_000 + 1_000),
+        "failover took {took:?}"
+    );
+    // Exactly one move per shard, each with a history record.
+    for n in [1, 4, 7, 10] {
+        assert_eq!(ops::history_count(&s, n).await.unwrap(), 1, "shard {n}");
+    }
+    let epoch = ops::show(&s).await.unwrap()[1].epoch;
+    // Writes for dc1's clusters now go to dc2, which serves them from its standby server.
+    let (dc2, dc3) = (&w.d.dcs[1], &w.d.dcs[2]);
+    eventually(WAIT, "dc3 routes to dc2", || async {
+        (routes(dc3).await["shards"][1]["owner"] == "dc2").then_some(())
+    })
+    .await;
+    let r = node_write(dc3, "after-failover", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc2");
+    let entry = dc2
+        .log()
+        .into_iter()
+        .find(|e| e.request_id.as_deref() == Some("after-failover"))
+        .expect("at dc2's standby");
+    assert_eq!(entry.epoch, Some(epoch.to_string()));
+    // dc1 comes back: it stays a non-owner (no automatic failback), and its creates go elsewhere.
+    let l = coopr_router::app::Listeners {
+        client: tokio::net::TcpListener::bind(w.d.dcs[0].client)
+            .await
+            .unwrap(),
+        peer: tokio::net::TcpListener::bind(w.d.dcs[0].peer)
+            .await
+            .unwrap(),
+        admin: tokio::net::TcpListener::bind(w.d.dcs[0].admin)
+            .await
+            .unwrap(),
+    };
+    let router =
+        coopr_router::app::start(coopr_router::config::parse(&config_dc1).unwrap(), l).unwrap();
+    w.d.dcs[0].router = Some(router);
+    let dc1 = &w.d.dcs[0];
+    eventually(WAIT, "dc1 fresh again", || async {
+        let r = routes(dc1).await;
+        (r["stale"] == false && r["fenced"] == false).then_some(())
+    })
+    .await;
+    assert_eq!(
+        routes(dc1).await["shards"][1]["owner"],
+        "dc2",
+        "no automatic failback"
+    );
+    let r = post(
+        &dc1.url("/v2/clusters"),
+        "{\"name\":\"elsewhere\",\"clusterTemplate\":\"demo\",\"numMachines\":1}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_ne!(
+        r.header("x-coopr-router-dc"),
+        "dc1",
+        "dc1 does not own its home shards: the create goes to a DC that does"
+    );
+    let _ = &w.relays;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_racing_for_one_move_produce_one_winner() {
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 6, false).await.unwrap();
+    let epoch = ops::show(&s).await.unwrap()[1].epoch;
+    let race = |to: &'static str| {
+        let s = s.clone();
+        async move {
+            let mut c = s.connect().await.unwrap();
+            ops::move_if_dead(&s, &mut c, 1, "dc1", to, epoch)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(race("dc2"), race("dc3"));
+    assert_eq!(
+        a.is_some() as u8 + b.is_some() as u8,
+        1,
+        "exactly one winner: {a:?} {b:?}"
+    );
+    assert_eq!(ops::history_count(&s, 1).await.unwrap(), 1);
+    // A DC whose alive key exists is never moved.
+    let mut c = s.connect().await.unwrap();
+    let e2 = ops::show(&s).await.unwrap()[2].epoch;
+    let (_keep, shutdown) = coopr_router::server::ShutdownTrigger::new();
+    let lease = tokio::spawn(coopr_router::etcd::liveness::run(
+        s.clone(),
+        "dc2".into(),
+        Duration::from_secs(5),
+        shutdown,
+    ));
+    eventually(WAIT, "dc2 alive", || async {
+        let mut c = s.connect().await.ok()?;
+        coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
+            .await
+            .ok()?
+            .contains(&"dc2".to_string())
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        ops::move_if_dead(&s, &mut c, 2, "dc2", "dc3", e2)
+            .await
+            .unwrap(),
+        None
+    );
+    lease.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_cut_off_from_etcd_refuses_writes_before_its_shards_can_move() {
+    let w = world().await;
+    let dc1 = &w.d.dcs[0];
+    let s = w.etcd.settings(PREFIX);
+    let r = node_write(dc1, "before", 1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let cut = Instant::now();
+    w.relays[0].set(Mode::Blackhole);
+    eventually(WAIT, "fenced", || async {
+        (node_write(dc1, "fenced", 1).await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    let fenced_after = cut.elapsed();
+    // At that moment etcd still names dc1 the owner: the fence came first.
+    assert_eq!(ops::show(&s).await.unwrap()[1].owner, "dc1");
+    assert!(
+        fenced_after < Duration::from_millis(TTL_MS),
+        "fenced after {fenced_after:?}, lease TTL {TTL_MS} ms"
+    );
+    eprintln!("fenced {fenced_after:?} after the cut");
+}
