@@ -7,8 +7,9 @@
 wrk.method = os.getenv("WRK_METHOD") or "GET"
 wrk.headers["Coopr-UserID"] = "admin"
 wrk.headers["Coopr-TenantID"] = "superadmin"
-if wrk.method == "POST" or wrk.method == "PUT" then
-  wrk.body = os.getenv("WRK_BODY") or ""
+local body = os.getenv("WRK_BODY") or ""
+if (wrk.method == "POST" or wrk.method == "PUT") and body ~= "" then
+  wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
 end
 
