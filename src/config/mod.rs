@@ -237,7 +237,8 @@ pub struct Timeouts {
     pub connect_ms: u64,
     /// From sending a request upstream to its response head.
     pub response_ms: u64,
-    /// Reading a client's request head (slowloris guard).
+    /// Reading a client's request head (slowloris guard). hyper also applies it to an idle
+    /// keep-alive connection waiting for its next request, so it is the idle timeout too.
     pub request_head_ms: u64,
     /// How long a Coopr server that refused a connection is skipped.
     pub backend_cooldown_ms: u64,
@@ -252,7 +253,7 @@ impl Default for Timeouts {
         Timeouts {
             connect_ms: 2_000,
             response_ms: 60_000,
-            request_head_ms: 10_000,
+            request_head_ms: 60_000,
             backend_cooldown_ms: 5_000,
             shutdown_grace_ms: 30_000,
             upstream_idle_ms: 90_000,
