@@ -440,3 +440,20 @@ async fn to_standby(
         Err(SendError::Failed(e)) => Err(ProxyError::Backend(e)),
     }
 }
+
+/// Buffers a streamed body of at most the inspection limit, so it can be sent again (a retry
+/// after a 421 or a refused connection); a larger one streams on and cannot be.
+pub(super) async fn replayable(rt: &Runtime, body: ProxyBody) -> Result<ProxyBody, ProxyError> {
+    Ok(match body {
+        ProxyBody::Stream(s) => {
+            match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                Inspected::Whole(b) => ProxyBody::full(b),
+                Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
+                    prefix: Some(prefix),
+                    rest,
+                },
+            }
+        }
+        other => other,
+    })
+}

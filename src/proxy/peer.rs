@@ -1,9 +1,9 @@
 //! Forwarding to another DC's router (the owner of the shard), and the 421 retry.
 
-use super::body::{Inspected, ProxyBody};
+use super::body::ProxyBody;
 use super::decorate;
 use super::forward::{SendError, upstream_request};
-use super::{Proxy, Runtime, headers, inspect};
+use super::{Proxy, Runtime, headers, replayable};
 use crate::classify::Class;
 use crate::classify::Classification;
 use crate::error::ProxyError;
@@ -28,18 +28,7 @@ impl Proxy {
         remote: SocketAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Buffer a small body so a 421 can be retried; a large one streams on.
-        let body = match body {
-            ProxyBody::Stream(s) => {
-                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
-                    Inspected::Whole(b) => ProxyBody::full(b),
-                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
-                        prefix: Some(prefix),
-                        rest,
-                    },
-                }
-            }
-            other => other,
-        };
+        let body = replayable(rt, body).await?;
         let replay = body.try_clone();
         let resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
         if resp.status() != StatusCode::MISDIRECTED_REQUEST {

@@ -1,9 +1,9 @@
 //! Shared-database mode: every DC serves every cluster, so a request goes to the local Coopr
 //! servers while one is healthy, and otherwise to the next healthy DC.
 
-use super::body::{Inspected, ProxyBody};
+use super::body::ProxyBody;
 use super::peer::send_peer;
-use super::{Outcome, Proxy, Runtime, headers, inspect};
+use super::{Outcome, Proxy, Runtime, headers, replayable};
 use crate::classify::Classification;
 use crate::error::ProxyError;
 use crate::routing::{Origin, Route, RoutingTable, Target, shared_candidates};
@@ -33,17 +33,10 @@ impl Proxy {
         let candidates = shared_candidates(table, class.api, origin, rt.backends.any_up(), |dc| {
             rt.peers.is_up(dc)
         });
-        let body = match body {
-            ProxyBody::Stream(s) if candidates.len() > 1 => {
-                match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
-                    Inspected::Whole(b) => ProxyBody::full(b),
-                    Inspected::TooLarge { prefix, rest } => ProxyBody::Prefixed {
-                        prefix: Some(prefix),
-                        rest,
-                    },
-                }
-            }
-            other => other,
+        let body = if candidates.len() > 1 {
+            replayable(rt, body).await?
+        } else {
+            body
         };
         let replayable = body.try_clone().is_some();
         let mut body = Some(body);
