@@ -124,6 +124,20 @@ fn new_request_id() -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
 }
 
+/// Sets the router headers of an upstream request: the hop header naming this DC when sending
+/// to a peer (removed when sending to a Coopr server), and our own epoch (0: none). Whatever
+/// epoch arrived with the request is never passed on.
+pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64) {
+    match hop {
+        Some(dc) => h.insert(HOP, dc),
+        None => h.remove(HOP),
+    };
+    h.remove(EPOCH);
+    if epoch > 0 {
+        h.insert(EPOCH, number(epoch));
+    }
+}
+
 /// A numeric header value.
 pub fn number(n: u64) -> HeaderValue {
     HeaderValue::from(n)

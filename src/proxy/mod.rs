@@ -308,12 +308,12 @@ impl Proxy {
             };
             let replay = body.try_clone();
             let mut req = upstream_request(parts, backend.base(api), remote, body);
-            let h = req.headers_mut();
-            h.remove(headers::HOP);
-            h.remove(headers::EPOCH);
-            if class.class == Class::Write && route.epoch > 0 {
-                h.insert(headers::EPOCH, headers::number(route.epoch));
-            }
+            let epoch = if class.class == Class::Write {
+                route.epoch
+            } else {
+                0
+            };
+            headers::set_hop_and_epoch(req.headers_mut(), None, epoch);
             match rt
                 .upstream
                 .send(req, rt.config.raw.timeouts.response())
@@ -421,12 +421,7 @@ async fn to_standby(
         ));
     };
     let mut req = upstream_request(parts, base, remote, body);
-    let h = req.headers_mut();
-    h.remove(headers::HOP);
-    h.remove(headers::EPOCH);
-    if route.epoch > 0 {
-        h.insert(headers::EPOCH, headers::number(route.epoch));
-    }
+    headers::set_hop_and_epoch(req.headers_mut(), None, route.epoch);
     match rt
         .upstream
         .send(req, rt.config.raw.timeouts.response())

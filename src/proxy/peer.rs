@@ -86,12 +86,7 @@ pub(super) async fn send_peer(
         });
     };
     let mut req = upstream_request(parts, &peer.peer_url, remote, body);
-    let h = req.headers_mut();
-    h.insert(headers::HOP, rt.dc_header.clone());
-    h.remove(headers::EPOCH);
-    if route.epoch > 0 {
-        h.insert(headers::EPOCH, headers::number(route.epoch));
-    }
+    headers::set_hop_and_epoch(req.headers_mut(), Some(rt.dc_header.clone()), route.epoch);
     match rt
         .upstream
         .send(req, rt.config.raw.timeouts.response())
