@@ -205,7 +205,7 @@ fn adopted_shards_go_to_a_standby_or_are_refused_naming_their_home() {
         decide(&adopted, &w, Origin::Peer, false),
         Decision::Adopted { shard: 0, home: 2 }
     );
-    // With a standby server for dc3, writes go there; reads still wait for replication.
+    // With a standby server for dc3, writes go there, and so do reads (read-your-writes).
     let text = include_str!("../config/static.toml").replace(
         "[ownership]",
         "[standby.dc3]\nurl = \"http://127.0.0.1:9\"\n\n[ownership]",
@@ -218,7 +218,12 @@ fn adopted_shards_go_to_a_standby_or_are_refused_naming_their_home() {
     );
     assert_eq!(
         decide(&with, &r, Origin::Client, false),
-        Decision::Adopted { shard: 0, home: 2 }
+        go(Target::Standby(2), Some(0), 7)
+    );
+    // The fence stops writes only: a read of an adopted shard still goes to the standby.
+    assert_eq!(
+        decide(&with, &r, Origin::Client, true),
+        go(Target::Standby(2), Some(0), 7)
     );
     assert_eq!(
         decide(&with, &w, Origin::Client, true),

@@ -16,7 +16,7 @@ use crate::config::OwnershipMode;
 use crate::error::ProxyError;
 use crate::health::PeerHealth;
 use crate::ownership::Freshness;
-use crate::routing::{Decision, Origin, Route, Routes, Target, decide};
+use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
 use forward::{SendError, Upstream, upstream_request};
@@ -243,31 +243,21 @@ impl Proxy {
                     Target::Standby(home) => {
                         out.route = Some("standby");
                         out.dc = Some(table.local_name().to_string());
-                        to_standby(rt, parts, body, route, home, remote, &self.freshness).await
+                        to_standby(
+                            rt,
+                            parts,
+                            body,
+                            route,
+                            home,
+                            remote,
+                            &self.freshness,
+                            &class,
+                        )
+                        .await
                     }
                 }
             }
-            Decision::Adopted { shard, home } => Err(ProxyError::Adopted {
-                dc: table.local_name().to_string(),
-                shard,
-                home: table.dc_name(home).to_string(),
-            }),
-            Decision::Misdirected {
-                shard,
-                owner,
-                epoch,
-            } => Err(ProxyError::Misdirected {
-                dc: table.local_name().to_string(),
-                shard,
-                owner: owner.map(|o| table.dc_name(o).to_string()),
-                epoch,
-                revision: table.revision,
-            }),
-            Decision::NoCreateTarget => Err(ProxyError::NoCreateTarget),
-            Decision::Fenced { shard } => Err(ProxyError::Fenced {
-                dc: table.local_name().to_string(),
-                shard,
-            }),
+            other => Err(refusal(other, &table)),
         }
     }
 
@@ -399,7 +389,8 @@ fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Sends a write for an adopted shard to this DC's standby Coopr server for its home DC.
+/// Sends a request for an adopted shard to this DC's standby Coopr server for its home DC.
+#[allow(clippy::too_many_arguments)]
 async fn to_standby(
     rt: &Runtime,
     parts: &Parts,
@@ -408,8 +399,9 @@ async fn to_standby(
     home: usize,
     remote: SocketAddr,
     freshness: &Freshness,
+    class: &Classification,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    if freshness.is_fenced() {
+    if class.class == Class::Write && freshness.is_fenced() {
         return Err(ProxyError::Fenced {
             dc: rt.config.dcs[rt.config.local].name.clone(),
             shard: route.shard,
@@ -433,6 +425,40 @@ async fn to_standby(
         ))),
         Err(SendError::Timeout) => Err(ProxyError::BackendTimeout),
         Err(SendError::Failed(e)) => Err(ProxyError::Backend(e)),
+    }
+}
+
+/// The error for a decision that sends the request nowhere (`Go` has no error: it is mapped to
+/// `owner_moved`, which only a caller that expected a refusal can reach).
+pub(super) fn refusal(decision: Decision, table: &RoutingTable) -> ProxyError {
+    match decision {
+        Decision::Adopted { shard, home } => ProxyError::Adopted {
+            dc: table.local_name().to_string(),
+            shard,
+            home: table.dc_name(home).to_string(),
+        },
+        Decision::Misdirected {
+            shard,
+            owner,
+            epoch,
+        } => ProxyError::Misdirected {
+            dc: table.local_name().to_string(),
+            shard,
+            owner: owner.map(|o| table.dc_name(o).to_string()),
+            epoch,
+            revision: table.revision,
+        },
+        Decision::NoCreateTarget => ProxyError::NoCreateTarget,
+        Decision::Fenced { shard } => ProxyError::Fenced {
+            dc: table.local_name().to_string(),
+            shard,
+        },
+        Decision::Go(route) => ProxyError::OwnerMoved {
+            dc: match route.target {
+                Target::Peer(dc) => table.dc_name(dc).to_string(),
+                _ => table.local_name().to_string(),
+            },
+        },
     }
 }
 

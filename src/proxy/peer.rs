@@ -12,9 +12,17 @@ use http::request::Parts;
 use http::{HeaderValue, Response, StatusCode};
 use std::net::SocketAddr;
 
+/// How many times one request may be routed again after 421s. Each retry needs the map to have
+/// moved past the revision the previous attempt was routed by, so the bound only matters when
+/// a shard keeps moving (a flip every few ms); it keeps a request from chasing it forever.
+const MAX_REROUTES: u32 = 4;
+
 impl Proxy {
     /// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
-    /// routed once more on a freshly loaded snapshot, if its body can be sent again.
+    /// routed again, if its body can be sent again: after waiting (up to `epoch_wait_ms`) for
+    /// this router's map to reach the revision the peer decided by, and only while each new
+    /// decision is made on a newer map than the last one (a 421 on an unchanged map means the
+    /// maps disagree, and retrying would only repeat it).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn to_peer(
         &self,
@@ -30,42 +38,64 @@ impl Proxy {
         // Buffer a small body so a 421 can be retried; a large one streams on.
         let body = replayable(rt, body).await?;
         let replay = body.try_clone();
-        let resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
+        let mut resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
+        let mut routed_by = table.revision;
+        let mut name = table.dc_name(dc).to_string();
+        let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
+        let deadline = tokio::time::Instant::now() + wait;
+        for _ in 0..MAX_REROUTES {
+            if resp.status() != StatusCode::MISDIRECTED_REQUEST {
+                return Ok(resp);
+            }
+            let Some(again) = replay.as_ref().and_then(ProxyBody::try_clone) else {
+                break;
+            };
+            // The peer's answer says which map revision it decided by. If that is newer than
+            // ours, our watch has not delivered the change yet: wait for it (briefly).
+            let theirs = misdirected_revision(resp).await;
+            let want = theirs.unwrap_or(routed_by + 1).max(routed_by + 1);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let fresh = self.routes.wait_for_revision(want, left).await;
+            tracing::info!(peer = %name, theirs = ?theirs, ours = fresh.revision, "peer answered 421 (not the owner); routing again");
+            if fresh.revision <= routed_by {
+                return Err(ProxyError::OwnerMoved { dc: name });
+            }
+            routed_by = fresh.revision;
+            let fenced = class.class == Class::Write && self.freshness.is_fenced();
+            let r2 = match decide(&fresh, class, Origin::Client, fenced) {
+                Decision::Go(r2) => r2,
+                // The new map refuses the request itself (fenced, adopted...): say so.
+                other => return Err(super::refusal(other, &fresh)),
+            };
+            match r2.target {
+                Target::Local(api) => {
+                    return self
+                        .to_local(rt, parts, again, r2, api, class, remote)
+                        .await;
+                }
+                Target::Standby(home) => {
+                    return super::to_standby(
+                        rt,
+                        parts,
+                        again,
+                        r2,
+                        home,
+                        remote,
+                        &self.freshness,
+                        class,
+                    )
+                    .await;
+                }
+                Target::Peer(next) => {
+                    name = fresh.dc_name(next).to_string();
+                    resp = send_peer(rt, &fresh, parts, again, r2, next, remote).await?;
+                }
+            }
+        }
         if resp.status() != StatusCode::MISDIRECTED_REQUEST {
             return Ok(resp);
         }
-        let peer = table.dc_name(dc).to_string();
-        // The peer's answer says which map revision it decided by. If that is newer than ours,
-        // our watch has not delivered the change yet: wait for it (briefly) before deciding again.
-        let theirs = misdirected_revision(resp).await;
-        let mut fresh = self.routes.load();
-        if let Some(rev) = theirs.filter(|&r| r > fresh.revision) {
-            let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
-            fresh = self.routes.wait_for_revision(rev, wait).await;
-        }
-        tracing::info!(peer = %peer, theirs = ?theirs, ours = fresh.revision, "peer answered 421 (not the owner); routing again");
-        let fenced = class.class == Class::Write && self.freshness.is_fenced();
-        match (decide(&fresh, class, Origin::Client, fenced), replay) {
-            (Decision::Go(r2), Some(again)) if r2.target != Target::Peer(dc) => match r2.target {
-                Target::Local(api) => {
-                    self.to_local(rt, parts, again, r2, api, class, remote)
-                        .await
-                }
-                Target::Standby(home) => {
-                    super::to_standby(rt, parts, again, r2, home, remote, &self.freshness).await
-                }
-                Target::Peer(dc2) => {
-                    let resp = send_peer(rt, &fresh, parts, again, r2, dc2, remote).await?;
-                    if resp.status() == StatusCode::MISDIRECTED_REQUEST {
-                        return Err(ProxyError::OwnerMoved {
-                            dc: fresh.dc_name(dc2).to_string(),
-                        });
-                    }
-                    Ok(resp)
-                }
-            },
-            _ => Err(ProxyError::OwnerMoved { dc: peer }),
-        }
+        Err(ProxyError::OwnerMoved { dc: name })
     }
 }
 

@@ -53,8 +53,8 @@ pub enum Decision {
     Fenced {
         shard: Option<u32>,
     },
-    /// A shard this DC adopted from its home DC (after a failover), with no way to serve the
-    /// request here: a write without a standby server, or a read (until replication exists).
+    /// A shard this DC adopted from its home DC (after a failover), with no standby server for
+    /// that home: writes cannot be served here, nor reads (until replication exists).
     Adopted {
         shard: u32,
         home: usize,
@@ -89,13 +89,15 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin, fenced: 
                 }
                 // An adopted shard: its clusters live in the home DC's database, not ours.
                 if let Some(home) = entry.home.filter(|&h| h != local) {
-                    return match c.class {
-                        Class::Write if table.has_standby(home) => Decision::Go(Route {
+                    // A standby server holds the home DC's (replicated) database and takes
+                    // the shard's writes, so its reads go there too: read-your-writes.
+                    return match table.has_standby(home) {
+                        true => Decision::Go(Route {
                             target: Target::Standby(home),
                             shard: Some(shard),
                             epoch: entry.epoch,
                         }),
-                        _ => Decision::Adopted { shard, home },
+                        false => Decision::Adopted { shard, home },
                     };
                 }
                 here(Some(shard), entry.epoch)
