@@ -222,6 +222,7 @@ impl Admin {
                     "replicas": s.replicas.iter().map(|&r| t.dc_name(r)).collect::<Vec<_>>(),
                     "epoch": s.epoch,
                     "home": s.home.map(|h| t.dc_name(h)),
+                    "handoff_to": s.handoff.map(|h| t.dc_name(h)),
                 })
             })
             .collect();

@@ -117,6 +117,7 @@ pub fn start_with_file(
         }
     };
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
+    let inflight = crate::inflight::InFlight::new(config.raw.shard_count);
     let reloader = Arc::new(Reloader::new(path.clone(), runtime.clone(), publisher));
     if path.is_some() {
         tasks.spawn(reloader.clone().watch_file(shutdown.clone()));
@@ -132,8 +133,19 @@ pub fn start_with_file(
             peer_up,
             shutdown.clone(),
         ));
+        tasks.spawn(crate::etcd::handoff_driver::run(
+            config.clone(),
+            routes.clone(),
+            inflight.clone(),
+            shutdown.clone(),
+        ));
     }
-    let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone());
+    let proxy = Proxy::new(
+        routes.clone(),
+        runtime.clone(),
+        freshness.clone(),
+        inflight.clone(),
+    );
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
         listeners.client.local_addr()?,

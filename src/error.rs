@@ -59,6 +59,15 @@ pub enum ProxyError {
         shard: u32,
         home: String,
     },
+    #[error(
+        "shard {shard} is being handed off from DC {dc} to DC {to}; its writes were held for {held_ms} ms and the move has not finished; retry shortly"
+    )]
+    HandoffHeld {
+        dc: String,
+        shard: u32,
+        to: String,
+        held_ms: u64,
+    },
 }
 
 impl ProxyError {
@@ -74,7 +83,8 @@ impl ProxyError {
             | OwnerMoved { .. }
             | NoCreateTarget
             | Fenced { .. }
-            | Adopted { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | Adopted { .. }
+            | HandoffHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -98,6 +108,7 @@ impl ProxyError {
             NoCreateTarget => "no_create_target",
             Fenced { .. } => "fenced",
             Adopted { .. } => "adopted",
+            HandoffHeld { .. } => "handoff_held",
         }
     }
 
@@ -122,6 +133,10 @@ impl ProxyError {
         if let ProxyError::Adopted { shard, home, .. } = self {
             body["shard"] = json!(shard);
             body["home_dc"] = json!(home);
+        }
+        if let ProxyError::HandoffHeld { shard, to, .. } = self {
+            body["shard"] = json!(shard);
+            body["to"] = json!(to);
         }
         if let ProxyError::Fenced { shard, .. } = self {
             body["shard"] = json!(shard);

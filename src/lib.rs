@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod failover;
 pub mod health;
 pub mod ids;
+pub mod inflight;
 pub mod logging;
 pub mod metrics;
 pub mod ownership;

@@ -1,8 +1,9 @@
-//! The `coopr-router` command line: `run`, `check-config`, `demo`.
+//! The `coopr-router` command line: `run`, `check-config`, `demo`, and the etcd operator commands
+//! `ownership`, `handoff` and `failover`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use coopr_router::etcd::{Settings, ops};
+use coopr_router::etcd::{Settings, handoff, manual, ops};
 use coopr_router::{app, config, demo};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,45 @@ enum Command {
         prefix: String,
         #[command(subcommand)]
         op: OwnershipOp,
+    },
+    /// Hand shards to another DC without losing a write (failback, maintenance): the owner holds
+    /// their new writes, lets in-flight ones finish, moves them, then releases the held writes.
+    Handoff {
+        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        etcd: Vec<String>,
+        #[arg(long, default_value = "/coopr-router/")]
+        prefix: String,
+        /// One shard...
+        #[arg(long, required_unless_present = "from")]
+        shard: Option<u32>,
+        /// ...or every shard this DC owns.
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: String,
+        #[arg(long, default_value = "planned handoff")]
+        reason: String,
+        /// How long to wait for the moves before withdrawing what has not moved.
+        #[arg(long, default_value_t = 15_000)]
+        timeout_ms: u64,
+    },
+    /// Move every shard of a dead DC to another DC now (for `[failover] mode = "manual"`, or
+    /// before the automatic failover would).
+    Failover {
+        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        etcd: Vec<String>,
+        #[arg(long, default_value = "/coopr-router/")]
+        prefix: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Print what would move, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Move even while `from` still holds its alive/ key (or `to` has none).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -114,6 +154,38 @@ fn main() -> ExitCode {
             mode,
         } => demo(base_port, op_delay_ms, etcd, mode == "shared"),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
+        Command::Handoff {
+            etcd,
+            prefix,
+            shard,
+            from,
+            to,
+            reason,
+            timeout_ms,
+        } => runtime().and_then(|rt| {
+            rt.block_on(run_handoff(
+                Settings::new(etcd, prefix),
+                (shard, from, to),
+                reason,
+                Duration::from_millis(timeout_ms),
+            ))
+        }),
+        Command::Failover {
+            etcd,
+            prefix,
+            from,
+            to,
+            dry_run,
+            force,
+        } => runtime().and_then(|rt| {
+            rt.block_on(run_failover(
+                Settings::new(etcd, prefix),
+                &from,
+                &to,
+                dry_run,
+                force,
+            ))
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -203,4 +275,90 @@ fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+async fn run_handoff(
+    settings: Settings,
+    (shard, from, to): (Option<u32>, Option<String>, String),
+    reason: String,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let plans = handoff::plan(&settings, shard, from.as_deref(), &to).await?;
+    handoff::request(&settings, &plans, &reason).await?;
+    println!(
+        "requested: {} shard(s) to {to}; waiting up to {timeout:?}",
+        plans.len()
+    );
+    let t = std::time::Instant::now();
+    let outcomes = handoff::wait(&settings, &plans, timeout).await?;
+    let mut failed = 0;
+    for (p, o) in plans.iter().zip(&outcomes) {
+        match o {
+            handoff::Outcome::Moved { epoch } => println!(
+                "shard {:>5}: {} -> {}, epoch {} -> {epoch}",
+                p.shard, p.from, p.to, p.epoch
+            ),
+            handoff::Outcome::TimedOut => {
+                failed += 1;
+                println!(
+                    "shard {:>5}: not moved in time; request withdrawn, {} keeps it",
+                    p.shard, p.from
+                )
+            }
+            handoff::Outcome::Superseded { owner, epoch } => {
+                failed += 1;
+                println!(
+                    "shard {:>5}: changed meanwhile, now {owner} at epoch {epoch}",
+                    p.shard
+                )
+            }
+        }
+    }
+    println!("done in {:?}", t.elapsed());
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} shard(s) did not move", plans.len());
+    }
+    Ok(())
+}
+
+async fn run_failover(
+    settings: Settings,
+    from: &str,
+    to: &str,
+    dry_run: bool,
+    force: bool,
+) -> anyhow::Result<()> {
+    let plan = manual::plan(&settings, from, to).await?;
+    let state = |alive| if alive { "alive" } else { "not alive" };
+    println!(
+        "{from} is {}, {to} is {}; {} shard(s) would move",
+        state(plan.from_alive),
+        state(plan.to_alive),
+        plan.moves.len()
+    );
+    println!("{:>6}  {:>10}  move", "shard", "epoch");
+    for m in &plan.moves {
+        println!("{:>6}  {:>10}  {} -> {}", m.shard, m.epoch, m.from, m.to);
+    }
+    println!(
+        "in-flight operations and replication lag: not tracked by this router (no replication)"
+    );
+    if dry_run {
+        return Ok(());
+    }
+    let results = manual::execute(&settings, &plan, force).await?;
+    let mut failed = 0;
+    for (m, r) in plan.moves.iter().zip(results) {
+        match r {
+            Ok(epoch) => println!("shard {:>5}: moved to {to}, epoch {epoch}", m.shard),
+            Err(why) => {
+                failed += 1;
+                println!("shard {:>5}: not moved: {why}", m.shard)
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} shard(s) did not move", plan.moves.len());
+    }
+    Ok(())
 }

@@ -182,7 +182,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
         let s = s.clone();
         async move {
             let mut c = s.connect().await.unwrap();
-            ops::move_if_dead(&s, &mut c, 1, "dc1", to, epoch)
+            ops::move_if_dead(&s, &mut c, 1, "dc1", to, epoch, "failover")
                 .await
                 .unwrap()
         }
@@ -214,7 +214,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
     })
     .await;
     assert_eq!(
-        ops::move_if_dead(&s, &mut c, 2, "dc2", "dc3", e2)
+        ops::move_if_dead(&s, &mut c, 2, "dc2", "dc3", e2, "failover")
             .await
             .unwrap(),
         None

@@ -24,6 +24,7 @@ fn table(local: usize, owners: [usize; 6]) -> RoutingTable {
             replicas: vec![],
             epoch: 7,
             home: None,
+            handoff: None,
         })
         .collect();
     RoutingTable::new(1, local, dcs, shards)

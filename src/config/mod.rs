@@ -93,6 +93,9 @@ pub struct FailoverConfig {
     pub grace_ms: u64,
     /// At most one move of a shard per this long.
     pub min_interval_ms: u64,
+    /// During a planned handoff, how long the owner holds a shard's new writes before answering
+    /// 503 + `Retry-After`.
+    pub max_hold_ms: u64,
 }
 
 impl Default for FailoverConfig {
@@ -102,6 +105,7 @@ impl Default for FailoverConfig {
             lease_ttl_ms: 5_000,
             grace_ms: 2_000,
             min_interval_ms: 60_000,
+            max_hold_ms: 5_000,
         }
     }
 }

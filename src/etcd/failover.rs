@@ -109,6 +109,7 @@ pub async fn run(
                 from_name,
                 to_name,
                 epoch as i64,
+                "failover",
             )
             .await
             {

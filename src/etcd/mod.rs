@@ -1,10 +1,14 @@
 //! Everything that talks to etcd: connecting ([`Settings`]), the ownership watcher (`watch`,
-//! the one publisher of the routing snapshot in etcd mode) and the operator commands (`ops`:
-//! `ownership init | show | set`). The only module that imports `etcd_client`.
+//! the one publisher of the routing snapshot in etcd mode), liveness and failover, planned
+//! handoffs, and the operator commands (`ops`: `ownership init | show | set`). The only module
+//! that imports `etcd_client`.
 
 mod backoff;
 pub mod failover;
+pub mod handoff;
+pub mod handoff_driver;
 pub mod liveness;
+pub mod manual;
 pub mod ops;
 pub mod watch;
 

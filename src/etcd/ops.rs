@@ -173,17 +173,7 @@ pub async fn set_owner(
     if old.owner == owner {
         return Ok((kv.mod_revision(), kv.mod_revision()));
     }
-    let mut replicas = vec![old.owner.clone()];
-    replicas.extend(
-        old.replicas
-            .iter()
-            .filter(|r| *r != owner && **r != old.owner)
-            .cloned(),
-    );
-    let new = ShardValue {
-        owner: owner.to_string(),
-        replicas,
-    };
+    let new = old.moved_to(owner);
     let prev = kv.mod_revision();
     let at_ms = now_ms();
     let record = HistoryRecord {
@@ -242,6 +232,22 @@ pub async fn move_if_dead(
     from: &str,
     to: &str,
     epoch: i64,
+    by: &str,
+) -> Result<Option<i64>, EtcdError> {
+    move_shard(s, client, shard, (from, to), epoch, by, true).await
+}
+
+/// Moves `shard` from `from` to `to` if its epoch is still `epoch` (and, if `require_dead`,
+/// `alive/{from}` is absent), with a history record, in one transaction. Returns the new epoch
+/// if this call made the move.
+pub async fn move_shard(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    shard: u32,
+    (from, to): (&str, &str),
+    epoch: i64,
+    by: &str,
+    require_dead: bool,
 ) -> Result<Option<i64>, EtcdError> {
     let p = &s.prefix;
     let key = keyspace::shard_key(p, shard);
@@ -254,41 +260,37 @@ pub async fn move_if_dead(
     if kv.mod_revision() != epoch || old.owner != from {
         return Ok(None);
     }
-    let mut replicas = vec![from.to_string()];
-    replicas.extend(
-        old.replicas
-            .iter()
-            .filter(|r| *r != to && *r != from)
-            .cloned(),
-    );
-    let new = ShardValue {
-        owner: to.to_string(),
-        replicas,
-    };
+    let new = old.moved_to(to);
     let at_ms = now_ms();
     let record = HistoryRecord {
         shard: Some(shard),
         from: Some(from.to_string()),
         to: Some(to.to_string()),
         prev_epoch: epoch,
-        by: "failover".into(),
-        reason: format!("alive/{from} absent and {from} unreachable"),
+        by: by.into(),
+        reason: match require_dead {
+            true => format!("alive/{from} absent and {from} unreachable"),
+            false => format!("forced by an operator ({from} declared dead)"),
+        },
         at_ms,
     };
     let alive = format!("{p}alive/{from}");
-    let txn = Txn::new()
-        .when([
-            Compare::mod_revision(key.as_bytes(), CompareOp::Equal, epoch),
-            Compare::version(alive.as_bytes(), CompareOp::Equal, 0),
-        ])
-        .and_then([
-            TxnOp::put(key.as_bytes(), json(&new), None),
-            TxnOp::put(
-                keyspace::history_key(p, Some(shard), epoch, at_ms),
-                json(&record),
-                None,
-            ),
-        ]);
+    let mut when = vec![Compare::mod_revision(
+        key.as_bytes(),
+        CompareOp::Equal,
+        epoch,
+    )];
+    if require_dead {
+        when.push(Compare::version(alive.as_bytes(), CompareOp::Equal, 0));
+    }
+    let txn = Txn::new().when(when).and_then([
+        TxnOp::put(key.as_bytes(), json(&new), None),
+        TxnOp::put(
+            keyspace::history_key(p, Some(shard), epoch, at_ms),
+            json(&record),
+            None,
+        ),
+    ]);
     let resp = s.within(client.txn(txn)).await?;
     Ok(resp
         .succeeded()

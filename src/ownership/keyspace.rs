@@ -8,6 +8,7 @@
 //! | `shards/{n}` | `{"owner": "dc1", "replicas": ["dc2"]}`; its `mod_revision` is the epoch |
 //! | `history/{shard:05}/{previous epoch:020}` | [`HistoryRecord`], written in the same transaction |
 //! | `alive/{dc}` | liveness (the failover issue) |
+//! | `handoff/{n}` | [`HandoffValue`]: a planned move the owner executes (hold, drain, move) |
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,24 @@ pub struct ShardValue {
     pub owner: String,
     #[serde(default)]
     pub replicas: Vec<String>,
+}
+
+impl ShardValue {
+    /// The value after a move to `to`: the old owner becomes the first replica, and `to` leaves
+    /// the replica list.
+    pub fn moved_to(&self, to: &str) -> ShardValue {
+        let mut replicas = vec![self.owner.clone()];
+        replicas.extend(
+            self.replicas
+                .iter()
+                .filter(|r| *r != to && **r != self.owner)
+                .cloned(),
+        );
+        ShardValue {
+            owner: to.to_string(),
+            replicas,
+        }
+    }
 }
 
 /// A DC descriptor.
@@ -48,6 +67,20 @@ pub struct HistoryRecord {
     pub at_ms: u64,
 }
 
+/// A planned handoff of a shard, requested by `coopr-router handoff`. The shard's owner holds new
+/// writes for it, waits for its in-flight writes, then moves the shard and deletes this key in
+/// one transaction. Valid only while the shard's epoch is still `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffValue {
+    pub to: String,
+    /// The shard's epoch when the handoff was requested.
+    pub epoch: i64,
+    pub by: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
 /// What a key under the prefix is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key<'a> {
@@ -56,6 +89,7 @@ pub enum Key<'a> {
     Shard(u32),
     History,
     Alive(&'a str),
+    Handoff(u32),
     /// Under the prefix but not ours (or malformed): ignored.
     Other,
 }
@@ -84,6 +118,12 @@ pub fn parse_key<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
     if let Some(dc) = rest.strip_prefix("alive/") {
         return Key::Alive(dc);
     }
+    if let Some(n) = rest.strip_prefix("handoff/") {
+        return match n.parse::<u32>() {
+            Ok(v) if v.to_string() == n => Key::Handoff(v),
+            _ => Key::Other,
+        };
+    }
     if rest.starts_with("history/") {
         return Key::History;
     }
@@ -98,6 +138,9 @@ pub fn shard_key(prefix: &str, n: u32) -> String {
 }
 pub fn shards_prefix(prefix: &str) -> String {
     format!("{prefix}shards/")
+}
+pub fn handoff_key(prefix: &str, n: u32) -> String {
+    format!("{prefix}handoff/{n}")
 }
 pub fn dc_key(prefix: &str, dc: &str) -> String {
     format!("{prefix}dcs/{dc}")

@@ -2,7 +2,7 @@
 //! [`RoutingTable`]: every shard present, every DC known to the config. A map that fails these
 //! checks is never published; the router keeps the last good one (and fences when it ages).
 
-use super::keyspace::{DcValue, Key, Meta, ShardValue, parse_key};
+use super::keyspace::{DcValue, HandoffValue, Key, Meta, ShardValue, parse_key};
 use crate::config::Config;
 use crate::routing::{DcEntry, RoutingTable, ShardEntry};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,9 @@ pub struct RawMap {
     pub dcs: BTreeMap<String, DcValue>,
     /// shard -> (value, mod_revision)
     pub shards: BTreeMap<u32, (ShardValue, i64)>,
+    /// shard -> a pending planned handoff (absent from state files written before handoffs).
+    #[serde(default)]
+    pub handoffs: BTreeMap<u32, HandoffValue>,
 }
 
 /// Why a map cannot be used.
@@ -58,6 +61,11 @@ impl RawMap {
             Key::Meta => {
                 self.meta = Some(serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?)
             }
+            Key::Handoff(n) => {
+                let v: HandoffValue =
+                    serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+                self.handoffs.insert(n, v);
+            }
             Key::History | Key::Alive(_) | Key::Other => {}
         }
         Ok(())
@@ -73,6 +81,9 @@ impl RawMap {
                 self.dcs.remove(dc);
             }
             Key::Meta => self.meta = None,
+            Key::Handoff(n) => {
+                self.handoffs.remove(&n);
+            }
             Key::History | Key::Alive(_) | Key::Other => {}
         }
     }
@@ -106,11 +117,19 @@ impl RawMap {
                 .iter()
                 .map(|r| index(n, r))
                 .collect::<Result<Vec<_>, _>>()?;
+            // A handoff counts only at the epoch it was requested for, to a DC we know: a stale
+            // or unknown one must not hold writes.
+            let handoff = self
+                .handoffs
+                .get(&n)
+                .filter(|h| h.epoch == *epoch && h.to != v.owner)
+                .and_then(|h| cfg.dcs.iter().position(|d| d.name == h.to));
             shards.push(ShardEntry {
                 owner,
                 replicas,
                 epoch: (*epoch).max(0) as u64,
                 home: None,
+                handoff,
             });
         }
         let dcs = cfg
@@ -135,5 +154,49 @@ impl RawMap {
             RoutingTable::new(self.revision.max(0) as u64, cfg.local, dcs, shards)
                 .with_standby(cfg),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_owned_by_dc1(handoff: &[u8]) -> RawMap {
+        let mut m = RawMap::default();
+        for n in 0..12u32 {
+            let key = format!("/p/shards/{n}");
+            m.put("/p/", key.as_bytes(), br#"{"owner":"dc1"}"#, 10)
+                .unwrap();
+        }
+        m.put("/p/", b"/p/handoff/4", handoff, 11).unwrap();
+        m
+    }
+
+    #[test]
+    fn a_handoff_holds_its_shard_only_at_its_epoch_and_to_a_known_dc() {
+        let cfg = crate::config::parse(include_str!("../../config/static.toml")).unwrap();
+        let at = |epoch: i64, to: &str| {
+            format!(r#"{{"to":"{to}","epoch":{epoch},"by":"cli","reason":"t","at_ms":1}}"#)
+        };
+        // At the shard's epoch, to another DC: held (dc1 is this router's DC and the owner).
+        let t = map_owned_by_dc1(at(10, "dc2").as_bytes())
+            .build(&cfg)
+            .unwrap();
+        assert_eq!(t.shard(4).unwrap().handoff, Some(1));
+        assert!(t.holding(4));
+        assert!(!t.holding(5));
+        // Requested at an older epoch (the shard moved since), to the owner itself, or to an
+        // unknown DC: ignored.
+        for bad in [at(9, "dc2"), at(10, "dc1"), at(10, "dc9")] {
+            let t = map_owned_by_dc1(bad.as_bytes()).build(&cfg).unwrap();
+            assert!(!t.holding(4), "{bad}");
+        }
+        // Deleting the key (commit or withdrawal) releases it.
+        let mut m = map_owned_by_dc1(at(10, "dc2").as_bytes());
+        m.delete("/p/", b"/p/handoff/4");
+        assert!(!m.build(&cfg).unwrap().holding(4));
+        // A malformed value is refused like any other key's.
+        let mut m = RawMap::default();
+        assert!(m.put("/p/", b"/p/handoff/4", b"{}", 3).is_err());
     }
 }

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod forward;
 pub mod headers;
+mod hold;
 mod peer;
 mod shared;
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 use crate::config::OwnershipMode;
 use crate::error::ProxyError;
 use crate::health::PeerHealth;
+use crate::inflight::InFlight;
 use crate::ownership::Freshness;
 use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
 use arc_swap::ArcSwap;
@@ -76,6 +78,7 @@ pub struct Proxy {
     routes: Routes,
     runtime: Arc<ArcSwap<Runtime>>,
     freshness: Arc<Freshness>,
+    inflight: Arc<InFlight>,
 }
 
 /// What the access log says about a request.
@@ -88,11 +91,17 @@ pub(super) struct Outcome {
 }
 
 impl Proxy {
-    pub fn new(routes: Routes, runtime: Arc<ArcSwap<Runtime>>, freshness: Arc<Freshness>) -> Self {
+    pub fn new(
+        routes: Routes,
+        runtime: Arc<ArcSwap<Runtime>>,
+        freshness: Arc<Freshness>,
+        inflight: Arc<InFlight>,
+    ) -> Self {
         Proxy {
             routes,
             runtime,
             freshness,
+            inflight,
         }
     }
 
@@ -223,6 +232,12 @@ impl Proxy {
             let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
             table = self.routes.wait_for_revision(theirs, wait).await;
         }
+        // A write counts as in flight from here until its answer, and waits while its shard
+        // is being handed off from this DC (then it is decided on the map after the move).
+        let _inflight = match (class.class, class.cluster) {
+            (Class::Write, Some(id)) => Some(self.hold(rt, table.shard_of(id), &mut table).await?),
+            _ => None,
+        };
         let fenced = class.class == Class::Write && self.freshness.is_fenced();
         match decide(&table, &class, origin, fenced) {
             Decision::Go(route) => {

@@ -33,6 +33,8 @@ pub struct ShardEntry {
     pub epoch: u64,
     /// The DC whose Coopr server creates ids in this shard, if any.
     pub home: Option<usize>,
+    /// A planned handoff to this DC is under way: the owner holds the shard's writes.
+    pub handoff: Option<usize>,
 }
 
 /// An immutable ownership map plus the facts routing derives from it.
@@ -107,6 +109,7 @@ impl RoutingTable {
                 replicas: s.replicas.clone(),
                 epoch: 0,
                 home: None,
+                handoff: None,
             })
             .collect();
         RoutingTable::new(0, cfg.local, dcs, shards).with_standby(cfg)
@@ -134,6 +137,12 @@ impl RoutingTable {
 
     pub fn local_name(&self) -> &str {
         self.dc_name(self.local)
+    }
+
+    /// Whether this router must hold writes for `shard`: this DC owns it and is handing it off.
+    pub fn holding(&self, shard: u32) -> bool {
+        self.shard(shard)
+            .is_some_and(|e| e.owner == self.local && e.handoff.is_some())
     }
 
     pub fn dc_name(&self, dc: usize) -> &str {
@@ -173,6 +182,18 @@ impl Routes {
     /// The current snapshot. Hold it for the whole request.
     pub fn load(&self) -> Arc<RoutingTable> {
         self.cell.load_full()
+    }
+
+    /// Waits at most `timeout` for a snapshot for which `pred` holds, then returns the current
+    /// one (for which it may still not hold). Used to hold writes during a planned handoff.
+    pub async fn wait_until(
+        &self,
+        pred: impl Fn(&RoutingTable) -> bool,
+        timeout: Duration,
+    ) -> Arc<RoutingTable> {
+        let mut rx = self.revisions.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|_| pred(&self.load()))).await;
+        self.load()
     }
 
     /// Waits at most `timeout` for a snapshot at `revision` or later, then returns the current

@@ -1,0 +1,232 @@
+//! Planned handoff, the etcd side: `coopr-router handoff` plans and requests it (a `handoff/{n}`
+//! key per shard, created only if the shard is still at the epoch the plan read), the owner's
+//! router commits it (`commit`: the shard moves and the key goes, in one transaction that also
+//! writes the history record), and the CLI waits for the moves or cancels what did not happen.
+//! The owner's side (hold, drain, commit) is `handoff_driver`.
+
+use super::{EtcdError, Settings, now_ms, ops};
+use crate::ownership::keyspace::{self, HandoffValue, HistoryRecord, ShardValue};
+use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use std::time::Duration;
+
+/// One shard to hand off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub shard: u32,
+    pub from: String,
+    pub to: String,
+    pub epoch: i64,
+}
+
+/// How one requested handoff ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Moved; the shard's new epoch.
+    Moved { epoch: i64 },
+    /// Not moved within the wait; the request was withdrawn (the owner keeps the shard).
+    TimedOut,
+    /// The shard changed some other way meanwhile (a failover, an `ownership set`).
+    Superseded { owner: String, epoch: i64 },
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// The shards to move to `to`: shard `shard`, or every shard `from` owns. Refuses unknown DCs,
+/// a no-op, and an owner that is not alive (it could not execute the handoff: that is what
+/// `coopr-router failover` is for).
+pub async fn plan(
+    s: &Settings,
+    shard: Option<u32>,
+    from: Option<&str>,
+    to: &str,
+) -> Result<Vec<Plan>, EtcdError> {
+    let rows = ops::show(s).await?;
+    let mut client = s.connect().await?;
+    let alive = super::liveness::alive_dcs(s, &mut client).await?;
+    let known = rows
+        .iter()
+        .any(|r| r.owner == to || r.replicas.iter().any(|d| d == to));
+    if !known {
+        return Err(EtcdError::Refused(format!(
+            "DC {to:?} appears nowhere in the map"
+        )));
+    }
+    let picked: Vec<_> = rows
+        .iter()
+        .filter(|r| shard.is_none_or(|n| r.shard == n) && from.is_none_or(|f| r.owner == f))
+        .collect();
+    if picked.is_empty() {
+        return Err(EtcdError::Refused(match (shard, from) {
+            (Some(n), Some(f)) => format!("shard {n} is not owned by {f}"),
+            (Some(n), None) => format!("shard {n} is not in the map"),
+            (None, Some(f)) => format!("{f} owns no shard"),
+            (None, None) => "name --shard or --from".into(),
+        }));
+    }
+    let mut plans = Vec::new();
+    for r in picked {
+        if r.owner == to {
+            return Err(EtcdError::Refused(format!(
+                "shard {} is already owned by {to}",
+                r.shard
+            )));
+        }
+        if !alive.contains(&r.owner) {
+            return Err(EtcdError::Refused(format!(
+                "shard {}'s owner {} is not alive (no alive/{} key), so it cannot hand the shard off; use `coopr-router failover --from {} --to {to}`",
+                r.shard, r.owner, r.owner, r.owner
+            )));
+        }
+        plans.push(Plan {
+            shard: r.shard,
+            from: r.owner.clone(),
+            to: to.to_string(),
+            epoch: r.epoch,
+        });
+    }
+    Ok(plans)
+}
+
+/// Creates the `handoff/{n}` keys, each only if the shard is still at its planned epoch and no
+/// handoff is pending for it.
+pub async fn request(s: &Settings, plans: &[Plan], reason: &str) -> Result<(), EtcdError> {
+    let mut client = s.connect().await?;
+    for p in plans {
+        let key = keyspace::handoff_key(&s.prefix, p.shard);
+        let value = HandoffValue {
+            to: p.to.clone(),
+            epoch: p.epoch,
+            by: "cli".into(),
+            reason: reason.to_string(),
+            at_ms: now_ms(),
+        };
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(
+                    keyspace::shard_key(&s.prefix, p.shard),
+                    CompareOp::Equal,
+                    p.epoch,
+                ),
+                Compare::version(key.as_bytes(), CompareOp::Equal, 0),
+            ])
+            .and_then([TxnOp::put(key.as_bytes(), json(&value), None)]);
+        if !s.within(client.txn(txn)).await?.succeeded() {
+            return Err(EtcdError::Refused(format!(
+                "shard {} changed since it was read, or a handoff is already pending for it (see `ownership show`)",
+                p.shard
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for every planned shard to move, then withdraws the requests of those
+/// that did not (the owner then releases its held writes and keeps the shard).
+pub async fn wait(
+    s: &Settings,
+    plans: &[Plan],
+    timeout: Duration,
+) -> Result<Vec<Outcome>, EtcdError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out: Vec<Option<Outcome>> = vec![None; plans.len()];
+    loop {
+        let rows = ops::show(s).await?;
+        for (i, p) in plans.iter().enumerate() {
+            let Some(r) = rows.iter().find(|r| r.shard == p.shard) else {
+                continue;
+            };
+            if out[i].is_none() && r.epoch != p.epoch {
+                out[i] = Some(if r.owner == p.to {
+                    Outcome::Moved { epoch: r.epoch }
+                } else {
+                    Outcome::Superseded {
+                        owner: r.owner.clone(),
+                        epoch: r.epoch,
+                    }
+                });
+            }
+        }
+        if out.iter().all(Option::is_some) || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut client = s.connect().await?;
+    let mut done = Vec::with_capacity(plans.len());
+    for (p, o) in plans.iter().zip(out) {
+        done.push(match o {
+            Some(o) => o,
+            None => {
+                cancel(s, &mut client, p.shard).await?;
+                Outcome::TimedOut
+            }
+        });
+    }
+    Ok(done)
+}
+
+/// Withdraws a pending handoff of `shard` (whatever it says). Idempotent.
+pub async fn cancel(s: &Settings, client: &mut Client, shard: u32) -> Result<(), EtcdError> {
+    let key = keyspace::handoff_key(&s.prefix, shard);
+    s.within(client.delete(key.as_bytes(), None)).await?;
+    Ok(())
+}
+
+/// The owner's commit: moves `shard` from `from` to the handoff's target and deletes the
+/// handoff key, in one transaction that compares the shard's epoch and the handoff key's own
+/// revision (so a handoff withdrawn or replaced meanwhile is not executed). Returns the new
+/// epoch, or `None` when the comparison failed.
+pub async fn commit(
+    s: &Settings,
+    client: &mut Client,
+    shard: u32,
+    from: &str,
+    epoch: i64,
+) -> Result<Option<i64>, EtcdError> {
+    let p = &s.prefix;
+    let (skey, hkey) = (
+        keyspace::shard_key(p, shard),
+        keyspace::handoff_key(p, shard),
+    );
+    let sresp = s.within(client.get(skey.as_bytes(), None)).await?;
+    let hresp = s.within(client.get(hkey.as_bytes(), None)).await?;
+    let (Some(skv), Some(hkv)) = (sresp.kvs().first(), hresp.kvs().first()) else {
+        return Ok(None);
+    };
+    let bad = |e: serde_json::Error| EtcdError::Refused(format!("shard {shard}: {e}"));
+    let old: ShardValue = serde_json::from_slice(skv.value()).map_err(bad)?;
+    let h: HandoffValue = serde_json::from_slice(hkv.value()).map_err(bad)?;
+    if skv.mod_revision() != epoch || h.epoch != epoch || old.owner != from || h.to == from {
+        return Ok(None);
+    }
+    let at_ms = now_ms();
+    let record = HistoryRecord {
+        shard: Some(shard),
+        from: Some(from.to_string()),
+        to: Some(h.to.clone()),
+        prev_epoch: epoch,
+        by: "handoff".into(),
+        reason: h.reason.clone(),
+        at_ms,
+    };
+    let txn = Txn::new()
+        .when([
+            Compare::mod_revision(skey.as_bytes(), CompareOp::Equal, epoch),
+            Compare::mod_revision(hkey.as_bytes(), CompareOp::Equal, hkv.mod_revision()),
+        ])
+        .and_then([
+            TxnOp::put(skey.as_bytes(), json(&old.moved_to(&h.to)), None),
+            TxnOp::delete(hkey.as_bytes(), None),
+            TxnOp::put(
+                keyspace::history_key(p, Some(shard), epoch, at_ms),
+                json(&record),
+                None,
+            ),
+        ]);
+    let resp = s.within(client.txn(txn)).await?;
+    Ok(resp
+        .succeeded()
+        .then(|| resp.header().map_or(0, |h| h.revision())))
+}

@@ -1,0 +1,123 @@
+//! Planned handoff, the owner's side. When the published map shows a `handoff/{n}` request for a
+//! shard this DC owns, the proxy starts holding that shard's new writes (`proxy::hold`), and this
+//! driver waits for the writes already in flight to the Coopr server to finish, then commits the
+//! move (`handoff::commit`). The watch delivers the move, the proxy releases the held writes, and
+//! they go to the new owner at the new epoch. Nothing is lost (held writes were never sent) and
+//! nothing is applied twice (a write is sent once, to one owner).
+//!
+//! If the in-flight writes do not finish within the response timeout (plus 1 s), the driver
+//! withdraws the request instead of committing: moving then could let a late write land at the
+//! old owner after the move.
+
+use super::backoff::Backoff;
+use super::{Settings, handoff};
+use crate::config::Config;
+use crate::inflight::InFlight;
+use crate::routing::Routes;
+use crate::server::Shutdown;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Runs until shutdown.
+pub async fn run(cfg: Arc<Config>, routes: Routes, inflight: Arc<InFlight>, shutdown: Shutdown) {
+    let settings = Settings::from_config(&cfg.raw.ownership);
+    let me = cfg.dcs[cfg.local].name.clone();
+    let drain = cfg.raw.timeouts.response() + Duration::from_secs(1);
+    // (shard, epoch) handoffs started; kept until the map stops holding them, so a later
+    // snapshot at the same epoch does not start the same one again.
+    let mut started: HashSet<(u32, u64)> = HashSet::new();
+    let mut tasks = JoinSet::new();
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut seen = 0;
+    loop {
+        let table = routes.load();
+        seen = seen.max(table.revision);
+        let holding: Vec<(u32, u64)> = (0..table.shard_count())
+            .filter(|&n| table.holding(n))
+            .filter_map(|n| table.shard(n).map(|e| (n, e.epoch)))
+            .collect();
+        started.retain(|k| holding.contains(k));
+        for (shard, epoch) in holding {
+            if started.insert((shard, epoch)) {
+                tasks.spawn(execute(
+                    settings.clone(),
+                    me.clone(),
+                    shard,
+                    epoch,
+                    inflight.clone(),
+                    drain,
+                ));
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = routes.wait_for_revision(seen + 1, Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Drains and commits one handoff.
+async fn execute(
+    s: Settings,
+    me: String,
+    shard: u32,
+    epoch: u64,
+    inflight: Arc<InFlight>,
+    drain: Duration,
+) {
+    let t = Instant::now();
+    tracing::info!(
+        shard,
+        epoch,
+        in_flight = inflight.count(shard),
+        "handoff: holding new writes, waiting for in-flight ones"
+    );
+    let drained = inflight.drained(shard, drain).await;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    for _ in 0..8 {
+        let result = match s.connect().await {
+            Ok(mut c) if drained => handoff::commit(&s, &mut c, shard, &me, epoch as i64)
+                .await
+                .map(Some),
+            Ok(mut c) => handoff::cancel(&s, &mut c, shard).await.map(|()| None),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Some(Some(new_epoch))) => {
+                tracing::warn!(
+                    shard,
+                    epoch,
+                    new_epoch,
+                    took_ms = t.elapsed().as_millis() as u64,
+                    "handoff: shard moved"
+                );
+                return;
+            }
+            Ok(Some(None)) => {
+                tracing::info!(
+                    shard,
+                    epoch,
+                    "handoff: withdrawn or superseded before it could commit"
+                );
+                return;
+            }
+            Ok(None) => {
+                tracing::warn!(shard, epoch, waited = ?drain, in_flight = inflight.count(shard), "handoff: in-flight writes did not finish; request withdrawn, the shard stays here");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(shard, epoch, error = %e, "handoff: etcd failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+    tracing::error!(
+        shard,
+        epoch,
+        "handoff: gave up after repeated etcd failures; held writes get 503 until the request is withdrawn"
+    );
+}

@@ -1,0 +1,96 @@
+//! Manual failover (`coopr-router failover --from dc1 --to dc2 [--dry-run]`): every shard `from`
+//! owns moves to `to`, each by the same transaction as the automatic failover (the shard's epoch
+//! unchanged and `alive/{from}` absent), recorded in history as `manual-failover`. With `--force`
+//! the liveness comparison is dropped, for a DC that is known dead but still holds its key (its
+//! lease has not expired yet): the fence still stops that DC's writes once it loses etcd.
+
+use super::handoff::Plan;
+use super::{EtcdError, Settings, liveness, ops};
+
+/// The shards that would move, and whether `from` and `to` are alive now.
+pub struct FailoverPlan {
+    pub moves: Vec<Plan>,
+    pub from_alive: bool,
+    pub to_alive: bool,
+}
+
+/// Reads the map and the alive keys: what `failover --from --to` would do.
+pub async fn plan(s: &Settings, from: &str, to: &str) -> Result<FailoverPlan, EtcdError> {
+    if from == to {
+        return Err(EtcdError::Refused(
+            "--from and --to name the same DC".into(),
+        ));
+    }
+    let rows = ops::show(s).await?;
+    if !rows
+        .iter()
+        .any(|r| r.owner == to || r.replicas.iter().any(|d| d == to))
+    {
+        return Err(EtcdError::Refused(format!(
+            "DC {to:?} appears nowhere in the map"
+        )));
+    }
+    let mut client = s.connect().await?;
+    let alive = liveness::alive_dcs(s, &mut client).await?;
+    let moves = rows
+        .iter()
+        .filter(|r| r.owner == from)
+        .map(|r| Plan {
+            shard: r.shard,
+            from: from.to_string(),
+            to: to.to_string(),
+            epoch: r.epoch,
+        })
+        .collect();
+    Ok(FailoverPlan {
+        moves,
+        from_alive: alive.iter().any(|d| d == from),
+        to_alive: alive.iter().any(|d| d == to),
+    })
+}
+
+/// Executes a plan. Refuses while `from` is alive or `to` is not, unless `force`. Returns, per
+/// shard, the new epoch or why it did not move.
+pub async fn execute(
+    s: &Settings,
+    p: &FailoverPlan,
+    force: bool,
+) -> Result<Vec<Result<i64, String>>, EtcdError> {
+    let Some(first) = p.moves.first() else {
+        return Ok(Vec::new());
+    };
+    if !force && p.from_alive {
+        return Err(EtcdError::Refused(format!(
+            "{} is alive (its alive/ key exists): hand its shards off with `coopr-router handoff --from {} --to {}`, or add --force if you know it is dead",
+            first.from, first.from, first.to
+        )));
+    }
+    if !force && !p.to_alive {
+        return Err(EtcdError::Refused(format!(
+            "{} is not alive (no alive/ key): its router could not serve the shards; add --force to move them anyway",
+            first.to
+        )));
+    }
+    let mut client = s.connect().await?;
+    let mut out = Vec::with_capacity(p.moves.len());
+    for m in &p.moves {
+        let moved = ops::move_shard(
+            s,
+            &mut client,
+            m.shard,
+            (&m.from, &m.to),
+            m.epoch,
+            "manual-failover",
+            !force,
+        )
+        .await;
+        out.push(match moved {
+            Ok(Some(epoch)) => Ok(epoch),
+            Ok(None) => {
+                Err("changed meanwhile (moved by someone else, or the DC came back)".into())
+            }
+            Err(e) => Err(e.to_string()),
+        });
+    }
+    Ok(out)
+}

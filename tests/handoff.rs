@@ -1,0 +1,324 @@
+//! Planned handoff and manual failover against a real etcd: a handoff under a steady write load
+//! loses nothing and applies nothing twice (every acknowledged write is in exactly one
+//! simulator's log, at the epoch of the owner that applied it, and the old owner applied nothing
+//! after the new one started); a handoff is refused for a dead owner, which `failover` moves
+//! instead (dry run first; refused while the DC is alive).
+
+mod support;
+
+use coopr_router::etcd::{handoff, manual, ops};
+use http::StatusCode;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use support::etcd::EtcdServer;
+use support::*;
+
+const PREFIX: &str = "/ho/";
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn world(failover_mode: &str) -> (EtcdServer, Deployment, tempfile::TempDir) {
+    let etcd = EtcdServer::start().await;
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&etcd.settings(PREFIX), &dcs, 12, false)
+        .await
+        .expect("init");
+    let dir = tempfile::tempdir().unwrap();
+    let url = etcd.url();
+    let d = start_with(Duration::from_millis(100), |i| {
+        format!(
+            "[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = 1000\nstate_file = \"{}\"\n\n\
+             [failover]\nmode = \"{failover_mode}\"\nlease_ttl_ms = 2000\ngrace_ms = 500\n\n[health]\ninterval_ms = 100\ntimeout_ms = 300\nrise = 1\nfall = 2\n",
+            dir.path().join(format!("dc{}.json", i + 1)).display()
+        )
+    })
+    .await;
+    for dc in &d.dcs {
+        eventually(WAIT, "router fresh", || async {
+            let r = routes(dc).await;
+            (r["stale"] == false && r["fenced"] == false).then_some(())
+        })
+        .await;
+    }
+    let s = etcd.settings(PREFIX);
+    eventually(WAIT, "every DC alive", || async {
+        let mut c = s.connect().await.ok()?;
+        let alive = coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
+            .await
+            .ok()?;
+        (alive.len() == 3).then_some(())
+    })
+    .await;
+    (etcd, d, dir)
+}
+
+async fn routes(dc: &Dc) -> Value {
+    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
+        .await
+        .json()
+}
+
+async fn wait_owner(d: &Deployment, shard: usize, owner: &str) {
+    for dc in &d.dcs {
+        if dc.router.is_none() {
+            continue;
+        }
+        eventually(WAIT, "every router sees the owner", || async {
+            (routes(dc).await["shards"][shard]["owner"] == owner).then_some(())
+        })
+        .await;
+    }
+}
+
+/// One client write, as the client saw it.
+struct Seen {
+    rid: String,
+    status: StatusCode,
+    started: Instant,
+    took: Duration,
+}
+
+/// Writes node records for cluster 1 (shard 1) through `url` until `stop`, honouring
+/// `Retry-After` on 503 (the same request id is retried: it was never applied).
+async fn writer(url: String, tag: String, stop: Arc<AtomicBool>) -> Vec<Seen> {
+    let mut out = Vec::new();
+    for i in 0..2_000 {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let rid = format!("{tag}-{i}");
+        let body = format!("{{\"id\":\"{rid}\",\"clusterId\":\"00000001\"}}");
+        let started = Instant::now();
+        loop {
+            let r = call(
+                http::Method::POST,
+                &url,
+                &[ADMIN[0], ADMIN[1], ("x-request-id", &rid)],
+                &body,
+            )
+            .await;
+            let retry = r.status == StatusCode::SERVICE_UNAVAILABLE
+                && !r.header("retry-after").is_empty()
+                && started.elapsed() < Duration::from_secs(10);
+            if retry {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            out.push(Seen {
+                rid: rid.clone(),
+                status: r.status,
+                started,
+                took: started.elapsed(),
+            });
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_under_steady_writes_loses_nothing_and_applies_nothing_twice() {
+    let (etcd, d, _dir) = world("automatic").await;
+    let s = etcd.settings(PREFIX);
+    // Shard 1's home is dc1. Move it to dc2 first (as a failover would): dc2 then writes to its
+    // standby server, and the handoff below is the failback.
+    let (_, adopted_epoch) = ops::set_owner(&s, 1, "dc2", "cli", "test").await.unwrap();
+    wait_owner(&d, 1, "dc2").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (k, dc) in d.dcs.iter().enumerate() {
+        for j in 0..2 {
+            writers.push(tokio::spawn(writer(
+                dc.url("/v2/nodes"),
+                format!("ho-dc{}-{j}", k + 1),
+                stop.clone(),
+            )));
+        }
+    }
+    // Let the load settle, then hand the shard back to dc1.
+    eventually(WAIT, "writes flowing", || async {
+        (d.dcs[1].log().len() >= 50).then_some(())
+    })
+    .await;
+    let plans = handoff::plan(&s, Some(1), None, "dc1").await.unwrap();
+    assert_eq!(plans.len(), 1);
+    assert_eq!(
+        (plans[0].from.as_str(), plans[0].epoch),
+        ("dc2", adopted_epoch)
+    );
+    let asked = Instant::now();
+    handoff::request(&s, &plans, "failback").await.unwrap();
+    // A second request for the same shard is refused while the first is pending.
+    assert!(handoff::request(&s, &plans, "again").await.is_err());
+    let outcomes = handoff::wait(&s, &plans, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let handoff::Outcome::Moved { epoch: new_epoch } = outcomes[0] else {
+        panic!("not moved: {:?}", outcomes[0]);
+    };
+    let committed = asked.elapsed();
+    wait_owner(&d, 1, "dc1").await;
+    eventually(WAIT, "writes at the new owner", || async {
+        (d.dcs[0].log().len() >= 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for w in writers {
+        seen.extend(w.await.unwrap());
+    }
+    // Every write was acknowledged (clients honour Retry-After).
+    let failed: Vec<_> = seen
+        .iter()
+        .filter(|w| w.status != StatusCode::CREATED)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} writes failed, e.g. {}: {}",
+        failed.len(),
+        failed[0].rid,
+        failed[0].status
+    );
+    // Every acknowledged write is in exactly one log, at the epoch of the DC that applied it.
+    let mut applied: HashMap<String, Vec<(usize, Option<String>, u64)>> = HashMap::new();
+    for (k, dc) in d.dcs.iter().enumerate() {
+        for e in dc.log() {
+            if let Some(rid) = e.request_id.filter(|r| r.starts_with("ho-")) {
+                applied
+                    .entry(rid)
+                    .or_default()
+                    .push((k, e.epoch, e.time_ms));
+            }
+        }
+    }
+    assert_eq!(
+        applied.len(),
+        seen.len(),
+        "applied writes vs acknowledged writes"
+    );
+    let (mut last_old, mut first_new) = (0u64, u64::MAX);
+    for w in &seen {
+        let a = applied
+            .get(&w.rid)
+            .unwrap_or_else(|| panic!("{} acknowledged but not applied", w.rid));
+        assert_eq!(a.len(), 1, "{} applied {} times", w.rid, a.len());
+        let (dc, epoch, at) = a[0].clone();
+        match dc {
+            1 => {
+                assert_eq!(epoch, Some(adopted_epoch.to_string()), "{}", w.rid);
+                last_old = last_old.max(at);
+            }
+            0 => {
+                assert_eq!(epoch, Some(new_epoch.to_string()), "{}", w.rid);
+                first_new = first_new.min(at);
+            }
+            _ => panic!("{} applied by dc3, which never owned shard 1", w.rid),
+        }
+    }
+    // No overlap: the old owner applied nothing after the new owner's first write.
+    assert!(
+        last_old <= first_new,
+        "old owner at {last_old} ms, new owner from {first_new} ms"
+    );
+    assert_eq!(ops::history_count(&s, 1).await.unwrap(), 2);
+    // Unavailability: the slowest write that overlapped the handoff.
+    let worst = seen
+        .iter()
+        .filter(|w| w.started + w.took >= asked && w.started <= asked + committed)
+        .map(|w| w.took)
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "handoff committed {committed:?} after the request; {} writes, slowest overlapping one {worst:?}",
+        seen.len()
+    );
+    assert!(worst < Duration::from_secs(5), "a write waited {worst:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owner_cannot_hand_off_and_manual_failover_moves_its_shards() {
+    let (etcd, mut d, _dir) = world("manual").await;
+    let s = etcd.settings(PREFIX);
+    // While dc3 is alive, a manual failover away from it is refused without --force.
+    let alive_plan = manual::plan(&s, "dc3", "dc1").await.unwrap();
+    assert!(alive_plan.from_alive && alive_plan.to_alive);
+    let err = manual::execute(&s, &alive_plan, false).await.err().unwrap();
+    assert!(err.to_string().contains("handoff"), "{err}");
+    // dc3's router dies; with automatic failover off, its shards stay.
+    d.dcs[2].stop_router().await;
+    eventually(WAIT, "alive/dc3 expires", || async {
+        let mut c = s.connect().await.ok()?;
+        let alive = coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
+            .await
+            .ok()?;
+        (!alive.contains(&"dc3".to_string())).then_some(())
+    })
+    .await;
+    let owned: Vec<u32> = ops::show(&s)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.owner == "dc3")
+        .map(|r| r.shard)
+        .collect();
+    assert_eq!(
+        owned,
+        vec![0, 3, 6, 9],
+        "manual mode: nothing moved by itself"
+    );
+    // A handoff needs a live owner.
+    let err = handoff::plan(&s, None, Some("dc3"), "dc1")
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("failover --from dc3"), "{err}");
+    // The dry run prints the moves and changes nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .args(["failover", "--etcd", &etcd.url(), "--prefix", PREFIX])
+        .args(["--from", "dc3", "--to", "dc1", "--dry-run"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("dc3 is not alive, dc1 is alive; 4 shard(s) would move"),
+        "{text}"
+    );
+    assert_eq!(text.matches("dc3 -> dc1").count(), 4, "{text}");
+    assert_eq!(ops::history_count(&s, 0).await.unwrap(), 0);
+    // The real run moves all four, each with one history record.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .args(["failover", "--etcd", &etcd.url(), "--prefix", PREFIX])
+        .args(["--from", "dc3", "--to", "dc1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = ops::show(&s).await.unwrap();
+    for n in owned {
+        assert_eq!(map[n as usize].owner, "dc1", "shard {n}");
+        assert_eq!(ops::history_count(&s, n).await.unwrap(), 1, "shard {n}");
+    }
+    // Writes for dc3's clusters now go to dc1's standby server for dc3.
+    wait_owner(&d, 0, "dc1").await;
+    let r = call(
+        http::Method::POST,
+        &d.dcs[0].url("/v2/nodes"),
+        &[ADMIN[0], ADMIN[1], ("x-request-id", "after-manual")],
+        "{\"id\":\"after-manual\",\"clusterId\":\"00000003\"}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc1");
+    assert_eq!(r.header("x-coopr-router-route"), "standby");
+}
