@@ -1,5 +1,6 @@
 //! Automatic failover against a real etcd: a DC whose router dies loses its shards to their first
-//! live replica within TTL + grace (+1 s), writes follow to the new owner's standby server, the
+//! live replica within TTL + grace (+1 s), writes and reads follow to the new owner's standby server
+//! (a simulator started from a copy of the dead DC's database), the
 //! DC stays a non-owner when it returns and its creates go elsewhere; two controllers racing for
 //! one move produce one winner and one history record; an owner cut off from etcd refuses writes
 //! before anything could move.
@@ -24,7 +25,10 @@ struct World {
     etcd: EtcdServer,
     d: Deployment,
     relays: Vec<Relay>,
-    _dir: tempfile::TempDir,
+    /// dc2's standby server for dc1's shards: bound now, served (from a copy of dc1's
+    /// simulator data, standing in for a replicated database) once dc1 is dead.
+    standby: Option<tokio::net::TcpListener>,
+    dir: tempfile::TempDir,
 }
 
 async fn world() -> World {
@@ -38,13 +42,19 @@ async fn world() -> World {
     for _ in 0..3 {
         relays.push(Relay::start(target).await);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let d = start_with(Duration::from_millis(100), |i| {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let standby = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let standby_addr = standby.local_addr().unwrap();
+    let d = start_with_data(Duration::from_millis(100), Some(dir.path()), |i| {
+        let own_standby = match i {
+            1 => format!("[standby.dc1]\nurl = \"http://{standby_addr}\"\n\n"),
+            _ => String::new(),
+        };
         format!(
-            "[ownership]\nsource = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = 1000\nstate_file = \"{}\"\n\n\
+            "{own_standby}[ownership]\nsource = \"etcd\"\nendpoints = [\"{}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = 1000\nstate_file = \"{}\"\n\n\
              [failover]\nlease_ttl_ms = {TTL_MS}\ngrace_ms = {GRACE_MS}\n\n[health]\ninterval_ms = 100\ntimeout_ms = 300\nrise = 1\nfall = 2\n",
             relays[i].url(),
-            dir.path().join(format!("dc{}.json", i + 1)).display()
+            dir.path().join(format!("router-dc{}.json", i + 1)).display()
         )
     })
     .await;
@@ -59,7 +69,8 @@ async fn world() -> World {
         etcd,
         d,
         relays,
-        _dir: dir,
+        standby: Some(standby),
+        dir,
     }
 }
 
@@ -94,9 +105,27 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     })
     .await;
     let config_dc1 = w.d.dcs[0].config_text.clone();
+    // A cluster of dc1's (in one of its home shards), in dc1's database.
+    let cid = create_active(&w.d.dcs[0], "before-failover").await;
     // dc1's router dies (its lease is not revoked, as with kill -9).
     let killed = Instant::now();
     w.d.dcs[0].stop_router().await;
+    // dc2's standby server for dc1 comes up from a copy of dc1's database.
+    let copy = w.dir.path().join("standby-dc1.json");
+    std::fs::copy(w.dir.path().join("dc1.json"), &copy).unwrap();
+    let standby = coopr_router::sim::Sim::new(coopr_router::sim::SimConfig {
+        id_start: 1,
+        id_increment: 3,
+        data: Some(copy),
+        name: "standby-dc1".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let (_stop_standby, standby_shutdown) = coopr_router::server::ShutdownTrigger::new();
+    tokio::spawn(standby.clone().serve(
+        w.standby.take().unwrap(),
+        coopr_router::server::Shutdown::wait(standby_shutdown),
+    ));
     eventually(WAIT, "dc1's shards moved", || async {
         let map = ops::show(&s).await.ok()?;
         [1usize, 4, 7, 10]
@@ -115,22 +144,39 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     for n in [1, 4, 7, 10] {
         assert_eq!(ops::history_count(&s, n).await.unwrap(), 1, "shard {n}");
     }
-    let epoch = ops::show(&s).await.unwrap()[1].epoch;
     // Writes for dc1's clusters now go to dc2, which serves them from its standby server.
     let (dc2, dc3) = (&w.d.dcs[1], &w.d.dcs[2]);
     eventually(WAIT, "dc3 routes to dc2", || async {
         (routes(dc3).await["shards"][1]["owner"] == "dc2").then_some(())
     })
     .await;
-    let r = node_write(dc3, "after-failover", 1).await;
+    let n: u64 = cid.parse().unwrap();
+    let r = node_write(dc3, "after-failover", n).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc2");
-    let entry = dc2
+    let entry = standby
         .log()
         .into_iter()
         .find(|e| e.request_id.as_deref() == Some("after-failover"))
-        .expect("at dc2's standby");
-    assert_eq!(entry.epoch, Some(epoch.to_string()));
+        .expect("at dc2's standby server for dc1");
+    let shard = ops::show(&s).await.unwrap()[(n % 12) as usize].clone();
+    assert_eq!(shard.owner, "dc2");
+    assert_eq!(entry.epoch, Some(shard.epoch.to_string()));
+    assert!(
+        dc2.log()
+            .iter()
+            .all(|e| e.request_id.as_deref() != Some("after-failover"))
+    );
+    // Its reads go there too: the standby has dc1's cluster, which dc2's own server never saw.
+    let r = call(
+        http::Method::GET,
+        &dc3.url(&format!("/v2/clusters/{cid}")),
+        &ADMIN,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["name"], "before-failover");
     // dc1 comes back: it stays a non-owner (no automatic failback), and its creates go elsewhere.
     let l = coopr_router::app::Listeners {
         client: tokio::net::TcpListener::bind(w.d.dcs[0].client)

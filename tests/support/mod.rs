@@ -115,9 +115,10 @@ pub fn config_text(
     }
     t.push_str("[timeouts]\nconnect_ms = 500\nresponse_ms = 10000\nshutdown_grace_ms = 5000\n\n");
     // Each DC's simulator doubles as its standby server for the other DCs' shards (standing in
-    // for a database replica), so writes to shards adopted after a move have somewhere to go.
+    // for a database replica), so writes to shards adopted after a move have somewhere to go;
+    // unless `extra` names a standby server of its own.
     for k in 0..addrs.len() {
-        if k != i {
+        if k != i && !extra.contains(&format!("[standby.dc{}]", k + 1)) {
             t.push_str(&format!(
                 "[standby.dc{}]\nurl = \"http://{sim}\"\n\n",
                 k + 1
@@ -135,6 +136,15 @@ pub async fn start(op_delay: Duration) -> Deployment {
 
 /// Like [`start`], with extra config text per DC index.
 pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> Deployment {
+    start_with_data(op_delay, None, extra).await
+}
+
+/// Like [`start_with`]; with `data`, simulator `dcN` persists its state to `data/dcN.json`.
+pub async fn start_with_data(
+    op_delay: Duration,
+    data: Option<&std::path::Path>,
+    extra: impl Fn(usize) -> String,
+) -> Deployment {
     let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
     let mut sims = Vec::new();
     let mut listeners = Vec::new();
@@ -145,6 +155,7 @@ pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> 
             id_increment: 3,
             op_delay,
             name: format!("dc{}", i + 1),
+            data: data.map(|d| d.join(format!("dc{}.json", i + 1))),
             ..SimConfig::default()
         })
         .expect("simulator starts");
