@@ -1,6 +1,7 @@
 //! Three DCs in-process, static map: writes reach the owner DC and nowhere else, reads of owned
 //! clusters and id-less requests stay local, a request from a peer is never forwarded again,
-//! clients cannot spoof router headers, and errors are clear.
+//! clients cannot spoof router headers, errors are clear, and an adopted shard without a standby
+//! server is refused naming its home DC.
 
 mod support;
 
@@ -295,4 +296,39 @@ async fn http2_clients_are_served() {
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-coopr-router-dc"], "dc1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_shard_without_a_standby_is_refused_naming_its_home() {
+    // Every map says dc1 adopted shard 0 (home dc3); dc1 has no standby server for dc3.
+    let d = start_with(Duration::from_millis(50), |i| {
+        let moved = "[[ownership.shards]]\nshard = 0\nowner = \"dc1\"\nreplicas = [\"dc3\"]\n";
+        match i {
+            0 => format!("{NO_STANDBY}{moved}"),
+            _ => moved.to_string(),
+        }
+    })
+    .await;
+    let body = "{\"id\":\"adopted-node\",\"clusterId\":\"00000012\"}";
+    for dc in [&d.dcs[0], &d.dcs[1]] {
+        let r = call(Method::POST, &dc.url("/v2/nodes"), &ADMIN, body).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert_eq!(r.header("retry-after"), "1");
+        assert_eq!(r.header("x-coopr-router-error"), "adopted");
+        assert_eq!(r.json()["home_dc"], "dc3", "{}", r.text());
+        assert_eq!(r.json()["shard"], 0);
+    }
+    let r = call(
+        Method::GET,
+        &d.dcs[0].url("/v2/clusters/00000012"),
+        &ADMIN,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.json()["home_dc"], "dc3");
+    assert!(
+        d.dcs.iter().all(|dc| !dc.log_has("POST", "/v2/nodes")),
+        "nothing was applied anywhere"
+    );
 }

@@ -94,6 +94,9 @@ async fn bind() -> TcpListener {
         .expect("bind an ephemeral port")
 }
 
+/// Put this in a DC's extra config text to give it no standby servers.
+pub const NO_STANDBY: &str = "# test: no standby servers\n";
+
 /// The TOML of DC `i` given every DC's addresses; `extra` is appended (more keys or tables).
 pub fn config_text(
     i: usize,
@@ -118,7 +121,10 @@ pub fn config_text(
     // for a database replica), so writes to shards adopted after a move have somewhere to go;
     // unless `extra` names a standby server of its own.
     for k in 0..addrs.len() {
-        if k != i && !extra.contains(&format!("[standby.dc{}]", k + 1)) {
+        if k != i
+            && !extra.contains(NO_STANDBY)
+            && !extra.contains(&format!("[standby.dc{}]", k + 1))
+        {
             t.push_str(&format!(
                 "[standby.dc{}]\nurl = \"http://{sim}\"\n\n",
                 k + 1
