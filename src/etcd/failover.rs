@@ -1,4 +1,4 @@
-//! The failover driver: the thin shell around the pure [`Controller`]. Every 250 ms it feeds the
+//! The failover driver: the thin shell around the pure [`Controller`]. Every 100 ms it feeds the
 //! controller the published map, which DCs have an `alive/` key, and this DC's health checks of
 //! the other DCs' routers (which answer `/status` through their own Coopr server); the moves it
 //! proposes run as etcd transactions that compare the shard's epoch and that `alive/{from}` is
@@ -46,7 +46,7 @@ pub async fn run(
     let mut ctl = Controller::new(params, names.len(), views(&table));
     let origin = Instant::now();
     let mut client: Option<Client> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.wait();
     tokio::pin!(stop);
