@@ -2,7 +2,7 @@
 //! the one publisher of the routing snapshot in etcd mode) and the operator commands (`ops`:
 //! `ownership init | show | set`). The only module that imports `etcd_client`.
 
-mod backoff;
+pub mod backoff;
 pub mod failover;
 pub mod liveness;
 pub mod ops;

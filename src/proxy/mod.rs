@@ -7,6 +7,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 mod peer;
+mod replicated;
 mod shared;
 
 use crate::backend::Backends;
@@ -16,6 +17,7 @@ use crate::config::OwnershipMode;
 use crate::error::ProxyError;
 use crate::health::PeerHealth;
 use crate::ownership::Freshness;
+use crate::replication::Replication;
 use crate::routing::{Decision, Origin, Route, Routes, Target, decide};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
@@ -76,6 +78,8 @@ pub struct Proxy {
     routes: Routes,
     runtime: Arc<ArcSwap<Runtime>>,
     freshness: Arc<Freshness>,
+    /// Replication, when `[replication] enabled` (see `replicated.rs`).
+    replication: Option<Replication>,
 }
 
 /// What the access log says about a request.
@@ -93,7 +97,14 @@ impl Proxy {
             routes,
             runtime,
             freshness,
+            replication: None,
         }
+    }
+
+    /// Serves replica reads, merges lists and opens operations through `replication`.
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.replication = replication;
+        self
     }
 
     pub fn routes(&self) -> &Routes {
@@ -170,6 +181,9 @@ impl Proxy {
         remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        if origin == Origin::Peer && parts.uri.path() == crate::replication::BATCH_PATH {
+            return self.replication_batch(rt, parts, body).await;
+        }
         let limit = rt.config.raw.limits.inspect_body_bytes;
         let (class, body) =
             match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
@@ -231,8 +245,30 @@ impl Proxy {
                     Target::Local(api) => {
                         out.route = Some("local");
                         out.dc = Some(table.local_name().to_string());
-                        self.to_local(rt, parts, body, route, api, &class, remote)
-                            .await
+                        if self.replicates(&class) {
+                            return self
+                                .to_local_replicated(
+                                    rt, &table, parts, body, route, api, &class, remote,
+                                )
+                                .await;
+                        }
+                        let resp = self
+                            .to_local(rt, parts, body, route, api, &class, remote)
+                            .await?;
+                        if class.kind == classify::Kind::List {
+                            return self.merge_list(parts, table.clone(), resp).await;
+                        }
+                        Ok(resp)
+                    }
+                    Target::Peer(_)
+                        if origin == Origin::Client
+                            && class.class == Class::Read
+                            && let Some(resp) =
+                                self.replica_read(rt, parts, &class, route).await =>
+                    {
+                        out.route = Some("replica");
+                        out.dc = Some(table.local_name().to_string());
+                        Ok(resp)
                     }
                     Target::Peer(dc) => {
                         out.route = Some("forwarded");
@@ -246,6 +282,17 @@ impl Proxy {
                         to_standby(rt, parts, body, route, home, remote, &self.freshness).await
                     }
                 }
+            }
+            Decision::Adopted { shard, .. }
+                if class.class == Class::Read
+                    && let Some(resp) = self
+                        .replica_read(rt, parts, &class, adopted_route(&table, shard))
+                        .await =>
+            {
+                out.shard = Some(shard);
+                out.route = Some("replica");
+                out.dc = Some(table.local_name().to_string());
+                Ok(resp)
             }
             Decision::Adopted { shard, home } => Err(ProxyError::Adopted {
                 dc: table.local_name().to_string(),
@@ -392,6 +439,15 @@ pub(super) fn decorate(
         }
     }
     Response::from_parts(parts, ProxyBody::Stream(body))
+}
+
+/// The route of a read of an adopted shard answered from the replica store.
+fn adopted_route(table: &crate::routing::RoutingTable, shard: u32) -> Route {
+    Route {
+        target: Target::Local(Api::External),
+        shard: Some(shard),
+        epoch: table.shard(shard).map_or(0, |s| s.epoch),
+    }
 }
 
 /// The declared body length, if any.
