@@ -455,3 +455,106 @@ async fn an_owner_restarted_with_a_full_outbox_loses_and_duplicates_nothing() {
         "no duplicates in the list: {list}"
     );
 }
+
+/// A restart hook that refuses its first delivery (500) and accepts the rest, keeping bodies.
+async fn hook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use http_body_util::BodyExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut all = seen.lock().unwrap();
+                            all.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                            let status = if all.len() == 1 { 500 } else { 200 };
+                            Ok::<_, std::convert::Infallible>(
+                                http::Response::builder()
+                                    .status(status)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let io = hyper_util::rt::TokioIo::new(conn);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}/restart"), got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, received) = hook_server().await;
+    let base = repl_extra(dir.path());
+    // dc2's map has already moved shard 1 (home dc1) to dc2, as after a failover; dc1's map
+    // has not, so dc1 still accepts the create and replicates its intent to dc2.
+    let extra = move |i: usize| {
+        let mut t = base(i);
+        if i == 1 {
+            t.push_str(&format!(
+                "restart_hook = \"{hook}\"\n\n[[ownership.shards]]\nshard = 1\nowner = \"dc2\"\nreplicas = [\"dc1\", \"dc3\"]\n"
+            ));
+        }
+        t
+    };
+    let d = start_with(Duration::from_secs(4), extra).await;
+    let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
+    let id = create(dc1, "admin", "cut-short").await;
+    assert_eq!(id, "00000001", "shard 1");
+    let url = dc2.admin_url("/admin/operations?state=interrupted");
+    let listed = eventually(WAIT, "the intent delivered to the hook", || async {
+        let v = get(&url).await.json();
+        let op = v["operations"].as_array()?.first()?.clone();
+        (op["hook"]["delivered"] == true).then_some(op)
+    })
+    .await;
+    assert_eq!(listed["intent"]["cluster"], id);
+    assert_eq!(listed["intent"]["action"], "cluster_create");
+    assert_eq!(listed["intent"]["origin"], "dc1");
+    assert_eq!(
+        listed["hook"]["attempts"], 2,
+        "the first delivery was refused and retried: {listed}"
+    );
+    assert_eq!(listed["hook"]["last_status"], 200);
+    {
+        let bodies = received.lock().unwrap();
+        assert_eq!(bodies.len(), 2);
+        assert_eq!(bodies[1]["cluster"], id);
+        assert_eq!(bodies[1]["body"]["name"], "cut-short");
+        assert!(!bodies[1].to_string().contains(SECRET));
+    }
+    // An adopted shard with no finished state yet: 503 naming the home DC.
+    let r = get(&dc2.url(&format!("/v2/clusters/{id}"))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-error"), "adopted");
+    // Once the finish arrives the operation is no longer interrupted, and the adopted shard's
+    // reads are served from the replica store.
+    replica_until(
+        dc2,
+        &format!("/v2/clusters/{id}"),
+        "adopted read from the replica",
+        |v| v["status"] == "active",
+    )
+    .await;
+    let v = get(&url).await.json();
+    assert_eq!(v["operations"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        2,
+        "delivered once, not again"
+    );
+    let bad = get(&dc2.admin_url("/admin/operations?state=bogus")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
