@@ -261,8 +261,8 @@ async fn replicas_apply_coopr_visibility_rules() {
             .map(|c| c["id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids(list("bob", "superadmin").await), [id.clone()]);
-    assert_eq!(ids(list("admin", "superadmin").await), [id.clone()]);
+    assert_eq!(ids(list("bob", "superadmin").await), [id.as_str()]);
+    assert_eq!(ids(list("admin", "superadmin").await), [id.as_str()]);
     assert!(ids(list("carol", "superadmin").await).is_empty());
 }
 
@@ -327,13 +327,13 @@ async fn lists_merge_local_and_replicated_clusters_with_status_filters() {
     for dc in [dc2, dc3] {
         assert_eq!(
             ids(get(&dc.url("/v2/clusters?status=terminated")).await),
-            [a.clone()],
+            [a.as_str()],
             "{}",
             dc.name
         );
         assert_eq!(
             ids(get(&dc.url("/v2/clusters?status=active,pending")).await),
-            [b.clone()],
+            [b.as_str()],
             "{}",
             dc.name
         );

@@ -154,7 +154,7 @@ impl Replication {
         };
         let (body, note) = match (w.body, w.body_note) {
             (_, Some(n)) => (None, Some(n.to_string())),
-            (Some(b), None) if b.is_empty() => (None, None),
+            (Some([]), None) => (None, None),
             (Some(b), None) => match serde_json::from_slice::<serde_json::Value>(b) {
                 Ok(mut v) => {
                     strip_provider_fields(&mut v);

@@ -217,11 +217,11 @@ pub async fn start_relayed(
     }
     let mut relays = Vec::new();
     for from in 0..3 {
-        for to in 0..3 {
+        for (to, a) in addrs.iter().enumerate() {
             if from != to
                 && let Some(o) = relay(from, to)
             {
-                relays.push(((from, to), relay::Relay::start_with(addrs[to].1, o).await));
+                relays.push(((from, to), relay::Relay::start_with(a.1, o).await));
             }
         }
     }
