@@ -558,3 +558,63 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
     let bad = get(&dc2.admin_url("/admin/operations?state=bogus")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coopr_callback_makes_the_finish_known_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = repl_extra(dir.path());
+    // Polling so slow that only the callback can explain a quick finish.
+    let extra = move |i: usize| {
+        base(i).replace(
+            "poll_min_ms = 20\npoll_max_ms = 200",
+            "poll_min_ms = 600000\npoll_max_ms = 600000",
+        )
+    };
+    let d = start_with(Duration::from_millis(200), extra).await;
+    let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
+    let id = create(dc1, "admin", "called-back").await;
+    let status = dc1.url(&format!("/v2/clusters/{id}/status"));
+    eventually(WAIT, "active at the owner", || async {
+        (get(&status).await.json()["status"] == "active").then_some(())
+    })
+    .await;
+    // What Coopr's HttpPostClusterCallback sends (UPPERCASE enums, no Content-Type).
+    let body = format!(
+        "{{\"cluster\":{{\"id\":\"{id}\",\"status\":\"ACTIVE\"}},\"job\":{{\"clusterAction\":\"CLUSTER_CREATE\",\"jobStatus\":\"COMPLETE\"}},\"nodes\":[]}}"
+    );
+    let r = call(
+        Method::POST,
+        &dc1.peer_url("/replication/v1/coopr-callback"),
+        &[],
+        &body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["woke"], id);
+    replica_until(
+        dc2,
+        &format!("/v2/clusters/{id}"),
+        "finish replicated after the callback",
+        |v| v["status"] == "active",
+    )
+    .await;
+    let junk = call(
+        Method::POST,
+        &dc1.peer_url("/replication/v1/coopr-callback"),
+        &[],
+        "nope",
+    )
+    .await;
+    assert_eq!(junk.status, StatusCode::OK);
+    assert_eq!(junk.json()["woke"], Value::Null);
+    // A malformed batch is refused and changes nothing.
+    let bad = call(
+        Method::POST,
+        &dc2.peer_url("/replication/v1/batch"),
+        &[],
+        "{\"records\": 3}",
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.header("x-coopr-router-error"), "replication_batch");
+}

@@ -33,12 +33,18 @@ fn bad_replication_keys_are_refused_with_the_key() {
         ("enabeld = true", "enabeld"),
         ("outbox_max_records = 0", "replication.outbox_max_records"),
         ("batch_max_records = 0", "replication.batch_max_records"),
-        ("poll_min_ms = 500\npoll_max_ms = 100", "replication.poll_max_ms"),
+        (
+            "poll_min_ms = 500\npoll_max_ms = 100",
+            "replication.poll_max_ms",
+        ),
         ("retry_min_ms = 0", "replication.retry_max_ms"),
         ("list_body_bytes = 10", "replication.list_body_bytes"),
         ("hook_max_attempts = 0", "replication.hook_max_attempts"),
         ("restart_hook = \"ftp://x/y\"", "replication.restart_hook"),
-        ("restart_hook = \"http://u:p@x:1/y\"", "replication.restart_hook"),
+        (
+            "restart_hook = \"http://u:p@x:1/y\"",
+            "replication.restart_hook",
+        ),
     ];
     for (section, key) in cases {
         let text = with(section);

@@ -181,8 +181,8 @@ impl Proxy {
         remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        if origin == Origin::Peer && parts.uri.path() == crate::replication::BATCH_PATH {
-            return self.replication_batch(rt, parts, body).await;
+        if origin == Origin::Peer && crate::replication::is_endpoint(parts.uri.path()) {
+            return self.replication_endpoint(rt, parts, body).await;
         }
         let limit = rt.config.raw.limits.inspect_body_bytes;
         let (class, body) =

@@ -15,8 +15,10 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 
 impl Proxy {
-    /// `POST /replication/v1/batch` on the peer port: applies a batch, 200 `{applied, ignored}`.
-    pub(super) async fn replication_batch(
+    /// The peer port's replication routes: `POST /replication/v1/batch` applies a batch (200
+    /// `{applied, ignored}`); `POST /replication/v1/coopr-callback` takes a Coopr HTTP callback
+    /// (its `cluster.id`) and wakes that cluster's tracker (200 either way: Coopr does not retry).
+    pub(super) async fn replication_endpoint(
         &self,
         rt: &Runtime,
         parts: &Parts,
@@ -28,13 +30,19 @@ impl Proxy {
         if parts.method != Method::POST {
             return Err(ProxyError::ReplicationBatch("use POST".into()));
         }
-        // A batch is at most batch_max_records captured states: allow far more than the
-        // inspection limit, but not an unbounded body.
+        // A batch is at most batch_max_records captured states, and a callback carries the
+        // cluster's nodes: allow far more than the inspection limit, but not an unbounded body.
         let limit = 64 * 1024 * 1024;
         let bytes = match inspect(rt, body, limit).await? {
             Inspected::Whole(b) => b,
             Inspected::TooLarge { .. } => return Err(ProxyError::BodyTooLarge { limit }),
         };
+        if parts.uri.path() == crate::replication::CALLBACK_PATH {
+            let woke = repl.callback(&bytes);
+            return Ok(json_response(
+                serde_json::json!({ "woke": woke }).to_string(),
+            ));
+        }
         match repl.apply(bytes).await {
             Ok(a) => Ok(json_response(
                 serde_json::json!({"applied": a.applied, "ignored": a.ignored}).to_string(),

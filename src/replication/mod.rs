@@ -31,6 +31,15 @@ mod visibility;
 pub use answer::{Answer, ReadTarget, merge_list, read_answer, read_target};
 pub use replica::{Applied, ReplicaEntry, step};
 pub use sender::BATCH_PATH;
+
+/// The peer-port route Coopr's HTTP callbacks (`server.callback.http.{success,failure}.url`)
+/// can be pointed at: a finish is learned at once instead of at the next poll.
+pub const CALLBACK_PATH: &str = "/replication/v1/coopr-callback";
+
+/// Whether a peer-port path is one of replication's own routes.
+pub fn is_endpoint(path: &str) -> bool {
+    path == BATCH_PATH || path == CALLBACK_PATH
+}
 pub use store::{ReplError, Store};
 pub use visibility::{Caller, Visibility, visibility};
 
@@ -251,11 +260,16 @@ impl Replication {
         hook::operations(&self.inner, state).await
     }
 
-    /// Wakes the tracker of a cluster (a Coopr callback said it finished).
-    pub fn wake(&self, cluster: ClusterId) {
-        self.inner
-            .wake_cluster(&cluster.to_string())
-            .notify_waiters();
+    /// A Coopr HTTP callback (`{"cluster": {"id": ...}, "job": ...}`): wakes that cluster's
+    /// tracker. Returns the cluster id it woke, if the body named one.
+    pub fn callback(&self, body: &[u8]) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let id = v
+            .pointer("/cluster/id")
+            .and_then(serde_json::Value::as_str)?;
+        let id = ClusterId::parse(id).ok()?.to_string();
+        self.inner.wake_cluster(&id).notify_waiters();
+        Some(id)
     }
 
     pub fn store(&self) -> &Store {
