@@ -48,6 +48,9 @@ pub const REPL_DROPPED: &str = "coopr_router_replication_dropped_total";
 pub const REPL_LOST: &str = "coopr_router_replication_unrecorded_total";
 /// Records a replica applied or ignored (not newer), by `result`.
 pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
+/// At a replica: seconds from a finished state's capture at the owner to its apply here
+/// (histogram; the two routers' clocks are compared, so skew adds to it).
+pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
 
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -143,6 +146,9 @@ impl State {
     fn init() -> State {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(REPL_LAG.into()), &DURATION_BUCKETS)
+            })
             .and_then(PrometheusBuilder::install_recorder);
         let handle = match handle {
             Ok(h) => {
@@ -424,6 +430,12 @@ pub fn replication_dropped(peer: &str) {
 pub fn replication_unrecorded() {
     install();
     ::metrics::counter!(REPL_LOST).increment(1);
+}
+
+/// A finished state captured `seconds` ago at its owner was applied here.
+pub fn replication_lag(seconds: f64) {
+    install();
+    ::metrics::histogram!(REPL_LAG).record(seconds);
 }
 
 /// A replica applied `applied` records of a batch and ignored `ignored`.

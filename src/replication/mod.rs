@@ -214,6 +214,14 @@ impl Replication {
         let batch: Batch = serde_json::from_slice(&body).map_err(|_| None)?;
         let from = batch.from.clone();
         let n = batch.records.len();
+        let captured: Vec<u64> = batch
+            .records
+            .iter()
+            .filter_map(|e| match &e.record {
+                record::Record::Finished(f) => Some(f.captured_ms),
+                record::Record::Intent(_) => None,
+            })
+            .collect();
         let applied = self
             .inner
             .store
@@ -221,6 +229,10 @@ impl Replication {
             .await
             .map_err(Some)?;
         crate::metrics::replication_applied(applied.applied, applied.ignored);
+        let now = store::now_ms();
+        for c in captured {
+            crate::metrics::replication_lag(now.saturating_sub(c) as f64 / 1000.0);
+        }
         tracing::debug!(from = %from, records = n, applied = applied.applied, "replication batch applied");
         Ok(applied)
     }

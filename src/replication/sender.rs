@@ -56,10 +56,7 @@ pub(super) async fn run(inner: Arc<Inner>, peer: String, base: String) {
                 }
                 crate::metrics::replication_sent(&peer, n, started.elapsed().as_secs_f64());
                 backoff.reset();
-                let p = peer.clone();
-                if let Ok(q) = inner.store.run(move |s| s.queued(&p)).await {
-                    crate::metrics::replication_queued(&peer, q);
-                }
+                crate::metrics::replication_queued(&peer, pending_count(&inner, &peer).await);
                 continue;
             }
             Ok(r) => {
@@ -70,11 +67,18 @@ pub(super) async fn run(inner: Arc<Inner>, peer: String, base: String) {
             }
         }
         crate::metrics::replication_retry(&peer);
+        crate::metrics::replication_queued(&peer, pending_count(&inner, &peer).await);
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = &mut stop => return,
         }
     }
+}
+
+/// Records queued for `peer` (0 if the store cannot say).
+async fn pending_count(inner: &Inner, peer: &str) -> u64 {
+    let p = peer.to_string();
+    inner.store.run(move |s| s.queued(&p)).await.unwrap_or(0)
 }
 
 /// `{"from": "...", "records": [...]}` built from the stored JSON without re-encoding it.
