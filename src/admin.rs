@@ -26,6 +26,8 @@ pub struct AdminParts {
     pub trigger: ShutdownTrigger,
     pub freshness: Arc<Freshness>,
     pub reloader: Arc<Reloader>,
+    /// Replication, when enabled (`GET /admin/operations`).
+    pub replication: Option<crate::replication::Replication>,
 }
 
 #[derive(Clone)]
@@ -37,6 +39,7 @@ pub struct Admin {
     freshness: Arc<Freshness>,
     reloader: Arc<Reloader>,
     draining: Arc<AtomicBool>,
+    replication: Option<crate::replication::Replication>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -64,6 +67,7 @@ impl Admin {
             freshness: p.freshness,
             reloader: p.reloader,
             draining: Arc::new(AtomicBool::new(false)),
+            replication: p.replication,
         }
     }
 
@@ -139,6 +143,7 @@ impl Admin {
                 json_response(status, json!(report))
             }
             (&Method::POST, "/admin/drain") => self.drain(),
+            (&Method::GET, "/admin/operations") => self.operations(&query).await,
             (&Method::GET, "/admin/log-level") => {
                 json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
             }
@@ -361,6 +366,23 @@ async fn probe_backends(rt: &Runtime) -> bool {
 }
 
 /// The first value of a query parameter, percent-decoded.
+impl Admin {
+    /// `GET /admin/operations?state=interrupted|open` (replication).
+    async fn operations(&self, query: &str) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        let state = query_param(query, "state").unwrap_or_else(|| "interrupted".into());
+        match r.operations(&state).await {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
+        }
+    }
+}
+
 fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;

@@ -140,12 +140,25 @@ pub fn start_with_file(
             shutdown.clone(),
         ));
     }
+    let replication = if config.raw.replication.enabled {
+        let r = crate::replication::Replication::start(
+            &config,
+            routes.clone(),
+            shutdown.clone(),
+            &mut tasks,
+        )
+        .map_err(|e| std::io::Error::other(format!("replication: {e}")))?;
+        Some(r)
+    } else {
+        None
+    };
     let proxy = Proxy::new(
         routes.clone(),
         runtime.clone(),
         freshness.clone(),
         inflight.clone(),
-    );
+    )
+    .with_replication(replication.clone());
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
         listeners.client.local_addr()?,
@@ -176,6 +189,7 @@ pub fn start_with_file(
         trigger: trigger.clone(),
         freshness: freshness.clone(),
         reloader: reloader.clone(),
+        replication,
     });
     let handler = move |req, _remote| {
         let admin = admin.clone();

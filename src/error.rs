@@ -68,13 +68,21 @@ pub enum ProxyError {
         to: String,
         held_ms: u64,
     },
+    #[error("replication is not enabled on this router")]
+    ReplicationOff,
+    #[error("bad replication batch: {0}")]
+    ReplicationBatch(String),
+    #[error("the replica store failed: {0}")]
+    ReplicationStore(String),
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            Classify(_) | BodyRead(_) => StatusCode::BAD_REQUEST,
+            Classify(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
+            ReplicationOff => StatusCode::NOT_FOUND,
+            ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             BackendUnreachable(_) | Backend(_) | Peer { .. } => StatusCode::BAD_GATEWAY,
@@ -109,6 +117,9 @@ impl ProxyError {
             Fenced { .. } => "fenced",
             Adopted { .. } => "adopted",
             HandoffHeld { .. } => "handoff_held",
+            ReplicationOff => "replication_off",
+            ReplicationBatch(_) => "replication_batch",
+            ReplicationStore(_) => "replication_store",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod ownership;
 pub mod proxy;
 pub mod reload;
+pub mod replication;
 pub mod routing;
 pub mod server;
 pub mod sim;

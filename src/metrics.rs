@@ -36,6 +36,22 @@ pub const BACKEND_UP: &str = "coopr_router_backend_up";
 /// 1 when another DC's router passes its health checks, by `dc`.
 pub const PEER_UP: &str = "coopr_router_peer_up";
 
+/// Replication records acknowledged by a peer, by `peer`.
+pub const REPL_SENT: &str = "coopr_router_replication_sent_total";
+/// Replication batches a peer did not acknowledge (retried), by `peer`.
+pub const REPL_RETRIES: &str = "coopr_router_replication_retries_total";
+/// Records queued for a peer now, by `peer` (set after every acknowledged batch and enqueue).
+pub const REPL_QUEUED: &str = "coopr_router_replication_queued";
+/// Records dropped because a peer's outbox queue was at `outbox_max_records`, by `peer`.
+pub const REPL_DROPPED: &str = "coopr_router_replication_dropped_total";
+/// Operations whose intent could not be recorded (store failure), so not replicated.
+pub const REPL_LOST: &str = "coopr_router_replication_unrecorded_total";
+/// Records a replica applied or ignored (not newer), by `result`.
+pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
+/// At a replica: seconds from a finished state's capture at the owner to its apply here
+/// (histogram; the two routers' clocks are compared, so skew adds to it).
+pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -130,6 +146,9 @@ impl State {
     fn init() -> State {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(REPL_LAG.into()), &DURATION_BUCKETS)
+            })
             .and_then(PrometheusBuilder::install_recorder);
         let handle = match handle {
             Ok(h) => {
@@ -381,6 +400,49 @@ pub fn backend_health(backend: &str, up: bool) {
 pub fn peer_health(dc: &str, up: bool) {
     install();
     ::metrics::gauge!(PEER_UP, "dc" => dc.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// A peer acknowledged a batch of `n` records.
+pub fn replication_sent(peer: &str, n: usize, _seconds: f64) {
+    install();
+    ::metrics::counter!(REPL_SENT, "peer" => peer.to_string()).increment(n as u64);
+}
+
+/// A batch to `peer` was not acknowledged and will be retried.
+pub fn replication_retry(peer: &str) {
+    install();
+    ::metrics::counter!(REPL_RETRIES, "peer" => peer.to_string()).increment(1);
+}
+
+/// `n` records are queued for `peer`.
+pub fn replication_queued(peer: &str, n: u64) {
+    install();
+    ::metrics::gauge!(REPL_QUEUED, "peer" => peer.to_string()).set(n as f64);
+}
+
+/// A record for `peer` was dropped at the outbox cap.
+pub fn replication_dropped(peer: &str) {
+    install();
+    ::metrics::counter!(REPL_DROPPED, "peer" => peer.to_string()).increment(1);
+}
+
+/// An accepted write whose intent could not be recorded.
+pub fn replication_unrecorded() {
+    install();
+    ::metrics::counter!(REPL_LOST).increment(1);
+}
+
+/// A finished state captured `seconds` ago at its owner was applied here.
+pub fn replication_lag(seconds: f64) {
+    install();
+    ::metrics::histogram!(REPL_LAG).record(seconds);
+}
+
+/// A replica applied `applied` records of a batch and ignored `ignored`.
+pub fn replication_applied(applied: usize, ignored: usize) {
+    install();
+    ::metrics::counter!(REPL_APPLIED, "result" => "applied").increment(applied as u64);
+    ::metrics::counter!(REPL_APPLIED, "result" => "ignored").increment(ignored as u64);
 }
 
 #[cfg(test)]

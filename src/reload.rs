@@ -149,6 +149,10 @@ impl Reloader {
         if cfg.raw.failover != old.raw.failover {
             restart.push("failover".to_string());
         }
+        if cfg.raw.replication != old.raw.replication {
+            // Read once at start (store, senders, tracker settings).
+            restart.push("replication".to_string());
+        }
         let (o, n) = (&old.raw.ownership, &cfg.raw.ownership);
         if o.source != n.source || o.mode != n.mode {
             restart.push("ownership.source/mode".to_string());

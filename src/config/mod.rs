@@ -3,6 +3,7 @@
 //! live in `validate`; the static ownership map is expanded in `ownership`.
 
 mod locate;
+mod replication;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use replication::ReplicationConfig;
 pub use validate::ValidConfig as Config;
 
 /// A configuration error, with the key and the line where it could be placed.
@@ -70,6 +72,8 @@ pub struct RawConfig {
     pub standby: BTreeMap<String, StandbyConfig>,
     #[serde(default)]
     pub failover: FailoverConfig,
+    #[serde(default)]
+    pub replication: ReplicationConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]

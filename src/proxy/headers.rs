@@ -14,6 +14,8 @@ pub const EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-epoch");
 pub const ERROR: HeaderName = HeaderName::from_static("x-coopr-router-error");
 /// Set on a request one router forwards to another: the sending DC's name.
 pub const HOP: HeaderName = HeaderName::from_static("x-coopr-router-hop");
+/// On an answer from the replica store: the epoch of the owner that captured the state.
+pub const REPLICA_EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-replica-epoch");
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod headers;
 mod hold;
 mod peer;
+mod replicated;
 mod shared;
 
 use crate::backend::Backends;
@@ -18,6 +19,7 @@ use crate::error::ProxyError;
 use crate::health::PeerHealth;
 use crate::inflight::InFlight;
 use crate::ownership::Freshness;
+use crate::replication::Replication;
 use crate::routing::{Decision, Origin, Route, Routes, RoutingTable, Target, decide};
 use arc_swap::ArcSwap;
 use body::{Inspected, ProxyBody, read_up_to};
@@ -79,6 +81,8 @@ pub struct Proxy {
     runtime: Arc<ArcSwap<Runtime>>,
     freshness: Arc<Freshness>,
     inflight: Arc<InFlight>,
+    /// Replication, when `[replication] enabled` (see `replicated.rs`).
+    replication: Option<Replication>,
 }
 
 /// What the access log says about a request.
@@ -102,7 +106,14 @@ impl Proxy {
             runtime,
             freshness,
             inflight,
+            replication: None,
         }
+    }
+
+    /// Serves replica reads, merges lists and opens operations through `replication`.
+    pub fn with_replication(mut self, replication: Option<Replication>) -> Self {
+        self.replication = replication;
+        self
     }
 
     pub fn routes(&self) -> &Routes {
@@ -179,6 +190,9 @@ impl Proxy {
         remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        if origin == Origin::Peer && crate::replication::is_endpoint(parts.uri.path()) {
+            return self.replication_endpoint(rt, parts, body).await;
+        }
         let limit = rt.config.raw.limits.inspect_body_bytes;
         let (class, body) =
             match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
@@ -246,8 +260,30 @@ impl Proxy {
                     Target::Local(api) => {
                         out.route = Some("local");
                         out.dc = Some(table.local_name().to_string());
-                        self.to_local(rt, parts, body, route, api, &class, remote)
-                            .await
+                        if self.replicates(&class) {
+                            return self
+                                .to_local_replicated(
+                                    rt, &table, parts, body, route, api, &class, remote,
+                                )
+                                .await;
+                        }
+                        let resp = self
+                            .to_local(rt, parts, body, route, api, &class, remote)
+                            .await?;
+                        if class.kind == classify::Kind::List {
+                            return self.merge_list(parts, table.clone(), resp).await;
+                        }
+                        Ok(resp)
+                    }
+                    Target::Peer(_)
+                        if origin == Origin::Client
+                            && class.class == Class::Read
+                            && let Some(resp) =
+                                self.replica_read(rt, parts, &class, route).await =>
+                    {
+                        out.route = Some("replica");
+                        out.dc = Some(table.local_name().to_string());
+                        Ok(resp)
                     }
                     Target::Peer(dc) => {
                         out.route = Some("forwarded");
@@ -271,6 +307,17 @@ impl Proxy {
                         .await
                     }
                 }
+            }
+            Decision::Adopted { shard, .. }
+                if class.class == Class::Read
+                    && let Some(resp) = self
+                        .replica_read(rt, parts, &class, adopted_route(&table, shard))
+                        .await =>
+            {
+                out.shard = Some(shard);
+                out.route = Some("replica");
+                out.dc = Some(table.local_name().to_string());
+                Ok(resp)
             }
             other => Err(refusal(other, &table)),
         }
@@ -397,6 +444,15 @@ pub(super) fn decorate(
         }
     }
     Response::from_parts(parts, ProxyBody::Stream(body))
+}
+
+/// The route of a read of an adopted shard answered from the replica store.
+fn adopted_route(table: &crate::routing::RoutingTable, shard: u32) -> Route {
+    Route {
+        target: Target::Local(Api::External),
+        shard: Some(shard),
+        epoch: table.shard(shard).map_or(0, |s| s.epoch),
+    }
 }
 
 /// The declared body length, if any.

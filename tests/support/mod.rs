@@ -69,12 +69,41 @@ impl Dc {
             r.wait().await;
         }
     }
+    /// Starts the router again on the same addresses with the same config.
+    pub async fn restart_router(&mut self) {
+        assert!(self.router.is_none(), "stop the router first");
+        let cfg = config::parse(&self.config_text).expect("config");
+        let bind = |a: SocketAddr| async move {
+            // The old sockets are closed; the ports are free again (SO_REUSEADDR).
+            TcpListener::bind(a).await.expect("rebind a router port")
+        };
+        let l = Listeners {
+            client: bind(self.client).await,
+            peer: bind(self.peer).await,
+            admin: bind(self.admin).await,
+        };
+        self.router = Some(app::start(cfg, l).expect("router restarts"));
+    }
 }
 
 /// Three DCs: dc1, dc2, dc3 with Coopr ids start 1/2/3, increment 3, and 12 shards.
 pub struct Deployment {
     pub dcs: Vec<Dc>,
+    /// Relays between routers' peer ports: ((from, to), relay), see [`start_relayed`].
+    pub relays: Vec<((usize, usize), relay::Relay)>,
     sims_stop: ShutdownTrigger,
+}
+
+impl Deployment {
+    /// The relay DC `from` reaches DC `to`'s peer port through.
+    pub fn relay(&self, from: usize, to: usize) -> &relay::Relay {
+        &self
+            .relays
+            .iter()
+            .find(|(k, _)| *k == (from, to))
+            .expect("no such relay")
+            .1
+    }
 }
 
 impl Drop for Deployment {
@@ -103,16 +132,27 @@ pub fn config_text(
     addrs: &[(SocketAddr, SocketAddr, SocketAddr, SocketAddr)],
     extra: &str,
 ) -> String {
+    let peers: Vec<SocketAddr> = addrs.iter().map(|a| a.1).collect();
+    config_text_via(i, addrs, &peers, extra)
+}
+
+/// Like [`config_text`], with the address DC `i` uses for each DC's peer port.
+pub fn config_text_via(
+    i: usize,
+    addrs: &[(SocketAddr, SocketAddr, SocketAddr, SocketAddr)],
+    peers: &[SocketAddr],
+    extra: &str,
+) -> String {
     let (client, peer, admin, sim) = addrs[i];
     let mut t = format!(
         "dc = \"dc{}\"\nshard_count = 12\n\n[listen]\nclient = \"{client}\"\npeer = \"{peer}\"\nadmin = \"{admin}\"\n\n[[backends]]\nurl = \"http://{sim}\"\n\n",
         i + 1
     );
-    for (k, a) in addrs.iter().enumerate() {
+    for (k, peer) in peers.iter().enumerate().take(addrs.len()) {
         t.push_str(&format!(
             "[dcs.dc{}]\npeer_url = \"http://{}\"\nid_start = {}\nid_increment = 3\n\n",
             k + 1,
-            a.1,
+            peer,
             k + 1
         ));
     }
@@ -142,7 +182,7 @@ pub async fn start(op_delay: Duration) -> Deployment {
 
 /// Like [`start`], with extra config text per DC index.
 pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> Deployment {
-    start_with_data(op_delay, None, extra).await
+    start_full(op_delay, None, extra, |_, _| None).await
 }
 
 /// Like [`start_with`]; with `data`, simulator `dcN` persists its state to `data/dcN.json`.
@@ -150,6 +190,26 @@ pub async fn start_with_data(
     op_delay: Duration,
     data: Option<&std::path::Path>,
     extra: impl Fn(usize) -> String,
+) -> Deployment {
+    start_full(op_delay, data, extra, |_, _| None).await
+}
+
+/// Like [`start_with`]; `relay(from, to)` puts a relay with those options between DC `from`'s
+/// router and DC `to`'s peer port.
+pub async fn start_relayed(
+    op_delay: Duration,
+    extra: impl Fn(usize) -> String,
+    relay: impl Fn(usize, usize) -> Option<relay::Options>,
+) -> Deployment {
+    start_full(op_delay, None, extra, relay).await
+}
+
+/// Every option of the above.
+pub async fn start_full(
+    op_delay: Duration,
+    data: Option<&std::path::Path>,
+    extra: impl Fn(usize) -> String,
+    relay: impl Fn(usize, usize) -> Option<relay::Options>,
 ) -> Deployment {
     let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
     let mut sims = Vec::new();
@@ -182,9 +242,27 @@ pub async fn start_with_data(
         });
         sims.push((sim, sim_addr));
     }
+    let mut relays = Vec::new();
+    for from in 0..3 {
+        for (to, a) in addrs.iter().enumerate() {
+            if from != to
+                && let Some(o) = relay(from, to)
+            {
+                relays.push(((from, to), relay::Relay::start_with(a.1, o).await));
+            }
+        }
+    }
     let mut dcs = Vec::new();
     for (i, (l, (sim, sim_addr))) in listeners.into_iter().zip(sims).enumerate() {
-        let text = config_text(i, &addrs, &extra(i));
+        let peers: Vec<SocketAddr> = (0..3)
+            .map(|k| {
+                relays
+                    .iter()
+                    .find(|(key, _)| *key == (i, k))
+                    .map_or(addrs[k].1, |(_, r)| r.addr)
+            })
+            .collect();
+        let text = config_text_via(i, &addrs, &peers, &extra(i));
         let cfg = config::parse(&text)
             .unwrap_or_else(|e| panic!("test config of dc{}: {e}\n{text}", i + 1));
         let router = app::start(cfg, l).expect("router starts");
@@ -199,7 +277,11 @@ pub async fn start_with_data(
             config_text: text,
         });
     }
-    Deployment { dcs, sims_stop }
+    Deployment {
+        dcs,
+        relays,
+        sims_stop,
+    }
 }
 
 /// A response, fully read.

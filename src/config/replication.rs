@@ -1,0 +1,89 @@
+//! The `[replication]` section: its shape, defaults and validation (kept apart from the other
+//! sections so the replication feature's keys live in one place).
+
+use super::ConfigError;
+use serde::{Deserialize, Serialize};
+
+/// Replication of finished-operation state to the other DCs (DESIGN.md, "Replication").
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Off by default: without it, remote reads go to the owner DC as before.
+    pub enabled: bool,
+    /// The store file (redb). Default: `{dc}.replication.redb` in the working directory.
+    pub path: Option<String>,
+    /// Records queued per peer DC, at most. Past it, new records for that peer are dropped,
+    /// logged and counted (`coopr_router_replication_dropped_total`).
+    pub outbox_max_records: u64,
+    /// Records per batch sent to a peer.
+    pub batch_max_records: usize,
+    /// Polling of an open operation's status: first and longest interval.
+    pub poll_min_ms: u64,
+    pub poll_max_ms: u64,
+    /// Retries of a batch a peer did not acknowledge: first and longest delay (with jitter).
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
+    /// Biggest local `GET /v2/clusters` answer the router merges replicas into; a larger one
+    /// passes through unmerged.
+    pub list_body_bytes: usize,
+    /// Where interrupted operations are delivered (POST, the intent as JSON), e.g.
+    /// `http://127.0.0.1:9000/restart`. None: they are only listed.
+    pub restart_hook: Option<String>,
+    /// Delivery attempts per interrupted operation before it is recorded as failed.
+    pub hook_max_attempts: u32,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig {
+            enabled: false,
+            path: None,
+            outbox_max_records: 1_000_000,
+            batch_max_records: 256,
+            poll_min_ms: 250,
+            poll_max_ms: 5_000,
+            retry_min_ms: 100,
+            retry_max_ms: 10_000,
+            list_body_bytes: 8 * 1024 * 1024,
+            restart_hook: None,
+            hook_max_attempts: 10,
+        }
+    }
+}
+
+/// Checks the section; errors name the key.
+pub fn validate(r: &ReplicationConfig) -> Result<(), ConfigError> {
+    let err = |key: &str, message: &str| ConfigError {
+        key: format!("replication.{key}"),
+        line: None,
+        message: message.to_string(),
+    };
+    if r.outbox_max_records == 0 {
+        return Err(err("outbox_max_records", "must be at least 1"));
+    }
+    if r.batch_max_records == 0 || r.batch_max_records > 10_000 {
+        return Err(err("batch_max_records", "must be between 1 and 10000"));
+    }
+    if r.poll_min_ms == 0 || r.poll_max_ms < r.poll_min_ms {
+        return Err(err(
+            "poll_max_ms",
+            "poll_min_ms must be at least 1 and poll_max_ms at least poll_min_ms",
+        ));
+    }
+    if r.retry_min_ms == 0 || r.retry_max_ms < r.retry_min_ms {
+        return Err(err(
+            "retry_max_ms",
+            "retry_min_ms must be at least 1 and retry_max_ms at least retry_min_ms",
+        ));
+    }
+    if r.list_body_bytes < 1024 {
+        return Err(err("list_body_bytes", "must be at least 1024"));
+    }
+    if r.hook_max_attempts == 0 {
+        return Err(err("hook_max_attempts", "must be at least 1"));
+    }
+    if let Some(h) = &r.restart_hook {
+        super::validate::parse_hook_url("replication.restart_hook", h)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The owner side of the store: open operations and the durable outbox. Opening an intent and
+//! queueing it for every replica DC is one transaction, as is finishing an operation and queueing
+//! its state: a record is on disk before anything sends it, and an operation is either open or
+//! finished-and-queued, never lost between the two. Each peer's queue is ordered by one key
+//! that only grows, so records reach a peer in the order they were made (per shard too).
+//! A peer's queue is capped: at the cap a new record for it is dropped, logged and counted.
+
+use super::record::{Envelope, Finished, Intent, Record};
+use super::store::{META, OPS, OUTBOX, ReplError, Store, bump, counter};
+use redb::{ReadableDatabase, ReadableTable};
+
+/// Records queued for one peer, with their outbox keys, oldest first.
+pub struct Pending {
+    pub keys: Vec<u64>,
+    /// Each record's JSON (an `Envelope`), ready to be put in a batch as is.
+    pub records: Vec<Vec<u8>>,
+}
+
+impl Store {
+    /// Opens an operation: numbers it, records it as open, and queues it for `peers`. Returns
+    /// the numbered intent and the peers whose queue was full (the record was dropped for them).
+    pub fn open_intent(
+        &self,
+        mut intent: Intent,
+        peers: &[String],
+        cap: u64,
+    ) -> Result<(Intent, Vec<String>), ReplError> {
+        let tx = self.db.begin_write()?;
+        let dropped;
+        {
+            let mut meta = tx.open_table(META)?;
+            intent.op = bump(&mut meta, "op", 1)? + 1;
+            let seq = bump(&mut meta, &format!("seq/{}", intent.shard), 1)? + 1;
+            let mut ops = tx.open_table(OPS)?;
+            ops.insert(intent.op, serde_json::to_vec(&intent)?.as_slice())?;
+            let env = Envelope {
+                seq,
+                record: Record::Intent(intent.clone()),
+            };
+            dropped = enqueue(&tx, &mut meta, peers, &env, cap)?;
+        }
+        tx.commit()?;
+        Ok((intent, dropped))
+    }
+
+    /// Finishes operation `f.op`: no longer open, its state queued for `peers`, in one commit.
+    /// Returns the peers whose queue was full.
+    pub fn finish(
+        &self,
+        f: Finished,
+        peers: &[String],
+        cap: u64,
+    ) -> Result<Vec<String>, ReplError> {
+        let tx = self.db.begin_write()?;
+        let dropped;
+        {
+            let mut meta = tx.open_table(META)?;
+            let seq = bump(&mut meta, &format!("seq/{}", f.shard), 1)? + 1;
+            tx.open_table(OPS)?.remove(f.op)?;
+            let env = Envelope {
+                seq,
+                record: Record::Finished(f),
+            };
+            dropped = enqueue(&tx, &mut meta, peers, &env, cap)?;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// The operations still open (survive a restart: the tracker resumes them).
+    pub fn open_ops(&self) -> Result<Vec<Intent>, ReplError> {
+        let tx = self.db.begin_read()?;
+        let ops = tx.open_table(OPS)?;
+        let mut out = Vec::new();
+        for row in ops.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` records queued for `peer`, oldest first.
+    pub fn peek(&self, peer: &str, max: usize) -> Result<Pending, ReplError> {
+        let tx = self.db.begin_read()?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut p = Pending {
+            keys: Vec::new(),
+            records: Vec::new(),
+        };
+        for row in outbox.range((peer, 0u64)..=(peer, u64::MAX))?.take(max) {
+            let (k, v) = row?;
+            p.keys.push(k.value().1);
+            p.records.push(v.value().to_vec());
+        }
+        Ok(p)
+    }
+
+    /// Removes records a peer acknowledged.
+    pub fn ack(&self, peer: &str, keys: &[u64]) -> Result<(), ReplError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut outbox = tx.open_table(OUTBOX)?;
+            let mut removed = 0i64;
+            for &k in keys {
+                if outbox.remove((peer, k))?.is_some() {
+                    removed += 1;
+                }
+            }
+            let mut meta = tx.open_table(META)?;
+            bump(&mut meta, &format!("count/{peer}"), -removed)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// How many records are queued for `peer`.
+    pub fn queued(&self, peer: &str) -> Result<u64, ReplError> {
+        let tx = self.db.begin_read()?;
+        counter(&tx.open_table(META)?, &format!("count/{peer}"))
+    }
+}
+
+/// Queues one envelope for every peer whose queue has room; returns the peers it was dropped for.
+fn enqueue(
+    tx: &redb::WriteTransaction,
+    meta: &mut redb::Table<&str, u64>,
+    peers: &[String],
+    env: &Envelope,
+    cap: u64,
+) -> Result<Vec<String>, ReplError> {
+    let bytes = serde_json::to_vec(env)?;
+    let mut outbox = tx.open_table(OUTBOX)?;
+    let mut dropped = Vec::new();
+    for peer in peers {
+        let count_key = format!("count/{peer}");
+        if counter(meta, &count_key)? >= cap {
+            dropped.push(peer.clone());
+            continue;
+        }
+        let key = bump(meta, "outbox", 1)? + 1;
+        outbox.insert((peer.as_str(), key), bytes.as_slice())?;
+        bump(meta, &count_key, 1)?;
+    }
+    Ok(dropped)
+}

@@ -1,0 +1,118 @@
+//! The embedded crash-safe store (redb: copy-on-write B-trees, every commit fsynced before it
+//! returns): opening it, its tables, and the counters kept in it. The owner side (`outbox.rs`)
+//! and the replica side (`replica.rs`) each own their tables' transactions; this file owns the
+//! file and the error type.
+
+use redb::{Database, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Counters: `op` (next operation number), `outbox` (next outbox key), `seq/{shard}` (next
+/// sequence number of a shard), `count/{peer}` (records queued for a peer).
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Open operations at the owner, by operation number: the intent, as JSON.
+pub(super) const OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ops");
+/// Records to send, by (peer DC, outbox key): an `Envelope`, as JSON.
+pub(super) const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
+/// The replica store, by numeric cluster id: a `ReplicaEntry`, as JSON.
+pub(super) const REPLICA: TableDefinition<u64, &[u8]> = TableDefinition::new("replica");
+/// Restart-hook deliveries, by `{origin}/{op}`: a `HookOutcome`, as JSON.
+pub(super) const HOOK: TableDefinition<&str, &[u8]> = TableDefinition::new("hook");
+
+/// What can go wrong with the store. Never a panic: callers log it and retry or refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplError {
+    #[error("replication store: {0}")]
+    Store(#[from] redb::Error),
+    #[error("replication record: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("replication store task failed: {0}")]
+    Task(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ReplError {
+            fn from(e: $t) -> Self {
+                ReplError::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// The store: one redb file per router. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pub(super) db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (or creates) the file and makes sure every table exists.
+    pub fn open(path: &Path) -> Result<Store, ReplError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(META)?;
+        tx.open_table(OPS)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(REPLICA)?;
+        tx.open_table(HOOK)?;
+        tx.commit()?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// Runs blocking store work off the async runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ReplError> + Send + 'static,
+    ) -> Result<T, ReplError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ReplError::Task(e.to_string()))?
+    }
+}
+
+impl Store {
+    /// Whole seconds since `captured_ms` (the `Age` of a replica answer).
+    pub fn age_seconds(captured_ms: u64) -> u64 {
+        now_ms().saturating_sub(captured_ms) / 1000
+    }
+}
+
+/// Reads a counter (0 when absent).
+pub(super) fn counter(
+    t: &impl redb::ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<u64, ReplError> {
+    Ok(t.get(key)?.map(|v| v.value()).unwrap_or(0))
+}
+
+/// Adds `delta` (which may be negative) to a counter, never below 0; returns the old value.
+pub(super) fn bump(
+    t: &mut redb::Table<&str, u64>,
+    key: &str,
+    delta: i64,
+) -> Result<u64, ReplError> {
+    let old = counter(t, key)?;
+    let new = if delta >= 0 {
+        old.saturating_add(delta as u64)
+    } else {
+        old.saturating_sub(delta.unsigned_abs())
+    };
+    t.insert(key, new)?;
+    Ok(old)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

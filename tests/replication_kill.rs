@@ -1,0 +1,146 @@
+//! The owner router killed (SIGKILL, the real binary) with records in its outbox and an
+//! operation still open, then restarted: the peer that was down meanwhile receives every record
+//! exactly once, in order per shard.
+
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::relay::Options;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Kills the child router when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(path: &std::path::Path) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .arg("run")
+            .arg("--config")
+            .arg(path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start coopr-router"),
+    )
+}
+
+async fn ready(dc: &Dc) {
+    let url = dc.admin_url("/ready");
+    eventually(WAIT, "router ready", || async {
+        let up = tokio::net::TcpStream::connect(dc.admin).await.is_ok();
+        (up && call(Method::GET, &url, &[], "").await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+}
+
+async fn create(dc: &Dc, name: &str) -> String {
+    let body = format!("{{\"name\":\"{name}\",\"clusterTemplate\":\"demo\",\"numMachines\":1}}");
+    let r = post(&dc.url("/v2/clusters"), &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+async fn replicated(dc: &Dc, id: &str) {
+    let url = dc.url(&format!("/v2/clusters/{id}"));
+    eventually(WAIT, "replicated and active", || async {
+        let r = get(&url).await;
+        (r.status == StatusCode::OK
+            && r.header("x-coopr-router-route") == "replica"
+            && r.json()["status"] == "active")
+            .then_some(())
+    })
+    .await;
+}
+
+fn records(bytes: &[u8]) -> Vec<(u64, u64, String)> {
+    let needle = b"{\"seq\":";
+    (0..bytes.len())
+        .filter(|&i| bytes[i..].starts_with(needle))
+        .filter_map(|i| {
+            let v: Value = serde_json::Deserializer::from_slice(&bytes[i..])
+                .into_iter()
+                .next()?
+                .ok()?;
+            Some((
+                v["record"]["shard"].as_u64()?,
+                v["seq"].as_u64()?,
+                v["record"]["cluster"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_killed_with_a_full_outbox_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().to_path_buf();
+    let extra = move |i: usize| {
+        format!(
+            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
+            store.display(),
+            i + 1
+        )
+    };
+    let tap = |from, to| {
+        (from == 0 && to == 1).then_some(Options {
+            delay: Duration::ZERO,
+            tap: true,
+        })
+    };
+    let mut d = start_relayed(Duration::from_millis(400), extra, tap).await;
+    // dc1's router becomes the real binary, on the same ports and store.
+    d.dcs[0].stop_router().await;
+    let path = dir.path().join("dc1.toml");
+    std::fs::write(&path, &d.dcs[0].config_text).unwrap();
+    let mut child = spawn(&path);
+    ready(&d.dcs[0]).await;
+    d.dcs[1].stop_router().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(create(&d.dcs[0], &format!("k{i}")).await);
+    }
+    for id in &ids {
+        replicated(&d.dcs[2], id).await;
+    }
+    // One more, still pending when the owner is killed.
+    ids.push(create(&d.dcs[0], "in-flight").await);
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(child);
+    let _child = spawn(&path);
+    ready(&d.dcs[0]).await;
+    d.dcs[1].restart_router().await;
+    for id in &ids {
+        replicated(&d.dcs[1], id).await;
+    }
+    let recs = records(&d.relay(0, 1).tapped());
+    assert_eq!(
+        recs.len(),
+        8,
+        "4 intents and 4 finishes, once each: {recs:?}"
+    );
+    let mut last: BTreeMap<u64, u64> = BTreeMap::new();
+    for (shard, seq, cluster) in &recs {
+        let prev = last.insert(*shard, *seq).unwrap_or(0);
+        assert!(
+            *seq > prev,
+            "shard {shard}: {seq} after {prev} ({cluster}): {recs:?}"
+        );
+    }
+    for id in &ids {
+        assert_eq!(recs.iter().filter(|r| &r.2 == id).count(), 2, "{id}");
+    }
+}
