@@ -1,4 +1,4 @@
-//! The `coopr-router` command line: `run`, `check-config`, `demo`.
+//! The `coopr-router` command line: `run`, `check-config`, `demo`, `ownership`, `certs dev`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -54,6 +54,27 @@ enum Command {
         #[command(subcommand)]
         op: OwnershipOp,
     },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        op: CertsOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsOp {
+    /// Development certificates: a dev CA (`ca.pem`, `ca.key`) and per DC `{dc}/server.pem`
+    /// (client port; localhost, 127.0.0.1, ::1 and --hosts) and `{dc}/peer.pem` (names
+    /// `{dc}.peer.coopr-router`), each with its `.key`. Never for a real deployment.
+    Dev {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', required = true)]
+        dcs: Vec<String>,
+        /// Extra host names or addresses for the client-port certificates.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +111,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
+            Ok(cfg) if let Err(e) = coopr_router::tls::Material::load(&cfg) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
             Ok(cfg) => {
                 println!(
                     "{}: ok (dc {}, {} DCs, {} shards, {} backends)",
@@ -114,6 +139,9 @@ fn main() -> ExitCode {
             mode,
         } => demo(base_port, op_delay_ms, etcd, mode == "shared"),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
+        Command::Certs {
+            op: CertsOp::Dev { out, dcs, hosts },
+        } => certs_dev(&out, &dcs, &hosts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,6 +188,18 @@ fn demo(
     init_logging(false);
     let delay = Duration::from_millis(op_delay_ms);
     runtime()?.block_on(demo::run(base_port, delay, etcd, shared, app::signal()))?;
+    Ok(())
+}
+
+fn certs_dev(out: &std::path::Path, dcs: &[String], hosts: &[String]) -> anyhow::Result<()> {
+    let files = coopr_router::tls::dev::write_dev_set(out, dcs, hosts)
+        .with_context(|| format!("writing certificates under {}", out.display()))?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    println!(
+        "development certificates only: the keys are unprotected; see certs/README.md for a real CA"
+    );
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub const OPEN_CONNECTIONS: &str = "coopr_router_open_connections";
 pub const BACKEND_UP: &str = "coopr_router_backend_up";
 /// 1 when another DC's router passes its health checks, by `dc`.
 pub const PEER_UP: &str = "coopr_router_peer_up";
+/// TLS handshakes refused or timed out, by `listener` (`client`, `peer`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "coopr_router_tls_handshake_failures_total";
 
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -381,6 +383,12 @@ pub fn backend_health(backend: &str, up: bool) {
 pub fn peer_health(dc: &str, up: bool) {
     install();
     ::metrics::gauge!(PEER_UP, "dc" => dc.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts a TLS handshake that was refused or did not finish in time (rare: no handle cache).
+pub fn tls_handshake_failed(listener: &'static str) {
+    install();
+    ::metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
 }
 
 #[cfg(test)]

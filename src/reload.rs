@@ -199,6 +199,11 @@ impl Reloader {
                 cfg.standby = old.standby.clone();
             }
         }
+        crate::tls::server::keep_listener_modes(&old, &mut cfg, &mut restart);
+        let tls = match crate::tls::Material::load(&cfg) {
+            Ok(t) => Arc::new(t),
+            Err(e) => return self.failed(format!("TLS: {e}")),
+        };
         let cfg = Arc::new(cfg);
         if cfg.raw.ownership.source == OwnershipSource::Static
             && let Some(p) = &self.publisher
@@ -207,7 +212,7 @@ impl Reloader {
             crate::metrics::map_published(0);
         }
         let old_rt = self.runtime.load_full();
-        let new_rt = Runtime::new(cfg);
+        let new_rt = Runtime::new(cfg, tls);
         new_rt.inherit_health(&old_rt);
         self.runtime.store(Arc::new(new_rt));
         count_reload(true);

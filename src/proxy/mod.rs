@@ -34,6 +34,8 @@ pub struct Runtime {
     /// Health of the other DCs' routers.
     pub peers: PeerHealth,
     pub upstream: Upstream,
+    /// TLS built from `config` (listener configs, the outgoing client's trust).
+    pub tls: Arc<crate::tls::Material>,
     /// This DC's name as a header value.
     dc_header: HeaderValue,
 }
@@ -57,12 +59,13 @@ impl Runtime {
         }
     }
 
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, tls: Arc<crate::tls::Material>) -> Self {
         let dc = &config.dcs[config.local].name;
         Runtime {
             backends: Backends::from_config(&config),
             peers: PeerHealth::new(config.dcs.len()),
-            upstream: Upstream::new(&config.raw.timeouts),
+            upstream: Upstream::new(&config.raw.timeouts, &tls),
+            tls,
             // DC names are validated to [a-z0-9_-], always a valid header value.
             dc_header: HeaderValue::from_str(dc).unwrap_or(HeaderValue::from_static("unknown")),
             config,
@@ -170,6 +173,7 @@ impl Proxy {
         remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        crate::limits::check_head(parts, &rt.config.raw.limits)?;
         let limit = rt.config.raw.limits.inspect_body_bytes;
         let (class, body) =
             match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
