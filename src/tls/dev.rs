@@ -130,8 +130,18 @@ pub fn write_dev_set(
     dcs: &[String],
     hosts: &[String],
 ) -> std::io::Result<Vec<PathBuf>> {
+    let ca = DevCa::new("coopr-router dev CA").map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_with(&ca, out, dcs, hosts)
+}
+
+/// [`write_dev_set`] with a given CA (tests keep it to issue more certificates).
+pub fn write_with(
+    ca: &DevCa,
+    out: &Path,
+    dcs: &[String],
+    hosts: &[String],
+) -> std::io::Result<Vec<PathBuf>> {
     let io = |e: rcgen::Error| std::io::Error::other(e.to_string());
-    let ca = DevCa::new("coopr-router dev CA").map_err(io)?;
     let mut written = Vec::new();
     std::fs::create_dir_all(out)?;
     write(&out.join("ca.pem"), &ca.cert_pem(), false, &mut written)?;

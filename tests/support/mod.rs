@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod relay;
+pub mod tls;
 
 use bytes::Bytes;
 use coopr_router::app::{self, Listeners, RouterHandle};
@@ -135,6 +136,14 @@ pub async fn start(op_delay: Duration) -> Deployment {
 
 /// Like [`start`], with extra config text per DC index.
 pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> Deployment {
+    start_with_text(op_delay, |i, text| text + &extra(i)).await
+}
+
+/// Like [`start`], with each DC's whole config text passed through `edit` (DC index, text).
+pub async fn start_with_text(
+    op_delay: Duration,
+    edit: impl Fn(usize, String) -> String,
+) -> Deployment {
     let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
     let mut sims = Vec::new();
     let mut listeners = Vec::new();
@@ -167,7 +176,7 @@ pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> 
     }
     let mut dcs = Vec::new();
     for (i, (l, (sim, sim_addr))) in listeners.into_iter().zip(sims).enumerate() {
-        let text = config_text(i, &addrs, &extra(i));
+        let text = edit(i, config_text(i, &addrs, ""));
         let cfg = config::parse(&text)
             .unwrap_or_else(|e| panic!("test config of dc{}: {e}\n{text}", i + 1));
         let router = app::start(cfg, l).expect("router starts");

@@ -1,0 +1,135 @@
+//! TLS end to end: three DCs with TLS on the client port and mutual TLS between routers; ALPN;
+//! the peer port refusing certificates that are missing, from another CA, expired, or naming no
+//! DC of the map; and certificate hot reload that keeps open connections.
+
+mod support;
+
+use bytes::Bytes;
+use coopr_router::tls::dev::{DevCa, Usage, Validity};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use std::time::Duration;
+use support::tls::{Pki, client_config, connect, get, leaf, request};
+
+#[tokio::test]
+async fn three_dcs_speak_tls_to_clients_and_mutual_tls_to_each_other() {
+    let pki = Pki::new(&["dc1", "dc2", "dc3"]);
+    let d = support::start_with_text(Duration::from_millis(50), |i, t| pki.edit(i, t)).await;
+    let ca = pki.ca();
+    // h2 when offered, HTTP/1.1 otherwise.
+    let offers: [&[&[u8]]; 3] = [&[b"h2", b"http/1.1"], &[b"http/1.1"], &[]];
+    for alpn in offers {
+        let tls = connect(d.dcs[0].client, "localhost", client_config(&ca, None, alpn))
+            .await
+            .expect("TLS to the client port");
+        let want: Option<&[u8]> = alpn.first().copied();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), want);
+        let v = tls.get_ref().1.protocol_version();
+        assert!(matches!(v, Some(rustls::ProtocolVersion::TLSv1_3)), "{v:?}");
+        let req = Request::get("https://localhost/status")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(request(tls, req).await.unwrap().status, StatusCode::OK);
+    }
+    // A cluster created in dc1, read through dc2: dc2's router reads it from dc1 over mTLS.
+    let tls = connect(d.dcs[0].client, "127.0.0.1", client_config(&ca, None, &[]))
+        .await
+        .unwrap();
+    let req = Request::post("/v2/clusters")
+        .header("host", "127.0.0.1")
+        .header("coopr-userid", "admin")
+        .header("coopr-tenantid", "superadmin")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"name":"t","clusterTemplate":"demo","numMachines":1}"#,
+        )))
+        .unwrap();
+    let created = request(tls, req).await.unwrap();
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let via_dc2 = get(
+        d.dcs[1].client,
+        "localhost",
+        client_config(&ca, None, &[b"h2"]),
+        &format!("/v2/clusters/{id}"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(via_dc2.status, StatusCode::OK, "{}", via_dc2.text());
+    assert_eq!(via_dc2.header("x-coopr-router-route"), "forwarded");
+    assert_eq!(via_dc2.header("x-coopr-router-dc"), "dc1");
+    // Plain HTTP to a TLS port gets no HTTP answer.
+    let plain = tokio::time::timeout(
+        Duration::from_secs(5),
+        support::tls::plain_exchange(d.dcs[0].client),
+    )
+    .await
+    .expect("the router closes a plain connection to a TLS port");
+    assert!(!plain.starts_with(b"HTTP/1.1 200"), "{plain:?}");
+}
+
+#[tokio::test]
+async fn the_peer_port_refuses_certificates_that_name_no_dc_of_the_map() {
+    let pki = Pki::new(&["dc1", "dc2", "dc3"]);
+    let d = support::start_with_text(Duration::from_millis(50), |i, t| pki.edit(i, t)).await;
+    let deployment_ca = &pki.ca;
+    let other_ca = DevCa::new("someone else's CA").unwrap();
+    let now = Validity::current(1);
+    let peer = d.dcs[0].peer;
+    let name = "dc1.peer.coopr-router";
+    let ok = leaf(deployment_ca, Usage::Peer("dc2".into()), now);
+    let cases = [
+        ("no client certificate", None),
+        (
+            "another CA",
+            Some(leaf(&other_ca, Usage::Peer("dc2".into()), now)),
+        ),
+        (
+            "expired",
+            Some(leaf(
+                deployment_ca,
+                Usage::Peer("dc2".into()),
+                Validity::expired(),
+            )),
+        ),
+        (
+            "a DC not in the map",
+            Some(leaf(deployment_ca, Usage::Peer("dc9".into()), now)),
+        ),
+        (
+            "a client-port certificate",
+            Some(leaf(
+                deployment_ca,
+                Usage::Server(vec!["localhost".into()]),
+                now,
+            )),
+        ),
+    ];
+    for (what, cert) in &cases {
+        let cfg = client_config(&pki.ca(), cert.as_ref(), &[]);
+        let r = get(peer, name, cfg, "/status").await;
+        assert!(r.is_err(), "{what}: the peer port must refuse, got {r:?}");
+    }
+    // The router still serves a good peer afterwards.
+    let r = get(peer, name, client_config(&pki.ca(), Some(&ok), &[]), "/status")
+        .await
+        .expect("a DC's certificate is accepted");
+    assert_eq!(r.status, StatusCode::OK);
+    // A router presenting dc1's name must also be dc1: a client dialling dc1's peer port and
+    // expecting dc2 refuses.
+    let wrong_name = get(
+        peer,
+        "dc2.peer.coopr-router",
+        client_config(&pki.ca(), Some(&ok), &[]),
+        "/status",
+    )
+    .await;
+    assert!(wrong_name.is_err(), "{wrong_name:?}");
+    let failures = support::get(&d.dcs[0].admin_url("/metrics")).await.text();
+    assert!(
+        failures
+            .lines()
+            .any(|l| l.starts_with("coopr_router_tls_handshake_failures_total{listener=\"peer\"}")),
+        "{failures}"
+    );
+}
