@@ -111,9 +111,14 @@ async fn the_peer_port_refuses_certificates_that_name_no_dc_of_the_map() {
         assert!(r.is_err(), "{what}: the peer port must refuse, got {r:?}");
     }
     // The router still serves a good peer afterwards.
-    let r = get(peer, name, client_config(&pki.ca(), Some(&ok), &[]), "/status")
-        .await
-        .expect("a DC's certificate is accepted");
+    let r = get(
+        peer,
+        name,
+        client_config(&pki.ca(), Some(&ok), &[]),
+        "/status",
+    )
+    .await
+    .expect("a DC's certificate is accepted");
     assert_eq!(r.status, StatusCode::OK);
     // A router presenting dc1's name must also be dc1: a client dialling dc1's peer port and
     // expecting dc2 refuses.
@@ -131,5 +136,83 @@ async fn the_peer_port_refuses_certificates_that_name_no_dc_of_the_map() {
             .lines()
             .any(|l| l.starts_with("coopr_router_tls_handshake_failures_total{listener=\"peer\"}")),
         "{failures}"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_serves_new_certificates_to_new_connections_and_keeps_open_ones() {
+    use http_body_util::BodyExt;
+    let pki = Pki::new(&["dc1", "dc2", "dc3"]);
+    let d = support::start_with_text(Duration::from_millis(50), |i, t| pki.edit(i, t)).await;
+    let dc1 = &d.dcs[0];
+    let cfg = client_config(&pki.ca(), None, &[b"http/1.1"]);
+    // Before: the certificate does not name reloaded.test.
+    assert!(
+        connect(dc1.client, "reloaded.test", cfg.clone())
+            .await
+            .is_err()
+    );
+    let open = connect(dc1.client, "localhost", cfg.clone()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(open))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let status = || {
+        Request::get("/status")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = sender.send_request(status()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.into_body().collect().await.unwrap();
+    // Replace the client port's certificate and reload.
+    let new = leaf(
+        &pki.ca,
+        Usage::Server(vec!["reloaded.test".into(), "localhost".into()]),
+        Validity::current(1),
+    );
+    std::fs::write(pki.path("dc1/server.pem"), &new.cert_pem).unwrap();
+    std::fs::write(pki.path("dc1/server.key"), &new.key_pem).unwrap();
+    let text = dc1.config_text.clone();
+    let router = dc1.router.as_ref().unwrap();
+    let report = router
+        .reloader
+        .apply(coopr_router::config::parse(&text).unwrap());
+    assert!(report.applied && report.error.is_none(), "{report:?}");
+    // New connections get the new certificate; the open one still works.
+    let fresh = connect(dc1.client, "reloaded.test", cfg.clone())
+        .await
+        .expect("the new certificate names reloaded.test");
+    let req = Request::get("/status")
+        .header("host", "reloaded.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(request(fresh, req).await.unwrap().status, StatusCode::OK);
+    let r = sender.send_request(status()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the open connection survives");
+    // A broken key file is refused by validation (what a reload from the file does first)...
+    std::fs::write(pki.path("dc1/server.key"), "not a key").unwrap();
+    let e = coopr_router::config::parse(&text).unwrap_err();
+    assert_eq!(e.key, "tls.client.key_file", "{e}");
+    // ...and a key that does not match the certificate fails the reload and changes nothing.
+    let other = leaf(&pki.ca, Usage::Peer("dc1".into()), Validity::current(1));
+    std::fs::write(pki.path("dc1/server.key"), &other.key_pem).unwrap();
+    let report = router
+        .reloader
+        .apply(coopr_router::config::parse(&text).unwrap());
+    assert!(!report.applied, "{report:?}");
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("tls.client.key_file"),
+        "{report:?}"
+    );
+    assert!(
+        connect(dc1.client, "reloaded.test", cfg).await.is_ok(),
+        "the running certificate stays"
     );
 }

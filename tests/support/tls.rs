@@ -100,7 +100,9 @@ pub async fn connect(
 ) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from(name.to_string()).map_err(std::io::Error::other)?;
-    let tls = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await?;
     // TLS 1.3 sends the server's verdict on a client certificate after the client's Finished:
     // the refusal shows as an error on the first read, which hyper reports.
     Ok(tls)
