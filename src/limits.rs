@@ -1,5 +1,7 @@
 //! Request-head limits the HTTP layer does not enforce itself: the request target's length
-//! (414). hyper enforces the head's size (`limits.max_header_bytes`, 431 or a closed
+//! (414). (A `Content-Length` beside `Transfer-Encoding: chunked` never gets here: hyper drops
+//! the length, reads the chunked body and closes the connection after the response, RFC 9112
+//! §6.1, so nothing can be smuggled behind it.) hyper enforces the head's size (`limits.max_header_bytes`, 431 or a closed
 //! connection), the header count (`limits.max_headers`, 431) and the head read time; the body
 //! inspection limit is enforced where bodies are read (`proxy::body`).
 
@@ -16,6 +18,21 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), ProxyError> {
         });
     }
     Ok(())
+}
+
+/// Whether an upstream exchange failed because the client's request body broke (hyper reports
+/// an error of the body it was sending as a "user" error).
+pub fn is_request_body_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub enum SendError {
     Timeout,
     /// The exchange broke after it started (the request may have been applied).
     Failed(String),
+    /// The client's own request body broke (bad chunked framing, cut short): the client's
+    /// fault, answered 400; the upstream saw an incomplete body.
+    RequestBody(String),
 }
 
 /// The pooled client.
@@ -77,6 +80,9 @@ impl Upstream {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
+            Ok(Err(e)) if crate::limits::is_request_body_error(&e) => {
+                Err(SendError::RequestBody(error_chain(&e)))
+            }
             Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
         }
     }

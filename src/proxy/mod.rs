@@ -340,6 +340,7 @@ impl Proxy {
                 }
                 Err(SendError::Timeout) => return Err(ProxyError::BackendTimeout),
                 Err(SendError::Failed(e)) => return Err(ProxyError::Backend(e)),
+                Err(SendError::RequestBody(e)) => return Err(ProxyError::BodyRead(e)),
             }
         }
     }
@@ -437,6 +438,7 @@ async fn to_standby(
         ))),
         Err(SendError::Timeout) => Err(ProxyError::BackendTimeout),
         Err(SendError::Failed(e)) => Err(ProxyError::Backend(e)),
+        Err(SendError::RequestBody(e)) => Err(ProxyError::BodyRead(e)),
     }
 }
 
