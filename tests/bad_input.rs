@@ -115,7 +115,9 @@ async fn malformed_request_lines_and_framing_are_refused() {
         // CL beside TE: hyper lets chunked win (the length is dropped), and closes the
         // connection after the response (RFC 9112 §6.1): the bytes behind the chunked body
         // are never read as a request. Coopr answers the chunked request itself.
-        let te_wins = what.starts_with("CL and TE") || what.starts_with("TE and CL") || what.starts_with("TE with a tab");
+        let te_wins = what.starts_with("CL and TE")
+            || what.starts_with("TE and CL")
+            || what.starts_with("TE with a tab");
         let want = if what.starts_with("oversized") || what.starts_with("too many") {
             Some(431)
         } else {
@@ -126,7 +128,12 @@ async fn malformed_request_lines_and_framing_are_refused() {
         } else {
             refused(&a) && a.status == want
         } && !a.text.contains("smuggled");
-        report.push(format!("{what}: {:?} closed={} ok={ok} {:?}", a.status, a.closed, a.text.get(..60)));
+        report.push(format!(
+            "{what}: {:?} closed={} ok={ok} {:?}",
+            a.status,
+            a.closed,
+            a.text.get(..60)
+        ));
         still_serves(addr, what).await;
     }
     assert!(report.iter().all(|r| r.contains("ok=true")), "{report:#?}");
@@ -136,4 +143,181 @@ async fn malformed_request_lines_and_framing_are_refused() {
         "{:?}\n{report:#?}",
         d.dcs[0].log()
     );
+}
+
+#[tokio::test]
+async fn slow_heads_and_slow_inspected_bodies_are_cut_off() {
+    let d = deployment().await;
+    let addr = d.dcs[0].client;
+    // A head that never ends (request_head_ms = 700): the connection closes, with 408 or not.
+    let started = std::time::Instant::now();
+    let a = raw_slow(
+        addr,
+        &[b"GET /status HTTP/1.1\r\n", b"Host: x\r\n", b"X-A: 1\r\n"],
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(a.closed, "{a:?}");
+    assert!(matches!(a.status, None | Some(408)), "{a:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serves(addr, "slow head").await;
+    // An inspected body (POST /v2/nodes needs its clusterId) that stalls: 408.
+    let head = b"POST /v2/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"clusterId\":";
+    let a = raw_slow(addr, &[head, b"\"4"], Duration::from_millis(100)).await;
+    assert_eq!(a.status, Some(408), "{a:?}");
+    still_serves(addr, "slow body").await;
+}
+
+#[tokio::test]
+async fn bad_cluster_ids_targets_and_bodies_get_clear_4xx() {
+    let d = deployment().await;
+    let addr = d.dcs[0].client;
+    let long = format!("/v2/clusters?x={}", "a".repeat(9000));
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("negative id", req("GET", "/v2/clusters/-1", "", ""), 400),
+        (
+            "huge id",
+            req("GET", "/v2/clusters/99999999999999999999", "", ""),
+            400,
+        ),
+        (
+            "past i64::MAX",
+            req("GET", "/v2/clusters/9223372036854775808", "", ""),
+            400,
+        ),
+        (
+            "non-numeric id",
+            req("DELETE", "/v2/clusters/abc", "", ""),
+            400,
+        ),
+        ("hex id", req("GET", "/v2/clusters/0x10", "", ""), 400),
+        ("id with a sign", req("GET", "/v2/clusters/+4", "", ""), 400),
+        (
+            "percent-encoded minus",
+            req("GET", "/v2/clusters/%2D4", "", ""),
+            400,
+        ),
+        (
+            "encoded slash",
+            req("POST", "/v2/clusters/4%2F..%2F7/abort", "", ""),
+            400,
+        ),
+        (
+            "dot-dot",
+            req("POST", "/v2/clusters/../clusters/4/abort", "", ""),
+            400,
+        ),
+        ("dot segment", req("GET", "/v2/clusters/./4", "", ""), 400),
+        (
+            "encoded dot-dot",
+            req("GET", "/v2/clusters/%2e%2e/4", "", ""),
+            400,
+        ),
+        (
+            "invalid UTF-8, encoded",
+            req("GET", "/v2/clusters/%ff%fe", "", ""),
+            400,
+        ),
+        (
+            "usage with a bad cluster",
+            req("GET", "/v2/metrics/nodes/usage?cluster=-3", "", ""),
+            400,
+        ),
+        ("target over max_uri_bytes", req("GET", &long, "", ""), 414),
+        (
+            "nodes body not JSON",
+            req("POST", "/v2/nodes", "", "nope"),
+            400,
+        ),
+        (
+            "nodes body an array",
+            req("POST", "/v2/nodes", "", "[1,2]"),
+            400,
+        ),
+        (
+            "nodes body a string",
+            req("POST", "/v2/nodes", "", "\"4\""),
+            400,
+        ),
+        (
+            "clusterId not an id",
+            req(
+                "POST",
+                "/v2/getNodeProperties",
+                "",
+                "{\"clusterId\":\"-4\"}",
+            ),
+            400,
+        ),
+        (
+            "body invalid UTF-8",
+            {
+                let mut r = req("POST", "/v2/nodes", "", "{\"clusterId\":\"\u{0}\u{0}\"}");
+                let n = r.len();
+                r[n - 4] = 0xff;
+                r[n - 3] = 0xfe;
+                r
+            },
+            400,
+        ),
+        (
+            "body over inspect_body_bytes",
+            req(
+                "POST",
+                "/v2/nodes",
+                "",
+                &format!("{{\"pad\":\"{}\"}}", "x".repeat(70_000)),
+            ),
+            413,
+        ),
+    ];
+    let mut report = Vec::new();
+    for (what, bytes, want) in &cases {
+        let a = raw(addr, bytes).await;
+        let json_error = a.text.contains("\"error\"") || a.status == Some(414);
+        let ok = a.status == Some(*want) && (a.status != Some(400) || json_error);
+        report.push(format!(
+            "{what}: {:?} ok={ok} {:?}",
+            a.status,
+            a.text.lines().last()
+        ));
+        still_serves(addr, what).await;
+    }
+    assert!(report.iter().all(|r| r.contains("ok=true")), "{report:#?}");
+    // Path tricks never reached Coopr as a write.
+    assert!(d.dcs[0].log().is_empty(), "{:?}", d.dcs[0].log());
+}
+
+#[tokio::test]
+async fn spoofed_router_headers_on_the_client_port_are_ignored() {
+    let d = deployment().await;
+    let dc1 = &d.dcs[0];
+    let id = support::create_active(dc1, "spoof").await;
+    // A client pretending to be a router: hop from dc2, a huge epoch, a forged route.
+    let spoof = "X-Coopr-Router-Hop: dc2\r\nX-Coopr-Router-Epoch: 999999\r\nX-Coopr-Router-Route: local\r\nX-Coopr-Router-Dc: dc3\r\n";
+    let a = raw(
+        dc1.client,
+        &req("POST", &format!("/v2/clusters/{id}/abort"), spoof, ""),
+    )
+    .await;
+    assert!(a.status.is_some_and(|s| s < 500), "{a:?}");
+    assert!(a.text.contains("x-coopr-router-dc: dc1"), "{a:?}");
+    let entry = dc1
+        .log()
+        .into_iter()
+        .find(|e| e.path.ends_with("/abort"))
+        .expect("the abort reached dc1's Coopr");
+    assert_ne!(entry.epoch.as_deref(), Some("999999"), "{entry:?}");
+    // The same request from dc2 goes through dc2's router, which adds its own hop header.
+    let a = raw(
+        d.dcs[1].client,
+        &req("GET", &format!("/v2/clusters/{id}"), spoof, ""),
+    )
+    .await;
+    assert_eq!(a.status, Some(200), "{a:?}");
+    assert!(a.text.contains("x-coopr-router-route: forwarded"), "{a:?}");
 }
