@@ -34,10 +34,9 @@ async fn raw_slow(addr: SocketAddr, parts: &[&[u8]], pause: Duration) -> Answer 
         }
     }
     let mut buf = Vec::new();
-    let closed = matches!(
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await,
-        Ok(_)
-    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .is_ok();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text
         .strip_prefix("HTTP/1.1 ")
