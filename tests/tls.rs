@@ -216,3 +216,55 @@ async fn a_reload_serves_new_certificates_to_new_connections_and_keeps_open_ones
         "the running certificate stays"
     );
 }
+
+#[test]
+fn the_tls_section_is_validated_with_the_key_at_fault() {
+    let pki = Pki::new(&["dc1", "dc2", "dc3"]);
+    let a: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let addrs: Vec<_> = (0..3)
+        .map(|i| {
+            let p = |n: u16| std::net::SocketAddr::new(a.ip(), 10_000 + 10 * i + n);
+            (p(0), p(1), p(2), p(3))
+        })
+        .collect();
+    let plain = support::config_text(0, &addrs, "");
+    let tls = pki.edit(0, plain.clone());
+    assert!(coopr_router::config::parse(&tls).is_ok());
+    let cases = [
+        (
+            plain.replacen("peer_url = \"http://", "peer_url = \"https://", 1),
+            "dcs.dc1.peer_url",
+        ),
+        (
+            tls.replacen("peer_url = \"https://", "peer_url = \"http://", 1),
+            "dcs.dc1.peer_url",
+        ),
+        (
+            tls.replace("dc1/peer.pem", "dc1/missing.pem"),
+            "tls.peer.cert_file",
+        ),
+        (
+            tls.replace("dc1/server.key", "dc1/server.pem"),
+            "tls.client.key_file",
+        ),
+        (
+            tls.clone() + "[tls.backend]\nca_file = \"x\"\nverify = false\n",
+            "",
+        ),
+        (
+            tls.replacen("url = \"http://", "url = \"https://", 1),
+            "backends.0.url",
+        ),
+        (
+            plain.clone() + "[tls]\nhandshake_timeout_ms = 0\n",
+            "tls.handshake_timeout_ms",
+        ),
+    ];
+    for (text, key) in cases {
+        let e = coopr_router::config::parse(&text).unwrap_err();
+        assert_eq!(e.key, key, "{e}");
+        if key.is_empty() {
+            assert!(e.message.contains("verify"), "{e}");
+        }
+    }
+}
