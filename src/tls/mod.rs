@@ -73,6 +73,8 @@ impl Material {
                     .with_single_cert(chain, key)
                     .map_err(|e| fail("tls.client.key_file")(e.to_string()))?;
                 sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                // Our suite order (AEAD only, strongest first), not the client's.
+                sc.ignore_client_order = true;
                 Some(Arc::new(sc))
             }
         };
@@ -94,6 +96,8 @@ impl Material {
                     .with_single_cert(chain.clone(), key.clone_key())
                     .map_err(|e| fail("tls.peer.key_file")(e.to_string()))?;
                 sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                // Our suite order (AEAD only, strongest first), not the client's.
+                sc.ignore_client_order = true;
                 let server_verifier = WebPkiServerVerifier::builder_with_provider(roots, p.clone())
                     .build()
                     .map_err(|e| fail("tls.peer.ca_file")(e.to_string()))?;
