@@ -268,3 +268,46 @@ fn the_tls_section_is_validated_with_the_key_at_fault() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_renewed_certificate_file_is_picked_up_by_the_file_watch() {
+    use coopr_router::app;
+    let pki = Pki::new(&["dc1"]);
+    let listeners = app::Listeners {
+        client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let client = listeners.client.local_addr().unwrap();
+    let peer = listeners.peer.local_addr().unwrap();
+    let text = format!(
+        "dc = \"dc1\"\nshard_count = 3\n\n[listen]\nclient = \"{client}\"\npeer = \"{peer}\"\nadmin = \"{}\"\n\n[[backends]]\nurl = \"http://127.0.0.1:9\"\n\n[dcs.dc1]\npeer_url = \"https://{peer}\"\nid_start = 1\nid_increment = 3\n\n[admin]\nwatch_config_ms = 50\n\n{}",
+        listeners.admin.local_addr().unwrap(),
+        pki.tls_section("dc1")
+    );
+    let path = pki.path("dc1.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = coopr_router::config::load(&path).unwrap();
+    let router = app::start_with_file(cfg, Some(path), listeners).unwrap();
+    let tls_cfg = client_config(&pki.ca(), None, &[]);
+    assert!(
+        connect(client, "renewed.test", tls_cfg.clone())
+            .await
+            .is_err()
+    );
+    // Renew the certificate in place (the config file does not change).
+    let new = leaf(
+        &pki.ca,
+        Usage::Server(vec!["renewed.test".into()]),
+        Validity::current(1),
+    );
+    std::fs::write(pki.path("dc1/server.key"), &new.key_pem).unwrap();
+    std::fs::write(pki.path("dc1/server.pem"), &new.cert_pem).unwrap();
+    support::eventually(Duration::from_secs(10), "the renewed certificate", || {
+        let cfg = tls_cfg.clone();
+        async move { connect(client, "renewed.test", cfg).await.ok().map(|_| ()) }
+    })
+    .await;
+    router.shutdown();
+    router.wait().await;
+}

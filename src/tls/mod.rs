@@ -160,6 +160,22 @@ impl Material {
     }
 }
 
+/// Every file `[tls]` names (the config file watch also watches these).
+pub fn files(cfg: &Config) -> Vec<String> {
+    let t = &cfg.raw.tls;
+    let mut out = Vec::new();
+    if let Some(c) = &t.client {
+        out.extend([c.cert_file.clone(), c.key_file.clone()]);
+    }
+    if let Some(p) = &t.peer {
+        out.extend([p.ca_file.clone(), p.cert_file.clone(), p.key_file.clone()]);
+    }
+    if let Some(b) = &t.backend {
+        out.push(b.ca_file.clone());
+    }
+    out
+}
+
 /// A root store from a PEM file of CA certificates.
 fn roots(path: &str) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
