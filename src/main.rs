@@ -43,6 +43,10 @@ enum Command {
         /// `sharded` (each DC its own database; the default) or `shared` (one database).
         #[arg(long, default_value = "sharded", value_parser = ["sharded", "shared"])]
         mode: String,
+        /// TLS on the client ports and mutual TLS between the routers, with development
+        /// certificates in this folder (made there if it has no ca.pem).
+        #[arg(long)]
+        tls: Option<PathBuf>,
     },
     /// Read or change the ownership map in etcd.
     Ownership {
@@ -137,7 +141,8 @@ fn main() -> ExitCode {
             op_delay_ms,
             etcd,
             mode,
-        } => demo(base_port, op_delay_ms, etcd, mode == "shared"),
+            tls,
+        } => demo(base_port, op_delay_ms, etcd, mode == "shared", tls),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
         Command::Certs {
             op: CertsOp::Dev { out, dcs, hosts },
@@ -181,13 +186,21 @@ fn demo(
     op_delay_ms: u64,
     etcd: Option<String>,
     shared: bool,
+    tls: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     if base_port > 65535 - 300 {
         anyhow::bail!("--base-port must leave room for three DCs (at most 65235)");
     }
     init_logging(false);
     let delay = Duration::from_millis(op_delay_ms);
-    runtime()?.block_on(demo::run(base_port, delay, etcd, shared, app::signal()))?;
+    runtime()?.block_on(demo::run(
+        base_port,
+        delay,
+        etcd,
+        shared,
+        tls,
+        app::signal(),
+    ))?;
     Ok(())
 }
 

@@ -181,3 +181,22 @@ fn write(path: &Path, text: &str, secret: bool, written: &mut Vec<PathBuf>) -> s
     written.push(path.to_path_buf());
     Ok(())
 }
+
+/// The `[tls]` sections for DC `dc` using a `write_dev_set` layout under `dir`.
+pub fn tls_section(dir: &Path, dc: &str) -> String {
+    let p = |rel: &str| dir.join(rel).display().to_string().replace('\\', "/");
+    format!(
+        "\n[tls.client]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[tls.peer]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        p(&format!("{dc}/server.pem")),
+        p(&format!("{dc}/server.key")),
+        p("ca.pem"),
+        p(&format!("{dc}/peer.pem")),
+        p(&format!("{dc}/peer.key")),
+    )
+}
+
+/// Turns a config's text to TLS everywhere with the dev set under `dir`: https peer URLs and
+/// the `[tls]` sections of `dc` (the demo's `--tls`).
+pub fn enable_in(text: &str, dir: &Path, dc: &str) -> String {
+    text.replace("peer_url = \"http://", "peer_url = \"https://") + &tls_section(dir, dc)
+}

@@ -40,20 +40,11 @@ impl Pki {
     }
     /// The `[tls]` sections of DC `dc`.
     pub fn tls_section(&self, dc: &str) -> String {
-        let p = |rel: String| self.path(&rel).display().to_string();
-        format!(
-            "[tls.client]\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n[tls.peer]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\n",
-            p(format!("{dc}/server.pem")),
-            p(format!("{dc}/server.key")),
-            p("ca.pem".into()),
-            p(format!("{dc}/peer.pem")),
-            p(format!("{dc}/peer.key")),
-        )
+        coopr_router::tls::dev::tls_section(self.dir.path(), dc)
     }
     /// A test deployment's config with https peer URLs and TLS on both ports.
     pub fn edit(&self, i: usize, text: String) -> String {
-        text.replace("peer_url = \"http://", "peer_url = \"https://")
-            + &self.tls_section(&format!("dc{}", i + 1))
+        coopr_router::tls::dev::enable_in(&text, self.dir.path(), &format!("dc{}", i + 1))
     }
 }
 
