@@ -144,13 +144,13 @@ pub async fn run(
             sim.serve(listener, Shutdown::wait(shutdown.clone())),
         ));
     }
-    for i in 0..DCS.len() {
+    for (i, name) in DCS.iter().enumerate() {
         let cfg = match &tls {
             None => config(base, i, etcd.as_deref(), shared)?,
             Some(dir) => config::parse(&crate::tls::dev::enable_in(
                 &config_text(base, i, etcd.as_deref(), shared),
                 dir,
-                DCS[i],
+                name,
             ))?,
         };
         let listeners = Listeners::bind(&cfg).await?;
