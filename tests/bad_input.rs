@@ -320,3 +320,31 @@ async fn spoofed_router_headers_on_the_client_port_are_ignored() {
     assert_eq!(a.status, Some(200), "{a:?}");
     assert!(a.text.contains("x-coopr-router-route: forwarded"), "{a:?}");
 }
+
+#[tokio::test]
+async fn past_max_connections_new_connections_are_closed_and_service_resumes() {
+    let d = support::start_with_text(Duration::from_millis(50), |_, t| {
+        t + "[limits]\nmax_connections = 4\n"
+    })
+    .await;
+    let addr = d.dcs[0].client;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // A complete request on each, so each is surely accepted and holding its slot.
+        s.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let over = raw(addr, &req("GET", "/status", "", "")).await;
+    assert!(over.closed && over.status.is_none(), "{over:?}");
+    drop(held.pop());
+    support::eventually(Duration::from_secs(5), "a freed slot", || async {
+        (raw(addr, &req("GET", "/status", "", "")).await.status == Some(200)).then_some(())
+    })
+    .await;
+}
