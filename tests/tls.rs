@@ -311,3 +311,70 @@ async fn a_renewed_certificate_file_is_picked_up_by_the_file_watch() {
     router.shutdown();
     router.wait().await;
 }
+
+#[tokio::test]
+async fn coopr_servers_over_https_are_trusted_through_the_backend_ca_only() {
+    let pki = Pki::new(&["dc1", "dc2", "dc3"]);
+    let backend_ca = DevCa::new("Coopr servers' CA").unwrap();
+    let cert = leaf(
+        &backend_ca,
+        Usage::Server(vec!["127.0.0.1".into()]),
+        Validity::current(1),
+    );
+    let relay = support::tls::TlsRelay::start(&cert).await;
+    let ca_file = pki.path("backend-ca.pem");
+    std::fs::write(&ca_file, backend_ca.cert_pem()).unwrap();
+    // dc1's Coopr server is reached through the TLS relay; dc2 trusts the wrong CA for it.
+    let edit = |i: usize, text: String, ca: &std::path::Path| {
+        let start = text.find("url = \"http://").unwrap() + "url = \"http://".len();
+        let end = start + text[start..].find('"').unwrap();
+        let sim: std::net::SocketAddr = text[start..end].parse().unwrap();
+        *relay.target.lock().unwrap() = Some(sim);
+        let text = text.replacen(
+            &format!("url = \"http://{sim}\""),
+            &format!("url = \"https://{}\"", relay.addr),
+            1,
+        );
+        format!(
+            "{}\n[tls.backend]\nca_file = \"{}\"\n",
+            pki.edit(i, text),
+            ca.display()
+        )
+    };
+    let d = support::start_with_text(Duration::from_millis(50), |i, t| {
+        if i == 0 {
+            edit(i, t, &ca_file)
+        } else {
+            pki.edit(i, t)
+        }
+    })
+    .await;
+    let r = get(
+        d.dcs[0].client,
+        "localhost",
+        client_config(&pki.ca(), None, &[]),
+        "/v2/clusters",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-route"), "local");
+    // The deployment CA does not vouch for Coopr servers: 502, and nothing was sent.
+    let wrong = support::start_with_text(Duration::from_millis(50), |i, t| {
+        if i == 0 {
+            edit(i, t, &pki.ca())
+        } else {
+            pki.edit(i, t)
+        }
+    })
+    .await;
+    let r = get(
+        wrong.dcs[0].client,
+        "localhost",
+        client_config(&pki.ca(), None, &[]),
+        "/v2/clusters",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+}

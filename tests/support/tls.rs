@@ -159,3 +159,49 @@ pub async fn plain_exchange(addr: SocketAddr) -> Vec<u8> {
     let _ = s.read_to_end(&mut out).await;
     out
 }
+
+/// A TLS-terminating relay standing in for a Coopr server with `server.ssl.enabled`: TLS with
+/// `leaf` on its own port, plain TCP to the target set later (a test learns the simulator's
+/// address only while the deployment starts).
+pub struct TlsRelay {
+    pub addr: SocketAddr,
+    pub target: Arc<std::sync::Mutex<Option<SocketAddr>>>,
+}
+
+impl TlsRelay {
+    pub async fn start(leaf: &Leaf) -> TlsRelay {
+        let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target: Arc<std::sync::Mutex<Option<SocketAddr>>> = Default::default();
+        let t = target.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, t) = (acceptor.clone(), t.clone());
+                tokio::spawn(async move {
+                    let Some(to) = *t.lock().unwrap() else { return };
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut up) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+                });
+            }
+        });
+        TlsRelay { addr, target }
+    }
+}
