@@ -116,7 +116,11 @@ pub fn start_with_file(
             (routes, None, freshness)
         }
     };
-    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(config.clone())));
+    let tls = crate::tls::Material::load(&config).map_err(std::io::Error::other)?;
+    let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(
+        config.clone(),
+        Arc::new(tls),
+    )));
     let inflight = crate::inflight::InFlight::new(config.raw.shard_count);
     let reloader = Arc::new(Reloader::new(path.clone(), runtime.clone(), publisher));
     if path.is_some() {
@@ -165,11 +169,12 @@ pub fn start_with_file(
         listeners.peer.local_addr()?,
         listeners.admin.local_addr()?,
     );
-    let opts = |name| ServeOptions {
+    let opts = |name, tls| ServeOptions {
         name,
         limits: config.raw.limits.clone(),
         request_head_timeout: config.raw.timeouts.request_head(),
         grace: config.raw.timeouts.shutdown_grace(),
+        tls,
     };
     for (listener, origin, name) in [
         (listeners.client, Origin::Client, "client"),
@@ -180,7 +185,8 @@ pub fn start_with_file(
             let proxy = proxy.clone();
             async move { proxy.handle(req, origin, remote).await }
         };
-        tasks.spawn(serve(listener, handler, opts(name), shutdown.clone()));
+        let tls = crate::tls::server::source(&runtime, origin);
+        tasks.spawn(serve(listener, handler, opts(name, tls), shutdown.clone()));
     }
     let admin = Admin::new(AdminParts {
         routes: routes.clone(),
@@ -198,7 +204,7 @@ pub fn start_with_file(
     tasks.spawn(serve(
         listeners.admin,
         handler,
-        opts("admin"),
+        opts("admin", None),
         shutdown.clone(),
     ));
     tracing::info!(

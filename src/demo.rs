@@ -1,6 +1,8 @@
 //! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator and a router with
 //! the embedded static ownership map (no etcd). DC number i (1 to 3) takes base+100*(i-1) for
-//! clients, +1 for its peer port, +2 for admin and +3 for its simulator.
+//! clients, +1 for its peer port, +2 for admin and +3 for its simulator. With `--tls DIR`, the
+//! routers speak TLS to clients and mutual TLS to each other with development certificates
+//! (made in DIR by `tls::dev` unless `DIR/ca.pem` exists).
 
 use crate::app::{self, Listeners, RouterHandle};
 use crate::config::{self, Config, ConfigError};
@@ -82,8 +84,16 @@ pub async fn run(
     op_delay: Duration,
     etcd: Option<String>,
     shared: bool,
+    tls: Option<std::path::PathBuf>,
     stop: impl Future<Output = ()>,
 ) -> Result<(), DemoError> {
+    if let Some(dir) = &tls
+        && !dir.join("ca.pem").exists()
+    {
+        let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
+        crate::tls::dev::write_dev_set(dir, &dcs, &[])?;
+        println!("wrote development certificates under {}", dir.display());
+    }
     if shared && etcd.is_some() {
         return Err(DemoError::Sim(
             "--mode shared has no shard owners; it does not use etcd".into(),
@@ -134,12 +144,25 @@ pub async fn run(
             sim.serve(listener, Shutdown::wait(shutdown.clone())),
         ));
     }
-    for i in 0..DCS.len() {
-        let cfg = config(base, i, etcd.as_deref(), shared)?;
+    for (i, name) in DCS.iter().enumerate() {
+        let cfg = match &tls {
+            None => config(base, i, etcd.as_deref(), shared)?,
+            Some(dir) => config::parse(&crate::tls::dev::enable_in(
+                &config_text(base, i, etcd.as_deref(), shared),
+                dir,
+                name,
+            ))?,
+        };
         let listeners = Listeners::bind(&cfg).await?;
         routers.push(app::start(cfg, listeners)?);
     }
     print_banner(base, etcd.as_deref(), shared);
+    if let Some(dir) = &tls {
+        println!(
+            "TLS: use https:// on the client ports with `--cacert {}` (peer ports need a DC's peer certificate)",
+            dir.join("ca.pem").display()
+        );
+    }
     stop.await;
     println!("\nstopping the demo...");
     for r in &routers {

@@ -17,6 +17,8 @@ pub enum ProxyError {
         "the request body is larger than {limit} bytes, the most the router inspects for a cluster id"
     )]
     BodyTooLarge { limit: usize },
+    #[error("the request target is longer than {limit} bytes (limits.max_uri_bytes)")]
+    UriTooLong { limit: usize },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("the request body was not received in time")]
@@ -85,6 +87,7 @@ impl ProxyError {
             ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             BackendUnreachable(_) | Backend(_) | Peer { .. } => StatusCode::BAD_GATEWAY,
             BackendTimeout | PeerTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             PeerUnreachable { .. }
@@ -105,6 +108,7 @@ impl ProxyError {
             BodyTooLarge { .. } => "body_too_large",
             BodyRead(_) => "body_read",
             BodyTimeout => "body_timeout",
+            UriTooLong { .. } => "uri_too_long",
             BackendUnreachable(_) => "backend_unreachable",
             BackendTimeout => "backend_timeout",
             Backend(_) => "backend_error",

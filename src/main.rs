@@ -1,5 +1,5 @@
-//! The `coopr-router` command line: `run`, `check-config`, `demo`, and the etcd operator commands
-//! `ownership`, `handoff` and `failover`.
+//! The `coopr-router` command line: `run`, `check-config`, `demo`, `certs dev`, and the etcd
+//! operator commands `ownership`, `handoff` and `failover`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -44,6 +44,10 @@ enum Command {
         /// `sharded` (each DC its own database; the default) or `shared` (one database).
         #[arg(long, default_value = "sharded", value_parser = ["sharded", "shared"])]
         mode: String,
+        /// TLS on the client ports and mutual TLS between the routers, with development
+        /// certificates in this folder (made there if it has no ca.pem).
+        #[arg(long)]
+        tls: Option<PathBuf>,
     },
     /// Read or change the ownership map in etcd.
     Ownership {
@@ -94,6 +98,27 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Certificates.
+    Certs {
+        #[command(subcommand)]
+        op: CertsOp,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsOp {
+    /// Development certificates: a dev CA (`ca.pem`, `ca.key`) and per DC `{dc}/server.pem`
+    /// (client port; localhost, 127.0.0.1, ::1 and --hosts) and `{dc}/peer.pem` (names
+    /// `{dc}.peer.coopr-router`), each with its `.key`. Never for a real deployment.
+    Dev {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',', required = true)]
+        dcs: Vec<String>,
+        /// Extra host names or addresses for the client-port certificates.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +155,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::CheckConfig { file } => match config::load(&file) {
+            Ok(cfg) if let Err(e) = coopr_router::tls::Material::load(&cfg) => {
+                eprintln!("{}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
             Ok(cfg) => {
                 println!(
                     "{}: ok (dc {}, {} DCs, {} shards, {} backends)",
@@ -152,7 +181,8 @@ fn main() -> ExitCode {
             op_delay_ms,
             etcd,
             mode,
-        } => demo(base_port, op_delay_ms, etcd, mode == "shared"),
+            tls,
+        } => demo(base_port, op_delay_ms, etcd, mode == "shared", tls),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
         Command::Handoff {
             etcd,
@@ -186,6 +216,9 @@ fn main() -> ExitCode {
                 force,
             ))
         }),
+        Command::Certs {
+            op: CertsOp::Dev { out, dcs, hosts },
+        } => certs_dev(&out, &dcs, &hosts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -225,13 +258,33 @@ fn demo(
     op_delay_ms: u64,
     etcd: Option<String>,
     shared: bool,
+    tls: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     if base_port > 65535 - 300 {
         anyhow::bail!("--base-port must leave room for three DCs (at most 65235)");
     }
     init_logging(false);
     let delay = Duration::from_millis(op_delay_ms);
-    runtime()?.block_on(demo::run(base_port, delay, etcd, shared, app::signal()))?;
+    runtime()?.block_on(demo::run(
+        base_port,
+        delay,
+        etcd,
+        shared,
+        tls,
+        app::signal(),
+    ))?;
+    Ok(())
+}
+
+fn certs_dev(out: &std::path::Path, dcs: &[String], hosts: &[String]) -> anyhow::Result<()> {
+    let files = coopr_router::tls::dev::write_dev_set(out, dcs, hosts)
+        .with_context(|| format!("writing certificates under {}", out.display()))?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    println!(
+        "development certificates only: the keys are unprotected; see certs/README.md for a real CA"
+    );
     Ok(())
 }
 

@@ -35,6 +35,8 @@ pub const OPEN_CONNECTIONS: &str = "coopr_router_open_connections";
 pub const BACKEND_UP: &str = "coopr_router_backend_up";
 /// 1 when another DC's router passes its health checks, by `dc`.
 pub const PEER_UP: &str = "coopr_router_peer_up";
+/// TLS handshakes refused or timed out, by `listener` (`client`, `peer`).
+pub const TLS_HANDSHAKE_FAILURES: &str = "coopr_router_tls_handshake_failures_total";
 
 /// Replication records acknowledged by a peer, by `peer`.
 pub const REPL_SENT: &str = "coopr_router_replication_sent_total";
@@ -443,6 +445,12 @@ pub fn replication_applied(applied: usize, ignored: usize) {
     install();
     ::metrics::counter!(REPL_APPLIED, "result" => "applied").increment(applied as u64);
     ::metrics::counter!(REPL_APPLIED, "result" => "ignored").increment(ignored as u64);
+}
+
+/// Counts a TLS handshake that was refused or did not finish in time (rare: no handle cache).
+pub fn tls_handshake_failed(listener: &'static str) {
+    install();
+    ::metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Hot reload of the config file: on SIGHUP, on `POST /admin/reload`, and when the file changes
+//! Hot reload of the config file: on SIGHUP, on `POST /admin/reload`, and when the file (or a TLS
+//! certificate, key or CA file it names) changes
 //! (polled; an editor's atomic rename is a change; debounced until the file is stable). Parse and
 //! validate first; on success swap the runtime atomically (in-flight requests finish on the
 //! config they started with) and, for the static source, publish the new map; on failure keep the
@@ -203,6 +204,11 @@ impl Reloader {
                 cfg.standby = old.standby.clone();
             }
         }
+        crate::tls::server::keep_listener_modes(&old, &mut cfg, &mut restart);
+        let tls = match crate::tls::Material::load(&cfg) {
+            Ok(t) => Arc::new(t),
+            Err(e) => return self.failed(format!("TLS: {e}")),
+        };
         let cfg = Arc::new(cfg);
         if cfg.raw.ownership.source == OwnershipSource::Static
             && let Some(p) = &self.publisher
@@ -211,7 +217,7 @@ impl Reloader {
             crate::metrics::map_published(0);
         }
         let old_rt = self.runtime.load_full();
-        let new_rt = Runtime::new(cfg);
+        let new_rt = Runtime::new(cfg, tls);
         new_rt.inherit_health(&old_rt);
         self.runtime.store(Arc::new(new_rt));
         count_reload(true);
@@ -242,8 +248,15 @@ impl Reloader {
             let m = std::fs::metadata(p).ok()?;
             Some((m.modified().ok()?, m.len(), m.ino()))
         };
-        let mut seen = stamp(&path);
-        let mut pending: Option<Option<(SystemTime, u64, u64)>> = None;
+        // The config file and the TLS files it names: a renewed certificate reloads too.
+        let stamps = |rt: &Runtime| -> Vec<Option<(SystemTime, u64, u64)>> {
+            std::iter::once(path.clone())
+                .chain(crate::tls::files(&rt.config).into_iter().map(PathBuf::from))
+                .map(|p| stamp(&p))
+                .collect()
+        };
+        let mut seen = stamps(&self.runtime.load());
+        let mut pending: Option<Vec<Option<(SystemTime, u64, u64)>>> = None;
         let stop = shutdown.wait();
         tokio::pin!(stop);
         loop {
@@ -255,12 +268,13 @@ impl Reloader {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(Duration::from_millis(every)) => {}
             }
-            let now = stamp(&path);
+            let now = stamps(&self.runtime.load());
             match pending.take() {
                 Some(prev) if prev == now => {
-                    seen = now;
-                    tracing::info!(path = %path.display(), "config file changed; reloading");
+                    tracing::info!(path = %path.display(), "config or TLS file changed; reloading");
                     self.reload().await;
+                    // The new config may name other TLS files: watch those from here on.
+                    seen = stamps(&self.runtime.load());
                 }
                 _ if now != seen => pending = Some(now),
                 _ => {}

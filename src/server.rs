@@ -1,9 +1,11 @@
 //! Serving a listener: accept, cap concurrent connections, speak HTTP/1.1 or h2c (prior
-//! knowledge) per connection, and shut down gracefully (stop accepting, let in-flight requests
+//! knowledge) per connection, over TLS when the listener has a [`TlsSource`] (ALPN `h2` or
+//! `http/1.1`), and shut down gracefully (stop accepting, let in-flight requests
 //! finish up to a grace period).
 
 use crate::config::Limits;
 use crate::proxy::body::ProxyBody;
+use crate::tls::server::TlsSource;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     pub limits: Limits,
     pub request_head_timeout: Duration,
     pub grace: Duration,
+    /// TLS on this listener (None: plain HTTP/1.1 and h2c).
+    pub tls: Option<TlsSource>,
 }
 
 /// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
@@ -66,13 +70,16 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(opts.request_head_timeout)
         .max_buf_size(opts.limits.max_header_bytes.max(8192))
+        .max_headers(opts.limits.max_headers)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(64))
         .max_local_error_reset_streams(Some(256));
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(opts.limits.max_connections));
     let stop = shutdown.clone().wait();
@@ -101,15 +108,27 @@ where
             let fut = handler(req, remote);
             async move { Ok::<_, Infallible>(fut.await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
-        let conn = graceful.watch(conn);
         let name = opts.name;
         let open = crate::metrics::OpenConnection::new(name);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), opts.tls.clone());
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Some(tls) => {
+                    match crate::tls::server::handshake(&tls, stream, name, remote).await {
+                        Some(stream) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        None => Ok(()),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
             }
             drop(permit);

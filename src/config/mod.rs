@@ -4,6 +4,7 @@
 
 mod locate;
 mod replication;
+pub mod tls;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use replication::ReplicationConfig;
+pub use tls::TlsConfig;
 pub use validate::ValidConfig as Config;
 
 /// A configuration error, with the key and the line where it could be placed.
@@ -74,6 +76,9 @@ pub struct RawConfig {
     pub failover: FailoverConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// TLS on the client port, mutual TLS between DCs, TLS to Coopr servers (`config/tls.rs`).
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -301,6 +306,10 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Header fields of an HTTP/1 request; past it 431.
+    pub max_headers: usize,
+    /// Bytes of a request target (path and query); past it 414.
+    pub max_uri_bytes: usize,
 }
 
 impl Default for Limits {
@@ -310,6 +319,8 @@ impl Default for Limits {
             max_connections: 20_000,
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 256,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
         }
     }
 }

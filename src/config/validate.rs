@@ -50,17 +50,18 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Parses `http://host:port` (no path, query or userinfo).
+/// Parses `http://host:port` or `https://host:port` (no path, query or userinfo); whether https
+/// is allowed where it is used is `tls::validate`'s rule.
 pub fn parse_base_url(key: &str, text: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = text
         .parse()
         .map_err(|e| err(key, format!("{text:?} is not a URL: {e}")))?;
     match uri.scheme_str() {
-        Some("http") => {}
+        Some("http" | "https") => {}
         Some(other) => {
             return Err(err(
                 key,
-                format!("scheme {other:?} is not supported; use http"),
+                format!("scheme {other:?} is not supported; use http or https"),
             ));
         }
         None => {
@@ -228,6 +229,15 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
     if l.max_header_bytes < 8192 {
         return Err(err("limits.max_header_bytes", "must be at least 8192"));
     }
+    if l.max_headers == 0 || l.max_headers > 10_000 {
+        return Err(err("limits.max_headers", "must be between 1 and 10000"));
+    }
+    if l.max_uri_bytes < 256 || l.max_uri_bytes > l.max_header_bytes {
+        return Err(err(
+            "limits.max_uri_bytes",
+            "must be at least 256 and at most limits.max_header_bytes",
+        ));
+    }
     if l.h2_max_concurrent_streams == 0 {
         return Err(err(
             "limits.h2_max_concurrent_streams",
@@ -317,6 +327,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         }
     }
     super::replication::validate(&raw.replication)?;
+    super::tls::validate(&raw)?;
     let shards = static_shards(&raw, &dcs, increment)?;
     let standby = dcs
         .iter()

@@ -1,5 +1,6 @@
-//! The upstream side: one pooled keep-alive hyper client for Coopr servers and peer routers,
-//! building the upstream request (URI, headers) and sending it with a response timeout.
+//! The upstream side: one pooled keep-alive hyper client (plain or TLS by URL scheme) for Coopr
+//! servers and peer routers, building the upstream request (URI, headers) and sending it with a
+//! response timeout.
 
 use super::body::ProxyBody;
 use super::headers;
@@ -8,6 +9,7 @@ use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -23,17 +25,22 @@ pub enum SendError {
     Timeout,
     /// The exchange broke after it started (the request may have been applied).
     Failed(String),
+    /// The client's own request body broke (bad chunked framing, cut short): the client's
+    /// fault, answered 400; the upstream saw an incomplete body.
+    RequestBody(String),
 }
 
 /// The pooled client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
 }
 
 impl Upstream {
-    pub fn new(t: &Timeouts) -> Self {
+    /// `tls` decides trust for https URLs (peer routers, Coopr servers); http URLs stay plain.
+    pub fn new(t: &Timeouts, tls: &crate::tls::Material) -> Self {
         let mut conn = HttpConnector::new();
+        conn.enforce_http(false);
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(t.connect()));
         conn.set_keepalive(Some(Duration::from_secs(60)));
@@ -42,7 +49,7 @@ impl Upstream {
             .pool_max_idle_per_host(256)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(conn);
+            .build(tls.connector(conn));
         Upstream { client }
     }
 
@@ -73,6 +80,9 @@ impl Upstream {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
+            Ok(Err(e)) if crate::limits::is_request_body_error(&e) => {
+                Err(SendError::RequestBody(error_chain(&e)))
+            }
             Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
         }
     }

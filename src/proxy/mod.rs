@@ -38,6 +38,8 @@ pub struct Runtime {
     /// Health of the other DCs' routers.
     pub peers: PeerHealth,
     pub upstream: Upstream,
+    /// TLS built from `config` (listener configs, the outgoing client's trust).
+    pub tls: Arc<crate::tls::Material>,
     /// This DC's name as a header value.
     dc_header: HeaderValue,
 }
@@ -61,12 +63,13 @@ impl Runtime {
         }
     }
 
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, tls: Arc<crate::tls::Material>) -> Self {
         let dc = &config.dcs[config.local].name;
         Runtime {
             backends: Backends::from_config(&config),
             peers: PeerHealth::new(config.dcs.len()),
-            upstream: Upstream::new(&config.raw.timeouts),
+            upstream: Upstream::new(&config.raw.timeouts, &tls),
+            tls,
             // DC names are validated to [a-z0-9_-], always a valid header value.
             dc_header: HeaderValue::from_str(dc).unwrap_or(HeaderValue::from_static("unknown")),
             config,
@@ -190,6 +193,7 @@ impl Proxy {
         remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        crate::limits::check_head(parts, &rt.config.raw.limits)?;
         if origin == Origin::Peer && crate::replication::is_endpoint(parts.uri.path()) {
             return self.replication_endpoint(rt, parts, body).await;
         }
@@ -388,6 +392,7 @@ impl Proxy {
                 }
                 Err(SendError::Timeout) => return Err(ProxyError::BackendTimeout),
                 Err(SendError::Failed(e)) => return Err(ProxyError::Backend(e)),
+                Err(SendError::RequestBody(e)) => return Err(ProxyError::BodyRead(e)),
             }
         }
     }
@@ -496,6 +501,7 @@ async fn to_standby(
         ))),
         Err(SendError::Timeout) => Err(ProxyError::BackendTimeout),
         Err(SendError::Failed(e)) => Err(ProxyError::Backend(e)),
+        Err(SendError::RequestBody(e)) => Err(ProxyError::BodyRead(e)),
     }
 }
 

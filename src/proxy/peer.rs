@@ -138,6 +138,7 @@ pub(super) async fn send_peer(
         Err(SendError::Timeout) => Err(ProxyError::PeerTimeout {
             dc: peer.name.clone(),
         }),
+        Err(SendError::RequestBody(e)) => Err(ProxyError::BodyRead(e)),
         Err(SendError::Failed(reason)) => Err(ProxyError::Peer {
             dc: peer.name.clone(),
             reason,

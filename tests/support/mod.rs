@@ -6,6 +6,7 @@
 
 pub mod etcd;
 pub mod relay;
+pub mod tls;
 
 use bytes::Bytes;
 use coopr_router::app::{self, Listeners, RouterHandle};
@@ -182,7 +183,15 @@ pub async fn start(op_delay: Duration) -> Deployment {
 
 /// Like [`start`], with extra config text per DC index.
 pub async fn start_with(op_delay: Duration, extra: impl Fn(usize) -> String) -> Deployment {
-    start_full(op_delay, None, extra, |_, _| None).await
+    start_full(op_delay, None, extra, |_, t| t, |_, _| None).await
+}
+
+/// Like [`start`], with each DC's whole config text passed through `edit` (DC index, text).
+pub async fn start_with_text(
+    op_delay: Duration,
+    edit: impl Fn(usize, String) -> String,
+) -> Deployment {
+    start_full(op_delay, None, |_| String::new(), edit, |_, _| None).await
 }
 
 /// Like [`start_with`]; with `data`, simulator `dcN` persists its state to `data/dcN.json`.
@@ -191,7 +200,7 @@ pub async fn start_with_data(
     data: Option<&std::path::Path>,
     extra: impl Fn(usize) -> String,
 ) -> Deployment {
-    start_full(op_delay, data, extra, |_, _| None).await
+    start_full(op_delay, data, extra, |_, t| t, |_, _| None).await
 }
 
 /// Like [`start_with`]; `relay(from, to)` puts a relay with those options between DC `from`'s
@@ -201,14 +210,16 @@ pub async fn start_relayed(
     extra: impl Fn(usize) -> String,
     relay: impl Fn(usize, usize) -> Option<relay::Options>,
 ) -> Deployment {
-    start_full(op_delay, None, extra, relay).await
+    start_full(op_delay, None, extra, |_, t| t, relay).await
 }
 
-/// Every option of the above.
+/// Every option of the above: `extra` is appended to DC i's config text, then the whole text
+/// goes through `edit`.
 pub async fn start_full(
     op_delay: Duration,
     data: Option<&std::path::Path>,
     extra: impl Fn(usize) -> String,
+    edit: impl Fn(usize, String) -> String,
     relay: impl Fn(usize, usize) -> Option<relay::Options>,
 ) -> Deployment {
     let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
@@ -262,7 +273,7 @@ pub async fn start_full(
                     .map_or(addrs[k].1, |(_, r)| r.addr)
             })
             .collect();
-        let text = config_text_via(i, &addrs, &peers, &extra(i));
+        let text = edit(i, config_text_via(i, &addrs, &peers, &extra(i)));
         let cfg = config::parse(&text)
             .unwrap_or_else(|e| panic!("test config of dc{}: {e}\n{text}", i + 1));
         let router = app::start(cfg, l).expect("router starts");

@@ -1,0 +1,108 @@
+//! The listener side of TLS: a [`TlsSource`] gives the server config in force (read per
+//! connection, so a reload applies to the next handshake and never to open connections), and
+//! [`handshake`] runs one handshake within the handshake timeout, logging a refusal.
+
+use rustls::ServerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// Where a TLS listener gets its current server config and handshake timeout.
+#[derive(Clone)]
+pub struct TlsSource {
+    pub config: Arc<dyn Fn() -> Option<Arc<ServerConfig>> + Send + Sync>,
+    pub handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for TlsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSource")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs the server handshake on `stream`. `None` (the connection is dropped) when the config is
+/// gone, the client does not finish in time, or the handshake fails (a wrong, expired or
+/// unknown peer certificate, an old protocol version, no common cipher).
+pub async fn handshake(
+    source: &TlsSource,
+    stream: TcpStream,
+    listener: &'static str,
+    remote: SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    let Some(config) = (source.config)() else {
+        tracing::warn!(
+            listener,
+            %remote,
+            "TLS is no longer configured on this listener (restart to serve plain); closing"
+        );
+        return None;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(source.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::warn!(listener, %remote, error = %e, "TLS handshake refused");
+            crate::metrics::tls_handshake_failed(listener);
+            None
+        }
+        Err(_) => {
+            tracing::info!(listener, %remote, timeout = ?source.handshake_timeout, "TLS handshake did not finish in time; closing");
+            crate::metrics::tls_handshake_failed(listener);
+            None
+        }
+    }
+}
+
+/// The TLS source of the client or peer listener: the server config in the runtime snapshot
+/// at the time of each handshake. None when the listener starts plain.
+pub fn source(
+    runtime: &Arc<arc_swap::ArcSwap<crate::proxy::Runtime>>,
+    origin: crate::routing::Origin,
+) -> Option<TlsSource> {
+    use crate::routing::Origin;
+    let pick = move |m: &super::Material| match origin {
+        Origin::Client => m.client.clone(),
+        Origin::Peer => m.peer.clone(),
+    };
+    let now = runtime.load();
+    pick(&now.tls)?;
+    let rt = runtime.clone();
+    Some(TlsSource {
+        config: Arc::new(move || pick(&rt.load().tls)),
+        handshake_timeout: now.tls.handshake_timeout,
+    })
+}
+
+/// A reload cannot switch a listener between plain and TLS (it was bound one way): keep the
+/// running `[tls.client]` / `[tls.peer]` presence and report the change as needing a restart.
+/// Changed files or paths with TLS staying on apply to the next handshakes.
+pub fn keep_listener_modes(
+    old: &crate::config::Config,
+    new: &mut crate::config::Config,
+    restart: &mut Vec<String>,
+) {
+    let (o, n) = (&old.raw.tls, &mut new.raw.tls);
+    if o.client.is_some() != n.client.is_some() {
+        restart.push("tls.client (on/off)".to_string());
+        n.client = o.client.clone();
+    }
+    if o.peer.is_some() != n.peer.is_some() {
+        restart.push("tls.peer (on/off)".to_string());
+        n.peer = o.peer.clone();
+        // Peer URLs' schemes follow [tls.peer]: keep the DCs it was validated with, and what
+        // indexes them (as a kept ownership source does).
+        new.raw.dcs = old.raw.dcs.clone();
+        new.raw.shard_count = old.raw.shard_count;
+        new.dcs = old.dcs.clone();
+        new.shards = old.shards.clone();
+        new.local = old.local;
+        new.standby = old.standby.clone();
+    }
+    if o.handshake_timeout_ms != n.handshake_timeout_ms {
+        restart.push("tls.handshake_timeout_ms".to_string());
+    }
+}
