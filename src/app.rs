@@ -137,12 +137,6 @@ pub fn start_with_file(
             peer_up,
             shutdown.clone(),
         ));
-        tasks.spawn(crate::etcd::handoff_driver::run(
-            config.clone(),
-            routes.clone(),
-            inflight.clone(),
-            shutdown.clone(),
-        ));
     }
     let replication = if config.raw.replication.enabled {
         let r = crate::replication::Replication::start(
@@ -156,6 +150,15 @@ pub fn start_with_file(
     } else {
         None
     };
+    if o.source == OwnershipSource::Etcd {
+        tasks.spawn(crate::etcd::handoff_driver::run(
+            config.clone(),
+            routes.clone(),
+            inflight.clone(),
+            replication.clone(),
+            shutdown.clone(),
+        ));
+    }
     let proxy = Proxy::new(
         routes.clone(),
         runtime.clone(),

@@ -5,14 +5,18 @@
 //! they go to the new owner at the new epoch. Nothing is lost (held writes were never sent) and
 //! nothing is applied twice (a write is sent once, to one owner).
 //!
-//! If the in-flight writes do not finish within the response timeout (plus 1 s), the driver
-//! withdraws the request instead of committing: moving then could let a late write land at the
-//! old owner after the move.
+//! With replication on, it also waits for the new owner to acknowledge every record that was
+//! queued for it when the writes drained, so the new owner has the shard's finished state.
+//!
+//! If the in-flight writes do not finish (or the queue is not acknowledged) within the response
+//! timeout plus 1 s, the driver withdraws the request instead of committing: moving then could
+//! let a late write land at the old owner after the move.
 
 use super::backoff::Backoff;
 use super::{Settings, handoff};
 use crate::config::Config;
 use crate::inflight::InFlight;
+use crate::replication::Replication;
 use crate::routing::Routes;
 use crate::server::Shutdown;
 use std::collections::HashSet;
@@ -21,7 +25,13 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// Runs until shutdown.
-pub async fn run(cfg: Arc<Config>, routes: Routes, inflight: Arc<InFlight>, shutdown: Shutdown) {
+pub async fn run(
+    cfg: Arc<Config>,
+    routes: Routes,
+    inflight: Arc<InFlight>,
+    replication: Option<Replication>,
+    shutdown: Shutdown,
+) {
     let settings = Settings::from_config(&cfg.raw.ownership);
     let me = cfg.dcs[cfg.local].name.clone();
     let drain = cfg.raw.timeouts.response() + Duration::from_secs(1);
@@ -42,14 +52,19 @@ pub async fn run(cfg: Arc<Config>, routes: Routes, inflight: Arc<InFlight>, shut
         started.retain(|k| holding.contains(k));
         for (shard, epoch) in holding {
             if started.insert((shard, epoch)) {
-                tasks.spawn(execute(
-                    settings.clone(),
-                    me.clone(),
+                let to = table
+                    .shard(shard)
+                    .and_then(|e| e.handoff)
+                    .map(|dc| table.dc_name(dc).to_string())
+                    .unwrap_or_default();
+                let job = Job {
+                    s: settings.clone(),
+                    me: me.clone(),
+                    to,
                     shard,
                     epoch,
-                    inflight.clone(),
-                    drain,
-                ));
+                };
+                tasks.spawn(execute(job, inflight.clone(), replication.clone(), drain));
             }
         }
         while tasks.try_join_next().is_some() {}
@@ -60,23 +75,50 @@ pub async fn run(cfg: Arc<Config>, routes: Routes, inflight: Arc<InFlight>, shut
     }
 }
 
-/// Drains and commits one handoff.
-async fn execute(
+/// One handoff to carry out.
+struct Job {
     s: Settings,
     me: String,
+    to: String,
     shard: u32,
     epoch: u64,
-    inflight: Arc<InFlight>,
-    drain: Duration,
-) {
-    let t = Instant::now();
-    tracing::info!(
+}
+
+/// Waits until `to` has acknowledged every record queued for it now, at most until `deadline`.
+async fn replicated(r: &Replication, to: &str, deadline: Instant) -> bool {
+    let Ok(Some((_, newest))) = r.store().queue_ends(to) else {
+        return true;
+    };
+    while Instant::now() < deadline {
+        match r.store().queue_ends(to) {
+            Ok(Some((oldest, _))) if oldest <= newest => {}
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(peer = %to, error = %e, "handoff: cannot read the replication queue");
+                return false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// Drains and commits one handoff.
+async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, drain: Duration) {
+    let Job {
+        s,
+        me,
+        to,
         shard,
         epoch,
-        in_flight = inflight.count(shard),
-        "handoff: holding new writes, waiting for in-flight ones"
-    );
-    let drained = inflight.drained(shard, drain).await;
+    } = job;
+    let t = Instant::now();
+    tracing::info!(shard, epoch, to = %to, in_flight = inflight.count(shard), "handoff: holding new writes, waiting for in-flight ones");
+    let mut drained = inflight.drained(shard, drain).await;
+    if drained && let Some(r) = &repl {
+        drained = replicated(r, &to, t + drain).await;
+        tracing::info!(shard, to = %to, acked = drained, "handoff: replication queue to the new owner");
+    }
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
     for _ in 0..8 {
         let result = match s.connect().await {
@@ -106,7 +148,7 @@ async fn execute(
                 return;
             }
             Ok(None) => {
-                tracing::warn!(shard, epoch, waited = ?drain, in_flight = inflight.count(shard), "handoff: in-flight writes did not finish; request withdrawn, the shard stays here");
+                tracing::warn!(shard, epoch, waited = ?drain, in_flight = inflight.count(shard), "handoff: in-flight writes did not finish, or the new owner did not acknowledge replication; request withdrawn, the shard stays here");
                 return;
             }
             Err(e) => {

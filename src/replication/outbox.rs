@@ -113,6 +113,23 @@ impl Store {
         Ok(())
     }
 
+    /// The newest and the oldest key queued for `peer` (a planned handoff waits until the
+    /// oldest is past what was the newest when it started: everything queued then was acked).
+    pub fn queue_ends(&self, peer: &str) -> Result<Option<(u64, u64)>, ReplError> {
+        let tx = self.db.begin_read()?;
+        let outbox = tx.open_table(OUTBOX)?;
+        let mut range = outbox.range((peer, 0u64)..=(peer, u64::MAX))?;
+        let oldest = match range.next() {
+            Some(row) => row?.0.value().1,
+            None => return Ok(None),
+        };
+        let newest = match range.next_back() {
+            Some(row) => row?.0.value().1,
+            None => oldest,
+        };
+        Ok(Some((oldest, newest)))
+    }
+
     /// How many records are queued for `peer`.
     pub fn queued(&self, peer: &str) -> Result<u64, ReplError> {
         let tx = self.db.begin_read()?;
@@ -142,4 +159,52 @@ fn enqueue(
         bump(meta, &count_key, 1)?;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(shard: u32) -> Intent {
+        Intent {
+            op: 0,
+            origin: "dc1".into(),
+            cluster: format!("{shard:08}"),
+            shard,
+            epoch: 7,
+            tenant: "t".into(),
+            user: "u".into(),
+            method: "DELETE".into(),
+            path: format!("/v2/clusters/{shard}"),
+            action: "cluster_delete".into(),
+            time_ms: 1,
+            body: None,
+            body_note: None,
+        }
+    }
+
+    #[test]
+    fn queue_ends_track_what_a_peer_has_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let peers = ["dc2".to_string()];
+        assert_eq!(store.queue_ends("dc2").unwrap(), None);
+        for shard in [1, 2, 3] {
+            store.open_intent(intent(shard), &peers, 100).unwrap();
+        }
+        let (oldest, newest) = store.queue_ends("dc2").unwrap().unwrap();
+        assert!(oldest < newest);
+        assert_eq!(
+            store.queue_ends("dc3").unwrap(),
+            None,
+            "another peer's queue"
+        );
+        // Acknowledge the oldest: the oldest end moves, the newest stays.
+        store.ack("dc2", &[oldest]).unwrap();
+        let (o2, n2) = store.queue_ends("dc2").unwrap().unwrap();
+        assert!(o2 > oldest && n2 == newest);
+        let rest = store.peek("dc2", 10).unwrap().keys;
+        store.ack("dc2", &rest).unwrap();
+        assert_eq!(store.queue_ends("dc2").unwrap(), None);
+    }
 }
