@@ -6,7 +6,7 @@
 //! 1. **Kill to first write.** `--runs` times, with the default `[failover]` and `[health]`
 //!    settings (lease TTL 5 s, grace 2 s): three DCs (in-process simulators and routers, etcd
 //!    source, a fresh key prefix per run); dc1's router is stopped without revoking its lease
-//!    (what etcd sees of a `kill -9`); from that instant a client writes to one of dc1's clusters
+//!    (what etcd sees of a `kill -9`), and its simulator with it; from that instant a client writes to one of dc1's clusters
 //!    through dc2 every 10 ms. The figure is the time to the first write answered 201 via dc2's
 //!    standby server (`x-coopr-router-route: standby`). Goal: p99 < TTL + grace + 1 s = 8 s.
 //! 2. **Handoff under load.** `--writers` clients write to shard 1 through all three routers,
@@ -94,6 +94,7 @@ async fn kill_to_first_write(etcd: &EtcdServer, run: usize, state: &std::path::P
     let url = d.dcs[1].url("/v2/nodes");
     let killed = Instant::now();
     d.dcs[0].stop_router().await;
+    d.dcs[0].stop_sim();
     let mut i = 0;
     let took = loop {
         i += 1;

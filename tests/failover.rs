@@ -107,9 +107,10 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     let config_dc1 = w.d.dcs[0].config_text.clone();
     // A cluster of dc1's (in one of its home shards), in dc1's database.
     let cid = create_active(&w.d.dcs[0], "before-failover").await;
-    // dc1's router dies (its lease is not revoked, as with kill -9).
+    // dc1's router and simulator die (the lease is not revoked, as with kill -9).
     let killed = Instant::now();
     w.d.dcs[0].stop_router().await;
+    w.d.dcs[0].stop_sim();
     // dc2's standby server for dc1 comes up from a copy of dc1's database.
     let copy = w.dir.path().join("standby-dc1.json");
     std::fs::copy(w.dir.path().join("dc1.json"), &copy).unwrap();

@@ -39,6 +39,8 @@ pub struct Dc {
     pub peer: SocketAddr,
     pub admin: SocketAddr,
     pub config_text: String,
+    /// Dropping or triggering it stops this DC's simulator.
+    sim_stop: Option<ShutdownTrigger>,
 }
 
 impl Dc {
@@ -62,6 +64,12 @@ impl Dc {
         self.log()
             .iter()
             .any(|e| e.method == method && e.path == path)
+    }
+    /// Stops the simulator (it stops accepting; open connections finish).
+    pub fn stop_sim(&mut self) {
+        if let Some(t) = self.sim_stop.take() {
+            t.trigger();
+        }
     }
     /// Stops the router and waits for it.
     pub async fn stop_router(&mut self) {
@@ -92,7 +100,6 @@ pub struct Deployment {
     pub dcs: Vec<Dc>,
     /// Relays between routers' peer ports: ((from, to), relay), see [`start_relayed`].
     pub relays: Vec<((usize, usize), relay::Relay)>,
-    sims_stop: ShutdownTrigger,
 }
 
 impl Deployment {
@@ -109,8 +116,8 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        self.sims_stop.trigger();
-        for dc in &self.dcs {
+        for dc in &mut self.dcs {
+            dc.stop_sim();
             if let Some(r) = &dc.router {
                 r.shutdown();
             }
@@ -222,7 +229,6 @@ pub async fn start_full(
     edit: impl Fn(usize, String) -> String,
     relay: impl Fn(usize, usize) -> Option<relay::Options>,
 ) -> Deployment {
-    let (sims_stop, sims_shutdown) = ShutdownTrigger::new();
     let mut sims = Vec::new();
     let mut listeners = Vec::new();
     let mut addrs = Vec::new();
@@ -238,7 +244,8 @@ pub async fn start_full(
         .expect("simulator starts");
         let sl = bind().await;
         let sim_addr = sl.local_addr().unwrap();
-        tokio::spawn(sim.clone().serve(sl, Shutdown::wait(sims_shutdown.clone())));
+        let (sim_stop, sim_shutdown) = ShutdownTrigger::new();
+        tokio::spawn(sim.clone().serve(sl, Shutdown::wait(sim_shutdown)));
         let (c, p, a) = (bind().await, bind().await, bind().await);
         addrs.push((
             c.local_addr().unwrap(),
@@ -251,7 +258,7 @@ pub async fn start_full(
             peer: p,
             admin: a,
         });
-        sims.push((sim, sim_addr));
+        sims.push((sim, sim_addr, sim_stop));
     }
     let mut relays = Vec::new();
     for from in 0..3 {
@@ -264,7 +271,7 @@ pub async fn start_full(
         }
     }
     let mut dcs = Vec::new();
-    for (i, (l, (sim, sim_addr))) in listeners.into_iter().zip(sims).enumerate() {
+    for (i, (l, (sim, sim_addr, sim_stop))) in listeners.into_iter().zip(sims).enumerate() {
         let peers: Vec<SocketAddr> = (0..3)
             .map(|k| {
                 relays
@@ -286,13 +293,10 @@ pub async fn start_full(
             admin: addrs[i].2,
             router: Some(router),
             config_text: text,
+            sim_stop: Some(sim_stop),
         });
     }
-    Deployment {
-        dcs,
-        relays,
-        sims_stop,
-    }
+    Deployment { dcs, relays }
 }
 
 /// A response, fully read.
