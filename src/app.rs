@@ -53,6 +53,8 @@ pub struct RouterHandle {
     /// (With etcd, the watcher task owns the publisher.)
     pub reloader: Arc<Reloader>,
     pub freshness: Arc<Freshness>,
+    /// Writes in flight to a Coopr server, per shard (what a planned handoff waits for).
+    pub inflight: Arc<crate::inflight::InFlight>,
     shutdown_signal: Shutdown,
 }
 
@@ -89,6 +91,8 @@ pub fn start_with_file(
     let (trigger, shutdown) = ShutdownTrigger::new();
     let mut tasks = JoinSet::new();
     let o = &config.raw.ownership;
+    // This router among its DC's routers (etcd `members/`, handoff acknowledgements).
+    let member = crate::ownership::keyspace::router_instance();
     let (routes, publisher, freshness) = match o.source {
         OwnershipSource::Static => {
             let (routes, publisher) = Routes::new(RoutingTable::from_config(&config));
@@ -110,6 +114,7 @@ pub fn start_with_file(
             tasks.spawn(crate::etcd::liveness::run(
                 settings,
                 config.raw.dc.clone(),
+                member.clone(),
                 ttl,
                 shutdown.clone(),
             ));
@@ -153,6 +158,7 @@ pub fn start_with_file(
     if o.source == OwnershipSource::Etcd {
         tasks.spawn(crate::etcd::handoff_driver::run(
             config.clone(),
+            member.clone(),
             routes.clone(),
             inflight.clone(),
             replication.clone(),
@@ -225,6 +231,7 @@ pub fn start_with_file(
         routes,
         reloader,
         freshness,
+        inflight,
         shutdown_signal: shutdown,
     })
 }

@@ -248,6 +248,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
     let lease = tokio::spawn(coopr_router::etcd::liveness::run(
         s.clone(),
         "dc2".into(),
+        "test-router".into(),
         Duration::from_secs(5),
         shutdown,
     ));

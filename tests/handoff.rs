@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::etcd::EtcdServer;
 use support::*;
+use tokio::sync::mpsc;
 
 const PREFIX: &str = "/ho/";
 const WAIT: Duration = Duration::from_secs(20);
@@ -321,4 +322,135 @@ async fn a_dead_owner_cannot_hand_off_and_manual_failover_moves_its_shards() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc1");
     assert_eq!(r.header("x-coopr-router-route"), "standby");
+}
+
+/// The `handoff_ack/{shard}/` keys in etcd.
+async fn acks(s: &coopr_router::etcd::Settings, shard: u32) -> usize {
+    let mut c = s.connect().await.unwrap();
+    let prefix = format!("{PREFIX}handoff_ack/{shard}/");
+    let r = c
+        .get(
+            prefix,
+            Some(
+                etcd_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            ),
+        )
+        .await
+        .unwrap();
+    r.kvs().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_waits_for_every_router_of_the_owner_dc() {
+    let (etcd, d, _dir) = world("automatic").await;
+    let s = etcd.settings(PREFIX);
+    let dc1 = &d.dcs[0];
+    let id = create_active(dc1, "slow-config").await;
+    let shard = id.parse::<u32>().unwrap() % 12;
+    // A second router for dc1: the same config on its own ports and state file.
+    let l = coopr_router::app::Listeners {
+        client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let b_client = l.client.local_addr().unwrap();
+    let text = dc1
+        .config_text
+        .replace(
+            &format!("client = \"{}\"", dc1.client),
+            &format!("client = \"{b_client}\""),
+        )
+        .replace(
+            &format!("peer = \"{}\"", dc1.peer),
+            &format!("peer = \"{}\"", l.peer.local_addr().unwrap()),
+        )
+        .replace(
+            &format!("admin = \"{}\"", dc1.admin),
+            &format!("admin = \"{}\"", l.admin.local_addr().unwrap()),
+        )
+        .replace("dc1.json", "dc1-b.json");
+    let b = coopr_router::app::start(coopr_router::config::parse(&text).unwrap(), l).unwrap();
+    eventually(WAIT, "two members of dc1", || async {
+        let mut c = s.connect().await.ok()?;
+        let r = c
+            .get(
+                format!("{PREFIX}members/dc1/"),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .ok()?;
+        (r.kvs().len() == 2 && !b.freshness.is_fenced()).then_some(())
+    })
+    .await;
+    // A slow write through router B: its body is still streaming when the handoff starts.
+    let url = format!("http://{b_client}/v2/clusters/{id}/config");
+    let (tx, rx) = mpsc::channel::<bytes::Bytes>(1);
+    let slow =
+        tokio::spawn(async move { send(http::Method::PUT, &url, &ADMIN, ChannelBody(rx)).await });
+    tx.send(bytes::Bytes::from_static(b"{\"config\":"))
+        .await
+        .unwrap();
+    eventually(WAIT, "the slow write in flight at B", || async {
+        (b.inflight.count(shard) == 1).then_some(())
+    })
+    .await;
+    let plans = handoff::plan(&s, Some(shard), None, "dc2").await.unwrap();
+    handoff::request(&s, &plans, "maintenance").await.unwrap();
+    // Router A has nothing in flight: it acknowledges. B does not, so nothing moves.
+    eventually(WAIT, "router A acknowledged", || async {
+        (acks(&s, shard).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(ops::show(&s).await.unwrap()[shard as usize].owner, "dc1");
+    assert_eq!(b.inflight.count(shard), 1);
+    // The slow write finishes at dc1; then B acknowledges and the shard moves.
+    tx.send(bytes::Bytes::from_static(b"{\"k\":\"v\"}}"))
+        .await
+        .unwrap();
+    drop(tx);
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let outcomes = handoff::wait(&s, &plans, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let handoff::Outcome::Moved { epoch } = outcomes[0] else {
+        panic!("not moved: {:?}", outcomes[0]);
+    };
+    // The write was applied by dc1 at the old epoch, before the move.
+    let path = format!("/v2/clusters/{id}/config");
+    let applied: Vec<_> = dc1
+        .log()
+        .into_iter()
+        .filter(|e| e.method == "PUT" && e.path == path)
+        .collect();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(applied[0].epoch, Some(plans[0].epoch.to_string()));
+    assert!(epoch > plans[0].epoch);
+    // ...and the move was committed after it (the history record's clock and the simulator's
+    // are this machine's).
+    let mut c = s.connect().await.unwrap();
+    let history = c
+        .get(
+            format!("{PREFIX}history/{shard:05}/"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let record: Value = serde_json::from_slice(history.kvs()[0].value()).unwrap();
+    assert_eq!(record["by"], "handoff");
+    let committed_at = record["at_ms"].as_u64().unwrap();
+    assert!(
+        applied[0].time_ms <= committed_at,
+        "applied at {} ms, moved at {committed_at} ms",
+        applied[0].time_ms
+    );
+    assert_eq!(
+        acks(&s, shard).await,
+        0,
+        "the commit removed the acknowledgements"
+    );
+    b.shutdown();
+    b.wait().await;
 }

@@ -1,12 +1,14 @@
 //! Planned handoff, the etcd side: `coopr-router handoff` plans and requests it (a `handoff/{n}`
-//! key per shard, created only if the shard is still at the epoch the plan read), the owner's
-//! router commits it (`commit`: the shard moves and the key goes, in one transaction that also
-//! writes the history record), and the CLI waits for the moves or cancels what did not happen.
-//! The owner's side (hold, drain, commit) is `handoff_driver`.
+//! key per shard, created only if the shard is still at the epoch the plan read). Every router
+//! of the owner DC drains its writes for the shard and acknowledges (`ack`:
+//! `handoff_ack/{n}/{router}`); once every router listed under `members/{dc}/` has, any of them
+//! commits it (`commit`: the shard moves, the handoff and its acknowledgements go, in one
+//! transaction that also writes the history record). The CLI waits for the moves or withdraws
+//! what did not happen. The owner's side (hold, drain, acknowledge, commit) is `handoff_driver`.
 
 use super::{EtcdError, Settings, now_ms, ops};
 use crate::ownership::keyspace::{self, HandoffValue, HistoryRecord, ShardValue};
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use std::time::Duration;
 
 /// One shard to hand off.
@@ -167,24 +169,90 @@ pub async fn wait(
     Ok(done)
 }
 
-/// Withdraws a pending handoff of `shard` (whatever it says). Idempotent.
+/// Withdraws a pending handoff of `shard` (whatever it says) and its acknowledgements.
+/// Idempotent.
 pub async fn cancel(s: &Settings, client: &mut Client, shard: u32) -> Result<(), EtcdError> {
     let key = keyspace::handoff_key(&s.prefix, shard);
-    s.within(client.delete(key.as_bytes(), None)).await?;
+    let acks = keyspace::handoff_acks_prefix(&s.prefix, shard);
+    let txn = Txn::new().and_then([
+        TxnOp::delete(key.as_bytes(), None),
+        TxnOp::delete(
+            acks.as_bytes(),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ),
+    ]);
+    s.within(client.txn(txn)).await?;
     Ok(())
 }
 
-/// The owner's commit: moves `shard` from `from` to the handoff's target and deletes the
-/// handoff key, in one transaction that compares the shard's epoch and the handoff key's own
-/// revision (so a handoff withdrawn or replaced meanwhile is not executed). Returns the new
-/// epoch, or `None` when the comparison failed.
+/// Records that router `member` of the owner DC has no write in flight for `shard` at `epoch`
+/// (and holds any new one).
+pub async fn ack(
+    s: &Settings,
+    client: &mut Client,
+    shard: u32,
+    member: &str,
+    epoch: u64,
+) -> Result<(), EtcdError> {
+    let key = keyspace::handoff_ack_key(&s.prefix, shard, member);
+    s.within(client.put(key, epoch.to_string(), None)).await?;
+    Ok(())
+}
+
+/// What a commit attempt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// Moved; the new epoch.
+    Moved(i64),
+    /// Not yet: these routers of the owner DC have not acknowledged.
+    Waiting(Vec<String>),
+    /// The handoff is gone: committed by another router of the DC, withdrawn, or superseded.
+    Gone,
+}
+
+/// The routers of `dc` (from `members/`) that have not acknowledged `shard` at `epoch`.
+async fn unacknowledged(
+    s: &Settings,
+    client: &mut Client,
+    dc: &str,
+    shard: u32,
+    epoch: i64,
+) -> Result<Vec<String>, EtcdError> {
+    let prefixed = |p: &str| (p.to_string(), Some(GetOptions::new().with_prefix()));
+    let (mp, mo) = prefixed(&keyspace::members_prefix(&s.prefix, dc));
+    let members = s.within(client.get(mp.as_bytes(), mo)).await?;
+    let (ap, ao) = prefixed(&keyspace::handoff_acks_prefix(&s.prefix, shard));
+    let acks = s.within(client.get(ap.as_bytes(), ao)).await?;
+    let acked: Vec<&[u8]> = acks
+        .kvs()
+        .iter()
+        .filter(|kv| kv.value() == epoch.to_string().as_bytes())
+        .filter_map(|kv| kv.key().strip_prefix(ap.as_bytes()))
+        .collect();
+    Ok(members
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key().strip_prefix(mp.as_bytes()))
+        .filter(|m| !acked.contains(m))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect())
+}
+
+/// The owner's commit, once every router of `from` has acknowledged: moves `shard` from `from`
+/// to the handoff's target and deletes the handoff key and its acknowledgements, in one
+/// transaction that compares the shard's epoch and the handoff key's own revision (so a handoff
+/// withdrawn or replaced meanwhile is not executed).
+///
+/// A router that joins the DC after the handoff was published holds the shard's writes from
+/// its first request (it sees the handoff in its first map), so it has nothing in flight to wait
+/// for; that is why the members read here need not be read in the same transaction.
 pub async fn commit(
     s: &Settings,
     client: &mut Client,
     shard: u32,
     from: &str,
     epoch: i64,
-) -> Result<Option<i64>, EtcdError> {
+) -> Result<Commit, EtcdError> {
     let p = &s.prefix;
     let (skey, hkey) = (
         keyspace::shard_key(p, shard),
@@ -193,13 +261,17 @@ pub async fn commit(
     let sresp = s.within(client.get(skey.as_bytes(), None)).await?;
     let hresp = s.within(client.get(hkey.as_bytes(), None)).await?;
     let (Some(skv), Some(hkv)) = (sresp.kvs().first(), hresp.kvs().first()) else {
-        return Ok(None);
+        return Ok(Commit::Gone);
     };
     let bad = |e: serde_json::Error| EtcdError::Refused(format!("shard {shard}: {e}"));
     let old: ShardValue = serde_json::from_slice(skv.value()).map_err(bad)?;
     let h: HandoffValue = serde_json::from_slice(hkv.value()).map_err(bad)?;
     if skv.mod_revision() != epoch || h.epoch != epoch || old.owner != from || h.to == from {
-        return Ok(None);
+        return Ok(Commit::Gone);
+    }
+    let missing = unacknowledged(s, client, from, shard, epoch).await?;
+    if !missing.is_empty() {
+        return Ok(Commit::Waiting(missing));
     }
     let at_ms = now_ms();
     let record = HistoryRecord {
@@ -219,6 +291,10 @@ pub async fn commit(
         .and_then([
             TxnOp::put(skey.as_bytes(), json(&old.moved_to(&h.to)), None),
             TxnOp::delete(hkey.as_bytes(), None),
+            TxnOp::delete(
+                keyspace::handoff_acks_prefix(p, shard).as_bytes(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ),
             TxnOp::put(
                 keyspace::history_key(p, Some(shard), epoch, at_ms),
                 json(&record),
@@ -226,7 +302,8 @@ pub async fn commit(
             ),
         ]);
     let resp = s.within(client.txn(txn)).await?;
-    Ok(resp
-        .succeeded()
-        .then(|| resp.header().map_or(0, |h| h.revision())))
+    Ok(match resp.succeeded() {
+        true => Commit::Moved(resp.header().map_or(0, |h| h.revision())),
+        false => Commit::Gone,
+    })
 }

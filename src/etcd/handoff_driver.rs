@@ -1,7 +1,8 @@
 //! Planned handoff, the owner's side. When the published map shows a `handoff/{n}` request for a
 //! shard this DC owns, the proxy starts holding that shard's new writes (`proxy::hold`), and this
-//! driver waits for the writes already in flight to the Coopr server to finish, then commits the
-//! move (`handoff::commit`). The watch delivers the move, the proxy releases the held writes, and
+//! driver waits for the writes already in flight to the Coopr server to finish, acknowledges
+//! (`handoff::ack`), and once every router of the DC has acknowledged, commits the move
+//! (`handoff::commit`; whichever router of the DC gets there first). The watch delivers the move, the proxy releases the held writes, and
 //! they go to the new owner at the new epoch. Nothing is lost (held writes were never sent) and
 //! nothing is applied twice (a write is sent once, to one owner).
 //!
@@ -27,6 +28,7 @@ use tokio::task::JoinSet;
 /// Runs until shutdown.
 pub async fn run(
     cfg: Arc<Config>,
+    member: String,
     routes: Routes,
     inflight: Arc<InFlight>,
     replication: Option<Replication>,
@@ -60,6 +62,7 @@ pub async fn run(
                 let job = Job {
                     s: settings.clone(),
                     me: me.clone(),
+                    member: member.clone(),
                     to,
                     shard,
                     epoch,
@@ -78,7 +81,9 @@ pub async fn run(
 /// One handoff to carry out.
 struct Job {
     s: Settings,
+    /// This DC's name and this router's name among its routers.
     me: String,
+    member: String,
     to: String,
     shard: u32,
     epoch: u64,
@@ -103,11 +108,32 @@ async fn replicated(r: &Replication, to: &str, deadline: Instant) -> bool {
     false
 }
 
-/// Drains and commits one handoff.
+/// Withdraws the handoff (a few tries); the owner keeps the shard and releases held writes.
+async fn withdraw(s: &Settings, shard: u32) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
+    for _ in 0..8 {
+        let done = match s.connect().await {
+            Ok(mut c) => handoff::cancel(s, &mut c, shard).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(shard, error = %e, "handoff: cannot withdraw yet; retrying"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+    tracing::error!(
+        shard,
+        "handoff: could not withdraw the request; held writes get 503 until etcd is back and it is withdrawn (`coopr-router handoff` withdraws on timeout)"
+    );
+}
+
+/// Drains, acknowledges and (once every router of this DC has) commits one handoff.
 async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, drain: Duration) {
     let Job {
         s,
         me,
+        member,
         to,
         shard,
         epoch,
@@ -119,47 +145,74 @@ async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, d
         drained = replicated(r, &to, t + drain).await;
         tracing::info!(shard, to = %to, acked = drained, "handoff: replication queue to the new owner");
     }
+    if !drained {
+        tracing::warn!(shard, epoch, waited = ?drain, in_flight = inflight.count(shard), "handoff: in-flight writes did not finish, or the new owner did not acknowledge replication; withdrawing the request, the shard stays here");
+        return withdraw(&s, shard).await;
+    }
+    // The other routers of this DC drain in parallel; give them as long as this one had.
+    let deadline = Instant::now() + drain;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-    for _ in 0..8 {
-        let result = match s.connect().await {
-            Ok(mut c) if drained => handoff::commit(&s, &mut c, shard, &me, epoch as i64)
+    let (mut client, mut acked, mut failures) = (None, false, 0);
+    let mut waiting_logged = false;
+    while Instant::now() < deadline {
+        let c = match client.as_mut() {
+            Some(c) => c,
+            None => match s.connect().await {
+                Ok(c) => client.insert(c),
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "handoff: cannot reach etcd; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+            },
+        };
+        let step = match acked {
+            false => handoff::ack(&s, c, shard, &member, epoch)
+                .await
+                .map(|()| None),
+            true => handoff::commit(&s, c, shard, &me, epoch as i64)
                 .await
                 .map(Some),
-            Ok(mut c) => handoff::cancel(&s, &mut c, shard).await.map(|()| None),
-            Err(e) => Err(e),
         };
-        match result {
-            Ok(Some(Some(new_epoch))) => {
-                tracing::warn!(
-                    shard,
-                    epoch,
-                    new_epoch,
-                    took_ms = t.elapsed().as_millis() as u64,
-                    "handoff: shard moved"
-                );
+        match step {
+            Ok(None) => acked = true,
+            Ok(Some(handoff::Commit::Moved(new_epoch))) => {
+                let took_ms = t.elapsed().as_millis() as u64;
+                tracing::warn!(shard, epoch, new_epoch, took_ms, to = %to, "handoff: shard moved");
                 return;
             }
-            Ok(Some(None)) => {
+            Ok(Some(handoff::Commit::Gone)) => {
                 tracing::info!(
                     shard,
                     epoch,
-                    "handoff: withdrawn or superseded before it could commit"
+                    "handoff: done by another router of this DC, withdrawn, or superseded"
                 );
                 return;
             }
-            Ok(None) => {
-                tracing::warn!(shard, epoch, waited = ?drain, in_flight = inflight.count(shard), "handoff: in-flight writes did not finish, or the new owner did not acknowledge replication; request withdrawn, the shard stays here");
-                return;
+            Ok(Some(handoff::Commit::Waiting(missing))) => {
+                if !waiting_logged {
+                    tracing::info!(
+                        shard,
+                        epoch,
+                        ?missing,
+                        "handoff: waiting for this DC's other routers to drain"
+                    );
+                    waiting_logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Err(e) => {
-                tracing::warn!(shard, epoch, error = %e, "handoff: etcd failed; retrying");
+                failures += 1;
+                tracing::warn!(shard, epoch, failures, error = %e, "handoff: etcd failed; retrying");
+                client = None;
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
-    tracing::error!(
+    tracing::warn!(
         shard,
         epoch,
-        "handoff: gave up after repeated etcd failures; held writes get 503 until the request is withdrawn"
+        "handoff: not every router of this DC drained in time; withdrawing the request, the shard stays here"
     );
+    withdraw(&s, shard).await;
 }

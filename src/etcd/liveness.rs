@@ -3,6 +3,9 @@
 //! `create_revision` is 0), bound to this router's lease. Whoever created it keeps the lease
 //! alive every TTL/3; when that router dies its lease expires and another router of the DC takes
 //! the key. A DC is alive while the key exists.
+//!
+//! Every router (elected or not) also keeps `members/{dc}/{router}` on its lease, so a planned
+//! handoff can wait for every running router of the owner DC to drain its writes.
 
 use super::backoff::Backoff;
 use super::{EtcdError, Settings};
@@ -13,14 +16,20 @@ use std::time::Duration;
 
 /// Keeps `alive/{dc}` while this router holds it, until shutdown. The lease is not revoked on
 /// shutdown: a stopped router and a crashed one look the same to the others.
-pub async fn run(settings: Settings, dc: String, ttl: Duration, shutdown: Shutdown) {
+pub async fn run(
+    settings: Settings,
+    dc: String,
+    member: String,
+    ttl: Duration,
+    shutdown: Shutdown,
+) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
-            result = session(&settings, &dc, ttl) => {
+            result = session(&settings, &dc, &member, ttl) => {
                 if let Err(e) = result {
                     tracing::warn!(%dc, error = %e, "liveness lease lost; retrying");
                 }
@@ -34,10 +43,19 @@ pub async fn run(settings: Settings, dc: String, ttl: Duration, shutdown: Shutdo
 }
 
 /// One lease: grant it, try to hold the key, keep the lease alive. Returns on any failure.
-async fn session(settings: &Settings, dc: &str, ttl: Duration) -> Result<(), EtcdError> {
+async fn session(
+    settings: &Settings,
+    dc: &str,
+    member: &str,
+    ttl: Duration,
+) -> Result<(), EtcdError> {
     let mut client = settings.connect().await?;
     let secs = ttl.as_secs().max(1) as i64;
     let lease = settings.within(client.lease_grant(secs, None)).await?.id();
+    let me = keyspace::member_key(&settings.prefix, dc, member);
+    settings
+        .within(client.put(me, dc, Some(PutOptions::new().with_lease(lease))))
+        .await?;
     let (mut keeper, mut acks) = settings.within(client.lease_keep_alive(lease)).await?;
     let key = format!("{}alive/{dc}", settings.prefix);
     let every = (ttl / 3).max(Duration::from_millis(100));

@@ -9,6 +9,8 @@
 //! | `history/{shard:05}/{previous epoch:020}` | [`HistoryRecord`], written in the same transaction |
 //! | `alive/{dc}` | liveness (the failover issue) |
 //! | `handoff/{n}` | [`HandoffValue`]: a planned move the owner executes (hold, drain, move) |
+//! | `members/{dc}/{router}` | one per running router of the DC, on its lease (value: the DC) |
+//! | `handoff_ack/{n}/{router}` | the epoch at which that router has drained shard `n`'s writes |
 
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,34 @@ pub fn shards_prefix(prefix: &str) -> String {
 }
 pub fn handoff_key(prefix: &str, n: u32) -> String {
     format!("{prefix}handoff/{n}")
+}
+pub fn members_prefix(prefix: &str, dc: &str) -> String {
+    format!("{prefix}members/{dc}/")
+}
+pub fn member_key(prefix: &str, dc: &str, router: &str) -> String {
+    format!("{prefix}members/{dc}/{router}")
+}
+pub fn handoff_acks_prefix(prefix: &str, n: u32) -> String {
+    format!("{prefix}handoff_ack/{n}/")
+}
+pub fn handoff_ack_key(prefix: &str, n: u32, router: &str) -> String {
+    format!("{prefix}handoff_ack/{n}/{router}")
+}
+
+/// A name for this router process among its DC's routers: unique per start, so a restarted
+/// router is a new member.
+pub fn router_instance() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{:x}-{:x}-{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 pub fn dc_key(prefix: &str, dc: &str) -> String {
     format!("{prefix}dcs/{dc}")
