@@ -53,14 +53,14 @@ impl Store {
 async fn interrupted(inner: &Inner) -> Result<Vec<Intent>, ReplError> {
     let table = inner.routes.load();
     let local = table.local;
-    let t = table.clone();
-    let entries = inner
+    let open = inner
         .store
-        .run(move |s| s.replicas(move |shard| t.shard(shard).is_some_and(|e| e.owner == local)))
+        .run(move |s| {
+            s.open_intents(move |shard| table.shard(shard).is_some_and(|e| e.owner == local))
+        })
         .await?;
-    Ok(entries
+    Ok(open
         .into_iter()
-        .filter_map(|e| e.open)
         .filter(|i| i.origin != inner.local)
         .collect())
 }

@@ -29,7 +29,7 @@ mod tracker;
 mod visibility;
 
 pub use answer::{Answer, ReadTarget, merge_list, read_answer, read_target};
-pub use replica::{Applied, ReplicaEntry, step};
+pub use replica::{Applied, ListItem, ReplicaEntry, step};
 pub use sender::BATCH_PATH;
 
 /// The peer-port route Coopr's HTTP callbacks (`server.callback.http.{success,failure}.url`)
@@ -248,12 +248,11 @@ impl Replication {
         }
     }
 
-    /// Replica entries of clusters in shards `table` says this DC's Coopr does not hold: shards
-    /// owned elsewhere, and shards adopted from another home DC.
-    pub async fn remote_entries(&self, table: Arc<RoutingTable>) -> Vec<ReplicaEntry> {
-        let t = table.clone();
-        let keep = move |shard: u32| !local_coopr_holds(&t, shard);
-        match self.inner.store.run(move |s| s.replicas(keep)).await {
+    /// List items of replicated clusters in shards `table` says this DC's Coopr does not hold:
+    /// shards owned elsewhere, and shards adopted from another home DC.
+    pub async fn remote_summaries(&self, table: Arc<RoutingTable>) -> Vec<ListItem> {
+        let keep = move |shard: u32| !local_coopr_holds(&table, shard);
+        match self.inner.store.run(move |s| s.summaries(keep)).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "replica store scan failed; list not merged");

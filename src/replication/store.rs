@@ -16,6 +16,11 @@ pub(super) const OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ops");
 pub(super) const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// The replica store, by numeric cluster id: a `ReplicaEntry`, as JSON.
 pub(super) const REPLICA: TableDefinition<u64, &[u8]> = TableDefinition::new("replica");
+/// The replica store's list view, by cluster id: a `ListItem` (summary + visibility facts), so a
+/// list merge reads no full captured states.
+pub(super) const SUMMARY: TableDefinition<u64, &[u8]> = TableDefinition::new("summary");
+/// Replica side: intents with no finish yet, by cluster id (the interrupted-operations view).
+pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
 /// Restart-hook deliveries, by `{origin}/{op}`: a `HookOutcome`, as JSON.
 pub(super) const HOOK: TableDefinition<&str, &[u8]> = TableDefinition::new("hook");
 
@@ -62,6 +67,8 @@ impl Store {
         tx.open_table(OPS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(REPLICA)?;
+        tx.open_table(SUMMARY)?;
+        tx.open_table(OPEN)?;
         tx.open_table(HOOK)?;
         tx.commit()?;
         Ok(Store { db: Arc::new(db) })
