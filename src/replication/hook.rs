@@ -116,7 +116,10 @@ pub(super) async fn run(inner: Arc<Inner>) {
             }
         };
         for intent in list {
-            deliver(&inner, &url, &intent).await;
+            tokio::select! {
+                _ = deliver(&inner, &url, &intent) => {}
+                _ = &mut stop => return,
+            }
         }
     }
 }

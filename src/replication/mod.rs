@@ -198,8 +198,16 @@ impl Replication {
         match opened {
             Ok(((intent, dropped), peers)) => {
                 self.inner.queued(&peers, &dropped);
-                // A write to a cluster already followed: its tracker should look again now.
-                self.inner.wake_cluster(&intent.cluster).notify_waiters();
+                // A write to a cluster already followed: its trackers should look again now.
+                if let Some(n) = self
+                    .inner
+                    .cluster_wake
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&intent.cluster)
+                {
+                    n.notify_waiters();
+                }
                 tokio::spawn(tracker::track(self.inner.clone(), intent));
             }
             Err(e) => {
@@ -279,7 +287,15 @@ impl Replication {
             .pointer("/cluster/id")
             .and_then(serde_json::Value::as_str)?;
         let id = ClusterId::parse(id).ok()?.to_string();
-        self.inner.wake_cluster(&id).notify_waiters();
+        let m = self
+            .inner
+            .cluster_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only a cluster with a tracker has anything to wake (and no entry is made for others).
+        if let Some(n) = m.get(&id) {
+            n.notify_waiters();
+        }
         Some(id)
     }
 
@@ -310,6 +326,15 @@ impl Inner {
     fn wake_cluster(&self, cluster: &str) -> Arc<Notify> {
         let mut m = self.cluster_wake.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(cluster.to_string()).or_default().clone()
+    }
+
+    /// A tracker is done with a cluster's wake-up: forget it unless another tracker holds it.
+    fn release_cluster(&self, cluster: &str, wake: Arc<Notify>) {
+        drop(wake);
+        let mut m = self.cluster_wake.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(cluster).is_some_and(|n| Arc::strong_count(n) == 1) {
+            m.remove(cluster);
+        }
     }
 
     /// The DCs a shard's records go to: its owner and replicas, this DC excepted.
