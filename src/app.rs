@@ -54,6 +54,7 @@ pub struct RouterHandle {
     pub reloader: Arc<Reloader>,
     pub freshness: Arc<Freshness>,
     shutdown_signal: Shutdown,
+    replication: Option<crate::replication::Replication>,
 }
 
 impl RouterHandle {
@@ -62,9 +63,12 @@ impl RouterHandle {
         self.trigger.trigger();
     }
 
-    /// Waits until every server has stopped.
+    /// Waits until every server has stopped (and the replication store is closed).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        if let Some(r) = &self.replication {
+            r.close().await;
+        }
     }
 
     /// Resolves when the router begins to stop (a signal, or `POST /admin/drain`).
@@ -147,6 +151,7 @@ pub fn start_with_file(
     };
     let proxy = Proxy::new(routes.clone(), runtime.clone(), freshness.clone())
         .with_replication(replication.clone());
+    let replication_handle = replication.clone();
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
         listeners.client.local_addr()?,
@@ -205,6 +210,7 @@ pub fn start_with_file(
         reloader,
         freshness,
         shutdown_signal: shutdown,
+        replication: replication_handle,
     })
 }
 

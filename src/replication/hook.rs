@@ -32,7 +32,7 @@ fn hook_key(i: &Intent) -> String {
 
 impl Store {
     fn hook_outcome(&self, key: &str) -> Result<Option<HookOutcome>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(HOOK)?;
         Ok(match t.get(key)? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
@@ -41,7 +41,7 @@ impl Store {
     }
 
     fn record_hook(&self, key: &str, o: &HookOutcome) -> Result<(), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         tx.open_table(HOOK)?
             .insert(key, serde_json::to_vec(o)?.as_slice())?;
         tx.commit()?;

@@ -141,6 +141,12 @@ impl Replication {
         Ok(Replication { inner })
     }
 
+    /// After the router stopped serving: lets go of the store file (waiting at most 10 s for
+    /// work in flight), so a router started again in this process can open it.
+    pub async fn close(&self) {
+        self.inner.store.close(Duration::from_secs(10)).await;
+    }
+
     /// Opens an operation for a write the local Coopr server accepted, queues its intent for
     /// the shard's other DCs and starts following it. Never fails the request: a store error
     /// is logged and counted.

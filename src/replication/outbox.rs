@@ -25,7 +25,7 @@ impl Store {
         peers: &[String],
         cap: u64,
     ) -> Result<(Intent, Vec<String>), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         let dropped;
         {
             let mut meta = tx.open_table(META)?;
@@ -51,7 +51,7 @@ impl Store {
         peers: &[String],
         cap: u64,
     ) -> Result<Vec<String>, ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         let dropped;
         {
             let mut meta = tx.open_table(META)?;
@@ -69,7 +69,7 @@ impl Store {
 
     /// The operations still open (survive a restart: the tracker resumes them).
     pub fn open_ops(&self) -> Result<Vec<Intent>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let ops = tx.open_table(OPS)?;
         let mut out = Vec::new();
         for row in ops.iter()? {
@@ -81,7 +81,7 @@ impl Store {
 
     /// Up to `max` records queued for `peer`, oldest first.
     pub fn peek(&self, peer: &str, max: usize) -> Result<Pending, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let outbox = tx.open_table(OUTBOX)?;
         let mut p = Pending {
             keys: Vec::new(),
@@ -97,7 +97,7 @@ impl Store {
 
     /// Removes records a peer acknowledged.
     pub fn ack(&self, peer: &str, keys: &[u64]) -> Result<(), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut outbox = tx.open_table(OUTBOX)?;
             let mut removed = 0i64;
@@ -115,7 +115,7 @@ impl Store {
 
     /// How many records are queued for `peer`.
     pub fn queued(&self, peer: &str) -> Result<u64, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         counter(&tx.open_table(META)?, &format!("count/{peer}"))
     }
 }

@@ -92,7 +92,7 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
 impl Store {
     /// Applies a batch in one transaction. A record naming an invalid cluster id is ignored.
     pub fn apply(&self, records: &[Envelope]) -> Result<Applied, ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         let mut out = Applied::default();
         {
             let mut t = tx.open_table(REPLICA)?;
@@ -134,7 +134,7 @@ impl Store {
 
     /// The replica entry of one cluster.
     pub fn replica(&self, id: ClusterId) -> Result<Option<ReplicaEntry>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(REPLICA)?;
         Ok(match t.get(id.get())? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
@@ -144,7 +144,7 @@ impl Store {
 
     /// The list items of replicated clusters whose shard passes `keep` (the list merge).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(SUMMARY)?;
         let mut out = Vec::new();
         for row in t.iter()? {
@@ -159,7 +159,7 @@ impl Store {
 
     /// Intents with no finish yet whose shard passes `keep` (interrupted operations).
     pub fn open_intents(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<Intent>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(OPEN)?;
         let mut out = Vec::new();
         for row in t.iter()? {

@@ -54,7 +54,8 @@ pub enum Decision {
         shard: Option<u32>,
     },
     /// A shard this DC adopted from its home DC (after a failover), with no way to serve the
-    /// request here: a write without a standby server, or a read (until replication exists).
+    /// request here: a write without a standby server, or a read (which the proxy answers from
+    /// the replica store when it holds a copy).
     Adopted {
         shard: u32,
         home: usize,
