@@ -316,7 +316,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             ));
         }
     }
-    super::replication::validate(&raw.replication)?;
+    super::replication::validate(&raw.replication, raw.ownership.mode)?;
     let shards = static_shards(&raw, &dcs, increment)?;
     let standby = dcs
         .iter()
