@@ -365,7 +365,6 @@ async fn probe_backends(rt: &Runtime) -> bool {
     false
 }
 
-/// The first value of a query parameter, percent-decoded.
 impl Admin {
     /// `GET /admin/operations?state=interrupted|open` (replication).
     async fn operations(&self, query: &str) -> Response<ProxyBody> {
@@ -383,6 +382,7 @@ impl Admin {
     }
 }
 
+/// The first value of a query parameter, percent-decoded.
 fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;

@@ -56,6 +56,7 @@ pub struct RouterHandle {
     /// Writes in flight to a Coopr server, per shard (what a planned handoff waits for).
     pub inflight: Arc<crate::inflight::InFlight>,
     shutdown_signal: Shutdown,
+    replication: Option<crate::replication::Replication>,
 }
 
 impl RouterHandle {
@@ -64,9 +65,12 @@ impl RouterHandle {
         self.trigger.trigger();
     }
 
-    /// Waits until every server has stopped.
+    /// Waits until every server has stopped (and the replication store is closed).
     pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        if let Some(r) = &self.replication {
+            r.close().await;
+        }
     }
 
     /// Resolves when the router begins to stop (a signal, or `POST /admin/drain`).
@@ -149,6 +153,7 @@ pub fn start_with_file(
             routes.clone(),
             shutdown.clone(),
             &mut tasks,
+            &runtime.load().tls,
         )
         .map_err(|e| std::io::Error::other(format!("replication: {e}")))?;
         Some(r)
@@ -172,6 +177,7 @@ pub fn start_with_file(
         inflight.clone(),
     )
     .with_replication(replication.clone());
+    let replication_handle = replication.clone();
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
         listeners.client.local_addr()?,
@@ -233,6 +239,7 @@ pub fn start_with_file(
         freshness,
         inflight,
         shutdown_signal: shutdown,
+        replication: replication_handle,
     })
 }
 

@@ -54,7 +54,7 @@ pub enum ProxyError {
     )]
     Fenced { dc: String, shard: Option<u32> },
     #[error(
-        "shard {shard} is owned by DC {dc} after a failover, but its clusters live in DC {home}'s database, which this DC cannot serve (no standby server for {home}, or a read before replication exists); retry later or once {home} is back"
+        "shard {shard} is owned by DC {dc} after a failover, but its clusters live in DC {home}'s database, which this DC cannot serve (no standby server for {home}, or a read of a cluster the replica store has no copy of); retry later or once {home} is back"
     )]
     Adopted {
         dc: String,

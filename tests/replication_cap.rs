@@ -30,14 +30,14 @@ async fn a_full_outbox_drops_loudly_and_other_peers_get_everything() {
     };
     let mut d = start_with(Duration::from_millis(200), extra).await;
     d.dcs[1].stop_router().await;
-    // One cluster at a time, each waited for at dc3: dc3's queue (cap 2) never holds more than
-    // one cluster's intent and finish, however slow this machine is, so dc3 drops nothing.
+    // One at a time, each replicated to dc3 before the next: dc3's queue never holds more than
+    // the cap, dc2's (down) fills with the first intent and finish.
+    let mut ids = Vec::new();
     for i in 0..3 {
         let body = format!("{{\"name\":\"c{i}\",\"clusterTemplate\":\"demo\",\"numMachines\":1}}");
         let r = post(&d.dcs[0].url("/v2/clusters"), &body).await;
         assert_eq!(r.status, StatusCode::OK);
         let id = r.json()["id"].as_str().unwrap().to_string();
-        // dc3 has room: it gets every finished state.
         let url = d.dcs[2].url(&format!("/v2/clusters/{id}"));
         eventually(WAIT, "dc3 has it", || async {
             let r = get(&url).await;
@@ -45,6 +45,7 @@ async fn a_full_outbox_drops_loudly_and_other_peers_get_everything() {
                 .then_some(())
         })
         .await;
+        ids.push(id);
     }
     // dc2's queue holds 2 records; the other 4 were dropped, and counted.
     let metrics_url = d.dcs[0].admin_url("/metrics");
@@ -74,8 +75,8 @@ async fn a_full_outbox_drops_loudly_and_other_peers_get_everything() {
         ),
         None
     );
-    // dc2 back: it gets what was kept (the first two records: the first two intents; dc3
-    // applied all 6), and the queue drains.
+    // dc2 back: it gets what was kept (the first cluster's intent and finish; dc3 applied all
+    // 6), and the queue drains.
     d.dcs[1].restart_router().await;
     eventually(WAIT, "queue drained into dc2", || async {
         let text = get(&metrics_url).await.text();
@@ -87,6 +88,14 @@ async fn a_full_outbox_drops_loudly_and_other_peers_get_everything() {
         .then_some(())
     })
     .await;
+    let first = get(&d.dcs[1].url(&format!("/v2/clusters/{}", ids[0]))).await;
+    assert_eq!(first.header("x-coopr-router-route"), "replica");
+    let dropped = get(&d.dcs[1].url(&format!("/v2/clusters/{}", ids[2]))).await;
+    assert_eq!(
+        dropped.header("x-coopr-router-route"),
+        "forwarded",
+        "a dropped record: read through to the owner"
+    );
     let text = get(&metrics_url).await.text();
     assert!(
         text.contains("coopr_router_replication_lag_seconds_bucket"),

@@ -28,6 +28,15 @@ fn defaults_are_off_and_sane() {
 }
 
 #[test]
+fn replication_is_refused_in_shared_mode() {
+    let text = EXAMPLE.replace("[ownership]\n", "[ownership]\nmode = \"shared\"\n");
+    assert!(text.contains("mode = \"shared\""));
+    let e = config::parse(&format!("{text}\n[replication]\nenabled = true\n")).unwrap_err();
+    assert!(e.to_string().contains("replication.enabled"), "{e}");
+    config::parse(&text).expect("shared mode without replication is fine");
+}
+
+#[test]
 fn bad_replication_keys_are_refused_with_the_key() {
     let cases = [
         ("enabeld = true", "enabeld"),

@@ -52,12 +52,18 @@ impl Default for ReplicationConfig {
 }
 
 /// Checks the section; errors name the key.
-pub fn validate(r: &ReplicationConfig) -> Result<(), ConfigError> {
+pub fn validate(r: &ReplicationConfig, mode: super::OwnershipMode) -> Result<(), ConfigError> {
     let err = |key: &str, message: &str| ConfigError {
         key: format!("replication.{key}"),
         line: None,
         message: message.to_string(),
     };
+    if r.enabled && mode == super::OwnershipMode::Shared {
+        return Err(err(
+            "enabled",
+            "replication is for sharded mode: with one shared database every DC already sees every cluster",
+        ));
+    }
     if r.outbox_max_records == 0 {
         return Err(err("outbox_max_records", "must be at least 1"));
     }

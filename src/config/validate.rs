@@ -326,7 +326,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             ));
         }
     }
-    super::replication::validate(&raw.replication)?;
+    super::replication::validate(&raw.replication, raw.ownership.mode)?;
     super::tls::validate(&raw)?;
     let shards = static_shards(&raw, &dcs, increment)?;
     let standby = dcs

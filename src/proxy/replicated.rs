@@ -159,7 +159,7 @@ impl Proxy {
         let Ok(serde_json::Value::Array(local)) = serde_json::from_slice(&bytes) else {
             return Ok(Response::from_parts(head, body));
         };
-        let remote = repl.remote_entries(table).await;
+        let remote = repl.remote_summaries(table).await;
         let merged = merge_list(
             local,
             &remote,

@@ -3,7 +3,7 @@
 //! cluster list with replicated summaries (`?status=`, visibility, no duplicates, Coopr's
 //! order: newest first).
 
-use super::replica::ReplicaEntry;
+use super::replica::{ListItem, ReplicaEntry};
 use super::visibility::{Caller, Visibility, visibility};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -130,7 +130,7 @@ pub fn status_filter(query: Option<&str>) -> Vec<String> {
 }
 
 /// A list item (`ClusterSummary`) built from captured details.
-fn summary(d: &Value) -> Value {
+pub(super) fn summary(d: &Value) -> Value {
     let named = |k: &str| json!({ "name": d.get(k).and_then(|v| v.get("name")).cloned().unwrap_or(Value::Null) });
     json!({
         "id": d.get("id"),
@@ -160,7 +160,7 @@ fn id_num(v: &Value) -> u64 {
 /// replaces a local item with the same id (its shard is held elsewhere). Newest first.
 pub fn merge_list(
     local: Vec<Value>,
-    remote: &[ReplicaEntry],
+    remote: &[ListItem],
     query: Option<&str>,
     caller: Caller<'_>,
 ) -> Vec<Value> {
@@ -168,23 +168,17 @@ pub fn merge_list(
     let mut remote_ids = std::collections::HashSet::new();
     let mut out: Vec<Value> = Vec::with_capacity(local.len() + remote.len());
     for e in remote {
-        let Some(f) = &e.state else { continue };
-        let Ok(id) = f.cluster.parse::<u64>() else {
+        let Ok(id) = e.cluster.parse::<u64>() else {
             continue;
         };
         remote_ids.insert(id);
-        if visibility(caller, &f.tenant, &f.owner) != Visibility::Visible {
+        if visibility(caller, &e.tenant, &e.owner) != Visibility::Visible {
             continue;
         }
-        let status = f
-            .details
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !wanted.is_empty() && !wanted.iter().any(|w| w == status) {
+        if !wanted.is_empty() && !wanted.contains(&e.status) {
             continue;
         }
-        out.push(summary(&f.details));
+        out.push(e.summary.clone());
     }
     out.extend(
         local
@@ -320,12 +314,15 @@ mod tests {
             json!({"id": "00000001", "createTime": 10, "status": "active"}),
             json!({"id": "00000002", "createTime": 1, "status": "pending"}),
         ];
-        let remote = vec![
+        let remote: Vec<ListItem> = [
             entry("00000002", "acme", "bob", "active", 1),
             entry("00000005", "acme", "bob", "terminated", 20),
             entry("00000008", "acme", "eve", "active", 30),
             entry("00000011", "other", "bob", "active", 40),
-        ];
+        ]
+        .iter()
+        .map(|e| ListItem::of(e.state.as_ref().unwrap()))
+        .collect();
         let ids = |v: &[Value]| {
             v.iter()
                 .map(|x| x["id"].as_str().unwrap().to_string())

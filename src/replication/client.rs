@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -30,20 +31,23 @@ impl Reply {
 
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl Http {
-    pub fn new(connect: Duration, timeout: Duration) -> Self {
+    /// `tls` decides trust (and this router's client certificate) for https URLs: the peers'
+    /// batch endpoint under mutual TLS, a Coopr server over https.
+    pub fn new(connect: Duration, timeout: Duration, tls: &crate::tls::Material) -> Self {
         let mut conn = HttpConnector::new();
+        conn.enforce_http(false);
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(connect));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(conn);
+            .build(tls.connector(conn));
         Http { client, timeout }
     }
 

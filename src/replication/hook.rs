@@ -32,7 +32,7 @@ fn hook_key(i: &Intent) -> String {
 
 impl Store {
     fn hook_outcome(&self, key: &str) -> Result<Option<HookOutcome>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let t = tx.open_table(HOOK)?;
         Ok(match t.get(key)? {
             Some(v) => Some(serde_json::from_slice(v.value())?),
@@ -41,7 +41,7 @@ impl Store {
     }
 
     fn record_hook(&self, key: &str, o: &HookOutcome) -> Result<(), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         tx.open_table(HOOK)?
             .insert(key, serde_json::to_vec(o)?.as_slice())?;
         tx.commit()?;
@@ -53,14 +53,14 @@ impl Store {
 async fn interrupted(inner: &Inner) -> Result<Vec<Intent>, ReplError> {
     let table = inner.routes.load();
     let local = table.local;
-    let t = table.clone();
-    let entries = inner
+    let open = inner
         .store
-        .run(move |s| s.replicas(move |shard| t.shard(shard).is_some_and(|e| e.owner == local)))
+        .run(move |s| {
+            s.open_intents(move |shard| table.shard(shard).is_some_and(|e| e.owner == local))
+        })
         .await?;
-    Ok(entries
+    Ok(open
         .into_iter()
-        .filter_map(|e| e.open)
         .filter(|i| i.origin != inner.local)
         .collect())
 }
@@ -116,7 +116,10 @@ pub(super) async fn run(inner: Arc<Inner>) {
             }
         };
         for intent in list {
-            deliver(&inner, &url, &intent).await;
+            tokio::select! {
+                _ = deliver(&inner, &url, &intent) => {}
+                _ = &mut stop => return,
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ mod tracker;
 mod visibility;
 
 pub use answer::{Answer, ReadTarget, merge_list, read_answer, read_target};
-pub use replica::{Applied, ReplicaEntry, step};
+pub use replica::{Applied, ListItem, ReplicaEntry, step};
 pub use sender::BATCH_PATH;
 
 /// The peer-port route Coopr's HTTP callbacks (`server.callback.http.{success,failure}.url`)
@@ -99,6 +99,7 @@ impl Replication {
         routes: Routes,
         shutdown: Shutdown,
         tasks: &mut JoinSet<()>,
+        tls: &crate::tls::Material,
     ) -> Result<Replication, ReplError> {
         let cfg = config.raw.replication.clone();
         let path = cfg
@@ -117,7 +118,7 @@ impl Replication {
                 .map(|b| b.url.to_string().trim_end_matches('/').to_string())
                 .collect(),
             next_backend: AtomicUsize::new(0),
-            http: Http::new(t.connect(), t.response().max(Duration::from_secs(1))),
+            http: Http::new(t.connect(), t.response().max(Duration::from_secs(1)), tls),
             shutdown,
             peer_wake: Mutex::new(HashMap::new()),
             cluster_wake: Mutex::new(HashMap::new()),
@@ -139,6 +140,12 @@ impl Replication {
         }
         tasks.spawn(hook::run(inner.clone()));
         Ok(Replication { inner })
+    }
+
+    /// After the router stopped serving: lets go of the store file (waiting at most 10 s for
+    /// work in flight), so a router started again in this process can open it.
+    pub async fn close(&self) {
+        self.inner.store.close(Duration::from_secs(10)).await;
     }
 
     /// Opens an operation for a write the local Coopr server accepted, queues its intent for
@@ -198,8 +205,16 @@ impl Replication {
         match opened {
             Ok(((intent, dropped), peers)) => {
                 self.inner.queued(&peers, &dropped);
-                // A write to a cluster already followed: its tracker should look again now.
-                self.inner.wake_cluster(&intent.cluster).notify_waiters();
+                // A write to a cluster already followed: its trackers should look again now.
+                if let Some(n) = self
+                    .inner
+                    .cluster_wake
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&intent.cluster)
+                {
+                    n.notify_waiters();
+                }
                 tokio::spawn(tracker::track(self.inner.clone(), intent));
             }
             Err(e) => {
@@ -248,12 +263,11 @@ impl Replication {
         }
     }
 
-    /// Replica entries of clusters in shards `table` says this DC's Coopr does not hold: shards
-    /// owned elsewhere, and shards adopted from another home DC.
-    pub async fn remote_entries(&self, table: Arc<RoutingTable>) -> Vec<ReplicaEntry> {
-        let t = table.clone();
-        let keep = move |shard: u32| !local_coopr_holds(&t, shard);
-        match self.inner.store.run(move |s| s.replicas(keep)).await {
+    /// List items of replicated clusters in shards `table` says this DC's Coopr does not hold:
+    /// shards owned elsewhere, and shards adopted from another home DC.
+    pub async fn remote_summaries(&self, table: Arc<RoutingTable>) -> Vec<ListItem> {
+        let keep = move |shard: u32| !local_coopr_holds(&table, shard);
+        match self.inner.store.run(move |s| s.summaries(keep)).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "replica store scan failed; list not merged");
@@ -280,7 +294,15 @@ impl Replication {
             .pointer("/cluster/id")
             .and_then(serde_json::Value::as_str)?;
         let id = ClusterId::parse(id).ok()?.to_string();
-        self.inner.wake_cluster(&id).notify_waiters();
+        let m = self
+            .inner
+            .cluster_wake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only a cluster with a tracker has anything to wake (and no entry is made for others).
+        if let Some(n) = m.get(&id) {
+            n.notify_waiters();
+        }
         Some(id)
     }
 
@@ -311,6 +333,15 @@ impl Inner {
     fn wake_cluster(&self, cluster: &str) -> Arc<Notify> {
         let mut m = self.cluster_wake.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(cluster.to_string()).or_default().clone()
+    }
+
+    /// A tracker is done with a cluster's wake-up: forget it unless another tracker holds it.
+    fn release_cluster(&self, cluster: &str, wake: Arc<Notify>) {
+        drop(wake);
+        let mut m = self.cluster_wake.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(cluster).is_some_and(|n| Arc::strong_count(n) == 1) {
+            m.remove(cluster);
+        }
     }
 
     /// The DCs a shard's records go to: its owner and replicas, this DC excepted.

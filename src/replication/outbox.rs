@@ -25,7 +25,7 @@ impl Store {
         peers: &[String],
         cap: u64,
     ) -> Result<(Intent, Vec<String>), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         let dropped;
         {
             let mut meta = tx.open_table(META)?;
@@ -51,7 +51,7 @@ impl Store {
         peers: &[String],
         cap: u64,
     ) -> Result<Vec<String>, ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         let dropped;
         {
             let mut meta = tx.open_table(META)?;
@@ -69,7 +69,7 @@ impl Store {
 
     /// The operations still open (survive a restart: the tracker resumes them).
     pub fn open_ops(&self) -> Result<Vec<Intent>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let ops = tx.open_table(OPS)?;
         let mut out = Vec::new();
         for row in ops.iter()? {
@@ -81,7 +81,7 @@ impl Store {
 
     /// Up to `max` records queued for `peer`, oldest first.
     pub fn peek(&self, peer: &str, max: usize) -> Result<Pending, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let outbox = tx.open_table(OUTBOX)?;
         let mut p = Pending {
             keys: Vec::new(),
@@ -97,7 +97,7 @@ impl Store {
 
     /// Removes records a peer acknowledged.
     pub fn ack(&self, peer: &str, keys: &[u64]) -> Result<(), ReplError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut outbox = tx.open_table(OUTBOX)?;
             let mut removed = 0i64;
@@ -116,7 +116,7 @@ impl Store {
     /// The newest and the oldest key queued for `peer` (a planned handoff waits until the
     /// oldest is past what was the newest when it started: everything queued then was acked).
     pub fn queue_ends(&self, peer: &str) -> Result<Option<(u64, u64)>, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let outbox = tx.open_table(OUTBOX)?;
         let mut range = outbox.range((peer, 0u64)..=(peer, u64::MAX))?;
         let oldest = match range.next() {
@@ -132,7 +132,7 @@ impl Store {
 
     /// How many records are queued for `peer`.
     pub fn queued(&self, peer: &str) -> Result<u64, ReplError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         counter(&tx.open_table(META)?, &format!("count/{peer}"))
     }
 }
@@ -165,22 +165,75 @@ fn enqueue(
 mod tests {
     use super::*;
 
-    fn intent(shard: u32) -> Intent {
+    fn intent(cluster: u64, shard: u32) -> Intent {
         Intent {
             op: 0,
             origin: "dc1".into(),
-            cluster: format!("{shard:08}"),
+            cluster: format!("{cluster:08}"),
             shard,
-            epoch: 7,
+            epoch: 0,
             tenant: "t".into(),
             user: "u".into(),
             method: "DELETE".into(),
-            path: format!("/v2/clusters/{shard}"),
+            path: format!("/v2/clusters/{cluster}"),
             action: "cluster_delete".into(),
-            time_ms: 1,
+            time_ms: 0,
             body: None,
             body_note: None,
         }
+    }
+
+    #[test]
+    fn queues_keep_order_survive_reopen_and_drop_at_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let peers = vec!["dc2".to_string(), "dc3".to_string()];
+        {
+            let s = Store::open(&path).unwrap();
+            for c in [1, 13, 4] {
+                let (i, dropped) = s
+                    .open_intent(intent(c, (c % 12) as u32), &peers, 4)
+                    .unwrap();
+                assert!(dropped.is_empty());
+                assert!(i.op > 0);
+            }
+            assert_eq!(s.queued("dc2").unwrap(), 3);
+            assert_eq!(s.open_ops().unwrap().len(), 3);
+        }
+        // Reopened (as after a restart): everything is still there, in order.
+        let s = Store::open(&path).unwrap();
+        let p = s.peek("dc2", 10).unwrap();
+        let recs: Vec<Envelope> = p
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice(r).unwrap())
+            .collect();
+        let seen: Vec<(String, u64)> = recs
+            .iter()
+            .map(|e| (e.record.cluster().to_string(), e.seq))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("00000001".to_string(), 1),
+                ("00000013".to_string(), 2),
+                ("00000004".to_string(), 1)
+            ],
+            "queue order; sequence per shard"
+        );
+        s.ack("dc2", &p.keys[..2]).unwrap();
+        assert_eq!(s.queued("dc2").unwrap(), 1);
+        assert_eq!(s.peek("dc2", 10).unwrap().keys, &p.keys[2..]);
+        assert_eq!(
+            s.queued("dc3").unwrap(),
+            3,
+            "one peer's ack leaves the other's queue"
+        );
+        // dc3 has 3 of 4: the next record fits, the one after is dropped for dc3 only.
+        assert!(s.open_intent(intent(7, 7), &peers, 4).unwrap().1.is_empty());
+        let (_, dropped) = s.open_intent(intent(10, 10), &peers, 4).unwrap();
+        assert_eq!(dropped, ["dc3"]);
+        assert_eq!((s.queued("dc2").unwrap(), s.queued("dc3").unwrap()), (3, 4));
     }
 
     #[test]
@@ -189,8 +242,8 @@ mod tests {
         let store = Store::open(&dir.path().join("s.redb")).unwrap();
         let peers = ["dc2".to_string()];
         assert_eq!(store.queue_ends("dc2").unwrap(), None);
-        for shard in [1, 2, 3] {
-            store.open_intent(intent(shard), &peers, 100).unwrap();
+        for c in [1, 2, 3] {
+            store.open_intent(intent(c, c as u32), &peers, 100).unwrap();
         }
         let (oldest, newest) = store.queue_ends("dc2").unwrap().unwrap();
         assert!(oldest < newest);

@@ -45,7 +45,10 @@ pub(super) async fn run(inner: Arc<Inner>, peer: String, base: String) {
         }
         let body = batch_body(&inner.local, &pending.records);
         let started = Instant::now();
-        let sent = inner.http.send(Method::POST, &url, &[], body).await;
+        let sent = tokio::select! {
+            s = inner.http.send(Method::POST, &url, &[], body) => s,
+            _ = &mut stop => return,
+        };
         match sent {
             Ok(r) if r.status == 200 => {
                 let n = pending.keys.len();

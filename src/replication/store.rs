@@ -3,9 +3,11 @@
 //! and the replica side (`replica.rs`) each own their tables' transactions; this file owns the
 //! file and the error type.
 
+use arc_swap::ArcSwapOption;
 use redb::{Database, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Counters: `op` (next operation number), `outbox` (next outbox key), `seq/{shard}` (next
 /// sequence number of a shard), `count/{peer}` (records queued for a peer).
@@ -16,6 +18,11 @@ pub(super) const OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ops");
 pub(super) const OUTBOX: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("outbox");
 /// The replica store, by numeric cluster id: a `ReplicaEntry`, as JSON.
 pub(super) const REPLICA: TableDefinition<u64, &[u8]> = TableDefinition::new("replica");
+/// The replica store's list view, by cluster id: a `ListItem` (summary + visibility facts), so a
+/// list merge reads no full captured states.
+pub(super) const SUMMARY: TableDefinition<u64, &[u8]> = TableDefinition::new("summary");
+/// Replica side: intents with no finish yet, by cluster id (the interrupted-operations view).
+pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
 /// Restart-hook deliveries, by `{origin}/{op}`: a `HookOutcome`, as JSON.
 pub(super) const HOOK: TableDefinition<&str, &[u8]> = TableDefinition::new("hook");
 
@@ -28,6 +35,8 @@ pub enum ReplError {
     Json(#[from] serde_json::Error),
     #[error("replication store task failed: {0}")]
     Task(String),
+    #[error("the replication store is closed (the router is stopping)")]
+    Closed,
 }
 
 macro_rules! from_redb {
@@ -47,10 +56,11 @@ from_redb!(
     redb::CommitError
 );
 
-/// The store: one redb file per router. Cheap to clone.
+/// The store: one redb file per router. Cheap to clone. [`Store::close`] lets go of the file
+/// (once in-flight work is done), so a router restarted in the same process can open it again.
 #[derive(Clone)]
 pub struct Store {
-    pub(super) db: Arc<Database>,
+    db: Arc<ArcSwapOption<Database>>,
 }
 
 impl Store {
@@ -62,9 +72,37 @@ impl Store {
         tx.open_table(OPS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(REPLICA)?;
+        tx.open_table(SUMMARY)?;
+        tx.open_table(OPEN)?;
         tx.open_table(HOOK)?;
         tx.commit()?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(ArcSwapOption::from_pointee(db)),
+        })
+    }
+
+    /// The open database, for one piece of work.
+    pub(super) fn db(&self) -> Result<Arc<Database>, ReplError> {
+        self.db.load_full().ok_or(ReplError::Closed)
+    }
+
+    /// Refuses new work and waits (at most `limit`) until work in flight let go of the file.
+    pub async fn close(&self, limit: Duration) {
+        let Some(db) = self.db.swap(None) else {
+            return;
+        };
+        let weak = Arc::downgrade(&db);
+        drop(db);
+        let deadline = tokio::time::Instant::now() + limit;
+        while weak.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    "replication store still in use after {limit:?}; it closes when that work ends"
+                );
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Runs blocking store work off the async runtime.

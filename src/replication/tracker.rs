@@ -27,7 +27,12 @@ pub(super) async fn track(inner: Arc<Inner>, intent: Intent) {
             _ = wake.notified() => {}
             _ = &mut stop => return,
         }
-        match poll(&inner, &intent).await {
+        // A poll waits on the local Coopr server: stopping must not wait for it.
+        let polled = tokio::select! {
+            p = poll(&inner, &intent) => p,
+            _ = &mut stop => return,
+        };
+        match polled {
             Ok(Some(f)) => {
                 let peers = inner.peers_of(f.shard);
                 let cap = inner.cfg.outbox_max_records;
@@ -40,6 +45,7 @@ pub(super) async fn track(inner: Arc<Inner>, intent: Intent) {
                     Ok((dropped, peers)) => {
                         inner.queued(&peers, &dropped);
                         tracing::debug!(cluster = %intent.cluster, op = intent.op, captured_ms = lag_from, "operation finished; state queued");
+                        inner.release_cluster(&intent.cluster, wake);
                         return;
                     }
                     Err(e) => {

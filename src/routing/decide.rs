@@ -54,7 +54,8 @@ pub enum Decision {
         shard: Option<u32>,
     },
     /// A shard this DC adopted from its home DC (after a failover), with no standby server for
-    /// that home: writes cannot be served here, nor reads (until replication exists).
+    /// that home: writes cannot be served here; reads are answered from the replica store when
+    /// it holds a copy (the proxy's job), else refused.
     Adopted {
         shard: u32,
         home: usize,
