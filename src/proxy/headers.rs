@@ -273,9 +273,18 @@ mod tests {
         );
     }
 
+    /// Client address, X-Forwarded-For and Forwarded before, and both after.
+    type ForwardedRow = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+    );
+
     #[test]
     fn forwarded_values_by_table() {
-        let rows: [(&str, Option<&str>, Option<&str>, &str, &str); 4] = [
+        let rows: [ForwardedRow; 4] = [
             (
                 "192.0.2.7:4000",
                 None,
