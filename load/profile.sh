@@ -11,10 +11,13 @@
 #              REQUESTS (5000) HTTP/1.1 requests from h2load (deterministic, whatever the load)
 #   strace     strace -c -f: system calls per request (slows the router down; counts only)
 #   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
+#   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
+#   forwarded to dc1's (the profiled router is always dc1's: for a write, the owner's side)
 #   env ROUTER_ENV="NAME=VALUE ..." for dc1's router only
 #   env IDLE_CONNS=N: before the load, hold N idle keep-alive connections (load/idle_conns.py)
 #       and report the router's RSS per idle connection
-#   env DURATION=10 CONNS=32 SKIP_BUILD=1 KEEP_WORK=1 ROUTER_WRAP="valgrind --tool=dhat"...
+#   env ROUTER=path: profile that router binary (e.g. an older build, for A/B)
+#   env DURATION=10 CONNS=32 SKIP_BUILD=1 KEEP_WORK=1
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,7 +25,7 @@ MODE="${1:-stat}" WHAT="${2:-read}"
 DURATION="${DURATION:-10}" CONNS="${CONNS:-32}"
 
 main() {
-    ensure_tools wrk curl ss
+    ensure_tools wrk h2load curl ss
     setup_workdir
     build_binaries
     # ROUTER=path: profile that router binary instead (e.g. a copy of an older build, for A/B).
@@ -72,7 +75,9 @@ WRAP
         # Instructions per request (user space only), over a fixed number of requests.
         local n="${REQUESTS:-5000}"
         callgrind_control -z "$router" >/dev/null
-        h2load --h1 -n "$n" -c "$CONNS" "${COOPR_HDRS[@]}" "$url" >"$WORK/out/h2load.txt"
+        local data=()
+        [[ $method == POST ]] && { printf '{}' >"$WORK/run/post-body"; data=(-d "$WORK/run/post-body"); }
+        h2load --h1 -n "$n" -c "$CONNS" "${COOPR_HDRS[@]}" "${data[@]}" "$url" >"$WORK/out/h2load.txt"
         grep -E "^requests:" "$WORK/out/h2load.txt" >&2
         callgrind_control -d "$router" >/dev/null
         local dump; dump="$(ls -t "$WORK"/out/callgrind.out* | head -1)"
@@ -111,7 +116,8 @@ WRAP
             mkdir -p "$RESULTS_DIR"
             cp "$WORK/out/perf.data" "$RESULTS_DIR/perf-$WHAT.data"
             perf report -i "$RESULTS_DIR/perf-$WHAT.data" --no-children --percent-limit 0.7 \
-                --stdio -g none --sort dso,symbol 2>/dev/null | grep -v '^$' | head -70
+                --stdio -g none --sort dso,symbol 2>/dev/null | grep -v -e '^$' -e '^#' \
+                | cut -c1-160 | sed 's/ *$//' | head -60
             ;;
         heaptrack)
             # The router writes its heaptrack data as it exits; heaptrack (its parent) then ends.
