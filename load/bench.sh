@@ -13,12 +13,16 @@
 #   nginx             GET  .../status              via nginx
 #   haproxy           GET  .../status              via haproxy
 # Each round runs every target with wrk, then every target with h2load; the target order is
-# reversed on even rounds. Then, unless IDLE=0, for router-read, nginx and haproxy in turn:
+# reversed on even rounds. Then, unless RATE=0, router-read, nginx and haproxy at one fixed
+# offered load (RATE req/s over HTTP/1.1, h2load --h1 --rps), to compare latency and CPU per
+# request at the same load ("T@RATE"). Then, unless IDLE=0, for router-read, nginx and haproxy
+# in turn:
 # hold IDLE_CONNS idle keep-alive connections open (load/idle_conns.py), run wrk again, and
 # report the memory per idle connection and the throughput under that load.
 #
 # Usage: bash load/bench.sh [--smoke]
 #   env DURATION=10 (s per run)  CONNS=32  THREADS=1  H2_STREAMS=10  ROUNDS=2
+#       RATE=10000 (fixed-load phase, req/s; 0 skips it)
 #       IDLE=1  IDLE_CONNS=10000  BASE_PORT=17000  SKIP_BUILD=1  KEEP_WORK=1
 #       PROXY_THREADS=$(nproc) (nginx workers, haproxy threads)
 #       QUIET_WAIT=60 QUIET_CORES=0.3 (before each run, wait up to QUIET_WAIT s for other
@@ -42,6 +46,7 @@ DURATION="${DURATION:-10}"; DURATION="${DURATION%s}"
 CONNS="${CONNS:-32}"
 ROUNDS="${ROUNDS:-2}"
 IDLE="${IDLE:-1}"
+RATE="${RATE:-10000}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 PROXY_THREADS="${PROXY_THREADS:-$(nproc)}"
 
@@ -219,6 +224,20 @@ main() {
         done
     done
 
+    # The same offered load on each: p99 and CPU per request compare without one target being
+    # pushed harder than another. h2load's --rps is per connection.
+    if (( RATE > 0 )); then
+        log "fixed load: $RATE req/s over HTTP/1.1 (h2load --h1), $ROUNDS rounds"
+        local rate_targets=(router-read nginx haproxy)
+        H2LOAD_EXTRA=(--h1 "--rps=$(( (RATE + CONNS - 1) / CONNS ))")
+        for round in $(seq "$ROUNDS"); do
+            for t in "${rate_targets[@]}"; do
+                H2_STREAMS=1 run_h2load "$t@$RATE" "$round" "${PROXY[$t]}" "$SIM1" "${URL[$t]}" "${METHOD[$t]}"
+            done
+        done
+        H2LOAD_EXTRA=()
+    fi
+
     : >"$WORK/idle.jsonl"
     if [[ $IDLE == 1 ]]; then
         for t in router-read nginx haproxy; do idle_phase "$t"; done
@@ -235,10 +254,10 @@ main() {
         --title "bench (router vs nginx vs haproxy, wrk HTTP/1.1 and h2load h2c)" \
         --date "$(date '+%Y-%m-%d %H:%M:%S %Z')" \
         --machine "$(machine_json "$REPO_DIR")" \
-        --settings "{\"duration_s\": $DURATION, \"conns\": $CONNS, \"wrk_threads\": ${THREADS:-1}, \"h2_streams_per_conn\": ${H2_STREAMS:-10}, \"rounds\": $ROUNDS, \"proxy_threads\": $PROXY_THREADS, \"idle_conns\": $([[ $IDLE == 1 ]] && echo "$IDLE_CONNS" || echo 0), \"cluster\": \"$id\"}" \
+        --settings "{\"duration_s\": $DURATION, \"conns\": $CONNS, \"wrk_threads\": ${THREADS:-1}, \"h2_streams_per_conn\": ${H2_STREAMS:-10}, \"rounds\": $ROUNDS, \"fixed_rate_rps\": $RATE, \"proxy_threads\": $PROXY_THREADS, \"idle_conns\": $([[ $IDLE == 1 ]] && echo "$IDLE_CONNS" || echo 0), \"cluster\": \"$id\"}" \
         --notes "$notes_json" \
-        --order "$(IFS=,; echo "${targets[*]}")" \
-        --ratios router-read:nginx,router-read:haproxy,router-read:direct-sim \
+        --order "$(IFS=,; echo "${targets[*]},router-read@$RATE,nginx@$RATE,haproxy@$RATE")" \
+        --ratios "router-read:nginx,router-read:haproxy,router-read:direct-sim,router-read@$RATE:nginx@$RATE,router-read@$RATE:haproxy@$RATE" \
         --rss --p999
 }
 

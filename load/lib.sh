@@ -315,6 +315,7 @@ measure() {
         "${RECORD_ARGS[@]}"
 }
 RECORD_ARGS=()
+H2LOAD_EXTRA=()
 
 # run_wrk TARGET ROUND "PROXY_PIDS" "SIM_PIDS" URL [METHOD]: HTTP/1.1 load with wrk for
 # DURATION seconds over CONNS connections (THREADS threads, default 1).
@@ -328,7 +329,8 @@ run_wrk() {
 
 # run_h2load TARGET ROUND "PROXY_PIDS" "SIM_PIDS" URL [METHOD]: HTTP/2 (h2c, prior knowledge)
 # load with h2load for DURATION seconds, CONNS connections, H2_STREAMS (default 10) streams
-# each. Latency percentiles come from h2load's per-request log.
+# each. Latency percentiles come from h2load's per-request log. Extra h2load arguments (e.g.
+# `--h1 --rps=N`) can be put in the array H2LOAD_EXTRA.
 run_h2load() {
     local target="$1" round="$2" proxy_pids="$3" sim_pids="$4" url="$5" method="${6:-GET}"
     local hlog="$WORK/out/$target.h2load.$round.log" data=()
@@ -337,7 +339,7 @@ run_h2load() {
     RECORD_ARGS=(--url "$url" --method "$method" --h2-log "$hlog")
     measure "$target" h2load "$round" "$proxy_pids" "$sim_pids" "$WORK/out/$target.h2load.$round.txt" -- \
         timeout $((DURATION + 30)) h2load -D "$DURATION" -c "$CONNS" -m "${H2_STREAMS:-10}" -t 1 \
-        "${COOPR_HDRS[@]}" "${data[@]}" --log-file="$hlog" "$url"
+        "${H2LOAD_EXTRA[@]}" "${COOPR_HDRS[@]}" "${data[@]}" --log-file="$hlog" "$url"
 }
 
 machine_json() {

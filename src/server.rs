@@ -105,7 +105,9 @@ where
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let svc = hyper::service::service_fn(move |req| {
-            let fut = handler(req, remote);
+            // On the heap: hyper keeps room for one request future per connection for the
+            // connection's whole life, idle or not, and the proxy's is several KiB.
+            let fut = Box::pin(handler(req, remote));
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let name = opts.name;

@@ -1,6 +1,7 @@
 //! Header work at the proxy's edges: the router's own `x-coopr-router-*` headers, hop-by-hop
 //! removal (RFC 9110 §7.6.1), `X-Forwarded-For` / `Forwarded`, and request ids.
 
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,8 +39,24 @@ pub fn strip_router_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// Headers that only concern one connection, besides those `Connection` names.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The common case, nothing to remove, costs one pass over the names and no hashing.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         // Every Connection header counts, not just the first.
         let named: Vec<HeaderName> = headers
@@ -49,20 +66,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .flat_map(|list| list.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
             .collect();
-        headers.remove(header::CONNECTION);
         for name in named {
             headers.remove(name);
         }
     }
-    for name in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -70,24 +78,83 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client's address to `X-Forwarded-For` and `Forwarded`.
 pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
     let ip = remote.ip();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    let mut xff = ListValue::after(headers.get(&X_FORWARDED_FOR));
+    push_ip(&mut xff.0, ip);
+    if let Some(v) = xff.finish() {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    let node = match ip {
-        IpAddr::V4(v4) => format!("for={v4};proto=http"),
-        IpAddr::V6(v6) => format!("for=\"[{v6}]\";proto=http"),
-    };
-    let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {node}"),
-        None => node,
-    };
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
+    let mut fwd = ListValue::after(headers.get(header::FORWARDED));
+    match ip {
+        IpAddr::V4(_) => {
+            fwd.0.extend_from_slice(b"for=");
+            push_ip(&mut fwd.0, ip);
+        }
+        IpAddr::V6(_) => {
+            fwd.0.extend_from_slice(b"for=\"[");
+            push_ip(&mut fwd.0, ip);
+            fwd.0.extend_from_slice(b"]\"");
+        }
+    }
+    fwd.0.extend_from_slice(b";proto=http");
+    if let Some(v) = fwd.finish() {
         headers.insert(header::FORWARDED, v);
     }
+}
+
+/// A comma-separated header value being built: the previous value (if any) and `, `, then the
+/// caller's element. One allocation, no `fmt`.
+struct ListValue(BytesMut);
+
+impl ListValue {
+    fn after(prev: Option<&HeaderValue>) -> Self {
+        let prev = prev.map_or(&[][..], HeaderValue::as_bytes);
+        let mut buf = BytesMut::with_capacity(prev.len() + 64);
+        if !prev.is_empty() {
+            buf.extend_from_slice(prev);
+            buf.extend_from_slice(b", ");
+        }
+        ListValue(buf)
+    }
+
+    fn finish(self) -> Option<HeaderValue> {
+        HeaderValue::from_maybe_shared(self.0.freeze()).ok()
+    }
+}
+
+/// Writes an address as text: IPv4 by hand (the common case, and `Display` is slow), IPv6
+/// through `Display`.
+fn push_ip(out: &mut BytesMut, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(b".");
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            // Writing into a BytesMut cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Writes `n` in decimal.
+fn push_decimal(out: &mut BytesMut, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut rest = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// The request id: the client's `x-request-id` if it is sane, else a new one (set on the
@@ -121,9 +188,22 @@ fn new_request_id() -> HeaderValue {
         h.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let text = format!("{:08x}{:012x}", prefix as u32, n);
+    // 8 hex digits of the prefix, then 12 of the counter (2^48 requests before it wraps).
+    let mut text = [0u8; 20];
+    let (head, tail) = text.split_at_mut(8);
+    fill_hex(head, prefix);
+    fill_hex(tail, n);
     // Hex digits only, so always a valid header value.
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text))
+        .unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// Writes the lowest `out.len()` hex digits of `n` into `out`.
+fn fill_hex(out: &mut [u8], mut n: u64) {
+    for byte in out.iter_mut().rev() {
+        *byte = b"0123456789abcdef"[(n & 0xf) as usize];
+        n >>= 4;
+    }
 }
 
 /// Sets the router headers of an upstream request: the hop header naming this DC when sending
@@ -142,7 +222,10 @@ pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64
 
 /// A numeric header value.
 pub fn number(n: u64) -> HeaderValue {
-    HeaderValue::from(n)
+    let mut buf = BytesMut::with_capacity(20);
+    push_decimal(&mut buf, n);
+    // Digits only, so always a valid header value.
+    HeaderValue::from_maybe_shared(buf.freeze()).unwrap_or(HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]
@@ -192,12 +275,77 @@ mod tests {
         );
     }
 
+    /// Client address, X-Forwarded-For and Forwarded before, and both after.
+    type ForwardedRow = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+    );
+
+    #[test]
+    fn forwarded_values_by_table() {
+        let rows: [ForwardedRow; 4] = [
+            (
+                "192.0.2.7:4000",
+                None,
+                None,
+                "192.0.2.7",
+                "for=192.0.2.7;proto=http",
+            ),
+            ("0.0.0.0:1", None, None, "0.0.0.0", "for=0.0.0.0;proto=http"),
+            (
+                "255.10.0.1:1",
+                Some("203.0.113.9"),
+                Some("for=203.0.113.9"),
+                "203.0.113.9, 255.10.0.1",
+                "for=203.0.113.9, for=255.10.0.1;proto=http",
+            ),
+            (
+                "[2001:db8::1]:443",
+                None,
+                None,
+                "2001:db8::1",
+                "for=\"[2001:db8::1]\";proto=http",
+            ),
+        ];
+        for (remote, xff, fwd, want_xff, want_fwd) in rows {
+            let mut h = HeaderMap::new();
+            if let Some(v) = xff {
+                h.insert(X_FORWARDED_FOR, HeaderValue::from_static(v));
+            }
+            if let Some(v) = fwd {
+                h.insert(header::FORWARDED, HeaderValue::from_static(v));
+            }
+            add_forwarded(&mut h, remote.parse().unwrap());
+            assert_eq!(h[X_FORWARDED_FOR], want_xff, "{remote}");
+            assert_eq!(h[header::FORWARDED], want_fwd, "{remote}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_decimal() {
+        for n in [0, 7, 10, 12, 4096, u64::MAX] {
+            assert_eq!(number(n), n.to_string().as_str());
+        }
+    }
+
     #[test]
     fn request_ids_are_kept_or_made() {
         let mut h = HeaderMap::new();
         let a = ensure_request_id(&mut h);
         let b = ensure_request_id(&mut HeaderMap::new());
         assert_ne!(a, b);
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 20, "{id:?}");
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit), "{id:?}");
+        }
+        assert_eq!(
+            a.as_bytes()[..8],
+            b.as_bytes()[..8],
+            "one prefix per process"
+        );
         assert_eq!(h.get(REQUEST_ID).unwrap(), &a);
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, HeaderValue::from_static("abc"));

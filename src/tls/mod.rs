@@ -14,7 +14,6 @@ pub mod server;
 use crate::config::Config;
 use crate::config::tls::{read_certs, read_key};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
 use identity::{DcClientVerifier, PeerNames, UpstreamVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -150,7 +149,7 @@ impl Material {
     }
 
     /// The outgoing connector: plain for http URLs, TLS for https ones (HTTP/1.1 only).
-    pub fn connector(&self, http: HttpConnector) -> HttpsConnector<HttpConnector> {
+    pub fn connector<H>(&self, http: H) -> HttpsConnector<H> {
         hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*self.upstream).clone())
             .https_or_http()

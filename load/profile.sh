@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Profiles dc1's router under wrk load (issue 9): the topology of bench.sh (3 sims, 3 routers),
+# one cluster, then wrk against the router's local read (or the forwarded write) while a
+# profiler watches dc1's router.
+#
+# Usage: bash load/profile.sh [perf|heaptrack|callgrind|strace|stat] [read|write]
+#   perf       perf record -g (DWARF unwinding) on the running router for DURATION s; prints the
+#              top of `perf report --no-children` and keeps perf.data in load/results/
+#   heaptrack  runs the router under heaptrack; prints allocations per request
+#   callgrind  runs dc1's router under callgrind; user-space instructions per request over
+#              REQUESTS (5000) HTTP/1.1 requests from h2load (deterministic, whatever the load)
+#   strace     strace -c -f: system calls per request (slows the router down; counts only)
+#   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
+#   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
+#   forwarded to dc1's (the profiled router is always dc1's: for a write, the owner's side)
+#   env ROUTER_ENV="NAME=VALUE ..." for dc1's router only
+#   env IDLE_CONNS=N: before the load, hold N idle keep-alive connections (load/idle_conns.py)
+#       and report the router's RSS per idle connection
+#   env ROUTER=path: profile that router binary (e.g. an older build, for A/B)
+#   env DURATION=10 CONNS=32 SKIP_BUILD=1 KEEP_WORK=1
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+MODE="${1:-stat}" WHAT="${2:-read}"
+DURATION="${DURATION:-10}" CONNS="${CONNS:-32}"
+
+main() {
+    ensure_tools wrk h2load curl ss
+    setup_workdir
+    build_binaries
+    # ROUTER=path: profile that router binary instead (e.g. a copy of an older build, for A/B).
+    [[ -n "${ROUTER:-}" ]] && cp "$ROUTER" "$WORK/bin/coopr-router"
+    BASE="$(pick_base_port 0 1 2 3 100 101 102 103 200 201 202 203)"
+    local wrap=""
+    [[ $MODE == heaptrack ]] && wrap="heaptrack -o $WORK/out/heaptrack"
+    [[ $MODE == callgrind ]] && wrap="valgrind --tool=callgrind --callgrind-out-file=$WORK/out/callgrind.out"
+    # ROUTER_ENV="NAME=VALUE ...": environment for dc1's router only (e.g. TOKIO_WORKER_THREADS=1).
+    [[ -n "${ROUTER_ENV:-}" ]] && wrap="env $ROUTER_ENV $wrap"
+    if [[ -n "$wrap" ]]; then
+        # lib.sh starts routers with "$ROUTER_BIN run ..."; wrap dc1's in the profiler.
+        cat >"$WORK/bin/router-wrapped" <<WRAP
+#!/bin/sh
+case "\$*" in *"run --config"*router-dc1.toml*) exec $wrap "$WORK/bin/coopr-router" "\$@";; esac
+exec "$WORK/bin/coopr-router" "\$@"
+WRAP
+        chmod +x "$WORK/bin/router-wrapped"
+        ROUTER_BIN="$WORK/bin/router-wrapped"
+    fi
+    start_topology
+    local id url method=GET; id="$(create_cluster)"
+    url="http://127.0.0.1:$(client_port 1)/v2/clusters/$id/status"
+    if [[ $WHAT == write ]]; then
+        method=POST; url="http://127.0.0.1:$(client_port 2)/v2/clusters/$id/pause"
+    fi
+    # dc1's router process itself (under heaptrack it is a child of the wrapper).
+    local router p
+    for p in $(pgrep -f router-dc1.toml); do
+        [[ "$(cat "/proc/$p/comm" 2>/dev/null)" =~ ^(coopr-router|callgrind) ]] && router="$p"
+    done
+    [[ -n "${router:-}" ]] || die "dc1's router process not found"
+    WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d1s -s "$LOAD_DIR/coopr.lua" "$url" >/dev/null
+    if [[ -n "${IDLE_CONNS:-}" ]]; then
+        # Memory per idle keep-alive connection: RSS before and while IDLE_CONNS are held.
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+        local before ready="$WORK/run/idle.ready"
+        before="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
+        start idle python3 "$LOAD_DIR/idle_conns.py" --port "$(client_port 1)" --count "$IDLE_CONNS" \
+            --path "/v2/clusters/$id/status" --hold 600 --ready-file "$ready"
+        for p in $(seq 1200); do [[ -s "$ready" ]] && break; alive idle; sleep 0.1; done
+        sleep 1
+        local held; held="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
+        log "idle: $(cat "$ready"); router RSS $((before / 1024)) -> $((held / 1024)) MiB, $(awk "BEGIN {printf \"%.1f\", ($held - $before) / $IDLE_CONNS}") KiB per idle connection"
+    fi
+    if [[ $MODE == callgrind ]]; then
+        # Instructions per request (user space only), over a fixed number of requests.
+        local n="${REQUESTS:-5000}"
+        callgrind_control -z "$router" >/dev/null
+        local data=()
+        [[ $method == POST ]] && { printf '{}' >"$WORK/run/post-body"; data=(-d "$WORK/run/post-body"); }
+        h2load --h1 -n "$n" -c "$CONNS" "${COOPR_HDRS[@]}" "${data[@]}" "$url" >"$WORK/out/h2load.txt"
+        grep -E "^requests:" "$WORK/out/h2load.txt" >&2
+        callgrind_control -d "$router" >/dev/null
+        local dump; dump="$(ls -t "$WORK"/out/callgrind.out* | head -1)"
+        local ir; ir="$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")"
+        log "user-space instructions per request: $((ir / n)) ($ir over $n requests)"
+        mkdir -p "$RESULTS_DIR"; cp "$dump" "$RESULTS_DIR/callgrind-$WHAT.out"
+        return 0
+    fi
+    local t0 t1 rss reqs out="$WORK/out/wrk.txt"
+    t0="$(cpu_ticks "$router")"
+    if [[ $MODE == strace ]]; then
+        strace -c -f -p "$router" -o "$WORK/out/strace.txt" &
+        local strace_pid=$!
+        sleep 0.5
+    fi
+    if [[ $MODE == perf ]]; then
+        perf record -F 499 -g --call-graph dwarf,16384 -p "$router" -o "$WORK/out/perf.data" \
+            -- sleep "$DURATION" 2>"$WORK/logs/perf.log" &
+        local perf_pid=$!
+    fi
+    WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+        -s "$LOAD_DIR/coopr.lua" "$url" >"$out"
+    t1="$(cpu_ticks "$router")"
+    rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
+    reqs="$(awk '/requests in/ {print $1}' "$out")"
+    log "wrk: $(grep -E 'Requests/sec' "$out")"
+    log "router CPU s/100k req: $(awk "BEGIN {printf \"%.2f\", ($t1 - $t0) / $CLK_TCK / $reqs * 100000}"); RSS $((rss / 1024)) MiB"
+    case "$MODE" in
+        strace)
+            kill -INT "$strace_pid"; wait "$strace_pid" || true
+            log "syscalls of dc1's router for $reqs requests:"
+            cat "$WORK/out/strace.txt"
+            ;;
+        perf)
+            wait "$perf_pid" || true
+            mkdir -p "$RESULTS_DIR"
+            cp "$WORK/out/perf.data" "$RESULTS_DIR/perf-$WHAT.data"
+            perf report -i "$RESULTS_DIR/perf-$WHAT.data" --no-children --percent-limit 0.7 \
+                --stdio -g none --sort dso,symbol 2>/dev/null | grep -v -e '^$' -e '^#' \
+                | cut -c1-160 | sed 's/ *$//' | head -60
+            ;;
+        heaptrack)
+            # The router writes its heaptrack data as it exits; heaptrack (its parent) then ends.
+            kill -TERM "$router"
+            stop router-dc1
+            local file; file="$(ls "$WORK"/out/heaptrack* | head -1)"
+            heaptrack_print "$file" >"$WORK/out/heaptrack.txt" 2>/dev/null || true
+            heaptrack_print "$file" --flamegraph-cost-type allocations -F "$WORK/out/stacks.txt" >/dev/null 2>&1 || true
+            heaptrack_print "$file" --flamegraph-cost-type peak -F "$WORK/out/peak.txt" >/dev/null 2>&1 || true
+            mkdir -p "$RESULTS_DIR"; cp "$WORK/out/stacks.txt" "$RESULTS_DIR/heaptrack-$WHAT.stacks"
+            cp "$WORK/out/peak.txt" "$RESULTS_DIR/heaptrack-$WHAT.peak"; cp "$file" "$RESULTS_DIR/"
+            log "allocations: $(grep -E '^total (memory leaked|calls to allocation)|^calls to allocation' "$WORK/out/heaptrack.txt" | tr '\n' ' ')"
+            mkdir -p "$RESULTS_DIR"; cp "$WORK/out/heaptrack.txt" "$RESULTS_DIR/heaptrack-$WHAT.txt"
+            log "report: $RESULTS_DIR/heaptrack-$WHAT.txt (requests measured: $reqs, plus warm-up)"
+            ;;
+    esac
+}
+
+main
