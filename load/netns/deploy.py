@@ -175,7 +175,15 @@ class Deployment:
             raise RuntimeError(f"dc{k} sim log: {code}")
         return json.loads(text)
 
+    def start_relay(self):
+        args = ["python3", os.path.join(os.path.dirname(__file__), "relay.py"),
+                "--delay-file", self.delay_file]
+        for m in topo.relay_maps():
+            args += ["--map", m]
+        self.spawn("relay", 0, args)
+
     def start(self):
+        self.start_relay()
         for k in DCS:
             self.start_etcd(k)
         self.wait_until("etcd leader", lambda: self.etcd_leader() is not None)
