@@ -51,9 +51,11 @@ class Deployment:
         os.replace(self.delay_file + ".tmp", self.delay_file)
 
     # --- HTTP inside a namespace (curl) ------------------------------------------------------
-    def curl(self, k, method, url, body=None, timeout=5):
+    def curl(self, k, method, url, body=None, timeout=5, headers=()):
         args = ["ip", "netns", "exec", ns(k), "curl", "-s", "-m", str(timeout), "-X", method,
                 "-w", "\n%{http_code}"]
+        for h in headers:
+            args += ["-H", h]
         if body is not None:
             args += ["-H", "content-type: application/json", "--data-binary", body]
         r = subprocess.run(args + [url], capture_output=True, text=True)
