@@ -23,6 +23,8 @@ from collections import Counter, defaultdict
 
 SHARDS = 12
 AGE_SLACK = 1.5  # Age is whole seconds (floor) + clock reading jitter
+# The client's own router is not there (killed): not a shard's unavailability.
+ROUTER_GONE = {"ConnectionRefusedError", "ConnectionResetError", "RemoteDisconnected"}
 
 
 def owner_epochs(ownership):
@@ -126,26 +128,7 @@ def figures(records):
         if not 200 <= r["status"] < 300:
             kind = r.get("h", {}).get("x-coopr-router-error") or r.get("err") or ""
             errors[f"{r['kind']} {r['status']} {kind}".strip()] += 1
-    windows = {}
-    by_shard = defaultdict(list)
-    for r in records:
-        if r["kind"] == "write":
-            by_shard[r["shard"]].append(r)
-    for shard, rs in by_shard.items():
-        rs.sort(key=lambda r: r["t0"])
-        worst, start = 0.0, None
-        for r in rs:
-            ok = 200 <= r["status"] < 300
-            if not ok and start is None:
-                start = r["t0"]
-            elif ok and start is not None:
-                worst = max(worst, r["t1"] - start)
-                start = None
-        if start is not None:
-            worst = max(worst, rs[-1]["t1"] - start)
-            windows[shard] = f"{worst * 1000:.0f} ms (not recovered)"
-        elif worst:
-            windows[shard] = f"{worst * 1000:.0f} ms"
+    windows = unavailability(records)
     ages = [float(r["h"]["age"]) for r in records
             if r["kind"] == "read" and "age" in r.get("h", {})]
     lags = visible_lags(records)
@@ -155,6 +138,34 @@ def figures(records):
             "replica_reads": len(ages), "age_p99_s": pct(ages, 99),
             "replication_lag_p50_ms": pct(lags, 50), "replication_lag_p99_ms": pct(lags, 99),
             "lag_samples": len(lags)}
+
+
+def unavailability(records):
+    """{shard: the longest time its writes failed, seen by one DC's client}: from the first
+    failed write after a success to the next success, per client DC, the worst of them. A
+    connection refused by the client's own router (its DC is down: a load balancer would send
+    the client elsewhere) is not counted here, only in the errors."""
+    by = defaultdict(list)
+    for r in records:
+        if r["kind"] == "write" and r.get("err") not in ROUTER_GONE:
+            by[(r["shard"], r["dc"])].append(r)
+    worst = defaultdict(float)
+    open_end = set()
+    for (shard, _), rs in by.items():
+        rs.sort(key=lambda r: r["t0"])
+        start = None
+        for r in rs:
+            ok = 200 <= r["status"] < 300
+            if not ok and start is None:
+                start = r["t0"]
+            elif ok and start is not None:
+                worst[shard] = max(worst[shard], r["t1"] - start)
+                start = None
+        if start is not None:
+            worst[shard] = max(worst[shard], rs[-1]["t1"] - start)
+            open_end.add(shard)
+    return {s: f"{w * 1000:.0f} ms" + (" (not recovered)" if s in open_end else "")
+            for s, w in worst.items() if w}
 
 
 def visible_lags(records):
