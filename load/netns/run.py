@@ -158,6 +158,8 @@ def run_one(name, args):
                 c.kill()
         d.stop_all()
         topo.down()
+        for k in DCS:  # the etcd data; records, logs and configs stay for reading
+            shutil.rmtree(os.path.join(run, f"etcd{k}"), ignore_errors=True)
 
 
 def main():
