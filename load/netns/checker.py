@@ -78,7 +78,13 @@ def check(records, logs, ownership):
         if not any(d == dc and (epoch is None or e is None or e == epoch) for d, e in at):
             bad.append(("lost", f"{r['rid']} acknowledged by {dc} at epoch {epoch}, applied {at}"))
     bad += replica_violations(records)
-    return bad, figures(records)
+    figs = figures(records)
+    # Not a violation (the client was told it failed), but worth knowing: failed writes that
+    # were applied all the same (a 502/504 after the request had reached the owner).
+    figs["failed_but_applied"] = sum(
+        1 for r in records if r["method"] != "GET" and not 200 <= r["status"] < 300
+        and r["rid"] in where)
+    return bad, figs
 
 
 def replica_violations(records):
@@ -134,38 +140,36 @@ def figures(records):
     lags = visible_lags(records)
     return {"requests": len(records), "by_kind": dict(Counter(r["kind"] for r in records)),
             "ok": sum(1 for r in records if 200 <= r["status"] < 300),
-            "errors": dict(errors.most_common()), "unavailable_per_shard": dict(sorted(windows.items())),
+            "errors": dict(errors.most_common()), "unavailable_per_shard": windows,
             "replica_reads": len(ages), "age_p99_s": pct(ages, 99),
             "replication_lag_p50_ms": pct(lags, 50), "replication_lag_p99_ms": pct(lags, 99),
             "lag_samples": len(lags)}
 
 
 def unavailability(records):
-    """{shard: the longest time its writes failed, seen by one DC's client}: from the first
-    failed write after a success to the next success, per client DC, the worst of them. A
+    """{shard: per client DC, the longest time its writes failed}: from the first failed write
+    after a success to the next success. A
     connection refused by the client's own router (its DC is down: a load balancer would send
     the client elsewhere) is not counted here, only in the errors."""
     by = defaultdict(list)
     for r in records:
         if r["kind"] == "write" and r.get("err") not in ROUTER_GONE:
             by[(r["shard"], r["dc"])].append(r)
-    worst = defaultdict(float)
-    open_end = set()
-    for (shard, _), rs in by.items():
+    worst = defaultdict(dict)  # shard -> {dc: "N ms"}
+    for (shard, dc), rs in sorted(by.items()):
         rs.sort(key=lambda r: r["t0"])
-        start = None
+        w, start = 0.0, None
         for r in rs:
             ok = 200 <= r["status"] < 300
             if not ok and start is None:
                 start = r["t0"]
             elif ok and start is not None:
-                worst[shard] = max(worst[shard], r["t1"] - start)
-                start = None
+                w, start = max(w, r["t1"] - start), None
         if start is not None:
-            worst[shard] = max(worst[shard], rs[-1]["t1"] - start)
-            open_end.add(shard)
-    return {s: f"{w * 1000:.0f} ms" + (" (not recovered)" if s in open_end else "")
-            for s, w in worst.items() if w}
+            worst[shard][dc] = f"{max(w, rs[-1]['t1'] - start) * 1000:.0f} ms (not recovered)"
+        elif w:
+            worst[shard][dc] = f"{w * 1000:.0f} ms"
+    return {s: ", ".join(f"{dc} {v}" for dc, v in worst[s].items()) for s in sorted(worst)}
 
 
 def visible_lags(records):

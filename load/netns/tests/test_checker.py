@@ -109,7 +109,7 @@ class Checker(unittest.TestCase):
         recs = [write("a", "dc1", 2, t=1.0), write("b", "dc1", 2, status=503, t=2.0),
                 write("c", "dc1", 2, status=0, t=3.0), write("d", "dc1", 10, t=5.0)]
         figs = checker.figures(recs)
-        self.assertEqual(figs["unavailable_per_shard"], {1: "3010 ms"})
+        self.assertEqual(figs["unavailable_per_shard"], {1: "dc1 3010 ms"})
         self.assertEqual(figs["errors"], {"write 503": 1, "write 0": 1})
 
 
