@@ -85,6 +85,14 @@ def wan_200(d, t0, length):
     return "WAN delay 25 -> 200 ms each way from 5 s to end-5 s"
 
 
+def loss_5(d, t0, length):
+    at(t0, 5)
+    topo.loss(5)
+    at(t0, length - 5)
+    topo.loss(0)
+    return "5 % of packets dropped each way on every WAN link from 5 s to end-5 s (nftables)"
+
+
 def reloads(d, t0, length):
     n = 0
     while time.time() < t0 + length - 3:
@@ -98,7 +106,7 @@ def reloads(d, t0, length):
 
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
-             "wan-200": (wan_200, 25), "reload": (reloads, 15)}
+             "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "reload": (reloads, 15)}
 CI_SET = ["baseline", "kill", "handoff"]
 
 

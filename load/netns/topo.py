@@ -80,6 +80,23 @@ def heal(k):
     sh("ip", "-n", ns(k), "route", "replace", "default", "via", f"10.77.{k}.1")
 
 
+def loss(percent):
+    """Drops `percent` % of the packets entering and leaving the wan namespace on the DC links
+    (nftables `numgen random`; needs `nft`); 0 removes the rules."""
+    sh("ip", "netns", "exec", WAN, "nft", "delete", "table", "inet", "wanloss", check=False)
+    if percent <= 0:
+        return
+    rules = (f"table inet wanloss {{\n"
+             f" chain in {{ type filter hook input priority 0; iifname != \"lo\" "
+             f"numgen random mod 100 < {percent} drop; }}\n"
+             f" chain out {{ type filter hook output priority 0; oifname != \"lo\" "
+             f"numgen random mod 100 < {percent} drop; }}\n}}\n")
+    r = subprocess.run(["ip", "netns", "exec", WAN, "nft", "-f", "-"], input=rules,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"nft: {r.stderr.strip()}")
+
+
 def down():
     """Kills whatever still runs in our namespaces (only processes we started live there),
     then deletes them (which deletes the veths)."""
