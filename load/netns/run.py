@@ -107,7 +107,7 @@ def reloads(d, t0, length):
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
              "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "reload": (reloads, 15)}
-CI_SET = ["baseline", "kill", "handoff"]
+CI_SET = ["kill", "handoff", "partition"]
 
 
 def precreate(d):
