@@ -89,8 +89,10 @@ def loss_5(d, t0, length):
     at(t0, 5)
     topo.loss(5)
     at(t0, length - 5)
+    dropped = topo.loss_dropped()
     topo.loss(0)
-    return "5 % of packets dropped each way on every WAN link from 5 s to end-5 s (nftables)"
+    return (f"5 % of packets dropped each way on every WAN link from 5 s to end-5 s (nftables):"
+            f" {dropped} packets dropped")
 
 
 def reloads(d, t0, length):

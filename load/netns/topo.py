@@ -88,13 +88,19 @@ def loss(percent):
         return
     rules = (f"table inet wanloss {{\n"
              f" chain in {{ type filter hook input priority 0; iifname != \"lo\" "
-             f"numgen random mod 100 < {percent} drop; }}\n"
+             f"numgen random mod 100 < {percent} counter drop; }}\n"
              f" chain out {{ type filter hook output priority 0; oifname != \"lo\" "
-             f"numgen random mod 100 < {percent} drop; }}\n}}\n")
+             f"numgen random mod 100 < {percent} counter drop; }}\n}}\n")
     r = subprocess.run(["ip", "netns", "exec", WAN, "nft", "-f", "-"], input=rules,
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"nft: {r.stderr.strip()}")
+
+
+def loss_dropped():
+    """Packets the loss rules dropped so far (in + out)."""
+    r = sh("ip", "netns", "exec", WAN, "nft", "list", "table", "inet", "wanloss", check=False)
+    return sum(int(w.split()[1]) for w in r.stdout.split("counter")[1:])
 
 
 def down():
