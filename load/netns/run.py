@@ -193,6 +193,13 @@ def main():
         print(f"netns chaos: SKIPPED: {why}")
         return 0
     names = args.scenarios or (CI_SET if args.ci else list(SCENARIOS))
+    if "loss-5" in names and not shutil.which("nft"):
+        print("netns chaos: loss-5 skipped: nft is not installed (apt-get install nftables)")
+        names = [n for n in names if n != "loss-5"]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+        return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(130))
     results, failed = [], False
