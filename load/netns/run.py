@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Runs chaos scenarios on three DCs in network namespaces and checks every one.
+
+  python3 load/netns/run.py [--bin-dir DIR] [--out DIR] [--seconds S] [SCENARIO ...]
+  python3 load/netns/run.py --ci        # the short set; prints why it skipped if it cannot run
+
+Each scenario gets a fresh deployment (topo.up, deploy.start), one pre-created cluster per DC,
+a client per DC for the scenario's length, its fault at fixed times, then the simulators' logs
+and the ownership history are collected and checker.py gives the verdict. Everything created is
+removed on the way out, whatever happens (finally + SIGTERM/SIGINT handlers).
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import checker  # noqa: E402
+import deploy  # noqa: E402
+import topo  # noqa: E402
+from topo import DCS, ns, port  # noqa: E402
+
+AUTH = ["Coopr-UserID: admin", "Coopr-TenantID: superadmin"]
+
+
+def at(t0, seconds):
+    """Sleeps until t0 + seconds."""
+    time.sleep(max(0.0, t0 + seconds - time.time()))
+
+
+# --- the faults (each gets the deployment and the start time, returns notes) ---------------
+def none(d, t0, length):
+    return "no fault"
+
+
+def kill_dc1(d, t0, length):
+    at(t0, 5)
+    d.kill("router", 1)
+    d.kill("sim", 1)
+    at(t0, length - 8)
+    d.start_sim(1)
+    d.start_router(1)
+    return "kill -9 of dc1's router and sim at 5 s, both restarted at end-8 s (no failback)"
+
+
+def handoffs(d, t0, length):
+    notes = []
+    for i, to in enumerate(["dc2", "dc3", "dc1", "dc2", "dc1"]):
+        at(t0, 4 + i * 4)
+        k = int(to[2])
+        t = time.time()
+        code, out = d.cli(k, "handoff", "--etcd", d.etcd_url(k), "--shard", "1", "--to", to,
+                          "--timeout-ms", "15000")
+        notes.append(f"shard 1 -> {to}: rc {code} in {(time.time() - t) * 1000:.0f} ms")
+    return "; ".join(notes)
+
+
+def partition_dc2(d, t0, length):
+    at(t0, 5)
+    topo.partition(2)
+    at(t0, 35)
+    topo.heal(2)
+    return "dc2's link down from 5 s to 35 s"
+
+
+def kill_etcd_leader(d, t0, length):
+    at(t0, 5)
+    k = d.etcd_leader()
+    d.kill("etcd", k)
+    at(t0, 15)
+    d.start_etcd(k, new=False)
+    return f"etcd leader (dc{k}'s member) killed -9 at 5 s, restarted at 15 s"
+
+
+def wan_200(d, t0, length):
+    at(t0, 5)
+    d.set_delay(200)
+    at(t0, length - 5)
+    d.set_delay(25)
+    return "WAN delay 25 -> 200 ms each way from 5 s to end-5 s"
+
+
+def loss_5(d, t0, length):
+    at(t0, 5)
+    topo.loss(5)
+    at(t0, length - 5)
+    dropped = topo.loss_dropped()
+    topo.loss(0)
+    return (f"5 % of packets dropped each way on every WAN link from 5 s to end-5 s (nftables):"
+            f" {dropped} packets dropped")
+
+
+def reloads(d, t0, length):
+    n = 0
+    while time.time() < t0 + length - 3:
+        at(t0, 2 + n)
+        k = DCS[n % 3]
+        d.write_config(k, f"# reload {n}\n[health]\ninterval_ms = {900 + 100 * (n % 3)}\n")
+        d.procs[("router", k)].send_signal(signal.SIGHUP)
+        n += 1
+    return f"{n} config rewrites + SIGHUP, one a second, round robin"
+
+
+SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
+             "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
+             "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "reload": (reloads, 15)}
+CI_SET = ["kill", "handoff", "partition"]
+
+
+def precreate(d):
+    clusters = {}
+    for k in DCS:
+        code, text = d.curl(k, "POST", f"http://127.0.0.1:{port(k, 'client')}/v2/clusters",
+                            json.dumps({"name": f"pre{k}", "clusterTemplate": "demo",
+                                        "numMachines": 1}), headers=AUTH)
+        if code != 200:
+            raise RuntimeError(f"create through dc{k}: {code} {text}")
+        clusters[json.loads(text)["id"]] = f"dc{k}"
+    return clusters
+
+
+def run_one(name, args):
+    fault, length = SCENARIOS[name]
+    length = args.seconds or length
+    run = os.path.join(args.out, name)
+    shutil.rmtree(run, ignore_errors=True)
+    topo.up()
+    d = deploy.Deployment(run, args.bin_dir)
+    clients = []
+    try:
+        d.start()
+        clusters = precreate(d)
+        t0 = time.time()
+        for k in DCS:
+            clients.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns(k), sys.executable, os.path.join(HERE, "client.py"),
+                 "--dc", f"dc{k}", "--url", f"http://127.0.0.1:{port(k, 'client')}",
+                 "--out", os.path.join(run, f"client{k}.jsonl"), "--tag", f"{name}-dc{k}",
+                 "--seconds", str(length), "--threads", str(args.threads),
+                 "--clusters", json.dumps(clusters)]))
+        notes = fault(d, t0, length)
+        for c in clients:
+            c.wait(timeout=length + 60)
+        # A killed simulator comes back on its --data file, so its log can be read.
+        for k in DCS:
+            if ("sim", k) not in d.procs:
+                d.start_sim(k)
+            topo.heal(k)
+        for k in DCS:
+            d.wait_until(f"dc{k} sim log", lambda k=k: d.curl(
+                k, "GET", f"http://127.0.0.1:{port(k, 'sim')}/status")[0] == 200, 30)
+            with open(os.path.join(run, f"sim{k}.log.json"), "w") as f:
+                json.dump(d.sim_log(k), f)
+        d.wait_until("etcd", lambda: d.etcd_leader() is not None, 30)
+        with open(os.path.join(run, "ownership.json"), "w") as f:
+            json.dump(d.ownership_dump(), f)
+        figs = checker.report(run)
+        figs["scenario"], figs["fault"], figs["seconds"] = name, notes, length
+        return figs
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+        d.stop_all()
+        topo.down()
+        for k in DCS:  # the etcd data; records, logs and configs stay for reading
+            shutil.rmtree(os.path.join(run, f"etcd{k}"), ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("scenarios", nargs="*")
+    p.add_argument("--ci", action="store_true", help="the short set; skip if namespaces fail")
+    p.add_argument("--bin-dir", default=os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", "target"), "debug"))
+    p.add_argument("--out", default="/dev/shm/coopr-netns")
+    p.add_argument("--seconds", type=float, default=0, help="override each scenario's length")
+    p.add_argument("--threads", type=int, default=3, help="mixed-load threads per DC client")
+    args = p.parse_args()
+    why = topo.available()
+    for tool in ["etcd", "curl"]:
+        if not shutil.which(tool):
+            why = why or f"{tool} is not installed"
+    for b in ["coopr-router", "coopr-sim"]:
+        if not os.path.exists(os.path.join(args.bin_dir, b)):
+            why = why or f"{args.bin_dir}/{b} missing (cargo build --bins)"
+    if why:
+        print(f"netns chaos: SKIPPED: {why}")
+        return 0
+    names = args.scenarios or (CI_SET if args.ci else list(SCENARIOS))
+    if "loss-5" in names and not shutil.which("nft"):
+        print("netns chaos: loss-5 skipped: nft is not installed (apt-get install nftables)")
+        names = [n for n in names if n != "loss-5"]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
+        return 2
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(130))
+    results, failed = [], False
+    for name in names:
+        print(f"=== {name}", flush=True)
+        try:
+            figs = run_one(name, args)
+        except Exception as e:  # a harness failure fails the scenario, cleanup already ran
+            figs = {"scenario": name, "verdict": f"ERROR {e}"}
+        print(json.dumps(figs, indent=1), flush=True)
+        results.append(figs)
+        failed |= figs["verdict"] != "PASS"
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print("\n".join(f"{r['scenario']:12} {r['verdict']}" for r in results))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    finally:
+        topo.down()
