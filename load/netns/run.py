@@ -95,6 +95,14 @@ def loss_5(d, t0, length):
             f" {dropped} packets dropped")
 
 
+def bw_1mbit(d, t0, length):
+    at(t0, 5)
+    topo.bandwidth(1000)
+    at(t0, length - 5)
+    topo.bandwidth(0)
+    return "every DC link limited to 1 Mbit/s each way (tc tbf) from 5 s to end-5 s"
+
+
 def reloads(d, t0, length):
     n = 0
     while time.time() < t0 + length - 3:
@@ -108,7 +116,8 @@ def reloads(d, t0, length):
 
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
-             "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "reload": (reloads, 15)}
+             "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "bw-1mbit": (bw_1mbit, 25),
+             "reload": (reloads, 15)}
 CI_SET = ["kill", "handoff", "partition"]
 
 

@@ -6,6 +6,7 @@ Addresses: DC k is 10.77.k.2/24 (its wan side 10.77.k.1, its default route); the
 on 10.77.0.1 (on wan's loopback) at the same port numbers as the services it fronts.
 Ports of DC k (all < 32768): 2k054 sim, 2k060 client, 2k061 peer, 2k062 admin, 2k379 etcd
 client, 2k380 etcd peer. Partitions: `partition(k)` sets DC k's link down, `heal(k)` up.
+Packet loss: `loss(percent)` (nftables); bandwidth: `bandwidth(kbit)` (`tc tbf`).
 """
 import os
 import subprocess
@@ -95,6 +96,18 @@ def loss(percent):
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"nft: {r.stderr.strip()}")
+
+
+def bandwidth(kbit):
+    """Limits every DC link to `kbit` kbit/s each way with a token bucket (`tc tbf`, on both
+    ends of each veth); 0 removes the limit."""
+    for k in DCS:
+        for where, dev in ((WAN, f"{PREFIX}w{k}"), (ns(k), f"{PREFIX}d{k}")):
+            sh("ip", "netns", "exec", where, "tc", "qdisc", "del", "dev", dev, "root",
+               check=False)
+            if kbit > 0:
+                sh("ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root",
+                   "tbf", "rate", f"{kbit}kbit", "burst", "32kbit", "latency", "400ms")
 
 
 def loss_dropped():
