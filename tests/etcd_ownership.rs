@@ -62,12 +62,6 @@ async fn world(fence_after_ms: u64) -> World {
     }
 }
 
-async fn routes(dc: &Dc) -> Value {
-    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
-        .await
-        .json()
-}
-
 fn owner(v: &Value, shard: usize) -> String {
     v["shards"][shard]["owner"]
         .as_str()
@@ -93,7 +87,8 @@ async fn wait_owner(dc: &Dc, shard: usize, want: &str) {
 }
 
 /// A node write for cluster `cid` (the simulator accepts nodes of unknown clusters, and logs it).
-async fn node_write(dc: &Dc, node: &str, cid: u64) -> Reply {
+/// A node write without router-visible tracing (no request id, default headers).
+async fn node_write_plain(dc: &Dc, node: &str, cid: u64) -> Reply {
     post(
         &dc.url("/v2/nodes"),
         &format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}"),
@@ -108,17 +103,6 @@ fn logged(dc: &Dc, node: &str) -> Option<coopr_router::sim::LogEntry> {
         .find(|e| e.path == "/v2/nodes" && e.request_id.as_deref() == Some(node))
 }
 
-async fn node_write_traced(dc: &Dc, node: &str, cid: u64) -> Reply {
-    let body = format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}");
-    call(
-        http::Method::POST,
-        &dc.url("/v2/nodes"),
-        &[ADMIN[0], ADMIN[1], ("x-request-id", node)],
-        &body,
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_change_reaches_every_router_and_writes_follow_the_new_owner() {
     let w = world(3000).await;
@@ -126,7 +110,7 @@ async fn a_cli_change_reaches_every_router_and_writes_follow_the_new_owner() {
     let map = ops::show(&w.etcd.settings(PREFIX)).await.unwrap();
     let e0 = map[1].epoch;
     assert_eq!(map[1].owner, "dc1");
-    let r = node_write_traced(dc3, "w-before", 1).await;
+    let r = support::node_write(dc3, "w-before", 1).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc1");
     assert_eq!(r.header("x-coopr-router-epoch"), e0.to_string());
@@ -158,7 +142,7 @@ async fn a_cli_change_reaches_every_router_and_writes_follow_the_new_owner() {
         wait_owner(dc, 1, "dc2").await;
     }
     for (via, node) in [(dc3, "w-after-3"), (dc1, "w-after-1"), (dc2, "w-after-2")] {
-        let r = node_write_traced(via, node, 1).await;
+        let r = support::node_write(via, node, 1).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         assert_eq!(r.header("x-coopr-router-dc"), "dc2", "via {}", via.name);
         let entry = logged(dc2, node).unwrap_or_else(|| panic!("{node} not at dc2"));
@@ -202,7 +186,7 @@ async fn a_router_cut_off_from_etcd_catches_up_and_a_compaction_forces_a_relist(
     })
     .await;
     // Owned writes are refused while cut off; reads are still served.
-    let r = node_write(dc2, "while-cut", 2).await;
+    let r = node_write_plain(dc2, "while-cut", 2).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.header("retry-after"), "1");
     for (shard, to) in [(4, "dc3"), (5, "dc1"), (4, "dc2")] {
@@ -226,7 +210,7 @@ async fn a_router_cut_off_from_etcd_catches_up_and_a_compaction_forces_a_relist(
         after["relists"].as_u64().unwrap() > relists,
         "compaction forced a re-list: {after}"
     );
-    let r = node_write(dc2, "after-heal", 2).await;
+    let r = node_write_plain(dc2, "after-heal", 2).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 }
 
@@ -265,7 +249,7 @@ async fn etcd_killed_and_restarted() {
     let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready.text().contains("map_fresh"), "{}", ready.text());
-    let r = node_write(dc1, "etcd-down", 1).await;
+    let r = node_write_plain(dc1, "etcd-down", 1).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.json()["error"].as_str().unwrap().contains("cannot prove"));
     let read = get(&dc1.url("/v2/clustertemplates")).await;
@@ -291,7 +275,7 @@ async fn etcd_killed_and_restarted() {
     for dc in &w.d.dcs {
         wait_owner(dc, 10, "dc3").await;
     }
-    let r = node_write(dc1, "etcd-back", 1).await;
+    let r = node_write_plain(dc1, "etcd-back", 1).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
 }
 
@@ -361,11 +345,11 @@ async fn a_router_started_while_etcd_is_down_serves_reads_from_its_saved_map() {
 async fn the_fence_engages_without_progress_and_releases() {
     let w = world(600).await;
     let dc1 = &w.d.dcs[0];
-    let r = node_write(dc1, "fresh", 1).await;
+    let r = node_write_plain(dc1, "fresh", 1).await;
     assert_eq!(r.status, StatusCode::CREATED);
     w.relays[0].set(Mode::Blackhole);
     eventually(WAIT, "fence engaged", || async {
-        let r = node_write(dc1, "fenced", 1).await;
+        let r = node_write_plain(dc1, "fenced", 1).await;
         (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
     })
     .await;
@@ -380,12 +364,12 @@ async fn the_fence_engages_without_progress_and_releases() {
     let r = get(&dc1.url("/v2/clustertemplates")).await;
     assert_eq!(r.status, StatusCode::OK);
     // Writes for shards owned elsewhere still go to their owners.
-    let r = node_write(dc1, "elsewhere", 2).await;
+    let r = node_write_plain(dc1, "elsewhere", 2).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc2");
     w.relays[0].set(Mode::Open);
     eventually(WAIT, "fence released", || async {
-        let r = node_write(dc1, "released", 1).await;
+        let r = node_write_plain(dc1, "released", 1).await;
         (r.status == StatusCode::CREATED).then_some(())
     })
     .await;
@@ -410,7 +394,7 @@ async fn an_owner_whose_map_is_behind_waits_then_refuses_and_nothing_is_applied(
     wait_owner(dc3, 1, "dc2").await;
     // dc3 forwards with the new epoch; dc2 waits (epoch_wait_ms) for its map, which cannot come,
     // answers 421, dc3 routes once more on its (same) map and gives up.
-    let r = node_write_traced(dc3, "behind", 1).await;
+    let r = support::node_write(dc3, "behind", 1).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-error"), "owner_moved");
     assert!(
@@ -420,7 +404,7 @@ async fn an_owner_whose_map_is_behind_waits_then_refuses_and_nothing_is_applied(
     // Healed: dc2 catches up and applies the write at the new epoch.
     w.relays[1].set(Mode::Open);
     wait_owner(dc2, 1, "dc2").await;
-    let r = node_write_traced(dc3, "caught-up", 1).await;
+    let r = support::node_write(dc3, "caught-up", 1).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(
         logged(dc2, "caught-up").unwrap().epoch,

@@ -9,7 +9,6 @@ mod support;
 
 use coopr_router::etcd::ops;
 use http::StatusCode;
-use serde_json::Value;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::etcd::EtcdServer;
@@ -72,23 +71,6 @@ async fn world() -> World {
         standby: Some(standby),
         dir,
     }
-}
-
-async fn routes(dc: &Dc) -> Value {
-    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
-        .await
-        .json()
-}
-
-async fn node_write(dc: &Dc, node: &str, cid: u64) -> Reply {
-    let body = format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}");
-    call(
-        http::Method::POST,
-        &dc.url("/v2/nodes"),
-        &[ADMIN[0], ADMIN[1], ("x-request-id", node)],
-        &body,
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

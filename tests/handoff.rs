@@ -55,12 +55,6 @@ async fn world(failover_mode: &str) -> (EtcdServer, Deployment, tempfile::TempDi
     (etcd, d, dir)
 }
 
-async fn routes(dc: &Dc) -> Value {
-    call(http::Method::GET, &dc.admin_url("/admin/routes"), &[], "")
-        .await
-        .json()
-}
-
 async fn wait_owner(d: &Deployment, shard: usize, owner: &str) {
     for dc in &d.dcs {
         if dc.router.is_none() {

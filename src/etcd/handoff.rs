@@ -47,14 +47,7 @@ pub async fn plan(
     let rows = ops::show(s).await?;
     let mut client = s.connect().await?;
     let alive = super::liveness::alive_dcs(s, &mut client).await?;
-    let known = rows
-        .iter()
-        .any(|r| r.owner == to || r.replicas.iter().any(|d| d == to));
-    if !known {
-        return Err(EtcdError::Refused(format!(
-            "DC {to:?} appears nowhere in the map"
-        )));
-    }
+    ops::require_known_dc(&rows, to)?;
     let picked: Vec<_> = rows
         .iter()
         .filter(|r| shard.is_none_or(|n| r.shard == n) && from.is_none_or(|f| r.owner == f))

@@ -22,14 +22,7 @@ pub async fn plan(s: &Settings, from: &str, to: &str) -> Result<FailoverPlan, Et
         ));
     }
     let rows = ops::show(s).await?;
-    if !rows
-        .iter()
-        .any(|r| r.owner == to || r.replicas.iter().any(|d| d == to))
-    {
-        return Err(EtcdError::Refused(format!(
-            "DC {to:?} appears nowhere in the map"
-        )));
-    }
+    ops::require_known_dc(&rows, to)?;
     let mut client = s.connect().await?;
     let alive = liveness::alive_dcs(s, &mut client).await?;
     let moves = rows

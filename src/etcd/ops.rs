@@ -104,6 +104,19 @@ pub async fn init(
     Ok(resp.header().map_or(0, |h| h.revision()))
 }
 
+/// Refuses a DC that owns or replicates no shard of `rows` (a typo, or a DC not in the map).
+pub fn require_known_dc(rows: &[ShardRow], dc: &str) -> Result<(), EtcdError> {
+    match rows
+        .iter()
+        .any(|r| r.owner == dc || r.replicas.iter().any(|d| d == dc))
+    {
+        true => Ok(()),
+        false => Err(EtcdError::Refused(format!(
+            "DC {dc:?} appears nowhere in the map"
+        ))),
+    }
+}
+
 /// The current map, by shard.
 pub async fn show(s: &Settings) -> Result<Vec<ShardRow>, EtcdError> {
     let mut client = s.connect().await?;

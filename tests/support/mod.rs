@@ -484,3 +484,23 @@ pub fn tcp_established_to(addr: SocketAddr) -> bool {
         cols.len() > 3 && cols[2] == want && cols[3] == "01"
     })
 }
+
+/// A router's `/admin/routes` snapshot (its admin port is open in tests: no token).
+pub async fn routes(dc: &Dc) -> serde_json::Value {
+    call(Method::GET, &dc.admin_url("/admin/routes"), &[], "")
+        .await
+        .json()
+}
+
+/// `POST /v2/nodes` for cluster `cid`, as admin, with `x-request-id: node` (so the simulator's
+/// log names it).
+pub async fn node_write(dc: &Dc, node: &str, cid: u64) -> Reply {
+    let body = format!("{{\"id\":\"{node}\",\"clusterId\":\"{cid:08}\"}}");
+    call(
+        Method::POST,
+        &dc.url("/v2/nodes"),
+        &[ADMIN[0], ADMIN[1], ("x-request-id", node)],
+        &body,
+    )
+    .await
+}
