@@ -190,6 +190,7 @@ pub fn start_with_file(
         request_head_timeout: config.raw.timeouts.request_head(),
         grace: config.raw.timeouts.shutdown_grace(),
         tls,
+        park_after: config.raw.timeouts.idle_park(),
     };
     for (listener, origin, name) in [
         (listeners.client, Origin::Client, "client"),

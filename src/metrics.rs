@@ -31,6 +31,8 @@ pub const FENCED: &str = "coopr_router_fenced";
 pub const RELOADS: &str = "coopr_router_reloads_total";
 /// Open connections, by `listener` (`client`, `peer`, `admin`).
 pub const OPEN_CONNECTIONS: &str = "coopr_router_open_connections";
+/// Open HTTP/1.1 connections waiting for their next request without buffers, by `listener`.
+pub const PARKED_CONNECTIONS: &str = "coopr_router_parked_connections";
 /// 1 when a local Coopr server passes its health checks, by `backend` (its URL).
 pub const BACKEND_UP: &str = "coopr_router_backend_up";
 /// 1 when another DC's router passes its health checks, by `dc`.
@@ -136,6 +138,7 @@ struct State {
     dcs: ArcSwap<Vec<Arc<DcSlots>>>,
     errors: ByLabel<Counter>,
     connections: ByLabel<Gauge>,
+    parked: ByLabel<Gauge>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -192,6 +195,7 @@ impl State {
             dcs: ArcSwap::from_pointee(Vec::new()),
             errors: ByLabel::new(UPSTREAM_ERRORS, "kind"),
             connections: ByLabel::new(OPEN_CONNECTIONS, "listener"),
+            parked: ByLabel::new(PARKED_CONNECTIONS, "listener"),
         };
         // Series without dynamic labels exist from the start, at zero.
         s.flips.increment(0);
@@ -261,6 +265,10 @@ fn describe() {
     );
     describe_counter!(RELOADS, Unit::Count, "Config reloads, by result");
     describe_gauge!(OPEN_CONNECTIONS, "Open connections, by listener");
+    describe_gauge!(
+        PARKED_CONNECTIONS,
+        "Open HTTP/1.1 connections idle without buffers (parked), by listener"
+    );
     describe_gauge!(
         BACKEND_UP,
         "1 when a local Coopr server passes its health checks"
@@ -387,6 +395,26 @@ impl OpenConnection {
 }
 
 impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Counts a connection as parked on `listener` until dropped.
+pub struct ParkedConnection(Gauge);
+
+impl ParkedConnection {
+    pub fn new(listener: &'static str) -> Self {
+        let g = state().parked.get(
+            listener,
+            |name, label, value| ::metrics::gauge!(name, label => value),
+        );
+        g.increment(1.0);
+        ParkedConnection(g)
+    }
+}
+
+impl Drop for ParkedConnection {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }

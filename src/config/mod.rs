@@ -259,6 +259,9 @@ pub struct Timeouts {
     pub shutdown_grace_ms: u64,
     /// Idle upstream keep-alive connections are closed after this.
     pub upstream_idle_ms: u64,
+    /// A plain HTTP/1.1 client connection idle this long hands its buffers back ("parks") and
+    /// waits for its next request holding only the socket; 0 parks at once.
+    pub idle_park_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -270,6 +273,7 @@ impl Default for Timeouts {
             backend_cooldown_ms: 5_000,
             shutdown_grace_ms: 30_000,
             upstream_idle_ms: 90_000,
+            idle_park_ms: 250,
         }
     }
 }
@@ -292,6 +296,9 @@ impl Timeouts {
     }
     pub fn upstream_idle(&self) -> Duration {
         Duration::from_millis(self.upstream_idle_ms)
+    }
+    pub fn idle_park(&self) -> Duration {
+        Duration::from_millis(self.idle_park_ms)
     }
 }
 

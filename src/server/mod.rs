@@ -1,7 +1,10 @@
 //! Serving a listener: accept, cap concurrent connections, speak HTTP/1.1 or h2c (prior
 //! knowledge) per connection, over TLS when the listener has a [`TlsSource`] (ALPN `h2` or
 //! `http/1.1`), and shut down gracefully (stop accepting, let in-flight requests
-//! finish up to a grace period).
+//! finish up to a grace period). Plain HTTP/1.1 connections park when idle (`h1.rs`).
+
+mod h1;
+mod park;
 
 use crate::config::Limits;
 use crate::proxy::body::ProxyBody;
@@ -56,30 +59,80 @@ pub struct ServeOptions {
     pub grace: Duration,
     /// TLS on this listener (None: plain HTTP/1.1 and h2c).
     pub tls: Option<TlsSource>,
+    /// A plain HTTP/1.1 connection idle this long gives its buffers back (parks).
+    pub park_after: Duration,
+}
+
+/// What every connection of one listener shares.
+struct Conn {
+    name: &'static str,
+    auto: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    park_after: Duration,
+    /// How long a connection may wait for (the start of) its next request.
+    idle_timeout: Duration,
+}
+
+/// The service hyper runs for a TLS or h2c connection: the handler, boxed (hyper keeps room
+/// for one request future per connection for the connection's whole life, idle or not, and
+/// the proxy's is several KiB).
+fn plain_service<H, F>(
+    handler: H,
+    remote: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    hyper::service::service_fn(move |req| {
+        let fut = Box::pin(handler(req, remote));
+        async move { Ok::<_, Infallible>(fut.await) }
+    })
 }
 
 /// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, opts: ServeOptions, shutdown: Shutdown)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut auto = auto::Builder::new(TokioExecutor::new());
+    auto.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(opts.request_head_timeout)
         .max_buf_size(opts.limits.max_header_bytes.max(8192))
         .max_headers(opts.limits.max_headers)
         .keep_alive(true);
-    builder
-        .http2()
+    auto.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(64))
         .max_local_error_reset_streams(Some(256));
-    let builder = Arc::new(builder);
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(opts.request_head_timeout)
+        // An exact head limit: `max_buf_size` alone trips only if the buffer fills before the
+        // head is complete, which depends on how the bytes arrived.
+        .max_header_size(opts.limits.max_header_bytes)
+        .max_buf_size(opts.limits.max_header_bytes.max(8192))
+        .max_headers(opts.limits.max_headers)
+        .keep_alive(true);
+    let conn = Arc::new(Conn {
+        name: opts.name,
+        auto,
+        http1,
+        park_after: opts.park_after,
+        idle_timeout: opts.request_head_timeout,
+    });
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(opts.limits.max_connections));
     let stop = shutdown.clone().wait();
@@ -103,44 +156,39 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            // On the heap: hyper keeps room for one request future per connection for the
-            // connection's whole life, idle or not, and the proxy's is several KiB.
-            let fut = Box::pin(handler(req, remote));
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let name = opts.name;
-        let open = crate::metrics::OpenConnection::new(name);
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), opts.tls.clone());
+        let open = crate::metrics::OpenConnection::new(opts.name);
+        let (conn, handler, watcher) = (conn.clone(), handler.clone(), graceful.watcher());
+        let (tls, shutdown) = (opts.tls.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _open = open;
-            let result = match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    watcher.watch(conn.into_owned()).await
-                }
+            let name = conn.name;
+            match tls {
+                None => h1::serve(conn, stream, remote, handler, shutdown, watcher).await,
                 Some(tls) => {
-                    match crate::tls::server::handshake(&tls, stream, name, remote).await {
-                        Some(stream) => {
-                            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                            watcher.watch(conn.into_owned()).await
+                    if let Some(stream) =
+                        crate::tls::server::handshake(&tls, stream, name, remote).await
+                    {
+                        let served = conn
+                            .auto
+                            .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
+                        if let Err(e) = watcher.watch(served.into_owned()).await {
+                            tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
                         }
-                        None => Ok(()),
                     }
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    if tokio::time::timeout(opts.grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    // Every connection task holds a permit until it ends: all of them back means all done
+    // (TLS and h2c connections are also drained through `graceful`).
+    let all = u32::try_from(opts.limits.max_connections).unwrap_or(u32::MAX);
+    let drained = async {
+        graceful.shutdown().await;
+        let _ = permits.acquire_many(all).await;
+    };
+    if tokio::time::timeout(opts.grace, drained).await.is_err() {
         tracing::warn!(listener = opts.name, grace = ?opts.grace, "in-flight requests did not finish within the grace period");
     }
 }

@@ -1,0 +1,158 @@
+//! One plain-TCP client connection: wait for its first bytes holding nothing but the socket,
+//! hand an h2c connection (prior knowledge) to the auto-detecting server, and serve HTTP/1.1 in
+//! sessions of hyper's HTTP/1.1 server that end when the connection parks (`park.rs`). Between
+//! sessions, and before the first, the connection holds only its socket: an idle keep-alive
+//! connection costs about what its task does, not hyper's buffers.
+
+use super::park::{Answer, Exchanges, ParkIo};
+use super::{Conn, Shutdown, plain_service};
+use crate::proxy::body::ProxyBody;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::Watcher;
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// How a wait for the next request ended.
+enum Woken {
+    /// Bytes (or the peer's close) to read.
+    Readable,
+    /// Idle for the whole idle timeout, shutting down, or a socket error: close.
+    Close,
+}
+
+/// Serves one accepted plain-TCP connection until it closes.
+pub async fn serve<H, F>(
+    conn: Arc<Conn>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    handler: H,
+    shutdown: Shutdown,
+    graceful: Watcher,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let name = conn.name;
+    let exchanges = Arc::new(Exchanges::default());
+    let h2 = handler.clone();
+    let svc = {
+        let exchanges = exchanges.clone();
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            exchanges.started(!req.body().is_end_stream());
+            let exchanges = exchanges.clone();
+            let answer = handler(req, remote);
+            // Boxed: Unpin for `poll_without_shutdown`, and off the connection's footprint.
+            Box::pin(
+                async move { Ok::<_, Infallible>(answer.await.map(|b| Answer::new(b, exchanges))) },
+            ) as Pin<Box<dyn Future<Output = _> + Send>>
+        })
+    };
+    let mut stream = stream;
+    let mut prefix = Bytes::new();
+    let mut first = true;
+    loop {
+        if prefix.is_empty() {
+            let parked = crate::metrics::ParkedConnection::new(name);
+            let woken = wait_readable(&stream, &conn, &shutdown).await;
+            drop(parked);
+            if let Woken::Close = woken {
+                break;
+            }
+        }
+        if first {
+            first = false;
+            if is_h2_preface(&stream).await {
+                let served = conn
+                    .auto
+                    .serve_connection(TokioIo::new(stream), plain_service(h2, remote));
+                if let Err(e) = graceful.watch(served.into_owned()).await {
+                    tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+        }
+        let io = ParkIo::new(stream, prefix, exchanges.clone(), conn.park_after);
+        let session = conn.http1.serve_connection(TokioIo::new(io), svc.clone());
+        // Boxed, so that a parked connection's task does not keep room for a session.
+        let ended = Box::pin(run_session(session, &shutdown)).await;
+        match ended {
+            Ok(parts) => {
+                let (io, parked) = parts.io.into_inner().into_parts();
+                stream = io;
+                prefix = parts.read_buf;
+                if !parked || shutdown.is_triggered() {
+                    // hyper closed (keep-alive off, the client's close, a graceful stop):
+                    // the shutdown hyper skipped for us.
+                    let _ = stream.shutdown().await;
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+                return;
+            }
+        }
+    }
+}
+
+type Session<S> = hyper::server::conn::http1::Connection<TokioIo<ParkIo>, S>;
+
+/// Runs one session to its end, without the socket shutdown (the socket may park); on shutdown
+/// asks hyper to finish the request in flight and close.
+async fn run_session<S>(
+    mut session: Session<S>,
+    shutdown: &Shutdown,
+) -> hyper::Result<hyper::server::conn::http1::Parts<TokioIo<ParkIo>, S>>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Answer> + Unpin,
+    S::Future: Send + Unpin + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stop = shutdown.clone().wait();
+    tokio::pin!(stop);
+    let mut stopping = shutdown.is_triggered();
+    if stopping {
+        Pin::new(&mut session).graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            r = poll_fn(|cx| session.poll_without_shutdown(cx)) => {
+                r?;
+                return Ok(session.into_parts());
+            }
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                Pin::new(&mut session).graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Waits until `stream` has something to read, for at most the idle timeout.
+async fn wait_readable(stream: &TcpStream, conn: &Conn, shutdown: &Shutdown) -> Woken {
+    if shutdown.is_triggered() {
+        return Woken::Close;
+    }
+    tokio::select! {
+        r = stream.readable() => if r.is_ok() { Woken::Readable } else { Woken::Close },
+        _ = tokio::time::sleep(conn.idle_timeout) => Woken::Close,
+        _ = shutdown.clone().wait() => Woken::Close,
+    }
+}
+
+/// Whether the first bytes are (the start of) the HTTP/2 connection preface, `PRI * HTTP/2.0`.
+async fn is_h2_preface(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 3];
+    match stream.peek(&mut first).await {
+        Ok(n) if n > 0 => b"PRI".starts_with(&first[..n]),
+        _ => false,
+    }
+}
