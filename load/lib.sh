@@ -213,6 +213,8 @@ write_router_config() {
         done
         echo "[log]"
         echo "access_log = false"
+        # More TOML for every router, e.g. ROUTER_CONFIG_EXTRA='[timeouts]\nidle_park_ms = 0'.
+        [[ -n ${ROUTER_CONFIG_EXTRA:-} ]] && printf '%b\n' "$ROUTER_CONFIG_EXTRA"
     } >"$file"
     "$ROUTER_BIN" check-config "$file" >/dev/null || die "router config $file refused"
     echo "$file"

@@ -22,9 +22,11 @@ use tokio::net::TcpStream;
 
 /// How a wait for the next request ended.
 enum Woken {
-    /// Bytes (or the peer's close) to read.
-    Readable,
-    /// Idle for the whole idle timeout, shutting down, or a socket error: close.
+    /// Bytes to read, the start of an HTTP/1 request as far as they tell.
+    H1,
+    /// Bytes to read that start like the HTTP/2 connection preface (`PRI * HTTP/2.0`).
+    H2,
+    /// The peer closed, idle for the whole idle timeout, shutting down, or a socket error.
     Close,
 }
 
@@ -61,24 +63,19 @@ pub async fn serve<H, F>(
     loop {
         if prefix.is_empty() {
             let parked = crate::metrics::ParkedConnection::new(name);
-            let woken = wait_readable(&stream, &conn, &shutdown).await;
+            let woken = wait_for_bytes(&stream, &conn, &shutdown).await;
             drop(parked);
-            if let Woken::Close = woken {
-                break;
-            }
-        }
-        if first {
-            first = false;
-            if is_h2_preface(&stream).await {
-                let served = conn
-                    .auto
-                    .serve_connection(TokioIo::new(stream), plain_service(h2, remote));
-                if let Err(e) = graceful.watch(served.into_owned()).await {
-                    tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+            match woken {
+                Woken::Close => break,
+                Woken::H2 if first => {
+                    // Boxed, like a session: it would size the task of every connection.
+                    Box::pin(serve_h2c(&conn, stream, remote, h2, graceful)).await;
+                    return;
                 }
-                return;
+                Woken::H1 | Woken::H2 => {}
             }
         }
+        first = false;
         let io = ParkIo::new(stream, prefix, exchanges.clone(), conn.park_after);
         let session = conn.http1.serve_connection(TokioIo::new(io), svc.clone());
         // Boxed, so that a parked connection's task does not keep room for a session.
@@ -87,7 +84,13 @@ pub async fn serve<H, F>(
             Ok(parts) => {
                 let (io, parked) = parts.io.into_inner().into_parts();
                 stream = io;
-                prefix = parts.read_buf;
+                // Bytes hyper read but did not parse (none, given when a connection parks). An
+                // empty `Bytes` cut from hyper's read buffer still holds the whole buffer.
+                prefix = if parts.read_buf.is_empty() {
+                    Bytes::new()
+                } else {
+                    Bytes::copy_from_slice(&parts.read_buf)
+                };
                 if !parked || shutdown.is_triggered() {
                     // hyper closed (keep-alive off, the client's close, a graceful stop):
                     // the shutdown hyper skipped for us.
@@ -136,23 +139,38 @@ where
     }
 }
 
-/// Waits until `stream` has something to read, for at most the idle timeout.
-async fn wait_readable(stream: &TcpStream, conn: &Conn, shutdown: &Shutdown) -> Woken {
+/// Waits until `stream` has bytes to read (peeked, not consumed), for at most the idle timeout.
+async fn wait_for_bytes(stream: &TcpStream, conn: &Conn, shutdown: &Shutdown) -> Woken {
     if shutdown.is_triggered() {
         return Woken::Close;
     }
+    let mut first = [0u8; 3];
     tokio::select! {
-        r = stream.readable() => if r.is_ok() { Woken::Readable } else { Woken::Close },
+        r = stream.peek(&mut first) => match r {
+            Ok(n) if n > 0 && b"PRI".starts_with(&first[..n]) => Woken::H2,
+            Ok(n) if n > 0 => Woken::H1,
+            _ => Woken::Close,
+        },
         _ = tokio::time::sleep(conn.idle_timeout) => Woken::Close,
         _ = shutdown.clone().wait() => Woken::Close,
     }
 }
 
-/// Whether the first bytes are (the start of) the HTTP/2 connection preface, `PRI * HTTP/2.0`.
-async fn is_h2_preface(stream: &TcpStream) -> bool {
-    let mut first = [0u8; 3];
-    match stream.peek(&mut first).await {
-        Ok(n) if n > 0 => b"PRI".starts_with(&first[..n]),
-        _ => false,
+/// Serves a connection that opened with the HTTP/2 preface (h2c, prior knowledge).
+async fn serve_h2c<H, F>(
+    conn: &Conn,
+    stream: TcpStream,
+    remote: SocketAddr,
+    handler: H,
+    graceful: Watcher,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let served = conn
+        .auto
+        .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
+    if let Err(e) = graceful.watch(served.into_owned()).await {
+        tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
     }
 }

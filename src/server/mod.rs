@@ -73,6 +73,30 @@ struct Conn {
     idle_timeout: Duration,
 }
 
+/// Serves one TLS connection: handshake, then HTTP/1.1 or h2 by ALPN (no parking: rustls
+/// keeps its own buffers).
+async fn serve_tls<H, F>(
+    conn: Arc<Conn>,
+    tls: TlsSource,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    handler: H,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let name = conn.name;
+    if let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await {
+        let served = conn
+            .auto
+            .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
+        if let Err(e) = watcher.watch(served.into_owned()).await {
+            tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+        }
+    }
+}
+
 /// The service hyper runs for a TLS or h2c connection: the handler, boxed (hyper keeps room
 /// for one request future per connection for the connection's whole life, idle or not, and
 /// the proxy's is several KiB).
@@ -159,26 +183,17 @@ where
         let open = crate::metrics::OpenConnection::new(opts.name);
         let (conn, handler, watcher) = (conn.clone(), handler.clone(), graceful.watcher());
         let (tls, shutdown) = (opts.tls.clone(), shutdown.clone());
-        tokio::spawn(async move {
+        let fut = async move {
             let _open = open;
-            let name = conn.name;
             match tls {
                 None => h1::serve(conn, stream, remote, handler, shutdown, watcher).await,
-                Some(tls) => {
-                    if let Some(stream) =
-                        crate::tls::server::handshake(&tls, stream, name, remote).await
-                    {
-                        let served = conn
-                            .auto
-                            .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
-                        if let Err(e) = watcher.watch(served.into_owned()).await {
-                            tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
-                        }
-                    }
-                }
+                // Boxed: a TLS connection's state (handshake, hyper's auto connection) would
+                // otherwise size every connection's task, plain ones included.
+                Some(tls) => Box::pin(serve_tls(conn, tls, stream, remote, handler, watcher)).await,
             }
             drop(permit);
-        });
+        };
+        tokio::spawn(fut);
     }
     drop(listener);
     // Every connection task holds a permit until it ends: all of them back means all done

@@ -87,7 +87,9 @@ impl ParkIo {
             stream,
             prefix,
             exchanges,
-            tail: [0; 4],
+            // A session starts where a request starts (the connection's start, or where it
+            // parked), as if after a head: a session woken with nothing to read parks again.
+            tail: *b"\r\n\r\n",
             unflushed: false,
             park_after,
             timer: None,
