@@ -36,32 +36,31 @@ pub enum Failure {
     Exchange(hyper::Error),
 }
 
-/// Where a request goes: the pool key, borrowed from the request's URI.
+/// Where a request goes, the pool key: TLS or not, and the URI's authority (host and port) as
+/// written. Comparing it is a short string compare, no hashing and no parsing (`h` and `h:80`
+/// are two keys: upstream URLs come from the config, each spelled one way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target<'a> {
+pub struct Key<'a> {
     pub tls: bool,
-    /// Without IPv6 brackets.
-    pub host: &'a str,
-    /// The URL's port, or the scheme's default.
-    pub port: u16,
+    pub authority: &'a str,
 }
 
-impl<'a> Target<'a> {
-    /// The target of an absolute `http` or `https` URI.
-    pub fn of(uri: &'a Uri) -> Result<Target<'a>, String> {
+impl<'a> Key<'a> {
+    /// The key of an absolute `http` or `https` URI.
+    pub fn of(uri: &'a Uri) -> Result<Key<'a>, String> {
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             Some(other) => return Err(format!("unsupported URL scheme {other:?} in {uri}")),
             None => return Err(format!("the upstream URL {uri} has no scheme")),
         };
-        let host = uri
-            .host()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("the upstream URL {uri} has no host"))?;
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Target { tls, host, port })
+        match uri.authority() {
+            Some(a) if !a.as_str().is_empty() => Ok(Key {
+                tls,
+                authority: a.as_str(),
+            }),
+            _ => Err(format!("the upstream URL {uri} has no host")),
+        }
     }
 }
 
@@ -99,15 +98,14 @@ struct Idle {
 /// The idle connections to one upstream.
 struct Host {
     tls: bool,
-    host: Box<str>,
-    port: u16,
+    authority: Box<str>,
     /// Oldest at the bottom, the most recently used on top.
     idle: Vec<Idle>,
 }
 
 impl Host {
-    fn is(&self, t: &Target<'_>) -> bool {
-        self.port == t.port && self.tls == t.tls && *self.host == *t.host
+    fn is(&self, k: &Key<'_>) -> bool {
+        self.tls == k.tls && *self.authority == *k.authority
     }
 }
 
@@ -156,15 +154,15 @@ impl Pool {
     /// from the URI when it has none.
     pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, Failure> {
         let uri = std::mem::take(req.uri_mut());
-        let target = Target::of(&uri).map_err(Failure::Connect)?;
+        let key = Key::of(&uri).map_err(Failure::Connect)?;
         prepare(&mut req, &uri);
         loop {
-            let (host, pooled) = self.0.checkout(&target);
+            let (host, pooled) = self.0.checkout(&key);
             let (mut tx, slot, reused) = match pooled {
                 Some((tx, slot)) => (tx, slot, true),
                 // Boxed: the connect future is large and rare; the request's future stays small.
                 None => {
-                    let (tx, slot) = Box::pin(self.connect(&uri, target.tls, host))
+                    let (tx, slot) = Box::pin(self.connect(&uri, key.tls, host))
                         .await
                         .map_err(Failure::Connect)?;
                     (tx, slot, false)
@@ -261,14 +259,13 @@ impl Inner {
     }
 
     /// The index of `t`'s entry and, if there is one, a ready idle connection to it.
-    fn checkout(&self, t: &Target<'_>) -> (usize, Option<Conn>) {
+    fn checkout(&self, k: &Key<'_>) -> (usize, Option<Conn>) {
         let now = Instant::now();
         let mut hosts = self.hosts();
-        let Some(i) = hosts.iter().position(|h| h.is(t)) else {
+        let Some(i) = hosts.iter().position(|h| h.is(k)) else {
             hosts.push(Host {
-                tls: t.tls,
-                host: t.host.into(),
-                port: t.port,
+                tls: k.tls,
+                authority: k.authority.into(),
                 idle: Vec::new(),
             });
             return (hosts.len() - 1, None);
@@ -376,33 +373,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_are_scheme_host_and_port() {
-        let t = |tls, host, port| Some(Target { tls, host, port });
-        let cases: &[(&str, Option<Target<'static>>)] = &[
-            (
-                "http://10.0.0.9:55054/v2/x?y=1",
-                t(false, "10.0.0.9", 55054),
-            ),
-            ("https://10.1.0.5:55081", t(true, "10.1.0.5", 55081)),
-            ("http://coopr.internal/", t(false, "coopr.internal", 80)),
-            ("https://coopr.internal", t(true, "coopr.internal", 443)),
-            ("http://[::1]:8080/a", t(false, "::1", 8080)),
-            ("https://u@h:1/", t(true, "h", 1)),
+    fn keys_are_tls_and_authority() {
+        let k = |tls, authority| Some(Key { tls, authority });
+        let cases: &[(&str, Option<Key<'static>>)] = &[
+            ("http://10.0.0.9:55054/v2/x?y=1", k(false, "10.0.0.9:55054")),
+            ("https://10.1.0.5:55081", k(true, "10.1.0.5:55081")),
+            ("http://coopr.internal/", k(false, "coopr.internal")),
+            ("HTTPS://Coopr.internal:443/", k(true, "Coopr.internal:443")),
+            ("http://[::1]:8080/a", k(false, "[::1]:8080")),
             ("ftp://h/", None),
             ("/just/a/path", None),
         ];
         for (uri, want) in cases {
             let uri: Uri = uri.parse().unwrap();
-            let got = Target::of(&uri).ok();
-            assert_eq!(&got, want, "{uri}");
+            assert_eq!(&Key::of(&uri).ok(), want, "{uri}");
         }
-        let a: Uri = "http://h:80/x".parse().unwrap();
-        let b: Uri = "http://h/y".parse().unwrap();
-        assert_eq!(
-            Target::of(&a),
-            Target::of(&b),
-            "the default port is the same upstream"
-        );
     }
 
     #[test]
