@@ -97,9 +97,6 @@ pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Headers the router may add to an upstream request.
-const ADDED_HEADERS: usize = 5;
-
 /// Builds the upstream request: same method, path and query on `base`'s scheme and host;
 /// hop-by-hop headers removed; `Host` kept (taken from the HTTP/2 `:authority` when there is no
 /// `Host` header); the client added to `X-Forwarded-For` and `Forwarded`; always HTTP/1.1.
@@ -127,12 +124,7 @@ pub fn upstream_request(
     *req.uri_mut() = uri.build().unwrap_or_else(|_| base.clone());
     *req.method_mut() = parts.method.clone();
     *req.version_mut() = Version::HTTP_11;
-    // Room for what the router adds (Host, the two forwarding headers, hop and epoch): a clone
-    // has no spare capacity, so the first insert would grow (rehash and reallocate) the map.
-    let mut h = http::HeaderMap::with_capacity(parts.headers.len() + ADDED_HEADERS);
-    for (name, value) in &parts.headers {
-        h.append(name.clone(), value.clone());
-    }
+    let mut h = parts.headers.clone();
     headers::strip_hop_by_hop(&mut h);
     if !h.contains_key(header::HOST)
         && let Some(a) = parts.uri.authority()
