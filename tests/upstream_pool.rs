@@ -1,7 +1,8 @@
 //! The upstream connection pool (`proxy/pool.rs`) through `Upstream::send`, against tiny
 //! upstreams on ephemeral ports: connections are reused, one the upstream closed while idle is
 //! not, nor one past the idle timeout or answered `Connection: close`; refused connections are
-//! `Connect`, a silent upstream `Timeout`; https works with the backend CA.
+//! `Connect`, a silent upstream `Timeout`; https works with the backend CA; at most `max_idle`
+//! idle connections are kept.
 
 mod support;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use coopr_router::config::{self, Timeouts};
 use coopr_router::proxy::body::ProxyBody;
 use coopr_router::proxy::forward::{SendError, Upstream};
+use coopr_router::proxy::pool::Pool;
 use coopr_router::tls::Material;
 use coopr_router::tls::dev::{DevCa, Usage, Validity, default_hosts};
 use http::{Request, StatusCode};
@@ -23,10 +25,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// What a test upstream has seen.
-#[derive(Default)]
 struct Seen {
     connections: AtomicUsize,
     requests: AtomicUsize,
+    /// Requests seen, for `Mode::Gate` to wait on.
+    count: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Seen {
+            connections: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            count: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 /// How a test upstream answers.
@@ -40,6 +53,9 @@ enum Mode {
     OkConnectionClose,
     /// Reads the request and never answers.
     Silent,
+    /// `200 ok`, keep-alive, once this many requests have arrived (so that many connections
+    /// are open at once).
+    Gate(usize),
 }
 
 /// A raw HTTP/1.1 upstream on an ephemeral port (plain, or TLS with `tls`).
@@ -84,9 +100,15 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             buf.drain(..end + 4);
             seen.requests.fetch_add(1, Ordering::SeqCst);
+            seen.count.send_modify(|c| *c += 1);
+            if let Mode::Gate(n) = mode {
+                let _ = seen.count.subscribe().wait_for(|c| *c >= n).await;
+            }
             let answer: &[u8] = match mode {
                 Mode::Silent => continue,
-                Mode::Ok | Mode::OkThenClose => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                Mode::Ok | Mode::OkThenClose | Mode::Gate(_) => {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                }
                 Mode::OkConnectionClose => {
                     b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok"
                 }
@@ -94,7 +116,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             if io.write_all(answer).await.is_err() {
                 return;
             }
-            if mode != Mode::Ok {
+            if !matches!(mode, Mode::Ok | Mode::Gate(_)) {
                 let _ = io.shutdown().await;
                 return;
             }
@@ -190,6 +212,36 @@ async fn concurrent_requests_open_connections_that_are_then_reused() {
         (1..=8).contains(&n),
         "{n} connections for 3 rounds of 8 concurrent requests"
     );
+}
+
+#[tokio::test]
+async fn at_most_max_idle_connections_are_kept_per_upstream() {
+    let (addr, seen) = upstream(Mode::Gate(4), None).await;
+    let pool = Pool::new(
+        Duration::from_secs(1),
+        Duration::from_secs(90),
+        2,
+        material("").upstream_tls(),
+    );
+    let url = format!("http://{addr}/");
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let (pool, url) = (pool.clone(), url.clone());
+        all.spawn(async move {
+            let req = Request::get(url).body(ProxyBody::Empty).unwrap();
+            let resp = pool.send(req).await.unwrap();
+            resp.into_body().collect().await.unwrap();
+        });
+    }
+    while let Some(r) = all.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 4);
+    // Two go back to the pool, two are closed.
+    support::eventually(LONG, "two idle connections left", || async {
+        (open_to(addr) == 2).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
