@@ -192,6 +192,23 @@ async fn sequential_requests_reuse_one_connection() {
 }
 
 #[tokio::test]
+async fn a_dropped_pool_closes_its_idle_connections() {
+    // A reload builds a new `Upstream`; the old one's idle connections must not linger.
+    let (addr, _seen) = upstream(Mode::Ok, None).await;
+    let up = Upstream::new(&timeouts(), &material(""));
+    assert_eq!(
+        get(&up, &format!("http://{addr}/"), LONG).await.unwrap().0,
+        StatusCode::OK
+    );
+    assert_eq!(open_to(addr), 1);
+    drop(up);
+    support::eventually(LONG, "the idle connection closed", || async {
+        (open_to(addr) == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn concurrent_requests_open_connections_that_are_then_reused() {
     let (addr, seen) = upstream(Mode::Ok, None).await;
     let up = Upstream::new(&timeouts(), &material(""));
