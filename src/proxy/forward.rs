@@ -1,26 +1,17 @@
-//! The upstream side: one pooled keep-alive hyper client (plain or TLS by URL scheme) for Coopr
-//! servers and peer routers, building the upstream request (URI, headers) and sending it with a
-//! response timeout.
+//! The upstream side: sending a request to a Coopr server or a peer router through the
+//! connection pool (`pool.rs`: HTTP/1.1 keep-alive, plain or TLS by URL scheme) with a response
+//! timeout, classifying failures, and building the upstream request (URI, headers).
 
 use super::body::ProxyBody;
 use super::headers;
+use super::pool::{Failure, Pool};
 use crate::config::Timeouts;
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use std::future::Future;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tower_service::Service;
 
 /// Why an upstream exchange failed.
 #[derive(Debug)]
@@ -39,27 +30,27 @@ pub enum SendError {
 /// The pooled client.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<Connector>, ProxyBody>,
+    pool: Pool,
 }
+
+/// Idle connections kept per upstream.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
 
 impl Upstream {
     /// `tls` decides trust for https URLs (peer routers, Coopr servers); http URLs stay plain.
     pub fn new(t: &Timeouts, tls: &crate::tls::Material) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.enforce_http(false);
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(t.connect()));
-        conn.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(t.upstream_idle())
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(tls.connector(Connector(conn)));
-        Upstream { client }
+        Upstream {
+            pool: Pool::new(
+                t.connect(),
+                t.upstream_idle(),
+                MAX_IDLE_PER_UPSTREAM,
+                tls.upstream_tls(),
+            ),
+        }
     }
 
-    /// Sends a request and waits for the response head at most `timeout`.
+    /// Sends a request (its URI absolute: it names the upstream) and waits for the response
+    /// head at most `timeout`.
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
@@ -73,111 +64,29 @@ impl Upstream {
                 inner: Box::new(b),
                 done: Some(tx),
             });
-            let exchange = self.client.request(req);
+            let exchange = self.pool.send(req);
             tokio::pin!(exchange);
             tokio::select! {
                 r = &mut exchange => Ok(r),
                 _ = &mut sent => tokio::time::timeout(timeout, exchange).await,
             }
         } else {
-            tokio::time::timeout(timeout, self.client.request(req)).await
+            tokio::time::timeout(timeout, self.pool.send(req)).await
         };
         match result {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) if e.is_connect() => Err(SendError::Connect(error_chain(&e))),
-            Ok(Err(e)) if crate::limits::is_request_body_error(&e) => {
+            Ok(Err(Failure::Connect(e))) => Err(SendError::Connect(e)),
+            Ok(Err(Failure::Exchange(e))) if crate::limits::is_request_body_error(&e) => {
                 Err(SendError::RequestBody(error_chain(&e)))
             }
-            Ok(Err(e)) => Err(SendError::Failed(error_chain(&e))),
+            Ok(Err(Failure::Exchange(e))) => Err(SendError::Failed(error_chain(&e))),
         }
     }
 }
 
-/// hyper-util's TCP connector, minus the `HttpInfo` (peer and local address) its connections
-/// attach to every response: two allocations and a map insert per request that nothing reads.
-#[derive(Clone)]
-struct Connector(HttpConnector);
-
-type HttpConnecting = <HttpConnector as Service<Uri>>::Future;
-type ConnectError = <HttpConnector as Service<Uri>>::Error;
-
-impl Service<Uri> for Connector {
-    type Response = Conn;
-    type Error = ConnectError;
-    type Future = Connecting;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> Connecting {
-        Connecting(self.0.call(uri))
-    }
-}
-
-/// Connecting: hyper-util's connect future, its stream wrapped in [`Conn`].
-struct Connecting(HttpConnecting);
-
-impl Future for Connecting {
-    type Output = Result<Conn, ConnectError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map_ok(Conn)
-    }
-}
-
-/// A connection to an upstream that reports no extra information about itself.
-struct Conn(TokioIo<TcpStream>);
-
-impl Connection for Conn {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
-impl hyper::rt::Read for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
-    }
-}
-
 /// The error and its causes, on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod headers;
 mod hold;
 mod peer;
+pub mod pool;
 mod replicated;
 mod shared;
 

@@ -148,6 +148,11 @@ impl Material {
         })
     }
 
+    /// The upstream pool's TLS (HTTP/1.1 only).
+    pub fn upstream_tls(&self) -> UpstreamTls {
+        UpstreamTls::new(&self.upstream, self.names.clone())
+    }
+
     /// The outgoing connector: plain for http URLs, TLS for https ones (HTTP/1.1 only).
     pub fn connector<H>(&self, http: H) -> HttpsConnector<H> {
         hyper_rustls::HttpsConnectorBuilder::new()
@@ -156,6 +161,43 @@ impl Material {
             .with_server_name_resolver(self.names.clone())
             .enable_http1()
             .wrap_connector(http)
+    }
+}
+
+/// The outgoing client's TLS as the upstream pool uses it (`proxy/pool.rs`): the client config
+/// offering ALPN `http/1.1` only, and the name each server's certificate must carry.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    connector: tokio_rustls::TlsConnector,
+    names: PeerNames,
+}
+
+impl UpstreamTls {
+    /// From a client config (ALPN is set here) and the peer names; `Material` builds its own.
+    pub fn new(config: &ClientConfig, names: PeerNames) -> UpstreamTls {
+        let mut config = config.clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        UpstreamTls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            names,
+        }
+    }
+
+    /// The TLS handshake with the server `uri` names, over `tcp`.
+    pub async fn connect(
+        &self,
+        uri: &http::Uri,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        use hyper_rustls::ResolveServerName;
+        let name = self
+            .names
+            .resolve(uri)
+            .map_err(|e| format!("no TLS server name for {uri}: {e}"))?;
+        self.connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))
     }
 }
 
