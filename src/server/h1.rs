@@ -4,7 +4,7 @@
 //! sessions, and before the first, the connection holds only its socket: an idle keep-alive
 //! connection costs about what its task does, not hyper's buffers.
 
-use super::park::{Answer, Exchanges, ParkIo};
+use super::park::{Answer, Answering, Exchanges, ParkIo};
 use super::{Conn, Shutdown, plain_service};
 use crate::proxy::body::ProxyBody;
 use bytes::Bytes;
@@ -12,7 +12,6 @@ use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::Watcher;
-use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -49,12 +48,7 @@ pub async fn serve<H, F>(
         let exchanges = exchanges.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             exchanges.started(!req.body().is_end_stream());
-            let exchanges = exchanges.clone();
-            let answer = handler(req, remote);
-            // Boxed: Unpin for `poll_without_shutdown`, and off the connection's footprint.
-            Box::pin(
-                async move { Ok::<_, Infallible>(answer.await.map(|b| Answer::new(b, exchanges))) },
-            ) as Pin<Box<dyn Future<Output = _> + Send>>
+            Answering::new(Box::pin(handler(req, remote)), exchanges.clone())
         })
     };
     let mut stream = stream;

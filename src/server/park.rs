@@ -9,7 +9,10 @@
 
 use crate::proxy::body::ProxyBody;
 use bytes::Bytes;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
+use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -229,6 +232,32 @@ impl AsyncWrite for ParkIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The service's future for one request: the handler's (boxed: hyper keeps room for one per
+/// connection, and the proxy's is several KiB; built in place, so it is copied once), and the
+/// response body wrapped in [`Answer`]. Unpin, as `poll_without_shutdown` wants.
+pub struct Answering<F> {
+    inner: Pin<Box<F>>,
+    exchanges: Arc<Exchanges>,
+}
+
+impl<F> Answering<F> {
+    pub fn new(inner: Pin<Box<F>>, exchanges: Arc<Exchanges>) -> Self {
+        Answering { inner, exchanges }
+    }
+}
+
+impl<F: Future<Output = Response<ProxyBody>>> Future for Answering<F> {
+    type Output = Result<Response<Answer>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.get_mut();
+        me.inner
+            .as_mut()
+            .poll(cx)
+            .map(|response| Ok(response.map(|body| Answer::new(body, me.exchanges.clone()))))
     }
 }
 
