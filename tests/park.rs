@@ -14,10 +14,15 @@ use tokio::net::TcpStream;
 /// The tests of this file run one at a time: the parked-connections gauge is process-wide.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Three DCs whose routers park idle connections at once (`idle_park_ms = 0`), with `extra`
-/// more `[timeouts]` keys.
+/// Three DCs whose routers park idle connections at once (`idle_park_ms = 0`, unless `extra`
+/// says otherwise), with `extra` more `[timeouts]` keys.
 async fn deployment(extra: &str) -> Deployment {
-    let timeouts = format!("[timeouts]\nidle_park_ms = 0\n{extra}");
+    let park = if extra.contains("idle_park_ms") {
+        ""
+    } else {
+        "idle_park_ms = 0\n"
+    };
+    let timeouts = format!("[timeouts]\n{park}{extra}");
     start_with_text(Duration::from_millis(50), move |_, t| {
         t.replacen("[timeouts]\n", &timeouts, 1)
     })
@@ -138,6 +143,47 @@ async fn a_keep_alive_connection_serves_requests_across_parks() {
         .await;
     }
     assert!(buf.is_empty(), "nothing but the three responses");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_connection_parks_only_after_idle_park_ms_of_quiet() {
+    let _serial = SERIAL.lock().await;
+    let d = deployment("idle_park_ms = 400\n").await;
+    let dc = &d.dcs[0];
+    eventually(Duration::from_secs(5), "no parked connections", || async {
+        (parked(dc).await == 0.0).then_some(())
+    })
+    .await;
+    let mut s = TcpStream::connect(dc.client).await.unwrap();
+    let mut buf = Vec::new();
+    // Requests back to back for longer than idle_park_ms: the connection never parks between
+    // them (the gauge is read between requests, on the admin port).
+    let started = Instant::now();
+    let mut last = started;
+    while started.elapsed() < Duration::from_millis(1000) {
+        s.write_all(get("/v2/clusters").as_bytes()).await.unwrap();
+        assert_eq!(response(&mut s, &mut buf).await.0, 200);
+        let gap = last.elapsed();
+        last = Instant::now();
+        if gap < Duration::from_millis(300) {
+            assert_eq!(parked(dc).await, 0.0, "parked while busy");
+        }
+    }
+    // Quiet now: it parks once the timer fires, no sooner than idle_park_ms.
+    let quiet = Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the quiet connection parks",
+        || async { (parked(dc).await >= 1.0).then_some(()) },
+    )
+    .await;
+    assert!(
+        quiet.elapsed() >= Duration::from_millis(350),
+        "{:?}",
+        quiet.elapsed()
+    );
+    s.write_all(get("/v2/clusters").as_bytes()).await.unwrap();
+    assert_eq!(response(&mut s, &mut buf).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,21 +140,26 @@ impl ParkIo {
             return true;
         }
         let Some(timer) = self.timer.as_mut() else {
-            self.timer = Some(Box::pin(tokio::time::sleep(self.park_after)));
+            let mut timer = Box::pin(tokio::time::sleep(self.park_after));
             self.read_since_armed = false;
-            return self
-                .timer
-                .as_mut()
-                .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+            // The first poll registers this task's waker: it is woken when the timer fires.
+            let due = timer.as_mut().poll(cx).is_ready();
+            self.timer = Some(timer);
+            return due;
         };
-        if timer.is_elapsed() && self.read_since_armed {
+        if !timer.is_elapsed() {
+            // Registered when armed (a task's waker does not change): no need to poll again.
+            return false;
+        }
+        if self.read_since_armed {
             // It fired for an earlier idle spell: count this one from now.
             timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + self.park_after);
             self.read_since_armed = false;
+            return timer.as_mut().poll(cx).is_ready();
         }
-        timer.as_mut().poll(cx).is_ready()
+        true
     }
 }
 
