@@ -78,12 +78,59 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client's address to `X-Forwarded-For` and `Forwarded`.
 pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
     let ip = remote.ip();
-    let mut xff = ListValue::after(headers.get(&X_FORWARDED_FOR));
-    push_ip(&mut xff.0, ip);
-    if let Some(v) = xff.finish() {
+    let prev_xff = headers.get(&X_FORWARDED_FOR);
+    let prev_fwd = headers.get(header::FORWARDED);
+    let (xff, fwd) = if prev_xff.is_none() && prev_fwd.is_none() {
+        // The usual case: the values name only this client, and the last client this thread
+        // served is usually the same one (a load balancer, a keep-alive client).
+        own_values(ip)
+    } else {
+        (forwarded_for(prev_xff, ip), forwarded(prev_fwd, ip))
+    };
+    if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    let mut fwd = ListValue::after(headers.get(header::FORWARDED));
+    if let Some(v) = fwd {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+type Values = (Option<HeaderValue>, Option<HeaderValue>);
+
+thread_local! {
+    /// The last address [`own_values`] was asked for on this thread, and its two values.
+    static LAST_CLIENT: std::cell::RefCell<Option<(IpAddr, Values)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `X-Forwarded-For` and `Forwarded` naming only `ip` (cloning a cached value is a refcount).
+fn own_values(ip: IpAddr) -> Values {
+    let build = || (forwarded_for(None, ip), forwarded(None, ip));
+    LAST_CLIENT.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return build();
+        };
+        match last.as_ref() {
+            Some((cached, values)) if *cached == ip => values.clone(),
+            _ => {
+                let values = build();
+                *last = Some((ip, values.clone()));
+                values
+            }
+        }
+    })
+}
+
+/// `prev` (if any), then `ip`.
+fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
+    let mut xff = ListValue::after(prev);
+    push_ip(&mut xff.0, ip);
+    xff.finish()
+}
+
+/// `prev` (if any), then `for=ip;proto=http`.
+fn forwarded(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
+    let mut fwd = ListValue::after(prev);
     match ip {
         IpAddr::V4(_) => {
             fwd.0.extend_from_slice(b"for=");
@@ -96,9 +143,7 @@ pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
         }
     }
     fwd.0.extend_from_slice(b";proto=http");
-    if let Some(v) = fwd.finish() {
-        headers.insert(header::FORWARDED, v);
-    }
+    fwd.finish()
 }
 
 /// A comma-separated header value being built: the previous value (if any) and `, `, then the
@@ -257,6 +302,29 @@ mod tests {
             h2.get("x-second").is_none(),
             "a second Connection header counts too"
         );
+    }
+
+    #[test]
+    fn the_cached_values_follow_the_client() {
+        // Same client twice (cached), another, then the first again: each gets its own address.
+        for remote in [
+            "192.0.2.7:1",
+            "192.0.2.7:2",
+            "198.51.100.3:1",
+            "192.0.2.7:3",
+            "[::1]:1",
+        ] {
+            let remote: SocketAddr = remote.parse().unwrap();
+            let mut h = HeaderMap::new();
+            add_forwarded(&mut h, remote);
+            let ip = remote.ip().to_string();
+            assert_eq!(h[X_FORWARDED_FOR], ip.as_str());
+            let want = match remote.ip() {
+                IpAddr::V4(_) => format!("for={ip};proto=http"),
+                IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=http"),
+            };
+            assert_eq!(h[header::FORWARDED], want.as_str());
+        }
     }
 
     #[test]
