@@ -110,6 +110,14 @@ async fn parked(dc: &Dc) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Waits until the connections of the tests before this one are gone.
+async fn none_parked(dc: &Dc) {
+    eventually(Duration::from_secs(5), "no parked connections", || async {
+        (parked(dc).await == 0.0).then_some(())
+    })
+    .await;
+}
+
 /// Lets the router run idle for a moment (a round trip to its admin port), time enough to park
 /// a connection that may park (`idle_park_ms = 0` parks on the first idle poll).
 async fn let_the_router_idle(dc: &Dc) {
@@ -123,11 +131,7 @@ async fn a_keep_alive_connection_serves_requests_across_parks() {
     let _serial = SERIAL.lock().await;
     let d = deployment("").await;
     let dc = &d.dcs[0];
-    // Connections of the tests before this one are gone.
-    eventually(Duration::from_secs(5), "no parked connections", || async {
-        (parked(dc).await == 0.0).then_some(())
-    })
-    .await;
+    none_parked(dc).await;
     let mut s = TcpStream::connect(dc.client).await.unwrap();
     let mut buf = Vec::new();
     for round in 0..3 {
@@ -150,10 +154,7 @@ async fn a_busy_connection_parks_only_after_idle_park_ms_of_quiet() {
     let _serial = SERIAL.lock().await;
     let d = deployment("idle_park_ms = 400\n").await;
     let dc = &d.dcs[0];
-    eventually(Duration::from_secs(5), "no parked connections", || async {
-        (parked(dc).await == 0.0).then_some(())
-    })
-    .await;
+    none_parked(dc).await;
     let mut s = TcpStream::connect(dc.client).await.unwrap();
     let mut buf = Vec::new();
     // Requests back to back for longer than idle_park_ms: the connection never parks between
