@@ -3,13 +3,13 @@
 //! with a request, and why), and the endpoints that change something (`/admin/reload`,
 //! `/admin/drain`, `/admin/log-level`), which need the bearer token.
 
+use crate::body::ProxyBody;
 use crate::classify::{self, Class, Head};
 use crate::ownership::Freshness;
-use crate::proxy::Runtime;
-use crate::proxy::body::ProxyBody;
 use crate::reload::Reloader;
 use crate::routing::{Decision, Origin, Routes, Target, decide};
-use crate::server::{Shutdown, ShutdownTrigger};
+use crate::runtime::Runtime;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;

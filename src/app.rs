@@ -6,10 +6,12 @@ use crate::admin::{Admin, AdminParts};
 use crate::config::{Config, OwnershipSource};
 use crate::etcd::watch::Watcher;
 use crate::ownership::{Freshness, state_file};
-use crate::proxy::{Proxy, Runtime};
+use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::routing::{Origin, Routes, RoutingTable};
-use crate::server::{ServeOptions, Shutdown, ShutdownTrigger, serve};
+use crate::runtime::Runtime;
+use crate::server::{ServeOptions, serve};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -153,7 +155,7 @@ pub fn start_with_file(
             routes.clone(),
             shutdown.clone(),
             &mut tasks,
-            &runtime.load().tls,
+            runtime.clone(),
         )
         .map_err(|e| std::io::Error::other(format!("replication: {e}")))?;
         Some(r)
@@ -176,7 +178,11 @@ pub fn start_with_file(
         freshness.clone(),
         inflight.clone(),
     )
-    .with_replication(replication.clone());
+    .with_replication(
+        replication
+            .clone()
+            .map(|r| Arc::new(r) as Arc<dyn crate::proxy::Replicas>),
+    );
     let replication_handle = replication.clone();
     tasks.spawn(crate::health::run(runtime.clone(), shutdown.clone()));
     let addrs = (
@@ -201,7 +207,7 @@ pub fn start_with_file(
             let proxy = proxy.clone();
             async move { proxy.handle(req, origin, remote).await }
         };
-        let tls = crate::tls::server::source(&runtime, origin);
+        let tls = crate::runtime::tls_source(&runtime, origin);
         tasks.spawn(serve(listener, handler, opts(name, tls), shutdown.clone()));
     }
     let admin = Admin::new(AdminParts {

@@ -6,7 +6,7 @@
 
 use crate::app::{self, Listeners, RouterHandle};
 use crate::config::{self, Config, ConfigError};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use crate::sim::{Sim, SimConfig};
 use std::future::Future;
 use std::time::Duration;

@@ -2,9 +2,9 @@
 //! `Retry-After` where trying again can help, and a short JSON body
 //! `{"error": "...", "request_id": "..."}` (plus the router's view for a 421).
 
+use crate::body::ProxyBody;
 use crate::classify::ClassifyError;
-use crate::proxy::body::ProxyBody;
-use crate::proxy::headers;
+use crate::headers;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
@@ -78,6 +78,90 @@ pub enum ProxyError {
     ReplicationStore(String),
 }
 
+/// The kinds of [`ProxyError`], as named in `x-coopr-router-error` and in metrics. A router
+/// reads a peer's error kind back with [`ErrorKind::parse`], never by comparing strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    BodyTooLarge,
+    BodyRead,
+    BodyTimeout,
+    UriTooLong,
+    BackendUnreachable,
+    BackendTimeout,
+    BackendError,
+    PeerUnreachable,
+    PeerTimeout,
+    PeerError,
+    Misdirected,
+    OwnerMoved,
+    NoCreateTarget,
+    Fenced,
+    Adopted,
+    HandoffHeld,
+    ReplicationOff,
+    ReplicationBatch,
+    ReplicationStore,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 20] = [
+        ErrorKind::BadRequest,
+        ErrorKind::BodyTooLarge,
+        ErrorKind::BodyRead,
+        ErrorKind::BodyTimeout,
+        ErrorKind::UriTooLong,
+        ErrorKind::BackendUnreachable,
+        ErrorKind::BackendTimeout,
+        ErrorKind::BackendError,
+        ErrorKind::PeerUnreachable,
+        ErrorKind::PeerTimeout,
+        ErrorKind::PeerError,
+        ErrorKind::Misdirected,
+        ErrorKind::OwnerMoved,
+        ErrorKind::NoCreateTarget,
+        ErrorKind::Fenced,
+        ErrorKind::Adopted,
+        ErrorKind::HandoffHeld,
+        ErrorKind::ReplicationOff,
+        ErrorKind::ReplicationBatch,
+        ErrorKind::ReplicationStore,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::BodyTooLarge => "body_too_large",
+            ErrorKind::BodyRead => "body_read",
+            ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::UriTooLong => "uri_too_long",
+            ErrorKind::BackendUnreachable => "backend_unreachable",
+            ErrorKind::BackendTimeout => "backend_timeout",
+            ErrorKind::BackendError => "backend_error",
+            ErrorKind::PeerUnreachable => "peer_unreachable",
+            ErrorKind::PeerTimeout => "peer_timeout",
+            ErrorKind::PeerError => "peer_error",
+            ErrorKind::Misdirected => "misdirected",
+            ErrorKind::OwnerMoved => "owner_moved",
+            ErrorKind::NoCreateTarget => "no_create_target",
+            ErrorKind::Fenced => "fenced",
+            ErrorKind::Adopted => "adopted",
+            ErrorKind::HandoffHeld => "handoff_held",
+            ErrorKind::ReplicationOff => "replication_off",
+            ErrorKind::ReplicationBatch => "replication_batch",
+            ErrorKind::ReplicationStore => "replication_store",
+        }
+    }
+
+    /// The kind a header value names, if any.
+    pub fn parse(v: &[u8]) -> Option<ErrorKind> {
+        ErrorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().as_bytes() == v)
+    }
+}
+
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
@@ -102,28 +186,33 @@ impl ProxyError {
 
     /// A short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
+        self.error_kind().as_str()
+    }
+
+    /// The kind of error: what `x-coopr-router-error` says, and what metrics count.
+    pub fn error_kind(&self) -> ErrorKind {
         use ProxyError::*;
         match self {
-            Classify(_) => "bad_request",
-            BodyTooLarge { .. } => "body_too_large",
-            BodyRead(_) => "body_read",
-            BodyTimeout => "body_timeout",
-            UriTooLong { .. } => "uri_too_long",
-            BackendUnreachable(_) => "backend_unreachable",
-            BackendTimeout => "backend_timeout",
-            Backend(_) => "backend_error",
-            PeerUnreachable { .. } => "peer_unreachable",
-            PeerTimeout { .. } => "peer_timeout",
-            Peer { .. } => "peer_error",
-            Misdirected { .. } => "misdirected",
-            OwnerMoved { .. } => "owner_moved",
-            NoCreateTarget => "no_create_target",
-            Fenced { .. } => "fenced",
-            Adopted { .. } => "adopted",
-            HandoffHeld { .. } => "handoff_held",
-            ReplicationOff => "replication_off",
-            ReplicationBatch(_) => "replication_batch",
-            ReplicationStore(_) => "replication_store",
+            Classify(_) => ErrorKind::BadRequest,
+            BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
+            BodyRead(_) => ErrorKind::BodyRead,
+            BodyTimeout => ErrorKind::BodyTimeout,
+            UriTooLong { .. } => ErrorKind::UriTooLong,
+            BackendUnreachable(_) => ErrorKind::BackendUnreachable,
+            BackendTimeout => ErrorKind::BackendTimeout,
+            Backend(_) => ErrorKind::BackendError,
+            PeerUnreachable { .. } => ErrorKind::PeerUnreachable,
+            PeerTimeout { .. } => ErrorKind::PeerTimeout,
+            Peer { .. } => ErrorKind::PeerError,
+            Misdirected { .. } => ErrorKind::Misdirected,
+            OwnerMoved { .. } => ErrorKind::OwnerMoved,
+            NoCreateTarget => ErrorKind::NoCreateTarget,
+            Fenced { .. } => ErrorKind::Fenced,
+            Adopted { .. } => ErrorKind::Adopted,
+            HandoffHeld { .. } => ErrorKind::HandoffHeld,
+            ReplicationOff => ErrorKind::ReplicationOff,
+            ReplicationBatch(_) => ErrorKind::ReplicationBatch,
+            ReplicationStore(_) => ErrorKind::ReplicationStore,
         }
     }
 
@@ -173,5 +262,18 @@ impl ProxyError {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_reads_back() {
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(k.as_str().as_bytes()), Some(k));
+        }
+        assert_eq!(ErrorKind::parse(b"backend_unreachable "), None);
     }
 }

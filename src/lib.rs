@@ -3,13 +3,15 @@
 
 pub mod admin;
 pub mod app;
-pub mod backend;
+pub mod backoff;
+pub mod body;
 pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod error;
 pub mod etcd;
 pub mod failover;
+pub mod headers;
 pub mod health;
 pub mod ids;
 pub mod inflight;
@@ -21,6 +23,9 @@ pub mod proxy;
 pub mod reload;
 pub mod replication;
 pub mod routing;
+pub mod runtime;
 pub mod server;
+pub mod shutdown;
 pub mod sim;
 pub mod tls;
+pub mod upstream;

@@ -20,21 +20,6 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), ProxyError> {
     Ok(())
 }
 
-/// Whether an upstream exchange failed because the client's request body broke (hyper reports
-/// an error of the body it was sending as a "user" error).
-pub fn is_request_body_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if let Some(h) = err.downcast_ref::<hyper::Error>()
-            && h.is_user()
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -373,16 +373,6 @@ fn connections(listener: &'static str) -> Gauge {
     )
 }
 
-/// A connection was accepted on `listener` (`client`, `peer`, `admin`).
-pub fn connection_opened(listener: &'static str) {
-    connections(listener).increment(1.0);
-}
-
-/// A connection on `listener` closed.
-pub fn connection_closed(listener: &'static str) {
-    connections(listener).decrement(1.0);
-}
-
 /// Counts a connection as open on `listener` until dropped (also when its task is cancelled).
 pub struct OpenConnection(Gauge);
 

@@ -6,9 +6,9 @@
 //! running config, log the error with its key and line, count it, and expose it.
 
 use crate::config::{self, Config, OwnershipSource};
-use crate::proxy::Runtime;
 use crate::routing::{Publisher, RoutingTable};
-use crate::server::Shutdown;
+use crate::runtime::Runtime;
+use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -55,17 +55,6 @@ impl Reloader {
             publisher,
             status: Mutex::new(Status::default()),
             lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Publishes a routing table (static source only). For tests and operators' tools.
-    pub fn publish_static(&self, table: RoutingTable) -> bool {
-        match &self.publisher {
-            Some(p) => {
-                p.publish(table);
-                true
-            }
-            None => false,
         }
     }
 

@@ -104,10 +104,10 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
         ..Default::default()
     })
     .unwrap();
-    let (_stop_standby, standby_shutdown) = coopr_router::server::ShutdownTrigger::new();
+    let (_stop_standby, standby_shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
     tokio::spawn(standby.clone().serve(
         w.standby.take().unwrap(),
-        coopr_router::server::Shutdown::wait(standby_shutdown),
+        coopr_router::shutdown::Shutdown::wait(standby_shutdown),
     ));
     eventually(WAIT, "dc1's shards moved", || async {
         let map = ops::show(&s).await.ok()?;
@@ -226,7 +226,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
     // A DC whose alive key exists is never moved.
     let mut c = s.connect().await.unwrap();
     let e2 = ops::show(&s).await.unwrap()[2].epoch;
-    let (_keep, shutdown) = coopr_router::server::ShutdownTrigger::new();
+    let (_keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
     let lease = tokio::spawn(coopr_router::etcd::liveness::run(
         s.clone(),
         "dc2".into(),

@@ -7,7 +7,7 @@ mod support;
 
 use coopr_router::app::{self, Listeners, RouterHandle};
 use coopr_router::config;
-use coopr_router::server::{Shutdown, ShutdownTrigger};
+use coopr_router::shutdown::{Shutdown, ShutdownTrigger};
 use coopr_router::sim::{Sim, SimConfig};
 use http::{Method, StatusCode};
 use std::net::SocketAddr;

@@ -7,12 +7,12 @@
 mod support;
 
 use bytes::Bytes;
+use coopr_router::body::ProxyBody;
 use coopr_router::config::{self, Timeouts};
-use coopr_router::proxy::body::ProxyBody;
-use coopr_router::proxy::forward::{SendError, Upstream};
-use coopr_router::proxy::pool::Pool;
 use coopr_router::tls::Material;
 use coopr_router::tls::dev::{DevCa, Usage, Validity, default_hosts};
+use coopr_router::upstream::pool::Pool;
+use coopr_router::upstream::{SendError, Upstream};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use rustls::pki_types::pem::PemObject;

@@ -2,6 +2,7 @@
 //! sections so the replication feature's keys live in one place).
 
 use super::ConfigError;
+use http::Uri;
 use serde::{Deserialize, Serialize};
 
 /// Replication of finished-operation state to the other DCs (DESIGN.md, "Replication").
@@ -89,7 +90,32 @@ pub fn validate(r: &ReplicationConfig, mode: super::OwnershipMode) -> Result<(),
         return Err(err("hook_max_attempts", "must be at least 1"));
     }
     if let Some(h) = &r.restart_hook {
-        super::validate::parse_hook_url("replication.restart_hook", h)?;
+        parse_hook_url("replication.restart_hook", h)?;
     }
     Ok(())
+}
+
+/// Parses an `http://host:port/path` URL (a path is allowed; no user info).
+fn parse_hook_url(key: &str, text: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = text
+        .parse()
+        .map_err(|e| hook_err(key, format!("{text:?} is not a URL: {e}")))?;
+    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        return Err(hook_err(
+            key,
+            format!("{text:?} must be an http://host:port/... URL"),
+        ));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(hook_err(key, "user info is not allowed in the URL"));
+    }
+    Ok(uri)
+}
+
+fn hook_err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        line: None,
+        message: message.into(),
+    }
 }

@@ -83,23 +83,6 @@ pub fn parse_base_url(key: &str, text: &str) -> Result<Uri, ConfigError> {
     Ok(uri)
 }
 
-/// Parses an `http://host:port/path` URL (a path is allowed; no user info).
-pub fn parse_hook_url(key: &str, text: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = text
-        .parse()
-        .map_err(|e| err(key, format!("{text:?} is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-        return Err(err(
-            key,
-            format!("{text:?} must be an http://host:port/... URL"),
-        ));
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(err(key, "user info is not allowed in the URL"));
-    }
-    Ok(uri)
-}
-
 fn valid_dc_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63

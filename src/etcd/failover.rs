@@ -8,7 +8,7 @@ use super::{Settings, liveness, ops};
 use crate::config::{Config, FailoverMode};
 use crate::failover::{Action, Controller, Event, Params, ShardView};
 use crate::routing::{Routes, RoutingTable};
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use etcd_client::Client;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

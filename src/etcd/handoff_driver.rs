@@ -13,13 +13,13 @@
 //! timeout plus 1 s, the driver withdraws the request instead of committing: moving then could
 //! let a late write land at the old owner after the move.
 
-use super::backoff::Backoff;
 use super::{Settings, handoff};
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::inflight::InFlight;
 use crate::replication::Replication;
 use crate::routing::Routes;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

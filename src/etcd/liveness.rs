@@ -7,10 +7,10 @@
 //! Every router (elected or not) also keeps `members/{dc}/{router}` on its lease, so a planned
 //! handoff can wait for every running router of the owner DC to drain its writes.
 
-use super::backoff::Backoff;
 use super::{EtcdError, Settings};
+use crate::backoff::Backoff;
 use crate::ownership::keyspace;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use std::time::Duration;
 

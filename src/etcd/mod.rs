@@ -3,7 +3,6 @@
 //! handoffs, and the operator commands (`ops`: `ownership init | show | set`). The only module
 //! that imports `etcd_client`.
 
-pub mod backoff;
 pub mod failover;
 pub mod handoff;
 pub mod handoff_driver;

@@ -7,12 +7,12 @@
 //! past it, or etcd's revision went backwards, the prefix is listed again and the map swapped
 //! whole. It never skips to a revision it did not read. Every transition is logged once.
 
-use super::backoff::Backoff;
 use super::{EtcdError, Settings};
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::ownership::{Freshness, RawMap, keyspace, state_file};
 use crate::routing::Publisher;
-use crate::server::Shutdown;
+use crate::shutdown::Shutdown;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use std::path::PathBuf;
 use std::sync::Arc;

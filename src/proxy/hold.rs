@@ -4,7 +4,8 @@
 //! come in time it gets 503 + `Retry-After` (`handoff_held`); it was never sent anywhere, so a
 //! retry cannot apply it twice.
 
-use super::{Proxy, Runtime};
+use super::Proxy;
+use super::request::Ctx;
 use crate::error::ProxyError;
 use crate::inflight::Guard;
 use crate::routing::RoutingTable;
@@ -18,11 +19,11 @@ impl Proxy {
     /// what lets the handoff driver trust the count (see `inflight`).
     pub(super) async fn hold(
         &self,
-        rt: &Runtime,
+        cx: &Ctx<'_>,
         shard: u32,
         table: &mut Arc<RoutingTable>,
     ) -> Result<Guard, ProxyError> {
-        let max = Duration::from_millis(rt.config.raw.failover.max_hold_ms);
+        let max = Duration::from_millis(cx.rt.config.raw.failover.max_hold_ms);
         let start = Instant::now();
         let mut waited = false;
         loop {

@@ -1,16 +1,14 @@
 //! Forwarding to another DC's router (the owner of the shard), and the 421 retry.
 
-use super::body::ProxyBody;
-use super::decorate;
-use super::forward::{SendError, upstream_request};
-use super::{Proxy, Runtime, headers, replayable};
-use crate::classify::Class;
-use crate::classify::Classification;
+use super::Proxy;
+use super::request::{Ctx, refusal};
+use super::respond::{decorate, replayable};
+use crate::body::ProxyBody;
 use crate::error::ProxyError;
+use crate::headers;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
-use http::request::Parts;
+use crate::upstream::{Hop, upstream_request};
 use http::{HeaderValue, Response, StatusCode};
-use std::net::SocketAddr;
 
 /// How many times one request may be routed again after 421s. Each retry needs the map to have
 /// moved past the revision the previous attempt was routed by, so the bound only matters when
@@ -23,25 +21,21 @@ impl Proxy {
     /// this router's map to reach the revision the peer decided by, and only while each new
     /// decision is made on a newer map than the last one (a 421 on an unchanged map means the
     /// maps disagree, and retrying would only repeat it).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn to_peer(
         &self,
-        rt: &Runtime,
+        cx: &Ctx<'_>,
         table: &RoutingTable,
-        parts: &Parts,
         body: ProxyBody,
         route: Route,
         dc: usize,
-        class: &Classification,
-        remote: SocketAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // Buffer a small body so a 421 can be retried; a large one streams on.
-        let body = replayable(rt, body).await?;
+        let body = replayable(cx.rt, body).await?;
         let replay = body.try_clone();
-        let mut resp = send_peer(rt, table, parts, body, route, dc, remote).await?;
+        let mut resp = send_peer(cx, table, body, route, dc).await?;
         let mut routed_by = table.revision;
         let mut name = table.dc_name(dc).to_string();
-        let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
+        let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
         let deadline = tokio::time::Instant::now() + wait;
         for _ in 0..MAX_REROUTES {
             if resp.status() != StatusCode::MISDIRECTED_REQUEST {
@@ -61,34 +55,17 @@ impl Proxy {
                 return Err(ProxyError::OwnerMoved { dc: name });
             }
             routed_by = fresh.revision;
-            let fenced = class.class == Class::Write && self.freshness.is_fenced();
-            let r2 = match decide(&fresh, class, Origin::Client, fenced) {
+            let r2 = match decide(&fresh, &cx.class, Origin::Client, self.fenced(cx)) {
                 Decision::Go(r2) => r2,
                 // The new map refuses the request itself (fenced, adopted...): say so.
-                other => return Err(super::refusal(other, &fresh)),
+                other => return Err(refusal(other, &fresh)),
             };
             match r2.target {
-                Target::Local(api) => {
-                    return self
-                        .to_local(rt, parts, again, r2, api, class, remote)
-                        .await;
-                }
-                Target::Standby(home) => {
-                    return super::to_standby(
-                        rt,
-                        parts,
-                        again,
-                        r2,
-                        home,
-                        remote,
-                        &self.freshness,
-                        class,
-                    )
-                    .await;
-                }
+                Target::Local(api) => return self.to_local(cx, again, r2, api).await,
+                Target::Standby(home) => return self.to_standby(cx, again, r2, home).await,
                 Target::Peer(next) => {
                     name = fresh.dc_name(next).to_string();
-                    resp = send_peer(rt, &fresh, parts, again, r2, next, remote).await?;
+                    resp = send_peer(cx, &fresh, again, r2, next).await?;
                 }
             }
         }
@@ -101,21 +78,20 @@ impl Proxy {
 
 /// Sends one request to a peer router and decorates its answer.
 pub(super) async fn send_peer(
-    rt: &Runtime,
+    cx: &Ctx<'_>,
     table: &RoutingTable,
-    parts: &Parts,
     body: ProxyBody,
     route: Route,
     dc: usize,
-    remote: SocketAddr,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let rt = cx.rt;
     let Some(peer) = table.dcs.get(dc) else {
         return Err(ProxyError::PeerUnreachable {
             dc: format!("#{dc}"),
             reason: "unknown DC".into(),
         });
     };
-    let mut req = upstream_request(parts, &peer.peer_url, remote, body);
+    let mut req = upstream_request(cx.parts, &peer.peer_url, cx.remote, body);
     headers::set_hop_and_epoch(req.headers_mut(), Some(rt.dc_header.clone()), route.epoch);
     match rt
         .upstream
@@ -131,18 +107,7 @@ pub(super) async fn send_peer(
                 .unwrap_or_else(|| rt.dc_header.clone());
             Ok(decorate(resp, dc_header, "forwarded", route))
         }
-        Err(SendError::Connect(reason)) => Err(ProxyError::PeerUnreachable {
-            dc: peer.name.clone(),
-            reason,
-        }),
-        Err(SendError::Timeout) => Err(ProxyError::PeerTimeout {
-            dc: peer.name.clone(),
-        }),
-        Err(SendError::RequestBody(e)) => Err(ProxyError::BodyRead(e)),
-        Err(SendError::Failed(reason)) => Err(ProxyError::Peer {
-            dc: peer.name.clone(),
-            reason,
-        }),
+        Err(e) => Err(e.into_error(Hop::Peer(&peer.name))),
     }
 }
 

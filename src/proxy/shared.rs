@@ -1,38 +1,35 @@
 //! Shared-database mode: every DC serves every cluster, so a request goes to the local Coopr
 //! servers while one is healthy, and otherwise to the next healthy DC.
 
-use super::body::ProxyBody;
+use super::Proxy;
 use super::peer::send_peer;
-use super::{Outcome, Proxy, Runtime, headers, replayable};
-use crate::classify::Classification;
-use crate::error::ProxyError;
-use crate::routing::{Origin, Route, RoutingTable, Target, shared_candidates};
+use super::request::{Ctx, Outcome};
+use super::respond::replayable;
+use crate::body::ProxyBody;
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers;
+use crate::routing::{Route, RoutingTable, Target, shared_candidates};
 use http::Response;
-use http::request::Parts;
-use std::net::SocketAddr;
 
 impl Proxy {
     /// Shared-database mode: local while a local Coopr server is healthy, else the next healthy
     /// DC. Only a request that could not connect anywhere moves on (its body is buffered up to the
     /// inspection limit for that); one that failed after it was sent is never replayed, since
     /// Coopr's create is not idempotent.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_shared(
         &self,
-        rt: &Runtime,
+        cx: &Ctx<'_>,
         table: &RoutingTable,
-        parts: &Parts,
         body: ProxyBody,
-        class: &Classification,
-        origin: Origin,
-        remote: SocketAddr,
         out: &mut Outcome,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let shard = class.cluster.map(|id| table.shard_of(id));
+        let rt = cx.rt;
+        let shard = cx.class.cluster.map(|id| table.shard_of(id));
         out.shard = shard;
-        let candidates = shared_candidates(table, class.api, origin, rt.backends.any_up(), |dc| {
-            rt.peers.is_up(dc)
-        });
+        let candidates =
+            shared_candidates(table, cx.class.api, cx.origin, rt.backends.any_up(), |dc| {
+                rt.peers.is_up(dc)
+            });
         let body = if candidates.len() > 1 {
             replayable(rt, body).await?
         } else {
@@ -60,13 +57,12 @@ impl Proxy {
                 Target::Local(api) => {
                     out.route = Some("local");
                     out.dc = Some(table.local_name().to_string());
-                    self.to_local(rt, parts, attempt, route, api, class, remote)
-                        .await
+                    self.to_local(cx, attempt, route, api).await
                 }
                 Target::Peer(dc) => {
                     out.route = Some("forwarded");
                     out.dc = Some(table.dc_name(dc).to_string());
-                    send_peer(rt, table, parts, attempt, route, dc, remote).await
+                    send_peer(cx, table, attempt, route, dc).await
                 }
             };
             match result {
@@ -88,7 +84,8 @@ impl Proxy {
                         && resp
                             .headers()
                             .get(headers::ERROR)
-                            .is_some_and(|v| v == "backend_unreachable") =>
+                            .and_then(|v| ErrorKind::parse(v.as_bytes()))
+                            == Some(ErrorKind::BackendUnreachable) =>
                 {
                     last = ProxyError::BackendUnreachable(format!(
                         "DC {} could not reach its Coopr servers",

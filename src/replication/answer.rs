@@ -6,7 +6,7 @@
 use super::replica::{ListItem, ReplicaEntry};
 use super::visibility::{Caller, Visibility, visibility};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// A read the replica store can answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,25 +129,6 @@ pub fn status_filter(query: Option<&str>) -> Vec<String> {
     out
 }
 
-/// A list item (`ClusterSummary`) built from captured details.
-pub(super) fn summary(d: &Value) -> Value {
-    let named = |k: &str| json!({ "name": d.get(k).and_then(|v| v.get("name")).cloned().unwrap_or(Value::Null) });
-    json!({
-        "id": d.get("id"),
-        "name": d.get("name"),
-        "description": d.get("description"),
-        "ownerId": d.pointer("/account/userId"),
-        "createTime": d.get("createTime"),
-        "expireTime": d.get("expireTime"),
-        "numNodes": d.get("nodes").and_then(Value::as_array).map_or(0, Vec::len),
-        "status": d.get("status"),
-        "provider": named("provider"),
-        "clusterTemplate": named("clusterTemplate"),
-        "services": d.get("services"),
-        "progress": d.get("progress"),
-    })
-}
-
 fn id_num(v: &Value) -> u64 {
     v.get("id")
         .and_then(Value::as_str)
@@ -196,6 +177,7 @@ pub fn merge_list(
 mod tests {
     use super::*;
     use crate::replication::record::{Finished, Outcome};
+    use serde_json::json;
 
     fn entry(id: &str, tenant: &str, owner: &str, status: &str, created: u64) -> ReplicaEntry {
         ReplicaEntry {

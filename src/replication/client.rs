@@ -1,57 +1,31 @@
-//! The small HTTP client replication uses: the local Coopr server (status polls and state
-//! capture), the peers' batch endpoint, and the restart hook. Bodies are small and buffered.
+//! Replication's requests (the local Coopr server's status polls and state capture, the peers'
+//! batch endpoint, the restart hook) go through the router's one upstream layer: the pool,
+//! TLS and the local servers' round robin and health of the runtime in force, so a reload
+//! (new TLS material, other servers) applies to replication too. Bodies are small and buffered.
 
+use crate::body::ProxyBody;
+use crate::runtime::Runtime;
+use crate::upstream::Reply;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The most of a response body this client reads (a captured cluster state is far smaller).
+/// The most of a response body replication reads (a captured cluster state is far smaller).
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// A buffered response.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn ok(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-    pub fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(&self.body).ok()
-    }
-}
 
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    timeout: Duration,
+    runtime: Arc<ArcSwap<Runtime>>,
 }
 
 impl Http {
-    /// `tls` decides trust (and this router's client certificate) for https URLs: the peers'
-    /// batch endpoint under mutual TLS, a Coopr server over https.
-    pub fn new(connect: Duration, timeout: Duration, tls: &crate::tls::Material) -> Self {
-        let mut conn = HttpConnector::new();
-        conn.enforce_http(false);
-        conn.set_nodelay(true);
-        conn.set_connect_timeout(Some(connect));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(tls.connector(conn));
-        Http { client, timeout }
+    pub fn new(runtime: Arc<ArcSwap<Runtime>>) -> Self {
+        Http { runtime }
     }
 
-    /// Sends one request and reads the whole answer, within the timeout.
+    /// Sends one request and reads the whole answer, within the response timeout (at least 1 s).
     pub async fn send(
         &self,
         method: Method,
@@ -59,30 +33,37 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, String> {
+        let rt = self.runtime.load_full();
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        if !body.is_empty() {
+        let body = if body.is_empty() {
+            ProxyBody::Empty
+        } else {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
-        }
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
-            let body = Limited::new(resp.into_body(), MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok(Reply { status, body })
+            ProxyBody::full(body)
         };
-        tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| format!("no answer from {url} within {:?}", self.timeout))?
+        let req = req.body(body).map_err(|e| e.to_string())?;
+        let timeout = rt
+            .config
+            .raw
+            .timeouts
+            .response()
+            .max(Duration::from_secs(1));
+        rt.upstream.fetch(req, timeout, MAX_BODY).await
     }
 
     pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
         self.send(Method::GET, url, headers, Bytes::new()).await
+    }
+
+    /// The external API base URL (no trailing `/`) of the local Coopr server to ask next:
+    /// round robin over the servers that pass their health checks, as the proxy picks them.
+    pub fn local_base(&self) -> Option<String> {
+        let rt = self.runtime.load();
+        let i = rt.backends.pick(&[])?;
+        let b = rt.backends.get(i)?;
+        Some(b.url.to_string().trim_end_matches('/').to_string())
     }
 }

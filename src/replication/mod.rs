@@ -21,6 +21,7 @@ mod answer;
 mod client;
 mod hook;
 mod outbox;
+mod port;
 pub mod record;
 mod replica;
 mod sender;
@@ -30,28 +31,20 @@ mod visibility;
 
 pub use answer::{Answer, ReadTarget, merge_list, read_answer, read_target};
 pub use replica::{Applied, ListItem, ReplicaEntry, step};
-pub use sender::BATCH_PATH;
-
-/// The peer-port route Coopr's HTTP callbacks (`server.callback.http.{success,failure}.url`)
-/// can be pointed at: a finish is learned at once instead of at the next poll.
-pub const CALLBACK_PATH: &str = "/replication/v1/coopr-callback";
-
-/// Whether a peer-port path is one of replication's own routes.
-pub fn is_endpoint(path: &str) -> bool {
-    path == BATCH_PATH || path == CALLBACK_PATH
-}
 pub use store::{ReplError, Store};
 pub use visibility::{Caller, Visibility, visibility};
 
 use crate::config::{Config, ReplicationConfig};
 use crate::ids::ClusterId;
+use crate::proxy::AcceptedWrite;
 use crate::routing::{Routes, RoutingTable};
-use crate::server::Shutdown;
+use crate::runtime::Runtime;
+use crate::shutdown::Shutdown;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use client::Http;
 use record::{Batch, Intent, action_of, strip_provider_fields};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -69,27 +62,10 @@ pub(crate) struct Inner {
     cfg: ReplicationConfig,
     /// This DC's name.
     local: String,
-    /// The local Coopr servers' external API base URLs, used round robin.
-    backends: Vec<String>,
-    next_backend: AtomicUsize,
     http: Http,
     shutdown: Shutdown,
     peer_wake: Mutex<HashMap<String, Arc<Notify>>>,
     cluster_wake: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-/// A write the local Coopr server answered with 2xx, as the proxy saw it.
-pub struct WriteSeen<'a> {
-    /// From the path; `None` for a create (then it is read from the response).
-    pub cluster: Option<ClusterId>,
-    pub headers: &'a http::HeaderMap,
-    pub method: &'a str,
-    pub path: &'a str,
-    /// The request body if it was buffered whole, else `None` with `body_note` saying why.
-    pub body: Option<&'a [u8]>,
-    pub body_note: Option<&'a str>,
-    /// The response body (creates only).
-    pub response: Option<&'a [u8]>,
 }
 
 impl Replication {
@@ -99,7 +75,7 @@ impl Replication {
         routes: Routes,
         shutdown: Shutdown,
         tasks: &mut JoinSet<()>,
-        tls: &crate::tls::Material,
+        runtime: Arc<ArcSwap<Runtime>>,
     ) -> Result<Replication, ReplError> {
         let cfg = config.raw.replication.clone();
         let path = cfg
@@ -107,18 +83,11 @@ impl Replication {
             .clone()
             .unwrap_or_else(|| format!("{}.replication.redb", config.raw.dc));
         let store = Store::open(std::path::Path::new(&path))?;
-        let t = &config.raw.timeouts;
         let inner = Arc::new(Inner {
             store,
             routes,
             local: config.dcs[config.local].name.clone(),
-            backends: config
-                .backends
-                .iter()
-                .map(|b| b.url.to_string().trim_end_matches('/').to_string())
-                .collect(),
-            next_backend: AtomicUsize::new(0),
-            http: Http::new(t.connect(), t.response().max(Duration::from_secs(1)), tls),
+            http: Http::new(runtime),
             shutdown,
             peer_wake: Mutex::new(HashMap::new()),
             cluster_wake: Mutex::new(HashMap::new()),
@@ -151,7 +120,7 @@ impl Replication {
     /// Opens an operation for a write the local Coopr server accepted, queues its intent for
     /// the shard's other DCs and starts following it. Never fails the request: a store error
     /// is logged and counted.
-    pub async fn on_write(&self, table: &RoutingTable, w: WriteSeen<'_>) {
+    pub async fn on_write(&self, table: &RoutingTable, w: AcceptedWrite<'_>) {
         let Some(id) = w.cluster.or_else(|| created_id(w.response)) else {
             tracing::warn!(
                 path = w.path,
@@ -374,14 +343,10 @@ impl Inner {
 
     /// `GET {backend}/v2/clusters/{id}{suffix}` as the intent's user; the JSON body of a 2xx.
     async fn local_get(&self, intent: &Intent, suffix: &str) -> Result<serde_json::Value, String> {
-        if self.backends.is_empty() {
+        let Some(base) = self.http.local_base() else {
             return Err("no Coopr server is configured".into());
-        }
-        let i = self.next_backend.fetch_add(1, Ordering::Relaxed) % self.backends.len();
-        let url = format!(
-            "{}/v2/clusters/{}{suffix}",
-            self.backends[i], intent.cluster
-        );
+        };
+        let url = format!("{base}/v2/clusters/{}{suffix}", intent.cluster);
         let headers = [
             ("Coopr-UserID", intent.user.as_str()),
             ("Coopr-TenantID", intent.tenant.as_str()),

@@ -5,7 +5,7 @@
 //! cloud credentials and never leave the owner DC).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// An operation the owner's Coopr server accepted: the minimal state to restart it elsewhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +170,25 @@ pub fn outcome_of(action: &str, status: &str) -> Outcome {
         (_, "active") | ("cluster_delete", "terminated") => Outcome::Success,
         _ => Outcome::Failure,
     }
+}
+
+/// A list item (`ClusterSummary`) built from captured details.
+pub fn summary(d: &Value) -> Value {
+    let named = |k: &str| json!({ "name": d.get(k).and_then(|v| v.get("name")).cloned().unwrap_or(Value::Null) });
+    json!({
+        "id": d.get("id"),
+        "name": d.get("name"),
+        "description": d.get("description"),
+        "ownerId": d.pointer("/account/userId"),
+        "createTime": d.get("createTime"),
+        "expireTime": d.get("expireTime"),
+        "numNodes": d.get("nodes").and_then(Value::as_array).map_or(0, Vec::len),
+        "status": d.get("status"),
+        "provider": named("provider"),
+        "clusterTemplate": named("clusterTemplate"),
+        "services": d.get("services"),
+        "progress": d.get("progress"),
+    })
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl ListItem {
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("")
                 .to_string(),
-            summary: super::answer::summary(&f.details),
+            summary: super::record::summary(&f.details),
         }
     }
 }

@@ -4,14 +4,12 @@
 //! is down for an hour loses nothing (up to the outbox cap).
 
 use super::Inner;
-use crate::etcd::backoff::Backoff;
+use crate::backoff::Backoff;
+use crate::proxy::BATCH_PATH;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::Method;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The peer-port route batches go to.
-pub const BATCH_PATH: &str = "/replication/v1/batch";
 
 /// Sends `peer`'s queue until the router stops.
 pub(super) async fn run(inner: Arc<Inner>, peer: String, base: String) {

@@ -5,8 +5,9 @@
 //! connection costs about what its task does, not hyper's buffers.
 
 use super::park::{Answer, Answering, Exchanges, ParkIo};
-use super::{Conn, Shutdown, plain_service};
-use crate::proxy::body::ProxyBody;
+use super::{Conn, plain_service};
+use crate::body::ProxyBody;
+use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};

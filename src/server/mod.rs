@@ -6,8 +6,9 @@
 mod h1;
 mod park;
 
+use crate::body::ProxyBody;
 use crate::config::Limits;
-use crate::proxy::body::ProxyBody;
+use crate::shutdown::Shutdown;
 use crate::tls::server::TlsSource;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -20,35 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
-
-/// A shutdown signal that many tasks can wait on.
-#[derive(Clone)]
-pub struct Shutdown(watch::Receiver<bool>);
-
-/// Triggers a [`Shutdown`]. Clones trigger the same shutdown.
-#[derive(Clone)]
-pub struct ShutdownTrigger(Arc<watch::Sender<bool>>);
-
-impl ShutdownTrigger {
-    pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger(Arc::new(tx)), Shutdown(rx))
-    }
-    pub fn trigger(&self) {
-        self.0.send_replace(true);
-    }
-}
-
-impl Shutdown {
-    /// Resolves once shutdown was triggered (or its trigger dropped).
-    pub async fn wait(mut self) {
-        let _ = self.0.wait_for(|&v| v).await;
-    }
-    pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
-    }
-}
+use tokio::sync::Semaphore;
 
 /// How a listener serves its connections.
 #[derive(Clone, Debug)]

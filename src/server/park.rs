@@ -7,7 +7,7 @@
 //! ends the connection gracefully without shutting the socket down, and `h1.rs` waits for the
 //! next request holding only the socket.
 
-use crate::proxy::body::ProxyBody;
+use crate::body::ProxyBody;
 use bytes::Bytes;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};

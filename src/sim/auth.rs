@@ -5,10 +5,12 @@ use http::HeaderMap;
 
 use super::Shared;
 use super::reply::{self, Resp};
-use super::state::SUPERADMIN;
 
 pub(crate) const USER_HEADER: &str = "coopr-userid";
 pub(crate) const TENANT_HEADER: &str = "coopr-tenantid";
+
+/// The superadmin tenant's name and id.
+pub(crate) const SUPERADMIN: &str = "superadmin";
 
 /// The caller of an external route.
 #[derive(Debug, Clone)]

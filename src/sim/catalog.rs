@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::auth::{self, Caller};
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::reply::{self, Resp};
 
 /// The catalog a new tenant gets.

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::auth::Caller;
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::lifecycle::{self, OpStart};
 use super::reply::{self, Resp};
 use super::routes::{SvcAction, WriteKind};

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::auth::Caller;
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::lifecycle::{self, OpStart, effective};
 use super::reply::{self, Resp};
 use super::routes::ReadKind;
@@ -224,7 +224,7 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
     };
     for i in 0..num {
         let node_id = state.uuids.uuid();
-        let body = super::nodes::new_node(&node_id, &cluster, 1000 + i);
+        let body = views::new_node(&node_id, &cluster, 1000 + i);
         state.nodes.insert(
             node_id.clone(),
             Node {

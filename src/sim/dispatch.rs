@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 
 use super::auth::{self, Caller};
+use super::ctx::Ctx;
 use super::reply::{self, LogCluster, Resp};
 use super::routes::{self, Route};
 use super::tenants;
@@ -18,42 +18,6 @@ use crate::ids::ClusterId;
 
 /// The largest request body the simulator buffers (plugin uploads are streamed instead).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
-
-/// What a handler gets.
-pub(crate) struct Ctx<'a> {
-    pub shared: &'a Shared,
-    pub query: Option<&'a str>,
-    pub body: &'a Bytes,
-}
-
-impl Ctx<'_> {
-    /// The values of query parameter `name` (comma lists are left to the caller).
-    pub(crate) fn query_values(&self, name: &str) -> Vec<String> {
-        let Some(q) = self.query else {
-            return Vec::new();
-        };
-        q.split('&')
-            .filter_map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                let k = percent_decode_str(k).decode_utf8_lossy();
-                (k == name).then(|| percent_decode_str(v).decode_utf8_lossy().into_owned())
-            })
-            .collect()
-    }
-
-    /// The body as JSON, or Coopr's plain-text 400.
-    pub(crate) fn json(&self) -> Result<serde_json::Value, Resp> {
-        serde_json::from_slice(self.body).map_err(|_| reply::text(400, "Invalid request body."))
-    }
-
-    /// Like [`Ctx::json`], but an empty body is `None`.
-    pub(crate) fn optional_json(&self) -> Result<Option<serde_json::Value>, Resp> {
-        if self.body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
-        }
-        self.json().map(Some)
-    }
-}
 
 /// Handles one request; never panics on network input.
 pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {

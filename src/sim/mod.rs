@@ -29,6 +29,7 @@ mod catalog;
 mod clock;
 mod cluster_ops;
 mod clusters;
+mod ctx;
 mod dispatch;
 mod http;
 mod lifecycle;

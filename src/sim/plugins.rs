@@ -10,7 +10,7 @@ use serde_json::json;
 use super::Shared;
 use super::auth::{self, Caller};
 use super::body::{FNV_OFFSET, fnv1a64};
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::reply::{self, Resp};
 use super::routes::ResKey;
 use super::state::ResVersion;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Shared;
 use super::auth::{TENANT_HEADER, USER_HEADER, header};
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::reply::{self, Resp};
 
 /// One logged request.

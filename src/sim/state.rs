@@ -8,11 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SimConfig;
+use super::auth::SUPERADMIN;
 use super::rng::Rng;
 use super::simlog::LogEntry;
-
-/// The superadmin tenant's name and id.
-pub(crate) const SUPERADMIN: &str = "superadmin";
 
 /// `Cluster.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

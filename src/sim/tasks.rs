@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::auth::{self, Caller};
-use super::dispatch::Ctx;
+use super::ctx::Ctx;
 use super::reply::{self, Resp};
 use crate::ids::ClusterId;
 

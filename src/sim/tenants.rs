@@ -3,10 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::auth::{self, Caller};
-use super::dispatch::Ctx;
+use super::auth::{self, Caller, SUPERADMIN};
+use super::ctx::Ctx;
 use super::reply::{self, Resp};
-use super::state::SUPERADMIN;
 
 /// The tenant JSON shown to callers: its specification plus its id.
 fn show(id: &str, spec: &Value) -> Value {

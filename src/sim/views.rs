@@ -150,3 +150,29 @@ pub(crate) fn plan(c: &Cluster, job: &Job, now: u64) -> Value {
         "stages": stages,
     })
 }
+
+/// The Node JSON for node `nodenum` of a new cluster.
+pub(crate) fn new_node(id: &str, c: &Cluster, nodenum: u64) -> Value {
+    let host = format!("sim-{:08}-{nodenum}.local", c.id);
+    let octets = [10, (c.id >> 8) as u8, c.id as u8, (nodenum % 250) as u8];
+    json!({
+        "id": id,
+        "clusterId": cid(c.id),
+        "services": c.services.iter().map(|s| json!({"name": s})).collect::<Vec<_>>(),
+        "properties": {
+            "hostname": host,
+            "ipaddresses": {"access_v4": format!("{}.{}.{}.{}", octets[0], octets[1], octets[2], octets[3])},
+            "nodenum": nodenum,
+            "hardwaretype": c.hardwaretype,
+            "imagetype": c.imagetype,
+            "flavor": c.hardwaretype,
+            "image": c.imagetype,
+            "sshuser": "root",
+            "services": c.services,
+            "automators": [],
+        },
+        "actions": [],
+        "provisionerResults": {},
+        "links": [],
+    })
+}

@@ -57,26 +57,6 @@ pub async fn handshake(
     }
 }
 
-/// The TLS source of the client or peer listener: the server config in the runtime snapshot
-/// at the time of each handshake. None when the listener starts plain.
-pub fn source(
-    runtime: &Arc<arc_swap::ArcSwap<crate::proxy::Runtime>>,
-    origin: crate::routing::Origin,
-) -> Option<TlsSource> {
-    use crate::routing::Origin;
-    let pick = move |m: &super::Material| match origin {
-        Origin::Client => m.client.clone(),
-        Origin::Peer => m.peer.clone(),
-    };
-    let now = runtime.load();
-    pick(&now.tls)?;
-    let rt = runtime.clone();
-    Some(TlsSource {
-        config: Arc::new(move || pick(&rt.load().tls)),
-        handshake_timeout: now.tls.handshake_timeout,
-    })
-}
-
 /// A reload cannot switch a listener between plain and TLS (it was bound one way): keep the
 /// running `[tls.client]` / `[tls.peer]` presence and report the change as needing a restart.
 /// Changed files or paths with TLS staying on apply to the next handshakes.

@@ -11,7 +11,7 @@ pub mod tls;
 use bytes::Bytes;
 use coopr_router::app::{self, Listeners, RouterHandle};
 use coopr_router::config;
-use coopr_router::server::{Shutdown, ShutdownTrigger};
+use coopr_router::shutdown::{Shutdown, ShutdownTrigger};
 use coopr_router::sim::{LogEntry, Sim, SimConfig};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body::{Body, Frame, SizeHint};

@@ -14,7 +14,7 @@
 //! another connection (nothing was written). Idle connections older than the idle timeout are
 //! dropped at checkout and by a sweep; at most `max_idle` are kept per upstream.
 
-use super::body::ProxyBody;
+use crate::body::ProxyBody;
 use crate::tls::UpstreamTls;
 use http::uri::{PathAndQuery, Uri};
 use http::{HeaderValue, Request, Response, header};
@@ -200,7 +200,7 @@ impl Pool {
             .clone()
             .call(uri.clone())
             .await
-            .map_err(|e| format!("{uri}: {}", super::forward::error_chain(&e)))?;
+            .map_err(|e| format!("{uri}: {}", error_chain(&e)))?;
         let slot = Arc::new(Slot::default());
         let pool = Arc::downgrade(inner);
         let tx = if tls {
@@ -354,7 +354,7 @@ async fn drive<T>(
     .await;
     drop(slot.lock().take());
     if let Err(e) = ended {
-        tracing::debug!(error = %super::forward::error_chain(&e), "upstream connection ended");
+        tracing::debug!(error = %error_chain(&e), "upstream connection ended");
     }
 }
 
@@ -368,6 +368,18 @@ async fn sweep(pool: Weak<Inner>, every: Duration) {
             None => return,
         }
     }
+}
+
+/// The error and its causes, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! The local Coopr servers of this DC: round-robin choice, skipping for a while
 //! (`backend_cooldown_ms`) a server that refused a connection.
 
+use super::health::TargetHealth;
 use crate::classify::Api;
 use crate::config::Config;
-use crate::health::TargetHealth;
 use http::Uri;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

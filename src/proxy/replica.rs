@@ -1,18 +1,100 @@
-//! The proxy's side of replication, kept in one file: the peer-port batch endpoint, reads of
-//! clusters owned elsewhere answered from the replica store, the list merge, and opening an
-//! operation after the local Coopr server accepted a write. Each is one call from `mod.rs`.
+//! The proxy's side of replication, and the narrow trait ([`Replicas`]) through which the proxy
+//! reaches it: the proxy knows "after an accepted write", "answer this read from a replica?",
+//! "merge this list" and "serve this peer endpoint", never stores, outboxes or trackers.
+//! `crate::replication` implements the trait; `app` hands it to the proxy.
 
-use super::body::{Inspected, ProxyBody, read_up_to};
-use super::{Proxy, Runtime, headers, inspect, replayable};
-use crate::classify::{Api, Classification, Kind};
+use super::Proxy;
+use super::request::Ctx;
+use super::respond::{buffer, inspect, json_response, replayable};
+use crate::body::{Inspected, ProxyBody};
+use crate::classify::{Api, Kind};
 use crate::error::ProxyError;
-use crate::replication::{Answer, Caller, WriteSeen, merge_list, read_answer, read_target};
+use crate::headers;
+use crate::ids::ClusterId;
 use crate::routing::{Route, RoutingTable};
+use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The peer-port route a router posts its replication batches to.
+pub const BATCH_PATH: &str = "/replication/v1/batch";
+
+/// The peer-port route Coopr's HTTP callbacks (`server.callback.http.{success,failure}.url`)
+/// can be pointed at: a finish is learned at once instead of at the next poll.
+pub const CALLBACK_PATH: &str = "/replication/v1/coopr-callback";
+
+/// Whether a peer-port path is one of replication's own routes.
+pub fn is_endpoint(path: &str) -> bool {
+    path == BATCH_PATH || path == CALLBACK_PATH
+}
+
+/// A boxed future, so that the trait can be used as `dyn Replicas`.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A write the local Coopr server answered with 2xx, as the proxy saw it.
+pub struct AcceptedWrite<'a> {
+    /// From the path; `None` for a create (then it is read from the response).
+    pub cluster: Option<ClusterId>,
+    pub headers: &'a HeaderMap,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// The request body if it was buffered whole, else `None` with `body_note` saying why.
+    pub body: Option<&'a [u8]>,
+    pub body_note: Option<&'a str>,
+    /// The response body (creates only).
+    pub response: Option<&'a [u8]>,
+}
+
+/// A read answered from the replica store.
+pub struct ReplicaAnswer {
+    pub status: u16,
+    pub body: Bytes,
+    /// JSON (else Coopr's plain-text error).
+    pub json: bool,
+    /// The epoch of the owner that captured the state (`x-coopr-router-replica-epoch`).
+    pub epoch: u64,
+    /// How old the captured state is (`Age`).
+    pub age_seconds: u64,
+}
+
+/// What the proxy needs from replication.
+pub trait Replicas: Send + Sync + 'static {
+    /// Serves `POST` to one of the peer endpoints ([`is_endpoint`]) with its whole body: the
+    /// JSON answer, or the error to send back.
+    fn endpoint<'a>(&'a self, path: &'a str, body: Bytes)
+    -> BoxFut<'a, Result<String, ProxyError>>;
+
+    /// After the local Coopr server accepted a write: opens an operation (on disk before the
+    /// client hears back). Never fails the request.
+    fn accepted<'a>(&'a self, table: &'a RoutingTable, write: AcceptedWrite<'a>) -> BoxFut<'a, ()>;
+
+    /// A read (`path`, as `headers`' caller) of a cluster this DC's Coopr does not hold,
+    /// answered from the replica store; `None` to read through.
+    fn read<'a>(
+        &'a self,
+        cluster: ClusterId,
+        path: &'a str,
+        headers: &'a HeaderMap,
+    ) -> BoxFut<'a, Option<ReplicaAnswer>>;
+
+    /// The local `GET /v2/clusters` list merged with replicated clusters of shards held
+    /// elsewhere, as `headers`' caller sees them.
+    fn merge_list<'a>(
+        &'a self,
+        table: Arc<RoutingTable>,
+        local: Vec<serde_json::Value>,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> BoxFut<'a, Vec<serde_json::Value>>;
+
+    /// The largest local list body that is merged (a larger one passes untouched).
+    fn list_body_bytes(&self) -> usize;
+}
 
 impl Proxy {
     /// The peer port's replication routes: `POST /replication/v1/batch` applies a batch (200
@@ -37,21 +119,9 @@ impl Proxy {
             Inspected::Whole(b) => b,
             Inspected::TooLarge { .. } => return Err(ProxyError::BodyTooLarge { limit }),
         };
-        if parts.uri.path() == crate::replication::CALLBACK_PATH {
-            let woke = repl.callback(&bytes);
-            return Ok(json_response(
-                serde_json::json!({ "woke": woke }).to_string(),
-            ));
-        }
-        match repl.apply(bytes).await {
-            Ok(a) => Ok(json_response(
-                serde_json::json!({"applied": a.applied, "ignored": a.ignored}).to_string(),
-            )),
-            Err(None) => Err(ProxyError::ReplicationBatch(
-                "the body is not a replication batch".into(),
-            )),
-            Err(Some(e)) => Err(ProxyError::ReplicationStore(e.to_string())),
-        }
+        repl.endpoint(parts.uri.path(), bytes)
+            .await
+            .map(json_response)
     }
 
     /// A read of a cluster whose shard this DC's Coopr does not hold, answered from the replica
@@ -59,70 +129,66 @@ impl Proxy {
     /// `Cache-Control: no-cache`).
     pub(super) async fn replica_read(
         &self,
-        rt: &Runtime,
-        parts: &Parts,
-        class: &Classification,
+        cx: &Ctx<'_>,
         route: Route,
     ) -> Option<Response<ProxyBody>> {
         let repl = self.replication.as_ref()?;
-        if class.kind != Kind::ClusterRead || no_cache(&parts.headers) {
+        if cx.class.kind != Kind::ClusterRead || no_cache(&cx.parts.headers) {
             return None;
         }
-        let target = read_target(parts.uri.path())?;
-        let entry = repl.replica(class.cluster?).await?;
-        let answer = read_answer(&entry, &target, Caller::from_headers(&parts.headers))?;
+        let answer = repl
+            .read(cx.class.cluster?, cx.parts.uri.path(), &cx.parts.headers)
+            .await?;
         Some(replica_response(
             answer,
-            rt.dc_header.clone(),
+            cx.rt.dc_header.clone(),
             route,
-            parts.method == Method::HEAD,
+            cx.parts.method == Method::HEAD,
         ))
+    }
+
+    /// Whether a local request should go through [`Self::to_local_replicated`].
+    pub(super) fn replicates(&self, cx: &Ctx<'_>) -> bool {
+        self.replication.is_some() && matches!(cx.class.kind, Kind::ClusterWrite | Kind::Create)
     }
 
     /// Sends a write to a local Coopr server; after a 2xx, opens an operation (on disk before
     /// the client hears back). The body is buffered up to the inspection limit to record it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn to_local_replicated(
         &self,
-        rt: &Runtime,
+        cx: &Ctx<'_>,
         table: &RoutingTable,
-        parts: &Parts,
         body: ProxyBody,
         route: Route,
         api: Api,
-        class: &Classification,
-        remote: SocketAddr,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let Some(repl) = self.replication.clone() else {
-            return self
-                .to_local(rt, parts, body, route, api, class, remote)
-                .await;
+            return self.to_local(cx, body, route, api).await;
         };
-        let body = replayable(rt, body).await?;
+        let body = replayable(cx.rt, body).await?;
         let sent: Option<Bytes> = match &body {
             ProxyBody::Empty => Some(Bytes::new()),
             ProxyBody::Full(b) => Some(b.clone().unwrap_or_default()),
             _ => None,
         };
-        let resp = self
-            .to_local(rt, parts, body, route, api, class, remote)
-            .await?;
+        let resp = self.to_local(cx, body, route, api).await?;
         if !resp.status().is_success() {
             return Ok(resp);
         }
-        let (resp, response) = if class.kind == Kind::Create {
+        let (resp, response) = if cx.class.kind == Kind::Create {
             let (head, body) = resp.into_parts();
-            match buffer(body, rt.config.raw.limits.inspect_body_bytes).await {
+            match buffer(body, cx.rt.config.raw.limits.inspect_body_bytes).await {
                 Ok((bytes, body)) => (Response::from_parts(head, body), Some(bytes)),
                 Err(e) => return Err(ProxyError::Backend(e.to_string())),
             }
         } else {
             (resp, None)
         };
-        repl.on_write(
+        let parts = cx.parts;
+        repl.accepted(
             table,
-            WriteSeen {
-                cluster: class.cluster,
+            AcceptedWrite {
+                cluster: cx.class.cluster,
                 headers: &parts.headers,
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
@@ -141,13 +207,14 @@ impl Proxy {
     /// elsewhere. An answer that is not a 200 JSON array (or is too large) passes untouched.
     pub(super) async fn merge_list(
         &self,
-        parts: &Parts,
-        table: std::sync::Arc<RoutingTable>,
+        cx: &Ctx<'_>,
+        table: Arc<RoutingTable>,
         resp: Response<ProxyBody>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let Some(repl) = &self.replication else {
             return Ok(resp);
         };
+        let parts = cx.parts;
         if resp.status() != StatusCode::OK || parts.method != Method::GET {
             return Ok(resp);
         }
@@ -159,49 +226,18 @@ impl Proxy {
         let Ok(serde_json::Value::Array(local)) = serde_json::from_slice(&bytes) else {
             return Ok(Response::from_parts(head, body));
         };
-        let remote = repl.remote_summaries(table).await;
-        let merged = merge_list(
-            local,
-            &remote,
-            parts.uri.query(),
-            Caller::from_headers(&parts.headers),
-        );
+        let merged = repl
+            .merge_list(table, local, parts.uri.query(), &parts.headers)
+            .await;
         let text = serde_json::Value::Array(merged).to_string();
         head.headers.remove(header::CONTENT_LENGTH);
         head.headers.remove(header::TRANSFER_ENCODING);
         Ok(Response::from_parts(head, ProxyBody::full(text)))
     }
-
-    /// Whether a local request should go through [`Self::to_local_replicated`].
-    pub(super) fn replicates(&self, class: &Classification) -> bool {
-        self.replication.is_some() && matches!(class.kind, Kind::ClusterWrite | Kind::Create)
-    }
-}
-
-/// Reads a body whole when it is at most `limit` bytes; returns its bytes (empty when larger)
-/// and a body to pass on either way.
-async fn buffer(body: ProxyBody, limit: usize) -> Result<(Bytes, ProxyBody), hyper::Error> {
-    match body {
-        ProxyBody::Stream(s) => match read_up_to(s, limit).await? {
-            Inspected::Whole(b) => Ok((b.clone(), ProxyBody::full(b))),
-            Inspected::TooLarge { prefix, rest } => Ok((
-                Bytes::new(),
-                ProxyBody::Prefixed {
-                    prefix: Some(prefix),
-                    rest,
-                },
-            )),
-        },
-        ProxyBody::Full(b) => {
-            let b = b.unwrap_or_default();
-            Ok((b.clone(), ProxyBody::full(b)))
-        }
-        other => Ok((Bytes::new(), other)),
-    }
 }
 
 /// `Cache-Control: no-cache` (or `no-store`, or `max-age=0`): the owner must answer.
-fn no_cache(h: &http::HeaderMap) -> bool {
+fn no_cache(h: &HeaderMap) -> bool {
     h.get_all(header::CACHE_CONTROL).iter().any(|v| {
         v.to_str().is_ok_and(|s| {
             s.split(',').map(str::trim).any(|d| {
@@ -215,12 +251,11 @@ fn no_cache(h: &http::HeaderMap) -> bool {
 
 /// The response for a replica answer, with the router's headers, `Age` and the epoch.
 fn replica_response(
-    a: Answer,
+    a: ReplicaAnswer,
     dc: HeaderValue,
     route: Route,
     head_only: bool,
 ) -> Response<ProxyBody> {
-    let age = crate::replication::Store::age_seconds(a.captured_ms);
     let len = a.body.len();
     let mut resp = Response::new(if head_only {
         ProxyBody::Empty
@@ -245,16 +280,7 @@ fn replica_response(
     if let Some(shard) = route.shard {
         h.insert(headers::SHARD, headers::number(u64::from(shard)));
     }
-    h.insert(header::AGE, headers::number(age));
+    h.insert(header::AGE, headers::number(a.age_seconds));
     h.insert(headers::REPLICA_EPOCH, headers::number(a.epoch));
-    resp
-}
-
-fn json_response(text: String) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(text));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     resp
 }

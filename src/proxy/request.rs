@@ -1,0 +1,275 @@
+//! One request's life, as named steps over one context value (pingora's `CTX`), in the order
+//! they run. `Proxy::handle` (mod.rs) strips the router's headers and sets the request id
+//! before, and turns an error into its response after; everything in between is here:
+//!
+//! 1. **limits**: the request target's length (hyper enforces the rest of the head).
+//! 2. **replication endpoint**: the peer port's `/replication/v1/*` routes.
+//! 3. **classify**: method + path (+ a small body when a rule needs it) -> [`Classification`].
+//! 4. **shared mode**: every DC serves every cluster (`shared.rs`); the rest is skipped.
+//! 5. **snapshot**: one routing table for the whole request; a forwarded write whose epoch is
+//!    newer than ours waits (at most `epoch_wait_ms`) for our watch.
+//! 6. **hold**: a write counts itself in flight and waits while its shard is handed off.
+//! 7. **fence and decide**: the pure `routing::decide` on the snapshot.
+//! 8. **act**: local Coopr (with replication's operation after an accepted write, and the
+//!    list merge), a replica answer, the owner DC's router, or a standby server; a decision
+//!    that sends the request nowhere becomes its error.
+//!
+//! Decoration (the router's headers on the answer) happens where each answer is made
+//! (`respond.rs`).
+
+use super::Proxy;
+use super::respond::prefixed;
+use crate::body::{Inspected, ProxyBody};
+use crate::classify::{self, Api, Class, Classification, Head, Kind};
+use crate::config::OwnershipMode;
+use crate::error::ProxyError;
+use crate::headers;
+use crate::inflight::Guard;
+use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
+use crate::runtime::Runtime;
+use http::request::Parts;
+use http::{Response, header};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What the access log and the metrics say about a request, filled in as it goes.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub class: Option<Classification>,
+    pub route: Option<&'static str>,
+    pub dc: Option<String>,
+    pub shard: Option<u32>,
+}
+
+/// One request once classified: what every later phase reads.
+pub(super) struct Ctx<'a> {
+    /// The runtime (config, servers, upstream client, TLS) loaded once for the request.
+    pub rt: &'a Runtime,
+    pub parts: &'a Parts,
+    pub origin: Origin,
+    pub remote: SocketAddr,
+    pub class: Classification,
+}
+
+impl Ctx<'_> {
+    pub fn is_write(&self) -> bool {
+        self.class.class == Class::Write
+    }
+
+    /// This DC's name.
+    pub fn dc(&self) -> &str {
+        &self.rt.config.dcs[self.rt.config.local].name
+    }
+}
+
+impl Proxy {
+    /// The phases, in order (see the module header).
+    pub(super) async fn serve(
+        &self,
+        rt: &Runtime,
+        parts: &Parts,
+        body: Incoming,
+        origin: Origin,
+        remote: SocketAddr,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        // 1. limits
+        crate::limits::check_head(parts, &rt.config.raw.limits)?;
+        // 2. replication endpoint
+        if origin == Origin::Peer && super::is_endpoint(parts.uri.path()) {
+            return self.replication_endpoint(rt, parts, body).await;
+        }
+        // 3. classify
+        let (class, body) = classify(rt, parts, body).await?;
+        out.class = Some(class);
+        let cx = Ctx {
+            rt,
+            parts,
+            origin,
+            remote,
+            class,
+        };
+        // 4. shared mode
+        if rt.config.raw.ownership.mode == OwnershipMode::Shared {
+            let table = self.routes.load();
+            return self.serve_shared(&cx, &table, body, out).await;
+        }
+        // 5. snapshot
+        let mut table = self.snapshot(&cx).await;
+        // 6. hold: a write counts as in flight from here until its answer.
+        let _inflight: Option<Guard> = match (class.class, class.cluster) {
+            (Class::Write, Some(id)) => Some(self.hold(&cx, table.shard_of(id), &mut table).await?),
+            _ => None,
+        };
+        // 7. fence and decide
+        let decision = decide(&table, &class, origin, self.fenced(&cx));
+        // 8. act
+        self.act(&cx, &table, decision, body, out).await
+    }
+
+    /// Whether this request is a write refused by the fence (no proof the map is current).
+    pub(super) fn fenced(&self, cx: &Ctx<'_>) -> bool {
+        cx.is_write() && self.freshness.is_fenced()
+    }
+
+    /// Step 5: the routing snapshot for the whole request. A forwarded write from a router
+    /// whose map is newer than ours lets our watch catch up (briefly) before we decide whether
+    /// we own the shard at that epoch.
+    async fn snapshot(&self, cx: &Ctx<'_>) -> Arc<RoutingTable> {
+        let table = self.routes.load();
+        if cx.origin == Origin::Peer
+            && let Some(id) = cx.class.cluster
+            && let Some(theirs) = cx
+                .parts
+                .headers
+                .get(headers::EPOCH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            && table
+                .shard(table.shard_of(id))
+                .is_some_and(|e| e.epoch < theirs)
+        {
+            let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
+            return self.routes.wait_for_revision(theirs, wait).await;
+        }
+        table
+    }
+
+    /// Step 8: carries out a decision.
+    async fn act(
+        &self,
+        cx: &Ctx<'_>,
+        table: &Arc<RoutingTable>,
+        decision: Decision,
+        body: ProxyBody,
+        out: &mut Outcome,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let local = || Some(table.local_name().to_string());
+        match decision {
+            Decision::Go(route) => {
+                out.shard = route.shard;
+                match route.target {
+                    Target::Local(api) => {
+                        (out.route, out.dc) = (Some("local"), local());
+                        if self.replicates(cx) {
+                            return self.to_local_replicated(cx, table, body, route, api).await;
+                        }
+                        let resp = self.to_local(cx, body, route, api).await?;
+                        if cx.class.kind == Kind::List {
+                            return self.merge_list(cx, table.clone(), resp).await;
+                        }
+                        Ok(resp)
+                    }
+                    Target::Peer(_)
+                        if cx.origin == Origin::Client
+                            && cx.class.class == Class::Read
+                            && let Some(resp) = self.replica_read(cx, route).await =>
+                    {
+                        (out.route, out.dc) = (Some("replica"), local());
+                        Ok(resp)
+                    }
+                    Target::Peer(dc) => {
+                        (out.route, out.dc) = (Some("forwarded"), Some(table.dc_name(dc).into()));
+                        self.to_peer(cx, table, body, route, dc).await
+                    }
+                    Target::Standby(home) => {
+                        (out.route, out.dc) = (Some("standby"), local());
+                        self.to_standby(cx, body, route, home).await
+                    }
+                }
+            }
+            Decision::Adopted { shard, .. }
+                if cx.class.class == Class::Read
+                    && let Some(resp) =
+                        self.replica_read(cx, adopted_route(table, shard)).await =>
+            {
+                out.shard = Some(shard);
+                (out.route, out.dc) = (Some("replica"), local());
+                Ok(resp)
+            }
+            other => Err(refusal(other, table)),
+        }
+    }
+}
+
+/// Step 3: classifies the request, reading at most `limits.inspect_body_bytes` of its body
+/// when a rule needs the body; returns the body to pass on (what was read, then the rest).
+async fn classify(
+    rt: &Runtime,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<(Classification, ProxyBody), ProxyError> {
+    let limit = rt.config.raw.limits.inspect_body_bytes;
+    let rule = match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
+        Head::Done(c) => return Ok((c, stream_body(body))),
+        Head::NeedBody(rule) => rule,
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if rule.must_fit() && declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    match super::respond::inspect(rt, body, limit).await? {
+        Inspected::Whole(bytes) => Ok((
+            classify::classify_body(rule, &bytes)?,
+            ProxyBody::full(bytes),
+        )),
+        Inspected::TooLarge { .. } if rule.must_fit() => Err(ProxyError::BodyTooLarge { limit }),
+        Inspected::TooLarge { prefix, rest } => Ok((rule.fallback(), prefixed(prefix, rest))),
+    }
+}
+
+/// A body the client sent, as-is; an empty one becomes `Empty` so it can be replayed.
+fn stream_body(body: Incoming) -> ProxyBody {
+    use http_body::Body;
+    if body.is_end_stream() {
+        ProxyBody::Empty
+    } else {
+        ProxyBody::Stream(body)
+    }
+}
+
+/// The route of a read of an adopted shard answered from the replica store.
+fn adopted_route(table: &RoutingTable, shard: u32) -> Route {
+    Route {
+        target: Target::Local(Api::External),
+        shard: Some(shard),
+        epoch: table.shard(shard).map_or(0, |s| s.epoch),
+    }
+}
+
+/// The error for a decision that sends the request nowhere (`Go` has no error: it is mapped to
+/// `owner_moved`, which only a caller that expected a refusal can reach).
+pub(super) fn refusal(decision: Decision, table: &RoutingTable) -> ProxyError {
+    match decision {
+        Decision::Adopted { shard, home } => ProxyError::Adopted {
+            dc: table.local_name().to_string(),
+            shard,
+            home: table.dc_name(home).to_string(),
+        },
+        Decision::Misdirected {
+            shard,
+            owner,
+            epoch,
+        } => ProxyError::Misdirected {
+            dc: table.local_name().to_string(),
+            shard,
+            owner: owner.map(|o| table.dc_name(o).to_string()),
+            epoch,
+            revision: table.revision,
+        },
+        Decision::NoCreateTarget => ProxyError::NoCreateTarget,
+        Decision::Fenced { shard } => ProxyError::Fenced {
+            dc: table.local_name().to_string(),
+            shard,
+        },
+        Decision::Go(route) => ProxyError::OwnerMoved {
+            dc: match route.target {
+                Target::Peer(dc) => table.dc_name(dc).to_string(),
+                _ => table.local_name().to_string(),
+            },
+        },
+    }
+}

@@ -1,0 +1,105 @@
+//! What the proxy does to bodies and answers on their way through: reading a body whole up to
+//! a limit (to inspect or to send again), and the router's headers on an upstream's answer.
+
+use crate::body::{Inspected, ProxyBody, read_up_to};
+use crate::error::ProxyError;
+use crate::headers;
+use crate::routing::Route;
+use crate::runtime::Runtime;
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use hyper::body::Incoming;
+
+/// Reads at most `limit` bytes of a body, within the request-head timeout.
+pub(super) async fn inspect(
+    rt: &Runtime,
+    body: Incoming,
+    limit: usize,
+) -> Result<Inspected, ProxyError> {
+    match tokio::time::timeout(
+        rt.config.raw.timeouts.request_head(),
+        read_up_to(body, limit),
+    )
+    .await
+    {
+        Err(_) => Err(ProxyError::BodyTimeout),
+        Ok(Err(e)) => Err(ProxyError::BodyRead(e.to_string())),
+        Ok(Ok(i)) => Ok(i),
+    }
+}
+
+/// A body of which `prefix` was read and `rest` was not.
+pub(super) fn prefixed(prefix: Bytes, rest: Incoming) -> ProxyBody {
+    ProxyBody::Prefixed {
+        prefix: Some(prefix),
+        rest,
+    }
+}
+
+/// Buffers a streamed body of at most the inspection limit, so it can be sent again (a retry
+/// after a 421 or a refused connection); a larger one streams on and cannot be.
+pub(super) async fn replayable(rt: &Runtime, body: ProxyBody) -> Result<ProxyBody, ProxyError> {
+    Ok(match body {
+        ProxyBody::Stream(s) => {
+            match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
+                Inspected::Whole(b) => ProxyBody::full(b),
+                Inspected::TooLarge { prefix, rest } => prefixed(prefix, rest),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Reads a body whole when it is at most `limit` bytes; returns its bytes (empty when larger)
+/// and a body to pass on either way.
+pub(super) async fn buffer(
+    body: ProxyBody,
+    limit: usize,
+) -> Result<(Bytes, ProxyBody), hyper::Error> {
+    match body {
+        ProxyBody::Stream(s) => match read_up_to(s, limit).await? {
+            Inspected::Whole(b) => Ok((b.clone(), ProxyBody::full(b))),
+            Inspected::TooLarge { prefix, rest } => Ok((Bytes::new(), prefixed(prefix, rest))),
+        },
+        ProxyBody::Full(b) => {
+            let b = b.unwrap_or_default();
+            Ok((b.clone(), ProxyBody::full(b)))
+        }
+        other => Ok((Bytes::new(), other)),
+    }
+}
+
+/// Strips hop-by-hop headers from an upstream response and adds the router's headers.
+pub(super) fn decorate(
+    resp: Response<Incoming>,
+    dc: HeaderValue,
+    route: &'static str,
+    r: Route,
+) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let h = &mut parts.headers;
+    h.insert(headers::DC, dc);
+    h.insert(headers::ROUTE, HeaderValue::from_static(route));
+    if let Some(shard) = r.shard {
+        h.insert(headers::SHARD, headers::number(u64::from(shard)));
+    }
+    // The epoch that served it: ours when our Coopr answered; a peer's answer keeps its own.
+    if route == "local" || route == "standby" {
+        h.remove(headers::EPOCH);
+        if r.epoch > 0 {
+            h.insert(headers::EPOCH, headers::number(r.epoch));
+        }
+    }
+    Response::from_parts(parts, ProxyBody::Stream(body))
+}
+
+/// A 200 with a JSON body the router made.
+pub(super) fn json_response(text: String) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(text));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}

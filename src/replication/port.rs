@@ -1,0 +1,79 @@
+//! Replication as the proxy sees it: the proxy's [`Replicas`] trait, implemented by
+//! [`Replication`] (the proxy never names this module's types).
+
+use super::Replication;
+use super::answer::{merge_list, read_answer, read_target};
+use super::store::Store;
+use super::visibility::Caller;
+use crate::error::ProxyError;
+use crate::ids::ClusterId;
+use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas};
+use crate::routing::RoutingTable;
+use bytes::Bytes;
+use http::HeaderMap;
+use std::sync::Arc;
+
+impl Replicas for Replication {
+    fn endpoint<'a>(
+        &'a self,
+        path: &'a str,
+        body: Bytes,
+    ) -> BoxFut<'a, Result<String, ProxyError>> {
+        Box::pin(async move {
+            if path == CALLBACK_PATH {
+                let woke = self.callback(&body);
+                return Ok(serde_json::json!({ "woke": woke }).to_string());
+            }
+            match self.apply(body).await {
+                Ok(a) => {
+                    Ok(serde_json::json!({"applied": a.applied, "ignored": a.ignored}).to_string())
+                }
+                Err(None) => Err(ProxyError::ReplicationBatch(
+                    "the body is not a replication batch".into(),
+                )),
+                Err(Some(e)) => Err(ProxyError::ReplicationStore(e.to_string())),
+            }
+        })
+    }
+
+    fn accepted<'a>(&'a self, table: &'a RoutingTable, write: AcceptedWrite<'a>) -> BoxFut<'a, ()> {
+        Box::pin(self.on_write(table, write))
+    }
+
+    fn read<'a>(
+        &'a self,
+        cluster: ClusterId,
+        path: &'a str,
+        headers: &'a HeaderMap,
+    ) -> BoxFut<'a, Option<ReplicaAnswer>> {
+        Box::pin(async move {
+            let target = read_target(path)?;
+            let entry = self.replica(cluster).await?;
+            let a = read_answer(&entry, &target, Caller::from_headers(headers))?;
+            Some(ReplicaAnswer {
+                status: a.status,
+                body: a.body,
+                json: a.json,
+                epoch: a.epoch,
+                age_seconds: Store::age_seconds(a.captured_ms),
+            })
+        })
+    }
+
+    fn merge_list<'a>(
+        &'a self,
+        table: Arc<RoutingTable>,
+        local: Vec<serde_json::Value>,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> BoxFut<'a, Vec<serde_json::Value>> {
+        Box::pin(async move {
+            let remote = self.remote_summaries(table).await;
+            merge_list(local, &remote, query, Caller::from_headers(headers))
+        })
+    }
+
+    fn list_body_bytes(&self) -> usize {
+        self.inner.cfg.list_body_bytes
+    }
+}

@@ -1,0 +1,19 @@
+//! The one upstream layer, used by the proxy and by replication alike: the connection pool,
+//! sending with a response timeout and the one mapping from a send failure to the router's
+//! error kinds, building upstream requests, the local Coopr servers (round robin, cool-down)
+//! and the health of every upstream.
+//!
+//! Module map: `pool` (idle HTTP/1.1 connections per upstream) <- `send` (timeouts, failure
+//! kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
+//! `backend` (the local servers).
+
+pub mod backend;
+pub mod health;
+pub mod pool;
+pub mod request;
+pub mod send;
+
+pub use backend::{Backend, Backends};
+pub use health::{PeerHealth, TargetHealth};
+pub use request::upstream_request;
+pub use send::{Hop, Reply, SendError, Upstream};

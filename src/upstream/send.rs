@@ -1,0 +1,191 @@
+//! Sending one request upstream (a Coopr server or a peer router) through the pool with a
+//! response timeout; the kinds of failure ([`SendError`]); the one mapping from a failure to
+//! the router's error kinds ([`SendError::into_error`]); and a buffered exchange for the
+//! router's own small requests (health checks, replication).
+
+use super::pool::{Failure, Pool, error_chain};
+use crate::body::ProxyBody;
+use crate::config::Timeouts;
+use crate::error::ProxyError;
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use std::time::Duration;
+
+/// Why an upstream exchange failed.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: nothing was sent, so trying elsewhere is safe.
+    Connect(String),
+    /// No response head within the timeout (the request may have been applied).
+    Timeout,
+    /// The exchange broke after it started (the request may have been applied).
+    Failed(String),
+    /// The client's own request body broke (bad chunked framing, cut short): the client's
+    /// fault, answered 400; the upstream saw an incomplete body.
+    RequestBody(String),
+}
+
+/// The pooled client.
+#[derive(Clone)]
+pub struct Upstream {
+    pool: Pool,
+}
+
+/// Idle connections kept per upstream.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
+
+impl Upstream {
+    /// `tls` decides trust for https URLs (peer routers, Coopr servers); http URLs stay plain.
+    pub fn new(t: &Timeouts, tls: &crate::tls::Material) -> Self {
+        Upstream {
+            pool: Pool::new(
+                t.connect(),
+                t.upstream_idle(),
+                MAX_IDLE_PER_UPSTREAM,
+                tls.upstream_tls(),
+            ),
+        }
+    }
+
+    /// Sends a request (its URI absolute: it names the upstream) and waits for the response
+    /// head at most `timeout`.
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let result = if req.body().is_streamed() {
+            // The response timeout starts once the body was sent whole: a large upload may
+            // take longer than `timeout` by itself.
+            let (tx, mut sent) = tokio::sync::oneshot::channel();
+            let req = req.map(|b| ProxyBody::Tracked {
+                inner: Box::new(b),
+                done: Some(tx),
+            });
+            let exchange = self.pool.send(req);
+            tokio::pin!(exchange);
+            tokio::select! {
+                r = &mut exchange => Ok(r),
+                _ = &mut sent => tokio::time::timeout(timeout, exchange).await,
+            }
+        } else {
+            tokio::time::timeout(timeout, self.pool.send(req)).await
+        };
+        match result {
+            Err(_) => Err(SendError::Timeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(Failure::Connect(e))) => Err(SendError::Connect(e)),
+            Ok(Err(Failure::Exchange(e))) if is_request_body_error(&e) => {
+                Err(SendError::RequestBody(error_chain(&e)))
+            }
+            Ok(Err(Failure::Exchange(e))) => Err(SendError::Failed(error_chain(&e))),
+        }
+    }
+}
+
+/// Whom a request was sent to, for the error a failure becomes.
+#[derive(Debug, Clone, Copy)]
+pub enum Hop<'a> {
+    /// A local Coopr server.
+    Local,
+    /// This DC's standby Coopr server for another DC (its base URL).
+    Standby(&'a Uri),
+    /// The router of another DC (its name).
+    Peer(&'a str),
+}
+
+impl SendError {
+    /// The one mapping from an upstream failure to the router's error kinds.
+    pub fn into_error(self, hop: Hop<'_>) -> ProxyError {
+        match (self, hop) {
+            (SendError::RequestBody(e), _) => ProxyError::BodyRead(e),
+            (SendError::Connect(e), Hop::Local) => ProxyError::BackendUnreachable(e),
+            (SendError::Connect(e), Hop::Standby(base)) => {
+                ProxyError::BackendUnreachable(format!("standby server {base}: {e}"))
+            }
+            (SendError::Connect(reason), Hop::Peer(dc)) => ProxyError::PeerUnreachable {
+                dc: dc.to_string(),
+                reason,
+            },
+            (SendError::Timeout, Hop::Local | Hop::Standby(_)) => ProxyError::BackendTimeout,
+            (SendError::Timeout, Hop::Peer(dc)) => ProxyError::PeerTimeout { dc: dc.to_string() },
+            (SendError::Failed(e), Hop::Local | Hop::Standby(_)) => ProxyError::Backend(e),
+            (SendError::Failed(reason), Hop::Peer(dc)) => ProxyError::Peer {
+                dc: dc.to_string(),
+                reason,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Connect(e) => write!(f, "cannot connect: {e}"),
+            SendError::Timeout => f.write_str("no answer in time"),
+            SendError::Failed(e) => write!(f, "exchange failed: {e}"),
+            SendError::RequestBody(e) => write!(f, "request body: {e}"),
+        }
+    }
+}
+
+/// A response read whole (the router's own requests: small bodies).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+impl Upstream {
+    /// Sends a request and reads at most `max_body` bytes of its answer, all within `timeout`.
+    pub async fn fetch(
+        &self,
+        req: Request<ProxyBody>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<Reply, String> {
+        use http_body_util::{BodyExt, Limited};
+        let uri = req.uri().clone();
+        let exchange = async {
+            let resp = self
+                .send(req, timeout)
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?;
+            let status = resp.status().as_u16();
+            let body = Limited::new(resp.into_body(), max_body)
+                .collect()
+                .await
+                .map_err(|e| format!("{uri}: {e}"))?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer from {uri} within {timeout:?}"))?
+    }
+}
+
+/// Whether an upstream exchange failed because the client's request body broke (hyper reports
+/// an error of the body it was sending as a "user" error).
+pub fn is_request_body_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && h.is_user()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
