@@ -1,4 +1,4 @@
-//! Pure classification of a Coopr request (the built-in `coopr` rule set, coopr-api.md §8):
+//! Pure classification of a Coopr request (the built-in `coopr` rule set, docs/coopr-api.md §8):
 //! method + path (+ query) and, for a few routes, a small JSON body -> [`Classification`].
 //!
 //! Two steps, so the proxy reads a body only when a rule needs it: [`classify_head`] answers at

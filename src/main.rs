@@ -29,7 +29,8 @@ enum Command {
     },
     /// Validate a config file; exits non-zero with the key and line on error.
     CheckConfig { file: PathBuf },
-    /// Three DCs on loopback, each a Coopr simulator and a router, with a static map.
+    /// Three DCs on loopback, each a Coopr simulator and a router, with a static map (or the
+    /// map in etcd, with --etcd); no replication.
     Demo {
         /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3 (simulator).
         #[arg(long, default_value_t = 7000)]
@@ -400,7 +401,8 @@ async fn run_failover(
         println!("{:>6}  {:>10}  {} -> {}", m.shard, m.epoch, m.from, m.to);
     }
     println!(
-        "in-flight operations and replication lag: not tracked by this router (no replication)"
+        "in-flight operations and replication lag: not checked here; with replication on, the new \
+         owner lists operations left unfinished at GET /admin/operations?state=interrupted"
     );
     if dry_run {
         return Ok(());

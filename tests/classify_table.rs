@@ -1,5 +1,5 @@
-//! The classification table: one row per route of coopr-api.md §2 and §8, plus the path tricks
-//! and bad ids the router must refuse.
+//! The classification table: one row per route of docs/coopr-api.md §2 and §8, plus the path
+//! tricks and bad ids the router must refuse.
 
 use coopr_router::classify::{
     Api, BodyRule, Class, Classification, Head, Kind, classify_body, classify_head,

@@ -5,7 +5,7 @@ use super::ConfigError;
 use http::Uri;
 use serde::{Deserialize, Serialize};
 
-/// Replication of finished-operation state to the other DCs (DESIGN.md, "Replication").
+/// Replication of finished-operation state to the other DCs (docs/design.md, "Replication").
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicationConfig {

@@ -1,6 +1,7 @@
 //! The failover decision as a pure state machine: `Controller::step(event, now) -> actions`. No
 //! I/O and no clock: time comes in with each event, so every rule is tested by tables and by
-//! seeded random event sequences with an invariant check after every step (tests/failover.rs).
+//! seeded random event sequences with an invariant check after every step
+//! (tests/failover_step.rs; tests/failover.rs runs the driver against a real etcd).
 //!
 //! A shard owned by DC X moves when X is dead: its `alive/X` key has been absent for at least
 //! `grace`, and this DC's own probes of X fail too. It moves to its first replica whose `alive/`

@@ -1,5 +1,5 @@
-//! The etcd keyspace (DESIGN.md): key names under the prefix and the JSON values stored there.
-//! Pure; the etcd module does the I/O.
+//! The etcd keyspace (docs/design.md, "The etcd keyspace"; what differs is in ARCHITECTURE.md):
+//! key names under the prefix and the JSON values stored there. Pure; the etcd module does the I/O.
 //!
 //! | key | value |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! Replication of finished-operation state to the other DCs (DESIGN.md, "Replication").
+//! Replication of finished-operation state to the other DCs (docs/design.md, "Replication").
 //!
 //! Owner side: a write the local Coopr server accepted opens an operation ([`record::Intent`],
 //! queued at once); the tracker follows it to its finish and queues the captured state; the

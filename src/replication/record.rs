@@ -34,7 +34,7 @@ pub struct Intent {
     pub body_note: Option<String>,
 }
 
-/// How an operation ended (coopr-api.md §5).
+/// How an operation ended (docs/coopr-api.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -163,7 +163,7 @@ pub fn action_of(method: &str, path: &str) -> &'static str {
     }
 }
 
-/// The outcome of a finished operation from the cluster's final status (coopr-api.md §5):
+/// The outcome of a finished operation from the cluster's final status (docs/coopr-api.md §5):
 /// `active`, or `terminated` after a delete, is success; anything else is failure.
 pub fn outcome_of(action: &str, status: &str) -> Outcome {
     match (action, status) {

@@ -1,10 +1,10 @@
 //! The operation tracker: follows one open operation on the local Coopr server until it
-//! finishes (`GET /v2/clusters/{id}/status` until `status` is no longer `pending`, coopr-api.md
-//! §5; backoff from `poll_min_ms` to `poll_max_ms`; a Coopr callback or a write to the same
-//! cluster wakes it early), then captures the cluster's state (details, status, config,
-//! services, latest plan; every `providerFields` removed) and queues it for the shard's other
-//! DCs in the same commit that closes the operation. Open operations are in the store, so a
-//! restarted router resumes them.
+//! finishes (`GET /v2/clusters/{id}/status` until `status` is no longer `pending`,
+//! docs/coopr-api.md §5; backoff from `poll_min_ms` to `poll_max_ms`; a Coopr callback or a
+//! write to the same cluster wakes it early), then captures the cluster's state (details,
+//! status, config, services, latest plan; every `providerFields` removed) and queues it for the
+//! shard's other DCs in the same commit that closes the operation. Open operations are in the
+//! store, so a restarted router resumes them.
 
 use super::Inner;
 use super::record::{Finished, Intent, outcome_of, strip_provider_fields};

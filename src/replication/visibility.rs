@@ -1,4 +1,4 @@
-//! Coopr's visibility rules (coopr-api.md §1), applied to what the replica store answers:
+//! Coopr's visibility rules (docs/coopr-api.md §1), applied to what the replica store answers:
 //! a missing `Coopr-UserID` or `Coopr-TenantID` is 401; a cluster of another tenant, or of
 //! another user when the caller is not the tenant admin (user `admin`), is 404. Tenants are
 //! compared by *name* (the header), which is the same in every DC, unlike tenant UUIDs.

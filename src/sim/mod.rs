@@ -1,5 +1,5 @@
 //! The Coopr simulator: a small in-process stand-in for an unmodified Coopr server, following
-//! `/work/shared/coopr-api.md`. This file owns the public surface: [`SimConfig`], [`Sim`],
+//! `docs/coopr-api.md`. This file owns the public surface: [`SimConfig`], [`Sim`],
 //! [`SimError`] and [`LogEntry`], plus the shared-state handle every handler receives.
 //!
 //! Module map:

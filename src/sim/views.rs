@@ -1,4 +1,4 @@
-//! The JSON shapes Coopr returns for clusters (coopr-api.md §3): details, summaries, the
+//! The JSON shapes Coopr returns for clusters (docs/coopr-api.md §3): details, summaries, the
 //! `ClusterStatusResponse` (lowercase `clusterid`) and job plans (UPPERCASE names).
 
 use std::collections::BTreeMap;
