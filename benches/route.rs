@@ -2,6 +2,8 @@
 //! `GET /v2/clusters/{id}/status` and looking up its shard in a routing snapshot (issue 9's
 //! goal: classify + lookup under 200 ns together). Run: `cargo bench --bench route`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use coopr_router::classify::{Head, classify_head};
 use coopr_router::routing::{DcEntry, Decision, Origin, Routes, RoutingTable, ShardEntry, decide};
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -16,6 +16,8 @@
 //!
 //! Results go to stdout and `load/results/failover-<UTC timestamp>.json`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

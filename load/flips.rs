@@ -27,6 +27,8 @@
 //!
 //! Results go to stdout and `load/results/flips-<UTC timestamp>.json`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -24,6 +24,8 @@
 //!    (`coopr_router_replication_sent_total{peer="dc2"}`) gives records/s, with and without the
 //!    relay delay.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 

@@ -2,6 +2,8 @@
 //! while requests are in flight, a broken file keeping the old config, 100 reloads under load
 //! failing nothing, runtime log level, and drain.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use bytes::Bytes;

@@ -5,6 +5,8 @@
 //! A file naming its own parent module (`super::Thing` defined in the `mod.rs` above it) is
 //! that module's inside, not an edge.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -491,4 +493,26 @@ fn the_checker_finds_a_loop() {
         "a comment is not an import"
     );
     assert_eq!(cycles(&g), vec![vec!["a".to_string(), "b".to_string()]]);
+}
+
+#[test]
+fn lints_live_in_one_place() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    for rule in [
+        "unsafe_code = \"forbid\"",
+        "unwrap_used = \"deny\"",
+        "expect_used = \"deny\"",
+        "panic = \"deny\"",
+    ] {
+        assert!(manifest.contains(rule), "Cargo.toml [lints] has {rule}");
+    }
+    for f in files() {
+        assert!(
+            !f.code.contains("#![allow(clippy::unwrap_used")
+                && !f.code.contains("#[allow(clippy::unwrap_used"),
+            "{} lifts the unwrap lint outside tests",
+            f.module
+        );
+    }
 }

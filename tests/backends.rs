@@ -1,6 +1,8 @@
 //! The local Coopr servers: round robin, a server that refuses connections is skipped for a
 //! while, a hung server gives 504; and the 421 path between routers whose maps disagree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use coopr_router::app::{self, Listeners};

@@ -2,6 +2,8 @@
 //! error, a closed connection), nothing panics, and the router still serves another client
 //! afterwards. (A peer with a wrong certificate is refused at the handshake: tests/tls.rs.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::net::SocketAddr;

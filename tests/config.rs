@@ -1,6 +1,8 @@
 //! Configuration: the shipped example is valid, and every kind of mistake is refused with the
 //! key and the line named, by the library and by `coopr-router check-config`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use coopr_router::config;
 use std::process::Command;
 

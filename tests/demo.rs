@@ -2,6 +2,8 @@
 //! curl flow works (create in dc1, write through dc2 lands in dc1), and SIGINT stops it cleanly
 //! with exit status 0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::{Method, StatusCode};

@@ -5,6 +5,8 @@
 //! one move produce one winner and one history record; an owner cut off from etcd refuses writes
 //! before anything could move.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use coopr_router::etcd::ops;

@@ -5,6 +5,8 @@
 //! never a move while the owner is alive, never a move to a dead DC, never two moves of a shard
 //! within `min_interval`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use coopr_router::failover::{Action, Controller, Event, Params, ShardView};
 use proptest::prelude::*;
 

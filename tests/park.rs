@@ -4,6 +4,8 @@
 //! body before an idle spell is fine, parked connections close at the idle timeout and at
 //! shutdown, and h2c prior knowledge still works on the same port.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::time::{Duration, Instant};

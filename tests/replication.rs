@@ -3,6 +3,8 @@
 //! replica store with Coopr's visibility rules, a peer or owner that was down loses nothing,
 //! and `providerFields` never leave the owner DC (asserted on the bytes the peer received).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::{Method, StatusCode};

@@ -3,6 +3,8 @@
 //! never silent; the peers with room get everything. One test in its own process, so the
 //! process-wide metrics are this test's alone.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::StatusCode;

@@ -1,6 +1,8 @@
 //! The `[replication]` section: defaults, unknown keys refused with the line, and each bad value
 //! refused with its key.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use coopr_router::config;
 
 const EXAMPLE: &str = include_str!("../config/static.toml");

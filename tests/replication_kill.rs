@@ -2,6 +2,8 @@
 //! operation still open, then restarted: the peer that was down meanwhile receives every record
 //! exactly once, in order per shard.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::{Method, StatusCode};

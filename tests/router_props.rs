@@ -3,6 +3,8 @@
 //! that owns it; arbitrary request lines and headers get an HTTP answer or a closed connection,
 //! never a router error above 4xx nor a hang, and the router keeps serving.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use proptest::prelude::*;

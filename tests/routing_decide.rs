@@ -1,5 +1,7 @@
 //! The pure routing decision, by table, on a three-DC map.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use coopr_router::classify::{Api, Class, Classification, Kind};
 use coopr_router::ids::ClusterId;
 use coopr_router::routing::{

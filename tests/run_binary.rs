@@ -1,6 +1,8 @@
 //! `coopr-router run --config FILE` as an operator runs it: it serves, reloads on SIGHUP, and
 //! exits 0 on SIGTERM.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use http::{Method, StatusCode};

@@ -3,6 +3,8 @@
 //! router sends requests to the next healthy DC and `/ready` says so; traffic comes back after
 //! the rise threshold; a write that broke after it was sent is not replayed elsewhere.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use coopr_router::app::{self, Listeners, RouterHandle};

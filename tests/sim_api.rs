@@ -1,6 +1,8 @@
 //! End-to-end tests of the Coopr simulator: a `Sim` served on 127.0.0.1:0 in-process, driven
 //! over HTTP with hyper-util's client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -2,6 +2,8 @@
 //! in-flight request finish while refusing new connections. One test per file section keeps the
 //! peak-RSS measurement free of other tests' noise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use bytes::Bytes;

@@ -2,6 +2,8 @@
 //! the peer port refusing certificates that are missing, from another CA, expired, or naming no
 //! DC of the map; and certificate hot reload that keeps open connections.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use bytes::Bytes;

@@ -4,6 +4,8 @@
 //! `Connect`, a silent upstream `Timeout`; https works with the backend CA; at most `max_idle`
 //! idle connections are kept.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use bytes::Bytes;

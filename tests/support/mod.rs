@@ -3,6 +3,8 @@
 //! polling with a deadline.
 
 #![allow(dead_code)]
+// Test helpers may unwrap, expect and panic: a failed assumption is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod etcd;
 pub mod relay;
