@@ -2,8 +2,7 @@
 //! connection when the body can be sent again), or the standby server that serves another DC's
 //! clusters after a failover.
 
-use super::Proxy;
-use super::request::Ctx;
+use super::ctx::Ctx;
 use super::respond::decorate;
 use crate::body::ProxyBody;
 use crate::classify::Api;
@@ -13,96 +12,92 @@ use crate::routing::Route;
 use crate::upstream::{Hop, SendError, upstream_request};
 use http::Response;
 
-impl Proxy {
-    /// Sends to a local Coopr server, trying the next one when a connection is refused and the
-    /// body can be sent again.
-    pub(super) async fn to_local(
-        &self,
-        cx: &Ctx<'_>,
-        mut body: ProxyBody,
-        route: Route,
-        api: Api,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        const MAX_TRIES: usize = 4;
-        let rt = cx.rt;
-        let mut tried = [usize::MAX; MAX_TRIES];
-        let mut n = 0;
-        loop {
-            // Checked again before every attempt: refused connections and connect timeouts can
-            // take long enough for the fence to close meanwhile.
-            if self.fenced(cx) {
-                return Err(ProxyError::Fenced {
-                    dc: cx.dc().to_string(),
-                    shard: route.shard,
-                });
-            }
-            let Some((i, backend)) = rt
-                .backends
-                .pick(&tried[..n])
-                .and_then(|i| Some((i, rt.backends.get(i)?)))
-            else {
-                return Err(ProxyError::BackendUnreachable(
-                    "no Coopr server is configured".into(),
-                ));
-            };
-            let replay = body.try_clone();
-            let mut req = upstream_request(cx.parts, backend.base(api), cx.remote, body);
-            let epoch = if cx.is_write() { route.epoch } else { 0 };
-            headers::set_hop_and_epoch(req.headers_mut(), None, epoch);
-            match rt
-                .upstream
-                .send(req, rt.config.raw.timeouts.response())
-                .await
-            {
-                Ok(resp) => {
-                    rt.backends.mark_up(i);
-                    return Ok(decorate(resp, rt.dc_header.clone(), "local", route));
-                }
-                Err(SendError::Connect(e)) => {
-                    tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
-                    rt.backends.mark_down(i);
-                    backend.health.observe(false, &rt.config.raw.health);
-                    tried[n] = i;
-                    n += 1;
-                    match replay {
-                        Some(again) if n < MAX_TRIES.min(rt.backends.len()) => body = again,
-                        _ => return Err(SendError::Connect(e).into_error(Hop::Local)),
-                    }
-                }
-                Err(e) => return Err(e.into_error(Hop::Local)),
-            }
-        }
-    }
-
-    /// Sends a request for an adopted shard to this DC's standby Coopr server for its home DC.
-    pub(super) async fn to_standby(
-        &self,
-        cx: &Ctx<'_>,
-        body: ProxyBody,
-        route: Route,
-        home: usize,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let rt = cx.rt;
-        if self.fenced(cx) {
+/// Sends to a local Coopr server, trying the next one when a connection is refused and the
+/// body can be sent again.
+pub(super) async fn to_local(
+    cx: &Ctx<'_>,
+    mut body: ProxyBody,
+    route: Route,
+    api: Api,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    const MAX_TRIES: usize = 4;
+    let rt = cx.rt;
+    let mut tried = [usize::MAX; MAX_TRIES];
+    let mut n = 0;
+    loop {
+        // Checked again before every attempt: refused connections and connect timeouts can
+        // take long enough for the fence to close meanwhile.
+        if cx.fenced() {
             return Err(ProxyError::Fenced {
                 dc: cx.dc().to_string(),
                 shard: route.shard,
             });
         }
-        let Some(Some(base)) = rt.config.standby.get(home) else {
+        let Some((i, backend)) = rt
+            .backends
+            .pick(&tried[..n])
+            .and_then(|i| Some((i, rt.backends.get(i)?)))
+        else {
             return Err(ProxyError::BackendUnreachable(
-                "no standby server is configured".into(),
+                "no Coopr server is configured".into(),
             ));
         };
-        let mut req = upstream_request(cx.parts, base, cx.remote, body);
-        headers::set_hop_and_epoch(req.headers_mut(), None, route.epoch);
+        let replay = body.try_clone();
+        let mut req = upstream_request(cx.parts, backend.base(api), cx.remote, body);
+        let epoch = if cx.is_write() { route.epoch } else { 0 };
+        headers::set_hop_and_epoch(req.headers_mut(), None, epoch);
         match rt
             .upstream
             .send(req, rt.config.raw.timeouts.response())
             .await
         {
-            Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", route)),
-            Err(e) => Err(e.into_error(Hop::Standby(base))),
+            Ok(resp) => {
+                rt.backends.mark_up(i);
+                return Ok(decorate(resp, rt.dc_header.clone(), "local", route));
+            }
+            Err(SendError::Connect(e)) => {
+                tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
+                rt.backends.mark_down(i);
+                backend.health.observe(false, &rt.config.raw.health);
+                tried[n] = i;
+                n += 1;
+                match replay {
+                    Some(again) if n < MAX_TRIES.min(rt.backends.len()) => body = again,
+                    _ => return Err(SendError::Connect(e).into_error(Hop::Local)),
+                }
+            }
+            Err(e) => return Err(e.into_error(Hop::Local)),
         }
+    }
+}
+
+/// Sends a request for an adopted shard to this DC's standby Coopr server for its home DC.
+pub(super) async fn to_standby(
+    cx: &Ctx<'_>,
+    body: ProxyBody,
+    route: Route,
+    home: usize,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let rt = cx.rt;
+    if cx.fenced() {
+        return Err(ProxyError::Fenced {
+            dc: cx.dc().to_string(),
+            shard: route.shard,
+        });
+    }
+    let Some(Some(base)) = rt.config.standby.get(home) else {
+        return Err(ProxyError::BackendUnreachable(
+            "no standby server is configured".into(),
+        ));
+    };
+    let mut req = upstream_request(cx.parts, base, cx.remote, body);
+    headers::set_hop_and_epoch(req.headers_mut(), None, route.epoch);
+    match rt
+        .upstream
+        .send(req, rt.config.raw.timeouts.response())
+        .await
+    {
+        Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", route)),
+        Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
 }

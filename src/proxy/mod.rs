@@ -4,24 +4,29 @@
 //! counted and logged once.
 //!
 //! Module map, in the order a request meets them:
+//! - `ctx`: the [`Proxy`] every request shares, and one request's context.
 //! - `request`: the phases of one request over one context value, top to bottom.
 //! - `hold`: holding a shard's writes while this DC hands it off.
 //! - `local`: sending to a local Coopr server or a standby server.
 //! - `peer`: forwarding to the owner DC's router, and routing again after a 421.
 //! - `shared`: shared-database mode (local while healthy, else the next healthy DC).
-//! - `replica`: the narrow trait through which the proxy reaches replication ([`Replicas`]),
-//!   and the answers built from it (replica reads, the list merge, the peer endpoint).
+//! - `replicas`: the narrow trait through which the proxy reaches replication ([`Replicas`]).
+//! - `replica`: the answers built through it (the peer endpoint, replica reads, the operation
+//!   after an accepted write, the list merge).
 //! - `respond`: the router's headers on an upstream answer, bodies the proxy buffers.
 
+mod ctx;
 mod hold;
 mod local;
 mod peer;
 mod replica;
+mod replicas;
 mod request;
 mod respond;
 mod shared;
 
-pub use replica::{
+pub use ctx::Proxy;
+pub use replicas::{
     AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas, is_endpoint,
 };
 
@@ -32,23 +37,12 @@ use crate::ownership::Freshness;
 use crate::routing::{Origin, Routes};
 use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
+use ctx::Outcome;
 use http::{Request, Response, header};
 use hyper::body::Incoming;
-use request::Outcome;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The proxy: cheap to clone, shared by every connection of the client and peer ports.
-#[derive(Clone)]
-pub struct Proxy {
-    routes: Routes,
-    runtime: Arc<ArcSwap<Runtime>>,
-    freshness: Arc<Freshness>,
-    inflight: Arc<InFlight>,
-    /// Replication, when `[replication] enabled`.
-    replication: Option<Arc<dyn Replicas>>,
-}
 
 impl Proxy {
     pub fn new(
@@ -90,9 +84,7 @@ impl Proxy {
         }
         let rid = headers::ensure_request_id(&mut parts.headers);
         let mut out = Outcome::default();
-        let mut resp = match self
-            .serve(&rt, &parts, body, origin, remote, &mut out)
-            .await
+        let mut resp = match request::serve(self, &rt, &parts, body, origin, remote, &mut out).await
         {
             Ok(resp) => resp,
             Err(e) => {

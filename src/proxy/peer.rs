@@ -1,8 +1,8 @@
 //! Forwarding to another DC's router (the owner of the shard), and the 421 retry.
 
-use super::Proxy;
-use super::request::{Ctx, refusal};
-use super::respond::{decorate, replayable};
+use super::ctx::Ctx;
+use super::local::{to_local, to_standby};
+use super::respond::{decorate, refusal, replayable};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 use crate::headers;
@@ -15,65 +15,62 @@ use http::{HeaderValue, Response, StatusCode};
 /// a shard keeps moving (a flip every few ms); it keeps a request from chasing it forever.
 const MAX_REROUTES: u32 = 4;
 
-impl Proxy {
-    /// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
-    /// routed again, if its body can be sent again: after waiting (up to `epoch_wait_ms`) for
-    /// this router's map to reach the revision the peer decided by, and only while each new
-    /// decision is made on a newer map than the last one (a 421 on an unchanged map means the
-    /// maps disagree, and retrying would only repeat it).
-    pub(super) async fn to_peer(
-        &self,
-        cx: &Ctx<'_>,
-        table: &RoutingTable,
-        body: ProxyBody,
-        route: Route,
-        dc: usize,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        // Buffer a small body so a 421 can be retried; a large one streams on.
-        let body = replayable(cx.rt, body).await?;
-        let replay = body.try_clone();
-        let mut resp = send_peer(cx, table, body, route, dc).await?;
-        let mut routed_by = table.revision;
-        let mut name = table.dc_name(dc).to_string();
-        let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
-        let deadline = tokio::time::Instant::now() + wait;
-        for _ in 0..MAX_REROUTES {
-            if resp.status() != StatusCode::MISDIRECTED_REQUEST {
-                return Ok(resp);
-            }
-            let Some(again) = replay.as_ref().and_then(ProxyBody::try_clone) else {
-                break;
-            };
-            // The peer's answer says which map revision it decided by. If that is newer than
-            // ours, our watch has not delivered the change yet: wait for it (briefly).
-            let theirs = misdirected_revision(resp).await;
-            let want = theirs.unwrap_or(routed_by + 1).max(routed_by + 1);
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let fresh = self.routes.wait_for_revision(want, left).await;
-            tracing::info!(peer = %name, theirs = ?theirs, ours = fresh.revision, "peer answered 421 (not the owner); routing again");
-            if fresh.revision <= routed_by {
-                return Err(ProxyError::OwnerMoved { dc: name });
-            }
-            routed_by = fresh.revision;
-            let r2 = match decide(&fresh, &cx.class, Origin::Client, self.fenced(cx)) {
-                Decision::Go(r2) => r2,
-                // The new map refuses the request itself (fenced, adopted...): say so.
-                other => return Err(refusal(other, &fresh)),
-            };
-            match r2.target {
-                Target::Local(api) => return self.to_local(cx, again, r2, api).await,
-                Target::Standby(home) => return self.to_standby(cx, again, r2, home).await,
-                Target::Peer(next) => {
-                    name = fresh.dc_name(next).to_string();
-                    resp = send_peer(cx, &fresh, again, r2, next).await?;
-                }
-            }
-        }
+/// Forwards to the owner DC's router. On 421 (the peer is not the owner) the request is
+/// routed again, if its body can be sent again: after waiting (up to `epoch_wait_ms`) for
+/// this router's map to reach the revision the peer decided by, and only while each new
+/// decision is made on a newer map than the last one (a 421 on an unchanged map means the
+/// maps disagree, and retrying would only repeat it).
+pub(super) async fn to_peer(
+    cx: &Ctx<'_>,
+    table: &RoutingTable,
+    body: ProxyBody,
+    route: Route,
+    dc: usize,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // Buffer a small body so a 421 can be retried; a large one streams on.
+    let body = replayable(cx.rt, body).await?;
+    let replay = body.try_clone();
+    let mut resp = send_peer(cx, table, body, route, dc).await?;
+    let mut routed_by = table.revision;
+    let mut name = table.dc_name(dc).to_string();
+    let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
+    let deadline = tokio::time::Instant::now() + wait;
+    for _ in 0..MAX_REROUTES {
         if resp.status() != StatusCode::MISDIRECTED_REQUEST {
             return Ok(resp);
         }
-        Err(ProxyError::OwnerMoved { dc: name })
+        let Some(again) = replay.as_ref().and_then(ProxyBody::try_clone) else {
+            break;
+        };
+        // The peer's answer says which map revision it decided by. If that is newer than
+        // ours, our watch has not delivered the change yet: wait for it (briefly).
+        let theirs = misdirected_revision(resp).await;
+        let want = theirs.unwrap_or(routed_by + 1).max(routed_by + 1);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let fresh = cx.proxy.routes.wait_for_revision(want, left).await;
+        tracing::info!(peer = %name, theirs = ?theirs, ours = fresh.revision, "peer answered 421 (not the owner); routing again");
+        if fresh.revision <= routed_by {
+            return Err(ProxyError::OwnerMoved { dc: name });
+        }
+        routed_by = fresh.revision;
+        let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
+            Decision::Go(r2) => r2,
+            // The new map refuses the request itself (fenced, adopted...): say so.
+            other => return Err(refusal(other, &fresh)),
+        };
+        match r2.target {
+            Target::Local(api) => return to_local(cx, again, r2, api).await,
+            Target::Standby(home) => return to_standby(cx, again, r2, home).await,
+            Target::Peer(next) => {
+                name = fresh.dc_name(next).to_string();
+                resp = send_peer(cx, &fresh, again, r2, next).await?;
+            }
+        }
     }
+    if resp.status() != StatusCode::MISDIRECTED_REQUEST {
+        return Ok(resp);
+    }
+    Err(ProxyError::OwnerMoved { dc: name })
 }
 
 /// Sends one request to a peer router and decorates its answer.

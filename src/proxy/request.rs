@@ -17,8 +17,16 @@
 //! Decoration (the router's headers on the answer) happens where each answer is made
 //! (`respond.rs`).
 
-use super::Proxy;
-use super::respond::prefixed;
+use super::ctx::{Ctx, Outcome, Proxy};
+use super::hold::hold;
+use super::local::{to_local, to_standby};
+use super::peer::to_peer;
+use super::replica::{
+    merge_list, replica_read, replicates, replication_endpoint, to_local_replicated,
+};
+use super::replicas::is_endpoint;
+use super::respond::{inspect, prefixed, refusal};
+use super::shared::serve_shared;
 use crate::body::{Inspected, ProxyBody};
 use crate::classify::{self, Api, Class, Classification, Head, Kind};
 use crate::config::OwnershipMode;
@@ -33,162 +41,124 @@ use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// What the access log and the metrics say about a request, filled in as it goes.
-#[derive(Default)]
-pub(super) struct Outcome {
-    pub class: Option<Classification>,
-    pub route: Option<&'static str>,
-    pub dc: Option<String>,
-    pub shard: Option<u32>,
+/// The phases, in order (see the module header).
+pub(super) async fn serve(
+    proxy: &Proxy,
+    rt: &Runtime,
+    parts: &Parts,
+    body: Incoming,
+    origin: Origin,
+    remote: SocketAddr,
+    out: &mut Outcome,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    // 1. limits
+    crate::limits::check_head(parts, &rt.config.raw.limits)?;
+    // 2. replication endpoint
+    if origin == Origin::Peer && is_endpoint(parts.uri.path()) {
+        return replication_endpoint(proxy, rt, parts, body).await;
+    }
+    // 3. classify
+    let (class, body) = classify(rt, parts, body).await?;
+    out.class = Some(class);
+    let cx = Ctx {
+        proxy,
+        rt,
+        parts,
+        origin,
+        remote,
+        class,
+    };
+    // 4. shared mode
+    if rt.config.raw.ownership.mode == OwnershipMode::Shared {
+        let table = proxy.routes.load();
+        return serve_shared(&cx, &table, body, out).await;
+    }
+    // 5. snapshot
+    let mut table = snapshot(&cx).await;
+    // 6. hold: a write counts as in flight from here until its answer.
+    let _inflight: Option<Guard> = match (class.class, class.cluster) {
+        (Class::Write, Some(id)) => Some(hold(&cx, table.shard_of(id), &mut table).await?),
+        _ => None,
+    };
+    // 7. fence and decide
+    let decision = decide(&table, &class, origin, cx.fenced());
+    // 8. act
+    act(&cx, &table, decision, body, out).await
 }
 
-/// One request once classified: what every later phase reads.
-pub(super) struct Ctx<'a> {
-    /// The runtime (config, servers, upstream client, TLS) loaded once for the request.
-    pub rt: &'a Runtime,
-    pub parts: &'a Parts,
-    pub origin: Origin,
-    pub remote: SocketAddr,
-    pub class: Classification,
+/// Step 5: the routing snapshot for the whole request. A forwarded write from a router
+/// whose map is newer than ours lets our watch catch up (briefly) before we decide whether
+/// we own the shard at that epoch.
+async fn snapshot(cx: &Ctx<'_>) -> Arc<RoutingTable> {
+    let table = cx.proxy.routes.load();
+    if cx.origin == Origin::Peer
+        && let Some(id) = cx.class.cluster
+        && let Some(theirs) = cx
+            .parts
+            .headers
+            .get(headers::EPOCH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && table
+            .shard(table.shard_of(id))
+            .is_some_and(|e| e.epoch < theirs)
+    {
+        let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
+        return cx.proxy.routes.wait_for_revision(theirs, wait).await;
+    }
+    table
 }
 
-impl Ctx<'_> {
-    pub fn is_write(&self) -> bool {
-        self.class.class == Class::Write
-    }
-
-    /// This DC's name.
-    pub fn dc(&self) -> &str {
-        &self.rt.config.dcs[self.rt.config.local].name
-    }
-}
-
-impl Proxy {
-    /// The phases, in order (see the module header).
-    pub(super) async fn serve(
-        &self,
-        rt: &Runtime,
-        parts: &Parts,
-        body: Incoming,
-        origin: Origin,
-        remote: SocketAddr,
-        out: &mut Outcome,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        // 1. limits
-        crate::limits::check_head(parts, &rt.config.raw.limits)?;
-        // 2. replication endpoint
-        if origin == Origin::Peer && super::is_endpoint(parts.uri.path()) {
-            return self.replication_endpoint(rt, parts, body).await;
-        }
-        // 3. classify
-        let (class, body) = classify(rt, parts, body).await?;
-        out.class = Some(class);
-        let cx = Ctx {
-            rt,
-            parts,
-            origin,
-            remote,
-            class,
-        };
-        // 4. shared mode
-        if rt.config.raw.ownership.mode == OwnershipMode::Shared {
-            let table = self.routes.load();
-            return self.serve_shared(&cx, &table, body, out).await;
-        }
-        // 5. snapshot
-        let mut table = self.snapshot(&cx).await;
-        // 6. hold: a write counts as in flight from here until its answer.
-        let _inflight: Option<Guard> = match (class.class, class.cluster) {
-            (Class::Write, Some(id)) => Some(self.hold(&cx, table.shard_of(id), &mut table).await?),
-            _ => None,
-        };
-        // 7. fence and decide
-        let decision = decide(&table, &class, origin, self.fenced(&cx));
-        // 8. act
-        self.act(&cx, &table, decision, body, out).await
-    }
-
-    /// Whether this request is a write refused by the fence (no proof the map is current).
-    pub(super) fn fenced(&self, cx: &Ctx<'_>) -> bool {
-        cx.is_write() && self.freshness.is_fenced()
-    }
-
-    /// Step 5: the routing snapshot for the whole request. A forwarded write from a router
-    /// whose map is newer than ours lets our watch catch up (briefly) before we decide whether
-    /// we own the shard at that epoch.
-    async fn snapshot(&self, cx: &Ctx<'_>) -> Arc<RoutingTable> {
-        let table = self.routes.load();
-        if cx.origin == Origin::Peer
-            && let Some(id) = cx.class.cluster
-            && let Some(theirs) = cx
-                .parts
-                .headers
-                .get(headers::EPOCH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-            && table
-                .shard(table.shard_of(id))
-                .is_some_and(|e| e.epoch < theirs)
-        {
-            let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
-            return self.routes.wait_for_revision(theirs, wait).await;
-        }
-        table
-    }
-
-    /// Step 8: carries out a decision.
-    async fn act(
-        &self,
-        cx: &Ctx<'_>,
-        table: &Arc<RoutingTable>,
-        decision: Decision,
-        body: ProxyBody,
-        out: &mut Outcome,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let local = || Some(table.local_name().to_string());
-        match decision {
-            Decision::Go(route) => {
-                out.shard = route.shard;
-                match route.target {
-                    Target::Local(api) => {
-                        (out.route, out.dc) = (Some("local"), local());
-                        if self.replicates(cx) {
-                            return self.to_local_replicated(cx, table, body, route, api).await;
-                        }
-                        let resp = self.to_local(cx, body, route, api).await?;
-                        if cx.class.kind == Kind::List {
-                            return self.merge_list(cx, table.clone(), resp).await;
-                        }
-                        Ok(resp)
+/// Step 8: carries out a decision.
+async fn act(
+    cx: &Ctx<'_>,
+    table: &Arc<RoutingTable>,
+    decision: Decision,
+    body: ProxyBody,
+    out: &mut Outcome,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let local = || Some(table.local_name().to_string());
+    match decision {
+        Decision::Go(route) => {
+            out.shard = route.shard;
+            match route.target {
+                Target::Local(api) => {
+                    (out.route, out.dc) = (Some("local"), local());
+                    if replicates(cx) {
+                        return to_local_replicated(cx, table, body, route, api).await;
                     }
-                    Target::Peer(_)
-                        if cx.origin == Origin::Client
-                            && cx.class.class == Class::Read
-                            && let Some(resp) = self.replica_read(cx, route).await =>
-                    {
-                        (out.route, out.dc) = (Some("replica"), local());
-                        Ok(resp)
+                    let resp = to_local(cx, body, route, api).await?;
+                    if cx.class.kind == Kind::List {
+                        return merge_list(cx, table.clone(), resp).await;
                     }
-                    Target::Peer(dc) => {
-                        (out.route, out.dc) = (Some("forwarded"), Some(table.dc_name(dc).into()));
-                        self.to_peer(cx, table, body, route, dc).await
-                    }
-                    Target::Standby(home) => {
-                        (out.route, out.dc) = (Some("standby"), local());
-                        self.to_standby(cx, body, route, home).await
-                    }
+                    Ok(resp)
+                }
+                Target::Peer(_)
+                    if cx.origin == Origin::Client
+                        && cx.class.class == Class::Read
+                        && let Some(resp) = replica_read(cx, route).await =>
+                {
+                    (out.route, out.dc) = (Some("replica"), local());
+                    Ok(resp)
+                }
+                Target::Peer(dc) => {
+                    (out.route, out.dc) = (Some("forwarded"), Some(table.dc_name(dc).into()));
+                    to_peer(cx, table, body, route, dc).await
+                }
+                Target::Standby(home) => {
+                    (out.route, out.dc) = (Some("standby"), local());
+                    to_standby(cx, body, route, home).await
                 }
             }
-            Decision::Adopted { shard, .. }
-                if cx.class.class == Class::Read
-                    && let Some(resp) =
-                        self.replica_read(cx, adopted_route(table, shard)).await =>
-            {
-                out.shard = Some(shard);
-                (out.route, out.dc) = (Some("replica"), local());
-                Ok(resp)
-            }
-            other => Err(refusal(other, table)),
         }
+        Decision::Adopted { shard, .. }
+            if cx.class.class == Class::Read
+                && let Some(resp) = replica_read(cx, adopted_route(table, shard)).await =>
+        {
+            out.shard = Some(shard);
+            (out.route, out.dc) = (Some("replica"), local());
+            Ok(resp)
+        }
+        other => Err(refusal(other, table)),
     }
 }
 
@@ -211,7 +181,7 @@ async fn classify(
     if rule.must_fit() && declared.is_some_and(|n| n > limit as u64) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    match super::respond::inspect(rt, body, limit).await? {
+    match inspect(rt, body, limit).await? {
         Inspected::Whole(bytes) => Ok((
             classify::classify_body(rule, &bytes)?,
             ProxyBody::full(bytes),
@@ -237,39 +207,5 @@ fn adopted_route(table: &RoutingTable, shard: u32) -> Route {
         target: Target::Local(Api::External),
         shard: Some(shard),
         epoch: table.shard(shard).map_or(0, |s| s.epoch),
-    }
-}
-
-/// The error for a decision that sends the request nowhere (`Go` has no error: it is mapped to
-/// `owner_moved`, which only a caller that expected a refusal can reach).
-pub(super) fn refusal(decision: Decision, table: &RoutingTable) -> ProxyError {
-    match decision {
-        Decision::Adopted { shard, home } => ProxyError::Adopted {
-            dc: table.local_name().to_string(),
-            shard,
-            home: table.dc_name(home).to_string(),
-        },
-        Decision::Misdirected {
-            shard,
-            owner,
-            epoch,
-        } => ProxyError::Misdirected {
-            dc: table.local_name().to_string(),
-            shard,
-            owner: owner.map(|o| table.dc_name(o).to_string()),
-            epoch,
-            revision: table.revision,
-        },
-        Decision::NoCreateTarget => ProxyError::NoCreateTarget,
-        Decision::Fenced { shard } => ProxyError::Fenced {
-            dc: table.local_name().to_string(),
-            shard,
-        },
-        Decision::Go(route) => ProxyError::OwnerMoved {
-            dc: match route.target {
-                Target::Peer(dc) => table.dc_name(dc).to_string(),
-                _ => table.local_name().to_string(),
-            },
-        },
     }
 }

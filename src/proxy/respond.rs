@@ -4,7 +4,7 @@
 use crate::body::{Inspected, ProxyBody, read_up_to};
 use crate::error::ProxyError;
 use crate::headers;
-use crate::routing::Route;
+use crate::routing::{Decision, Route, RoutingTable, Target};
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
@@ -102,4 +102,38 @@ pub(super) fn json_response(text: String) -> Response<ProxyBody> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The error for a decision that sends the request nowhere (`Go` has no error: it is mapped to
+/// `owner_moved`, which only a caller that expected a refusal can reach).
+pub(super) fn refusal(decision: Decision, table: &RoutingTable) -> ProxyError {
+    match decision {
+        Decision::Adopted { shard, home } => ProxyError::Adopted {
+            dc: table.local_name().to_string(),
+            shard,
+            home: table.dc_name(home).to_string(),
+        },
+        Decision::Misdirected {
+            shard,
+            owner,
+            epoch,
+        } => ProxyError::Misdirected {
+            dc: table.local_name().to_string(),
+            shard,
+            owner: owner.map(|o| table.dc_name(o).to_string()),
+            epoch,
+            revision: table.revision,
+        },
+        Decision::NoCreateTarget => ProxyError::NoCreateTarget,
+        Decision::Fenced { shard } => ProxyError::Fenced {
+            dc: table.local_name().to_string(),
+            shard,
+        },
+        Decision::Go(route) => ProxyError::OwnerMoved {
+            dc: match route.target {
+                Target::Peer(dc) => table.dc_name(dc).to_string(),
+                _ => table.local_name().to_string(),
+            },
+        },
+    }
 }
