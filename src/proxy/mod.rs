@@ -1,5 +1,5 @@
 //! The request path: one [`Proxy`] shared by every connection of the client and peer ports.
-//! [`Proxy::handle`] is the one rescue point: every phase returns a typed [`ProxyError`], and
+//! [`Proxy::handle`] is the one rescue point: every phase returns a typed [`ProxyError`](crate::error::ProxyError), and
 //! only here does an error become a response (through `error.rs`); here too the request is
 //! counted and logged once.
 //!
