@@ -19,11 +19,13 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-/// The three listeners of a router, bound before it starts (tests bind port 0 first).
+/// The listeners of a router, bound before it starts (tests bind port 0 first).
 pub struct Listeners {
     pub client: TcpListener,
     pub peer: TcpListener,
     pub admin: TcpListener,
+    /// Coopr's internal API for this DC's provisioners (`listen.provisioner`), if on.
+    pub provisioner: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -39,6 +41,10 @@ impl Listeners {
             client: bind(l.client).await?,
             peer: bind(l.peer).await?,
             admin: bind(l.admin).await?,
+            provisioner: match l.provisioner {
+                Some(a) => Some(bind(a).await?),
+                None => None,
+            },
         })
     }
 }
@@ -50,6 +56,8 @@ pub struct RouterHandle {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The provisioner listener's address, when `listen.provisioner` is on.
+    pub provisioner_addr: Option<SocketAddr>,
     pub routes: Routes,
     /// Applies config changes; with the static source it also holds the one `Publisher`.
     /// (With etcd, the watcher task owns the publisher.)
@@ -198,10 +206,20 @@ pub fn start_with_file(
         tls,
         park_after: config.raw.timeouts.idle_park(),
     };
+    let provisioner_addr = match &listeners.provisioner {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let provisioner = listeners
+        .provisioner
+        .map(|l| (l, Origin::Provisioner, "provisioner"));
     for (listener, origin, name) in [
         (listeners.client, Origin::Client, "client"),
         (listeners.peer, Origin::Peer, "peer"),
-    ] {
+    ]
+    .into_iter()
+    .chain(provisioner)
+    {
         let proxy = proxy.clone();
         let handler = move |req, remote| {
             let proxy = proxy.clone();
@@ -231,7 +249,7 @@ pub fn start_with_file(
     ));
     tracing::info!(
         dc = %config.dcs[config.local].name,
-        client = %addrs.0, peer = %addrs.1, admin = %addrs.2,
+        client = %addrs.0, peer = %addrs.1, admin = %addrs.2, provisioner = ?provisioner_addr,
         shards = config.shards.len(),
         "router started"
     );
@@ -241,6 +259,7 @@ pub fn start_with_file(
         client_addr: addrs.0,
         peer_addr: addrs.1,
         admin_addr: addrs.2,
+        provisioner_addr,
         routes,
         reloader,
         freshness,

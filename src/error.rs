@@ -70,6 +70,10 @@ pub enum ProxyError {
         to: String,
         held_ms: u64,
     },
+    #[error(
+        "{path} is Coopr's internal API (server.tasks.port): provisioners reach it through the router's provisioner listener (listen.provisioner), never through this port"
+    )]
+    InternalRoute { path: String },
     #[error("replication is not enabled on this router")]
     ReplicationOff,
     #[error("bad replication batch: {0}")]
@@ -99,6 +103,7 @@ pub enum ErrorKind {
     Fenced,
     Adopted,
     HandoffHeld,
+    InternalRoute,
     ReplicationOff,
     ReplicationBatch,
     ReplicationStore,
@@ -106,7 +111,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::BadRequest,
         ErrorKind::BodyTooLarge,
         ErrorKind::BodyRead,
@@ -124,6 +129,7 @@ impl ErrorKind {
         ErrorKind::Fenced,
         ErrorKind::Adopted,
         ErrorKind::HandoffHeld,
+        ErrorKind::InternalRoute,
         ErrorKind::ReplicationOff,
         ErrorKind::ReplicationBatch,
         ErrorKind::ReplicationStore,
@@ -148,6 +154,7 @@ impl ErrorKind {
             ErrorKind::Fenced => "fenced",
             ErrorKind::Adopted => "adopted",
             ErrorKind::HandoffHeld => "handoff_held",
+            ErrorKind::InternalRoute => "internal_route",
             ErrorKind::ReplicationOff => "replication_off",
             ErrorKind::ReplicationBatch => "replication_batch",
             ErrorKind::ReplicationStore => "replication_store",
@@ -167,7 +174,7 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Classify(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
-            ReplicationOff => StatusCode::NOT_FOUND,
+            ReplicationOff | InternalRoute { .. } => StatusCode::NOT_FOUND,
             ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -210,6 +217,7 @@ impl ProxyError {
             Fenced { .. } => ErrorKind::Fenced,
             Adopted { .. } => ErrorKind::Adopted,
             HandoffHeld { .. } => ErrorKind::HandoffHeld,
+            InternalRoute { .. } => ErrorKind::InternalRoute,
             ReplicationOff => ErrorKind::ReplicationOff,
             ReplicationBatch(_) => ErrorKind::ReplicationBatch,
             ReplicationStore(_) => ErrorKind::ReplicationStore,

@@ -63,6 +63,7 @@ pub fn tls_source(runtime: &Arc<ArcSwap<Runtime>>, origin: Origin) -> Option<Tls
     let pick = move |m: &Material| match origin {
         Origin::Client => m.client.clone(),
         Origin::Peer => m.peer.clone(),
+        Origin::Provisioner => m.provisioner.clone(),
     };
     let now = runtime.load();
     pick(&now.tls)?;

@@ -41,6 +41,7 @@ async fn router(path: &Path) -> RouterHandle {
         client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     app::start_with_file(cfg, Some(path.to_path_buf()), l).unwrap()
 }

@@ -18,6 +18,7 @@ async fn listeners() -> Listeners {
         client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     }
 }
 

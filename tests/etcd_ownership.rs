@@ -312,6 +312,7 @@ async fn a_router_started_while_etcd_is_down_serves_reads_from_its_saved_map() {
         client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     let cfg = coopr_router::config::parse(&dc3.config_text).unwrap();
     let router = coopr_router::app::start(cfg, l).unwrap();

@@ -173,6 +173,7 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
         admin: tokio::net::TcpListener::bind(w.d.dcs[0].admin)
             .await
             .unwrap(),
+        provisioner: None,
     };
     let router =
         coopr_router::app::start(coopr_router::config::parse(&config_dc1).unwrap(), l).unwrap();

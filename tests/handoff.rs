@@ -350,6 +350,7 @@ async fn a_handoff_waits_for_every_router_of_the_owner_dc() {
         client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     let b_client = l.client.local_addr().unwrap();
     let text = dc1

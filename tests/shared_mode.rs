@@ -91,6 +91,7 @@ async fn world(health: &str, dc1_backend: Option<SocketAddr>) -> World {
             client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
             admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            provisioner: None,
         };
         addrs.push((
             l.client.local_addr().unwrap(),

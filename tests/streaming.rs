@@ -128,6 +128,7 @@ async fn an_upload_longer_than_the_response_timeout_still_succeeds() {
         client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     let router = coopr_router::app::start(cfg, l).unwrap();
     let url = format!(

@@ -260,6 +260,7 @@ async fn unreachable_owners_and_servers_get_clear_errors() {
         client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     let router = coopr_router::app::start(cfg, listeners).unwrap();
     let r = get(&format!(

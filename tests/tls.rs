@@ -279,6 +279,7 @@ async fn a_renewed_certificate_file_is_picked_up_by_the_file_watch() {
         client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
         admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
     };
     let client = listeners.client.local_addr().unwrap();
     let peer = listeners.peer.local_addr().unwrap();

@@ -216,6 +216,11 @@ pub struct Listen {
     /// Health, readiness and the admin API. Loopback by default.
     #[serde(default = "default_admin")]
     pub admin: SocketAddr,
+    /// Coopr's internal API for this DC's provisioners (what Coopr serves on
+    /// `server.tasks.port`), forwarded to the local servers' `tasks_url`. Off when absent:
+    /// internal routes are refused on the client and peer ports either way.
+    #[serde(default)]
+    pub provisioner: Option<SocketAddr>,
 }
 
 fn default_admin() -> SocketAddr {

@@ -20,6 +20,9 @@ pub struct TlsConfig {
     pub peer: Option<PeerTls>,
     /// Trust for Coopr servers whose `url`/`tasks_url`/standby `url` is https.
     pub backend: Option<BackendTls>,
+    /// TLS on the provisioner port (`listen.provisioner`), optionally verifying the
+    /// provisioners' client certificates (as Coopr's own provisioner TLS does).
+    pub provisioner: Option<ProvisionerTls>,
 }
 
 impl Default for TlsConfig {
@@ -29,6 +32,7 @@ impl Default for TlsConfig {
             client: None,
             peer: None,
             backend: None,
+            provisioner: None,
         }
     }
 }
@@ -49,6 +53,17 @@ pub struct PeerTls {
     /// This DC's peer certificate (naming `{dc}.peer.coopr-router`) and key.
     pub cert_file: String,
     pub key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionerTls {
+    /// The provisioner port's certificate chain and key.
+    pub cert_file: String,
+    pub key_file: String,
+    /// When set, a provisioner must present a client certificate signed by this CA.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -114,6 +129,19 @@ pub fn validate(raw: &RawConfig) -> Result<(), ConfigError> {
     }
     if let Some(b) = &t.backend {
         files("tls.backend", &[("ca_file", &b.ca_file)], None)?;
+    }
+    if let Some(pv) = &t.provisioner {
+        if raw.listen.provisioner.is_none() {
+            return Err(err(
+                "tls.provisioner",
+                "[tls.provisioner] needs a provisioner listener (listen.provisioner)",
+            ));
+        }
+        let mut named: Vec<(&str, &String)> = vec![("cert_file", &pv.cert_file)];
+        if let Some(ca) = &pv.client_ca_file {
+            named.push(("client_ca_file", ca));
+        }
+        files("tls.provisioner", &named, Some(&pv.key_file))?;
     }
     for (name, dc) in &raw.dcs {
         let https = dc.peer_url.starts_with("https://");

@@ -171,11 +171,13 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             format!("{:?} is not one of the DCs under [dcs]", raw.dc),
         ));
     };
-    let listens = [raw.listen.client, raw.listen.peer, raw.listen.admin];
-    if listens[0] == listens[1] || listens[0] == listens[2] || listens[1] == listens[2] {
+    let mut listens = vec![raw.listen.client, raw.listen.peer, raw.listen.admin];
+    listens.extend(raw.listen.provisioner);
+    let distinct: std::collections::HashSet<_> = listens.iter().collect();
+    if distinct.len() != listens.len() {
         return Err(err(
             "listen",
-            "client, peer and admin must listen on different addresses",
+            "client, peer, admin (and provisioner) must listen on different addresses",
         ));
     }
     if raw.backends.is_empty() {
@@ -186,6 +188,12 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         let url = parse_base_url(&format!("backends.{i}.url"), &b.url)?;
         let tasks_url = match &b.tasks_url {
             Some(t) => parse_base_url(&format!("backends.{i}.tasks_url"), t)?,
+            None if raw.listen.provisioner.is_some() => {
+                return Err(err(
+                    format!("backends.{i}.tasks_url"),
+                    "listen.provisioner forwards Coopr's internal API to each server's tasks port (server.tasks.port): name it",
+                ));
+            }
             None => url.clone(),
         };
         backends.push(BackendSpec { url, tasks_url });

@@ -5,6 +5,8 @@
 //! 1. **limits**: the request target's length (hyper enforces the rest of the head).
 //! 2. **replication endpoint**: the peer port's `/replication/v1/*` routes.
 //! 3. **classify**: method + path (+ a small body when a rule needs it) -> [`Classification`].
+//!    Coopr's internal API is served on the provisioner port only (to the local servers' tasks
+//!    API) and refused (404 `internal_route`) on the client and peer ports.
 //! 4. **shared mode**: every DC serves every cluster (`shared.rs`); the rest is skipped.
 //! 5. **snapshot**: one routing table for the whole request; a forwarded write whose epoch is
 //!    newer than ours waits (at most `epoch_wait_ms`) for our watch.
@@ -68,6 +70,22 @@ pub(super) async fn serve(
         remote,
         class,
     };
+    // 3b. Coopr's internal API: only the provisioner port serves it, always from this DC's
+    // servers' tasks API (what Coopr itself binds to `server.tasks.port` authenticates nobody).
+    if origin == Origin::Provisioner {
+        (out.route, out.dc) = (Some("local"), Some(cx.dc().to_string()));
+        let route = Route {
+            target: Target::Local(Api::Tasks),
+            shard: None,
+            epoch: 0,
+        };
+        return to_local(&cx, body, route, Api::Tasks).await;
+    }
+    if class.api == Api::Tasks {
+        return Err(ProxyError::InternalRoute {
+            path: parts.uri.path().to_string(),
+        });
+    }
     // 4. shared mode
     if rt.config.raw.ownership.mode == OwnershipMode::Shared {
         let table = proxy.routes.load();

@@ -11,6 +11,10 @@ pub enum Origin {
     Client,
     /// The peer port: another DC's router. Never forwarded again.
     Peer,
+    /// The provisioner port: this DC's provisioners speaking Coopr's internal API. Always
+    /// served by the local servers' tasks API; never routed by ownership (`decide` treats it
+    /// as a client).
+    Provisioner,
 }
 
 /// Where a request goes.

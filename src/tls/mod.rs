@@ -49,6 +49,9 @@ pub struct Material {
     pub client: Option<Arc<ServerConfig>>,
     /// The peer port's server config, requiring a client certificate naming a DC (None: plain).
     pub peer: Option<Arc<ServerConfig>>,
+    /// The provisioner port's server config, verifying client certificates against
+    /// `tls.provisioner.client_ca_file` when set (None: plain).
+    pub provisioner: Option<Arc<ServerConfig>>,
     /// The outgoing client (peers and Coopr servers).
     upstream: Arc<ClientConfig>,
     names: PeerNames,
@@ -73,6 +76,36 @@ impl Material {
                     .map_err(|e| fail("tls.client.key_file")(e.to_string()))?;
                 sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                 // Our suite order (AEAD only, strongest first), not the client's.
+                sc.ignore_client_order = true;
+                Some(Arc::new(sc))
+            }
+        };
+        let provisioner = match &t.provisioner {
+            None => None,
+            Some(pv) => {
+                let chain = read_certs(&pv.cert_file).map_err(fail("tls.provisioner.cert_file"))?;
+                let key = read_key(&pv.key_file).map_err(fail("tls.provisioner.key_file"))?;
+                let builder = ServerConfig::builder_with_provider(p.clone())
+                    .with_protocol_versions(VERSIONS)
+                    .map_err(|e| fail("tls")(e.to_string()))?;
+                let builder = match &pv.client_ca_file {
+                    None => builder.with_no_client_auth(),
+                    Some(ca) => {
+                        let roots =
+                            Arc::new(roots(ca).map_err(fail("tls.provisioner.client_ca_file"))?);
+                        let verifier =
+                            WebPkiClientVerifier::builder_with_provider(roots, p.clone())
+                                .build()
+                                .map_err(|e| {
+                                    fail("tls.provisioner.client_ca_file")(e.to_string())
+                                })?;
+                        builder.with_client_cert_verifier(verifier)
+                    }
+                };
+                let mut sc = builder
+                    .with_single_cert(chain, key)
+                    .map_err(|e| fail("tls.provisioner.key_file")(e.to_string()))?;
+                sc.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
                 sc.ignore_client_order = true;
                 Some(Arc::new(sc))
             }
@@ -142,6 +175,7 @@ impl Material {
         Ok(Material {
             client,
             peer,
+            provisioner,
             upstream: Arc::new(upstream),
             names,
             handshake_timeout: Duration::from_millis(t.handshake_timeout_ms),
@@ -213,6 +247,10 @@ pub fn files(cfg: &Config) -> Vec<String> {
     }
     if let Some(b) = &t.backend {
         out.push(b.ca_file.clone());
+    }
+    if let Some(pv) = &t.provisioner {
+        out.extend([pv.cert_file.clone(), pv.key_file.clone()]);
+        out.extend(pv.client_ca_file.clone());
     }
     out
 }

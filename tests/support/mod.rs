@@ -92,6 +92,7 @@ impl Dc {
             client: bind(self.client).await,
             peer: bind(self.peer).await,
             admin: bind(self.admin).await,
+            provisioner: None,
         };
         self.router = Some(app::start(cfg, l).expect("router restarts"));
     }
@@ -259,6 +260,7 @@ pub async fn start_full(
             client: c,
             peer: p,
             admin: a,
+            provisioner: None,
         });
         sims.push((sim, sim_addr, sim_stop));
     }
