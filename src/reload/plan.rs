@@ -751,6 +751,8 @@ ca_file = "{ca}"
             leaves(&serde_json::to_value(&raw).unwrap(), "", &mut keys);
             raw.tls = TlsConfig::default();
             leaves(&serde_json::to_value(&raw).unwrap(), "", &mut keys);
+            keys.sort();
+            keys.dedup();
             let unclassified: Vec<&String> =
                 keys.iter().filter(|k| class_of(k).is_none()).collect();
             assert!(
