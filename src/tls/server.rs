@@ -56,33 +56,3 @@ pub async fn handshake(
         }
     }
 }
-
-/// A reload cannot switch a listener between plain and TLS (it was bound one way): keep the
-/// running `[tls.client]` / `[tls.peer]` presence and report the change as needing a restart.
-/// Changed files or paths with TLS staying on apply to the next handshakes.
-pub fn keep_listener_modes(
-    old: &crate::config::Config,
-    new: &mut crate::config::Config,
-    restart: &mut Vec<String>,
-) {
-    let (o, n) = (&old.raw.tls, &mut new.raw.tls);
-    if o.client.is_some() != n.client.is_some() {
-        restart.push("tls.client (on/off)".to_string());
-        n.client = o.client.clone();
-    }
-    if o.peer.is_some() != n.peer.is_some() {
-        restart.push("tls.peer (on/off)".to_string());
-        n.peer = o.peer.clone();
-        // Peer URLs' schemes follow [tls.peer]: keep the DCs it was validated with, and what
-        // indexes them (as a kept ownership source does).
-        new.raw.dcs = old.raw.dcs.clone();
-        new.raw.shard_count = old.raw.shard_count;
-        new.dcs = old.dcs.clone();
-        new.shards = old.shards.clone();
-        new.local = old.local;
-        new.standby = old.standby.clone();
-    }
-    if o.handshake_timeout_ms != n.handshake_timeout_ms {
-        restart.push("tls.handshake_timeout_ms".to_string());
-    }
-}

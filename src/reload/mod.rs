@@ -1,9 +1,14 @@
 //! Hot reload of the config file: on SIGHUP, on `POST /admin/reload`, and when the file (or a TLS
 //! certificate, key or CA file it names) changes
 //! (polled; an editor's atomic rename is a change; debounced until the file is stable). Parse and
-//! validate first; on success swap the runtime atomically (in-flight requests finish on the
+//! validate first; then [`plan`] (pure, in `plan.rs`) decides what applies now and what needs a
+//! restart; on success swap the runtime atomically (in-flight requests finish on the
 //! config they started with) and, for the static source, publish the new map; on failure keep the
 //! running config, log the error with its key and line, count it, and expose it.
+
+mod plan;
+
+pub use plan::{Class, KEYS, Plan, plan};
 
 use crate::config::{self, Config, OwnershipSource};
 use crate::routing::{Publisher, RoutingTable};
@@ -89,8 +94,8 @@ impl Reloader {
         }
     }
 
-    /// Applies a validated config.
-    pub fn apply(&self, mut cfg: Config) -> ReloadReport {
+    /// Applies a validated config: what [`plan`] keeps of it, in one swap of the runtime.
+    pub fn apply(&self, cfg: Config) -> ReloadReport {
         let old = self.runtime.load_full().config.clone();
         if cfg.raw.dc != old.raw.dc {
             return self.failed(format!(
@@ -98,102 +103,10 @@ impl Reloader {
                 old.raw.dc, cfg.raw.dc
             ));
         }
-        let mut restart = Vec::new();
-        if cfg.raw.listen != old.raw.listen {
-            restart.push("listen".to_string());
-            cfg.raw.listen = old.raw.listen.clone();
-        }
-        // Read once per connection or at start: applied to new connections only after a restart.
-        let (ol, nl, ot, nt) = (
-            &old.raw.limits,
-            &cfg.raw.limits,
-            &old.raw.timeouts,
-            &cfg.raw.timeouts,
-        );
-        for (name, changed) in [
-            (
-                "limits.max_connections",
-                ol.max_connections != nl.max_connections,
-            ),
-            (
-                "limits.max_header_bytes",
-                ol.max_header_bytes != nl.max_header_bytes,
-            ),
-            (
-                "limits.h2_max_concurrent_streams",
-                ol.h2_max_concurrent_streams != nl.h2_max_concurrent_streams,
-            ),
-            (
-                "timeouts.request_head_ms",
-                ot.request_head_ms != nt.request_head_ms,
-            ),
-            (
-                "timeouts.shutdown_grace_ms",
-                ot.shutdown_grace_ms != nt.shutdown_grace_ms,
-            ),
-        ] {
-            if changed {
-                restart.push(name.to_string());
-            }
-        }
-        if cfg.raw.failover != old.raw.failover {
-            restart.push("failover".to_string());
-        }
-        if cfg.raw.replication != old.raw.replication {
-            // Read once at start (store, senders, tracker settings).
-            restart.push("replication".to_string());
-        }
-        let (o, n) = (&old.raw.ownership, &cfg.raw.ownership);
-        if o.source != n.source || o.mode != n.mode {
-            restart.push("ownership.source/mode".to_string());
-            cfg.raw.ownership = o.clone();
-            // The kept shards index the old DC list: keep it (and our place in it) too.
-            cfg.shards = old.shards.clone();
-            cfg.raw.dcs = old.raw.dcs.clone();
-            cfg.raw.shard_count = old.raw.shard_count;
-            cfg.dcs = old.dcs.clone();
-            cfg.local = old.local;
-            cfg.standby = old.standby.clone();
-        } else if o.source == OwnershipSource::Etcd {
-            let mut keep = n.clone();
-            for (name, changed) in [
-                (
-                    "ownership.endpoints/prefix/credentials",
-                    o.endpoints != n.endpoints
-                        || o.prefix != n.prefix
-                        || o.username != n.username
-                        || o.password != n.password
-                        || o.tls_ca_file != n.tls_ca_file
-                        || o.tls_cert_file != n.tls_cert_file
-                        || o.tls_key_file != n.tls_key_file,
-                ),
-                (
-                    "ownership.fence_after_ms",
-                    o.fence_after_ms != n.fence_after_ms,
-                ),
-                (
-                    "shard_count/dcs (etcd source)",
-                    cfg.raw.shard_count != old.raw.shard_count || cfg.dcs != old.dcs,
-                ),
-            ] {
-                if changed {
-                    restart.push(name.to_string());
-                }
-            }
-            keep.endpoints = o.endpoints.clone();
-            keep.prefix = o.prefix.clone();
-            keep.fence_after_ms = o.fence_after_ms;
-            cfg.raw.ownership = keep;
-            if cfg.raw.shard_count != old.raw.shard_count || cfg.dcs != old.dcs {
-                cfg.raw.shard_count = old.raw.shard_count;
-                cfg.raw.dcs = old.raw.dcs.clone();
-                cfg.dcs = old.dcs.clone();
-                cfg.shards = old.shards.clone();
-                cfg.local = old.local;
-                cfg.standby = old.standby.clone();
-            }
-        }
-        crate::tls::server::keep_listener_modes(&old, &mut cfg, &mut restart);
+        let Plan {
+            config: cfg,
+            needs_restart: restart,
+        } = plan(&old, cfg);
         let tls = match crate::tls::Material::load(&cfg) {
             Ok(t) => Arc::new(t),
             Err(e) => return self.failed(format!("TLS: {e}")),
