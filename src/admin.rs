@@ -194,10 +194,12 @@ impl Admin {
         } else if self.freshness.is_fenced() {
             failed.push(json!({"check": "not_fenced", "detail": "no etcd progress within fence_after; owned writes are refused"}));
         }
-        if !probe_backends(&rt).await {
-            failed.push(
+        match probe_backends(&rt).await {
+            Probe::Ok => {}
+            Probe::Unauthorized => failed.push(json!({"check": "coopr_token", "detail": "the local Coopr servers answer GET /status with 401: the router's service token (coopr.token_file) is missing or wrong for Coopr's security mode"})),
+            Probe::Down => failed.push(
                 json!({"check": "backend", "detail": "no local Coopr server answers GET /status"}),
-            );
+            ),
         }
         let table = self.routes.load();
         if failed.is_empty() {
@@ -346,7 +348,17 @@ impl Admin {
 }
 
 /// Whether any local Coopr server answers `GET /status` with 200 within a second.
-async fn probe_backends(rt: &Runtime) -> bool {
+/// What the local Coopr servers answered to `GET /status`.
+enum Probe {
+    /// One answered 200.
+    Ok,
+    /// None answered 200, and one answered 401 (the service credential).
+    Unauthorized,
+    Down,
+}
+
+async fn probe_backends(rt: &Runtime) -> Probe {
+    let mut unauthorized = false;
     for b in rt.backends.iter() {
         let uri = format!("{}status", b.url);
         let Ok(mut req) = Request::get(uri).body(ProxyBody::Empty) else {
@@ -356,13 +368,20 @@ async fn probe_backends(rt: &Runtime) -> bool {
             header::CONNECTION,
             header::HeaderValue::from_static("keep-alive"),
         );
-        if let Ok(resp) = rt.upstream.send(req, Duration::from_secs(1)).await
-            && resp.status() == StatusCode::OK
-        {
-            return true;
+        rt.authorize(req.headers_mut());
+        if let Ok(resp) = rt.upstream.send(req, Duration::from_secs(1)).await {
+            match resp.status() {
+                StatusCode::OK => return Probe::Ok,
+                StatusCode::UNAUTHORIZED => unauthorized = true,
+                _ => {}
+            }
         }
     }
-    false
+    if unauthorized {
+        Probe::Unauthorized
+    } else {
+        Probe::Down
+    }
 }
 
 impl Admin {

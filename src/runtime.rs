@@ -20,6 +20,9 @@ pub struct Runtime {
     pub upstream: Upstream,
     /// TLS built from `config` (listener configs, the outgoing client's trust).
     pub tls: Arc<Material>,
+    /// `Authorization: Bearer <coopr.token_file>` for the router's own requests to Coopr
+    /// (marked sensitive: its `Debug` says only "Sensitive").
+    pub coopr_auth: Option<HeaderValue>,
     /// This DC's name as a header value.
     pub dc_header: HeaderValue,
 }
@@ -50,6 +53,7 @@ impl Runtime {
             peers: PeerHealth::new(config.dcs.len()),
             upstream: Upstream::new(&config.raw.timeouts, &tls),
             tls,
+            coopr_auth: coopr_auth(&config),
             // DC names are validated to [a-z0-9_-], always a valid header value.
             dc_header: HeaderValue::from_str(dc).unwrap_or(HeaderValue::from_static("unknown")),
             config,
@@ -72,4 +76,29 @@ pub fn tls_source(runtime: &Arc<ArcSwap<Runtime>>, origin: Origin) -> Option<Tls
         config: Arc::new(move || pick(&rt.load().tls)),
         handshake_timeout: now.tls.handshake_timeout,
     })
+}
+
+/// The service credential's header value; a file that became unreadable since validation
+/// leaves the router without one (logged, without the token).
+fn coopr_auth(config: &Config) -> Option<HeaderValue> {
+    match config.raw.coopr.resolve_token() {
+        Ok(t) => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t?)).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Coopr service token unavailable; the router's own requests to Coopr go without it");
+            None
+        }
+    }
+}
+
+impl Runtime {
+    /// Adds the service credential (if any) to a request the router sends Coopr on its own.
+    pub fn authorize(&self, headers: &mut http::HeaderMap) {
+        if let Some(v) = &self.coopr_auth {
+            headers.insert(http::header::AUTHORIZATION, v.clone());
+        }
+    }
 }

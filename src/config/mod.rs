@@ -79,6 +79,9 @@ pub struct RawConfig {
     /// TLS on the client port, mutual TLS between DCs, TLS to Coopr servers (`config/tls.rs`).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// How the router authenticates its own requests to Coopr (security mode).
+    #[serde(default)]
+    pub coopr: CooprConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
@@ -152,6 +155,37 @@ impl Default for AdminConfig {
             open_reads: true,
             drain_delay_ms: 5_000,
             watch_config_ms: 1_000,
+        }
+    }
+}
+
+/// The router's own requests to Coopr (health checks, the replication tracker): with Coopr's
+/// security mode on (`security.enabled=true`), they carry a service credential. A client's own
+/// `Authorization` header always reaches Coopr untouched.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CooprConfig {
+    /// A file whose first line is the token the router sends as `Authorization: Bearer
+    /// <token>`; read at start and at every reload (a change to the file reloads). The token
+    /// never appears in logs, `/admin` or metrics.
+    pub token_file: Option<String>,
+}
+
+impl CooprConfig {
+    /// The token in the file, if one is configured.
+    pub fn resolve_token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read coopr.token_file {path}: {e}"))?;
+        match text.lines().next().map(str::trim) {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Ok(Some(t.to_string()))
+            }
+            _ => Err(format!(
+                "coopr.token_file {path} must hold the token on its first line (printable, no spaces)"
+            )),
         }
     }
 }

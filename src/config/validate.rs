@@ -241,6 +241,9 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
     if let Err(e) = raw.admin.resolve_token() {
         return Err(err("admin.token_file", e));
     }
+    if let Err(e) = raw.coopr.resolve_token() {
+        return Err(err("coopr.token_file", e));
+    }
     for (home, sb) in &raw.standby {
         let key = format!("standby.{home}");
         if !dcs.iter().any(|d| &d.name == home) {

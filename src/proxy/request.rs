@@ -41,7 +41,6 @@ use http::request::Parts;
 use http::{Response, header};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// The phases, in order (see the module header).
 pub(super) async fn serve(
@@ -92,7 +91,11 @@ pub(super) async fn serve(
         return serve_shared(&cx, &table, body, out).await;
     }
     // 5. snapshot
-    let mut table = snapshot(&cx).await;
+    let mut table = proxy.routes.load();
+    if let Some(theirs) = newer_epoch(&cx, &table) {
+        let wait = std::time::Duration::from_millis(rt.config.raw.ownership.epoch_wait_ms);
+        table = proxy.routes.wait_for_revision(theirs, wait).await;
+    }
     // 6. hold: a write counts as in flight from here until its answer.
     let _inflight: Option<Guard> = match (class.class, class.cluster) {
         (Class::Write, Some(id)) => Some(hold(&cx, table.shard_of(id), &mut table).await?),
@@ -100,40 +103,9 @@ pub(super) async fn serve(
     };
     // 7. fence and decide
     let decision = decide(&table, &class, origin, cx.fenced());
-    // 8. act
-    act(&cx, &table, decision, body, out).await
-}
-
-/// Step 5: the routing snapshot for the whole request. A forwarded write from a router
-/// whose map is newer than ours lets our watch catch up (briefly) before we decide whether
-/// we own the shard at that epoch.
-async fn snapshot(cx: &Ctx<'_>) -> Arc<RoutingTable> {
-    let table = cx.proxy.routes.load();
-    if cx.origin == Origin::Peer
-        && let Some(id) = cx.class.cluster
-        && let Some(theirs) = cx
-            .parts
-            .headers
-            .get(headers::EPOCH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && table
-            .shard(table.shard_of(id))
-            .is_some_and(|e| e.epoch < theirs)
-    {
-        let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
-        return cx.proxy.routes.wait_for_revision(theirs, wait).await;
-    }
-    table
-}
-
-/// Step 8: carries out a decision.
-async fn act(
-    cx: &Ctx<'_>,
-    table: &Arc<RoutingTable>,
-    decision: Decision,
-    body: ProxyBody,
-    out: &mut Outcome,
-) -> Result<Response<ProxyBody>, ProxyError> {
+    // 8. act: carry out the decision (inline: a nested future here costs instructions on
+    // every request).
+    let (cx, table) = (&cx, &table);
     let local = || Some(table.local_name().to_string());
     match decision {
         Decision::Go(route) => {
@@ -178,6 +150,25 @@ async fn act(
         }
         other => Err(refusal(other, table)),
     }
+}
+
+/// Step 5: the epoch a forwarded write was routed by, when it is newer than our snapshot's
+/// for its shard: our watch is behind the sender's, and we let it catch up (briefly) before
+/// we decide whether we own the shard at that epoch.
+fn newer_epoch(cx: &Ctx<'_>, table: &RoutingTable) -> Option<u64> {
+    if cx.origin != Origin::Peer {
+        return None;
+    }
+    let id = cx.class.cluster?;
+    let theirs = cx
+        .parts
+        .headers
+        .get(headers::EPOCH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())?;
+    table
+        .shard(table.shard_of(id))
+        .is_some_and(|e| e.epoch < theirs)
+        .then_some(theirs)
 }
 
 /// Step 3: classifies the request, reading at most `limits.inspect_body_bytes` of its body

@@ -154,6 +154,7 @@ impl Reloader {
         let stamps = |rt: &Runtime| -> Vec<Option<(SystemTime, u64, u64)>> {
             std::iter::once(path.clone())
                 .chain(crate::tls::files(&rt.config).into_iter().map(PathBuf::from))
+                .chain(rt.config.raw.coopr.token_file.iter().map(PathBuf::from))
                 .map(|p| stamp(&p))
                 .collect()
         };

@@ -8,11 +8,11 @@
 //! the same classification as a table of dotted keys; the tests check that it names every key of
 //! a full config and that [`plan`] does what it says.
 
-use crate::config::tls::{BackendTls, CertKey, PeerTls};
+use crate::config::tls::{BackendTls, CertKey, PeerTls, ProvisionerTls};
 use crate::config::{
-    AdminConfig, BackendConfig, Config, DcConfig, FailoverConfig, HealthConfig, Limits, Listen,
-    LogConfig, OwnershipConfig, OwnershipSource, RawConfig, ReplicationConfig, ShardConfig,
-    StandbyConfig, Timeouts, TlsConfig,
+    AdminConfig, BackendConfig, Config, CooprConfig, DcConfig, FailoverConfig, HealthConfig,
+    Limits, Listen, LogConfig, OwnershipConfig, OwnershipSource, RawConfig, ReplicationConfig,
+    ShardConfig, StandbyConfig, Timeouts, TlsConfig,
 };
 
 /// What a reload does with a new config.
@@ -55,6 +55,7 @@ const FAILOVER: &str = "failover";
 const REPLICATION: &str = "replication";
 const TLS_CLIENT: &str = "tls.client (on/off)";
 const TLS_PEER: &str = "tls.peer (on/off)";
+const TLS_PROVISIONER: &str = "tls.provisioner (on/off)";
 const HANDSHAKE: &str = "tls.handshake_timeout_ms";
 
 /// Every key of the file and how its change is applied. `*` stands for one map key or array
@@ -122,6 +123,7 @@ pub const KEYS: &[(&str, Class)] = &[
     ("health.fall", Hot),
     ("admin.token", Hot),
     ("admin.token_file", Hot),
+    ("coopr.token_file", Hot),
     ("admin.open_reads", Hot),
     ("admin.drain_delay_ms", Hot),
     ("admin.watch_config_ms", Hot),
@@ -140,6 +142,10 @@ pub const KEYS: &[(&str, Class)] = &[
     ("tls.peer.ca_file", Hot),
     ("tls.peer.cert_file", Hot),
     ("tls.peer.key_file", Hot),
+    ("tls.provisioner", Restart(TLS_PROVISIONER)),
+    ("tls.provisioner.cert_file", Hot),
+    ("tls.provisioner.key_file", Hot),
+    ("tls.provisioner.client_ca_file", Hot),
     ("tls.backend", Hot),
     ("tls.backend.ca_file", Hot),
 ];
@@ -198,7 +204,11 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         failover,
         replication,
         tls,
+        coopr,
     } = raw;
+    // The service credential is read from its file by every runtime a reload builds: hot.
+    let CooprConfig { token_file } = coopr;
+    let coopr = CooprConfig { token_file };
     let o = &old.raw;
     let mut restart = Restarts::default();
     // `dc` is refused before planning; should it change here, our place in the DCs stays too.
@@ -209,6 +219,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         client,
         peer,
         admin: admin_addr,
+        provisioner,
     } = listen;
     let listen = restart.keep(
         LISTEN,
@@ -217,6 +228,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             client,
             peer,
             admin: admin_addr,
+            provisioner,
         },
     );
 
@@ -414,6 +426,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         client: tls_client,
         peer: tls_peer,
         backend: tls_backend,
+        provisioner: tls_provisioner,
     } = tls;
     let ot = &o.tls;
     let tls_client = match (tls_client, &ot.client) {
@@ -454,12 +467,33 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             kept.clone()
         }
     };
+    // Like the client port: files change at the next handshake, on/off needs a restart.
+    let tls_provisioner = match (tls_provisioner, &ot.provisioner) {
+        (
+            Some(ProvisionerTls {
+                cert_file,
+                key_file,
+                client_ca_file,
+            }),
+            Some(_),
+        ) => Some(ProvisionerTls {
+            cert_file,
+            key_file,
+            client_ca_file,
+        }),
+        (None, None) => None,
+        (_, kept) => {
+            restart.note(TLS_PROVISIONER, true);
+            kept.clone()
+        }
+    };
     restart.note(HANDSHAKE, handshake_timeout_ms != ot.handshake_timeout_ms);
     let tls = TlsConfig {
         handshake_timeout_ms,
         client: tls_client,
         peer: tls_peer,
         backend: tls_backend.map(|BackendTls { ca_file }| BackendTls { ca_file }),
+        provisioner: tls_provisioner,
     };
 
     let mut config = Config {
@@ -538,6 +572,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             failover,
             replication,
             tls,
+            coopr,
         },
         local,
         dcs,
@@ -584,6 +619,7 @@ rules = "coopr"
 client = "127.0.0.1:50001"
 peer = "127.0.0.1:50002"
 admin = "127.0.0.1:50003"
+provisioner = "127.0.0.1:50004"
 
 [[backends]]
 url = "http://127.0.0.1:55054"
@@ -606,6 +642,9 @@ id_increment = 3
 
 [admin]
 token = "0123456789abcdef"
+token_file = "{token}"
+
+[coopr]
 token_file = "{token}"
 
 [standby.dc3]
@@ -641,6 +680,11 @@ key_file = "{dc1_peer_key}"
 
 [tls.backend]
 ca_file = "{ca}"
+
+[tls.provisioner]
+cert_file = "{dc1_server}"
+key_file = "{dc1_server_key}"
+client_ca_file = "{ca}"
 "#,
             token = p("token"),
             ca = p("ca.pem"),
@@ -802,6 +846,7 @@ ca_file = "{ca}"
             one("listen.client", "\"127.0.0.1:50011\""),
             one("listen.peer", "\"127.0.0.1:50012\""),
             one("listen.admin", "\"127.0.0.1:50013\""),
+            one("listen.provisioner", "\"127.0.0.1:50014\""),
             one("backends.0.url", "\"http://127.0.0.1:55154\""),
             one("backends.0.tasks_url", "\"http://127.0.0.1:55155\""),
             one("dcs.dc2.peer_url", "\"https://10.2.0.9:55061\""),
@@ -837,6 +882,7 @@ ca_file = "{ca}"
             one("health.fall", "4"),
             one("admin.token", "\"fedcba9876543210\""),
             one("admin.token_file", &p("token2")),
+            one("coopr.token_file", &p("token2")),
             one("admin.open_reads", "false"),
             one("admin.drain_delay_ms", "1"),
             one("admin.watch_config_ms", "0"),
@@ -869,6 +915,12 @@ ca_file = "{ca}"
                 ("tls.peer.key_file", Some(&p("dc2/peer.key"))),
             ]),
             edits(&[("tls.backend", None)]),
+            edits(&[("tls.provisioner", None)]),
+            edits(&[
+                ("tls.provisioner.cert_file", Some(&p("dc2/server.pem"))),
+                ("tls.provisioner.key_file", Some(&p("dc2/server.key"))),
+            ]),
+            one("tls.provisioner.client_ca_file", &p("dc2/peer.pem")),
             one("tls.backend.ca_file", &p("dc1/server.pem")),
         ];
         for (k, v) in [
@@ -1058,6 +1110,11 @@ ca_file = "{ca}"
             cfg.shards = old.shards.clone();
             cfg.local = old.local;
             cfg.standby = old.standby.clone();
+        }
+        // Added after the plan replaced this code: the provisioner port's TLS, like the client's.
+        if o.provisioner.is_some() != n.provisioner.is_some() {
+            restart.push("tls.provisioner (on/off)".to_string());
+            n.provisioner = o.provisioner.clone();
         }
         if o.handshake_timeout_ms != n.handshake_timeout_ms {
             restart.push("tls.handshake_timeout_ms".to_string());

@@ -54,8 +54,22 @@ impl Http {
         rt.upstream.fetch(req, timeout, MAX_BODY).await
     }
 
-    pub async fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
-        self.send(Method::GET, url, headers, Bytes::new()).await
+    /// `GET` from a local Coopr server, with the service credential (`coopr.token_file`).
+    pub async fn get_local(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        let rt = self.runtime.load_full();
+        let mut req = Request::get(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(ProxyBody::Empty).map_err(|e| e.to_string())?;
+        rt.authorize(req.headers_mut());
+        let timeout = rt
+            .config
+            .raw
+            .timeouts
+            .response()
+            .max(Duration::from_secs(1));
+        rt.upstream.fetch(req, timeout, MAX_BODY).await
     }
 
     /// The external API base URL (no trailing `/`) of the local Coopr server to ask next:

@@ -6,7 +6,8 @@
 //! into the replica store; reads and lists of clusters owned elsewhere are answered from it.
 //!
 //! Module map (one thing per file):
-//! - `record`: the records, the action of a write, `providerFields` removal (pure).
+//! - `record`: the records, the action of a write, list summaries (pure).
+//! - `secrets`: the allowlist of what is captured and the credential-name rule (pure).
 //! - `store`: the redb file, its tables and error type.
 //! - `outbox`: open operations and per-peer queues (owner side transactions).
 //! - `replica`: the replica store and the pure apply step.
@@ -24,6 +25,7 @@ mod outbox;
 mod port;
 pub mod record;
 mod replica;
+mod secrets;
 mod sender;
 mod store;
 mod tracker;
@@ -43,7 +45,7 @@ use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use client::Http;
-use record::{Batch, Intent, action_of, strip_provider_fields};
+use record::{Batch, Intent, action_of};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,10 +143,7 @@ impl Replication {
             (_, Some(n)) => (None, Some(n.to_string())),
             (Some([]), None) => (None, None),
             (Some(b), None) => match serde_json::from_slice::<serde_json::Value>(b) {
-                Ok(mut v) => {
-                    strip_provider_fields(&mut v);
-                    (Some(v), None)
-                }
+                Ok(v) => (Some(secrets::part(v)), None),
                 Err(_) => (None, Some("the body is not JSON".to_string())),
             },
             (None, None) => (None, None),
@@ -351,7 +350,7 @@ impl Inner {
             ("Coopr-UserID", intent.user.as_str()),
             ("Coopr-TenantID", intent.tenant.as_str()),
         ];
-        let r = self.http.get(&url, &headers).await?;
+        let r = self.http.get_local(&url, &headers).await?;
         if !r.ok() {
             return Err(format!("{url}: status {}", r.status));
         }

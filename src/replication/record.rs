@@ -115,29 +115,6 @@ pub struct Batch {
     pub records: Vec<Envelope>,
 }
 
-/// Removes every object member named `providerFields`, at any depth.
-pub fn strip_provider_fields(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.remove("providerFields");
-            map.values_mut().for_each(strip_provider_fields);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_provider_fields),
-        _ => {}
-    }
-}
-
-/// Whether a value still holds a `providerFields` member anywhere.
-pub fn has_provider_fields(v: &Value) -> bool {
-    match v {
-        Value::Object(map) => {
-            map.contains_key("providerFields") || map.values().any(has_provider_fields)
-        }
-        Value::Array(items) => items.iter().any(has_provider_fields),
-        _ => false,
-    }
-}
-
 /// The Coopr action a cluster write implies (lowercase, as the REST API names them), from its
 /// method and path; `other` for a write the table does not know.
 pub fn action_of(method: &str, path: &str) -> &'static str {
@@ -194,33 +171,6 @@ pub fn summary(d: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn provider_fields_are_removed_at_every_depth() {
-        let table = [
-            (json!({"providerFields": {"key": "s3cret"}}), json!({})),
-            (
-                json!({"config": {"a": 1}, "providerFields": {"k": "v"}, "restart": true}),
-                json!({"config": {"a": 1}, "restart": true}),
-            ),
-            (
-                json!({"config": {"nested": {"providerFields": {"k": "v"}, "x": [ {"providerFields": 1, "y": 2} ]}}}),
-                json!({"config": {"nested": {"x": [ {"y": 2} ]}}}),
-            ),
-            (json!([{"providerFields": null}, 3]), json!([{}, 3])),
-            (json!("providerFields"), json!("providerFields")),
-            (
-                json!({"services": ["providerFields"]}),
-                json!({"services": ["providerFields"]}),
-            ),
-        ];
-        for (mut input, want) in table {
-            strip_provider_fields(&mut input);
-            assert_eq!(input, want);
-            assert!(!has_provider_fields(&input));
-        }
-    }
 
     #[test]
     fn actions_by_method_and_path() {

@@ -7,7 +7,8 @@
 //! store, so a restarted router resumes them.
 
 use super::Inner;
-use super::record::{Finished, Intent, outcome_of, strip_provider_fields};
+use super::record::{Finished, Intent, outcome_of};
+use super::secrets;
 use super::store::now_ms;
 use serde_json::Value;
 use std::sync::Arc;
@@ -108,16 +109,11 @@ async fn poll(inner: &Inner, intent: &Intent) -> Result<Option<Finished>, String
         services,
         plan,
     };
-    for v in [
-        &mut f.details,
-        &mut f.status,
-        &mut f.config,
-        &mut f.services,
-    ] {
-        strip_provider_fields(v);
-    }
-    if let Some(p) = f.plan.as_mut() {
-        strip_provider_fields(p);
-    }
+    // Secrets stay home: only what replica reads need leaves this function (`secrets.rs`).
+    f.details = secrets::details(f.details);
+    f.status = secrets::part(f.status);
+    f.config = secrets::part(f.config);
+    f.services = secrets::part(f.services);
+    f.plan = f.plan.map(secrets::part);
     Ok(Some(f))
 }
