@@ -79,6 +79,53 @@ impl fmt::Display for ClusterId {
     }
 }
 
+/// Whether `raw` is already an id as Coopr writes it (`%08d`): exactly 8 digits, or more
+/// without a leading zero.
+fn is_canonical(raw: &str) -> bool {
+    raw.bytes().all(|b| b.is_ascii_digit())
+        && (raw.len() == 8 || (raw.len() > 8 && !raw.starts_with('0')))
+}
+
+/// The path with its cluster id written as Coopr writes it, for `/v2/clusters/{id}[/...]`
+/// whose id is written otherwise (`/v2/clusters/42/abort` -> `/v2/clusters/00000042/abort`);
+/// `None` when there is nothing to change. Coopr builds job ids from the path id as written,
+/// so an unpadded id would give jobs (`42-007`) that its own plan lookups (under `00000042`)
+/// do not find. Segments are compared percent-decoded (as Coopr matches them); everything but
+/// the id is left exactly as it was.
+pub fn canonical_cluster_path(path: &str) -> Option<String> {
+    fn decoded(seg: &str) -> std::borrow::Cow<'_, str> {
+        percent_encoding::percent_decode_str(seg).decode_utf8_lossy()
+    }
+    let mut seen = 0;
+    let mut offset = 0;
+    for seg in path.split('/') {
+        let start = offset;
+        offset += seg.len() + 1;
+        if seg.is_empty() {
+            continue;
+        }
+        seen += 1;
+        match seen {
+            1 if decoded(seg) != "v2" => return None,
+            2 if decoded(seg) != "clusters" => return None,
+            3 => {
+                let raw = decoded(seg);
+                if is_canonical(&raw) {
+                    return None;
+                }
+                let id = ClusterId::parse(&raw).ok()?;
+                return Some(format!(
+                    "{}{id}{}",
+                    &path[..start],
+                    &path[start + seg.len()..]
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Error messages quote at most this much of the offending text.
 fn clip(text: &str) -> String {
     const MAX: usize = 40;
@@ -180,6 +227,32 @@ mod tests {
         fn display_roundtrips(n in 0u64..=i64::MAX as u64) {
             let id = ClusterId::new(n).unwrap();
             prop_assert_eq!(ClusterId::parse(&id.to_string()).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn cluster_paths_are_written_as_coopr_writes_ids() {
+        let table = [
+            ("/v2/clusters/42", Some("/v2/clusters/00000042")),
+            ("/v2/clusters/42/abort", Some("/v2/clusters/00000042/abort")),
+            (
+                "/v2//clusters//0042/plans/42-007",
+                Some("/v2//clusters//00000042/plans/42-007"),
+            ),
+            ("/v2/%63lusters/7", Some("/v2/%63lusters/00000007")),
+            ("/v2/clusters/%34%32", Some("/v2/clusters/00000042")),
+            ("/v2/clusters/000000042", Some("/v2/clusters/00000042")),
+            ("/v2/clusters/123456789", None),
+            ("/v2/clusters/00000042", None),
+            ("/v2/clusters/00000042/status", None),
+            ("/v2/clusters", None),
+            ("/v2/clusters/", None),
+            ("/v2/nodes/42", None),
+            ("/v2/clusters/abc", None),
+            ("/status", None),
+        ];
+        for (path, want) in table {
+            assert_eq!(canonical_cluster_path(path).as_deref(), want, "{path}");
         }
     }
 }

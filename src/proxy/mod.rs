@@ -84,7 +84,8 @@ impl Proxy {
         }
         let rid = headers::ensure_request_id(&mut parts.headers);
         let mut out = Outcome::default();
-        let mut resp = match request::serve(self, &rt, &parts, body, origin, remote, &mut out).await
+        let mut resp = match request::serve(self, &rt, &mut parts, body, origin, remote, &mut out)
+            .await
         {
             Ok(resp) => resp,
             Err(e) => {

@@ -6,7 +6,8 @@
 //! 2. **replication endpoint**: the peer port's `/replication/v1/*` routes.
 //! 3. **classify**: method + path (+ a small body when a rule needs it) -> [`Classification`].
 //!    Coopr's internal API is served on the provisioner port only (to the local servers' tasks
-//!    API) and refused (404 `internal_route`) on the client and peer ports.
+//!    API) and refused (404 `internal_route`) on the client and peer ports. A cluster id in
+//!    the path goes on as Coopr writes it (`42` -> `00000042`).
 //! 4. **shared mode**: every DC serves every cluster (`shared.rs`); the rest is skipped.
 //! 5. **snapshot**: one routing table for the whole request; a forwarded write whose epoch is
 //!    newer than ours waits (at most `epoch_wait_ms`) for our watch.
@@ -46,7 +47,7 @@ use std::net::SocketAddr;
 pub(super) async fn serve(
     proxy: &Proxy,
     rt: &Runtime,
-    parts: &Parts,
+    parts: &mut Parts,
     body: Incoming,
     origin: Origin,
     remote: SocketAddr,
@@ -61,6 +62,10 @@ pub(super) async fn serve(
     // 3. classify
     let (class, body) = classify(rt, parts, body).await?;
     out.class = Some(class);
+    if matches!(class.kind, Kind::ClusterRead | Kind::ClusterWrite) {
+        write_ids_as_coopr(parts);
+    }
+    let parts: &Parts = parts;
     let cx = Ctx {
         proxy,
         rt,
@@ -197,6 +202,27 @@ async fn classify(
         )),
         Inspected::TooLarge { .. } if rule.must_fit() => Err(ProxyError::BodyTooLarge { limit }),
         Inspected::TooLarge { prefix, rest } => Ok((rule.fallback(), prefixed(prefix, rest))),
+    }
+}
+
+/// Step 3: the cluster id in the path as Coopr writes it (`%08d`): Coopr builds job ids from
+/// the path as written, and its own plan lookups use the padded id.
+fn write_ids_as_coopr(parts: &mut Parts) {
+    let Some(path) = crate::ids::canonical_cluster_path(parts.uri.path()) else {
+        return;
+    };
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut uri = parts.uri.clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(pq)
+        && let Ok(new) = {
+            uri.path_and_query = Some(pq);
+            http::Uri::from_parts(uri)
+        }
+    {
+        parts.uri = new;
     }
 }
 
