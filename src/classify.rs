@@ -48,6 +48,9 @@ pub enum Kind {
     NodeWrite,
     /// POST `/v2/getNodeProperties` (cluster id in the body).
     NodeProperties,
+    /// GET/HEAD/DELETE `/v2/nodes/{id}`: the node's cluster is looked up (replicated
+    /// details, else the local server) and the request routed by it.
+    NodeById,
     /// GET `/v2/metrics/nodes/usage?cluster=`.
     Usage,
     /// POST `/v2/tasks/finish` (cluster id from the task id, for logs only).
@@ -67,6 +70,7 @@ impl Kind {
             Kind::List => "list",
             Kind::NodeWrite => "node_write",
             Kind::NodeProperties => "node_properties",
+            Kind::NodeById => "node_by_id",
             Kind::Usage => "usage",
             Kind::TaskFinish => "task_finish",
             Kind::Internal => "internal",
@@ -203,6 +207,12 @@ pub fn classify_head(
             class: Write,
             kind: Kind::NodeWrite,
         }),
+        // Coopr's NodeHandler deletes only nodes its own store holds, and answers 204 either
+        // way: the request must reach the DC that holds the node's cluster.
+        ("nodes", 3) if read_like => Done(Classification::new(Read, Kind::NodeById, None, ext)),
+        ("nodes", 3) if m == Method::DELETE => {
+            Done(Classification::new(Write, Kind::NodeById, None, ext))
+        }
         ("getNodeProperties", 2) if m == Method::POST => NeedBody(BodyRule::ClusterIdField {
             class: Read,
             kind: Kind::NodeProperties,

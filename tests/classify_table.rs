@@ -178,7 +178,9 @@ fn every_route_of_the_catalog() {
             "GET",
             "/v2/nodes/16b10331-0bd4",
             "",
-            Is(Local, Other, None, E),
+            // Routed by the node's cluster, looked up by the proxy (NodeHandler answers only
+            // for nodes its own store holds).
+            Is(Read, NodeById, None, E),
         ),
         (
             "POST",
@@ -204,7 +206,9 @@ fn every_route_of_the_catalog() {
             "{\"id\":\"n\"}",
             Is(Write, NodeWrite, None, E),
         ),
-        ("DELETE", "/v2/nodes/n1", "", Is(Local, Other, None, E)),
+        ("DELETE", "/v2/nodes/n1", "", Is(Write, NodeById, None, E)),
+        ("HEAD", "/v2/nodes/n1", "", Is(Read, NodeById, None, E)),
+        ("GET", "/v2/nodes", "", Is(Local, Other, None, E)),
         // RPCHandler
         (
             "POST",

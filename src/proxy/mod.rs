@@ -8,6 +8,7 @@
 //! - `request`: the phases of one request over one context value, top to bottom.
 //! - `hold`: holding a shard's writes while this DC hands it off.
 //! - `local`: sending to a local Coopr server or a standby server.
+//! - `node`: finding the cluster of a node a request names.
 //! - `peer`: forwarding to the owner DC's router, and routing again after a 421.
 //! - `shared`: shared-database mode (local while healthy, else the next healthy DC).
 //! - `replicas`: the narrow trait through which the proxy reaches replication ([`Replicas`]).
@@ -18,6 +19,7 @@
 mod ctx;
 mod hold;
 mod local;
+mod node;
 mod peer;
 mod replica;
 mod replicas;

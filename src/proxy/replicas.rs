@@ -83,6 +83,9 @@ pub trait Replicas: Send + Sync + 'static {
         headers: &'a HeaderMap,
     ) -> BoxFut<'a, Vec<serde_json::Value>>;
 
+    /// The cluster of a node, when a replicated cluster's details list it.
+    fn cluster_of_node<'a>(&'a self, node: &'a str) -> BoxFut<'a, Option<ClusterId>>;
+
     /// The largest local list body that is merged (a larger one passes untouched).
     fn list_body_bytes(&self) -> usize;
 }

@@ -9,6 +9,7 @@
 //!    API) and refused (404 `internal_route`) on the client and peer ports. A cluster id in
 //!    the path goes on as Coopr writes it (`42` -> `00000042`).
 //! 4. **shared mode**: every DC serves every cluster (`shared.rs`); the rest is skipped.
+//!    A node (`/v2/nodes/{id}`) is routed by its cluster, looked up first (`node.rs`).
 //! 5. **snapshot**: one routing table for the whole request; a forwarded write whose epoch is
 //!    newer than ours waits (at most `epoch_wait_ms`) for our watch.
 //! 6. **hold**: a write counts itself in flight and waits while its shard is handed off.
@@ -23,6 +24,7 @@
 use super::ctx::{Ctx, Outcome, Proxy};
 use super::hold::hold;
 use super::local::{to_local, to_standby};
+use super::node::cluster_of_node;
 use super::peer::to_peer;
 use super::replica::{
     merge_list, replica_read, replicates, replication_endpoint, to_local_replicated,
@@ -66,7 +68,7 @@ pub(super) async fn serve(
         write_ids_as_coopr(parts);
     }
     let parts: &Parts = parts;
-    let cx = Ctx {
+    let mut cx = Ctx {
         proxy,
         rt,
         parts,
@@ -95,6 +97,13 @@ pub(super) async fn serve(
         let table = proxy.routes.load();
         return serve_shared(&cx, &table, body, out).await;
     }
+    // 4b. a node's cluster: `/v2/nodes/{id}` is routed by the cluster that holds the node.
+    if class.kind == Kind::NodeById {
+        cx.class.cluster = cluster_of_node(&cx).await;
+        out.class = Some(cx.class);
+    }
+    let class = cx.class;
+    let cx = cx;
     // 5. snapshot
     let mut table = proxy.routes.load();
     if let Some(theirs) = newer_epoch(&cx, &table) {

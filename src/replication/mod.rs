@@ -231,6 +231,22 @@ impl Replication {
         }
     }
 
+    /// The cluster a node belongs to, if a replicated cluster lists it.
+    pub async fn cluster_of_node(&self, node: String) -> Option<ClusterId> {
+        match self
+            .inner
+            .store
+            .run(move |s| s.cluster_of_node(&node))
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "replica store scan for a node failed");
+                None
+            }
+        }
+    }
+
     /// List items of replicated clusters in shards `table` says this DC's Coopr does not hold:
     /// shards owned elsewhere, and shards adopted from another home DC.
     pub async fn remote_summaries(&self, table: Arc<RoutingTable>) -> Vec<ListItem> {

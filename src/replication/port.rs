@@ -73,6 +73,10 @@ impl Replicas for Replication {
         })
     }
 
+    fn cluster_of_node<'a>(&'a self, node: &'a str) -> BoxFut<'a, Option<ClusterId>> {
+        Box::pin(Replication::cluster_of_node(self, node.to_string()))
+    }
+
     fn list_body_bytes(&self) -> usize {
         self.inner.cfg.list_body_bytes
     }

@@ -142,6 +142,33 @@ impl Store {
         })
     }
 
+    /// The cluster whose captured details list node `node` (a scan of the replica table:
+    /// node requests are rare next to cluster requests).
+    pub fn cluster_of_node(&self, node: &str) -> Result<Option<ClusterId>, ReplError> {
+        let tx = self.db()?.begin_read()?;
+        let t = tx.open_table(REPLICA)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let Ok(e) = serde_json::from_slice::<ReplicaEntry>(v.value()) else {
+                continue;
+            };
+            let listed = e
+                .state
+                .as_ref()
+                .and_then(|f| f.details.get("nodes"))
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|nodes| {
+                    nodes
+                        .iter()
+                        .any(|n| n.get("id").and_then(|i| i.as_str()) == Some(node))
+                });
+            if listed {
+                return Ok(ClusterId::new(k.value()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The list items of replicated clusters whose shard passes `keep` (the list merge).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
         let tx = self.db()?.begin_read()?;
