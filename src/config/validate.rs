@@ -197,6 +197,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         ("request_head_ms", t.request_head_ms),
         ("backend_cooldown_ms", t.backend_cooldown_ms),
         ("upstream_idle_ms", t.upstream_idle_ms),
+        ("body_idle_ms", t.body_idle_ms),
     ] {
         if v == 0 {
             return Err(err(format!("timeouts.{name}"), "must be greater than 0"));
@@ -226,6 +227,9 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             "limits.h2_max_concurrent_streams",
             "must be greater than 0",
         ));
+    }
+    if l.upstream_per_connection == 0 {
+        return Err(err("limits.upstream_per_connection", "must be greater than 0"));
     }
     if raw.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(err("admin.token", "must be at least 16 characters"));
