@@ -116,11 +116,27 @@ async fn an_idle_h2c_connection_gets_goaway_and_closes() {
     assert!(send.is_closed() || send.ready().await.is_err());
 }
 
+/// DC 1's only Coopr server becomes `backend`.
+fn backend_of_dc1(i: usize, t: String, backend: SocketAddr) -> String {
+    if i != 0 {
+        return t;
+    }
+    let key = "[[backends]]\nurl = \"";
+    let start = t.find(key).unwrap() + key.len();
+    let end = start + t[start..].find('"').unwrap();
+    format!("{}http://{backend}{}", &t[..start], &t[end..])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_body_is_cut_with_408() {
-    let d = support::start_with_text(Duration::from_millis(50), |_, t| small(t)).await;
+    let (backend, now, _) = hanging_backend().await;
+    let d = support::start_with_text(Duration::from_millis(50), |i, t| {
+        backend_of_dc1(i, small(t), backend)
+    })
+    .await;
     let mut s = TcpStream::connect(d.dcs[0].client).await.unwrap();
-    // An unclassified path goes to the local Coopr server, its body streamed.
+    // An unclassified path goes to the local Coopr server (which waits for the whole body),
+    // its body streamed.
     s.write_all(
         b"POST /v2/anything HTTP/1.1\r\nHost: r\r\nCoopr-UserID: admin\r\nCoopr-TenantID: superadmin\r\nContent-Length: 100\r\n\r\n0123456789",
     )
@@ -131,6 +147,11 @@ async fn a_stalled_request_body_is_cut_with_408() {
     let text = String::from_utf8_lossy(&buf);
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("body_timeout"), "{text:?}");
+    // The upstream request was aborted: its connection is gone.
+    support::eventually(Duration::from_secs(5), "the upstream connection closed", || async {
+        (now.load(Ordering::SeqCst) == 0).then_some(())
+    })
+    .await;
 }
 
 /// A Coopr stand-in that answers `GET /status` and otherwise reads request bytes forever,
@@ -179,14 +200,7 @@ async fn hanging_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
 async fn two_hundred_trickling_h2_streams_hold_a_bounded_number_of_upstream_connections() {
     let (backend, now, max) = hanging_backend().await;
     let d = support::start_with_text(Duration::from_millis(50), |i, t| {
-        let t = t + "[limits]\nupstream_per_connection = 4\n";
-        if i != 0 {
-            return t;
-        }
-        // dc1's only Coopr server is the hanging stand-in.
-        let start = t.find("[[backends]]\nurl = \"").unwrap() + "[[backends]]\nurl = \"".len();
-        let end = start + t[start..].find('"').unwrap();
-        format!("{}http://{backend}{}", &t[..start], &t[end..])
+        backend_of_dc1(i, t + "[limits]\nupstream_per_connection = 4\n", backend)
     })
     .await;
     let dc = &d.dcs[0];
