@@ -182,3 +182,18 @@ async fn alpn_decides_the_protocol_on_tls() {
         String::from_utf8_lossy(&buf)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_h2c_preface_is_answered_in_http2() {
+    let d = support::start(Duration::from_millis(50)).await;
+    let mut s = TcpStream::connect(d.dcs[0].client).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    // GOAWAY (type 7) on stream 0, PROTOCOL_ERROR (1); not an HTTP/1.1 response.
+    assert!(
+        buf.len() >= 17 && buf[3] == 7 && buf[5..9] == [0, 0, 0, 0] && buf[13..17] == [0, 0, 0, 1],
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
