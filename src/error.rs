@@ -176,9 +176,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            Classify(_) | BadHead(_) | BodyRead(_) | ReplicationBatch(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Classify(_) | BadHead(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ReplicationOff => StatusCode::NOT_FOUND,
             ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,

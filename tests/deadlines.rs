@@ -148,9 +148,11 @@ async fn a_stalled_request_body_is_cut_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text:?}");
     assert!(text.contains("body_timeout"), "{text:?}");
     // The upstream request was aborted: its connection is gone.
-    support::eventually(Duration::from_secs(5), "the upstream connection closed", || async {
-        (now.load(Ordering::SeqCst) == 0).then_some(())
-    })
+    support::eventually(
+        Duration::from_secs(5),
+        "the upstream connection closed",
+        || async { (now.load(Ordering::SeqCst) == 0).then_some(()) },
+    )
     .await;
 }
 
@@ -178,7 +180,9 @@ async fn hanging_backend() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
                 }
                 if head.starts_with(b"GET /status") {
                     let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                        )
                         .await;
                     return;
                 }
@@ -205,12 +209,11 @@ async fn two_hundred_trickling_h2_streams_hold_a_bounded_number_of_upstream_conn
     .await;
     let dc = &d.dcs[0];
     let stream = TcpStream::connect(dc.client).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::Builder::new(
-        hyper_util::rt::TokioExecutor::new(),
-    )
-    .handshake::<_, support::ChannelBody>(hyper_util::rt::TokioIo::new(stream))
-    .await
-    .expect("h2c handshake");
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, support::ChannelBody>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h2c handshake");
     tokio::spawn(conn);
     let mut feeds = Vec::new();
     for i in 0..200 {

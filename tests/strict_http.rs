@@ -98,7 +98,10 @@ async fn strict_heads_on_http1() {
         // The router's own refusals carry its JSON error body.
         let ok = status.is_some_and(|s| want.contains(&s))
             && (!matches!(status, Some(400 | 405)) || text.contains("\"error\""));
-        report.push(format!("{what}: {status:?} ok={ok} {:?}", text.lines().last()));
+        report.push(format!(
+            "{what}: {status:?} ok={ok} {:?}",
+            text.lines().last()
+        ));
     }
     assert!(report.iter().all(|r| r.contains("ok=true")), "{report:#?}");
     // A non-final chunked: hyper refuses it itself (400, no JSON body).
@@ -137,8 +140,16 @@ async fn h2_authority_stands_in_for_host_and_must_agree_with_it() {
         s
     };
     assert_eq!(status(None).await, 200, ":authority alone");
-    assert_eq!(status(Some(&dc.client.to_string())).await, 200, "agreeing host");
-    assert_eq!(status(Some("elsewhere.example")).await, 400, "disagreeing host");
+    assert_eq!(
+        status(Some(&dc.client.to_string())).await,
+        200,
+        "agreeing host"
+    );
+    assert_eq!(
+        status(Some("elsewhere.example")).await,
+        400,
+        "disagreeing host"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +198,9 @@ async fn alpn_decides_the_protocol_on_tls() {
 async fn a_broken_h2c_preface_is_answered_in_http2() {
     let d = support::start(Duration::from_millis(50)).await;
     let mut s = TcpStream::connect(d.dcs[0].client).await.unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     // GOAWAY (type 7) on stream 0, PROTOCOL_ERROR (1); not an HTTP/1.1 response.

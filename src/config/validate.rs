@@ -229,7 +229,10 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         ));
     }
     if l.upstream_per_connection == 0 {
-        return Err(err("limits.upstream_per_connection", "must be greater than 0"));
+        return Err(err(
+            "limits.upstream_per_connection",
+            "must be greater than 0",
+        ));
     }
     if raw.admin.token.as_deref().is_some_and(|t| t.len() < 16) {
         return Err(err("admin.token", "must be at least 16 characters"));

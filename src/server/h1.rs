@@ -4,8 +4,8 @@
 //! sessions, and before the first, the connection holds only its socket: an idle keep-alive
 //! connection costs about what its task does, not hyper's buffers.
 
-use super::park::{Answer, Answering, Exchanges, ParkIo};
 use super::Conn;
+use super::park::{Answer, Answering, Exchanges, ParkIo};
 use super::watch::{self, Prefixed};
 use crate::body::ProxyBody;
 use crate::shutdown::Shutdown;

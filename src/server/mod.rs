@@ -146,7 +146,9 @@ where
                 None => h1::serve(conn, stream, remote, handler, shutdown).await,
                 // Boxed: a TLS connection's state (handshake, hyper's auto connection) would
                 // otherwise size every connection's task, plain ones included.
-                Some(tls) => Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await,
+                Some(tls) => {
+                    Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await
+                }
             }
             drop(permit);
         };

@@ -122,10 +122,7 @@ where
             // Closed never: the semaphore lives as long as the connection.
             held._permit = permits.acquire_owned().await.ok();
             let resp = handler(req, remote).await;
-            Ok::<_, Infallible>(resp.map(|inner| Watched {
-                inner,
-                _held: held,
-            }))
+            Ok::<_, Infallible>(resp.map(|inner| Watched { inner, _held: held }))
         });
         fut
     })
