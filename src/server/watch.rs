@@ -118,13 +118,12 @@ where
         let mut held = activity.start();
         let permits = activity.permits.clone();
         let handler = handler.clone();
-        let fut = Box::pin(async move {
+        Box::pin(async move {
             // Closed never: the semaphore lives as long as the connection.
             held._permit = permits.acquire_owned().await.ok();
             let resp = handler(req, remote).await;
             Ok::<_, Infallible>(resp.map(|inner| Watched { inner, _held: held }))
-        });
-        fut
+        })
     })
 }
 
