@@ -25,7 +25,26 @@ pub enum ProxyBody {
     Tracked {
         inner: Box<ProxyBody>,
         done: Option<tokio::sync::oneshot::Sender<()>>,
+        progress: Option<std::sync::Arc<Progress>>,
     },
+}
+
+/// How a streamed body is coming along, for the sender's stall watchdog.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Frames handed on so far.
+    frames: std::sync::atomic::AtomicU64,
+    /// The last poll found no frame ready: the body is waiting for its client.
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Progress {
+    pub fn frames(&self) -> u64 {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl ProxyBody {
@@ -67,8 +86,19 @@ impl Body for ProxyBody {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
-            ProxyBody::Tracked { inner, done } => {
+            ProxyBody::Tracked {
+                inner,
+                done,
+                progress,
+            } => {
                 let polled = Pin::new(inner.as_mut()).poll_frame(cx);
+                if let Some(p) = progress {
+                    use std::sync::atomic::Ordering::Relaxed;
+                    p.waiting.store(polled.is_pending(), Relaxed);
+                    if polled.is_ready() {
+                        p.frames.fetch_add(1, Relaxed);
+                    }
+                }
                 if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
                     && let Some(tx) = done.take()
                 {

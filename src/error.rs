@@ -19,6 +19,10 @@ pub enum ProxyError {
     BodyTooLarge { limit: usize },
     #[error("the request target is longer than {limit} bytes (limits.max_uri_bytes)")]
     UriTooLong { limit: usize },
+    #[error("bad request head: {0}")]
+    BadHead(&'static str),
+    #[error("the method {method} is not served by this router")]
+    MethodNotAllowed { method: String },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("the request body was not received in time")]
@@ -87,6 +91,8 @@ pub enum ProxyError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     BadRequest,
+    BadHead,
+    MethodNotAllowed,
     BodyTooLarge,
     BodyRead,
     BodyTimeout,
@@ -111,8 +117,10 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::BadRequest,
+        ErrorKind::BadHead,
+        ErrorKind::MethodNotAllowed,
         ErrorKind::BodyTooLarge,
         ErrorKind::BodyRead,
         ErrorKind::BodyTimeout,
@@ -138,6 +146,8 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::BadHead => "bad_head",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::BodyTooLarge => "body_too_large",
             ErrorKind::BodyRead => "body_read",
             ErrorKind::BodyTimeout => "body_timeout",
@@ -173,7 +183,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            Classify(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
+            Classify(_) | BadHead(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ReplicationOff | InternalRoute { .. } => StatusCode::NOT_FOUND,
             ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -201,6 +212,8 @@ impl ProxyError {
         use ProxyError::*;
         match self {
             Classify(_) => ErrorKind::BadRequest,
+            BadHead(_) => ErrorKind::BadHead,
+            MethodNotAllowed { .. } => ErrorKind::MethodNotAllowed,
             BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             BodyRead(_) => ErrorKind::BodyRead,
             BodyTimeout => ErrorKind::BodyTimeout,

@@ -301,6 +301,9 @@ pub struct Timeouts {
     /// A plain HTTP/1.1 client connection idle this long hands its buffers back ("parks") and
     /// waits for its next request holding only the socket; 0 parks at once.
     pub idle_park_ms: u64,
+    /// A request body streamed to Coopr or a peer that brings no new bytes for this long is
+    /// cut off (408 if no response was sent yet; the upstream request is aborted).
+    pub body_idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -313,6 +316,7 @@ impl Default for Timeouts {
             shutdown_grace_ms: 30_000,
             upstream_idle_ms: 90_000,
             idle_park_ms: 250,
+            body_idle_ms: 60_000,
         }
     }
 }
@@ -339,6 +343,9 @@ impl Timeouts {
     pub fn idle_park(&self) -> Duration {
         Duration::from_millis(self.idle_park_ms)
     }
+    pub fn body_idle(&self) -> Duration {
+        Duration::from_millis(self.body_idle_ms)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -352,6 +359,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Requests of one client connection (HTTP/2 streams) served at once; more wait for a
+    /// place. Bounds the upstream connections one client connection can hold.
+    pub upstream_per_connection: usize,
     /// Header fields of an HTTP/1 request; past it 431.
     pub max_headers: usize,
     /// Bytes of a request target (path and query); past it 414.
@@ -365,6 +375,7 @@ impl Default for Limits {
             max_connections: 20_000,
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 256,
+            upstream_per_connection: 32,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
         }

@@ -205,6 +205,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         ("request_head_ms", t.request_head_ms),
         ("backend_cooldown_ms", t.backend_cooldown_ms),
         ("upstream_idle_ms", t.upstream_idle_ms),
+        ("body_idle_ms", t.body_idle_ms),
     ] {
         if v == 0 {
             return Err(err(format!("timeouts.{name}"), "must be greater than 0"));
@@ -232,6 +233,12 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
     if l.h2_max_concurrent_streams == 0 {
         return Err(err(
             "limits.h2_max_concurrent_streams",
+            "must be greater than 0",
+        ));
+    }
+    if l.upstream_per_connection == 0 {
+        return Err(err(
+            "limits.upstream_per_connection",
             "must be greater than 0",
         ));
     }

@@ -90,6 +90,7 @@ pub const KEYS: &[(&str, Class)] = &[
     ),
     ("timeouts.upstream_idle_ms", Hot),
     ("timeouts.idle_park_ms", Hot),
+    ("timeouts.body_idle_ms", Hot),
     ("limits.inspect_body_bytes", Hot),
     ("limits.max_connections", Noted("limits.max_connections")),
     ("limits.max_header_bytes", Noted("limits.max_header_bytes")),
@@ -99,6 +100,10 @@ pub const KEYS: &[(&str, Class)] = &[
     ),
     ("limits.max_headers", Hot),
     ("limits.max_uri_bytes", Hot),
+    (
+        "limits.upstream_per_connection",
+        Noted("limits.upstream_per_connection"),
+    ),
     ("ownership.mode", Restart(OWNERSHIP)),
     ("ownership.source", Restart(OWNERSHIP)),
     ("ownership.shards.*.shard", Hot),
@@ -239,6 +244,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         h2_max_concurrent_streams,
         max_headers,
         max_uri_bytes,
+        upstream_per_connection,
     } = limits;
     let ol = &o.limits;
     restart.note(
@@ -253,6 +259,11 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         "limits.h2_max_concurrent_streams",
         h2_max_concurrent_streams != ol.h2_max_concurrent_streams,
     );
+    // Read by the listeners when they start (each connection's bound).
+    restart.note(
+        "limits.upstream_per_connection",
+        upstream_per_connection != ol.upstream_per_connection,
+    );
     let limits = Limits {
         inspect_body_bytes,
         max_connections,
@@ -260,6 +271,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         h2_max_concurrent_streams,
         max_headers,
         max_uri_bytes,
+        upstream_per_connection,
     };
 
     let Timeouts {
@@ -270,6 +282,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         shutdown_grace_ms,
         upstream_idle_ms,
         idle_park_ms,
+        body_idle_ms,
     } = timeouts;
     let ot = &o.timeouts;
     restart.note(
@@ -288,6 +301,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         shutdown_grace_ms,
         upstream_idle_ms,
         idle_park_ms,
+        body_idle_ms,
     };
 
     let FailoverConfig {
@@ -931,12 +945,14 @@ client_ca_file = "{ca}"
             ("timeouts.shutdown_grace_ms", "1"),
             ("timeouts.upstream_idle_ms", "1"),
             ("timeouts.idle_park_ms", "1"),
+            ("timeouts.body_idle_ms", "1"),
             ("limits.inspect_body_bytes", "2048"),
             ("limits.max_connections", "5"),
             ("limits.max_header_bytes", "10000"),
             ("limits.h2_max_concurrent_streams", "5"),
             ("limits.max_headers", "5"),
             ("limits.max_uri_bytes", "300"),
+            ("limits.upstream_per_connection", "2"),
         ] {
             out.push(one(k, v));
         }
@@ -1027,6 +1043,11 @@ client_ca_file = "{ca}"
             (
                 "limits.h2_max_concurrent_streams",
                 ol.h2_max_concurrent_streams != nl.h2_max_concurrent_streams,
+            ),
+            // Added after the plan replaced this code.
+            (
+                "limits.upstream_per_connection",
+                ol.upstream_per_connection != nl.upstream_per_connection,
             ),
             (
                 "timeouts.request_head_ms",

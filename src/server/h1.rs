@@ -4,20 +4,20 @@
 //! sessions, and before the first, the connection holds only its socket: an idle keep-alive
 //! connection costs about what its task does, not hyper's buffers.
 
+use super::Conn;
 use super::park::{Answer, Answering, Exchanges, ParkIo};
-use super::{Conn, plain_service};
+use super::watch::{self, Prefixed};
 use crate::body::ProxyBody;
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::Watcher;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How a wait for the next request ended.
@@ -37,7 +37,6 @@ pub async fn serve<H, F>(
     remote: SocketAddr,
     handler: H,
     shutdown: Shutdown,
-    graceful: Watcher,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -63,9 +62,22 @@ pub async fn serve<H, F>(
             match woken {
                 Woken::Close => break,
                 Woken::H2 if first => {
-                    // Boxed, like a session: it would size the task of every connection.
-                    Box::pin(serve_h2c(&conn, stream, remote, h2, graceful)).await;
-                    return;
+                    match read_preface(&mut stream, conn.idle_timeout).await {
+                        Preface::H2(read) => {
+                            // Boxed, like a session: it would size the task of every connection.
+                            Box::pin(serve_h2c(&conn, stream, read, remote, h2, &shutdown)).await;
+                            return;
+                        }
+                        Preface::H1(read) => prefix = read,
+                        Preface::Bad => {
+                            // An HTTP/2 client with a broken preface hears HTTP/2 (RFC 9113
+                            // §3.4: a connection error of type PROTOCOL_ERROR).
+                            let _ = stream.write_all(&GOAWAY_PROTOCOL_ERROR).await;
+                            let _ = stream.shutdown().await;
+                            return;
+                        }
+                        Preface::Close => return,
+                    }
                 }
                 Woken::H1 | Woken::H2 => {}
             }
@@ -151,21 +163,76 @@ async fn wait_for_bytes(stream: &TcpStream, conn: &Conn, shutdown: &Shutdown) ->
     }
 }
 
-/// Serves a connection that opened with the HTTP/2 preface (h2c, prior knowledge).
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What bytes must start with to be taken for an HTTP/2 client (the preface's request line).
+const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
+
+/// A GOAWAY frame: last stream 0, PROTOCOL_ERROR.
+const GOAWAY_PROTOCOL_ERROR: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// What the first bytes of a connection that may be h2c turned out to be.
+enum Preface {
+    /// The whole HTTP/2 preface (the bytes read, to be read again by hyper).
+    H2(Bytes),
+    /// Not HTTP/2: the bytes read, the start of an HTTP/1 request as far as they tell.
+    H1(Bytes),
+    /// `PRI * HTTP/2.0` followed by something else than the rest of the preface.
+    Bad,
+    /// The peer closed, a socket error, or the preface did not arrive within the deadline.
+    Close,
+}
+
+/// Reads a connection's first bytes until they are the HTTP/2 preface or cannot be, within
+/// `deadline` (a client that sends `P` and nothing more holds its slot only that long).
+async fn read_preface(stream: &mut TcpStream, deadline: std::time::Duration) -> Preface {
+    let read = async {
+        let mut buf = [0u8; PREFACE.len()];
+        let mut n = 0;
+        loop {
+            match stream.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => return Preface::Close,
+                Ok(k) => n += k,
+            }
+            let got = &buf[..n];
+            if got == PREFACE.as_slice() {
+                return Preface::H2(Bytes::copy_from_slice(got));
+            }
+            if !PREFACE.starts_with(got) {
+                return if got.starts_with(PREFACE_LINE) {
+                    Preface::Bad
+                } else {
+                    Preface::H1(Bytes::copy_from_slice(got))
+                };
+            }
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Preface::Close)
+}
+
+/// Serves a connection that opened with the HTTP/2 preface (h2c, prior knowledge), `read`
+/// being the preface already read from it, until it ends, is idle for the idle timeout
+/// (GOAWAY), or the listener shuts down.
 async fn serve_h2c<H, F>(
     conn: &Conn,
     stream: TcpStream,
+    read: Bytes,
     remote: SocketAddr,
     handler: H,
-    graceful: Watcher,
+    shutdown: &Shutdown,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
+    let activity = watch::Activity::new(conn.per_connection);
+    let io = TokioIo::new(Prefixed::new(read, stream));
     let served = conn
-        .auto
-        .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
-    if let Err(e) = graceful.watch(served.into_owned()).await {
+        .http2
+        .serve_connection(io, watch::service(handler, remote, activity.clone()));
+    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, shutdown).await {
         tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
     }
 }

@@ -5,6 +5,7 @@
 
 mod h1;
 mod park;
+mod watch;
 
 use crate::body::ProxyBody;
 use crate::config::Limits;
@@ -13,9 +14,6 @@ use crate::tls::server::TlsSource;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,59 +37,48 @@ pub struct ServeOptions {
 /// What every connection of one listener shares.
 struct Conn {
     name: &'static str,
-    auto: auto::Builder<TokioExecutor>,
     http1: hyper::server::conn::http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     park_after: Duration,
-    /// How long a connection may wait for (the start of) its next request.
+    /// How long a connection may wait for (the start of) its next request, and how long a
+    /// TLS or h2c connection may stay open with no request in flight.
     idle_timeout: Duration,
+    /// Requests of one connection in flight at once (each may hold an upstream connection).
+    per_connection: usize,
 }
 
-/// Serves one TLS connection: handshake, then HTTP/1.1 or h2 by ALPN (no parking: rustls
-/// keeps its own buffers).
+/// Serves one TLS connection: handshake, then HTTP/1.1 or h2 as ALPN chose (HTTP/1.1 without
+/// ALPN; no parking: rustls keeps its own buffers). Every state has a deadline: the handshake
+/// its own, a silent HTTP/1.1 session hyper's head timeout, an h2 connection the idle watchdog.
 async fn serve_tls<H, F>(
     conn: Arc<Conn>,
     tls: TlsSource,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     handler: H,
-    watcher: hyper_util::server::graceful::Watcher,
+    shutdown: Shutdown,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let name = conn.name;
-    if let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await {
-        let served = conn
-            .auto
-            .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
-        if let Err(e) = watcher.watch(served.into_owned()).await {
-            tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
-        }
+    let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await else {
+        return;
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let activity = watch::Activity::new(conn.per_connection);
+    let svc = watch::service(handler, remote, activity.clone());
+    let io = TokioIo::new(stream);
+    let ended = if h2 {
+        let served = conn.http2.serve_connection(io, svc);
+        watch::drive(served, &activity, conn.idle_timeout, &shutdown).await
+    } else {
+        let served = conn.http1.serve_connection(io, svc);
+        watch::drive(served, &activity, conn.idle_timeout, &shutdown).await
+    };
+    if let Err(e) = ended {
+        tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
     }
-}
-
-/// The service hyper runs for a TLS or h2c connection: the handler, boxed (hyper keeps room
-/// for one request future per connection for the connection's whole life, idle or not, and
-/// the proxy's is several KiB).
-fn plain_service<H, F>(
-    handler: H,
-    remote: SocketAddr,
-) -> impl hyper::service::Service<
-    Request<Incoming>,
-    Response = Response<ProxyBody>,
-    Error = Infallible,
-    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
-> + Clone
-+ Send
-+ 'static
-where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<ProxyBody>> + Send + 'static,
-{
-    hyper::service::service_fn(move |req| {
-        let fut = Box::pin(handler(req, remote));
-        async move { Ok::<_, Infallible>(fut.await) }
-    })
 }
 
 /// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
@@ -100,19 +87,16 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let mut auto = auto::Builder::new(TokioExecutor::new());
-    auto.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.request_head_timeout)
-        .max_buf_size(opts.limits.max_header_bytes.max(8192))
-        .max_headers(opts.limits.max_headers)
-        .keep_alive(true);
-    auto.http2()
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_concurrent_streams(opts.limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(Some(64))
-        .max_local_error_reset_streams(Some(256));
+        .max_local_error_reset_streams(Some(256))
+        // A peer that stops answering pings is gone, even with streams open.
+        .keep_alive_interval(Some(opts.request_head_timeout))
+        .keep_alive_timeout(opts.request_head_timeout);
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
@@ -125,12 +109,12 @@ where
         .keep_alive(true);
     let conn = Arc::new(Conn {
         name: opts.name,
-        auto,
         http1,
+        http2,
         park_after: opts.park_after,
         idle_timeout: opts.request_head_timeout,
+        per_connection: opts.limits.upstream_per_connection,
     });
-    let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(opts.limits.max_connections));
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
@@ -154,15 +138,17 @@ where
         };
         let _ = stream.set_nodelay(true);
         let open = crate::metrics::OpenConnection::new(opts.name);
-        let (conn, handler, watcher) = (conn.clone(), handler.clone(), graceful.watcher());
+        let (conn, handler) = (conn.clone(), handler.clone());
         let (tls, shutdown) = (opts.tls.clone(), shutdown.clone());
         let fut = async move {
             let _open = open;
             match tls {
-                None => h1::serve(conn, stream, remote, handler, shutdown, watcher).await,
+                None => h1::serve(conn, stream, remote, handler, shutdown).await,
                 // Boxed: a TLS connection's state (handshake, hyper's auto connection) would
                 // otherwise size every connection's task, plain ones included.
-                Some(tls) => Box::pin(serve_tls(conn, tls, stream, remote, handler, watcher)).await,
+                Some(tls) => {
+                    Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await
+                }
             }
             drop(permit);
         };
@@ -170,10 +156,9 @@ where
     }
     drop(listener);
     // Every connection task holds a permit until it ends: all of them back means all done
-    // (TLS and h2c connections are also drained through `graceful`).
+    // (every connection watches `shutdown` and finishes gracefully).
     let all = u32::try_from(opts.limits.max_connections).unwrap_or(u32::MAX);
     let drained = async {
-        graceful.shutdown().await;
         let _ = permits.acquire_many(all).await;
     };
     if tokio::time::timeout(opts.grace, drained).await.is_err() {

@@ -23,7 +23,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Coopr (Jetty) limits a head's bytes, not its fields: a router in front adds a few
+    // (request id, X-Forwarded-For, Forwarded, its epoch) to a client's full allowance.
+    builder.http1().max_headers(1000);
     let graceful = GracefulShutdown::new();
     let name = shared.cfg.name.clone();
     if let Ok(addr) = listener.local_addr() {

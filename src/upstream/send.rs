@@ -24,12 +24,17 @@ pub enum SendError {
     /// The client's own request body broke (bad chunked framing, cut short): the client's
     /// fault, answered 400; the upstream saw an incomplete body.
     RequestBody(String),
+    /// The client's request body brought no bytes for `timeouts.body_idle_ms` while the
+    /// upstream waited for them: the upstream request was aborted.
+    BodyStalled,
 }
 
 /// The pooled client.
 #[derive(Clone)]
 pub struct Upstream {
     pool: Pool,
+    /// How long a streamed request body may bring nothing while the upstream waits for it.
+    body_idle: Duration,
 }
 
 /// Idle connections kept per upstream.
@@ -45,6 +50,7 @@ impl Upstream {
                 MAX_IDLE_PER_UPSTREAM,
                 tls.upstream_tls(),
             ),
+            body_idle: t.body_idle(),
         }
     }
 
@@ -59,15 +65,31 @@ impl Upstream {
             // The response timeout starts once the body was sent whole: a large upload may
             // take longer than `timeout` by itself.
             let (tx, mut sent) = tokio::sync::oneshot::channel();
+            let progress = std::sync::Arc::new(crate::body::Progress::default());
             let req = req.map(|b| ProxyBody::Tracked {
                 inner: Box::new(b),
                 done: Some(tx),
+                progress: Some(progress.clone()),
             });
             let exchange = self.pool.send(req);
             tokio::pin!(exchange);
+            // A body that stalls while the upstream waits for it is cut: it would hold an
+            // upstream connection for as long as the client likes.
+            let stalled = async {
+                let mut seen = progress.frames();
+                loop {
+                    tokio::time::sleep(self.body_idle).await;
+                    let now = progress.frames();
+                    if now == seen && progress.waiting() {
+                        return;
+                    }
+                    seen = now;
+                }
+            };
             tokio::select! {
                 r = &mut exchange => Ok(r),
                 _ = &mut sent => tokio::time::timeout(timeout, exchange).await,
+                _ = stalled => return Err(SendError::BodyStalled),
             }
         } else {
             tokio::time::timeout(timeout, self.pool.send(req)).await
@@ -100,6 +122,7 @@ impl SendError {
     pub fn into_error(self, hop: Hop<'_>) -> ProxyError {
         match (self, hop) {
             (SendError::RequestBody(e), _) => ProxyError::BodyRead(e),
+            (SendError::BodyStalled, _) => ProxyError::BodyTimeout,
             (SendError::Connect(e), Hop::Local) => ProxyError::BackendUnreachable(e),
             (SendError::Connect(e), Hop::Standby(base)) => {
                 ProxyError::BackendUnreachable(format!("standby server {base}: {e}"))
@@ -126,6 +149,7 @@ impl std::fmt::Display for SendError {
             SendError::Timeout => f.write_str("no answer in time"),
             SendError::Failed(e) => write!(f, "exchange failed: {e}"),
             SendError::RequestBody(e) => write!(f, "request body: {e}"),
+            SendError::BodyStalled => f.write_str("the request body stalled"),
         }
     }
 }

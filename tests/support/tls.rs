@@ -106,6 +106,13 @@ pub async fn request(
 ) -> Result<Reply, String> {
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     if !h2 && let Some(pq) = req.uri().path_and_query().cloned() {
+        // HTTP/1.1 needs a Host (hyper's connection-level client adds none).
+        if let Some(a) = req.uri().authority().cloned()
+            && !req.headers().contains_key("host")
+        {
+            req.headers_mut()
+                .insert("host", a.as_str().parse().unwrap());
+        }
         *req.uri_mut() = pq.as_str().parse().unwrap();
     }
     let io = TokioIo::new(tls);
