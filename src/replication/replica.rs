@@ -1,12 +1,14 @@
 //! The replica side of the store: what this DC knows of clusters owned elsewhere. Applying a
-//! batch is one transaction; each record goes through the pure [`step`], which ignores anything
-//! not newer (by epoch, then sequence) than what the cluster's entry holds, so a batch sent
-//! twice changes nothing and a stale owner can never roll a cluster back. The same transaction
-//! keeps two small views: each cluster's list item, and the intents still open.
+//! batch is one transaction; each record is first checked against the ownership map by the
+//! pure [`admit`] (its shard, its sender, its epoch), then goes through the pure [`step`], which
+//! ignores anything not newer (by epoch, then sequence) than what the cluster's entry holds, so
+//! a batch sent twice changes nothing and a stale owner can never roll a cluster back. The same
+//! transaction keeps two small views: each cluster's list item, and the intents still open.
 
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{OPEN, REPLICA, ReplError, SUMMARY, Store};
+use super::store::{OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
 use crate::ids::ClusterId;
+use crate::routing::RoutingTable;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
@@ -53,10 +55,131 @@ impl ListItem {
 }
 
 /// What applying a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Applied {
     pub applied: usize,
     pub ignored: usize,
+    /// Records refused by [`admit`] (not applied, counted and logged by reason).
+    pub refused: usize,
+    /// Each refused record: (reason, cluster, shard, epoch, seq), for the log and the metric.
+    #[serde(skip)]
+    pub refusals: Vec<(Refusal, String, u32, u64, u64)>,
+    /// A record whose epoch is ahead of every map this router has seen for its shard:
+    /// (shard, epoch, newest seen). Then nothing of the batch was applied, so the sender sends
+    /// it again (once this router's map caught up) instead of losing it.
+    #[serde(skip)]
+    pub ahead: Option<(u32, u64, u64)>,
+}
+
+/// Why a replica refused a record (the `reason` of `coopr_router_replication_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The cluster id is not an id.
+    BadCluster,
+    /// The record's shard is not the shard of its cluster id (per this map's `shard_count`).
+    WrongShard,
+    /// The record's `origin` is not the DC that sent the batch.
+    WrongOrigin,
+    /// The sender did not own the shard at the record's epoch (as far as this router saw).
+    NotOwner,
+    /// The record's epoch is newer than any map this router has seen for the shard.
+    EpochAhead,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::BadCluster => "bad_cluster",
+            Refusal::WrongShard => "wrong_shard",
+            Refusal::WrongOrigin => "wrong_origin",
+            Refusal::NotOwner => "not_owner",
+            Refusal::EpochAhead => "epoch_ahead",
+        }
+    }
+}
+
+/// What this router has seen of one shard's ownership besides its current map: the newest
+/// epoch in its ownership log (`OWNERS`), and who owned the shard at the record's epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub newest_logged: Option<u64>,
+    pub owner_at_epoch: Option<String>,
+}
+
+/// Whether a replica may apply `env`, sent by DC `from`, under the map `table` (pure).
+///
+/// The acceptance rule, in order:
+/// 1. the cluster id parses, and the record's `shard` is the shard of that id under this map's
+///    `shard_count` (so `shard` is in range);
+/// 2. the record's `origin` is `from` (an owner only sends the operations it opened);
+/// 3. its epoch is not ahead of the newest epoch this router has seen for the shard (the
+///    current map's, or a logged one): a newer epoch is one this router cannot check yet;
+/// 4. `from` owned the shard at the record's epoch: at the current map's epoch, `from` is the
+///    current owner; at an older epoch, `from` is the current owner or is logged as the owner at
+///    exactly that epoch (an epoch names one ownership change, so that is who wrote at it).
+///    Anything else is refused. In the static map every epoch is 0, so `from` must be the
+///    shard's configured owner.
+///
+/// Why this cannot hide later real records: [`step`] orders by (epoch, sequence), and an
+/// accepted record's epoch is one at which its sender really owned the shard (or the sender
+/// owns it now). A record at an older epoch sorts below every record of the later epochs, so
+/// only the owner of an epoch can order records within it. The sequence number is trusted only
+/// from that owner: an absurd sequence from the real owner is still the owner's own record.
+pub fn admit(
+    env: &Envelope,
+    from: &str,
+    table: &RoutingTable,
+    seen: &Seen,
+) -> Result<ClusterId, Refusal> {
+    let id = ClusterId::parse(env.record.cluster()).map_err(|_| Refusal::BadCluster)?;
+    let shard = env.record.shard();
+    if shard >= table.shard_count() || table.shard_of(id) != shard {
+        return Err(Refusal::WrongShard);
+    }
+    let Some(entry) = table.shard(shard) else {
+        return Err(Refusal::WrongShard);
+    };
+    if env.record.origin() != from {
+        return Err(Refusal::WrongOrigin);
+    }
+    let epoch = env.record.epoch();
+    let newest = seen.newest_logged.unwrap_or(0).max(entry.epoch);
+    if epoch > newest {
+        return Err(Refusal::EpochAhead);
+    }
+    let owner_now = table.dc_name(entry.owner) == from;
+    let owner_then = seen.owner_at_epoch.as_deref() == Some(from);
+    let owned = if epoch == entry.epoch {
+        owner_now
+    } else if epoch < entry.epoch {
+        owner_now || owner_then
+    } else {
+        // Older than a logged epoch but newer than this map (the map went back): only who
+        // was seen owning it then.
+        owner_then
+    };
+    if owned {
+        Ok(id)
+    } else {
+        Err(Refusal::NotOwner)
+    }
+}
+
+/// Logs the owner of each of `shards` at its epoch in `table`, unless that epoch is logged.
+fn note(
+    owners: &mut redb::Table<(u32, u64), &str>,
+    table: &RoutingTable,
+    shards: impl IntoIterator<Item = u32>,
+) -> Result<(), ReplError> {
+    for shard in shards {
+        let Some(e) = table.shard(shard) else {
+            continue;
+        };
+        if owners.get((shard, e.epoch))?.is_none() {
+            owners.insert((shard, e.epoch), table.dc_name(e.owner))?;
+        }
+    }
+    Ok(())
 }
 
 /// The entry after `env`, or `None` when the record is not newer than the entry (ignored).
@@ -90,18 +213,85 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
 }
 
 impl Store {
-    /// Applies a batch in one transaction. A record naming an invalid cluster id is ignored.
-    pub fn apply(&self, records: &[Envelope]) -> Result<Applied, ReplError> {
+    /// Logs who owns each shard of `table` at its epoch (first writer wins: an epoch names one
+    /// ownership change). Called for every published map.
+    pub fn note_owners(&self, table: &RoutingTable) -> Result<(), ReplError> {
+        let tx = self.db()?.begin_write()?;
+        {
+            let mut owners = tx.open_table(OWNERS)?;
+            note(&mut owners, table, 0..table.shard_count())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies a batch from DC `from` in one transaction: each record is admitted against
+    /// `table` and the ownership log ([`admit`]), then applied if newer ([`step`]). A record
+    /// whose epoch is ahead of this router's maps aborts the whole batch (`Applied::ahead`).
+    pub fn apply(
+        &self,
+        from: &str,
+        table: &RoutingTable,
+        records: &[Envelope],
+    ) -> Result<Applied, ReplError> {
         let tx = self.db()?.begin_write()?;
         let mut out = Applied::default();
         {
+            let mut owners = tx.open_table(OWNERS)?;
+            // The map this batch is judged by is one this router has seen: log it.
+            let mut shards: Vec<u32> = records
+                .iter()
+                .map(|e| e.record.shard())
+                .filter(|&s| s < table.shard_count())
+                .collect();
+            shards.sort_unstable();
+            shards.dedup();
+            note(&mut owners, table, shards)?;
             let mut t = tx.open_table(REPLICA)?;
             let mut summaries = tx.open_table(SUMMARY)?;
             let mut open = tx.open_table(OPEN)?;
             for env in records {
-                let Ok(id) = ClusterId::parse(env.record.cluster()) else {
-                    out.ignored += 1;
-                    continue;
+                let shard = env.record.shard();
+                let epoch = env.record.epoch();
+                let seen = Seen {
+                    newest_logged: owners
+                        .range((shard, 0)..=(shard, u64::MAX))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(k, _)| k.value().1),
+                    owner_at_epoch: owners
+                        .get((shard, epoch))?
+                        .map(|v| v.value().to_string()),
+                };
+                let id = match admit(env, from, table, &seen) {
+                    Ok(id) => id,
+                    Err(Refusal::EpochAhead) => {
+                        let newest = seen
+                            .newest_logged
+                            .unwrap_or(0)
+                            .max(table.shard(shard).map_or(0, |e| e.epoch));
+                        out.ahead = Some((shard, epoch, newest));
+                        out.refusals.push((
+                            Refusal::EpochAhead,
+                            env.record.cluster().to_string(),
+                            shard,
+                            epoch,
+                            env.seq,
+                        ));
+                        out.refused += 1;
+                        continue;
+                    }
+                    Err(r) => {
+                        out.refusals.push((
+                            r,
+                            env.record.cluster().to_string(),
+                            shard,
+                            epoch,
+                            env.seq,
+                        ));
+                        out.refused += 1;
+                        continue;
+                    }
                 };
                 let current: Option<ReplicaEntry> = match t.get(id.get())? {
                     Some(v) => Some(serde_json::from_slice(v.value())?),
@@ -127,6 +317,13 @@ impl Store {
                     None => out.ignored += 1,
                 }
             }
+        }
+        if out.ahead.is_some() {
+            // Nothing of this batch is applied: the sender sends it again.
+            tx.abort()?;
+            out.applied = 0;
+            out.ignored = 0;
+            return Ok(out);
         }
         tx.commit()?;
         Ok(out)

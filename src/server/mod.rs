@@ -61,6 +61,14 @@ async fn serve_tls<H, F>(
 {
     let name = conn.name;
     if let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await {
+        // The DC a peer's client certificate names goes with each of its requests.
+        let peer = crate::tls::server::peer_dc(&stream);
+        let handler = move |mut req: Request<Incoming>, remote| {
+            if let Some(dc) = &peer {
+                req.extensions_mut().insert(dc.clone());
+            }
+            handler(req, remote)
+        };
         let served = conn
             .auto
             .serve_connection(TokioIo::new(stream), plain_service(handler, remote));
