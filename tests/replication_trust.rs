@@ -96,14 +96,28 @@ async fn forged_batches_on_a_loopback_peer_port_are_refused_and_the_owner_still_
             "a shard that is not the cluster's",
             batch(
                 "dc2",
-                vec![finished(u64::MAX, &id, (shard + 1) % 12, 0, "dc2", "forged")],
+                vec![finished(
+                    u64::MAX,
+                    &id,
+                    (shard + 1) % 12,
+                    0,
+                    "dc2",
+                    "forged",
+                )],
             ),
         ),
         (
             "shard 4294967295",
             batch(
                 "dc1",
-                vec![finished(u64::MAX, &id, u64::from(u32::MAX), 0, "dc1", "forged")],
+                vec![finished(
+                    u64::MAX,
+                    &id,
+                    u64::from(u32::MAX),
+                    0,
+                    "dc1",
+                    "forged",
+                )],
             ),
         ),
     ];
@@ -111,7 +125,11 @@ async fn forged_batches_on_a_loopback_peer_port_are_refused_and_the_owner_still_
         let r = post(&batch_url, &body).await;
         assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text());
         assert_eq!(r.json()["applied"], 0, "{what}: {}", r.text());
-        assert!(r.json()["refused"].as_u64().unwrap() >= 1, "{what}: {}", r.text());
+        assert!(
+            r.json()["refused"].as_u64().unwrap() >= 1,
+            "{what}: {}",
+            r.text()
+        );
     }
     // An epoch from the future, even in the owner's name: refused, nothing applied (503 so a
     // real sender would send it again once its map caught up).
@@ -200,7 +218,10 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
     ))
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!((r.json()["applied"].as_u64(), r.json()["refused"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (r.json()["applied"].as_u64(), r.json()["refused"].as_u64()),
+        (Some(0), Some(1))
+    );
     let metrics = support::get(&d.dcs[1].admin_url("/metrics")).await.text();
     assert!(
         metrics.contains("coopr_router_replication_refused_total{reason=\"sender\"}"),
@@ -243,7 +264,11 @@ fn check_config_refuses_a_public_plaintext_peer_port_unless_opted_out() {
         String::from_utf8_lossy(&out.stderr)
     );
     // IPv6 wildcard too; loopback (the shipped examples) passes.
-    assert!(!check(&example.replacen("127.0.0.1:55061", "[::]:55061", 1)).status.success());
+    assert!(
+        !check(&example.replacen("127.0.0.1:55061", "[::]:55061", 1))
+            .status
+            .success()
+    );
     assert!(check(example).status.success());
 }
 

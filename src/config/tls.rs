@@ -104,7 +104,9 @@ pub fn validate(raw: &RawConfig) -> Result<(), ConfigError> {
     {
         return Err(err(
             "listen.peer",
-            format!("{why}. Configure [tls.peer], bind listen.peer to a loopback address, or set listen.insecure_plaintext_peer = true to accept the risk"),
+            format!(
+                "{why}. Configure [tls.peer], bind listen.peer to a loopback address, or set listen.insecure_plaintext_peer = true to accept the risk"
+            ),
         ));
     }
     let files = |prefix: &str, certs: &[(&str, &String)], key: Option<&String>| {

@@ -1,10 +1,10 @@
 //! Replication as the proxy sees it: the proxy's [`Replicas`] trait, implemented by
 //! [`Replication`] (the proxy never names this module's types).
 
-use super::{ApplyError, Replication};
 use super::answer::{merge_list, read_answer, read_target};
 use super::store::Store;
 use super::visibility::Caller;
+use super::{ApplyError, Replication};
 use crate::error::ProxyError;
 use crate::ids::ClusterId;
 use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas};

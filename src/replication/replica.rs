@@ -259,9 +259,7 @@ impl Store {
                         .next_back()
                         .transpose()?
                         .map(|(k, _)| k.value().1),
-                    owner_at_epoch: owners
-                        .get((shard, epoch))?
-                        .map(|v| v.value().to_string()),
+                    owner_at_epoch: owners.get((shard, epoch))?.map(|v| v.value().to_string()),
                 };
                 let id = match admit(env, from, table, &seen) {
                     Ok(id) => id,
@@ -484,7 +482,10 @@ mod tests {
         for &(cluster, shard, epoch, origin, from, want) in cases {
             let seen = logged(epoch, "dc1");
             let got = admit(&rec(cluster, shard, epoch, origin), from, &t, &seen).map(|_| ());
-            assert_eq!(got, want, "{cluster} shard {shard} epoch {epoch} {origin} from {from}");
+            assert_eq!(
+                got, want,
+                "{cluster} shard {shard} epoch {epoch} {origin} from {from}"
+            );
         }
         // The static map: every epoch 0, the configured owner only.
         let st = table(3, &[0, 1, 2], &[0, 0, 0]);
