@@ -227,6 +227,37 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
         metrics.contains("coopr_router_replication_refused_total{reason=\"sender\"}"),
         "{metrics}"
     );
+    // The real owner, with its own certificate, is heard: a create in dc1 reaches dc2's
+    // replica store.
+    let ca = pki.ca();
+    let tls = connect(d.dcs[0].client, "localhost", client_config(&ca, None, &[]))
+        .await
+        .unwrap();
+    let req = Request::post("https://localhost/v2/clusters")
+        .header("host", "localhost")
+        .header("coopr-userid", "admin")
+        .header("coopr-tenantid", "superadmin")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(
+            br#"{"name":"t","clusterTemplate":"demo","numMachines":1}"#,
+        )))
+        .unwrap();
+    let created = request(tls, req).await.unwrap();
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text());
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    eventually(WAIT, "dc1's create replicated to dc2 over mTLS", || async {
+        let r = support::tls::get(
+            d.dcs[1].client,
+            "localhost",
+            client_config(&ca, None, &[]),
+            &format!("/v2/clusters/{id}"),
+        )
+        .await
+        .ok()?;
+        (r.header("x-coopr-router-route") == "replica" && r.json()["status"] == "active")
+            .then_some(())
+    })
+    .await;
 }
 
 #[test]

@@ -458,7 +458,8 @@ mod tests {
             newest_logged: Some(7),
             owner_at_epoch: (e == 3).then(|| dc.to_string()),
         };
-        let cases: &[(&str, u32, u64, &str, &str, Result<(), Refusal>)] = &[
+        type Case<'a> = (&'a str, u32, u64, &'a str, &'a str, Result<(), Refusal>);
+        let cases: &[Case] = &[
             // (cluster, shard, epoch, origin, from, verdict)
             ("00000004", 1, 7, "dc2", "dc2", Ok(())),
             ("4", 1, 7, "dc2", "dc2", Ok(())),
