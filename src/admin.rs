@@ -71,7 +71,9 @@ impl Admin {
         }
     }
 
-    /// `None` when the request may proceed, else the 401/403 to send.
+    /// `None` when the request may proceed, else the 401/403 to send. `changes`: the endpoint
+    /// changes something, or can show user data (tenants, users, clusters of operations): it
+    /// needs the token whatever `admin.open_reads` says.
     fn refuse(&self, req: &Request<Incoming>, changes: bool) -> Option<Response<ProxyBody>> {
         let rt = self.runtime.load_full();
         let admin = &rt.config.raw.admin;
@@ -86,7 +88,7 @@ impl Admin {
         };
         let Some(token) = token else {
             return (changes || !admin.open_reads).then(|| {
-                json_response(StatusCode::FORBIDDEN, json!({"error": "set admin.token (or admin.token_file) to enable endpoints that change something"}))
+                json_response(StatusCode::FORBIDDEN, json!({"error": "set admin.token (or admin.token_file) to enable endpoints that change something or show user data"}))
             });
         };
         if !changes && admin.open_reads {
@@ -114,7 +116,7 @@ impl Admin {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let path = req.uri().path().to_string();
         let open = matches!(path.as_str(), "/live" | "/ready");
-        if !open && let Some(refused) = self.refuse(&req, req.method() != Method::GET) {
+        if !open && let Some(refused) = self.refuse(&req, needs_token(req.method(), &path)) {
             return refused;
         }
         let query = req.uri().query().unwrap_or("").to_string();
@@ -399,6 +401,15 @@ impl Admin {
             Err(e) => json_response(StatusCode::BAD_REQUEST, json!({"error": e})),
         }
     }
+}
+
+/// Whether an admin request needs the token even with `admin.open_reads`: anything that changes
+/// something, and the views that can show user data (`/admin/operations`: tenants, users and
+/// clusters of operations). `/metrics`, `/admin/routes` and `/admin/explain` show only the
+/// router's own state.
+fn needs_token(method: &Method, path: &str) -> bool {
+    const USER_DATA: [&str; 1] = ["/admin/operations"];
+    method != Method::GET || USER_DATA.contains(&path)
 }
 
 /// The first value of a query parameter, percent-decoded.

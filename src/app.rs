@@ -135,6 +135,13 @@ pub fn start_with_file(
             (routes, None, freshness)
         }
     };
+    if let Some(reason) = crate::config::insecure_peer_port(&config.raw) {
+        // Loud on every start: anyone who reaches this port can speak for any DC.
+        tracing::warn!(
+            peer = %config.raw.listen.peer,
+            "INSECURE: {reason} (listen.insecure_plaintext_peer = true); configure [tls.peer] or bind listen.peer to loopback"
+        );
+    }
     let tls = crate::tls::Material::load(&config).map_err(std::io::Error::other)?;
     let runtime = Arc::new(ArcSwap::from_pointee(Runtime::new(
         config.clone(),
@@ -221,7 +228,10 @@ pub fn start_with_file(
     .chain(provisioner)
     {
         let proxy = proxy.clone();
-        let handler = move |req, remote| {
+        let handler = move |mut req: http::Request<hyper::body::Incoming>, remote| {
+            if origin == Origin::Peer {
+                attribute_peer(&mut req);
+            }
             let proxy = proxy.clone();
             async move { proxy.handle(req, origin, remote).await }
         };
@@ -267,6 +277,24 @@ pub fn start_with_file(
         shutdown_signal: shutdown,
         replication: replication_handle,
     })
+}
+
+/// A peer-port request is attributed to the DC its client certificate names (mutual TLS):
+/// whatever `x-coopr-router-hop` the sender claimed is replaced by that DC, so forwarded writes
+/// and handoff traffic are logged as the certificate's DC. Without a certificate (a loopback
+/// peer port, or the `listen.insecure_plaintext_peer` opt-out) the claim stands.
+fn attribute_peer(req: &mut http::Request<hyper::body::Incoming>) {
+    let Some(crate::tls::PeerDc(dc)) = req.extensions().get::<crate::tls::PeerDc>() else {
+        return;
+    };
+    match http::HeaderValue::from_str(dc) {
+        Ok(v) => {
+            req.headers_mut().insert(crate::headers::HOP, v);
+        }
+        Err(_) => {
+            req.headers_mut().remove(crate::headers::HOP);
+        }
+    }
 }
 
 /// Where the last-known-good map lives: `ownership.state_file`, or `{dc}.ownership.json` in the

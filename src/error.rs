@@ -84,6 +84,14 @@ pub enum ProxyError {
     ReplicationBatch(String),
     #[error("the replica store failed: {0}")]
     ReplicationStore(String),
+    #[error(
+        "a replication batch claiming to come from DC {claimed:?} arrived over a connection whose certificate names DC {certified:?}"
+    )]
+    ReplicationSender { claimed: String, certified: String },
+    #[error(
+        "a replication record for shard {shard} carries epoch {epoch}, newer than any map this router has seen for it ({newest}); send it again once the map caught up"
+    )]
+    ReplicationEpochAhead { shard: u32, epoch: u64, newest: u64 },
 }
 
 /// The kinds of [`ProxyError`], as named in `x-coopr-router-error` and in metrics. A router
@@ -113,11 +121,13 @@ pub enum ErrorKind {
     ReplicationOff,
     ReplicationBatch,
     ReplicationStore,
+    ReplicationSender,
+    ReplicationEpochAhead,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 23] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::BadRequest,
         ErrorKind::BadHead,
         ErrorKind::MethodNotAllowed,
@@ -141,6 +151,8 @@ impl ErrorKind {
         ErrorKind::ReplicationOff,
         ErrorKind::ReplicationBatch,
         ErrorKind::ReplicationStore,
+        ErrorKind::ReplicationSender,
+        ErrorKind::ReplicationEpochAhead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +180,8 @@ impl ErrorKind {
             ErrorKind::ReplicationOff => "replication_off",
             ErrorKind::ReplicationBatch => "replication_batch",
             ErrorKind::ReplicationStore => "replication_store",
+            ErrorKind::ReplicationSender => "replication_sender",
+            ErrorKind::ReplicationEpochAhead => "replication_epoch_ahead",
         }
     }
 
@@ -186,7 +200,8 @@ impl ProxyError {
             Classify(_) | BadHead(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ReplicationOff | InternalRoute { .. } => StatusCode::NOT_FOUND,
-            ReplicationStore(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ReplicationStore(_) | ReplicationEpochAhead { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ReplicationSender { .. } => StatusCode::FORBIDDEN,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             UriTooLong { .. } => StatusCode::URI_TOO_LONG,
@@ -234,6 +249,8 @@ impl ProxyError {
             ReplicationOff => ErrorKind::ReplicationOff,
             ReplicationBatch(_) => ErrorKind::ReplicationBatch,
             ReplicationStore(_) => ErrorKind::ReplicationStore,
+            ReplicationSender { .. } => ErrorKind::ReplicationSender,
+            ReplicationEpochAhead { .. } => ErrorKind::ReplicationEpochAhead,
         }
     }
 
@@ -262,6 +279,10 @@ impl ProxyError {
         if let ProxyError::HandoffHeld { shard, to, .. } = self {
             body["shard"] = json!(shard);
             body["to"] = json!(to);
+        }
+        if let ProxyError::ReplicationSender { claimed, certified } = self {
+            body["from"] = json!(claimed);
+            body["certified_dc"] = json!(certified);
         }
         if let ProxyError::Fenced { shard, .. } = self {
             body["shard"] = json!(shard);

@@ -50,6 +50,9 @@ pub const REPL_QUEUED: &str = "coopr_router_replication_queued";
 pub const REPL_DROPPED: &str = "coopr_router_replication_dropped_total";
 /// Operations whose intent could not be recorded (store failure), so not replicated.
 pub const REPL_LOST: &str = "coopr_router_replication_unrecorded_total";
+/// Replication records a replica refused (not the shard's owner, wrong shard, ...), by
+/// `reason`; a whole batch from the wrong sender counts once as `reason="sender"`.
+pub const REPL_REFUSED: &str = "coopr_router_replication_refused_total";
 /// Records a replica applied or ignored (not newer), by `result`.
 pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
 /// At a replica: seconds from a finished state's capture at the owner to its apply here
@@ -463,6 +466,12 @@ pub fn replication_applied(applied: usize, ignored: usize) {
     install();
     ::metrics::counter!(REPL_APPLIED, "result" => "applied").increment(applied as u64);
     ::metrics::counter!(REPL_APPLIED, "result" => "ignored").increment(ignored as u64);
+}
+
+/// A replica refused `n` records for `reason` (`wrong_shard`, `not_owner`, `epoch_ahead`, ...).
+pub fn replication_refused(reason: &'static str, n: usize) {
+    install();
+    ::metrics::counter!(REPL_REFUSED, "reason" => reason).increment(n as u64);
 }
 
 /// Counts a TLS handshake that was refused or did not finish in time (rare: no handle cache).

@@ -17,12 +17,20 @@ use support::*;
 const OP: Duration = Duration::from_millis(400);
 const WAIT: Duration = Duration::from_secs(20);
 const SECRET: &str = "hunter2-SECRET-KEY";
+/// `/admin/operations` always needs the admin token.
+const TOKEN: &str = "replication-test-admin-token";
+
+/// `GET` an admin URL with the token.
+async fn admin_get(url: &str) -> Reply {
+    let auth = format!("Bearer {TOKEN}");
+    call(Method::GET, url, &[("Authorization", auth.as_str())], "").await
+}
 
 fn repl_extra(dir: &std::path::Path) -> impl Fn(usize) -> String + use<> {
     let dir = dir.to_path_buf();
     move |i| {
         format!(
-            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
+            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
             dir.display(),
             i + 1
         )
@@ -379,7 +387,7 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
         .await;
     }
     // Everything finished at the owner; dc2's share waits in dc1's outbox.
-    let open = get(&d.dcs[0].admin_url("/admin/operations?state=open"))
+    let open = admin_get(&d.dcs[0].admin_url("/admin/operations?state=open"))
         .await
         .json();
     assert_eq!(open["operations"], serde_json::json!([]), "{open}");
@@ -500,26 +508,43 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, received) = hook_server().await;
     let base = repl_extra(dir.path());
-    // dc2's map has already moved shard 1 (home dc1) to dc2, as after a failover; dc1's map
-    // has not, so dc1 still accepts the create and replicates its intent to dc2. dc2 has no
-    // standby server for dc1, so its adopted reads come from the replica store.
+    // dc2 has no standby server for dc1, so its adopted reads come from the replica store.
     let extra = move |i: usize| {
         let mut t = base(i);
         if i == 1 {
             t.insert_str(0, NO_STANDBY);
-            t.push_str(&format!(
-                "restart_hook = \"{hook}\"\n\n[[ownership.shards]]\nshard = 1\nowner = \"dc2\"\nreplicas = [\"dc1\", \"dc3\"]\n"
-            ));
+            t.push_str(&format!("restart_hook = \"{hook}\"\n"));
         }
         t
     };
-    let d = start_with(Duration::from_secs(4), extra).await;
-    let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
-    let id = create(dc1, "admin", "cut-short").await;
+    let mut d = start_relayed(Duration::from_secs(6), extra, |from, to| {
+        (from == 0 && to == 1).then(tap).flatten()
+    })
+    .await;
+    let id = create(&d.dcs[0], "admin", "cut-short").await;
     assert_eq!(id, "00000001", "shard 1");
+    // The intent reaches dc2 while every map says dc1 owns shard 1 (so dc2 admits it).
+    let sent = |d: &Deployment, kind: &str| {
+        records_in(&d.relay(0, 1).tapped())
+            .iter()
+            .any(|(_, _, k, c)| k == kind && *c == id)
+    };
+    eventually(WAIT, "the intent sent to dc2", || async {
+        sent(&d, "intent").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Then shard 1 moves to dc2, as after a failover (a static map: dc2 restarts with it).
+    let dc2 = &mut d.dcs[1];
+    dc2.stop_router().await;
+    dc2.config_text.push_str(
+        "\n[[ownership.shards]]\nshard = 1\nowner = \"dc2\"\nreplicas = [\"dc1\", \"dc3\"]\n",
+    );
+    dc2.restart_router().await;
+    let dc2 = &d.dcs[1];
     let url = dc2.admin_url("/admin/operations?state=interrupted");
     let listed = eventually(WAIT, "the intent delivered to the hook", || async {
-        let v = get(&url).await.json();
+        let v = admin_get(&url).await.json();
         let op = v["operations"].as_array()?.first()?.clone();
         (op["hook"]["delivered"] == true).then_some(op)
     })
@@ -527,6 +552,7 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
     assert_eq!(listed["intent"]["cluster"], id);
     assert_eq!(listed["intent"]["action"], "cluster_create");
     assert_eq!(listed["intent"]["origin"], "dc1");
+    assert!(listed["intent"].get("body").is_none(), "{listed}");
     assert_eq!(
         listed["hook"]["attempts"], 2,
         "the first delivery was refused and retried: {listed}"
@@ -543,23 +569,24 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
     let r = get(&dc2.url(&format!("/v2/clusters/{id}"))).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-error"), "adopted");
-    // Once the finish arrives the operation is no longer interrupted, and the adopted shard's
-    // reads are served from the replica store.
-    replica_until(
-        dc2,
-        &format!("/v2/clusters/{id}"),
-        "adopted read from the replica",
-        |v| v["status"] == "active",
-    )
+    // dc1 (whose map still says it owns shard 1) sends the finish later; in the static map
+    // every epoch is 0, so only the configured owner (now dc2) may write shard 1 at dc2: the
+    // record is refused, and the operation stays interrupted (delivered once, not again).
+    eventually(WAIT, "the finish sent to dc2", || async {
+        sent(&d, "finished").then_some(())
+    })
     .await;
-    let v = get(&url).await.json();
-    assert_eq!(v["operations"], serde_json::json!([]), "{v}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = admin_get(&url).await.json();
+    assert_eq!(v["operations"][0]["intent"]["cluster"], id, "{v}");
+    let r = get(&dc2.url(&format!("/v2/clusters/{id}"))).await;
+    assert_eq!(r.header("x-coopr-router-error"), "adopted", "{}", r.text());
     assert_eq!(
         received.lock().unwrap().len(),
         2,
         "delivered once, not again"
     );
-    let bad = get(&dc2.admin_url("/admin/operations?state=bogus")).await;
+    let bad = admin_get(&dc2.admin_url("/admin/operations?state=bogus")).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 

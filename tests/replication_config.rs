@@ -50,6 +50,7 @@ fn bad_replication_keys_are_refused_with_the_key() {
         ),
         ("retry_min_ms = 0", "replication.retry_max_ms"),
         ("list_body_bytes = 10", "replication.list_body_bytes"),
+        ("batch_body_bytes = 1000", "replication.batch_body_bytes"),
         ("hook_max_attempts = 0", "replication.hook_max_attempts"),
         ("restart_hook = \"ftp://x/y\"", "replication.restart_hook"),
         (

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use replication::ReplicationConfig;
-pub use tls::TlsConfig;
+pub use tls::{TlsConfig, insecure_peer_port};
 pub use validate::ValidConfig as Config;
 
 /// A configuration error, with the key and the line where it could be placed.
@@ -245,8 +245,14 @@ fn default_rules() -> String {
 pub struct Listen {
     /// Clients and the load balancer (HTTP/1.1 and h2c).
     pub client: SocketAddr,
-    /// Other DCs' routers: forwarded writes and read-through.
+    /// Other DCs' routers: forwarded writes, read-through and replication batches. Must be a
+    /// loopback address unless `[tls.peer]` (mutual TLS) is set, or the opt-out below.
     pub peer: SocketAddr,
+    /// Opt-out: serve a peer port that is not on loopback without mutual TLS. Anyone who can
+    /// reach it can then speak for any DC (forward writes, post replication records as any
+    /// owner); logged at WARN on every start. Off by default.
+    #[serde(default)]
+    pub insecure_plaintext_peer: bool,
     /// Health, readiness and the admin API. Loopback by default.
     #[serde(default = "default_admin")]
     pub admin: SocketAddr,

@@ -18,6 +18,11 @@ pub struct ReplicationConfig {
     pub outbox_max_records: u64,
     /// Records per batch sent to a peer.
     pub batch_max_records: usize,
+    /// The largest batch body the peer endpoint (`POST /replication/v1/batch`) accepts; a
+    /// larger declared `Content-Length` is refused with 413 before the body is read. Senders
+    /// split their batches to fit it (a single record larger than it cannot be sent: it is
+    /// dropped, logged and counted). Every router of a deployment should use the same value.
+    pub batch_body_bytes: usize,
     /// Polling of an open operation's status: first and longest interval.
     pub poll_min_ms: u64,
     pub poll_max_ms: u64,
@@ -41,6 +46,8 @@ impl Default for ReplicationConfig {
             path: None,
             outbox_max_records: 1_000_000,
             batch_max_records: 256,
+            // 256 records of 16 KiB (a captured cluster state is a few KiB).
+            batch_body_bytes: 4 * 1024 * 1024,
             poll_min_ms: 250,
             poll_max_ms: 5_000,
             retry_min_ms: 100,
@@ -70,6 +77,12 @@ pub fn validate(r: &ReplicationConfig, mode: super::OwnershipMode) -> Result<(),
     }
     if r.batch_max_records == 0 || r.batch_max_records > 10_000 {
         return Err(err("batch_max_records", "must be between 1 and 10000"));
+    }
+    if !(64 * 1024..=256 * 1024 * 1024).contains(&r.batch_body_bytes) {
+        return Err(err(
+            "batch_body_bytes",
+            "must be between 65536 (64 KiB) and 268435456 (256 MiB)",
+        ));
     }
     if r.poll_min_ms == 0 || r.poll_max_ms < r.poll_min_ms {
         return Err(err(

@@ -98,11 +98,31 @@ pub fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{path}: no usable private key: {e}"))
 }
 
+/// Whether the peer port runs without authentication where other hosts can reach it (not on
+/// loopback, no `[tls.peer]`), and why; validation allows it only with
+/// `listen.insecure_plaintext_peer = true`, and the router warns about it on every start.
+pub fn insecure_peer_port(raw: &RawConfig) -> Option<String> {
+    let peer = raw.listen.peer;
+    (raw.tls.peer.is_none() && !peer.ip().is_loopback()).then(|| {
+        format!("the peer port {peer} is not on loopback and has no mutual TLS ([tls.peer]): anyone who reaches it can forward writes and post replication records as any DC")
+    })
+}
+
 /// Checks the `[tls]` section against the rest of the file.
 pub fn validate(raw: &RawConfig) -> Result<(), ConfigError> {
     let t = &raw.tls;
     if t.handshake_timeout_ms == 0 {
         return Err(err("tls.handshake_timeout_ms", "must be greater than 0"));
+    }
+    if let Some(why) = insecure_peer_port(raw)
+        && !raw.listen.insecure_plaintext_peer
+    {
+        return Err(err(
+            "listen.peer",
+            format!(
+                "{why}. Configure [tls.peer], bind listen.peer to a loopback address, or set listen.insecure_plaintext_peer = true to accept the risk"
+            ),
+        ));
     }
     let files = |prefix: &str, certs: &[(&str, &String)], key: Option<&String>| {
         for (name, path) in certs {

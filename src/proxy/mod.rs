@@ -125,6 +125,10 @@ impl Proxy {
                 bytes_in = content_length(&parts.headers),
                 bytes_out = content_length(resp.headers()),
                 origin = if origin == Origin::Peer { "peer" } else { "client" },
+                // On the peer port: the sending DC (its certificate's, under mutual TLS).
+                from_dc = (origin == Origin::Peer)
+                    .then(|| parts.headers.get(headers::HOP)?.to_str().ok())
+                    .flatten(),
                 micros = started.elapsed().as_micros() as u64,
             );
         }

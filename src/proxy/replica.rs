@@ -33,14 +33,22 @@ pub(super) async fn replication_endpoint(
     if parts.method != Method::POST {
         return Err(ProxyError::ReplicationBatch("use POST".into()));
     }
-    // A batch is at most batch_max_records captured states, and a callback carries the
-    // cluster's nodes: allow far more than the inspection limit, but not an unbounded body.
-    let limit = 64 * 1024 * 1024;
+    // A batch is at most `replication.batch_body_bytes` (senders split to fit), and so is a
+    // callback (it carries the cluster's nodes). A larger declared length is refused before a
+    // byte of the body is read; a body that grows past it while read is refused too.
+    let limit = repl.batch_body_bytes();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
     let bytes = match inspect(rt, body, limit).await? {
         Inspected::Whole(b) => b,
         Inspected::TooLarge { .. } => return Err(ProxyError::BodyTooLarge { limit }),
     };
-    repl.endpoint(parts.uri.path(), bytes)
+    repl.endpoint(parts.uri.path(), &parts.extensions, bytes)
         .await
         .map(json_response)
 }

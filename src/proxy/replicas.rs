@@ -56,9 +56,18 @@ pub struct ReplicaAnswer {
 /// What the proxy needs from replication.
 pub trait Replicas: Send + Sync + 'static {
     /// Serves `POST` to one of the peer endpoints ([`is_endpoint`]) with its whole body: the
-    /// JSON answer, or the error to send back.
-    fn endpoint<'a>(&'a self, path: &'a str, body: Bytes)
-    -> BoxFut<'a, Result<String, ProxyError>>;
+    /// JSON answer, or the error to send back. `extensions` are the request's, as the peer
+    /// port's connection code left them (replication reads who the sender proved to be; the
+    /// proxy does not look).
+    fn endpoint<'a>(
+        &'a self,
+        path: &'a str,
+        extensions: &'a http::Extensions,
+        body: Bytes,
+    ) -> BoxFut<'a, Result<String, ProxyError>>;
+
+    /// The largest body the peer endpoints read (`replication.batch_body_bytes`).
+    fn batch_body_bytes(&self) -> usize;
 
     /// After the local Coopr server accepted a write: opens an operation (on disk before the
     /// client hears back). Never fails the request.

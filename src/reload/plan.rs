@@ -225,6 +225,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         peer,
         admin: admin_addr,
         provisioner,
+        insecure_plaintext_peer,
     } = listen;
     let listen = restart.keep(
         LISTEN,
@@ -234,6 +235,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             peer,
             admin: admin_addr,
             provisioner,
+            insecure_plaintext_peer,
         },
     );
 
@@ -332,8 +334,10 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         list_body_bytes,
         restart_hook,
         hook_max_attempts,
+        batch_body_bytes,
     } = replication;
     let replication = ReplicationConfig {
+        batch_body_bytes,
         enabled,
         path,
         outbox_max_records,
@@ -861,6 +865,7 @@ client_ca_file = "{ca}"
             one("listen.peer", "\"127.0.0.1:50012\""),
             one("listen.admin", "\"127.0.0.1:50013\""),
             one("listen.provisioner", "\"127.0.0.1:50014\""),
+            one("listen.insecure_plaintext_peer", "true"),
             one("backends.0.url", "\"http://127.0.0.1:55154\""),
             one("backends.0.tasks_url", "\"http://127.0.0.1:55155\""),
             one("dcs.dc2.peer_url", "\"https://10.2.0.9:55061\""),
@@ -917,6 +922,7 @@ client_ca_file = "{ca}"
             one("replication.list_body_bytes", "2048"),
             one("replication.restart_hook", "\"http://127.0.0.1:9001/x\""),
             one("replication.hook_max_attempts", "1"),
+            one("replication.batch_body_bytes", "1048576"),
             one("tls.handshake_timeout_ms", "5000"),
             edits(&[("tls.client", None)]),
             edits(&[

@@ -72,6 +72,11 @@ impl Http {
         rt.upstream.fetch(req, timeout, MAX_BODY).await
     }
 
+    /// Whether the peer port runs mutual TLS (`[tls.peer]`) in the runtime in force.
+    pub fn peer_tls(&self) -> bool {
+        self.runtime.load().config.raw.tls.peer.is_some()
+    }
+
     /// The external API base URL (no trailing `/`) of the local Coopr server to ask next:
     /// round robin over the servers that pass their health checks, as the proxy picks them.
     pub fn local_base(&self) -> Option<String> {

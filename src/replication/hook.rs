@@ -65,6 +65,24 @@ async fn interrupted(inner: &Inner) -> Result<Vec<Intent>, ReplError> {
         .collect())
 }
 
+/// An operation as `GET /admin/operations` shows it: ids, action, timing, never the request
+/// body (it can hold whatever users put in a cluster's config) nor its path or query.
+fn summary(i: &Intent) -> Value {
+    json!({
+        "op": i.op,
+        "origin": i.origin,
+        "cluster": i.cluster,
+        "shard": i.shard,
+        "epoch": i.epoch,
+        "tenant": i.tenant,
+        "user": i.user,
+        "method": i.method,
+        "action": i.action,
+        "time_ms": i.time_ms,
+        "has_body": i.body.is_some(),
+    })
+}
+
 /// `GET /admin/operations?state=interrupted|open`.
 pub(super) async fn operations(inner: &Inner, state: &str) -> Result<Value, String> {
     match state {
@@ -78,7 +96,7 @@ pub(super) async fn operations(inner: &Inner, state: &str) -> Result<Value, Stri
                     .run(move |s| s.hook_outcome(&key))
                     .await
                     .map_err(|e| e.to_string())?;
-                out.push(json!({ "intent": i, "hook": hook }));
+                out.push(json!({ "intent": summary(&i), "hook": hook }));
             }
             Ok(json!({ "state": "interrupted", "operations": out }))
         }
@@ -88,6 +106,7 @@ pub(super) async fn operations(inner: &Inner, state: &str) -> Result<Value, Stri
                 .run(|s| s.open_ops())
                 .await
                 .map_err(|e| e.to_string())?;
+            let ops: Vec<Value> = ops.iter().map(summary).collect();
             Ok(json!({ "state": "open", "operations": ops }))
         }
         other => Err(format!(

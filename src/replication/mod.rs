@@ -32,11 +32,11 @@ mod tracker;
 mod visibility;
 
 pub use answer::{Answer, ReadTarget, merge_list, read_answer, read_target};
-pub use replica::{Applied, ListItem, ReplicaEntry, step};
+pub use replica::{Applied, ListItem, Refusal, ReplicaEntry, Seen, admit, step};
 pub use store::{ReplError, Store};
 pub use visibility::{Caller, Visibility, visibility};
 
-use crate::config::{Config, ReplicationConfig};
+use crate::config::{Config, OwnershipSource, ReplicationConfig};
 use crate::ids::ClusterId;
 use crate::proxy::AcceptedWrite;
 use crate::routing::{Routes, RoutingTable};
@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     cfg: ReplicationConfig,
     /// This DC's name.
     local: String,
+    /// With etcd: how long a batch whose epoch is newer than our map waits for our watch
+    /// (`ownership.epoch_wait_ms`). The static map never gets a newer epoch: `None`.
+    epoch_wait: Option<Duration>,
     http: Http,
     shutdown: Shutdown,
     peer_wake: Mutex<HashMap<String, Arc<Notify>>>,
@@ -89,6 +92,8 @@ impl Replication {
             store,
             routes,
             local: config.dcs[config.local].name.clone(),
+            epoch_wait: (config.raw.ownership.source == OwnershipSource::Etcd)
+                .then(|| Duration::from_millis(config.raw.ownership.epoch_wait_ms)),
             http: Http::new(runtime),
             shutdown,
             peer_wake: Mutex::new(HashMap::new()),
@@ -110,6 +115,7 @@ impl Replication {
             tokio::spawn(tracker::track(inner.clone(), intent));
         }
         tasks.spawn(hook::run(inner.clone()));
+        tasks.spawn(log_owners(inner.clone()));
         Ok(Replication { inner })
     }
 
@@ -192,11 +198,45 @@ impl Replication {
         }
     }
 
-    /// Applies a batch a peer sent. `Err(None)` is a malformed batch (400).
-    pub async fn apply(&self, body: Bytes) -> Result<Applied, Option<ReplError>> {
-        let batch: Batch = serde_json::from_slice(&body).map_err(|_| None)?;
+    /// Applies a batch a peer sent. `certified` is the DC the peer's client certificate names
+    /// (mutual TLS), `None` without a certificate: then the batch's `from` is trusted, which
+    /// validation allows only on a loopback peer port or with the `insecure_plaintext_peer`
+    /// opt-out. Each record is then admitted against the ownership map ([`admit`]).
+    pub async fn apply(&self, body: Bytes, certified: Option<&str>) -> Result<Applied, ApplyError> {
+        let batch: Batch = serde_json::from_slice(&body).map_err(|_| ApplyError::Malformed)?;
         let from = batch.from.clone();
+        let refuse_sender = |certified: &str| {
+            crate::metrics::replication_refused("sender", 1);
+            tracing::warn!(claimed = %from, certified_dc = %certified, records = batch.records.len(), "replication batch refused: its `from` is not the DC of the sender's certificate");
+            ApplyError::Sender {
+                claimed: from.clone(),
+                certified: certified.to_string(),
+            }
+        };
+        match certified {
+            Some(dc) if dc != from => return Err(refuse_sender(dc)),
+            Some(_) => {}
+            // A mutual-TLS peer port whose certificate names no single DC speaks for none.
+            None if self.inner.http.peer_tls() => return Err(refuse_sender("")),
+            None => {}
+        }
         let n = batch.records.len();
+        let mut table = self.inner.routes.load();
+        // A record from an epoch our map has not reached: let our watch catch up (briefly).
+        if let Some(wait) = self.inner.epoch_wait
+            && let Some(ahead) = batch
+                .records
+                .iter()
+                .filter(|e| {
+                    table
+                        .shard(e.record.shard())
+                        .is_some_and(|s| e.record.epoch() > s.epoch)
+                })
+                .map(|e| e.record.epoch())
+                .max()
+        {
+            table = self.inner.routes.wait_for_revision(ahead, wait).await;
+        }
         let captured: Vec<u64> = batch
             .records
             .iter()
@@ -205,19 +245,36 @@ impl Replication {
                 record::Record::Intent(_) => None,
             })
             .collect();
+        let who = from.clone();
         let applied = self
             .inner
             .store
-            .run(move |s| s.apply(&batch.records))
+            .run(move |s| s.apply(&who, &table, &batch.records))
             .await
-            .map_err(Some)?;
+            .map_err(ApplyError::Store)?;
+        for (reason, cluster, shard, epoch, seq) in &applied.refusals {
+            crate::metrics::replication_refused(reason.reason(), 1);
+            tracing::warn!(from = %from, cluster = %cluster, shard, epoch, seq, reason = reason.reason(), "replication record refused");
+        }
+        if let Some((shard, epoch, newest)) = applied.ahead {
+            return Err(ApplyError::Ahead {
+                shard,
+                epoch,
+                newest,
+            });
+        }
         crate::metrics::replication_applied(applied.applied, applied.ignored);
         let now = store::now_ms();
         for c in captured {
             crate::metrics::replication_lag(now.saturating_sub(c) as f64 / 1000.0);
         }
-        tracing::debug!(from = %from, records = n, applied = applied.applied, "replication batch applied");
+        tracing::debug!(from = %from, records = n, applied = applied.applied, refused = applied.refused, "replication batch applied");
         Ok(applied)
+    }
+
+    /// The largest batch body the peer endpoint reads (`replication.batch_body_bytes`).
+    pub fn batch_body_bytes(&self) -> usize {
+        self.inner.cfg.batch_body_bytes
     }
 
     /// The replica entry of a cluster, if the store holds one (a store error reads as absent).
@@ -292,6 +349,39 @@ impl Replication {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+}
+
+/// Why a batch was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// Not a replication batch (400).
+    Malformed,
+    /// The store failed (503).
+    Store(ReplError),
+    /// `from` is not the DC of the sender's certificate (403).
+    Sender { claimed: String, certified: String },
+    /// A record's epoch is ahead of every map this router has seen for its shard; nothing was
+    /// applied (503: the sender sends the batch again).
+    Ahead { shard: u32, epoch: u64, newest: u64 },
+}
+
+/// Keeps the ownership log (`OWNERS`: who owned which shard at which epoch) up to date with
+/// every map this router publishes, so records from an older epoch's owner can be admitted.
+async fn log_owners(inner: Arc<Inner>) {
+    let mut changes = inner.routes.changes();
+    let stop = inner.shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        changes.borrow_and_update();
+        let table = inner.routes.load();
+        if let Err(e) = inner.store.run(move |s| s.note_owners(&table)).await {
+            tracing::warn!(error = %e, "cannot log the shards' owners in the replication store");
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = &mut stop => return,
+        }
     }
 }
 

@@ -1,14 +1,15 @@
 //! Replication as the proxy sees it: the proxy's [`Replicas`] trait, implemented by
 //! [`Replication`] (the proxy never names this module's types).
 
-use super::Replication;
 use super::answer::{merge_list, read_answer, read_target};
 use super::store::Store;
 use super::visibility::Caller;
+use super::{ApplyError, Replication};
 use crate::error::ProxyError;
 use crate::ids::ClusterId;
 use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas};
 use crate::routing::RoutingTable;
+use crate::tls::PeerDc;
 use bytes::Bytes;
 use http::HeaderMap;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ impl Replicas for Replication {
     fn endpoint<'a>(
         &'a self,
         path: &'a str,
+        extensions: &'a http::Extensions,
         body: Bytes,
     ) -> BoxFut<'a, Result<String, ProxyError>> {
         Box::pin(async move {
@@ -24,16 +26,36 @@ impl Replicas for Replication {
                 let woke = self.callback(&body);
                 return Ok(serde_json::json!({ "woke": woke }).to_string());
             }
-            match self.apply(body).await {
-                Ok(a) => {
-                    Ok(serde_json::json!({"applied": a.applied, "ignored": a.ignored}).to_string())
-                }
-                Err(None) => Err(ProxyError::ReplicationBatch(
+            let certified = extensions.get::<PeerDc>().map(|d| d.0.as_str());
+            match self.apply(body, certified).await {
+                Ok(a) => Ok(serde_json::json!({
+                    "applied": a.applied,
+                    "ignored": a.ignored,
+                    "refused": a.refused,
+                })
+                .to_string()),
+                Err(ApplyError::Malformed) => Err(ProxyError::ReplicationBatch(
                     "the body is not a replication batch".into(),
                 )),
-                Err(Some(e)) => Err(ProxyError::ReplicationStore(e.to_string())),
+                Err(ApplyError::Store(e)) => Err(ProxyError::ReplicationStore(e.to_string())),
+                Err(ApplyError::Sender { claimed, certified }) => {
+                    Err(ProxyError::ReplicationSender { claimed, certified })
+                }
+                Err(ApplyError::Ahead {
+                    shard,
+                    epoch,
+                    newest,
+                }) => Err(ProxyError::ReplicationEpochAhead {
+                    shard,
+                    epoch,
+                    newest,
+                }),
             }
         })
+    }
+
+    fn batch_body_bytes(&self) -> usize {
+        self.inner.cfg.batch_body_bytes
     }
 
     fn accepted<'a>(&'a self, table: &'a RoutingTable, write: AcceptedWrite<'a>) -> BoxFut<'a, ()> {

@@ -86,6 +86,13 @@ impl Record {
             Record::Finished(f) => f.shard,
         }
     }
+    /// The DC whose router opened the operation (and sends its records).
+    pub fn origin(&self) -> &str {
+        match self {
+            Record::Intent(i) => &i.origin,
+            Record::Finished(f) => &f.origin,
+        }
+    }
     pub fn epoch(&self) -> u64 {
         match self {
             Record::Intent(i) => i.epoch,

@@ -1,12 +1,14 @@
 //! The replica side of the store: what this DC knows of clusters owned elsewhere. Applying a
-//! batch is one transaction; each record goes through the pure [`step`], which ignores anything
-//! not newer (by epoch, then sequence) than what the cluster's entry holds, so a batch sent
-//! twice changes nothing and a stale owner can never roll a cluster back. The same transaction
-//! keeps two small views: each cluster's list item, and the intents still open.
+//! batch is one transaction; each record is first checked against the ownership map by the
+//! pure [`admit`] (its shard, its sender, its epoch), then goes through the pure [`step`], which
+//! ignores anything not newer (by epoch, then sequence) than what the cluster's entry holds, so
+//! a batch sent twice changes nothing and a stale owner can never roll a cluster back. The same
+//! transaction keeps two small views: each cluster's list item, and the intents still open.
 
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{OPEN, REPLICA, ReplError, SUMMARY, Store};
+use super::store::{OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
 use crate::ids::ClusterId;
+use crate::routing::RoutingTable;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
@@ -53,10 +55,131 @@ impl ListItem {
 }
 
 /// What applying a batch did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Applied {
     pub applied: usize,
     pub ignored: usize,
+    /// Records refused by [`admit`] (not applied, counted and logged by reason).
+    pub refused: usize,
+    /// Each refused record: (reason, cluster, shard, epoch, seq), for the log and the metric.
+    #[serde(skip)]
+    pub refusals: Vec<(Refusal, String, u32, u64, u64)>,
+    /// A record whose epoch is ahead of every map this router has seen for its shard:
+    /// (shard, epoch, newest seen). Then nothing of the batch was applied, so the sender sends
+    /// it again (once this router's map caught up) instead of losing it.
+    #[serde(skip)]
+    pub ahead: Option<(u32, u64, u64)>,
+}
+
+/// Why a replica refused a record (the `reason` of `coopr_router_replication_refused_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The cluster id is not an id.
+    BadCluster,
+    /// The record's shard is not the shard of its cluster id (per this map's `shard_count`).
+    WrongShard,
+    /// The record's `origin` is not the DC that sent the batch.
+    WrongOrigin,
+    /// The sender did not own the shard at the record's epoch (as far as this router saw).
+    NotOwner,
+    /// The record's epoch is newer than any map this router has seen for the shard.
+    EpochAhead,
+}
+
+impl Refusal {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::BadCluster => "bad_cluster",
+            Refusal::WrongShard => "wrong_shard",
+            Refusal::WrongOrigin => "wrong_origin",
+            Refusal::NotOwner => "not_owner",
+            Refusal::EpochAhead => "epoch_ahead",
+        }
+    }
+}
+
+/// What this router has seen of one shard's ownership besides its current map: the newest
+/// epoch in its ownership log (`OWNERS`), and who owned the shard at the record's epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub newest_logged: Option<u64>,
+    pub owner_at_epoch: Option<String>,
+}
+
+/// Whether a replica may apply `env`, sent by DC `from`, under the map `table` (pure).
+///
+/// The acceptance rule, in order:
+/// 1. the cluster id parses, and the record's `shard` is the shard of that id under this map's
+///    `shard_count` (so `shard` is in range);
+/// 2. the record's `origin` is `from` (an owner only sends the operations it opened);
+/// 3. its epoch is not ahead of the newest epoch this router has seen for the shard (the
+///    current map's, or a logged one): a newer epoch is one this router cannot check yet;
+/// 4. `from` owned the shard at the record's epoch: at the current map's epoch, `from` is the
+///    current owner; at an older epoch, `from` is the current owner or is logged as the owner at
+///    exactly that epoch (an epoch names one ownership change, so that is who wrote at it).
+///    Anything else is refused. In the static map every epoch is 0, so `from` must be the
+///    shard's configured owner.
+///
+/// Why this cannot hide later real records: [`step`] orders by (epoch, sequence), and an
+/// accepted record's epoch is one at which its sender really owned the shard (or the sender
+/// owns it now). A record at an older epoch sorts below every record of the later epochs, so
+/// only the owner of an epoch can order records within it. The sequence number is trusted only
+/// from that owner: an absurd sequence from the real owner is still the owner's own record.
+pub fn admit(
+    env: &Envelope,
+    from: &str,
+    table: &RoutingTable,
+    seen: &Seen,
+) -> Result<ClusterId, Refusal> {
+    let id = ClusterId::parse(env.record.cluster()).map_err(|_| Refusal::BadCluster)?;
+    let shard = env.record.shard();
+    if shard >= table.shard_count() || table.shard_of(id) != shard {
+        return Err(Refusal::WrongShard);
+    }
+    let Some(entry) = table.shard(shard) else {
+        return Err(Refusal::WrongShard);
+    };
+    if env.record.origin() != from {
+        return Err(Refusal::WrongOrigin);
+    }
+    let epoch = env.record.epoch();
+    let newest = seen.newest_logged.unwrap_or(0).max(entry.epoch);
+    if epoch > newest {
+        return Err(Refusal::EpochAhead);
+    }
+    let owner_now = table.dc_name(entry.owner) == from;
+    let owner_then = seen.owner_at_epoch.as_deref() == Some(from);
+    let owned = if epoch == entry.epoch {
+        owner_now
+    } else if epoch < entry.epoch {
+        owner_now || owner_then
+    } else {
+        // Older than a logged epoch but newer than this map (the map went back): only who
+        // was seen owning it then.
+        owner_then
+    };
+    if owned {
+        Ok(id)
+    } else {
+        Err(Refusal::NotOwner)
+    }
+}
+
+/// Logs the owner of each of `shards` at its epoch in `table`, unless that epoch is logged.
+fn note(
+    owners: &mut redb::Table<(u32, u64), &str>,
+    table: &RoutingTable,
+    shards: impl IntoIterator<Item = u32>,
+) -> Result<(), ReplError> {
+    for shard in shards {
+        let Some(e) = table.shard(shard) else {
+            continue;
+        };
+        if owners.get((shard, e.epoch))?.is_none() {
+            owners.insert((shard, e.epoch), table.dc_name(e.owner))?;
+        }
+    }
+    Ok(())
 }
 
 /// The entry after `env`, or `None` when the record is not newer than the entry (ignored).
@@ -90,18 +213,83 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
 }
 
 impl Store {
-    /// Applies a batch in one transaction. A record naming an invalid cluster id is ignored.
-    pub fn apply(&self, records: &[Envelope]) -> Result<Applied, ReplError> {
+    /// Logs who owns each shard of `table` at its epoch (first writer wins: an epoch names one
+    /// ownership change). Called for every published map.
+    pub fn note_owners(&self, table: &RoutingTable) -> Result<(), ReplError> {
+        let tx = self.db()?.begin_write()?;
+        {
+            let mut owners = tx.open_table(OWNERS)?;
+            note(&mut owners, table, 0..table.shard_count())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies a batch from DC `from` in one transaction: each record is admitted against
+    /// `table` and the ownership log ([`admit`]), then applied if newer ([`step`]). A record
+    /// whose epoch is ahead of this router's maps aborts the whole batch (`Applied::ahead`).
+    pub fn apply(
+        &self,
+        from: &str,
+        table: &RoutingTable,
+        records: &[Envelope],
+    ) -> Result<Applied, ReplError> {
         let tx = self.db()?.begin_write()?;
         let mut out = Applied::default();
         {
+            let mut owners = tx.open_table(OWNERS)?;
+            // The map this batch is judged by is one this router has seen: log it.
+            let mut shards: Vec<u32> = records
+                .iter()
+                .map(|e| e.record.shard())
+                .filter(|&s| s < table.shard_count())
+                .collect();
+            shards.sort_unstable();
+            shards.dedup();
+            note(&mut owners, table, shards)?;
             let mut t = tx.open_table(REPLICA)?;
             let mut summaries = tx.open_table(SUMMARY)?;
             let mut open = tx.open_table(OPEN)?;
             for env in records {
-                let Ok(id) = ClusterId::parse(env.record.cluster()) else {
-                    out.ignored += 1;
-                    continue;
+                let shard = env.record.shard();
+                let epoch = env.record.epoch();
+                let seen = Seen {
+                    newest_logged: owners
+                        .range((shard, 0)..=(shard, u64::MAX))?
+                        .next_back()
+                        .transpose()?
+                        .map(|(k, _)| k.value().1),
+                    owner_at_epoch: owners.get((shard, epoch))?.map(|v| v.value().to_string()),
+                };
+                let id = match admit(env, from, table, &seen) {
+                    Ok(id) => id,
+                    Err(Refusal::EpochAhead) => {
+                        let newest = seen
+                            .newest_logged
+                            .unwrap_or(0)
+                            .max(table.shard(shard).map_or(0, |e| e.epoch));
+                        out.ahead = Some((shard, epoch, newest));
+                        out.refusals.push((
+                            Refusal::EpochAhead,
+                            env.record.cluster().to_string(),
+                            shard,
+                            epoch,
+                            env.seq,
+                        ));
+                        out.refused += 1;
+                        continue;
+                    }
+                    Err(r) => {
+                        out.refusals.push((
+                            r,
+                            env.record.cluster().to_string(),
+                            shard,
+                            epoch,
+                            env.seq,
+                        ));
+                        out.refused += 1;
+                        continue;
+                    }
                 };
                 let current: Option<ReplicaEntry> = match t.get(id.get())? {
                     Some(v) => Some(serde_json::from_slice(v.value())?),
@@ -127,6 +315,13 @@ impl Store {
                     None => out.ignored += 1,
                 }
             }
+        }
+        if out.ahead.is_some() {
+            // Nothing of this batch is applied: the sender sends it again.
+            tx.abort()?;
+            out.applied = 0;
+            out.ignored = 0;
+            return Ok(out);
         }
         tx.commit()?;
         Ok(out)
@@ -248,6 +443,92 @@ mod tests {
         Envelope { seq, record }
     }
 
+    /// A map of `owners.len()` shards over dc1..dc3 (ids 1, 2, 3 mod 3), this router dc3.
+    pub(super) fn table(n: u32, owners: &[usize], epochs: &[u64]) -> RoutingTable {
+        use crate::routing::{DcEntry, ShardEntry};
+        let dcs = (1..=3)
+            .map(|i| DcEntry {
+                name: format!("dc{i}"),
+                peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
+                id_start: i,
+                id_increment: 3,
+            })
+            .collect();
+        let shards = (0..n as usize)
+            .map(|s| ShardEntry {
+                owner: owners[s],
+                replicas: vec![],
+                epoch: epochs[s],
+                home: None,
+                handoff: None,
+            })
+            .collect();
+        RoutingTable::new(1, 2, dcs, shards)
+    }
+
+    fn rec(cluster: &str, shard: u32, epoch: u64, origin: &str) -> Envelope {
+        let Record::Finished(mut f) = finished(1, epoch, "active") else {
+            unreachable!()
+        };
+        f.cluster = cluster.into();
+        f.shard = shard;
+        f.origin = origin.into();
+        env(1, Record::Finished(f))
+    }
+
+    #[test]
+    fn admission_follows_the_ownership_map() {
+        use Refusal::*;
+        // Shard 1 (cluster 4, 7, ...) is dc2's at epoch 7; dc1 owned it at epoch 3.
+        let t = table(3, &[0, 1, 2], &[7, 7, 7]);
+        let logged = |e: u64, dc: &str| Seen {
+            newest_logged: Some(7),
+            owner_at_epoch: (e == 3).then(|| dc.to_string()),
+        };
+        type Case<'a> = (&'a str, u32, u64, &'a str, &'a str, Result<(), Refusal>);
+        let cases: &[Case] = &[
+            // (cluster, shard, epoch, origin, from, verdict)
+            ("00000004", 1, 7, "dc2", "dc2", Ok(())),
+            ("4", 1, 7, "dc2", "dc2", Ok(())),
+            ("00000004", 1, 7, "dc1", "dc1", Err(NotOwner)),
+            ("00000004", 1, 7, "dc3", "dc3", Err(NotOwner)),
+            ("00000004", 1, 7, "dc9", "dc9", Err(NotOwner)),
+            ("00000004", 0, 7, "dc2", "dc2", Err(WrongShard)),
+            ("00000004", 2, 7, "dc2", "dc2", Err(WrongShard)),
+            ("00000004", 4, 7, "dc2", "dc2", Err(WrongShard)),
+            ("00000004", u32::MAX, 7, "dc2", "dc2", Err(WrongShard)),
+            ("x", 1, 7, "dc2", "dc2", Err(BadCluster)),
+            ("00000004", 1, 7, "dc1", "dc2", Err(WrongOrigin)),
+            ("00000004", 1, 8, "dc2", "dc2", Err(EpochAhead)),
+            ("00000004", 1, u64::MAX, "dc2", "dc2", Err(EpochAhead)),
+            // Older epochs: the current owner, or the owner logged at exactly that epoch.
+            ("00000004", 1, 3, "dc1", "dc1", Ok(())),
+            ("00000004", 1, 2, "dc1", "dc1", Err(NotOwner)),
+            ("00000004", 1, 3, "dc3", "dc3", Err(NotOwner)),
+            ("00000004", 1, 0, "dc2", "dc2", Ok(())),
+        ];
+        for &(cluster, shard, epoch, origin, from, want) in cases {
+            let seen = logged(epoch, "dc1");
+            let got = admit(&rec(cluster, shard, epoch, origin), from, &t, &seen).map(|_| ());
+            assert_eq!(
+                got, want,
+                "{cluster} shard {shard} epoch {epoch} {origin} from {from}"
+            );
+        }
+        // The static map: every epoch 0, the configured owner only.
+        let st = table(3, &[0, 1, 2], &[0, 0, 0]);
+        let none = Seen::default();
+        assert!(admit(&rec("4", 1, 0, "dc2"), "dc2", &st, &none).is_ok());
+        assert_eq!(
+            admit(&rec("4", 1, 0, "dc1"), "dc1", &st, &none),
+            Err(NotOwner)
+        );
+        assert_eq!(
+            admit(&rec("4", 1, 1, "dc2"), "dc2", &st, &none),
+            Err(EpochAhead)
+        );
+    }
+
     #[test]
     fn newer_records_apply_and_older_or_equal_ones_are_ignored() {
         let a = step(None, &env(1, finished(1, 0, "active"))).unwrap();
@@ -281,6 +562,9 @@ mod store_tests {
     fn apply_keeps_the_list_and_open_views_in_step() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("r.redb")).unwrap();
+        // Shard 1 of 3 shards is dc1's (its home).
+        let table = super::tests::table(3, &[0, 0, 0], &[0, 0, 0]);
+        let s = Applier(s, table);
         let intent = Intent {
             op: 5,
             origin: "dc1".into(),
@@ -317,22 +601,23 @@ mod store_tests {
             seq: 1,
             record: Record::Intent(intent.clone()),
         }];
-        assert_eq!(s.apply(&batch).unwrap().applied, 1);
+        assert_eq!(s.apply(&batch).applied, 1);
         assert_eq!(s.open_intents(|_| true).unwrap(), [intent]);
         assert!(s.summaries(|_| true).unwrap().is_empty());
         // Sent again: ignored.
         assert_eq!(
-            s.apply(&batch).unwrap(),
+            s.apply(&batch),
             Applied {
                 applied: 0,
-                ignored: 1
+                ignored: 1,
+                ..Applied::default()
             }
         );
         let done = [Envelope {
             seq: 2,
             record: Record::Finished(finished),
         }];
-        assert_eq!(s.apply(&done).unwrap().applied, 1);
+        assert_eq!(s.apply(&done).applied, 1);
         assert!(s.open_intents(|_| true).unwrap().is_empty());
         let items = s.summaries(|_| true).unwrap();
         assert_eq!(items.len(), 1);
@@ -343,5 +628,93 @@ mod store_tests {
         assert!(s.summaries(|shard| shard != 1).unwrap().is_empty());
         let id = ClusterId::parse("1").unwrap();
         assert_eq!(s.replica(id).unwrap().unwrap().order, (0, 2));
+    }
+
+    /// A store and the map its batches from dc1 are judged by.
+    struct Applier(Store, RoutingTable);
+
+    impl std::ops::Deref for Applier {
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            &self.0
+        }
+    }
+
+    impl Applier {
+        fn apply(&self, records: &[Envelope]) -> Applied {
+            self.0.apply("dc1", &self.1, records).unwrap()
+        }
+    }
+
+    fn fin(cluster: &str, shard: u32, epoch: u64, origin: &str, status: &str) -> Record {
+        Record::Finished(Finished {
+            op: 1,
+            origin: origin.into(),
+            cluster: cluster.into(),
+            shard,
+            epoch,
+            tenant: "t".into(),
+            owner: "u".into(),
+            action: "cluster_create".into(),
+            outcome: Outcome::Success,
+            captured_ms: 1,
+            details: json!({"id": cluster, "status": status}),
+            status: json!({"status": status}),
+            config: json!({}),
+            services: json!([]),
+            plan: None,
+        })
+    }
+
+    #[test]
+    fn forged_records_are_refused_and_never_hide_the_owners_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("r.redb")).unwrap();
+        // 3 shards owned by dc1, dc2, dc3 at epochs 5, 5, 5; this router is dc3.
+        let t = super::tests::table(3, &[0, 1, 2], &[5, 5, 5]);
+        let env = |seq, r| Envelope { seq, record: r };
+        // dc2 claims cluster 4 (shard 1: dc2's) is fine; dc2 claiming cluster 3 (shard 0, dc1's)
+        // with a huge sequence is not.
+        let forged = [
+            env(u64::MAX, fin("00000003", 0, 5, "dc2", "forged")),
+            env(u64::MAX, fin("00000003", 1, 5, "dc2", "forged")),
+            env(u64::MAX, fin("00000003", u32::MAX, 5, "dc2", "forged")),
+        ];
+        let a = s.apply("dc2", &t, &forged).unwrap();
+        assert_eq!((a.applied, a.refused, a.ahead), (0, 3, None));
+        let reasons: Vec<_> = a.refusals.iter().map(|r| r.0).collect();
+        assert_eq!(
+            reasons,
+            [Refusal::NotOwner, Refusal::WrongShard, Refusal::WrongShard]
+        );
+        // A future epoch, even from the owner: nothing of the batch applies.
+        let ahead = [
+            env(1, fin("00000003", 0, 5, "dc1", "active")),
+            env(2, fin("00000006", 0, u64::MAX, "dc1", "forged")),
+        ];
+        let a = s.apply("dc1", &t, &ahead).unwrap();
+        assert_eq!(a.ahead, Some((0, u64::MAX, 5)));
+        assert_eq!(a.applied, 0);
+        assert!(s.replica(ClusterId::parse("3").unwrap()).unwrap().is_none());
+        // The real owner's records apply.
+        let real = [env(1, fin("00000003", 0, 5, "dc1", "active"))];
+        assert_eq!(s.apply("dc1", &t, &real).unwrap().applied, 1);
+        let e = s.replica(ClusterId::parse("3").unwrap()).unwrap().unwrap();
+        assert_eq!(e.order, (5, 1));
+        // The map moves shard 0 to dc2 at epoch 9: dc1's late epoch-5 records still apply
+        // (logged as its owner at 5), dc3 never owned it, dc2 at 9 overrides everything older.
+        let t2 = super::tests::table(3, &[1, 1, 2], &[9, 5, 5]);
+        s.note_owners(&t2).unwrap();
+        let late = [env(2, fin("00000003", 0, 5, "dc1", "late"))];
+        assert_eq!(s.apply("dc1", &t2, &late).unwrap().applied, 1);
+        let never = [env(3, fin("00000003", 0, 5, "dc3", "forged"))];
+        let a = s.apply("dc3", &t2, &never).unwrap();
+        assert_eq!(a.refusals[0].0, Refusal::NotOwner);
+        let new_owner = [env(1, fin("00000003", 0, 9, "dc2", "moved"))];
+        assert_eq!(s.apply("dc2", &t2, &new_owner).unwrap().applied, 1);
+        let old_huge = [env(u64::MAX, fin("00000003", 0, 5, "dc1", "stale"))];
+        assert_eq!(s.apply("dc1", &t2, &old_huge).unwrap().ignored, 1);
+        let e = s.replica(ClusterId::parse("3").unwrap()).unwrap().unwrap();
+        assert_eq!(e.state.unwrap().details["status"], "moved");
     }
 }

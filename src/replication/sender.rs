@@ -41,6 +41,24 @@ pub(super) async fn run(inner: Arc<Inner>, peer: String, base: String) {
                 _ = &mut stop => return,
             }
         }
+        // As many records as fit the peer's batch body limit (at least one, if it fits alone).
+        let limit = inner.cfg.batch_body_bytes;
+        let fit = fitting(&inner.local, &pending.records, limit);
+        if fit == 0 {
+            // One record larger than any batch a peer accepts: it can never be sent, and it
+            // must not block the queue behind it.
+            let size = pending.records.first().map_or(0, Vec::len);
+            let (p, keys) = (peer.clone(), pending.keys[..1].to_vec());
+            if let Err(e) = inner.store.run(move |s| s.ack(&p, &keys)).await {
+                tracing::error!(peer = %peer, error = %e, "cannot remove an oversized record");
+            }
+            crate::metrics::replication_dropped(&peer);
+            tracing::error!(peer = %peer, bytes = size, limit, "a replication record is larger than replication.batch_body_bytes; dropped (raise the limit on every router)");
+            continue;
+        }
+        let mut pending = pending;
+        pending.keys.truncate(fit);
+        pending.records.truncate(fit);
         let body = batch_body(&inner.local, &pending.records);
         let started = Instant::now();
         let sent = tokio::select! {
@@ -82,6 +100,25 @@ async fn pending_count(inner: &Inner, peer: &str) -> u64 {
     inner.store.run(move |s| s.queued(&p)).await.unwrap_or(0)
 }
 
+/// How many of `records`, from the first, fit in one batch body of at most `limit` bytes.
+pub(super) fn fitting(from: &str, records: &[Vec<u8>], limit: usize) -> usize {
+    let mut size = batch_body_size(from, &[]);
+    for (i, r) in records.iter().enumerate() {
+        size += r.len() + usize::from(i > 0);
+        if size > limit {
+            return i;
+        }
+    }
+    records.len()
+}
+
+/// The exact length of [`batch_body`]'s output.
+fn batch_body_size(from: &str, records: &[Vec<u8>]) -> usize {
+    let from_json = serde_json::Value::from(from).to_string().len();
+    let recs: usize = records.iter().map(Vec::len).sum::<usize>() + records.len().saturating_sub(1);
+    b"{\"from\":".len() + from_json + b",\"records\":[".len() + recs + b"]}".len()
+}
+
 /// `{"from": "...", "records": [...]}` built from the stored JSON without re-encoding it.
 pub(super) fn batch_body(from: &str, records: &[Vec<u8>]) -> Bytes {
     let size = records.iter().map(|r| r.len() + 1).sum::<usize>() + from.len() + 32;
@@ -114,5 +151,19 @@ mod tests {
         let empty: serde_json::Value =
             serde_json::from_slice(&super::batch_body("x", &[])).unwrap();
         assert_eq!(empty["records"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn batches_are_cut_to_the_body_limit() {
+        let recs: Vec<Vec<u8>> = (0..10).map(|i| vec![b'1'; 100 + i]).collect();
+        for n in 0..=recs.len() {
+            let exact = super::batch_body("dc1", &recs[..n]).len();
+            assert_eq!(super::batch_body_size("dc1", &recs[..n]), exact);
+            assert_eq!(super::fitting("dc1", &recs, exact), n, "limit {exact}");
+            if n > 0 {
+                assert_eq!(super::fitting("dc1", &recs, exact - 1), n - 1);
+            }
+        }
+        assert_eq!(super::fitting("dc1", &recs, 10), 0);
     }
 }

@@ -23,6 +23,10 @@ pub(super) const REPLICA: TableDefinition<u64, &[u8]> = TableDefinition::new("re
 pub(super) const SUMMARY: TableDefinition<u64, &[u8]> = TableDefinition::new("summary");
 /// Replica side: intents with no finish yet, by cluster id (the interrupted-operations view).
 pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
+/// Replica side: the owners this router has seen in its maps, by (shard, epoch): the DC name.
+/// Written when a map is published (and when a batch is applied), never changed (an epoch names
+/// one ownership change); read to admit records from an owner of an older epoch.
+pub(super) const OWNERS: TableDefinition<(u32, u64), &str> = TableDefinition::new("owners");
 /// Restart-hook deliveries, by `{origin}/{op}`: a `HookOutcome`, as JSON.
 pub(super) const HOOK: TableDefinition<&str, &[u8]> = TableDefinition::new("hook");
 
@@ -75,6 +79,7 @@ impl Store {
         tx.open_table(SUMMARY)?;
         tx.open_table(OPEN)?;
         tx.open_table(HOOK)?;
+        tx.open_table(OWNERS)?;
         tx.commit()?;
         Ok(Store {
             db: Arc::new(ArcSwapOption::from_pointee(db)),

@@ -204,6 +204,12 @@ impl Routes {
         let _ = tokio::time::timeout(timeout, rx.wait_for(|&r| r >= revision)).await;
         self.load()
     }
+
+    /// A receiver that changes at every publish (its value is the new revision): for a task
+    /// that must see every map, e.g. replication's log of who owned a shard at which epoch.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.revisions.clone()
+    }
 }
 
 /// The one writer of the snapshot. Deliberately not `Clone`.

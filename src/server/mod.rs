@@ -65,6 +65,14 @@ async fn serve_tls<H, F>(
     let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await else {
         return;
     };
+    // The DC a peer's client certificate names goes with each of its requests.
+    let peer = crate::tls::server::peer_dc(&stream);
+    let handler = move |mut req: Request<Incoming>, remote| {
+        if let Some(dc) = &peer {
+            req.extensions_mut().insert(dc.clone());
+        }
+        handler(req, remote)
+    };
     let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let activity = watch::Activity::new(conn.per_connection);
     let svc = watch::service(handler, remote, activity.clone());

@@ -35,6 +35,31 @@ pub fn dc_of_cert<'a>(cert: &CertificateDer<'_>, dcs: &'a [String]) -> Option<&'
         .map(String::as_str)
 }
 
+/// The DC a verified peer's client certificate names, as the peer port's connection code puts
+/// it into each request's extensions (`server::serve_tls`): batches, forwarded writes and
+/// handoff traffic are attributed to this DC, never to what the request body or headers claim.
+/// Present only on a mutual-TLS peer connection whose certificate names exactly one DC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerDc(pub String);
+
+/// The one DC a (verified) certificate names explicitly (`{dc}.peer.coopr-router`, no
+/// wildcard); `None` when it names none or several, so it cannot speak for any single DC.
+pub fn peer_dc_of(cert: &CertificateDer<'_>) -> Option<PeerDc> {
+    let mut dcs: Vec<String> = names_of(cert)
+        .into_iter()
+        .filter_map(|n| {
+            let dc = n.strip_suffix(PEER_SUFFIX)?;
+            (!dc.is_empty() && !dc.contains(['*', '.'])).then(|| dc.to_string())
+        })
+        .collect();
+    dcs.sort();
+    dcs.dedup();
+    match dcs.as_slice() {
+        [dc] => Some(PeerDc(dc.clone())),
+        _ => None,
+    }
+}
+
 /// The DNS names a certificate carries, for logs.
 fn names_of(cert: &CertificateDer<'_>) -> Vec<String> {
     webpki::EndEntityCert::try_from(cert)

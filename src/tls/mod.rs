@@ -14,6 +14,7 @@ pub mod server;
 use crate::config::Config;
 use crate::config::tls::{read_certs, read_key};
 use hyper_rustls::HttpsConnector;
+pub use identity::PeerDc;
 use identity::{DcClientVerifier, PeerNames, UpstreamVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;

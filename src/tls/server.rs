@@ -56,3 +56,11 @@ pub async fn handshake(
         }
     }
 }
+
+/// The DC the client certificate of an accepted connection names (mutual TLS on the peer
+/// port; the verifier already checked its chain and that it names a DC of the map). `None` on
+/// the client port, or for a certificate that names no single DC.
+pub fn peer_dc(stream: &TlsStream<TcpStream>) -> Option<super::identity::PeerDc> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    super::identity::peer_dc_of(cert)
+}
