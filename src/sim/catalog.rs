@@ -101,14 +101,13 @@ fn sim_provider_type() -> Value {
 
 /// The plugin type `kind/name` as the tenant sees it: its own, else the superadmin's.
 pub(crate) fn plugin_type(
-    state: &super::state::State,
+    catalog: &BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>>,
     tenant_id: &str,
     kind: &str,
     name: &str,
 ) -> Option<Value> {
     [tenant_id, auth::SUPERADMIN].iter().find_map(|t| {
-        state
-            .catalog
+        catalog
             .get(*t)
             .and_then(|c| c.get(kind))
             .and_then(|m| m.get(name))
@@ -116,14 +115,14 @@ pub(crate) fn plugin_type(
     })
 }
 
+/// Provider fields by name.
+pub(crate) type Fields = Vec<(String, Value)>;
+
 /// Splits `providerFields` of a request the way `ProviderType.groupFields` does
 /// (`coopr-server/.../spec/plugin/ProviderType.java`): only overridable admin fields and user
 /// fields count; a field whose schema says `sensitive` goes to the credential store (returned
 /// second), the others into the provider (first). Other fields are ignored.
-pub(crate) fn group_fields(
-    provider_type: &Value,
-    input: &Value,
-) -> (Vec<(String, Value)>, Vec<(String, Value)>) {
+pub(crate) fn group_fields(provider_type: &Value, input: &Value) -> (Fields, Fields) {
     let (mut plain, mut sensitive) = (Vec::new(), Vec::new());
     let Some(input) = input.as_object() else {
         return (plain, sensitive);
@@ -165,7 +164,7 @@ pub(crate) fn plugin_type_list(ctx: &Ctx, kind: &str) -> Resp {
 
 /// `GET /v2/plugins/{kind}/{name}`.
 pub(crate) fn plugin_type_get(ctx: &Ctx, kind: &str, name: &str) -> Resp {
-    match plugin_type(&ctx.shared.read(), auth::SUPERADMIN, kind, name) {
+    match plugin_type(&ctx.shared.read().catalog, auth::SUPERADMIN, kind, name) {
         Some(v) => reply::ok(&v),
         None => not_found(kind, name),
     }

@@ -228,7 +228,8 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
             .get("providertype")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if let Some(ty) = super::catalog::plugin_type(state, &c.tenant_id, "providertypes", ty_name)
+        if let Some(ty) =
+            super::catalog::plugin_type(&state.catalog, &c.tenant_id, "providertypes", ty_name)
         {
             let (plain, secret) = super::catalog::group_fields(&ty, fields);
             if let Some(obj) = provider.as_object_mut() {

@@ -2,6 +2,21 @@
 //! `docs/coopr-api.md`. This file owns the public surface: [`SimConfig`], [`Sim`],
 //! [`SimError`] and [`LogEntry`], plus the shared-state handle every handler receives.
 //!
+//! Real Coopr (github.com/cdapio/coopr) is the reference; each behaviour cites the Coopr file it
+//! follows. Defaults keep the simulator's historical behaviour; Coopr's stricter rules are opt-in:
+//! - Two servers ([`Port`]): [`Sim::serve_external`] (`server.port`) and [`Sim::serve_tasks`]
+//!   (`server.tasks.port`); [`Sim::serve`] serves both on one listener. [`Sim::addr`] and
+//!   [`Sim::tasks_addr`] give the bound addresses.
+//! - [`SimConfig::security_token`]: Coopr's 401 on every request without the bearer token.
+//! - Planted secrets, for tests that assert they never leave the owner DC: [`API_PASSWORD`]
+//!   (`sim-secret-api-password`) in every cluster's `provider.provisioner.api_password` (the
+//!   demo provider's admin field), and [`SSH_PASSWORD`] (`sim-secret-ssh-password`) in
+//!   `nodes[].provisionerResults.ssh-auth.password` once a create is done.
+//! - [`SimConfig::id_counter_start`], [`SimConfig::job_ids_as_written`],
+//!   [`SimConfig::solve_layout`] ([`SimConfig::like_coopr`] sets the last two).
+//! - [`SimConfig::tasks`] = [`TaskMode::External`]: operations advance only as provisioners take
+//!   and finish tasks; [`SimConfig::provisioner`] runs a built-in one over HTTP.
+//!
 //! Module map:
 //! - `state`: the data model (tenants, catalog, clusters, jobs, nodes, counters, log).
 //! - `clock`: the simulator clock (wall-clock base + `tokio::time::Instant`, so paused-time
@@ -12,11 +27,16 @@
 //! - `dispatch`: one request's flow: route, auth, body, handler, log, persist.
 //! - `routes`: path routing (404/405 before auth) and dispatch.
 //! - `reply`, `body`: response helpers and the streaming response body.
-//! - `auth`: the `Coopr-*` header check.
+//! - `auth`: the `Coopr-*` header check and the security token.
 //! - `clusters`, `cluster_ops`: the cluster API; `nodes`: nodes and `getNodeProperties`;
 //!   `tenants`, `catalog`: superadmin tenants and per-tenant catalog entities;
-//!   `tasks`: the internal API; `plugins`: streamed plugin resources and `/v2/sim/blob`;
-//!   `simlog`: `/sim/log`; `persist`: `--data`; `rng`: seeded splitmix64.
+//!   `tasks`: the internal API (take/finish under [`TaskMode::External`]); `plugins`: streamed
+//!   plugin resources and `/v2/sim/blob`; `simlog`: `/sim/log`; `persist`: `--data`; `rng`:
+//!   seeded splitmix64.
+//! - `worker`: the built-in provisioner ([`ProvisionerConfig`]), an HTTP client of a tasks API.
+//! - `routes` also knows which [`Port`] serves each route; `auth` also holds the
+//!   `--security-token` check; `catalog` also holds plugin types (`PUT /v2/plugins/…` on the
+//!   tasks port) and the `providerFields` split.
 
 // Handlers return `Result<_, Response>` so an early `return Err(reply)` reads like Coopr's own
 // code. The error is built at most once per request and immediately sent, so boxing it would

@@ -12,9 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -23,8 +21,12 @@ use super::{ProvisionerConfig, SSH_PASSWORD, Shared};
 /// How often the provisioner heartbeats.
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// Not the router's pooled `upstream` client (that one needs the router's config and TLS
+/// material): a plain HTTP/1.1 exchange per call over a fresh connection is all a simulated
+/// provisioner needs, and it sends each request exactly as written.
 struct Worker {
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// `host:port` of the tasks API.
+    authority: String,
     base: String,
     token: Option<String>,
     cfg: ProvisionerConfig,
@@ -39,9 +41,17 @@ pub(crate) fn spawn(
     let token = cfg.token.clone().or(shared.cfg.security_token.clone());
     let name = shared.cfg.name.clone();
     drop(shared);
+    let base = url.trim_end_matches('/').to_string();
+    let authority = base
+        .strip_prefix("http://")
+        .unwrap_or(&base)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let w = Worker {
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        base: url.trim_end_matches('/').to_string(),
+        authority,
+        base,
         token,
         cfg,
     };
@@ -59,7 +69,8 @@ impl Worker {
     async fn call(&self, method: Method, path: &str, body: &Value) -> Result<(u16, Value), String> {
         let mut req = Request::builder()
             .method(method)
-            .uri(format!("{}{path}", self.base))
+            .uri(path)
+            .header(http::header::HOST, self.authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json");
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
@@ -67,7 +78,14 @@ impl Worker {
         let req = req
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
-        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| format!("{}: {e}", self.base))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
         let bytes = resp
             .into_body()
