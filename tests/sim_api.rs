@@ -76,6 +76,35 @@ async fn serve(sim: Sim) -> Srv {
     }
 }
 
+/// A simulator on two ports, as Coopr: external API on `Srv::addr`, tasks API on the returned
+/// address (also `Sim::tasks_addr`).
+async fn start_two(cfg: SimConfig) -> (Srv, SocketAddr, oneshot::Sender<()>) {
+    let sim = Sim::new(cfg).expect("sim");
+    let ext = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let tasks = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (addr, tasks_addr) = (ext.local_addr().unwrap(), tasks.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let (ttx, trx) = oneshot::channel::<()>();
+    let task = tokio::spawn(sim.clone().serve_external(ext, async {
+        let _ = rx.await;
+    }));
+    tokio::spawn(sim.clone().serve_tasks(tasks, async {
+        let _ = trx.await;
+    }));
+    let srv = Srv {
+        addr,
+        sim,
+        stop: Some(tx),
+        task: Some(task),
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    };
+    (srv, tasks_addr, ttx)
+}
+
 impl Srv {
     async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -94,9 +123,22 @@ impl Srv {
         extra: &[(&str, &str)],
         body: Option<Value>,
     ) -> Resp {
+        self.call_to(self.addr, method, path, who, extra, body)
+            .await
+    }
+
+    async fn call_to(
+        &self,
+        addr: SocketAddr,
+        method: Method,
+        path: &str,
+        who: Option<(&str, &str)>,
+        extra: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.addr));
+            .uri(format!("http://{addr}{path}"));
         if let Some((user, tenant)) = who {
             b = b
                 .header("Coopr-UserID", user)
@@ -767,5 +809,365 @@ async fn blob_download_over_http1_and_h2c() {
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(body.len(), 70_000);
     assert_eq!(body[69_999], blob_byte(69_999));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn two_ports_route_like_coopr() {
+    let (s, tasks, stop_tasks) = start_two(cfg(50)).await;
+    assert_eq!(s.sim.tasks_addr(), Some(tasks));
+    assert_eq!(s.sim.addr(), Some(s.addr));
+    let take = json!({"workerId": "w", "provisionerId": "p", "tenantId": "superadmin"});
+    // Internal routes on the external port: 404, or 405 where the path exists there.
+    let r = s
+        .call(
+            Method::POST,
+            "/v2/tasks/take",
+            None,
+            &[],
+            Some(take.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("Not Found"), "{}", r.text());
+    let reg = json!({"id": "p1", "capacityTotal": 1, "usage": {}});
+    let r = s
+        .call(
+            Method::PUT,
+            "/v2/provisioners/p1",
+            None,
+            &[],
+            Some(reg.clone()),
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    let r = s
+        .call(
+            Method::PUT,
+            "/v2/plugins/providertypes/sim",
+            None,
+            &[],
+            Some(json!({"name": "sim"})),
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    // External routes on the tasks port.
+    let r = s
+        .call_to(tasks, Method::GET, "/status", None, &[], None)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = s
+        .call_to(tasks, Method::GET, "/v2/clusters", Some(ADMIN), &[], None)
+        .await;
+    assert_eq!(r.status, 404);
+    let r = s
+        .call_to(
+            tasks,
+            Method::GET,
+            "/v2/provisioners/p1",
+            Some(ADMIN),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 405);
+    // Each route on its own port works.
+    assert_eq!(
+        s.call(Method::GET, "/status", None, &[], None).await.status,
+        200
+    );
+    let r = s
+        .call_to(
+            tasks,
+            Method::PUT,
+            "/v2/provisioners/p1",
+            None,
+            &[],
+            Some(reg),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .call_to(tasks, Method::POST, "/v2/tasks/take", None, &[], Some(take))
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(s.get("/v2/provisioners/p1", ADMIN).await.status, 200);
+    let _ = stop_tasks.send(());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn security_token_on_every_port() {
+    let (s, tasks, stop_tasks) = start_two(SimConfig {
+        security_token: Some("T0K3N".into()),
+        ..cfg(50)
+    })
+    .await;
+    for (addr, path) in [
+        (s.addr, "/status"),
+        (s.addr, "/v2/clusters"),
+        (tasks, "/v2/tasks/take"),
+    ] {
+        let r = s
+            .call_to(addr, Method::GET, path, Some(ADMIN), &[], None)
+            .await;
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.headers["www-authenticate"], "Bearer realm=\"coopr\"");
+        assert_eq!(r.headers["content-type"], "application/json;charset=UTF-8");
+        assert_eq!(r.json(), json!({"auth_uri": []}));
+    }
+    // Unknown paths too: the check comes before routing.
+    let r = s.call(Method::GET, "/v2/nope", None, &[], None).await;
+    assert_eq!(r.status, 401);
+    let r = s
+        .call(
+            Method::GET,
+            "/status",
+            None,
+            &[("authorization", "Bearer wrong")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Bearer realm=\"coopr\" error=\"invalid_token\" error_description=\"Invalid token signature.\""
+    );
+    assert_eq!(
+        r.json(),
+        json!({"error": "invalid_token", "error_description": "Invalid token signature.", "auth_uri": []})
+    );
+    let bearer = [("authorization", "Bearer T0K3N")];
+    let r = s.call(Method::GET, "/status", None, &bearer, None).await;
+    assert_eq!(r.status, 200);
+    let r = s
+        .call(Method::GET, "/v2/clusters", Some(ADMIN), &bearer, None)
+        .await;
+    assert_eq!(r.status, 200);
+    let take = json!({"workerId": "w", "provisionerId": "p", "tenantId": "superadmin"});
+    let r = s
+        .call_to(
+            tasks,
+            Method::POST,
+            "/v2/tasks/take",
+            None,
+            &bearer,
+            Some(take),
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    let _ = stop_tasks.send(());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_in_details() {
+    let s = start(cfg(30)).await;
+    let r = s
+        .post(
+            "/v2/clusters",
+            ALICE,
+            json!({"name": "sec", "clusterTemplate": "demo", "numMachines": 2,
+                   "providerFields": {"region": "sim-2", "api_password": "ignored",
+                                      "user_token": "sim-secret-user-token"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let d = s.get(&format!("/v2/clusters/{id}"), ALICE).await.json();
+    let prov = &d["provider"]["provisioner"];
+    assert_eq!(prov["api_password"], "sim-secret-api-password");
+    assert_eq!(prov["api_user"], "sim-api-user");
+    // Overridable admin field taken from the request; a non-overridable one ignored; a
+    // sensitive user field kept out of the cluster.
+    assert_eq!(prov["region"], "sim-2");
+    assert!(!d.to_string().contains("sim-secret-user-token"));
+    assert!(!d.to_string().contains("sim-secret-ssh-password"));
+    s.wait_settled(&id, ALICE).await;
+    let d = s.get(&format!("/v2/clusters/{id}"), ALICE).await.json();
+    for n in d["nodes"].as_array().unwrap() {
+        assert_eq!(
+            n["provisionerResults"]["ssh-auth"],
+            json!({"user": "root", "password": "sim-secret-ssh-password"})
+        );
+    }
+    let pt = s.get("/v2/plugins/providertypes/sim", ALICE).await;
+    assert_eq!(pt.status, 200);
+    assert_eq!(
+        pt.json()["parameters"]["admin"]["fields"]["api_password"]["type"],
+        "password"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn id_counter_continues_from_stored_value() {
+    let s = start(SimConfig {
+        id_start: 1,
+        id_increment: 3,
+        id_counter_start: Some(1000),
+        ..cfg(50)
+    })
+    .await;
+    let a = s.create(ALICE, "a").await;
+    let b = s.create(ALICE, "b").await;
+    assert_eq!((a.as_str(), b.as_str()), ("00001000", "00001003"));
+    let d = s.get(&format!("/v2/clusters/{a}"), ALICE).await.json();
+    assert_eq!(d["latestJobId"], "00001000-1000");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn job_ids_as_written_and_solve_layout() {
+    let s = start(SimConfig::default().like_coopr()).await;
+    let s = {
+        // Short delay, Coopr's id rules.
+        s.stop().await;
+        start(SimConfig {
+            op_delay: Duration::from_millis(40),
+            ..SimConfig::default().like_coopr()
+        })
+        .await
+    };
+    let id = s.create(ALICE, "c").await;
+    assert_eq!(id, "00000001");
+    // solve_layout first (job 1, complete), then cluster_create (job 2).
+    let plans = s.get("/v2/clusters/1/plans", ALICE).await.json();
+    assert_eq!(plans[0]["action"], "SOLVE_LAYOUT");
+    assert_eq!(plans[0]["id"], "00000001-001");
+    assert_eq!(plans[1]["action"], "CLUSTER_CREATE");
+    let d = s.get("/v2/clusters/1", ALICE).await.json();
+    assert_eq!(d["latestJobId"], "00000001-002");
+    assert_eq!(s.status(&id, ALICE).await["action"], "cluster_create");
+    s.wait_settled(&id, ALICE).await;
+    // DELETE with the id as written: the job is named after "1".
+    let r = s
+        .call(Method::DELETE, "/v2/clusters/1", Some(ALICE), &[], None)
+        .await;
+    assert_eq!(r.status, 200);
+    let d = s.get("/v2/clusters/00000001", ALICE).await.json();
+    assert_eq!(d["latestJobId"], "1-003");
+    // The plan is found under the id as written only: Coopr compares the strings.
+    let r = s.get("/v2/clusters/00000001/plans/1-003", ALICE).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.text(), "Job 1-003 does not belong to cluster 00000001");
+    let r = s.get("/v2/clusters/1/plans/1-003", ALICE).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["clusterId"], "1");
+    assert_eq!(r.json()["action"], "CLUSTER_DELETE");
+    // And a padded job id is not found under the unpadded path.
+    assert_eq!(
+        s.get("/v2/clusters/1/plans/00000001-002", ALICE)
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        s.get("/v2/clusters/00000001/plans/00000001-002", ALICE)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.get("/v2/clusters/1/plans/1-x", ALICE).await.status, 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn external_tasks_wait_for_the_provisioner() {
+    // First without a provisioner: the create stays pending.
+    let (s, tasks, stop_tasks) = start_two(SimConfig {
+        tasks: coopr_router::sim::TaskMode::External,
+        op_delay: Duration::from_millis(10),
+        ..SimConfig::default()
+    })
+    .await;
+    let id = s.create(ALICE, "ext").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = s.status(&id, ALICE).await;
+    assert_eq!(st["status"], "pending");
+    assert_eq!(st["stepscompleted"], 0);
+    // An unregistered provisioner may not take.
+    let take = json!({"workerId": "w", "provisionerId": "nobody", "tenantId": "superadmin"});
+    let r = s
+        .call_to(tasks, Method::POST, "/v2/tasks/take", None, &[], Some(take))
+        .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "Provisioner nobody is not registered.")
+    );
+    let _ = stop_tasks.send(());
+    s.stop().await;
+
+    // Now with the built-in provisioner pointed at the sim's own tasks port, behind a token.
+    let (s, tasks, stop_tasks) = start_two(SimConfig {
+        tasks: coopr_router::sim::TaskMode::External,
+        security_token: Some("tok".into()),
+        provisioner: Some(coopr_router::sim::ProvisionerConfig {
+            poll: Duration::from_millis(5),
+            ..Default::default()
+        }),
+        ..SimConfig::default()
+    })
+    .await;
+    assert_eq!(s.sim.tasks_addr(), Some(tasks));
+    let bearer = [("authorization", "Bearer tok")];
+    let r = s
+        .call(
+            Method::POST,
+            "/v2/clusters",
+            Some(ALICE),
+            &bearer,
+            Some(json!({"name": "ext", "clusterTemplate": "demo", "numMachines": 2})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..400 {
+        last = s
+            .call(
+                Method::GET,
+                &format!("/v2/clusters/{id}/status"),
+                Some(ALICE),
+                &bearer,
+                None,
+            )
+            .await
+            .json();
+        if last["status"] != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(last["status"], "active", "{last}");
+    assert_eq!(last["actionstatus"], "complete");
+    assert_eq!(last["stepstotal"], last["stepscompleted"]);
+    let d = s
+        .call(
+            Method::GET,
+            &format!("/v2/clusters/{id}"),
+            Some(ALICE),
+            &bearer,
+            None,
+        )
+        .await
+        .json();
+    for n in d["nodes"].as_array().unwrap() {
+        assert_eq!(
+            n["provisionerResults"]["ssh-auth"]["password"],
+            "sim-secret-ssh-password"
+        );
+        assert!(
+            n["properties"]["hostname"]
+                .as_str()
+                .unwrap()
+                .starts_with("host-")
+        );
+    }
+    let provs = s
+        .call(Method::GET, "/v2/provisioners", Some(ADMIN), &bearer, None)
+        .await;
+    assert_eq!(provs.json().as_array().map(Vec::len), Some(1));
+    let _ = stop_tasks.send(());
     s.stop().await;
 }

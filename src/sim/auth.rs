@@ -65,6 +65,57 @@ pub(crate) fn check(shared: &Shared, headers: &HeaderMap) -> Result<Caller, Resp
     }
 }
 
+/// `security.realm` in `coopr-server/src/main/resources/coopr-default.xml`.
+pub(crate) const REALM: &str = "coopr";
+
+/// The `--security-token` check of `coopr-server/.../http/handler/auth/SecurityAuthenticationHttpHandler.java`:
+/// the token is whatever follows the first space of `Authorization` (the scheme is not checked).
+/// No header, or no space in it: `MISSING` (`WWW-Authenticate: Bearer realm="coopr"`, body
+/// `{"auth_uri":[]}`); a token that is not ours: `INVALID`, with CDAP's `TokenState` message.
+/// Either way 401, `application/json;charset=UTF-8`, and the connection is closed.
+pub(crate) fn check_token(
+    expected: &str,
+    headers: &HeaderMap,
+    version: http::Version,
+) -> Result<(), Resp> {
+    let token = header(headers, "authorization").and_then(|auth| {
+        let sp = auth.trim().find(' ')?;
+        auth.get(sp + 1..).map(str::trim)
+    });
+    let (challenge, body) = match token {
+        Some(t) if t == expected => return Ok(()),
+        None => (
+            format!("Bearer realm=\"{REALM}\""),
+            r#"{"auth_uri":[]}"#.to_string(),
+        ),
+        Some(_) => {
+            let msg = "Invalid token signature.";
+            (
+                format!(
+                    "Bearer realm=\"{REALM}\" error=\"invalid_token\" error_description=\"{msg}\""
+                ),
+                format!(r#"{{"error":"invalid_token","error_description":"{msg}","auth_uri":[]}}"#),
+            )
+        }
+    };
+    let mut resp = reply::text(401, body);
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+        h.insert(http::header::WWW_AUTHENTICATE, v);
+    }
+    if version < http::Version::HTTP_2 {
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    Err(resp)
+}
+
 /// 403 unless the caller is the tenant admin.
 pub(crate) fn require_admin(caller: &Caller) -> Result<(), Resp> {
     if caller.is_admin() {

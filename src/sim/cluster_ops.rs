@@ -14,8 +14,8 @@ use super::state::{Action, Cluster, ClusterStatus, JobStatus, State};
 use crate::ids::ClusterId;
 
 /// Handles every write under `/v2/clusters/{id}`.
-pub(crate) fn write(ctx: &Ctx, c: &Caller, id: &str, kind: WriteKind) -> Resp {
-    let id = match ClusterId::parse(id) {
+pub(crate) fn write(ctx: &Ctx, c: &Caller, id_text: &str, kind: WriteKind) -> Resp {
+    let id = match ClusterId::parse(id_text) {
         Ok(id) => id,
         Err(e) => return reply::text(400, e.to_string()),
     };
@@ -39,6 +39,11 @@ pub(crate) fn write(ctx: &Ctx, c: &Caller, id: &str, kind: WriteKind) -> Resp {
         ctx,
         state,
         id: id.get(),
+        written: ctx
+            .shared
+            .cfg
+            .job_ids_as_written
+            .then(|| id_text.to_string()),
         now,
     };
     let result = match kind {
@@ -64,6 +69,8 @@ struct Write<'a, 'c> {
     ctx: &'a Ctx<'c>,
     state: &'a mut State,
     id: u64,
+    /// The path's id as written, when job ids follow it (`ClusterService`: `getNewJobId(clusterId)`).
+    written: Option<String>,
     now: u64,
 }
 
@@ -87,8 +94,19 @@ impl Write<'_, '_> {
         Ok(cl)
     }
 
-    /// Starts `action` over `services`.
+    /// Starts `action` over `services`, its job named after the path's id as written.
     fn start(&mut self, action: Action, services: &[String]) -> Result<(), Resp> {
+        let written = self.written.clone();
+        self.start_named(action, services, written)
+    }
+
+    /// Starts `action` over `services`; `cluster_ref` names its job (`None`: the 8-digit id).
+    fn start_named(
+        &mut self,
+        action: Action,
+        services: &[String],
+        cluster_ref: Option<String>,
+    ) -> Result<(), Resp> {
         let cfg = &self.ctx.shared.cfg;
         let state = &mut *self.state;
         let cl = state
@@ -101,6 +119,8 @@ impl Write<'_, '_> {
             now: self.now,
             delay_ms: cfg.op_delay.as_millis() as u64,
             failure_rate: cfg.failure_rate,
+            external: cfg.tasks == super::TaskMode::External,
+            cluster_ref,
         };
         lifecycle::start(op, cl, action, services);
         Ok(())
@@ -230,7 +250,17 @@ impl Write<'_, '_> {
                 super::nodes::add_services(&mut node.body, &services);
             }
         }
-        self.start(Action::AddServices, &services)
+        // `SolverScheduler.solveAddServices`: the solver job is named after the path's id as
+        // written, the add-services job after the cluster's own (8-digit) id.
+        if self.ctx.shared.cfg.solve_layout {
+            let written = self.written.clone();
+            let now = self.now;
+            let state = &mut *self.state;
+            if let Some(cl) = state.clusters.get_mut(&self.id) {
+                lifecycle::solved(&mut state.counters, cl, now, written);
+            }
+        }
+        self.start_named(Action::AddServices, &services, None)
     }
 
     fn services(&mut self, one: Option<String>, a: SvcAction) -> Result<(), Resp> {

@@ -26,8 +26,8 @@ pub(crate) fn find<'s>(state: &'s State, c: &Caller, id: ClusterId) -> Result<&'
 }
 
 /// `GET /v2/clusters/{id}[/…]`.
-pub(crate) fn read(ctx: &Ctx, c: &Caller, id: &str, kind: ReadKind) -> Resp {
-    let id = match ClusterId::parse(id) {
+pub(crate) fn read(ctx: &Ctx, c: &Caller, id_text: &str, kind: ReadKind) -> Resp {
+    let id = match ClusterId::parse(id_text) {
         Ok(id) => id,
         Err(e) => return reply::text(500, e.to_string()),
     };
@@ -52,26 +52,80 @@ pub(crate) fn read(ctx: &Ctx, c: &Caller, id: &str, kind: ReadKind) -> Resp {
             let plans: Vec<Value> = cl.jobs.iter().map(|j| views::plan(cl, j, now)).collect();
             reply::ok(&plans)
         }
-        ReadKind::Plan(plan_id) => {
-            let Ok(owner) = ClusterId::from_task_or_job(&plan_id) else {
-                return reply::text(400, format!("invalid job id {plan_id}"));
-            };
-            let num = plan_id
-                .split('-')
-                .nth(1)
-                .and_then(|n| n.parse::<u64>().ok());
-            let (Some(num), true) = (num, owner == id) else {
-                return reply::text(
-                    400,
-                    format!("job {plan_id} does not belong to cluster {id}"),
-                );
-            };
-            match cl.jobs.iter().find(|j| j.num == num) {
-                Some(job) => reply::ok(&views::plan(cl, job, now)),
-                None => reply::text(500, format!("job {plan_id} not found")),
-            }
-        }
+        ReadKind::Plan(plan_id) => plan(ctx, &state, cl, id_text, &plan_id, now),
     }
+}
+
+/// `GET /v2/clusters/{id}/plans/{job}`. With `job_ids_as_written`, as
+/// `coopr-server/.../http/handler/ClusterHandler.java` does it: `JobId.fromString` (one `-`,
+/// numeric job part, else 400 with Java's message), the job looked up by number and the NUMERIC
+/// cluster part (`SQLClusterStore.getClusterJob`; none: Coopr's NPE, a 500), then 400 unless the
+/// job's cluster part equals the path's `{id}` as a STRING: a job made by `DELETE
+/// /v2/clusters/42` (`42-007`) is found under `/v2/clusters/42` only, and `00000042-007` is not
+/// found under `/v2/clusters/42`.
+fn plan(ctx: &Ctx, state: &State, cl: &Cluster, id_text: &str, plan_id: &str, now: u64) -> Resp {
+    let id = cl.id;
+    if !ctx.shared.cfg.job_ids_as_written {
+        let Ok(owner) = ClusterId::from_task_or_job(plan_id) else {
+            return reply::text(400, format!("invalid job id {plan_id}"));
+        };
+        let num = plan_id
+            .split('-')
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok());
+        let (Some(num), true) = (num, owner.get() == id) else {
+            return reply::text(
+                400,
+                format!("job {plan_id} does not belong to cluster {}", cid(id)),
+            );
+        };
+        return match cl.jobs.iter().find(|j| j.num == num) {
+            Some(job) => reply::ok(&views::plan(cl, job, now)),
+            None => reply::text(500, format!("job {plan_id} not found")),
+        };
+    }
+    let invalid = || reply::text(400, format!("invalid job id string {plan_id}"));
+    let Some(dash) = plan_id.find('-').filter(|i| *i > 0) else {
+        return invalid();
+    };
+    let (cluster_part, num_part) = (&plan_id[..dash], &plan_id[dash + 1..]);
+    if num_part.contains('-') {
+        return invalid();
+    }
+    let Some(num) = java_long(num_part) else {
+        return reply::text(400, format!("For input string: \"{num_part}\""));
+    };
+    let Some(owner) = java_long(cluster_part) else {
+        return reply::text(400, format!("For input string: \"{cluster_part}\""));
+    };
+    let job = state
+        .clusters
+        .get(&owner)
+        .and_then(|c| c.jobs.iter().find(|j| j.num == num).map(|j| (c, j)));
+    let Some((owner_cl, job)) = job else {
+        return reply::text(500, "Exception getting plan.");
+    };
+    let job_cluster = job.cluster_ref.clone().unwrap_or_else(|| cid(owner_cl.id));
+    if job_cluster != id_text {
+        return reply::text(
+            400,
+            format!("Job {plan_id} does not belong to cluster {id_text}"),
+        );
+    }
+    reply::ok(&views::plan(owner_cl, job, now))
+}
+
+/// `Long.valueOf`: an optional sign and decimal digits, within `i64`; negatives never match a
+/// stored id, so they are `None` here too.
+fn java_long(text: &str) -> Option<u64> {
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| u64::try_from(n).ok())
 }
 
 /// `GET /v2/clusters[?status=a,b]`: unknown status values are dropped; none left = all.
@@ -163,9 +217,30 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
     };
     let defaults = template.get("defaults").cloned().unwrap_or(Value::Null);
     let provider_name = field_or(&req, "provider", &defaults).unwrap_or_default();
-    let Some(provider) = lookup("providers", &provider_name) else {
+    let Some(mut provider) = lookup("providers", &provider_name) else {
         return reply::text(404, format!("provider {provider_name} does not exist"));
     };
+    // `ClusterService.prepareClusterForOperation`: overridable admin fields and user fields of
+    // the request join `provider.provisioner`; sensitive ones go to the credential store.
+    let mut sensitive = serde_json::Map::new();
+    if let Some(fields) = req.get("providerFields") {
+        let ty_name = provider
+            .get("providertype")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if let Some(ty) =
+            super::catalog::plugin_type(&state.catalog, &c.tenant_id, "providertypes", ty_name)
+        {
+            let (plain, secret) = super::catalog::group_fields(&ty, fields);
+            if let Some(obj) = provider.as_object_mut() {
+                let prov = obj.entry("provisioner").or_insert_with(|| json!({}));
+                if let Some(prov) = prov.as_object_mut() {
+                    prov.extend(plain);
+                }
+            }
+            sensitive.extend(secret);
+        }
+    }
     let hardwaretype = field_or(&req, "hardwaretype", &defaults).unwrap_or_default();
     let imagetype = field_or(&req, "imagetype", &defaults).unwrap_or_default();
     let services = match req
@@ -221,6 +296,7 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
         nodes: Vec::new(),
         jobs: Vec::new(),
         status: ClusterStatus::Pending,
+        sensitive,
     };
     for i in 0..num {
         let node_id = state.uuids.uuid();
@@ -234,12 +310,17 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
         );
         cluster.nodes.push(node_id);
     }
+    if cfg.solve_layout {
+        lifecycle::solved(&mut state.counters, &mut cluster, now, None);
+    }
     let op = OpStart {
         counters: &mut state.counters,
         rng: &mut state.rng,
         now,
         delay_ms: cfg.op_delay.as_millis() as u64,
         failure_rate: cfg.failure_rate,
+        external: cfg.tasks == super::TaskMode::External,
+        cluster_ref: None,
     };
     lifecycle::start(op, &mut cluster, Action::ClusterCreate, &services);
     state.clusters.insert(id, cluster);

@@ -1,4 +1,6 @@
-//! One request's flow: route (404/405 before anything else), header auth, body, handler, then —
+//! One request's flow: the security token (`--security-token`, before anything else, as Coopr's
+//! `SecurityAuthenticationHttpHandler` sits in the netty pipeline before the router), route
+//! (404/405 for this port), header auth, body, handler, then —
 //! for a state-changing request that got a 2xx — the `/sim/log` entry and the `--data` save.
 
 use std::sync::Arc;
@@ -13,14 +15,14 @@ use super::ctx::Ctx;
 use super::reply::{self, LogCluster, Resp};
 use super::routes::{self, Route};
 use super::tenants;
-use super::{Shared, catalog, cluster_ops, clusters, nodes, persist, plugins, simlog, tasks};
+use super::{Port, Shared, catalog, cluster_ops, clusters, nodes, persist, plugins, simlog, tasks};
 use crate::ids::ClusterId;
 
 /// The largest request body the simulator buffers (plugin uploads are streamed instead).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Handles one request; never panics on network input.
-pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
+pub(crate) async fn handle(shared: Arc<Shared>, port: Port, req: Request<Incoming>) -> Resp {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let decoded: Vec<String> = path
@@ -29,7 +31,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp 
         .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
         .collect();
     let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
-    let route = match routes::resolve(&parts.method, &segs) {
+    let sim_only = routes::resolve(&parts.method, &segs).is_ok_and(|r| r.is_sim_only());
+    if !sim_only
+        && let Some(token) = &shared.cfg.security_token
+        && let Err(resp) = auth::check_token(token, &parts.headers, parts.version)
+    {
+        return resp;
+    }
+    let route = match routes::resolve_on(port, &parts.method, &segs) {
         Ok(route) => route,
         Err(405) => {
             return reply::text(
@@ -106,6 +115,9 @@ fn call(ctx: &Ctx, route: Route, caller: Option<&Caller>) -> Resp {
         (Route::ProvisionerHeartbeat(p), _) => tasks::heartbeat(ctx, &p),
         (Route::ProvisionerDelete(p), _) => tasks::provisioner_delete(ctx, &p),
         (Route::PluginDownload(t, key, v), _) => plugins::download(ctx, &t, &key, &v),
+        (Route::PluginTypePut(kind, n), _) => catalog::plugin_type_put(ctx, &kind, &n),
+        (Route::PluginTypeList(kind), Some(_)) => catalog::plugin_type_list(ctx, &kind),
+        (Route::PluginTypeGet(kind, n), Some(_)) => catalog::plugin_type_get(ctx, &kind, &n),
         (Route::ProvisionerList, Some(c)) => tasks::provisioner_list(ctx, c),
         (Route::ProvisionerGet(p), Some(c)) => tasks::provisioner_get(ctx, c, &p),
         (Route::TenantList, Some(c)) => tenants::list(ctx, c),

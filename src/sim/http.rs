@@ -13,13 +13,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use super::{Shared, dispatch};
+use super::{Port, Shared, dispatch};
 
 /// How long shutdown waits for in-flight requests before giving up on them.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn serve(
     shared: Arc<Shared>,
+    port: Port,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -30,7 +31,7 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     let name = shared.cfg.name.clone();
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(sim = %name, %addr, "coopr-sim listening");
+        tracing::info!(sim = %name, %addr, ?port, "coopr-sim listening");
     }
     tokio::pin!(shutdown);
     loop {
@@ -49,7 +50,7 @@ pub(crate) async fn serve(
                 let shared = shared.clone();
                 let service = service_fn(move |req| {
                     let shared = shared.clone();
-                    async move { Ok::<_, Infallible>(dispatch::handle(shared, req).await) }
+                    async move { Ok::<_, Infallible>(dispatch::handle(shared, port, req).await) }
                 });
                 let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let conn = graceful.watch(conn);

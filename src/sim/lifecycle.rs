@@ -5,9 +5,12 @@
 //!
 //! As in Coopr, success leaves the job `complete` and the cluster `active` (`terminated` for a
 //! delete); failure leaves the job `failed` and the cluster in the action's failure status.
+//!
+//! Under [`super::TaskMode::External`] a job has no deadline: it advances only as provisioners
+//! finish its tasks (`super::tasks`), and its progress is the number of finished tasks.
 
 use super::rng::Rng;
-use super::state::{Action, Cluster, ClusterStatus, Counters, Job, JobStatus, PlanTask};
+use super::state::{Action, Cluster, ClusterStatus, Counters, Job, JobStatus, PlanTask, TaskState};
 
 /// What a cluster looks like right now.
 #[derive(Debug, Clone, Copy)]
@@ -36,7 +39,16 @@ pub(crate) fn effective(c: &Cluster, now: u64) -> Effective {
         let done = total * (span - left.min(span)) / span;
         done.min(total.saturating_sub(1))
     };
+    let finished = job
+        .tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Done)
+        .count() as u64;
     let (status, job_status, done) = match job.status {
+        JobStatus::Running | JobStatus::Paused if job.external => {
+            (ClusterStatus::Pending, job.status, finished)
+        }
+        JobStatus::Complete | JobStatus::Failed if job.external => (c.status, job.status, finished),
         JobStatus::Running if now >= job.deadline_ms => outcome(job),
         JobStatus::Running => (
             ClusterStatus::Pending,
@@ -86,6 +98,34 @@ pub(crate) struct OpStart<'a> {
     pub now: u64,
     pub delay_ms: u64,
     pub failure_rate: f64,
+    /// Wait for provisioners instead of the clock.
+    pub external: bool,
+    /// The cluster id as the request wrote it, when job ids follow it.
+    pub cluster_ref: Option<String>,
+}
+
+/// Records a `solve_layout` job, complete at once (the simulator's solver never fails): Coopr's
+/// create and add-services first run the solver under a job of their own
+/// (`coopr-server/.../cluster/ClusterService.java`, `.../scheduler/SolverScheduler.java`).
+pub(crate) fn solved(
+    counters: &mut Counters,
+    c: &mut Cluster,
+    now: u64,
+    cluster_ref: Option<String>,
+) {
+    let num = counters.next_job();
+    c.jobs.push(Job {
+        num,
+        action: Action::SolveLayout,
+        status: JobStatus::Complete,
+        start_ms: now,
+        deadline_ms: now,
+        fails: false,
+        paused_left_ms: None,
+        tasks: Vec::new(),
+        cluster_ref,
+        external: false,
+    });
 }
 
 /// Starts `action` on the cluster: a new running job (the new `latestJobId`) with a plan over
@@ -101,24 +141,42 @@ pub(crate) fn start(op: OpStart<'_>, c: &mut Cluster, action: Action, services: 
             name: name.to_string(),
             node,
             service,
+            state: TaskState::Queued,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let deadline = if op.external {
+        u64::MAX
+    } else {
+        op.now.saturating_add(op.delay_ms)
+    };
+    let nothing_to_do = op.external && tasks.is_empty();
     c.jobs.push(Job {
         num,
         action,
-        status: JobStatus::Running,
+        status: if nothing_to_do {
+            JobStatus::Complete
+        } else {
+            JobStatus::Running
+        },
         start_ms: op.now,
-        deadline_ms: op.now.saturating_add(op.delay_ms),
+        deadline_ms: deadline,
         fails,
         paused_left_ms: None,
         tasks,
+        cluster_ref: op.cluster_ref,
+        external: op.external,
     });
-    c.status = ClusterStatus::Pending;
+    c.status = if nothing_to_do {
+        action.success_status()
+    } else {
+        ClusterStatus::Pending
+    };
 }
 
 /// The task names of each stage: node-level stages, then per-service stages.
 fn stages(action: Action) -> (&'static [&'static str], &'static [&'static str]) {
     match action {
+        Action::SolveLayout => (&[], &[]),
         Action::ClusterCreate => (
             &["CREATE", "CONFIRM", "BOOTSTRAP"],
             &["INSTALL", "CONFIGURE", "INITIALIZE", "START"],

@@ -1,8 +1,14 @@
 //! Path routing, as netty-http does it: only the path matters, empty segments and a trailing `/`
 //! are ignored, an unknown path is 404 and a wrong method 405 — both before any header check.
-//! Each route knows whether it needs the `Coopr-*` headers.
+//! Each route knows whether it needs the `Coopr-*` headers, and which of Coopr's two servers
+//! serves it (`coopr-server/.../http/guice/HttpModule.java`: external handlers on `server.port`,
+//! `TaskHandler` and `ProvisionerHandler` on `server.tasks.port`). A route asked of the wrong
+//! server gets what that server's netty-http router gives: 405 if the path exists there under
+//! another method, else 404 ([`resolve_on`]).
 
 use http::Method;
+
+use super::Port;
 
 /// `start`, `stop` or `restart` on services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +99,12 @@ pub(crate) enum Route {
     ProvisionerDelete(String),
     PluginUpload(ResKey),
     PluginDownload(String, ResKey, String),
+    /// `GET /v2/plugins/{providertypes|automatortypes}` (`AdminHandler`).
+    PluginTypeList(String),
+    /// `GET /v2/plugins/{kind}/{name}` (`AdminHandler`).
+    PluginTypeGet(String, String),
+    /// `PUT /v2/plugins/{kind}/{name}` (`ProvisionerHandler`, tasks port).
+    PluginTypePut(String, String),
 }
 
 impl Route {
@@ -109,8 +121,49 @@ impl Route {
                 | Route::ProvisionerHeartbeat(_)
                 | Route::ProvisionerDelete(_)
                 | Route::PluginDownload(..)
+                | Route::PluginTypePut(..)
         )
     }
+
+    /// Simulator-only routes (`/sim/log`, `/v2/sim/blob`): served on every port, never behind
+    /// the security token.
+    pub(crate) fn is_sim_only(&self) -> bool {
+        matches!(self, Route::SimLog | Route::SimBlob)
+    }
+
+    /// Which Coopr server has this route: `TaskHandler` and `ProvisionerHandler` are internal
+    /// (`coopr-server/.../http/handler/{TaskHandler,ProvisionerHandler}.java`), the rest external.
+    pub(crate) fn port(&self) -> Port {
+        match self {
+            Route::TaskTake
+            | Route::TaskFinish
+            | Route::ProvisionerPut(_)
+            | Route::ProvisionerHeartbeat(_)
+            | Route::ProvisionerDelete(_)
+            | Route::PluginDownload(..)
+            | Route::PluginTypePut(..) => Port::Internal,
+            Route::SimLog | Route::SimBlob => Port::Both,
+            _ => Port::External,
+        }
+    }
+
+    fn served_on(&self, port: Port) -> bool {
+        port == Port::Both || self.port() == Port::Both || self.port() == port
+    }
+}
+
+/// [`resolve`] as the server behind `port` sees it.
+pub(crate) fn resolve_on(port: Port, m: &Method, segs: &[&str]) -> Result<Route, u16> {
+    if let Ok(route) = resolve(m, segs)
+        && route.served_on(port)
+    {
+        return Ok(route);
+    }
+    let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE];
+    let elsewhere = methods
+        .iter()
+        .any(|other| resolve(other, segs).is_ok_and(|r| r.served_on(port)));
+    Err(if elsewhere { 405 } else { 404 })
 }
 
 /// The catalog entity types of `AdminHandler`.
@@ -172,6 +225,12 @@ fn v2(m: &Method, segs: &[&str]) -> Result<Route, u16> {
             };
             pick!(m; GET => Route::PluginDownload(s(t), key, s(v)))
         }
+        ["plugins", kind] if is_plugin_kind(kind) => {
+            pick!(m; GET => Route::PluginTypeList(s(kind)))
+        }
+        ["plugins", kind, name] if is_plugin_kind(kind) => pick!(m;
+            GET => Route::PluginTypeGet(s(kind), s(name)),
+            PUT => Route::PluginTypePut(s(kind), s(name))),
         ["plugins", kind, name, rt, rn] if is_plugin_kind(kind) => {
             let key = ResKey {
                 kind: s(kind),

@@ -51,6 +51,7 @@ pub(crate) enum JobStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Action {
+    SolveLayout,
     ClusterCreate,
     ClusterDelete,
     ClusterConfigure,
@@ -65,6 +66,7 @@ impl Action {
     /// The lowercase REST name.
     pub(crate) fn lower(self) -> &'static str {
         match self {
+            Action::SolveLayout => "solve_layout",
             Action::ClusterCreate => "cluster_create",
             Action::ClusterDelete => "cluster_delete",
             Action::ClusterConfigure => "cluster_configure",
@@ -87,6 +89,7 @@ impl Action {
     /// The cluster status after the job fails (`ClusterAction.getFailureStatus`).
     pub(crate) fn failure_status(self) -> ClusterStatus {
         match self {
+            Action::SolveLayout => ClusterStatus::Terminated,
             Action::ClusterCreate | Action::ClusterDelete => ClusterStatus::Incomplete,
             _ => ClusterStatus::Inconsistent,
         }
@@ -101,6 +104,21 @@ pub(crate) struct PlanTask {
     pub name: String,
     pub node: String,
     pub service: String,
+    /// Where the task is in the task protocol ([`super::TaskMode::External`] only).
+    #[serde(default)]
+    pub state: TaskState,
+}
+
+/// A task under [`super::TaskMode::External`]: queued, taken by a worker, or finished.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TaskState {
+    #[default]
+    Queued,
+    /// By `provisionerId.workerId` (`TaskQueueService`'s consumer id).
+    Taken(String),
+    Done,
+    Failed,
 }
 
 /// A cluster job. While `status` is `Running`, its outcome is decided by the clock.
@@ -116,6 +134,13 @@ pub(crate) struct Job {
     /// Set while paused: how much of the delay was left.
     pub paused_left_ms: Option<u64>,
     pub tasks: Vec<PlanTask>,
+    /// The cluster part of the job id as the request wrote it (`42` for `DELETE
+    /// /v2/clusters/42`); `None`: the 8-digit id (`coopr-server/.../scheduler/task/JobId.java`).
+    #[serde(default)]
+    pub cluster_ref: Option<String>,
+    /// Advanced by provisioners, not by the clock ([`super::TaskMode::External`]).
+    #[serde(default)]
+    pub external: bool,
 }
 
 /// A cluster.
@@ -139,6 +164,11 @@ pub(crate) struct Cluster {
     pub jobs: Vec<Job>,
     /// The status once the latest job has settled (see `lifecycle`).
     pub status: ClusterStatus,
+    /// The credential store's entry for this cluster: sensitive provider fields of the request,
+    /// never in the cluster's JSON, added to the provider of each task a provisioner takes
+    /// (`coopr-server/.../cluster/ClusterService.java`, `.../scheduler/task/TaskQueueService.java`).
+    #[serde(default)]
+    pub sensitive: serde_json::Map<String, Value>,
 }
 
 impl Cluster {
@@ -222,11 +252,13 @@ pub(crate) struct State {
 impl State {
     /// A new simulator: tenant `superadmin` and the demo catalog.
     pub(crate) fn fresh(cfg: &SimConfig) -> State {
+        // `IdService` keeps a stored counter; `id_counter_start` stands for one.
+        let start = cfg.id_counter_start.unwrap_or(cfg.id_start);
         let mut state = State {
             counters: Counters {
-                cluster: cfg.id_start,
-                job: cfg.id_start,
-                task: cfg.id_start,
+                cluster: start,
+                job: start,
+                task: start,
                 increment: cfg.id_increment,
             },
             rng: Rng::new(cfg.seed),

@@ -15,6 +15,23 @@ pub(crate) fn cid(id: u64) -> String {
     format!("{id:08}")
 }
 
+/// A job's id: `<cluster as the request wrote it>-<job>` when it was started that way
+/// (`coopr-server/.../scheduler/task/JobId.java`: `%s-%03d`), else `<8-digit cluster>-<job>`.
+pub(crate) fn job_ref(cluster: u64, job: &Job) -> String {
+    match &job.cluster_ref {
+        Some(written) => format!("{written}-{:03}", job.num),
+        None => job_id(cluster, job.num),
+    }
+}
+
+/// A task's id under its job (`TaskId.java`: `%s-%03d`).
+pub(crate) fn task_ref(cluster: u64, job: &Job, task: u64) -> String {
+    match &job.cluster_ref {
+        Some(_) => format!("{}-{task:03}", job_ref(cluster, job)),
+        None => task_id(cluster, job.num, task),
+    }
+}
+
 /// The job id `<cluster>-<job>`.
 pub(crate) fn job_id(cluster: u64, job: u64) -> String {
     ClusterId::new(cluster)
@@ -94,10 +111,17 @@ pub(crate) fn summary(c: &Cluster, now: u64) -> Value {
 /// `GET /v2/clusters/{id}`.
 pub(crate) fn details(c: &Cluster, now: u64, nodes: &BTreeMap<String, Node>) -> Value {
     let e = effective(c, now);
-    let node_list: Vec<&Value> = c
+    let planted = timer_create_done(c, &e);
+    let node_list: Vec<Value> = c
         .nodes
         .iter()
-        .filter_map(|n| nodes.get(n).map(|n| &n.body))
+        .filter_map(|n| nodes.get(n).map(|n| n.body.clone()))
+        .map(|mut n| {
+            if planted {
+                plant_ssh_auth(&mut n);
+            }
+            n
+        })
         .collect();
     json!({
         "id": cid(c.id),
@@ -110,13 +134,45 @@ pub(crate) fn details(c: &Cluster, now: u64, nodes: &BTreeMap<String, Node>) -> 
         "clusterTemplate": c.template,
         "nodes": node_list,
         "services": c.services,
-        "latestJobId": c.latest().map(|j| job_id(c.id, j.num)),
+        "latestJobId": c.latest().map(|j| job_ref(c.id, j)),
         "status": e.status,
         "config": c.config,
         "links": [],
         "progress": progress(&e),
         "message": message(&e),
     })
+}
+
+/// Whether a clock-driven create of this cluster has finished. Under the task protocol the
+/// provisioner's `CONFIRM` result carries `ssh-auth` instead (`super::tasks::finish`).
+fn timer_create_done(c: &Cluster, e: &Effective) -> bool {
+    let Some(pos) = c
+        .jobs
+        .iter()
+        .rposition(|j| j.action == Action::ClusterCreate)
+    else {
+        return false;
+    };
+    let job = &c.jobs[pos];
+    let status = if pos + 1 == c.jobs.len() {
+        e.job
+    } else {
+        Some(job.status)
+    };
+    !job.external && status == Some(JobStatus::Complete)
+}
+
+/// `provisionerResults.ssh-auth` as a provisioner's `CONFIRM` reports it
+/// (`coopr-server/.../provisioner/mock/MockWorker.java`), with the planted password.
+pub(crate) fn plant_ssh_auth(node: &mut Value) {
+    if let Some(results) = node
+        .get_mut("provisionerResults")
+        .and_then(Value::as_object_mut)
+    {
+        results
+            .entry("ssh-auth")
+            .or_insert_with(|| json!({"user": "root", "password": super::SSH_PASSWORD}));
+    }
 }
 
 /// A job plan (`formatJobPlan`): UPPERCASE action and task names.
@@ -136,15 +192,15 @@ pub(crate) fn plan(c: &Cluster, job: &Job, now: u64) -> Value {
             current = t.stage;
         }
         stages[stage].push(json!({
-            "id": task_id(c.id, job.num, t.num),
+            "id": task_ref(c.id, job, t.num),
             "taskName": t.name,
             "nodeId": t.node,
             "service": t.service,
         }));
     }
     json!({
-        "id": job_id(c.id, job.num),
-        "clusterId": cid(c.id),
+        "id": job_ref(c.id, job),
+        "clusterId": job.cluster_ref.clone().unwrap_or_else(|| cid(c.id)),
         "action": job.action.lower().to_ascii_uppercase(),
         "currentStage": current,
         "stages": stages,
