@@ -93,6 +93,14 @@ fn is_canonical(raw: &str) -> bool {
 /// do not find. Segments are compared percent-decoded (as Coopr matches them); everything but
 /// the id is left exactly as it was.
 pub fn canonical_cluster_path(path: &str) -> Option<String> {
+    // The common spelling first, with no decoding and no allocation: `/v2/clusters/` and an
+    // id of plain digits, already as Coopr writes it.
+    if let Some(rest) = path.strip_prefix("/v2/clusters/") {
+        let end = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+        if is_canonical(&rest[..end]) {
+            return None;
+        }
+    }
     fn decoded(seg: &str) -> std::borrow::Cow<'_, str> {
         percent_encoding::percent_decode_str(seg).decode_utf8_lossy()
     }
