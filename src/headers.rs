@@ -17,6 +17,12 @@ pub const ERROR: HeaderName = HeaderName::from_static("x-coopr-router-error");
 pub const HOP: HeaderName = HeaderName::from_static("x-coopr-router-hop");
 /// On an answer from the replica store: the epoch of the owner that captured the state.
 pub const REPLICA_EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-replica-epoch");
+/// On an answer from the replica store: what the owner DC withheld from it (secrets stay home);
+/// `Cache-Control: no-cache` reads the owner, which has them.
+pub const WITHHELD: HeaderName = HeaderName::from_static("x-coopr-router-withheld");
+/// The value of [`WITHHELD`]: the parts replication never copies.
+pub const WITHHELD_PARTS: &str =
+    "provider.provisioner, nodes.provisionerResults, providerFields, credential-named members";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");

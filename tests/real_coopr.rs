@@ -309,6 +309,11 @@ async fn three_dcs_in_front_of_coopr_like_servers() {
             })
             .await;
             assert!(!r.text().contains(API_PASSWORD) && !r.text().contains(SSH_PASSWORD));
+            assert!(
+                r.header("x-coopr-router-withheld")
+                    .contains("provider.provisioner"),
+                "a replica read says what was withheld"
+            );
         }
     }
     // An unpadded delete finishes (Coopr's plan lookup by the padded id works) and replicates

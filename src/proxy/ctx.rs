@@ -29,6 +29,7 @@ pub struct Proxy {
 pub(super) struct Outcome {
     pub class: Option<Classification>,
     pub route: Option<&'static str>,
+    /// The DC that answered, when it is not this one.
     pub dc: Option<String>,
     pub shard: Option<u32>,
 }

@@ -119,7 +119,11 @@ impl Proxy {
                 shard = out.shard,
                 class = c.map(|c| c.class.as_str()),
                 route = out.route.unwrap_or("error"),
-                dc = out.dc.as_deref().unwrap_or(""),
+                dc = match (&out.dc, out.route) {
+                    (Some(dc), _) => dc.as_str(),
+                    (None, Some(_)) => rt.config.dcs[rt.config.local].name.as_str(),
+                    (None, None) => "",
+                },
                 status = resp.status().as_u16(),
                 // Declared lengths (Content-Length); a chunked body logs none.
                 bytes_in = content_length(&parts.headers),

@@ -204,5 +204,9 @@ fn replica_response(
     }
     h.insert(header::AGE, headers::number(a.age_seconds));
     h.insert(headers::REPLICA_EPOCH, headers::number(a.epoch));
+    h.insert(
+        headers::WITHHELD,
+        HeaderValue::from_static(headers::WITHHELD_PARTS),
+    );
     resp
 }

@@ -79,7 +79,7 @@ pub(super) async fn serve(
     // 3b. Coopr's internal API: only the provisioner port serves it, always from this DC's
     // servers' tasks API (what Coopr itself binds to `server.tasks.port` authenticates nobody).
     if origin == Origin::Provisioner {
-        (out.route, out.dc) = (Some("local"), Some(cx.dc().to_string()));
+        out.route = Some("local");
         let route = Route {
             target: Target::Local(Api::Tasks),
             shard: None,
@@ -120,13 +120,13 @@ pub(super) async fn serve(
     // 8. act: carry out the decision (inline: a nested future here costs instructions on
     // every request).
     let (cx, table) = (&cx, &table);
-    let local = || Some(table.local_name().to_string());
+    // `out.dc` stays `None` for this DC (no allocation per request); only a forward names one.
     match decision {
         Decision::Go(route) => {
             out.shard = route.shard;
             match route.target {
                 Target::Local(api) => {
-                    (out.route, out.dc) = (Some("local"), local());
+                    out.route = Some("local");
                     if replicates(cx) {
                         return to_local_replicated(cx, table, body, route, api).await;
                     }
@@ -141,7 +141,7 @@ pub(super) async fn serve(
                         && cx.class.class == Class::Read
                         && let Some(resp) = replica_read(cx, route).await =>
                 {
-                    (out.route, out.dc) = (Some("replica"), local());
+                    out.route = Some("replica");
                     Ok(resp)
                 }
                 Target::Peer(dc) => {
@@ -149,7 +149,7 @@ pub(super) async fn serve(
                     to_peer(cx, table, body, route, dc).await
                 }
                 Target::Standby(home) => {
-                    (out.route, out.dc) = (Some("standby"), local());
+                    out.route = Some("standby");
                     to_standby(cx, body, route, home).await
                 }
             }
@@ -159,7 +159,7 @@ pub(super) async fn serve(
                 && let Some(resp) = replica_read(cx, adopted_route(table, shard)).await =>
         {
             out.shard = Some(shard);
-            (out.route, out.dc) = (Some("replica"), local());
+            out.route = Some("replica");
             Ok(resp)
         }
         other => Err(refusal(other, table)),

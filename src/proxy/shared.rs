@@ -54,7 +54,7 @@ pub(super) async fn serve_shared(
             )),
             Target::Local(api) => {
                 out.route = Some("local");
-                out.dc = Some(table.local_name().to_string());
+                out.dc = None;
                 to_local(cx, attempt, route, api).await
             }
             Target::Peer(dc) => {
