@@ -33,6 +33,24 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, String> {
+        self.exchange(method, url, headers, body, false).await
+    }
+
+    /// `GET` from a local Coopr server, with the service credential (`coopr.token_file`).
+    pub async fn get_local(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+        self.exchange(Method::GET, url, headers, Bytes::new(), true)
+            .await
+    }
+
+    /// One exchange through the runtime's upstream; `to_coopr` adds the service credential.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        to_coopr: bool,
+    ) -> Result<Reply, String> {
         let rt = self.runtime.load_full();
         let mut req = Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -44,25 +62,10 @@ impl Http {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
             ProxyBody::full(body)
         };
-        let req = req.body(body).map_err(|e| e.to_string())?;
-        let timeout = rt
-            .config
-            .raw
-            .timeouts
-            .response()
-            .max(Duration::from_secs(1));
-        rt.upstream.fetch(req, timeout, MAX_BODY).await
-    }
-
-    /// `GET` from a local Coopr server, with the service credential (`coopr.token_file`).
-    pub async fn get_local(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
-        let rt = self.runtime.load_full();
-        let mut req = Request::get(url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+        let mut req = req.body(body).map_err(|e| e.to_string())?;
+        if to_coopr {
+            rt.authorize(req.headers_mut());
         }
-        let mut req = req.body(ProxyBody::Empty).map_err(|e| e.to_string())?;
-        rt.authorize(req.headers_mut());
         let timeout = rt
             .config
             .raw
