@@ -52,10 +52,15 @@ enum Command {
     },
     /// Read or change the ownership map in etcd.
     Ownership {
-        /// etcd client URLs, comma-separated.
-        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        /// etcd client URLs, comma-separated (before or after `show`/`init`/`set`).
+        #[arg(
+            long,
+            global = true,
+            default_value = "http://127.0.0.1:2379",
+            value_delimiter = ','
+        )]
         etcd: Vec<String>,
-        #[arg(long, default_value = "/coopr-router/")]
+        #[arg(long, global = true, default_value = "/coopr-router/")]
         prefix: String,
         #[command(subcommand)]
         op: OwnershipOp,
@@ -422,4 +427,42 @@ async fn run_failover(
         anyhow::bail!("{failed} of {} shard(s) did not move", plan.moves.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_and_prefix_go_before_or_after_the_ownership_command() {
+        for args in [
+            &[
+                "coopr-router",
+                "ownership",
+                "--etcd",
+                "http://10.9.0.1:2379",
+                "--prefix",
+                "/x/",
+                "show",
+            ][..],
+            &[
+                "coopr-router",
+                "ownership",
+                "show",
+                "--etcd",
+                "http://10.9.0.1:2379",
+                "--prefix",
+                "/x/",
+            ][..],
+        ] {
+            let Cli {
+                command: Command::Ownership { etcd, prefix, .. },
+            } = Cli::try_parse_from(args).unwrap()
+            else {
+                panic!("{args:?} is the ownership command");
+            };
+            assert_eq!(etcd, vec!["http://10.9.0.1:2379".to_string()], "{args:?}");
+            assert_eq!(prefix, "/x/", "{args:?}");
+        }
+    }
 }
