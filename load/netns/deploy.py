@@ -142,6 +142,9 @@ class Deployment:
         t = [f'dc = "dc{k}"', "shard_count = 12", 'rules = "coopr"', "",
              "[listen]", f'client = "127.0.0.1:{port(k, "client")}"',
              f'peer = "{dc_ip(k)}:{port(k, "peer")}"', f'admin = "127.0.0.1:{port(k, "admin")}"',
+             # The peer port listens on this namespace's address, in a network the harness made
+             # for itself: plaintext there is the harness's choice, named as the router asks.
+             "insecure_plaintext_peer = true",
              "", "[[backends]]", f'url = "http://{sim}"', ""]
         for j in DCS:
             peer = f"http://{RELAY_IP}:{port(j, 'peer')}"
