@@ -7,7 +7,7 @@
 use crate::app::{self, Listeners, RouterHandle};
 use crate::config::{self, Config, ConfigError};
 use crate::shutdown::Shutdown;
-use crate::sim::{Sim, SimConfig};
+use crate::sim::{ProvisionerConfig, Sim, SimConfig, TaskMode};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -17,7 +17,8 @@ pub const DCS: [&str; 3] = ["dc1", "dc2", "dc3"];
 /// Shards in the demo map: a multiple of the id increment (3).
 pub const SHARDS: u32 = 12;
 
-/// Port of DC `i` (0-based) for `offset` (0 client, 1 peer, 2 admin, 3 simulator).
+/// Port of DC `i` (0-based) for `offset` (0 client, 1 peer, 2 admin, 3 simulator, 4 the
+/// simulator's tasks API, 5 the router's provisioner listener).
 pub fn port(base: u16, i: usize, offset: u16) -> u16 {
     base + 100 * i as u16 + offset
 }
@@ -34,8 +35,8 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
     }
     format!(
         "# Embedded demo configuration of {dc}.\ndc = \"{dc}\"\nshard_count = {SHARDS}\n\n\
-         [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
-         [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n\n{dcs}\
+         [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n{provisioner}\n\
+         [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n{tasks}\n{dcs}\
          [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n{ownership}",
         ownership = match etcd {
             Some(url) => format!(
@@ -46,6 +47,18 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
             ),
             None if shared => "\n[ownership]\nmode = \"shared\"\n".to_string(),
             None => String::new(),
+        },
+        // Sharded: each DC's provisioner works through its router's provisioner listener,
+        // which forwards Coopr's internal API to the simulator's tasks port.
+        provisioner = if shared {
+            String::new()
+        } else {
+            format!("provisioner = \"127.0.0.1:{}\"\n", port(base, i, 5))
+        },
+        tasks = if shared {
+            String::new()
+        } else {
+            format!("tasks_url = \"http://127.0.0.1:{}\"\n", port(base, i, 4))
         },
         dc = DCS[i],
         client = port(base, i, 0),
@@ -129,20 +142,40 @@ pub async fn run(
         let sim = match &shared_sim {
             Some(s) => s.clone(),
             None => {
+                // Operations advance as a provisioner takes and finishes their tasks; the
+                // provisioner goes through this DC's router (its provisioner listener).
                 let cfg = SimConfig {
                     id_start: i as u64 + 1,
                     id_increment: 3,
                     op_delay,
                     name: name.to_string(),
+                    tasks: TaskMode::External,
+                    provisioner: Some(ProvisionerConfig {
+                        url: Some(format!("http://127.0.0.1:{}", port(base, i, 5))),
+                        id: format!("demo-provisioner-{name}"),
+                        poll: op_delay.min(Duration::from_millis(200)),
+                        ..ProvisionerConfig::default()
+                    }),
                     ..SimConfig::default()
                 };
                 Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?
             }
         };
         let listener = TcpListener::bind(("127.0.0.1", port(base, i, 3))).await?;
-        sims.push(tokio::spawn(
-            sim.serve(listener, Shutdown::wait(shutdown.clone())),
-        ));
+        if shared {
+            sims.push(tokio::spawn(
+                sim.serve(listener, Shutdown::wait(shutdown.clone())),
+            ));
+        } else {
+            let tasks = TcpListener::bind(("127.0.0.1", port(base, i, 4))).await?;
+            sims.push(tokio::spawn(
+                sim.clone()
+                    .serve_external(listener, Shutdown::wait(shutdown.clone())),
+            ));
+            sims.push(tokio::spawn(
+                sim.serve_tasks(tasks, Shutdown::wait(shutdown.clone())),
+            ));
+        }
     }
     for (i, name) in DCS.iter().enumerate() {
         let cfg = match &tls {
@@ -195,6 +228,13 @@ fn print_banner(base: u16, etcd: Option<&str>, shared: bool) {
             port(base, i, 2),
             port(base, i, 3)
         );
+        if !shared {
+            println!(
+                "       provisioners -> router http://127.0.0.1:{} (Coopr's internal API) -> coopr-sim tasks :{}",
+                port(base, i, 5),
+                port(base, i, 4)
+            );
+        }
     }
     let (c1, c2) = (port(base, 0, 0), port(base, 1, 0));
     println!("\nTry:");
