@@ -78,6 +78,10 @@ pub enum ProxyError {
         "{path} is Coopr's internal API (server.tasks.port): provisioners reach it through the router's provisioner listener (listen.provisioner), never through this port"
     )]
     InternalRoute { path: String },
+    #[error(
+        "this DC has no standby server for DC {home} (standby.{home}.tasks_url): provisioners of a standby use /standby/{{home}}/ on the provisioner listener"
+    )]
+    NoStandby { home: String },
     #[error("replication is not enabled on this router")]
     ReplicationOff,
     #[error("bad replication batch: {0}")]
@@ -118,6 +122,7 @@ pub enum ErrorKind {
     Adopted,
     HandoffHeld,
     InternalRoute,
+    NoStandby,
     ReplicationOff,
     ReplicationBatch,
     ReplicationStore,
@@ -127,7 +132,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 25] = [
+    pub const ALL: [ErrorKind; 26] = [
         ErrorKind::BadRequest,
         ErrorKind::BadHead,
         ErrorKind::MethodNotAllowed,
@@ -148,6 +153,7 @@ impl ErrorKind {
         ErrorKind::Adopted,
         ErrorKind::HandoffHeld,
         ErrorKind::InternalRoute,
+        ErrorKind::NoStandby,
         ErrorKind::ReplicationOff,
         ErrorKind::ReplicationBatch,
         ErrorKind::ReplicationStore,
@@ -177,6 +183,7 @@ impl ErrorKind {
             ErrorKind::Adopted => "adopted",
             ErrorKind::HandoffHeld => "handoff_held",
             ErrorKind::InternalRoute => "internal_route",
+            ErrorKind::NoStandby => "no_standby",
             ErrorKind::ReplicationOff => "replication_off",
             ErrorKind::ReplicationBatch => "replication_batch",
             ErrorKind::ReplicationStore => "replication_store",
@@ -199,7 +206,7 @@ impl ProxyError {
         match self {
             Classify(_) | BadHead(_) | BodyRead(_) | ReplicationBatch(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ReplicationOff | InternalRoute { .. } => StatusCode::NOT_FOUND,
+            ReplicationOff | InternalRoute { .. } | NoStandby { .. } => StatusCode::NOT_FOUND,
             ReplicationStore(_) | ReplicationEpochAhead { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ReplicationSender { .. } => StatusCode::FORBIDDEN,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -246,6 +253,7 @@ impl ProxyError {
             Adopted { .. } => ErrorKind::Adopted,
             HandoffHeld { .. } => ErrorKind::HandoffHeld,
             InternalRoute { .. } => ErrorKind::InternalRoute,
+            NoStandby { .. } => ErrorKind::NoStandby,
             ReplicationOff => ErrorKind::ReplicationOff,
             ReplicationBatch(_) => ErrorKind::ReplicationBatch,
             ReplicationStore(_) => ErrorKind::ReplicationStore,

@@ -55,9 +55,11 @@ async fn one(provisioner: bool, extra: &str) -> One {
         None => String::new(),
     };
     let text = format!(
-        "dc = \"dc1\"\nshard_count = 3\n\n[listen]\nclient = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"\nadmin = \"127.0.0.1:3\"\n{listen_extra}\n\
+        "dc = \"dc1\"\nshard_count = {shards}\n\n[listen]\nclient = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"\nadmin = \"127.0.0.1:3\"\n{listen_extra}\n\
          [[backends]]\nurl = \"http://{sim_addr}\"\ntasks_url = \"http://{sim_addr}\"\n\n\
-         [dcs.dc1]\npeer_url = \"http://127.0.0.1:2\"\nid_start = 1\nid_increment = 1\n\n{extra}"
+         [dcs.dc1]\npeer_url = \"http://127.0.0.1:2\"\nid_start = 1\nid_increment = {inc}\n\n{extra}",
+        inc = if extra.contains("[dcs.dc2]") { 2 } else { 1 },
+        shards = if extra.contains("[dcs.dc2]") { 4 } else { 3 }
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("router.toml");
@@ -219,4 +221,48 @@ async fn tls_provisioner_refuses_a_client_without_a_certificate() {
     let tls = support::tls::connect(p, "localhost", with).await.unwrap();
     let r = support::tls::request(tls, req()).await.unwrap();
     assert_eq!(r.status, StatusCode::OK);
+}
+
+/// A standby server's provisioners reach its tasks API under `/standby/{home}/` on the
+/// provisioner listener; an unknown home gets 404 `no_standby`.
+#[tokio::test]
+async fn standby_provisioners_reach_the_standby_tasks_api() {
+    let standby = Sim::new(SimConfig {
+        name: "standby-for-dc2".into(),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let sl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let standby_addr = sl.local_addr().unwrap();
+    let (_stop, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(standby.serve(sl, Shutdown::wait(shutdown)));
+    let d = one(
+        true,
+        &format!(
+            "[dcs.dc2]\npeer_url = \"http://127.0.0.1:9\"\nid_start = 2\nid_increment = 2\n\n\
+             [standby.dc2]\nurl = \"http://{standby_addr}\"\ntasks_url = \"http://{standby_addr}\"\n"
+        ),
+    )
+    .await;
+    let p = d.router.provisioner_addr.unwrap();
+    let r = call(
+        Method::PUT,
+        &format!("http://{p}/standby/dc2/v2/provisioners/p-standby"),
+        &[],
+        r#"{"id":"p-standby","capacityTotal":10,"capacityFree":10,"host":"h","port":1}"#,
+    )
+    .await;
+    assert!(r.status.is_success(), "{} {}", r.status, r.text());
+    assert_eq!(r.header("x-coopr-router-route"), "standby");
+    assert!(sim_logged(standby_addr, "/v2/provisioners/p-standby").await);
+    assert!(!sim_logged(d.sim, "/v2/provisioners/p-standby").await);
+    let r = call(
+        Method::POST,
+        &format!("http://{p}/standby/dc9/v2/tasks/take"),
+        &[],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("x-coopr-router-error"), "no_standby");
 }

@@ -125,7 +125,13 @@ impl Default for FailoverConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StandbyConfig {
+    /// The standby Coopr server's external API (`server.port`).
     pub url: String,
+    /// Its internal tasks API (`server.tasks.port`), for the provisioners that serve it: they
+    /// reach it on the provisioner listener under `/standby/{home}/` (required with
+    /// `listen.provisioner`; defaults to `url`).
+    #[serde(default)]
+    pub tasks_url: Option<String>,
 }
 
 /// The admin API.

@@ -40,6 +40,9 @@ pub struct ValidConfig {
     pub shards: Vec<ShardSpec>,
     /// Per DC index: the standby Coopr server for shards adopted from that home DC.
     pub standby: Vec<Option<Uri>>,
+    /// Per DC index: that standby server's tasks API (the provisioner listener's
+    /// `/standby/{home}/`).
+    pub standby_tasks: Vec<Option<Uri>>,
 }
 
 fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -263,6 +266,18 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             return Err(err(&key, "a DC needs no standby for its own home shards"));
         }
         parse_base_url(&format!("{key}.url"), &sb.url)?;
+        match &sb.tasks_url {
+            Some(t) => {
+                parse_base_url(&format!("{key}.tasks_url"), t)?;
+            }
+            None if raw.listen.provisioner.is_some() => {
+                return Err(err(
+                    format!("{key}.tasks_url"),
+                    "listen.provisioner serves the standby's provisioners too (under /standby/{home}/): name its tasks port (server.tasks.port)",
+                ));
+            }
+            None => {}
+        }
     }
     let hc = &raw.health;
     if hc.interval_ms < 10 || hc.timeout_ms == 0 || hc.rise == 0 || hc.fall == 0 {
@@ -334,6 +349,13 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         .iter()
         .map(|d| raw.standby.get(&d.name).and_then(|s| s.url.parse().ok()))
         .collect();
+    let standby_tasks = dcs
+        .iter()
+        .map(|d| {
+            let s = raw.standby.get(&d.name)?;
+            s.tasks_url.as_deref().unwrap_or(&s.url).parse().ok()
+        })
+        .collect();
     Ok(ValidConfig {
         raw,
         local,
@@ -341,6 +363,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         backends,
         shards,
         standby,
+        standby_tasks,
     })
 }
 

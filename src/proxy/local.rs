@@ -9,7 +9,7 @@ use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::Route;
-use crate::upstream::{Hop, SendError, upstream_request};
+use crate::upstream::{Hop, SendError, upstream_request, upstream_request_to};
 use http::Response;
 
 /// Sends to a local Coopr server, trying the next one when a connection is refused and the
@@ -98,6 +98,54 @@ pub(super) async fn to_standby(
         .await
     {
         Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", route)),
+        Err(e) => Err(e.into_error(Hop::Standby(base))),
+    }
+}
+
+/// The provisioner listener's prefix for a standby server's provisioners: `/standby/{home}/v2/...`
+/// goes to the tasks API of this DC's standby server for home DC `{home}`, without the prefix.
+const STANDBY_PREFIX: &str = "/standby/";
+
+/// Serves a request of the provisioner listener: Coopr's internal API of this DC's servers, or,
+/// under `/standby/{home}/`, of its standby server for `{home}` (its own provisioners).
+pub(super) async fn to_tasks(
+    cx: &Ctx<'_>,
+    body: ProxyBody,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let local = Route {
+        target: crate::routing::Target::Local(Api::Tasks),
+        shard: None,
+        epoch: 0,
+    };
+    let Some(rest) = cx.parts.uri.path().strip_prefix(STANDBY_PREFIX) else {
+        return to_local(cx, body, local, Api::Tasks).await;
+    };
+    let rt = cx.rt;
+    let (home, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let base = rt
+        .config
+        .dcs
+        .iter()
+        .position(|d| d.name == home)
+        .and_then(|i| rt.config.standby_tasks.get(i)?.as_ref());
+    let Some(base) = base else {
+        return Err(ProxyError::NoStandby {
+            home: home.to_string(),
+        });
+    };
+    let pq = match cx.parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let pq = http::uri::PathAndQuery::try_from(pq)
+        .map_err(|e| ProxyError::BackendUnreachable(format!("bad standby path: {e}")))?;
+    let req = upstream_request_to(cx.parts, base, pq, cx.remote, body);
+    match rt
+        .upstream
+        .send(req, rt.config.raw.timeouts.response())
+        .await
+    {
+        Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", local)),
         Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
 }

@@ -23,7 +23,7 @@
 
 use super::ctx::{Ctx, Outcome, Proxy};
 use super::hold::hold;
-use super::local::{to_local, to_standby};
+use super::local::{to_local, to_standby, to_tasks};
 use super::node::cluster_of_node;
 use super::peer::to_peer;
 use super::replica::{
@@ -80,12 +80,7 @@ pub(super) async fn serve(
     // servers' tasks API (what Coopr itself binds to `server.tasks.port` authenticates nobody).
     if origin == Origin::Provisioner {
         out.route = Some("local");
-        let route = Route {
-            target: Target::Local(Api::Tasks),
-            shard: None,
-            epoch: 0,
-        };
-        return to_local(&cx, body, route, Api::Tasks).await;
+        return to_tasks(&cx, body).await;
     }
     if class.api == Api::Tasks {
         return Err(ProxyError::InternalRoute {

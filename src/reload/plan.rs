@@ -133,6 +133,7 @@ pub const KEYS: &[(&str, Class)] = &[
     ("admin.drain_delay_ms", Hot),
     ("admin.watch_config_ms", Hot),
     ("standby.*.url", Hot),
+    ("standby.*.tasks_url", Hot),
     // Read once at start (liveness, failover and handoff tasks; the replication store, senders
     // and tracker).
     ("failover.*", Noted(FAILOVER)),
@@ -191,6 +192,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         backends,
         shards,
         standby,
+        standby_tasks,
     } = new;
     let RawConfig {
         dc,
@@ -585,7 +587,9 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             },
             standby: raw_standby
                 .into_iter()
-                .map(|(home, StandbyConfig { url })| (home, StandbyConfig { url }))
+                .map(|(home, StandbyConfig { url, tasks_url })| {
+                    (home, StandbyConfig { url, tasks_url })
+                })
                 .collect(),
             failover,
             replication,
@@ -597,6 +601,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         backends,
         shards,
         standby,
+        standby_tasks,
     };
     if keep_topo {
         keep_topology(old, &mut config);
@@ -616,6 +621,7 @@ fn keep_topology(old: &Config, new: &mut Config) {
     new.local = old.local;
     new.shards = old.shards.clone();
     new.standby = old.standby.clone();
+    new.standby_tasks = old.standby_tasks.clone();
 }
 
 #[cfg(test)]

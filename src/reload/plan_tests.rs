@@ -47,6 +47,7 @@ token_file = "{token}"
 
 [standby.dc3]
 url = "http://10.1.0.30:55054"
+tasks_url = "http://10.1.0.30:55055"
 
 [ownership]
 source = "{source}"
@@ -284,6 +285,7 @@ fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>)>> {
         one("admin.drain_delay_ms", "1"),
         one("admin.watch_config_ms", "0"),
         one("standby.dc3.url", "\"http://10.1.0.31:55054\""),
+        one("standby.dc3.tasks_url", "\"http://10.1.0.31:55055\""),
         one("failover.mode", "\"manual\""),
         one("failover.lease_ttl_ms", "6000"),
         one("failover.grace_ms", "3000"),
@@ -462,6 +464,7 @@ fn before(old: &Config, mut cfg: Config) -> (Config, Vec<String>) {
         cfg.dcs = old.dcs.clone();
         cfg.local = old.local;
         cfg.standby = old.standby.clone();
+        cfg.standby_tasks = old.standby_tasks.clone();
     } else if o.source == OwnershipSource::Etcd {
         let mut keep = n.clone();
         for (name, changed) in [
@@ -499,6 +502,7 @@ fn before(old: &Config, mut cfg: Config) -> (Config, Vec<String>) {
             cfg.shards = old.shards.clone();
             cfg.local = old.local;
             cfg.standby = old.standby.clone();
+            cfg.standby_tasks = old.standby_tasks.clone();
         }
     }
     let (o, n) = (&old.raw.tls, &mut cfg.raw.tls);
@@ -515,6 +519,7 @@ fn before(old: &Config, mut cfg: Config) -> (Config, Vec<String>) {
         cfg.shards = old.shards.clone();
         cfg.local = old.local;
         cfg.standby = old.standby.clone();
+        cfg.standby_tasks = old.standby_tasks.clone();
     }
     // Added after the plan replaced this code: the provisioner port's TLS, like the client's.
     if o.provisioner.is_some() != n.provisioner.is_some() {

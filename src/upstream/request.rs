@@ -23,6 +23,17 @@ pub fn upstream_request(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    upstream_request_to(parts, base, pq, remote, body)
+}
+
+/// [`upstream_request`] with another path and query than the client's.
+pub fn upstream_request_to(
+    parts: &Parts,
+    base: &Uri,
+    pq: PathAndQuery,
+    remote: SocketAddr,
+    body: ProxyBody,
+) -> Request<ProxyBody> {
     let mut uri = Uri::builder().path_and_query(pq);
     if let Some(s) = base.scheme() {
         uri = uri.scheme(s.clone());
