@@ -379,3 +379,88 @@ async fn three_dcs_in_front_of_coopr_like_servers() {
         }
     }
 }
+
+/// Coopr's security mode with the router's service credential wrong or missing: `/ready`
+/// names the cause (`coopr_token`), not "no server answers"; with the right token it is ready,
+/// and the token shows in no admin view or metric.
+#[tokio::test]
+async fn ready_names_a_missing_service_token() {
+    use coopr_router::shutdown::{Shutdown, ShutdownTrigger};
+    use coopr_router::sim::{Sim, SimConfig};
+    use tokio::net::TcpListener;
+    let sim = Sim::new(SimConfig {
+        security_token: Some(TOKEN.to_string()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let sl = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_addr = sl.local_addr().unwrap();
+    let (_stop, shutdown) = ShutdownTrigger::new();
+    tokio::spawn(sim.serve(sl, Shutdown::wait(shutdown)));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    for (token, ready) in [
+        (None, false),
+        (Some("wrong-token"), false),
+        (Some(TOKEN), true),
+    ] {
+        let coopr = match token {
+            Some(t) => {
+                std::fs::write(&token_file, format!("{t}\n")).unwrap();
+                format!("[coopr]\ntoken_file = \"{}\"\n", token_file.display())
+            }
+            None => String::new(),
+        };
+        let text = format!(
+            "dc = \"dc1\"\nshard_count = 3\n\n[listen]\nclient = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"\nadmin = \"127.0.0.1:3\"\n\n\
+             [[backends]]\nurl = \"http://{sim_addr}\"\n\n[dcs.dc1]\npeer_url = \"http://127.0.0.1:2\"\nid_start = 1\nid_increment = 1\n\n\
+             [admin]\ntoken = \"admin-token-0123456789\"\n\n{coopr}"
+        );
+        let l = coopr_router::app::Listeners {
+            client: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            peer: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            admin: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            provisioner: None,
+        };
+        let r = coopr_router::app::start(coopr_router::config::parse(&text).unwrap(), l).unwrap();
+        let resp = call(
+            Method::GET,
+            &format!("http://{}/ready", r.admin_addr),
+            &[],
+            "",
+        )
+        .await;
+        if ready {
+            assert_eq!(resp.status, StatusCode::OK, "{}", resp.text());
+        } else {
+            assert_eq!(resp.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                resp.json()["failed"][0]["check"],
+                "coopr_token",
+                "{}",
+                resp.text()
+            );
+        }
+        let auth = [("Authorization", "Bearer admin-token-0123456789")];
+        for path in [
+            "/admin/routes",
+            "/metrics",
+            "/admin/explain?method=GET&path=/status",
+        ] {
+            let v = call(
+                Method::GET,
+                &format!("http://{}{path}", r.admin_addr),
+                &auth,
+                "",
+            )
+            .await;
+            assert!(v.status.is_success(), "{path}: {}", v.status);
+            assert!(
+                !v.text().contains(TOKEN) && !v.text().contains("wrong-token"),
+                "{path}"
+            );
+        }
+        r.shutdown();
+        r.wait().await;
+    }
+}
