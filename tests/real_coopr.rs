@@ -200,7 +200,18 @@ async fn like_coopr() -> LikeCoopr {
             i + 1,
             token_file.display()
         );
-        let text = config_text_via(i, &addrs, &via, &extra)
+        let mut text = config_text_via(i, &addrs, &via, &extra);
+        // Each DC's simulator doubles as its standby server for the other DCs (support's
+        // layout); its tasks API serves the standby's provisioners too.
+        for k in 1..=3 {
+            text = text.replace(
+                &format!("[standby.dc{k}]\nurl = \"http://{sim_addr}\"\n"),
+                &format!(
+                    "[standby.dc{k}]\nurl = \"http://{sim_addr}\"\ntasks_url = \"http://{tasks_addr}\"\n"
+                ),
+            );
+        }
+        let text = text
             .replace(
                 &format!("[[backends]]\nurl = \"http://{sim_addr}\"\n"),
                 &format!("[[backends]]\nurl = \"http://{sim_addr}\"\ntasks_url = \"http://{tasks_addr}\"\n"),
