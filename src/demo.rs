@@ -1,5 +1,6 @@
-//! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator and a router with
-//! the embedded static ownership map (no etcd). DC number i (1 to 3) takes base+100*(i-1) for
+//! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator (two ports, a
+//! provisioner working through the router) and a router with the embedded static ownership map
+//! (or etcd with `--etcd`) and replication on. DC number i (1 to 3) takes base+100*(i-1) for
 //! clients, +1 for its peer port, +2 for admin and +3 for its simulator. With `--tls DIR`, the
 //! routers speak TLS to clients and mutual TLS to each other with development certificates
 //! (made in DIR by `tls::dev` unless `DIR/ca.pem` exists).
@@ -37,7 +38,17 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
         "# Embedded demo configuration of {dc}.\ndc = \"{dc}\"\nshard_count = {SHARDS}\n\n\
          [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n{provisioner}\n\
          [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n{tasks}\n{dcs}\
-         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n{ownership}",
+         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n{replication}{ownership}",
+        // Sharded: replication on, so a read of another DC's cluster is answered here from
+        // its replica (shared mode has one database and no replication).
+        replication = if shared {
+            String::new()
+        } else {
+            format!(
+                "\n[replication]\nenabled = true\npath = \"{}\"\n",
+                replica_store(base, i).display()
+            )
+        },
         ownership = match etcd {
             Some(url) => format!(
                 "\n[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nstate_file = \"{}\"\n",
@@ -66,6 +77,12 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
         admin = port(base, i, 2),
         sim = port(base, i, 3),
     )
+}
+
+/// Where demo DC `i` keeps its replication store (removed when the demo starts: the simulators
+/// start empty, and so do the replicas).
+pub fn replica_store(base: u16, i: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("coopr-router-demo-{}-{}.redb", base, DCS[i]))
 }
 
 /// The parsed demo configuration of DC `i`.
@@ -178,6 +195,7 @@ pub async fn run(
         }
     }
     for (i, name) in DCS.iter().enumerate() {
+        let _ = std::fs::remove_file(replica_store(base, i));
         let cfg = match &tls {
             None => config(base, i, etcd.as_deref(), shared)?,
             Some(dir) => config::parse(&crate::tls::dev::enable_in(
@@ -248,6 +266,12 @@ fn print_banner(base: u16, etcd: Option<&str>, shared: bool) {
         "  # once it is active, write to it through dc2: the write is forwarded to dc1, its owner"
     );
     println!("  curl -si -XPOST http://127.0.0.1:{c2}/v2/clusters/00000001/services/restart {h}");
+    if !shared {
+        println!(
+            "  # read it through dc2: answered from dc2's replica (x-coopr-router-route: replica)"
+        );
+        println!("  curl -si http://127.0.0.1:{c2}/v2/clusters/00000001 {h}");
+    }
     println!("  # see where writes landed");
     println!("  curl -s http://127.0.0.1:{}/sim/log", port(base, 0, 3));
     println!("  # ask a router what it would do, and why");

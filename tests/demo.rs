@@ -68,6 +68,12 @@ async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
             .then_some(())
     })
     .await;
+    // dc2 answers a read of dc1's cluster from its replica once replication delivered it.
+    eventually(Duration::from_secs(10), "replica read in dc2", || async {
+        let r = get(&url(1, 0, "/v2/clusters/00000001")).await;
+        (r.header("x-coopr-router-route") == "replica").then_some(())
+    })
+    .await;
     let r = post(&url(1, 0, "/v2/clusters/00000001/services/restart"), "").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc1");

@@ -92,3 +92,55 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     .await;
     assert!(status.success(), "{status:?}");
 }
+
+/// Health checks (`GET /status`, one per peer per interval) stay out of the access log unless
+/// `log.access_log_health` asks for them; other requests are logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
+    let d = start(Duration::from_millis(50)).await;
+    let backend = format!("http://{}", d.dcs[0].sim_addr);
+    for with_health in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.toml");
+        let (client, peer, admin) = (free_port(), free_port(), free_port());
+        let mut text = config(client, peer, admin, &backend);
+        if with_health {
+            text.push_str("access_log_health = true\n");
+        }
+        std::fs::write(&path, text).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = format!("http://127.0.0.1:{admin}/ready");
+        eventually(Duration::from_secs(20), "router ready", || async {
+            let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+                .await
+                .is_ok();
+            (up && call(Method::GET, &ready, &[], "").await.status == StatusCode::OK).then_some(())
+        })
+        .await;
+        let status = get(&format!("http://127.0.0.1:{client}/status")).await;
+        assert_eq!(status.status, StatusCode::OK);
+        let list = get(&format!("http://127.0.0.1:{client}/v2/clusters")).await;
+        assert_eq!(list.status, StatusCode::OK);
+        signal(child.id(), "-TERM");
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let access: Vec<&str> = text.lines().filter(|l| l.contains("\"access\"")).collect();
+        assert!(
+            access
+                .iter()
+                .any(|l| l.contains("\"path\":\"/v2/clusters\"")),
+            "the list is logged: {text}"
+        );
+        assert_eq!(
+            access.iter().any(|l| l.contains("\"path\":\"/status\"")),
+            with_health,
+            "health checks logged only with access_log_health: {text}"
+        );
+    }
+}

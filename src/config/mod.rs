@@ -491,6 +491,10 @@ pub struct LogConfig {
     /// One line per request at info level.
     #[serde(default)]
     pub access_log: bool,
+    /// Also log health checks (`GET /status`: the load balancer's and the other DCs' probes,
+    /// one per peer per second) in the access log.
+    #[serde(default)]
+    pub access_log_health: bool,
 }
 
 /// Parses and validates a configuration from TOML text.

@@ -108,7 +108,8 @@ impl Proxy {
                 .unwrap_or(&rt.config.dcs[rt.config.local].name),
             started.elapsed().as_secs_f64(),
         );
-        if rt.config.raw.log.access_log {
+        let log = &rt.config.raw.log;
+        if log.access_log && (log.access_log_health || !is_health_check(&parts)) {
             let c = out.class;
             tracing::info!(
                 target: "access",
@@ -138,6 +139,11 @@ impl Proxy {
         }
         resp
     }
+}
+
+/// `GET /status`: a load balancer's or another DC's health probe.
+fn is_health_check(parts: &http::request::Parts) -> bool {
+    parts.method == http::Method::GET && parts.uri.path() == "/status"
 }
 
 /// The declared body length, if any.

@@ -122,6 +122,7 @@ pub const KEYS: &[(&str, Class)] = &[
     ("ownership.tls_key_file", EtcdNoted(ETCD_CLIENT)),
     ("log.format", Hot),
     ("log.access_log", Hot),
+    ("log.access_log_health", Hot),
     ("health.interval_ms", Hot),
     ("health.timeout_ms", Hot),
     ("health.rise", Hot),
@@ -552,8 +553,16 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             limits,
             ownership,
             log: {
-                let LogConfig { format, access_log } = log;
-                LogConfig { format, access_log }
+                let LogConfig {
+                    format,
+                    access_log,
+                    access_log_health,
+                } = log;
+                LogConfig {
+                    format,
+                    access_log,
+                    access_log_health,
+                }
             },
             health: {
                 let HealthConfig {

@@ -274,6 +274,7 @@ fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>)>> {
         ]),
         one("log.format", "\"json\""),
         one("log.access_log", "true"),
+        one("log.access_log_health", "true"),
         one("health.interval_ms", "2000"),
         one("health.timeout_ms", "2000"),
         one("health.rise", "3"),
