@@ -108,7 +108,7 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
             text.push_str("access_log_health = true\n");
         }
         std::fs::write(&path, text).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
             .args(["run", "--config"])
             .arg(&path)
             .stdout(Stdio::piped())
