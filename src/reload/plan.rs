@@ -636,3 +636,7 @@ fn keep_topology(old: &Config, new: &mut Config) {
 #[cfg(test)]
 #[path = "plan_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "plan_before_tests.rs"]
+mod before_tests;

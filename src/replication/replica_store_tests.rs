@@ -1,5 +1,8 @@
 //! Tests of the replica store (`replication/replica.rs`): applying batches keeps the list and
 //! open views in step, and forged records never hide the owner's later ones.
+//!
+//! Test code only: `replication/replica.rs` includes this file under `#[cfg(test)]`, so its unwraps never
+//! run on a request, etcd or replication path.
 
 use super::*;
 use crate::replication::record::Outcome;
