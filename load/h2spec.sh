@@ -9,9 +9,10 @@
 #
 # Usage: bash load/h2spec.sh
 #   env H2SPEC=path  H2SPEC_VERSION=<module version or commit>  BASE_PORT=17000  SKIP_BUILD=1
+#       RUNS=10 (runs in a row against the same routers; default 1)
 #       KEEP_WORK=1 (keep the temp dir with logs and h2spec's full reports)
 # Output: per run, h2spec's failures and its count line; then "h2c: N passed, N failed" and
-# "tls: N passed, N failed". Exit 0 even when cases fail (the counts are the result).
+# "tls: N passed, N failed" per run. Exit 0 even when cases fail (the counts are the result).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -44,7 +45,7 @@ run_h2spec() {
     line="$(grep -E '^[0-9]+ tests, ' "$WORK/out/h2spec-$name.txt" | tail -n 1)"
     [[ -n "$line" ]] || { tail -n 20 "$WORK/out/h2spec-$name.txt" >&2; die "h2spec ($name) printed no summary"; }
     log "$name: $line"
-    # "145 tests, 144 passed, 0 skipped, 1 failed" -> "h2c: 144 passed, 1 failed"
+    # "146 tests, 145 passed, 0 skipped, 1 failed" -> "h2c-1: 145 passed, 1 failed"
     awk -v n="$name" '{print n": "$3" passed, "$7" failed"}' <<<"$line"
 }
 
@@ -66,11 +67,13 @@ main() {
     "$ROUTER_BIN" check-config "$tls_cfg" >/dev/null || die "TLS router config refused"
     start "router-dc1-tls" env RUST_LOG="${ROUTER_LOG:-warn}" "$ROUTER_BIN" run --config "$tls_cfg"
     wait_http "router-dc1-tls" "http://127.0.0.1:$((BASE + 402))/ready"
-    local h2c tls
-    h2c="$(run_h2spec h2c -h 127.0.0.1 -p "$(client_port 1)")"
-    tls="$(run_h2spec tls -h 127.0.0.1 -p $((BASE + 400)) -t -k)"
-    echo "$h2c"
-    echo "$tls"
+    local run h2c tls
+    for ((run = 1; run <= ${RUNS:-1}; run++)); do
+        h2c="$(run_h2spec "h2c-$run" -h 127.0.0.1 -p "$(client_port 1)")"
+        tls="$(run_h2spec "tls-$run" -h 127.0.0.1 -p $((BASE + 400)) -t -k)"
+        echo "$h2c"
+        echo "$tls"
+    done
     if [[ "${KEEP_WORK:-0}" == 1 ]]; then log "reports: $WORK/out/h2spec-*.txt"; fi
 }
 

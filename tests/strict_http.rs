@@ -197,16 +197,128 @@ async fn alpn_decides_the_protocol_on_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_h2c_preface_is_answered_in_http2() {
     let d = support::start(Duration::from_millis(50)).await;
+    // A broken preface, and h2spec's 3.5/2 (a first line that is neither HTTP/1 nor HTTP/2).
+    for opening in [
+        &b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"[..],
+        b"INVALID CONNECTION PREFACE\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(d.dcs[0].client).await.unwrap();
+        s.write_all(opening).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        // GOAWAY (type 7) on stream 0, PROTOCOL_ERROR (1), and the end; not an HTTP/1.1 answer.
+        assert!(
+            buf.len() == 17
+                && buf[3] == 7
+                && buf[5..9] == [0, 0, 0, 0]
+                && buf[13..17] == [0, 0, 0, 1],
+            "{:?} answered {:?}",
+            String::from_utf8_lossy(opening),
+            String::from_utf8_lossy(&buf)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_line_in_pieces_is_still_http1() {
+    let d = support::start(Duration::from_millis(50)).await;
     let mut s = TcpStream::connect(d.dcs[0].client).await.unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+    // The first line arrives a few bytes at a time; the router waits for all of it.
+    for piece in [&b"GE"[..], b"T /v2/clus", b"ters HTT", b"P/1.1\r"] {
+        s.write_all(piece).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    s.write_all(format!("\nHost: x\r\n{ID}\r\n").as_bytes())
         .await
         .unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    // GOAWAY (type 7) on stream 0, PROTOCOL_ERROR (1); not an HTTP/1.1 response.
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Reads frames (type, flags, stream, payload) until `stop` says so or `within` passes.
+async fn frames_until(
+    s: &mut TcpStream,
+    within: Duration,
+    mut stop: impl FnMut(u8, u32, &[u8]) -> bool,
+) -> Vec<(u8, u32, Vec<u8>)> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            let mut head = [0u8; 9];
+            if s.read_exact(&mut head).await.is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let stream = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                return;
+            }
+            let done = stop(head[3], stream, &payload);
+            seen.push((head[3], stream, payload));
+            if done {
+                return;
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_with_a_body_is_answered_after_the_body_not_under_the_client() {
+    let d = support::start(Duration::from_millis(50)).await;
+    let addr = d.dcs[0].client;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // GET / on stream 1 without END_STREAM: a body follows (HPACK: static :method GET,
+    // :scheme http, :path /, and :authority as a literal).
+    let authority = addr.to_string();
+    let mut block = vec![0x82, 0x86, 0x84, 0x41, authority.len() as u8];
+    block.extend_from_slice(authority.as_bytes());
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend(frame(4, 0, 0, &[]));
+    opening.extend(frame(1, 0x4, 1, &block));
+    s.write_all(&opening).await.unwrap();
+    // While the body has not ended, no answer comes (Coopr answers a GET without reading its
+    // body; the router reads a read's body first). Absence over a window.
+    let early = frames_until(&mut s, Duration::from_millis(300), |kind, stream, _| {
+        kind == 1 && stream == 1
+    })
+    .await;
     assert!(
-        buf.len() >= 17 && buf[3] == 7 && buf[5..9] == [0, 0, 0, 0] && buf[13..17] == [0, 0, 0, 1],
-        "{:?}",
-        String::from_utf8_lossy(&buf)
+        !early
+            .iter()
+            .any(|(kind, stream, _)| *kind == 1 && *stream == 1),
+        "answered before the body ended: {early:?}"
+    );
+    // The client resets the stream, then sends DATA on it: a stream error STREAM_CLOSED (h2spec
+    // 5.1/8), which the router can only give if it had not reset the stream itself.
+    let mut tail = frame(3, 0, 1, &8u32.to_be_bytes());
+    tail.extend(frame(0, 0x1, 1, b"test"));
+    s.write_all(&tail).await.unwrap();
+    let later = frames_until(&mut s, Duration::from_secs(5), |kind, stream, payload| {
+        (kind == 3 && stream == 1) || kind == 7 && payload.len() >= 8
+    })
+    .await;
+    let closed = later.iter().any(|(kind, stream, payload)| {
+        (*kind == 3 && *stream == 1 && payload[..] == [0, 0, 0, 5])
+            || (*kind == 7 && payload[4..8] == [0, 0, 0, 5])
+    });
+    assert!(
+        closed,
+        "no STREAM_CLOSED after DATA on a reset stream: {later:?}"
     );
 }

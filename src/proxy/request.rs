@@ -41,7 +41,7 @@ use crate::inflight::Guard;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
 use crate::runtime::Runtime;
 use http::request::Parts;
-use http::{Response, header};
+use http::{Method, Response, header};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 
@@ -189,6 +189,13 @@ async fn classify(
 ) -> Result<(Classification, ProxyBody), ProxyError> {
     let limit = rt.config.raw.limits.inspect_body_bytes;
     let rule = match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
+        Head::Done(c) if reads_first(&parts.method, &body) => {
+            let body = match inspect(rt, body, limit).await? {
+                Inspected::Whole(bytes) => ProxyBody::full(bytes),
+                Inspected::TooLarge { prefix, rest } => prefixed(prefix, rest),
+            };
+            return Ok((c, body));
+        }
         Head::Done(c) => return Ok((c, stream_body(body))),
         Head::NeedBody(rule) => rule,
     };
@@ -228,6 +235,16 @@ fn write_ids_as_coopr(parts: &mut Parts) {
     {
         parts.uri = new;
     }
+}
+
+/// Whether a body is read (up to the inspection limit) before the request goes on although no
+/// rule needs it: a read's body (rare; Coopr ignores it). Read first, the read can be retried on
+/// another server, and an HTTP/2 stream is not reset under a client still sending its body when
+/// Coopr answers early (the client's own reset or malformed trailers then end the stream as it
+/// sent them, RFC 9113 §5.1 and §8.1).
+fn reads_first(method: &Method, body: &Incoming) -> bool {
+    use http_body::Body;
+    (*method == Method::GET || *method == Method::HEAD) && !body.is_end_stream()
 }
 
 /// A body the client sent, as-is; an empty one becomes `Empty` so it can be replayed.

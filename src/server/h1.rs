@@ -22,10 +22,8 @@ use tokio::net::TcpStream;
 
 /// How a wait for the next request ended.
 enum Woken {
-    /// Bytes to read, the start of an HTTP/1 request as far as they tell.
-    H1,
-    /// Bytes to read that start like the HTTP/2 connection preface (`PRI * HTTP/2.0`).
-    H2,
+    /// Bytes to read.
+    Open,
     /// The peer closed, idle for the whole idle timeout, shutting down, or a socket error.
     Close,
 }
@@ -61,25 +59,25 @@ pub async fn serve<H, F>(
             drop(parked);
             match woken {
                 Woken::Close => break,
-                Woken::H2 if first => {
-                    match read_preface(&mut stream, conn.idle_timeout).await {
-                        Preface::H2(read) => {
-                            // Boxed, like a session: it would size the task of every connection.
-                            Box::pin(serve_h2c(&conn, stream, read, remote, h2, &shutdown)).await;
-                            return;
-                        }
-                        Preface::H1(read) => prefix = read,
-                        Preface::Bad => {
-                            // An HTTP/2 client with a broken preface hears HTTP/2 (RFC 9113
-                            // §3.4: a connection error of type PROTOCOL_ERROR).
-                            let _ = stream.write_all(&GOAWAY_PROTOCOL_ERROR).await;
-                            let _ = stream.shutdown().await;
-                            return;
-                        }
-                        Preface::Close => return,
+                Woken::Open if first => match read_opening(&mut stream, conn.idle_timeout).await {
+                    Opening::H2(read) => {
+                        // Boxed, like a session: it would size the task of every connection.
+                        Box::pin(serve_h2c(&conn, stream, read, remote, h2, &shutdown)).await;
+                        return;
                     }
-                }
-                Woken::H1 | Woken::H2 => {}
+                    Opening::H1(read) => prefix = read,
+                    Opening::Bad => {
+                        // A client that speaks neither HTTP/1 nor a well-formed HTTP/2 preface
+                        // hears HTTP/2 (RFC 9113 §3.4: a broken preface is a connection error
+                        // of type PROTOCOL_ERROR); an HTTP/1 answer would be noise to it.
+                        tracing::debug!(listener = name, %remote, "neither an HTTP/1 request line nor the HTTP/2 preface; closed");
+                        let _ = stream.write_all(&GOAWAY_PROTOCOL_ERROR).await;
+                        let _ = stream.shutdown().await;
+                        return;
+                    }
+                    Opening::Close => return,
+                },
+                Woken::Open => {}
             }
         }
         first = false;
@@ -151,11 +149,10 @@ async fn wait_for_bytes(stream: &TcpStream, conn: &Conn, shutdown: &Shutdown) ->
     if shutdown.is_triggered() {
         return Woken::Close;
     }
-    let mut first = [0u8; 3];
+    let mut first = [0u8; 1];
     tokio::select! {
         r = stream.peek(&mut first) => match r {
-            Ok(n) if n > 0 && b"PRI".starts_with(&first[..n]) => Woken::H2,
-            Ok(n) if n > 0 => Woken::H1,
+            Ok(n) if n > 0 => Woken::Open,
             _ => Woken::Close,
         },
         _ = tokio::time::sleep(conn.idle_timeout) => Woken::Close,
@@ -169,48 +166,95 @@ const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// What bytes must start with to be taken for an HTTP/2 client (the preface's request line).
 const PREFACE_LINE: &[u8] = b"PRI * HTTP/2.0";
 
+/// How many bytes of a first request line are read to judge it; a longer line goes to hyper,
+/// which answers it by its own limits.
+const OPENING_LINE_MAX: usize = 1024;
+
 /// A GOAWAY frame: last stream 0, PROTOCOL_ERROR.
 const GOAWAY_PROTOCOL_ERROR: [u8; 17] = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-/// What the first bytes of a connection that may be h2c turned out to be.
-enum Preface {
+/// What the first bytes of a plain connection turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+enum Opening {
     /// The whole HTTP/2 preface (the bytes read, to be read again by hyper).
     H2(Bytes),
-    /// Not HTTP/2: the bytes read, the start of an HTTP/1 request as far as they tell.
+    /// An HTTP/1 request line, or a line too long to judge (the bytes read, to be read again).
     H1(Bytes),
-    /// `PRI * HTTP/2.0` followed by something else than the rest of the preface.
+    /// Neither: `PRI * HTTP/2.0` followed by something else than the rest of the preface, or a
+    /// first line that does not end in an `HTTP/` version.
     Bad,
-    /// The peer closed, a socket error, or the preface did not arrive within the deadline.
+    /// The peer closed, a socket error, or the opening did not arrive within the deadline.
     Close,
 }
 
-/// Reads a connection's first bytes until they are the HTTP/2 preface or cannot be, within
-/// `deadline` (a client that sends `P` and nothing more holds its slot only that long).
-async fn read_preface(stream: &mut TcpStream, deadline: std::time::Duration) -> Preface {
+/// What the bytes read so far tell (a pure function of them).
+#[derive(Debug, PartialEq, Eq)]
+enum Judged {
+    H2,
+    H1,
+    Bad,
+    /// Not enough bytes yet.
+    More,
+}
+
+/// Judges a connection's first bytes: the HTTP/2 preface, an HTTP/1 request line (it ends in
+/// an `HTTP/` version; hyper checks the rest and answers a wrong one in HTTP/1), or neither.
+fn judge_opening(got: &[u8]) -> Judged {
+    if got.len() >= PREFACE.len() && got.starts_with(PREFACE) {
+        return Judged::H2;
+    }
+    if PREFACE.starts_with(got) {
+        return Judged::More;
+    }
+    if got.starts_with(PREFACE_LINE) {
+        return Judged::Bad;
+    }
+    // Empty lines before a request line are ignored (RFC 9112 §2.2).
+    let read = got.len();
+    let start = got
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(read);
+    let got = &got[start..];
+    let Some(end) = got.iter().position(|&b| b == b'\n') else {
+        return if read >= OPENING_LINE_MAX {
+            Judged::H1
+        } else {
+            Judged::More
+        };
+    };
+    let line = got[..end].strip_suffix(b"\r").unwrap_or(&got[..end]);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(line);
+    if line.contains(&b' ') && version.starts_with(b"HTTP/") {
+        Judged::H1
+    } else {
+        Judged::Bad
+    }
+}
+
+/// Reads a connection's first bytes until they are the HTTP/2 preface, an HTTP/1 request line
+/// or neither, within `deadline` (a client that sends `P` and nothing more holds its slot only
+/// that long).
+async fn read_opening(stream: &mut TcpStream, deadline: std::time::Duration) -> Opening {
     let read = async {
-        let mut buf = [0u8; PREFACE.len()];
-        let mut n = 0;
+        let mut buf = Vec::with_capacity(PREFACE.len());
+        let mut chunk = [0u8; 512];
         loop {
-            match stream.read(&mut buf[n..]).await {
-                Ok(0) | Err(_) => return Preface::Close,
-                Ok(k) => n += k,
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Opening::Close,
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
             }
-            let got = &buf[..n];
-            if got == PREFACE.as_slice() {
-                return Preface::H2(Bytes::copy_from_slice(got));
-            }
-            if !PREFACE.starts_with(got) {
-                return if got.starts_with(PREFACE_LINE) {
-                    Preface::Bad
-                } else {
-                    Preface::H1(Bytes::copy_from_slice(got))
-                };
+            match judge_opening(&buf) {
+                Judged::H2 => return Opening::H2(Bytes::from(buf)),
+                Judged::H1 => return Opening::H1(Bytes::from(buf)),
+                Judged::Bad => return Opening::Bad,
+                Judged::More => {}
             }
         }
     };
     tokio::time::timeout(deadline, read)
         .await
-        .unwrap_or(Preface::Close)
+        .unwrap_or(Opening::Close)
 }
 
 /// Serves a connection that opened with the HTTP/2 preface (h2c, prior knowledge), `read`
@@ -234,5 +278,51 @@ async fn serve_h2c<H, F>(
         .serve_connection(io, watch::service(handler, remote, activity.clone()));
     if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, shutdown).await {
         tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Judged, OPENING_LINE_MAX, judge_opening};
+
+    #[test]
+    fn openings_are_judged_by_their_first_line() {
+        let long = format!("GET /{} HTTP/1.1", "a".repeat(OPENING_LINE_MAX));
+        let cases: &[(&[u8], Judged)] = &[
+            (b"", Judged::More),
+            (b"P", Judged::More),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r", Judged::More),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Judged::H2),
+            (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04", Judged::H2),
+            (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", Judged::Bad),
+            (b"PRI * HTTP/2.0 nope", Judged::Bad),
+            (b"GET / HTTP/1.1\r\n", Judged::H1),
+            (b"GET / HTTP/1.0\n", Judged::H1),
+            (b"\r\nGET / HTTP/1.1\r\n", Judged::H1),
+            (b"GET / HTTP/1.1", Judged::More),
+            (b"POST /v2/clusters HTTP/1.1\r\nHost: x\r\n\r\n", Judged::H1),
+            (b"PUT /x HTTP/1.9\r\n", Judged::H1),
+            (b"GET / HTTP/2.0\r\n", Judged::H1),
+            (b"GET / HTTP/7.1\r\n", Judged::H1),
+            // h2spec 3.5/2: neither HTTP/1 nor HTTP/2.
+            (b"INVALID CONNECTION PREFACE\r\n\r\n", Judged::Bad),
+            (b"GET /\r\n", Judged::Bad),
+            (
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n",
+                Judged::Bad,
+            ),
+            (b"hello\n", Judged::Bad),
+            (long.as_bytes(), Judged::H1),
+            (&[b'\n'; OPENING_LINE_MAX], Judged::H1),
+            (&[b'\n'; 10], Judged::More),
+        ];
+        for (got, want) in cases {
+            assert_eq!(
+                &judge_opening(got),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(got)
+            );
+        }
     }
 }
