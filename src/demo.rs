@@ -1,15 +1,21 @@
 //! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator (two ports, a
-//! provisioner working through the router) and a router with the embedded static ownership map
-//! (or etcd with `--etcd`) and replication on. DC number i (1 to 3) takes base+100*(i-1) for
-//! clients, +1 for its peer port, +2 for admin and +3 for its simulator. With `--tls DIR`, the
-//! routers speak TLS to clients and mutual TLS to each other with development certificates
-//! (made in DIR by `tls::dev` unless `DIR/ca.pem` exists).
+//! provisioner working through the router) and a router with replication on. Ownership comes
+//! from the demo's own three-member etcd when Debian's `etcd` is on `PATH` (automatic failover
+//! on), from `--etcd URL`, or else from the embedded static map. DC number i (1 to 3) takes
+//! base+100*(i-1) for clients, +1 for its peer port, +2 for admin, +3 and +4 for its simulator,
+//! +5 for its provisioner listener, +6 and +7 for its etcd member; base+9 is the control
+//! endpoint. With `--tls DIR`, the routers speak TLS to clients and mutual TLS to each other
+//! with development certificates (made in DIR by `tls::dev` unless `DIR/ca.pem` exists).
 
-use crate::app::{self, Listeners, RouterHandle};
+mod control;
+mod etcd;
+
+pub use control::{Demo, HELP};
+
 use crate::config::{self, Config, ConfigError};
-use crate::shutdown::Shutdown;
 use crate::sim::{ProvisionerConfig, Sim, SimConfig, TaskMode};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -25,7 +31,7 @@ pub fn port(base: u16, i: usize, offset: u16) -> u16 {
 }
 
 /// The embedded configuration of demo DC `i` (0-based), as TOML.
-pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> String {
+pub fn config_text(base: u16, i: usize, etcd: Option<&[String]>, shared: bool) -> String {
     let mut dcs = String::new();
     for (k, name) in DCS.iter().enumerate() {
         dcs.push_str(&format!(
@@ -49,12 +55,16 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
                 replica_store(base, i).display()
             )
         },
+        // With etcd: failover tuned to be seen within seconds (lease 4 s, grace 1 s).
         ownership = match etcd {
-            Some(url) => format!(
-                "\n[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nstate_file = \"{}\"\n",
-                std::env::temp_dir()
-                    .join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
-                    .display()
+            Some(urls) => format!(
+                "\n[ownership]\nsource = \"etcd\"\nendpoints = [{}]\nstate_file = \"{}\"\n\n\
+                 [failover]\nlease_ttl_ms = 4000\ngrace_ms = 1000\nmin_interval_ms = 5000\n",
+                urls.iter()
+                    .map(|u| format!("\"{u}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                state_file(base, i).display()
             ),
             None if shared => "\n[ownership]\nmode = \"shared\"\n".to_string(),
             None => String::new(),
@@ -85,11 +95,16 @@ pub fn replica_store(base: u16, i: usize) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("coopr-router-demo-{}-{}.redb", base, DCS[i]))
 }
 
+/// Where demo DC `i` keeps its last-known ownership map (with etcd; removed at start).
+pub fn state_file(base: u16, i: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
+}
+
 /// The parsed demo configuration of DC `i`.
 pub fn config(
     base: u16,
     i: usize,
-    etcd: Option<&str>,
+    etcd: Option<&[String]>,
     shared: bool,
 ) -> Result<Config, ConfigError> {
     config::parse(&config_text(base, i, etcd, shared))
@@ -108,31 +123,79 @@ pub enum DemoError {
     Etcd(#[from] crate::etcd::EtcdError),
 }
 
+/// Where ownership comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnershipChoice {
+    /// The demo's own three-member etcd when `etcd` is on `PATH`, else the static map.
+    Auto,
+    /// The embedded static map.
+    Static,
+    /// An etcd the user runs (client URL); the map is initialised if absent.
+    Etcd(String),
+}
+
+/// What `demo` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub base: u16,
+    pub op_delay: Duration,
+    pub ownership: OwnershipChoice,
+    pub shared: bool,
+    pub tls: Option<std::path::PathBuf>,
+    /// Read commands from standard input.
+    pub terminal: bool,
+}
+
 /// Runs the demo until `stop` resolves, then shuts everything down cleanly.
-pub async fn run(
-    base: u16,
-    op_delay: Duration,
-    etcd: Option<String>,
-    shared: bool,
-    tls: Option<std::path::PathBuf>,
-    stop: impl Future<Output = ()>,
-) -> Result<(), DemoError> {
-    if let Some(dir) = &tls
+pub async fn run(opts: Options, stop: impl Future<Output = ()>) -> Result<(), DemoError> {
+    let base = opts.base;
+    let shared = opts.shared;
+    if let Some(dir) = &opts.tls
         && !dir.join("ca.pem").exists()
     {
         let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
         crate::tls::dev::write_dev_set(dir, &dcs, &[])?;
         println!("wrote development certificates under {}", dir.display());
     }
-    if shared && etcd.is_some() {
+    if shared && matches!(opts.ownership, OwnershipChoice::Etcd(_)) {
         return Err(DemoError::Sim(
             "--mode shared has no shard owners; it does not use etcd".into(),
         ));
     }
-    if let Some(url) = &etcd {
-        let settings = crate::etcd::Settings::new(vec![url.clone()], "/coopr-router/");
+    // Ownership: the user's etcd, the demo's own, or the static map.
+    let mut own_etcd = None;
+    let endpoints: Option<Vec<String>> = match &opts.ownership {
+        OwnershipChoice::Etcd(url) => Some(vec![url.clone()]),
+        OwnershipChoice::Static => None,
+        OwnershipChoice::Auto if shared => None,
+        OwnershipChoice::Auto => match etcd::find_etcd() {
+            Some(bin) => {
+                println!(
+                    "starting a three-member etcd on loopback ({})",
+                    bin.display()
+                );
+                let cluster = etcd::EtcdCluster::start(&bin, base, Duration::from_secs(30))
+                    .await
+                    .map_err(|e| DemoError::Sim(format!("the demo's etcd: {e}")))?;
+                let urls = cluster.endpoints.clone();
+                own_etcd = Some(cluster);
+                Some(urls)
+            }
+            None => {
+                println!(
+                    "no `etcd` on PATH: running the static map, without failover \
+                     (apt-get install etcd-server, then run the demo again to see failover)"
+                );
+                None
+            }
+        },
+    };
+    let settings = endpoints
+        .as_ref()
+        .map(|urls| crate::etcd::Settings::new(urls.clone(), "/coopr-router/"));
+    if let Some(settings) = &settings {
         let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
-        match crate::etcd::ops::init(&settings, &dcs, SHARDS, false).await {
+        match crate::etcd::ops::init(settings, &dcs, SHARDS, false).await {
             Ok(rev) => println!("initialised the ownership map in etcd at revision {rev}"),
             Err(crate::etcd::EtcdError::Refused(msg)) => {
                 println!("using the existing map in etcd ({msg})")
@@ -140,14 +203,11 @@ pub async fn run(
             Err(e) => return Err(e.into()),
         }
     }
-    let (trigger, shutdown) = app::shutdown_pair();
-    let mut sims = Vec::new();
-    let mut routers: Vec<RouterHandle> = Vec::new();
     // Sharded: one simulator per DC, each in its own id partition. Shared: one simulator state
     // (one database, one id counter) behind three listeners.
     let shared_sim = if shared {
         let cfg = SimConfig {
-            op_delay,
+            op_delay: opts.op_delay,
             name: "shared".to_string(),
             ..SimConfig::default()
         };
@@ -155,6 +215,7 @@ pub async fn run(
     } else {
         None
     };
+    let mut dcs = Vec::new();
     for (i, name) in DCS.iter().enumerate() {
         let sim = match &shared_sim {
             Some(s) => s.clone(),
@@ -164,13 +225,13 @@ pub async fn run(
                 let cfg = SimConfig {
                     id_start: i as u64 + 1,
                     id_increment: 3,
-                    op_delay,
+                    op_delay: opts.op_delay,
                     name: name.to_string(),
                     tasks: TaskMode::External,
                     provisioner: Some(ProvisionerConfig {
                         url: Some(format!("http://127.0.0.1:{}", port(base, i, 5))),
                         id: format!("demo-provisioner-{name}"),
-                        poll: op_delay.min(Duration::from_millis(200)),
+                        poll: opts.op_delay.min(Duration::from_millis(200)),
                         ..ProvisionerConfig::default()
                     }),
                     ..SimConfig::default()
@@ -178,63 +239,66 @@ pub async fn run(
                 Sim::new(cfg).map_err(|e| DemoError::Sim(e.to_string()))?
             }
         };
-        let listener = TcpListener::bind(("127.0.0.1", port(base, i, 3))).await?;
-        if shared {
-            sims.push(tokio::spawn(
-                sim.serve(listener, Shutdown::wait(shutdown.clone())),
-            ));
-        } else {
-            let tasks = TcpListener::bind(("127.0.0.1", port(base, i, 4))).await?;
-            sims.push(tokio::spawn(
-                sim.clone()
-                    .serve_external(listener, Shutdown::wait(shutdown.clone())),
-            ));
-            sims.push(tokio::spawn(
-                sim.serve_tasks(tasks, Shutdown::wait(shutdown.clone())),
-            ));
-        }
-    }
-    for (i, name) in DCS.iter().enumerate() {
         let _ = std::fs::remove_file(replica_store(base, i));
-        let cfg = match &tls {
-            None => config(base, i, etcd.as_deref(), shared)?,
+        let _ = std::fs::remove_file(state_file(base, i));
+        let cfg = match &opts.tls {
+            None => config(base, i, endpoints.as_deref(), shared)?,
             Some(dir) => config::parse(&crate::tls::dev::enable_in(
-                &config_text(base, i, etcd.as_deref(), shared),
+                &config_text(base, i, endpoints.as_deref(), shared),
                 dir,
                 name,
             ))?,
         };
-        let listeners = Listeners::bind(&cfg).await?;
-        routers.push(app::start(cfg, listeners)?);
+        dcs.push(control::Dc::new(sim, cfg, !shared));
     }
-    print_banner(base, etcd.as_deref(), shared);
-    if let Some(dir) = &tls {
+    let mut demo = Demo {
+        base,
+        dcs,
+        etcd: settings.clone(),
+    };
+    for i in 0..DCS.len() {
+        demo.start_dc(i).await?;
+    }
+    let control_port = port(base, 0, 9);
+    let control_listener = TcpListener::bind(("127.0.0.1", control_port)).await?;
+    print_banner(base, endpoints.as_deref(), shared, own_etcd.is_some());
+    if let Some(dir) = &opts.tls {
         println!(
             "TLS: use https:// on the client ports with `--cacert {}` (peer ports need a DC's peer certificate)",
             dir.join("ca.pem").display()
         );
     }
+    let demo = Arc::new(tokio::sync::Mutex::new(demo));
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(control::serve_control(control_listener, demo.clone()));
+    if let Some(s) = settings {
+        background.spawn(control::watch_map(s));
+    }
+    if opts.terminal {
+        background.spawn(control::read_terminal(demo.clone()));
+    }
     stop.await;
     println!("\nstopping the demo...");
-    for r in &routers {
-        r.shutdown();
+    background.abort_all();
+    let mut demo = demo.lock().await;
+    for i in 0..DCS.len() {
+        demo.stop_dc(i).await;
     }
-    trigger.trigger();
-    for r in routers {
-        r.wait().await;
-    }
-    for s in sims {
-        let _ = s.await;
+    if let Some(mut e) = own_etcd {
+        e.stop();
     }
     println!("demo stopped");
     Ok(())
 }
 
-fn print_banner(base: u16, etcd: Option<&str>, shared: bool) {
+fn print_banner(base: u16, etcd: Option<&[String]>, shared: bool, own_etcd: bool) {
     let h = "-H 'Coopr-UserID: admin' -H 'Coopr-TenantID: superadmin'";
     let source = match etcd {
         _ if shared => "shared mode (one database: every DC serves every cluster)".to_string(),
-        Some(u) => format!("ownership from etcd at {u}"),
+        Some(_) if own_etcd => {
+            "ownership from the demo's own three-member etcd, automatic failover".to_string()
+        }
+        Some(u) => format!("ownership from etcd at {}", u.join(",")),
         None => "static ownership map".to_string(),
     };
     println!("\ncoopr-router demo: three DCs on loopback, {source}, {SHARDS} shards\n");
@@ -286,9 +350,22 @@ fn print_banner(base: u16, etcd: Option<&str>, shared: bool) {
             port(base, 2, 0)
         );
     }
-    if let Some(url) = etcd {
-        println!("  # move shard 1 to dc2 and watch every router follow");
-        println!("  coopr-router ownership --etcd {url} set --shard 1 --owner dc2");
+    if let Some(urls) = etcd {
+        let url = urls.first().map(String::as_str).unwrap_or_default();
+        println!("  # the map in etcd, and where each shard is");
+        println!("  coopr-router ownership show --etcd {url}");
+    }
+    println!(
+        "\nType commands here (or POST them to http://127.0.0.1:{}/demo): {HELP}",
+        port(base, 0, 9)
+    );
+    if etcd.is_some() {
+        println!(
+            "  kill dc1          # dc1's router and coopr-sim stop; its shards move to dc2/dc3"
+        );
+        println!("  get dc2 /v2/clusters/00000001   # who answers a cluster of dc1 now");
+        println!("  start dc1         # back, as a non-owner");
+        println!("  handoff 1 dc1     # give shard 1 back, without losing a write");
     }
     println!("\nCtrl-C stops everything.");
 }

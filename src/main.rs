@@ -32,16 +32,23 @@ enum Command {
     /// Three DCs on loopback, each a Coopr simulator and a router, with a static map (or the
     /// map in etcd, with --etcd); no replication.
     Demo {
-        /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3 (simulator).
+        /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3/+4 (simulator),
+        /// +5 (provisioner listener), +6/+7 (its etcd member); BASE+9 is the control endpoint.
         #[arg(long, default_value_t = 7000)]
         base_port: u16,
         /// How long a simulated operation stays pending.
         #[arg(long, default_value_t = 2000)]
         op_delay_ms: u64,
-        /// Use this etcd (client URL) for ownership instead of the static map; the map is
+        /// Use this etcd (client URL) for ownership instead of the demo's own; the map is
         /// initialised if absent.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "static_map")]
         etcd: Option<String>,
+        /// The embedded static map, even when `etcd` is on PATH (no failover).
+        #[arg(long)]
+        static_map: bool,
+        /// Do not read commands from the terminal (the control endpoint still takes them).
+        #[arg(long)]
+        no_terminal: bool,
         /// `sharded` (each DC its own database; the default) or `shared` (one database).
         #[arg(long, default_value = "sharded", value_parser = ["sharded", "shared"])]
         mode: String,
@@ -192,9 +199,22 @@ fn main() -> ExitCode {
             base_port,
             op_delay_ms,
             etcd,
+            static_map,
+            no_terminal,
             mode,
             tls,
-        } => demo(base_port, op_delay_ms, etcd, mode == "shared", tls),
+        } => demo(demo::Options {
+            base: base_port,
+            op_delay: Duration::from_millis(op_delay_ms),
+            ownership: match (etcd, static_map) {
+                (Some(url), _) => demo::OwnershipChoice::Etcd(url),
+                (None, true) => demo::OwnershipChoice::Static,
+                (None, false) => demo::OwnershipChoice::Auto,
+            },
+            shared: mode == "shared",
+            tls,
+            terminal: !no_terminal,
+        }),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
         Command::Handoff {
             etcd,
@@ -265,26 +285,12 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
     })
 }
 
-fn demo(
-    base_port: u16,
-    op_delay_ms: u64,
-    etcd: Option<String>,
-    shared: bool,
-    tls: Option<PathBuf>,
-) -> anyhow::Result<()> {
-    if base_port > 65535 - 300 {
+fn demo(opts: demo::Options) -> anyhow::Result<()> {
+    if opts.base > 65535 - 300 {
         anyhow::bail!("--base-port must leave room for three DCs (at most 65235)");
     }
     init_logging(false);
-    let delay = Duration::from_millis(op_delay_ms);
-    runtime()?.block_on(demo::run(
-        base_port,
-        delay,
-        etcd,
-        shared,
-        tls,
-        app::signal(),
-    ))?;
+    runtime()?.block_on(demo::run(opts, app::signal()))?;
     Ok(())
 }
 

@@ -243,6 +243,9 @@ pub(crate) struct Shared {
     pub(crate) persist_lock: Mutex<()>,
     /// Bound addresses: external API and tasks API (the same for a [`Port::Both`] listener).
     addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
+    /// Whether the built-in provisioner runs (with the tasks listener that started it; a later
+    /// tasks listener starts it again once that one stopped, as a restarted server would).
+    worker_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sim {
@@ -270,6 +273,7 @@ impl Sim {
                 state: RwLock::new(state),
                 persist_lock: Mutex::new(()),
                 addrs: Mutex::new((None, None)),
+                worker_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             }),
         })
     }
@@ -322,21 +326,33 @@ impl Sim {
             }
             if port != Port::External && addrs.1.is_none() {
                 addrs.1 = Some(addr);
-                if let Some(p) = &self.shared.cfg.provisioner {
-                    let url = p.url.clone().unwrap_or_else(|| format!("http://{addr}"));
-                    start_worker = Some((p.clone(), url));
-                }
+            }
+            if port != Port::External
+                && let Some(p) = &self.shared.cfg.provisioner
+                && !self
+                    .shared
+                    .worker_running
+                    .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let url = p.url.clone().unwrap_or_else(|| format!("http://{addr}"));
+                start_worker = Some((p.clone(), url));
             }
         }
         async move {
             // The built-in provisioner stops with the listener that started it.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let running = start_worker
+                .is_some()
+                .then(|| self.shared.worker_running.clone());
             if let Some((p, url)) = start_worker {
                 worker::spawn(self.shared.clone(), p, url, stop_rx);
             }
             let shutdown = async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
+                if let Some(r) = running {
+                    r.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
             };
             http::serve(self.shared, port, listener, shutdown).await
         }
