@@ -251,10 +251,12 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()>) -> Result<(), De
         };
         dcs.push(control::Dc::new(sim, cfg, !shared));
     }
+    let tables: control::Tables = Arc::new(std::sync::Mutex::new(vec![None; DCS.len()]));
     let mut demo = Demo {
         base,
         dcs,
         etcd: settings.clone(),
+        tables: tables.clone(),
     };
     for i in 0..DCS.len() {
         demo.start_dc(i).await?;
@@ -271,8 +273,8 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()>) -> Result<(), De
     let demo = Arc::new(tokio::sync::Mutex::new(demo));
     let mut background = tokio::task::JoinSet::new();
     background.spawn(control::serve_control(control_listener, demo.clone()));
-    if let Some(s) = settings {
-        background.spawn(control::watch_map(s));
+    if settings.is_some() {
+        background.spawn(control::watch_map(tables));
     }
     if opts.terminal {
         background.spawn(control::read_terminal(demo.clone()));

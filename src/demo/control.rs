@@ -9,6 +9,7 @@ use crate::app::{self, Listeners, RouterHandle};
 use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::etcd::{Settings, handoff, ops};
+use crate::routing::Routes;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sim::Sim;
 use crate::upstream::Upstream;
@@ -55,6 +56,7 @@ pub struct Demo {
     pub(super) base: u16,
     pub(super) dcs: Vec<Dc>,
     pub(super) etcd: Option<Settings>,
+    pub(super) tables: Tables,
 }
 
 /// The commands, for `help`.
@@ -88,12 +90,19 @@ impl Demo {
         }
         dc.sim_stop = Some(trigger);
         let listeners = Listeners::bind(&dc.config).await?;
-        dc.router = Some(app::start(dc.config.clone(), listeners)?);
+        let router = app::start(dc.config.clone(), listeners)?;
+        if let Ok(mut t) = self.tables.lock() {
+            t[i] = Some(router.routes.clone());
+        }
+        dc.router = Some(router);
         Ok(())
     }
 
     /// Stops DC `i`'s router and simulator listeners and waits until they are gone.
     pub(super) async fn stop_dc(&mut self, i: usize) {
+        if let Ok(mut t) = self.tables.lock() {
+            t[i] = None;
+        }
         let dc = &mut self.dcs[i];
         if let Some(r) = dc.router.take() {
             r.shutdown();
@@ -285,25 +294,35 @@ async fn get(dc: &Dc, i: usize, path: &str) -> String {
     }
 }
 
-/// Prints every change of the ownership map in etcd as it happens, until aborted.
-pub(super) async fn watch_map(settings: Settings) {
-    let mut last: BTreeMap<u32, (String, i64)> = BTreeMap::new();
-    let mut first = true;
+/// The routing snapshots of the DCs' running routers, for `watch_map`.
+pub(super) type Tables = Arc<std::sync::Mutex<Vec<Option<Routes>>>>;
+
+/// Prints every change of the ownership map as the routers see it (their routing snapshots, no
+/// I/O), until aborted.
+pub(super) async fn watch_map(tables: Tables) {
+    let mut last: BTreeMap<u32, (String, u64)> = BTreeMap::new();
     loop {
-        if let Ok(rows) = ops::show(&settings).await {
-            for r in rows {
-                let now = (r.owner.clone(), r.epoch);
-                match last.insert(r.shard, now) {
-                    Some((owner, epoch)) if epoch != r.epoch && !first => println!(
-                        "ownership: shard {} {owner} -> {} (epoch {epoch} -> {})",
-                        r.shard, r.owner, r.epoch
+        let table = tables
+            .lock()
+            .ok()
+            .and_then(|t| t.iter().flatten().next().map(Routes::load));
+        if let Some(table) = table {
+            for n in 0..table.shard_count() {
+                let Some(e) = table.shard(n) else { continue };
+                let owner = table.dc_name(e.owner).to_string();
+                match last.get(&n) {
+                    // A router that lags behind another says nothing new.
+                    Some((_, epoch)) if *epoch >= e.epoch => continue,
+                    Some((was, epoch)) => println!(
+                        "ownership: shard {n} {was} -> {owner} (epoch {epoch} -> {})",
+                        e.epoch
                     ),
-                    _ => {}
+                    None => {}
                 }
+                last.insert(n, (owner, e.epoch));
             }
-            first = false;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
