@@ -181,8 +181,16 @@ async fn existing_clusters_are_adopted_misplaced_creates_pinned_and_pins_follow_
     assert_eq!(stored, want);
     assert_eq!(pins::history_count(&s, 1).await.unwrap(), 1);
     // A second run changes nothing.
+    let revision = |s: coopr_router::etcd::Settings| async move {
+        let mut c = s.connect().await.unwrap();
+        c.get("/", None).await.unwrap().header().unwrap().revision()
+    };
+    let rev = revision(s.clone()).await;
     let second = adopt::run(cfg.clone(), &opts(&d, false)).await.unwrap();
-    assert!(second.outcomes.iter().all(|o| *o == Ok(Outcome::Unchanged)));
+    assert!(second.plan.pins.is_empty(), "{:?}", second.plan.pins);
+    assert_eq!(second.plan.kept, 6);
+    assert!(adopt::render(&second).contains("new pins (0)"));
+    assert_eq!(revision(s.clone()).await, rev, "etcd unchanged");
     assert_eq!(pins::history_count(&s, 1).await.unwrap(), 1);
     for dc in &d.dcs {
         pins_seen(dc, 3).await;
@@ -292,6 +300,11 @@ async fn existing_clusters_are_adopted_misplaced_creates_pinned_and_pins_follow_
         "misplaced",
         "the pin says who wrote it"
     );
+    // adopt again: the misplaced pin is kept, nothing added.
+    let third = adopt::run(cfg.clone(), &opts(&d, false)).await.unwrap();
+    assert!(third.plan.pins.is_empty(), "{:?}", third.plan.pins);
+    assert!(third.plan.conflicts.is_empty());
+    assert_eq!(third.plan.kept, 7);
     // Cleared by the operator: ready again.
     let cleared = call(
         Method::POST,

@@ -65,7 +65,9 @@ pub struct Report {
 impl Report {
     /// Whether every planned pin is in place (or was only planned) and no id is duplicated.
     pub fn clean(&self) -> bool {
-        self.plan.duplicates.is_empty() && self.outcomes.iter().all(Result::is_ok)
+        self.plan.duplicates.is_empty()
+            && self.plan.conflicts.is_empty()
+            && self.outcomes.iter().all(Result::is_ok)
     }
 }
 
@@ -100,8 +102,22 @@ pub async fn run(cfg: Arc<Config>, opts: &Options) -> Result<Report, AdoptError>
             id_increment: d.id_increment,
         })
         .collect();
-    let plan = plan::plan(&dcs, &lists);
     let etcd = cfg.raw.ownership.source == OwnershipSource::Etcd;
+    let existing: Vec<(u64, u64, String)> = match etcd {
+        true => crate::etcd::pins::list(&Settings::from_config(&cfg.raw.ownership))
+            .await?
+            .into_iter()
+            .map(|r| (r.lo, r.hi, r.dc))
+            .collect(),
+        false => cfg
+            .raw
+            .ownership
+            .pins
+            .iter()
+            .map(|p| (p.lo, p.hi(), p.dc.clone()))
+            .collect(),
+    };
+    let plan = plan::plan(&dcs, &lists, &existing);
     let mut outcomes = Vec::with_capacity(plan.pins.len());
     if opts.dry_run || !etcd {
         outcomes.extend(plan.pins.iter().map(|_| Ok(Outcome::Planned)));
@@ -219,9 +235,10 @@ async fn get_json(
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let p = &r.plan;
+    let _ = writeln!(s, "clusters already pinned where they live: {}", p.kept);
     let _ = writeln!(
         s,
-        "pins ({}){}:",
+        "new pins ({}){}:",
         p.pins.len(),
         match (
             r.wrote_to_etcd,
@@ -252,6 +269,18 @@ pub fn render(r: &Report) -> String {
                 "  [[ownership.pins]] lo = {lo}, hi = {hi}, dc = \"{dc}\""
             );
         }
+    }
+    let _ = writeln!(
+        s,
+        "ids pinned to a DC that does not hold them ({}): check, then `ownership unpin` and pin again:",
+        p.conflicts.len()
+    );
+    for c in &p.conflicts {
+        let _ = writeln!(
+            s,
+            "  id {:08}: lives in {}, pinned to {}",
+            c.id, c.lives, c.pinned
+        );
     }
     let _ = writeln!(
         s,

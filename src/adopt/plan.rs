@@ -46,23 +46,44 @@ pub struct CounterFix {
     pub highest: Option<u64>,
 }
 
+/// An id that lives in one DC but is pinned to another: the operator must look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub id: u64,
+    /// Where the cluster lives.
+    pub lives: String,
+    /// Where the existing pin sends it.
+    pub pinned: String,
+}
+
 /// The whole plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// (lo, hi, DC name), by lo.
+    /// The pins to add: (lo, hi, DC name), by lo; none overlaps an existing pin.
     pub pins: Vec<(u64, u64, String)>,
+    /// Ids already pinned to the DC they live in.
+    pub kept: usize,
     pub duplicates: Vec<Duplicate>,
+    pub conflicts: Vec<Conflict>,
     pub counters: Vec<CounterFix>,
 }
 
-/// Plans the adoption of `lists` (DC name -> its clusters) under `dcs`.
+/// Plans the adoption of `lists` (DC name -> its clusters) under `dcs`, given the pins that
+/// exist already (`existing`: lo, hi, DC name).
 ///
-/// Every id found in exactly one DC is pinned there. Pins are ranges: consecutive ids (in the
-/// order of every id found anywhere) held by the same DC form one range, so a range may span ids
-/// no DC holds (deleted, or skipped by an increment): no Coopr creates them again once its
-/// counter is above every existing id, which is what the counters in the plan are. A duplicate
-/// id breaks a range and is not pinned.
-pub fn plan(dcs: &[DcIds], lists: &BTreeMap<String, Vec<Listed>>) -> Plan {
+/// Every id found in exactly one DC is pinned there, unless an existing pin already says so (or
+/// says another DC: a conflict, reported). Pins are ranges: consecutive ids (in the order of
+/// every id found anywhere) held by the same DC form one range, so a range may span ids no DC
+/// holds (deleted, or skipped by an increment): no Coopr creates them again once its counter is
+/// above every existing id, which is what the counters in the plan are. A duplicate id, a kept
+/// or conflicting one breaks a range, and ranges are cut around existing pins, so running the
+/// plan again adds nothing.
+pub fn plan(
+    dcs: &[DcIds],
+    lists: &BTreeMap<String, Vec<Listed>>,
+    existing: &[(u64, u64, String)],
+) -> Plan {
+    let pinned = |id: u64| existing.iter().find(|(lo, hi, _)| *lo <= id && id <= *hi);
     let mut by_id: BTreeMap<u64, Vec<(String, Listed)>> = BTreeMap::new();
     for (dc, list) in lists {
         for c in list {
@@ -71,6 +92,8 @@ pub fn plan(dcs: &[DcIds], lists: &BTreeMap<String, Vec<Listed>>) -> Plan {
     }
     let mut pins: Vec<(u64, u64, String)> = Vec::new();
     let mut duplicates = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut kept = 0;
     // Whether the last range may grow (no duplicate since it ended).
     let mut open = false;
     for (id, mut copies) in by_id.clone() {
@@ -81,12 +104,32 @@ pub fn plan(dcs: &[DcIds], lists: &BTreeMap<String, Vec<Listed>>) -> Plan {
             continue;
         }
         let dc = copies.swap_remove(0).0;
+        if let Some((_, _, to)) = pinned(id) {
+            match *to == dc {
+                true => kept += 1,
+                false => conflicts.push(Conflict {
+                    id,
+                    lives: dc,
+                    pinned: to.clone(),
+                }),
+            }
+            open = false;
+            continue;
+        }
         match pins.last_mut() {
             Some((_, hi, d)) if open && *d == dc => *hi = id,
             _ => pins.push((id, id, dc)),
         }
         open = true;
     }
+    let pins = pins
+        .into_iter()
+        .flat_map(|(lo, hi, dc)| {
+            cut(lo, hi, existing)
+                .into_iter()
+                .map(move |(a, b)| (a, b, dc.clone()))
+        })
+        .collect();
     let highest = by_id.keys().next_back().copied().unwrap_or(0);
     let counters = dcs
         .iter()
@@ -104,9 +147,36 @@ pub fn plan(dcs: &[DcIds], lists: &BTreeMap<String, Vec<Listed>>) -> Plan {
         .collect();
     Plan {
         pins,
+        kept,
         duplicates,
+        conflicts,
         counters,
     }
+}
+
+/// `lo..=hi` without the ids of `existing` pins, as ranges.
+fn cut(lo: u64, hi: u64, existing: &[(u64, u64, String)]) -> Vec<(u64, u64)> {
+    let mut holes: Vec<(u64, u64)> = existing
+        .iter()
+        .filter(|(a, b, _)| *a <= hi && *b >= lo)
+        .map(|(a, b, _)| (*a, *b))
+        .collect();
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    let mut at = lo;
+    for (a, b) in holes {
+        if a > at {
+            out.push((at, a - 1));
+        }
+        match b.checked_add(1) {
+            Some(next) => at = at.max(next),
+            None => return out,
+        }
+    }
+    if at <= hi {
+        out.push((at, hi));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -142,7 +212,7 @@ mod tests {
             vec![c(1, "a"), c(2, "b"), c(3, "c"), c(5, "e"), c(6, "f")],
         );
         lists.insert("dc2".to_string(), vec![c(1, "x"), c(2, "y"), c(9, "z")]);
-        let p = plan(&dcs(), &lists);
+        let p = plan(&dcs(), &lists, &[]);
         assert_eq!(
             p.pins,
             vec![(3, 6, "dc1".to_string()), (9, 9, "dc2".to_string())]
@@ -176,11 +246,11 @@ mod tests {
         let mut lists = BTreeMap::new();
         lists.insert("dc1".to_string(), (1..=500).map(|i| c(i, "n")).collect());
         lists.insert("dc2".to_string(), vec![]);
-        let p = plan(&dcs(), &lists);
+        let p = plan(&dcs(), &lists, &[]);
         assert_eq!(p.pins, vec![(1, 500, "dc1".to_string())]);
         assert!(p.duplicates.is_empty());
         assert_eq!(p.counters[1].counter, 503);
-        let empty = plan(&dcs(), &BTreeMap::new());
+        let empty = plan(&dcs(), &BTreeMap::new(), &[]);
         assert!(empty.pins.is_empty());
         assert_eq!(
             empty.counters.iter().map(|f| f.counter).collect::<Vec<_>>(),
@@ -189,11 +259,72 @@ mod tests {
     }
 
     #[test]
+    fn existing_pins_are_kept_cut_out_or_reported() {
+        let mut lists = BTreeMap::new();
+        lists.insert("dc1".to_string(), (1..=10).map(|i| c(i, "n")).collect());
+        lists.insert("dc2".to_string(), vec![c(20, "m")]);
+        let all = plan(&dcs(), &lists, &[]);
+        assert_eq!(
+            all.pins,
+            vec![(1, 10, "dc1".to_string()), (20, 20, "dc2".to_string())]
+        );
+        // Run again with what the first run wrote: nothing to add.
+        let again = plan(&dcs(), &lists, &all.pins);
+        assert!(again.pins.is_empty());
+        assert_eq!(again.kept, 11);
+        // A single pin (a misplaced create) inside dc1's ids, and a pin of a gap id (15) that
+        // no DC lists: cut out; an id pinned to the wrong DC: a conflict.
+        let existing = vec![
+            (6, 6, "dc1".to_string()),
+            (9, 9, "dc2".to_string()),
+            (15, 15, "dc3".to_string()),
+        ];
+        lists.insert(
+            "dc1".to_string(),
+            (1..=10).chain([16]).map(|i| c(i, "n")).collect(),
+        );
+        let p = plan(&dcs(), &lists, &existing);
+        assert_eq!(
+            p.pins,
+            vec![
+                (1, 5, "dc1".to_string()),
+                (7, 8, "dc1".to_string()),
+                (10, 14, "dc1".to_string()),
+                (16, 16, "dc1".to_string()),
+                (20, 20, "dc2".to_string())
+            ]
+        );
+        assert_eq!(p.kept, 1);
+        assert_eq!(
+            p.conflicts,
+            vec![Conflict {
+                id: 9,
+                lives: "dc1".into(),
+                pinned: "dc2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn cut_ranges() {
+        let e = |v: &[(u64, u64)]| -> Vec<(u64, u64, String)> {
+            v.iter().map(|&(a, b)| (a, b, "x".to_string())).collect()
+        };
+        assert_eq!(cut(1, 10, &e(&[])), vec![(1, 10)]);
+        assert_eq!(cut(1, 10, &e(&[(1, 10)])), vec![]);
+        assert_eq!(
+            cut(1, 10, &e(&[(0, 3), (5, 5), (9, 20)])),
+            vec![(4, 4), (6, 8)]
+        );
+        assert_eq!(cut(5, 5, &e(&[(0, u64::MAX)])), vec![]);
+    }
+
+    #[test]
     fn interleaved_dcs_alternate_ranges() {
         let mut lists = BTreeMap::new();
         lists.insert("dc1".to_string(), vec![c(1, "a"), c(4, "b"), c(5, "c")]);
         lists.insert("dc2".to_string(), vec![c(2, "d"), c(3, "e")]);
-        let p = plan(&dcs(), &lists);
+        let p = plan(&dcs(), &lists, &[]);
         assert_eq!(
             p.pins,
             vec![
