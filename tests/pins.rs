@@ -1,0 +1,153 @@
+//! Pins outside `adopt`: `[[ownership.pins]]` in the static config route pre-existing clusters
+//! through every router; a misplaced create with the static map is pinned in this router's
+//! snapshot; the etcd pin operations (`ownership pin / unpin`) are guarded and recorded.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use coopr_router::etcd::pins::{self, PinWrite};
+use coopr_router::etcd::{EtcdError, ops};
+use coopr_router::shutdown::{Shutdown, ShutdownTrigger};
+use coopr_router::sim::{Sim, SimConfig};
+use http::StatusCode;
+use std::path::Path;
+use std::time::Duration;
+use support::etcd::EtcdServer;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A simulator that ran before the router with Coopr's default id settings: `n` clusters,
+/// ids 1..=n, saved in `data`.
+async fn seed(data: &Path, n: usize) {
+    let sim = Sim::new(SimConfig {
+        op_delay: Duration::from_millis(10),
+        data: Some(data.to_path_buf()),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (stop, wait) = ShutdownTrigger::new();
+    let task = tokio::spawn(sim.serve(l, Shutdown::wait(wait)));
+    for k in 1..=n {
+        let r = post(
+            &format!("http://{addr}/v2/clusters"),
+            &format!("{{\"name\":\"old{k}\",\"clusterTemplate\":\"demo\",\"numMachines\":1}}"),
+        )
+        .await;
+        assert_eq!(r.json()["id"], format!("{k:08}"), "{}", r.text());
+    }
+    eventually(WAIT, "seeded clusters on disk", || async {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(data).ok()?).ok()?;
+        (v["clusters"].as_object()?.len() == n).then_some(())
+    })
+    .await;
+    stop.trigger();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_pins_route_old_clusters_and_a_misplaced_create_is_pinned_in_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(&dir.path().join("dc1.json"), 4).await;
+    let d = start_with_data(Duration::from_millis(10), Some(dir.path()), |_| {
+        "[[ownership.pins]]\nlo = 1\nhi = 4\ndc = \"dc1\"\n".to_string()
+    })
+    .await;
+    // Ids 2 and 3 fall in dc2's and dc3's shards; pinned, every router finds them at dc1.
+    for k in 1..=4u64 {
+        for dc in &d.dcs {
+            let r = get(&dc.url(&format!("/v2/clusters/{k}"))).await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{k} via {}: {}",
+                dc.name,
+                r.text()
+            );
+            assert_eq!(r.json()["name"], format!("old{k}"));
+        }
+    }
+    assert_eq!(routes(&d.dcs[1]).await["pins"][0]["dc"], "dc1");
+    // dc1's Coopr still counts by one: its next id, 5, is in shard 5 (dc2's).
+    let r = post(
+        &d.dcs[0].url("/v2/clusters"),
+        "{\"name\":\"new5\",\"clusterTemplate\":\"demo\",\"numMachines\":1}",
+    )
+    .await;
+    assert_eq!(r.json()["id"], "00000005", "{}", r.text());
+    eventually(WAIT, "pinned in dc1's snapshot", || async {
+        let pins = routes(&d.dcs[0]).await["pins"].clone();
+        (pins.as_array()?.len() == 2 && pins[1]["lo"] == 5 && pins[1]["dc"] == "dc1").then_some(())
+    })
+    .await;
+    let again = get(&d.dcs[0].url("/v2/clusters/00000005")).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(again.header("x-coopr-router-route"), "local");
+    let ready = get(&d.dcs[0].admin_url("/ready")).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().contains("ids_placed"), "{}", ready.text());
+    // dc1's partition (start 1, increment 3) above 5: 7.
+    assert!(
+        ready.text().contains("set its id counter to 7"),
+        "{}",
+        ready.text()
+    );
+    let listed = get(&d.dcs[0].admin_url("/admin/misplaced")).await.json();
+    assert_eq!(listed["misplaced"][0]["home"], "dc2", "{listed}");
+    assert_eq!(listed["misplaced"][0]["counter"], 7);
+    // The other routers' readiness is theirs: nothing was created there.
+    assert_eq!(
+        get(&d.dcs[1].admin_url("/ready")).await.status,
+        StatusCode::OK
+    );
+    // Counted once (the metrics are per process: this is the only misplaced create here).
+    let metrics = get(&d.dcs[0].admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains("coopr_router_misplaced_ids_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_writes_are_guarded_idempotent_and_recorded() {
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings("/pins/");
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 12, false).await.unwrap();
+    let w = pins::pin(&s, (1, 100), "dc1", "cli", "t").await.unwrap();
+    assert!(matches!(w, PinWrite::Written(_)));
+    assert_eq!(
+        pins::pin(&s, (1, 100), "dc1", "cli", "t").await.unwrap(),
+        PinWrite::Unchanged
+    );
+    // Overlapping another pin: refused, nothing written.
+    let overlap = pins::pin(&s, (100, 200), "dc2", "cli", "t").await;
+    assert!(matches!(overlap, Err(EtcdError::Refused(_))), "{overlap:?}");
+    let unknown = pins::pin(&s, (300, 300), "dc9", "cli", "t").await;
+    assert!(matches!(unknown, Err(EtcdError::Refused(_))), "{unknown:?}");
+    let backwards = pins::pin(&s, (9, 8), "dc1", "cli", "t").await;
+    assert!(
+        matches!(backwards, Err(EtcdError::Refused(_))),
+        "{backwards:?}"
+    );
+    // The same lo, a new range: replaced (compare-and-swap on its epoch), recorded.
+    pins::pin(&s, (1, 150), "dc2", "cli", "grow").await.unwrap();
+    pins::pin(&s, (151, 151), "dc3", "cli", "one")
+        .await
+        .unwrap();
+    let rows = pins::list(&s).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.lo, r.hi, r.dc.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(1, 150, "dc2"), (151, 151, "dc3")]
+    );
+    assert_eq!(pins::history_count(&s, 1).await.unwrap(), 2);
+    assert!(pins::unpin(&s, 1, "cli", "gone").await.unwrap());
+    assert!(!pins::unpin(&s, 1, "cli", "gone").await.unwrap());
+    assert_eq!(pins::history_count(&s, 1).await.unwrap(), 3);
+    assert_eq!(pins::list(&s).await.unwrap().len(), 1);
+}
