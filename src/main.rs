@@ -589,4 +589,52 @@ mod tests {
             assert_eq!(prefix, "/x/", "{args:?}");
         }
     }
+
+    #[test]
+    fn pin_ids_are_a_range_or_one_id() {
+        assert_eq!(parse_ids("1..=5000"), Ok((1, 5000)));
+        assert_eq!(parse_ids("1..5001"), Ok((1, 5000)));
+        assert_eq!(parse_ids("42"), Ok((42, 42)));
+        assert!(parse_ids("5..=4").is_err());
+        assert!(parse_ids("5..5").is_err());
+        assert!(parse_ids("1..0").is_err());
+        assert!(parse_ids("x").is_err());
+        let Cli {
+            command:
+                Command::Ownership {
+                    op: OwnershipOp::Pin { ids, dc, .. },
+                    ..
+                },
+        } = Cli::try_parse_from([
+            "coopr-router",
+            "ownership",
+            "pin",
+            "--ids",
+            "7..=9",
+            "--dc",
+            "dc2",
+        ])
+        .unwrap()
+        else {
+            panic!("the pin command");
+        };
+        assert_eq!((ids, dc.as_str()), ((7, 9), "dc2"));
+        let Cli {
+            command: Command::Adopt { coopr, dry_run, .. },
+        } = Cli::try_parse_from([
+            "coopr-router",
+            "adopt",
+            "-c",
+            "r.toml",
+            "--coopr",
+            "dc1=http://a:1,dc2=http://b:2",
+            "--dry-run",
+        ])
+        .unwrap()
+        else {
+            panic!("the adopt command");
+        };
+        assert_eq!(coopr.len(), 2);
+        assert!(dry_run);
+    }
 }
