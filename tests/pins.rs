@@ -151,3 +151,93 @@ async fn pin_writes_are_guarded_idempotent_and_recorded() {
     assert_eq!(pins::history_count(&s, 1).await.unwrap(), 3);
     assert_eq!(pins::list(&s).await.unwrap().len(), 1);
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The binary as an operator runs it: a misplaced create is logged at ERROR with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
+    // dc1's Coopr is set to start 1, increment 2, but its stored counter says 2 (dc2's).
+    let sim = Sim::new(SimConfig {
+        id_start: 1,
+        id_increment: 2,
+        id_counter_start: Some(2),
+        op_delay: Duration::from_millis(10),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_addr = l.local_addr().unwrap();
+    let (stop, wait) = ShutdownTrigger::new();
+    tokio::spawn(sim.serve(l, Shutdown::wait(wait)));
+    let (client, peer, admin, peer2) = (free_port(), free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "dc = \"dc1\"\nshard_count = 2\n\n[listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
+             [[backends]]\nurl = \"http://{sim_addr}\"\n\n\
+             [dcs.dc1]\npeer_url = \"http://127.0.0.1:{peer}\"\nid_start = 1\nid_increment = 2\n\n\
+             [dcs.dc2]\npeer_url = \"http://127.0.0.1:{peer2}\"\nid_start = 2\nid_increment = 2\n\n\
+             [admin]\nwatch_config_ms = 0\n\n[log]\nformat = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .arg("run")
+        .arg("--config")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin_url = |p: &str| format!("http://127.0.0.1:{admin}{p}");
+    eventually(WAIT, "router ready", || async {
+        let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok();
+        (up && get(&admin_url("/ready")).await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let r = post(
+        &format!("http://127.0.0.1:{client}/v2/clusters"),
+        "{\"name\":\"x\",\"clusterTemplate\":\"demo\",\"numMachines\":1}",
+    )
+    .await;
+    assert_eq!(r.json()["id"], "00000002", "{}", r.text());
+    eventually(WAIT, "ready fails", || async {
+        (get(&admin_url("/ready")).await.status == StatusCode::SERVICE_UNAVAILABLE).then_some(())
+    })
+    .await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    stop.trigger();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("outside this DC's home shards") && l.contains("\"ERROR\""))
+        .unwrap_or_else(|| panic!("no ERROR line for the misplaced id in:\n{text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["cluster"], "00000002", "{line}");
+    assert_eq!(v["fields"]["home"], "dc2", "{line}");
+    let fix = v["fields"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("server.ids.start.num = 1")
+            && fix.contains("server.ids.increment.by = 2")
+            && fix.contains("/ids/clusters, an 8-byte big-endian long) to 3,"),
+        "{fix}"
+    );
+}

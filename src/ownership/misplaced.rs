@@ -87,7 +87,8 @@ impl Misplaced {
             dc = %dc,
             fix = %format!(
                 "set server.ids.start.num = {start} and server.ids.increment.by = {increment} in {dc}'s Coopr, \
-                 stop its servers, set the cluster id counter (ZooKeeper /ids/clusters) to {counter}, start them, \
+                 stop its servers, set its cluster id counter (ZooKeeper {{server.zookeeper.namespace}}/ids/clusters, \
+                 an 8-byte big-endian long) to {counter}, start them, \
                  then clear this with POST /admin/misplaced/clear"
             ),
             "Coopr created a cluster outside this DC's home shards"
