@@ -8,7 +8,7 @@ use crate::body::ProxyBody;
 use crate::classify::Kind;
 use crate::error::ProxyError;
 use crate::ids::ClusterId;
-use crate::routing::RoutingTable;
+use crate::routing::{Pin, Pins, RoutingTable};
 use http::Response;
 
 /// Checks the id of a cluster created by a local Coopr server. The answer (`{"id": "..."}`,
@@ -32,6 +32,29 @@ pub(super) async fn check_create(
         misplaced.check(table, id);
     }
     Ok(Response::from_parts(head, body))
+}
+
+/// The same check on a create answer replication already buffered (`answer`). Returns, for a
+/// misplaced id that can be pinned here, the snapshot with that pin (the pinner is writing it),
+/// so replication records the new cluster by the shard it will be routed by.
+pub(super) fn note_created(
+    cx: &Ctx<'_>,
+    table: &RoutingTable,
+    answer: Option<&[u8]>,
+) -> Option<RoutingTable> {
+    let misplaced = cx.proxy.misplaced.as_ref()?;
+    let id = created_id(answer?)?;
+    if !misplaced.check(table, id) || table.pin_of(id).is_some() {
+        return None;
+    }
+    let mut pins: Vec<Pin> = table.pins.iter().copied().collect();
+    pins.push(Pin {
+        lo: id.get(),
+        hi: id.get(),
+        dc: table.local,
+        epoch: table.revision,
+    });
+    Some(table.clone().with_pins(Pins::new(pins)))
 }
 
 /// The `id` member of Coopr's create answer.

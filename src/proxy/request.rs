@@ -124,8 +124,7 @@ pub(super) async fn serve(
                 Target::Local(api) => {
                     out.route = Some("local");
                     if replicates(cx) {
-                        let resp = to_local_replicated(cx, table, body, route, api).await?;
-                        return check_create(cx, table, resp).await;
+                        return to_local_replicated(cx, table, body, route, api).await;
                     }
                     let resp = to_local(cx, body, route, api).await?;
                     if cx.class.kind == Kind::Create {
