@@ -1,6 +1,7 @@
 //! Pins outside `adopt`: `[[ownership.pins]]` in the static config route pre-existing clusters
 //! through every router; a misplaced create with the static map is pinned in this router's
-//! snapshot; the etcd pin operations (`ownership pin / unpin`) are guarded and recorded.
+//! snapshot (kept across a reload); the binary logs it at ERROR with the fix; the etcd pin
+//! operations (`ownership pin / unpin`) are guarded and recorded.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -103,12 +104,15 @@ async fn static_pins_route_old_clusters_and_a_misplaced_create_is_pinned_in_the_
         get(&d.dcs[1].admin_url("/ready")).await.status,
         StatusCode::OK
     );
-    // Counted once (the metrics are per process: this is the only misplaced create here).
+    // Counted (the metrics are per process, and other tests here make misplaced creates too).
     let metrics = get(&d.dcs[0].admin_url("/metrics")).await.text();
-    assert!(
-        metrics.contains("coopr_router_misplaced_ids_total 1"),
-        "{metrics}"
-    );
+    let count: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("coopr_router_misplaced_ids_total "))
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(count >= 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,10 +164,19 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The binary as an operator runs it: a misplaced create is logged at ERROR with the fix.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
-    // dc1's Coopr is set to start 1, increment 2, but its stored counter says 2 (dc2's).
+/// A two-DC config (dc1: ids 1, 3, 5...; dc2: 2, 4, ...) for a router in front of `sim`.
+fn two_dc_config(ports: (u16, u16, u16, u16), sim: std::net::SocketAddr, extra: &str) -> String {
+    let (client, peer, admin, peer2) = ports;
+    format!(
+        "dc = \"dc1\"\nshard_count = 2\n\n[listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
+         [[backends]]\nurl = \"http://{sim}\"\n\n\
+         [dcs.dc1]\npeer_url = \"http://127.0.0.1:{peer}\"\nid_start = 1\nid_increment = 2\n\n\
+         [dcs.dc2]\npeer_url = \"http://127.0.0.1:{peer2}\"\nid_start = 2\nid_increment = 2\n\n{extra}"
+    )
+}
+
+/// dc1's Coopr set to start 1, increment 2, with its stored counter at 2 (dc2's partition).
+async fn miscounted_sim() -> (std::net::SocketAddr, ShutdownTrigger) {
     let sim = Sim::new(SimConfig {
         id_start: 1,
         id_increment: 2,
@@ -173,20 +186,94 @@ async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
     })
     .unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sim_addr = l.local_addr().unwrap();
+    let addr = l.local_addr().unwrap();
     let (stop, wait) = ShutdownTrigger::new();
     tokio::spawn(sim.serve(l, Shutdown::wait(wait)));
-    let (client, peer, admin, peer2) = (free_port(), free_port(), free_port(), free_port());
+    (addr, stop)
+}
+
+/// With the static map, a misplaced id's pin lives in the router's snapshot: a reload of the
+/// config keeps it (and adds the config's own pins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_pins_of_misplaced_creates() {
+    let (sim, _stop) = miscounted_sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("router.toml");
+    let ports = (free_port(), free_port(), free_port(), free_port());
+    let admin = "[admin]\ntoken = \"pins-token-0123456789\"\nwatch_config_ms = 0\n\n";
+    std::fs::write(&path, two_dc_config(ports, sim, admin)).unwrap();
+    let listeners = coopr_router::app::Listeners {
+        client: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        peer: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        admin: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        provisioner: None,
+    };
+    let cfg = coopr_router::config::load(&path).unwrap();
+    let r = coopr_router::app::start_with_file(cfg, Some(path.clone()), listeners).unwrap();
+    let created = post(
+        &format!("http://{}/v2/clusters", r.client_addr),
+        "{\"name\":\"x\",\"clusterTemplate\":\"demo\",\"numMachines\":1}",
+    )
+    .await;
+    assert_eq!(created.json()["id"], "00000002", "{}", created.text());
+    let pins = || async {
+        let v = get(&format!("http://{}/admin/routes", r.admin_addr))
+            .await
+            .json();
+        v["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["lo"].as_u64().unwrap(),
+                    p["dc"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually(WAIT, "pinned in the snapshot", || async {
+        (pins().await == vec![(2, "dc1".to_string())]).then_some(())
+    })
+    .await;
+    std::fs::write(
+        &path,
+        two_dc_config(
+            ports,
+            sim,
+            &format!("{admin}[[ownership.pins]]\nlo = 10\nhi = 20\ndc = \"dc2\"\n"),
+        ),
+    )
+    .unwrap();
+    let reload = call(
+        http::Method::POST,
+        &format!("http://{}/admin/reload", r.admin_addr),
+        &[("Authorization", "Bearer pins-token-0123456789")],
+        "",
+    )
+    .await;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.text());
+    assert_eq!(
+        pins().await,
+        vec![(2, "dc1".to_string()), (10, "dc2".to_string())]
+    );
+    r.shutdown();
+}
+
+/// The binary as an operator runs it: a misplaced create is logged at ERROR with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
+    let (sim_addr, stop) = miscounted_sim().await;
+    let ports = (free_port(), free_port(), free_port(), free_port());
+    let (client, _, admin, _) = ports;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("router.toml");
     std::fs::write(
         &path,
-        format!(
-            "dc = \"dc1\"\nshard_count = 2\n\n[listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n\n\
-             [[backends]]\nurl = \"http://{sim_addr}\"\n\n\
-             [dcs.dc1]\npeer_url = \"http://127.0.0.1:{peer}\"\nid_start = 1\nid_increment = 2\n\n\
-             [dcs.dc2]\npeer_url = \"http://127.0.0.1:{peer2}\"\nid_start = 2\nid_increment = 2\n\n\
-             [admin]\nwatch_config_ms = 0\n\n[log]\nformat = \"json\"\n"
+        two_dc_config(
+            ports,
+            sim_addr,
+            "[admin]\nwatch_config_ms = 0\n\n[log]\nformat = \"json\"\n",
         ),
     )
     .unwrap();
