@@ -72,6 +72,41 @@ async fn static_pins_route_old_clusters_and_a_misplaced_create_is_pinned_in_the_
         }
     }
     assert_eq!(routes(&d.dcs[1]).await["pins"][0]["dc"], "dc1");
+    // `coopr-router adopt --dry-run` as an operator runs it: the config's pins already hold
+    // every cluster; nothing to add; the counters put new ids above 4 in each partition.
+    let cfg_path = dir.path().join("dc1.toml");
+    std::fs::write(&cfg_path, &d.dcs[0].config_text).unwrap();
+    let coopr = d
+        .dcs
+        .iter()
+        .map(|dc| format!("{}=http://{}", dc.name, dc.sim_addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .args(["adopt", "--config"])
+            .arg(&cfg_path)
+            .args(["--coopr", &coopr, "--dry-run"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("clusters already pinned where they live: 4"),
+        "{text}"
+    );
+    assert!(text.contains("new pins (0)"), "{text}");
+    assert!(
+        text.contains("dc1: server.ids.start.num = 1, server.ids.increment.by = 3, counter = 7"),
+        "{text}"
+    );
     // dc1's Coopr still counts by one: its next id, 5, is in shard 5 (dc2's).
     let r = post(
         &d.dcs[0].url("/v2/clusters"),
