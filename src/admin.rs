@@ -28,6 +28,8 @@ pub struct AdminParts {
     pub reloader: Arc<Reloader>,
     /// Replication, when enabled (`GET /admin/operations`).
     pub replication: Option<crate::replication::Replication>,
+    /// Misplaced creates (sharded mode): `/ready` fails while any is not cleared.
+    pub misplaced: Option<Arc<crate::ownership::Misplaced>>,
 }
 
 #[derive(Clone)]
@@ -40,6 +42,7 @@ pub struct Admin {
     reloader: Arc<Reloader>,
     draining: Arc<AtomicBool>,
     replication: Option<crate::replication::Replication>,
+    misplaced: Option<Arc<crate::ownership::Misplaced>>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -68,6 +71,7 @@ impl Admin {
             reloader: p.reloader,
             draining: Arc::new(AtomicBool::new(false)),
             replication: p.replication,
+            misplaced: p.misplaced,
         }
     }
 
@@ -146,6 +150,15 @@ impl Admin {
             }
             (&Method::POST, "/admin/drain") => self.drain(),
             (&Method::GET, "/admin/operations") => self.operations(&query).await,
+            (&Method::GET, "/admin/misplaced") => json_response(
+                StatusCode::OK,
+                json!({"misplaced": self.misplaced.as_ref().map(|m| m.pending()).unwrap_or_default()}),
+            ),
+            (&Method::POST, "/admin/misplaced/clear") => {
+                let cleared = self.misplaced.as_ref().map_or(0, |m| m.clear());
+                tracing::warn!(cleared, "misplaced ids cleared by an operator");
+                json_response(StatusCode::OK, json!({"cleared": cleared}))
+            }
             (&Method::GET, "/admin/log-level") => {
                 json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
             }
@@ -203,6 +216,21 @@ impl Admin {
                 json!({"check": "backend", "detail": "no local Coopr server answers GET /status"}),
             ),
         }
+        let misplaced = self
+            .misplaced
+            .as_ref()
+            .map(|m| m.pending())
+            .unwrap_or_default();
+        if let Some(last) = misplaced.last() {
+            failed.push(json!({
+                "check": "ids_placed",
+                "detail": format!(
+                    "this DC's Coopr created {} cluster(s) outside its home shards (last {}): set its id counter to {} (server.ids.start.num = {}, server.ids.increment.by = {}), then POST /admin/misplaced/clear",
+                    misplaced.len(), last.id, last.counter, last.start, last.increment
+                ),
+                "ids": misplaced.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            }));
+        }
         let table = self.routes.load();
         if failed.is_empty() {
             json_response(
@@ -256,6 +284,7 @@ impl Admin {
                 "fence_after_ms": f.fence_after_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
+                "pins": t.pins.iter().map(|p| json!({"lo": p.lo, "hi": p.hi, "dc": t.dc_name(p.dc), "epoch": p.epoch})).collect::<Vec<_>>(),
             })
         }
     }
@@ -332,6 +361,16 @@ impl Admin {
         };
         let shard = class.cluster.map(|id| t.shard_of(id));
         let entry = shard.and_then(|s| t.shard(s));
+        let pin = class.cluster.and_then(|id| t.pin_of(id));
+        let why = match (pin, shard) {
+            (Some(p), Some(s)) => format!(
+                "pinned: ids {}..={} live in {} (routed by its home shard {s}); {why}",
+                p.lo,
+                p.hi,
+                t.dc_name(p.dc)
+            ),
+            _ => why.to_string(),
+        };
         json_response(
             StatusCode::OK,
             json!({
@@ -344,6 +383,12 @@ impl Admin {
                 "revision": t.revision,
                 "destination": destination,
                 "why": why,
+                "pinned": pin.map(|p| json!({
+                    "lo": p.lo,
+                    "hi": p.hi,
+                    "dc": t.dc_name(p.dc),
+                    "epoch": p.epoch,
+                })),
             }),
         )
     }

@@ -89,6 +89,43 @@ impl RouterHandle {
     }
 }
 
+/// Sharded mode: the misplaced-create check and its pinner (etcd writes `pins/{id}`; the static
+/// source publishes the pin in its snapshot).
+fn misplaced_ids(
+    config: &Arc<Config>,
+    reloader: &Arc<Reloader>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &Shutdown,
+) -> Option<Arc<crate::ownership::Misplaced>> {
+    if config.raw.ownership.mode != crate::config::OwnershipMode::Sharded {
+        return None;
+    }
+    let (misplaced, mut rx) = crate::ownership::Misplaced::new();
+    match config.raw.ownership.source {
+        OwnershipSource::Etcd => {
+            let settings = crate::etcd::Settings::from_config(&config.raw.ownership);
+            tasks.spawn(crate::etcd::pins::pinner(settings, rx, shutdown.clone()));
+        }
+        OwnershipSource::Static => {
+            let reloader = reloader.clone();
+            let stop = shutdown.clone().wait();
+            tasks.spawn(async move {
+                tokio::pin!(stop);
+                loop {
+                    let req = tokio::select! {
+                        _ = &mut stop => return,
+                        req = rx.recv() => match req { Some(r) => r, None => return },
+                    };
+                    if reloader.pin_here(req.id, &req.dc) {
+                        tracing::warn!(cluster = %req.id, dc = %req.dc, "pinned a misplaced cluster id in the static map until restart; add it to [[ownership.pins]]");
+                    }
+                }
+            });
+        }
+    }
+    Some(Arc::new(misplaced))
+}
+
 /// Starts a router on already-bound listeners, with no config file to reload.
 pub fn start(config: Config, listeners: Listeners) -> std::io::Result<RouterHandle> {
     start_with_file(config, None, listeners)
@@ -187,12 +224,14 @@ pub fn start_with_file(
             shutdown.clone(),
         ));
     }
+    let misplaced = misplaced_ids(&config, &reloader, &mut tasks, &shutdown);
     let proxy = Proxy::new(
         routes.clone(),
         runtime.clone(),
         freshness.clone(),
         inflight.clone(),
     )
+    .with_misplaced(misplaced.clone())
     .with_replication(
         replication
             .clone()
@@ -246,6 +285,7 @@ pub fn start_with_file(
         freshness: freshness.clone(),
         reloader: reloader.clone(),
         replication,
+        misplaced,
     });
     let handler = move |req, _remote| {
         let admin = admin.clone();

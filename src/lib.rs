@@ -37,6 +37,7 @@
 //! it depends only on [`ids`].
 
 pub mod admin;
+pub mod adopt;
 pub mod app;
 pub mod backoff;
 pub mod body;

@@ -111,6 +111,27 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Put the router in front of Coopr installations that already hold clusters: list every
+    /// cluster in every DC, pin each where it lives (etcd source), report ids found in two DCs,
+    /// and print the Coopr id settings and counter each DC needs (docs/runbook-adopt.md).
+    Adopt {
+        /// A router config naming every DC (id settings, shard_count, etcd, coopr.token_file).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Each DC's Coopr external API: `--coopr dc1=http://10.1.0.10:55054` (repeat, or
+        /// comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        coopr: Vec<String>,
+        /// Coopr-UserID of the tenants' admin.
+        #[arg(long, default_value = "admin")]
+        user: String,
+        /// Tenant names to list (default: every tenant, listed as the superadmin).
+        #[arg(long, value_delimiter = ',')]
+        tenant: Vec<String>,
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Certificates.
     Certs {
         #[command(subcommand)]
@@ -158,6 +179,43 @@ enum OwnershipOp {
         #[arg(long, default_value = "manual change")]
         reason: String,
     },
+    /// Print the pins: ids that live in a DC whatever their shard.
+    Pins,
+    /// Pin ids to the DC whose Coopr holds them (`--ids 1..=5000` or `--ids 42`); they win over
+    /// the shard map and move with that DC's shards (compare-and-swap; recorded in history/).
+    Pin {
+        #[arg(long, value_parser = parse_ids)]
+        ids: (u64, u64),
+        #[arg(long)]
+        dc: String,
+        #[arg(long, default_value = "manual pin")]
+        reason: String,
+    },
+    /// Remove the pin that starts at `--lo`.
+    Unpin {
+        #[arg(long)]
+        lo: u64,
+        #[arg(long, default_value = "manual unpin")]
+        reason: String,
+    },
+}
+
+/// `1..=5000`, `1..5001` or `42`.
+fn parse_ids(text: &str) -> Result<(u64, u64), String> {
+    let num = |t: &str| t.trim().parse::<u64>().map_err(|e| format!("{t:?}: {e}"));
+    let (lo, hi) = if let Some((a, b)) = text.split_once("..=") {
+        (num(a)?, num(b)?)
+    } else if let Some((a, b)) = text.split_once("..") {
+        let hi = num(b)?.checked_sub(1).ok_or("empty range")?;
+        (num(a)?, hi)
+    } else {
+        let n = num(text)?;
+        (n, n)
+    };
+    match lo <= hi {
+        true => Ok((lo, hi)),
+        false => Err(format!("{text:?} is an empty range")),
+    }
 }
 
 fn init_logging(json: bool) {
@@ -251,6 +309,13 @@ fn main() -> ExitCode {
         Command::Certs {
             op: CertsOp::Dev { out, dcs, hosts },
         } => certs_dev(&out, &dcs, &hosts),
+        Command::Adopt {
+            config,
+            coopr,
+            user,
+            tenant,
+            dry_run,
+        } => runtime().and_then(|rt| rt.block_on(adopt(config, coopr, user, tenant, dry_run))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -343,9 +408,68 @@ fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
                     println!("shard {shard} now owned by {owner}: epoch {old} -> {new}");
                 }
             }
+            OwnershipOp::Pins => {
+                println!(
+                    "{:>20} {:>20}  {:<10} {:>10}  by",
+                    "lo", "hi", "dc", "epoch"
+                );
+                for r in coopr_router::etcd::pins::list(&settings).await? {
+                    println!(
+                        "{:>20} {:>20}  {:<10} {:>10}  {} ({})",
+                        r.lo, r.hi, r.dc, r.epoch, r.by, r.reason
+                    );
+                }
+            }
+            OwnershipOp::Pin { ids, dc, reason } => {
+                use coopr_router::etcd::pins::{PinWrite, pin};
+                match pin(&settings, ids, &dc, "cli", &reason).await? {
+                    PinWrite::Written(rev) => {
+                        println!("pinned {}..={} to {dc} at revision {rev}", ids.0, ids.1)
+                    }
+                    PinWrite::Unchanged => {
+                        println!("{}..={} is already pinned to {dc}", ids.0, ids.1)
+                    }
+                }
+            }
+            OwnershipOp::Unpin { lo, reason } => {
+                match coopr_router::etcd::pins::unpin(&settings, lo, "cli", &reason).await? {
+                    true => println!("unpinned the pin at {lo}"),
+                    false => println!("no pin starts at {lo}"),
+                }
+            }
         }
         Ok(())
     })
+}
+
+async fn adopt(
+    path: PathBuf,
+    coopr: Vec<String>,
+    user: String,
+    tenants: Vec<String>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let cfg = config::load(&path).with_context(|| path.display().to_string())?;
+    let coopr = coopr
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("--coopr {kv:?}: give DC=URL"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = coopr_router::adopt::Options {
+        coopr,
+        user,
+        tenants,
+        dry_run,
+    };
+    let report = coopr_router::adopt::run(std::sync::Arc::new(cfg), &opts).await?;
+    print!("{}", coopr_router::adopt::render(&report));
+    if !report.clean() {
+        anyhow::bail!("adoption is not complete: see the refused pins and duplicate ids above");
+    }
+    Ok(())
 }
 
 async fn run_handoff(
@@ -470,5 +594,53 @@ mod tests {
             assert_eq!(etcd, vec!["http://10.9.0.1:2379".to_string()], "{args:?}");
             assert_eq!(prefix, "/x/", "{args:?}");
         }
+    }
+
+    #[test]
+    fn pin_ids_are_a_range_or_one_id() {
+        assert_eq!(parse_ids("1..=5000"), Ok((1, 5000)));
+        assert_eq!(parse_ids("1..5001"), Ok((1, 5000)));
+        assert_eq!(parse_ids("42"), Ok((42, 42)));
+        assert!(parse_ids("5..=4").is_err());
+        assert!(parse_ids("5..5").is_err());
+        assert!(parse_ids("1..0").is_err());
+        assert!(parse_ids("x").is_err());
+        let Cli {
+            command:
+                Command::Ownership {
+                    op: OwnershipOp::Pin { ids, dc, .. },
+                    ..
+                },
+        } = Cli::try_parse_from([
+            "coopr-router",
+            "ownership",
+            "pin",
+            "--ids",
+            "7..=9",
+            "--dc",
+            "dc2",
+        ])
+        .unwrap()
+        else {
+            panic!("the pin command");
+        };
+        assert_eq!((ids, dc.as_str()), ((7, 9), "dc2"));
+        let Cli {
+            command: Command::Adopt { coopr, dry_run, .. },
+        } = Cli::try_parse_from([
+            "coopr-router",
+            "adopt",
+            "-c",
+            "r.toml",
+            "--coopr",
+            "dc1=http://a:1,dc2=http://b:2",
+            "--dry-run",
+        ])
+        .unwrap()
+        else {
+            panic!("the adopt command");
+        };
+        assert_eq!(coopr.len(), 2);
+        assert!(dry_run);
     }
 }

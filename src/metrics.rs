@@ -40,6 +40,10 @@ pub const PEER_UP: &str = "coopr_router_peer_up";
 /// TLS handshakes refused or timed out, by `listener` (`client`, `peer`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "coopr_router_tls_handshake_failures_total";
 
+/// Clusters this DC's Coopr created outside this DC's home shards (its id settings or counter
+/// are wrong); each is pinned to this DC and `/ready` fails until an operator clears it.
+pub const MISPLACED_IDS: &str = "coopr_router_misplaced_ids_total";
+
 /// Replication records acknowledged by a peer, by `peer`.
 pub const REPL_SENT: &str = "coopr_router_replication_sent_total";
 /// Replication batches a peer did not acknowledge (retried), by `peer`.
@@ -267,6 +271,11 @@ fn describe() {
         "1 while writes to owned shards are refused (map not provably fresh)"
     );
     describe_counter!(RELOADS, Unit::Count, "Config reloads, by result");
+    describe_counter!(
+        MISPLACED_IDS,
+        Unit::Count,
+        "Clusters this DC's Coopr created outside this DC's home shards"
+    );
     describe_gauge!(OPEN_CONNECTIONS, "Open connections, by listener");
     describe_gauge!(
         PARKED_CONNECTIONS,
@@ -362,6 +371,12 @@ pub fn ownership_flips(n: usize) {
 /// The fence engaged (`true`) or released.
 pub fn fenced(on: bool) {
     state().fenced.set(if on { 1.0 } else { 0.0 });
+}
+
+/// This DC's Coopr created a cluster outside this DC's home shards.
+pub fn misplaced_id() {
+    state();
+    ::metrics::counter!(MISPLACED_IDS).increment(1);
 }
 
 /// A config reload finished.

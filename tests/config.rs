@@ -87,6 +87,24 @@ fn mistakes_name_the_key_and_line() {
             "shard = 99",
         ),
         (
+            "# [[ownership.shards]]\n# shard = 0\n# owner = \"dc1\"",
+            "[[ownership.pins]]\nlo = 1\nhi = 10\ndc = \"dc7\"",
+            "ownership.pins.0.dc",
+            "dc = \"dc7\"",
+        ),
+        (
+            "# [[ownership.shards]]\n# shard = 0\n# owner = \"dc1\"",
+            "[[ownership.pins]]\nlo = 10\nhi = 9\ndc = \"dc1\"",
+            "ownership.pins.0.hi",
+            "hi = 9",
+        ),
+        (
+            "# [[ownership.shards]]\n# shard = 0\n# owner = \"dc1\"",
+            "[[ownership.pins]]\nlo = 1\nhi = 10\ndc = \"dc1\"\n\n[[ownership.pins]]\nlo = 10\ndc = \"dc2\"",
+            "ownership.pins.1.lo",
+            "lo = 10",
+        ),
+        (
             "url = \"http://127.0.0.1:55054\"",
             "url = \"http://127.0.0.1:55054/coopr\"",
             "backends.0.url",

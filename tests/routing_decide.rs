@@ -5,7 +5,7 @@
 use coopr_router::classify::{Api, Class, Classification, Kind};
 use coopr_router::ids::ClusterId;
 use coopr_router::routing::{
-    DcEntry, Decision, Origin, Route, RoutingTable, ShardEntry, Target, decide,
+    DcEntry, Decision, Origin, Pin, Pins, Route, RoutingTable, ShardEntry, Target, decide,
 };
 
 /// dc1, dc2, dc3 with increment 3 and 6 shards; shard n's home is DC (n-1) mod 3. `owners[n]`
@@ -287,9 +287,195 @@ fn a_fenced_router_refuses_owned_writes_and_sends_creates_away() {
     );
 }
 
+fn pinned(t: RoutingTable, pins: &[(u64, u64, usize)]) -> RoutingTable {
+    t.with_pins(Pins::new(
+        pins.iter()
+            .map(|&(lo, hi, dc)| Pin {
+                lo,
+                hi,
+                dc,
+                epoch: 3,
+            })
+            .collect(),
+    ))
+}
+
+#[test]
+fn pins_win_over_the_shard_map() {
+    use Class::*;
+    use Kind::*;
+    // dc1 (index 0) is local. Ids 1..=100 live in dc1, 101..=200 in dc2, 250 in dc3.
+    // dc1's first home shard is 1, dc2's 2, dc3's 0.
+    let pins = [(1, 100, 0), (101, 200, 1), (250, 250, 2)];
+    let t = pinned(table(0, HOME), &pins);
+    let local = Target::Local(Api::External);
+    let rows: &[(Class, Kind, u64, Origin, Decision)] = &[
+        // id 2's own shard is dc2's, but it is pinned to dc1: served here, by dc1's shard 1.
+        (
+            Write,
+            ClusterWrite,
+            2,
+            Origin::Client,
+            go(local, Some(1), 7),
+        ),
+        (Read, ClusterRead, 2, Origin::Client, go(local, Some(1), 7)),
+        (Write, ClusterWrite, 2, Origin::Peer, go(local, Some(1), 7)),
+        (
+            Write,
+            ClusterWrite,
+            100,
+            Origin::Client,
+            go(local, Some(1), 7),
+        ),
+        // id 101's own shard (5) is dc2's anyway; id 103's (1) is dc1's, pinned to dc2.
+        (
+            Write,
+            ClusterWrite,
+            103,
+            Origin::Client,
+            go(Target::Peer(1), Some(2), 7),
+        ),
+        (
+            Read,
+            ClusterRead,
+            103,
+            Origin::Client,
+            go(Target::Peer(1), Some(2), 7),
+        ),
+        (
+            Write,
+            ClusterWrite,
+            103,
+            Origin::Peer,
+            Decision::Misdirected {
+                shard: Some(2),
+                owner: Some(1),
+                epoch: 7,
+            },
+        ),
+        // A single-id pin.
+        (
+            Write,
+            ClusterWrite,
+            250,
+            Origin::Client,
+            go(Target::Peer(2), Some(0), 7),
+        ),
+        // Unpinned ids keep their shard: 201 -> shard 3 (dc3), 202 -> shard 4 (dc1).
+        (
+            Write,
+            ClusterWrite,
+            201,
+            Origin::Client,
+            go(Target::Peer(2), Some(3), 7),
+        ),
+        (
+            Write,
+            ClusterWrite,
+            202,
+            Origin::Client,
+            go(local, Some(4), 7),
+        ),
+        (
+            Write,
+            ClusterWrite,
+            251,
+            Origin::Client,
+            go(Target::Peer(1), Some(5), 7),
+        ),
+    ];
+    for (i, (class, kind, id, origin, want)) in rows.iter().enumerate() {
+        assert_eq!(
+            decide(&t, &c(*class, *kind, Some(*id)), *origin, false),
+            *want,
+            "row {i}: id {id}"
+        );
+    }
+    assert_eq!(t.shard_of(ClusterId::new(103).unwrap()), 2);
+    assert_eq!(t.id_shard(ClusterId::new(103).unwrap()), 1);
+    assert_eq!(t.pin_of(ClusterId::new(150).unwrap()).unwrap().dc, 1);
+    assert!(t.pin_of(ClusterId::new(201).unwrap()).is_none());
+}
+
+#[test]
+fn pins_move_with_their_dcs_home_shards() {
+    use Class::*;
+    use Kind::*;
+    let pins = [(1, 100, 0)];
+    let w = c(Write, ClusterWrite, Some(2));
+    // dc1's home shards (1, 4) failed over to dc2: dc2's router serves dc1's pinned ids on its
+    // standby server for dc1, and dc3's router forwards them to dc2.
+    let after = [2, 1, 1, 2, 1, 1];
+    let text = include_str!("../config/static.toml")
+        .replace("dc = \"dc1\"", "dc = \"dc2\"")
+        .replace(
+            "[ownership]",
+            "[standby.dc1]\nurl = \"http://127.0.0.1:9\"\n\n[ownership]",
+        );
+    let cfg = coopr_router::config::parse(&text).unwrap();
+    let at_dc2 = pinned(table(1, after).with_standby(&cfg), &pins);
+    assert_eq!(
+        decide(&at_dc2, &w, Origin::Client, false),
+        go(Target::Standby(0), Some(1), 7)
+    );
+    assert_eq!(
+        decide(&at_dc2, &w, Origin::Peer, false),
+        go(Target::Standby(0), Some(1), 7)
+    );
+    let at_dc3 = pinned(table(2, after), &pins);
+    assert_eq!(
+        decide(&at_dc3, &w, Origin::Client, false),
+        go(Target::Peer(1), Some(1), 7)
+    );
+    // Without a standby for dc1, dc2 refuses dc1's pinned clusters' writes, naming their home.
+    let bare = pinned(table(1, after), &pins);
+    assert_eq!(
+        decide(&bare, &w, Origin::Client, false),
+        Decision::Adopted { shard: 1, home: 0 }
+    );
+}
+
+#[test]
+fn a_created_id_is_misplaced_outside_this_dcs_home_shards_unless_pinned_here() {
+    let t = pinned(table(0, HOME), &[(2, 2, 0), (4, 4, 1)]);
+    let m = |id| t.misplaced(ClusterId::new(id).unwrap());
+    // dc1's home shards are 1 and 4 (ids 1, 7, 4, 10, ...).
+    assert!(!m(1) && !m(7) && !m(10));
+    assert!(m(3) && m(5) && m(6));
+    // Pinned here: not misplaced; pinned to another DC (a duplicate id): misplaced.
+    assert!(!m(2));
+    assert!(m(4));
+}
+
 mod properties {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// A pinned id is routed exactly like an unpinned id of its pin's DC's first home shard;
+        /// an id outside every pin is routed by its own shard, as if there were no pins.
+        #[test]
+        fn pins_route_like_their_dcs_home_shard(
+            owners in proptest::array::uniform6(0usize..3), local in 0usize..3,
+            lo in 0u64..1000, len in 0u64..50, dc in 0usize..3, id in 0u64..1100,
+            write in any::<bool>(), peer in any::<bool>(), fenced in any::<bool>()
+        ) {
+            let plain = table(local, owners);
+            let t = pinned(plain.clone(), &[(lo, lo + len, dc)]);
+            let (class, kind) = if write { (Class::Write, Kind::ClusterWrite) } else { (Class::Read, Kind::ClusterRead) };
+            let origin = if peer { Origin::Peer } else { Origin::Client };
+            let got = decide(&t, &c(class, kind, Some(id)), origin, fenced);
+            let want = if (lo..=lo + len).contains(&id) {
+                // The first home shard of DC `dc` is (dc + 1) mod 3; its ids include dc + 1.
+                let shard = (dc as u64 + 1) % 3;
+                prop_assert_eq!(t.shard_of(ClusterId::new(id).unwrap()), shard as u32);
+                decide(&plain, &c(class, kind, Some(shard)), origin, fenced)
+            } else {
+                decide(&plain, &c(class, kind, Some(id)), origin, fenced)
+            };
+            prop_assert_eq!(got, want);
+        }
+    }
 
     proptest! {
         /// A request from a peer is served here or refused, never sent on; a write always goes to

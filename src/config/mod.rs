@@ -425,6 +425,10 @@ pub struct OwnershipConfig {
     /// with the other DCs (in name order) as replicas. With etcd, the map used until etcd or the
     /// state file says otherwise (fenced meanwhile).
     pub shards: Vec<ShardConfig>,
+    /// Pins: ids (`lo..=hi`, or one id) that live in a given DC whatever their shard (clusters
+    /// made before the router). They win over the shard map. With etcd, used until etcd's
+    /// `pins/` (or the state file) says otherwise.
+    pub pins: Vec<PinConfig>,
     /// etcd client URLs, e.g. `["http://10.0.0.1:2379"]`.
     pub endpoints: Vec<String>,
     /// Key prefix of the keyspace.
@@ -451,6 +455,7 @@ impl Default for OwnershipConfig {
             mode: OwnershipMode::Sharded,
             source: OwnershipSource::Static,
             shards: Vec::new(),
+            pins: Vec::new(),
             endpoints: Vec::new(),
             prefix: "/coopr-router/".to_string(),
             fence_after_ms: 3_000,
@@ -473,6 +478,23 @@ pub struct ShardConfig {
     pub owner: String,
     #[serde(default)]
     pub replicas: Vec<String>,
+}
+
+/// One `[[ownership.pins]]` entry: ids `lo..=hi` (`hi` defaults to `lo`) live in DC `dc`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PinConfig {
+    pub lo: u64,
+    #[serde(default)]
+    pub hi: Option<u64>,
+    pub dc: String,
+}
+
+impl PinConfig {
+    /// The last id of the range.
+    pub fn hi(&self) -> u64 {
+        self.hi.unwrap_or(self.lo)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]

@@ -345,6 +345,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
     super::replication::validate(&raw.replication, raw.ownership.mode)?;
     super::tls::validate(&raw)?;
     let shards = static_shards(&raw, &dcs, increment)?;
+    static_pins(&raw, &dcs)?;
     let standby = dcs
         .iter()
         .map(|d| raw.standby.get(&d.name).and_then(|s| s.url.parse().ok()))
@@ -371,6 +372,40 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
 pub fn home_of(dcs: &[DcSpec], shard: u32) -> Option<usize> {
     dcs.iter()
         .position(|d| u64::from(shard) % d.id_increment == d.id_start % d.id_increment)
+}
+
+/// Pins name a DC of the list, have `lo <= hi`, no id past `i64::MAX`, and do not overlap.
+fn static_pins(raw: &RawConfig, dcs: &[DcSpec]) -> Result<(), ConfigError> {
+    let mut ranges = Vec::with_capacity(raw.ownership.pins.len());
+    for (i, p) in raw.ownership.pins.iter().enumerate() {
+        let key = format!("ownership.pins.{i}");
+        if !dcs.iter().any(|d| d.name == p.dc) {
+            return Err(err(format!("{key}.dc"), format!("unknown DC {:?}", p.dc)));
+        }
+        if p.hi() < p.lo {
+            return Err(err(format!("{key}.hi"), "hi must not be below lo"));
+        }
+        if p.hi() > i64::MAX as u64 {
+            return Err(err(
+                format!("{key}.hi"),
+                "ids past i64::MAX do not exist in Coopr",
+            ));
+        }
+        ranges.push((p.lo, p.hi()));
+    }
+    let mut sorted = ranges.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[1].0 <= w[0].1) {
+        let i = ranges.iter().rposition(|r| *r == w[1]).unwrap_or(0);
+        return Err(err(
+            format!("ownership.pins.{i}.lo"),
+            format!(
+                "pin {}..={} overlaps pin {}..={}",
+                w[1].0, w[1].1, w[0].0, w[0].1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn static_shards(

@@ -9,6 +9,7 @@ pub mod handoff_driver;
 pub mod liveness;
 pub mod manual;
 pub mod ops;
+pub mod pins;
 pub mod watch;
 
 use crate::config::OwnershipConfig;

@@ -153,12 +153,17 @@ impl Watcher {
             .settings
             .within(client.get(keyspace::meta_key(&prefix), Some(at())))
             .await?;
+        let pins = self
+            .settings
+            .within(client.get(keyspace::pins_prefix(&prefix), Some(at().with_prefix())))
+            .await?;
         self.freshness.read_ok(sent);
         let mut map = RawMap {
             revision,
             ..RawMap::default()
         };
-        for kv in shards.kvs().iter().chain(dcs.kvs()).chain(meta.kvs()) {
+        let kvs = shards.kvs().iter().chain(dcs.kvs()).chain(meta.kvs());
+        for kv in kvs.chain(pins.kvs()) {
             if let Err(e) = map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
                 tracing::error!(error = %e, "ignoring a bad ownership key");
             }

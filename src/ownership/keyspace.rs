@@ -11,6 +11,8 @@
 //! | `handoff/{n}` | [`HandoffValue`]: a planned move the owner executes (hold, drain, move) |
 //! | `members/{dc}/{router}` | one per running router of the DC, on its lease (value: the DC) |
 //! | `handoff_ack/{n}/{router}` | the epoch at which that router has drained shard `n`'s writes |
+//! | `pins/{lo:020}` | [`PinValue`]: ids `lo..=hi` live in a DC; its `mod_revision` is the epoch |
+//! | `history/pins/{lo:020}/{previous epoch:020}` | [`HistoryRecord`] of a pin change |
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +85,21 @@ pub struct HandoffValue {
     pub at_ms: u64,
 }
 
+/// A pin's value: ids `lo..=hi` (`lo` is in the key) live in DC `dc`'s database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinValue {
+    pub hi: u64,
+    pub dc: String,
+    /// Who wrote it: `cli`, `adopt`, `misplaced`.
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
 /// What a key under the prefix is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key<'a> {
@@ -92,6 +109,8 @@ pub enum Key<'a> {
     History,
     Alive(&'a str),
     Handoff(u32),
+    /// `pins/{lo}`: a pin starting at id `lo`.
+    Pin(u64),
     /// Under the prefix but not ours (or malformed): ignored.
     Other,
 }
@@ -126,6 +145,13 @@ pub fn parse_key<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
             _ => Key::Other,
         };
     }
+    if let Some(n) = rest.strip_prefix("pins/") {
+        // Exactly 20 digits, so one pin has one key and keys sort by id.
+        return match n.parse::<u64>() {
+            Ok(v) if n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()) => Key::Pin(v),
+            _ => Key::Other,
+        };
+    }
     if rest.starts_with("history/") {
         return Key::History;
     }
@@ -143,6 +169,15 @@ pub fn shards_prefix(prefix: &str) -> String {
 }
 pub fn handoff_key(prefix: &str, n: u32) -> String {
     format!("{prefix}handoff/{n}")
+}
+pub fn pin_key(prefix: &str, lo: u64) -> String {
+    format!("{prefix}pins/{lo:020}")
+}
+pub fn pins_prefix(prefix: &str) -> String {
+    format!("{prefix}pins/")
+}
+pub fn pin_history_key(prefix: &str, lo: u64, prev_epoch: i64) -> String {
+    format!("{prefix}history/pins/{lo:020}/{prev_epoch:020}")
 }
 pub fn members_prefix(prefix: &str, dc: &str) -> String {
     format!("{prefix}members/{dc}/")
@@ -214,6 +249,13 @@ mod tests {
             Key::History
         );
         assert_eq!(parse_key(p, b"/d/shards/1"), Key::Other);
+        assert_eq!(parse_key(p, pin_key(p, 42).as_bytes()), Key::Pin(42));
+        assert_eq!(parse_key(p, b"/c/pins/42"), Key::Other);
+        assert_eq!(parse_key(p, b"/c/pins/+0000000000000000042"), Key::Other);
+        assert_eq!(
+            parse_key(p, pin_history_key(p, 42, 7).as_bytes()),
+            Key::History
+        );
         assert_eq!(parse_key(p, &[0xff, 0xfe]), Key::Other);
     }
 

@@ -2,9 +2,9 @@
 //! [`RoutingTable`]: every shard present, every DC known to the config. A map that fails these
 //! checks is never published; the router keeps the last good one (and fences when it ages).
 
-use super::keyspace::{DcValue, HandoffValue, Key, Meta, ShardValue, parse_key};
+use super::keyspace::{DcValue, HandoffValue, Key, Meta, PinValue, ShardValue, parse_key};
 use crate::config::Config;
-use crate::routing::{DcEntry, RoutingTable, ShardEntry};
+use crate::routing::{DcEntry, Pin, Pins, RoutingTable, ShardEntry};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -20,6 +20,9 @@ pub struct RawMap {
     /// shard -> a pending planned handoff (absent from state files written before handoffs).
     #[serde(default)]
     pub handoffs: BTreeMap<u32, HandoffValue>,
+    /// lo -> (pin, mod_revision) (absent from state files written before pins).
+    #[serde(default)]
+    pub pins: BTreeMap<u64, (PinValue, i64)>,
 }
 
 /// Why a map cannot be used.
@@ -31,6 +34,8 @@ pub enum MapError {
     MissingShard(u32),
     #[error("shard {shard} names DC {dc:?}, which is not in this router's [dcs]")]
     UnknownDc { shard: u32, dc: String },
+    #[error("pin {lo} names DC {dc:?}, which is not in this router's [dcs]")]
+    PinDc { lo: u64, dc: String },
     #[error("key {key}: {reason}")]
     BadValue { key: String, reason: String },
 }
@@ -66,6 +71,13 @@ impl RawMap {
                     serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
                 self.handoffs.insert(n, v);
             }
+            Key::Pin(lo) => {
+                let v: PinValue = serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+                if v.hi < lo {
+                    return Err(bad(format!("hi {} is below lo {lo}", v.hi)));
+                }
+                self.pins.insert(lo, (v, mod_revision));
+            }
             Key::History | Key::Alive(_) | Key::Other => {}
         }
         Ok(())
@@ -83,6 +95,9 @@ impl RawMap {
             Key::Meta => self.meta = None,
             Key::Handoff(n) => {
                 self.handoffs.remove(&n);
+            }
+            Key::Pin(lo) => {
+                self.pins.remove(&lo);
             }
             Key::History | Key::Alive(_) | Key::Other => {}
         }
@@ -150,9 +165,30 @@ impl RawMap {
                 }
             })
             .collect();
+        let pins =
+            self.pins
+                .iter()
+                .map(|(&lo, (v, epoch))| {
+                    let dc = cfg.dcs.iter().position(|d| d.name == v.dc).ok_or_else(|| {
+                        MapError::PinDc {
+                            lo,
+                            dc: v.dc.clone(),
+                        }
+                    })?;
+                    Ok(Pin {
+                        lo,
+                        hi: v.hi,
+                        dc,
+                        epoch: (*epoch).max(0) as u64,
+                    })
+                })
+                .collect::<Result<Vec<_>, MapError>>()?;
+        // etcd's pins replace the config's, as etcd's shards replace the config's map.
+        let pins = Pins::new(pins);
         Ok(
             RoutingTable::new(self.revision.max(0) as u64, cfg.local, dcs, shards)
-                .with_standby(cfg),
+                .with_standby(cfg)
+                .with_pins(pins),
         )
     }
 }

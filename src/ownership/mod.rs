@@ -5,7 +5,9 @@
 pub mod freshness;
 pub mod keyspace;
 pub mod map;
+pub mod misplaced;
 pub mod state_file;
 
 pub use freshness::Freshness;
 pub use map::{MapError, RawMap};
+pub use misplaced::Misplaced;

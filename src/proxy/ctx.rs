@@ -22,6 +22,8 @@ pub struct Proxy {
     pub(super) inflight: Arc<InFlight>,
     /// Replication, when `[replication] enabled`.
     pub(super) replication: Option<Arc<dyn Replicas>>,
+    /// Where a create whose id lands outside this DC's home shards is reported.
+    pub(super) misplaced: Option<Arc<crate::ownership::Misplaced>>,
 }
 
 /// What the access log and the metrics say about a request, filled in as it goes.

@@ -21,6 +21,7 @@ mod hold;
 mod local;
 mod node;
 mod peer;
+mod placement;
 mod replica;
 mod replicas;
 mod request;
@@ -59,7 +60,14 @@ impl Proxy {
             freshness,
             inflight,
             replication: None,
+            misplaced: None,
         }
+    }
+
+    /// Checks the id of every cluster a local Coopr server creates (`placement.rs`).
+    pub fn with_misplaced(mut self, misplaced: Option<Arc<crate::ownership::Misplaced>>) -> Self {
+        self.misplaced = misplaced;
+        self
     }
 
     /// Serves replica reads, merges lists and opens operations through `replication`.

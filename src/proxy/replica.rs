@@ -4,6 +4,7 @@
 
 use super::ctx::{Ctx, Proxy};
 use super::local::to_local;
+use super::placement::note_created;
 use super::replicas::{AcceptedWrite, ReplicaAnswer};
 use super::respond::{buffer, inspect, json_response, replayable};
 use crate::body::{Inspected, ProxyBody};
@@ -109,8 +110,10 @@ pub(super) async fn to_local_replicated(
         (resp, None)
     };
     let parts = cx.parts;
+    // A create's id is checked here, where its answer is buffered anyway (placement.rs).
+    let pinned = note_created(cx, table, response.as_deref());
     repl.accepted(
-        table,
+        pinned.as_ref().unwrap_or(table),
         AcceptedWrite {
             cluster: cx.class.cluster,
             headers: &parts.headers,

@@ -26,6 +26,7 @@ use super::hold::hold;
 use super::local::{to_local, to_standby, to_tasks};
 use super::node::cluster_of_node;
 use super::peer::to_peer;
+use super::placement::check_create;
 use super::replica::{
     merge_list, replica_read, replicates, replication_endpoint, to_local_replicated,
 };
@@ -126,6 +127,9 @@ pub(super) async fn serve(
                         return to_local_replicated(cx, table, body, route, api).await;
                     }
                     let resp = to_local(cx, body, route, api).await?;
+                    if cx.class.kind == Kind::Create {
+                        return check_create(cx, table, resp).await;
+                    }
                     if cx.class.kind == Kind::List {
                         return merge_list(cx, table.clone(), resp).await;
                     }

@@ -11,7 +11,8 @@ mod plan;
 pub use plan::{Class, KEYS, Plan, plan};
 
 use crate::config::{self, Config, OwnershipSource};
-use crate::routing::{Publisher, RoutingTable};
+use crate::ids::ClusterId;
+use crate::routing::{Pin, Pins, Publisher, RoutingTable};
 use crate::runtime::Runtime;
 use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
@@ -46,6 +47,9 @@ pub struct Reloader {
     status: Mutex<Status>,
     /// Serialises reloads (SIGHUP, admin and the file watch may race).
     lock: tokio::sync::Mutex<()>,
+    /// Static source: pins this router added at run time (misplaced creates), kept across
+    /// reloads on top of the config's `[[ownership.pins]]`. Its lock also orders publishes.
+    runtime_pins: Mutex<Vec<Pin>>,
 }
 
 impl Reloader {
@@ -60,7 +64,37 @@ impl Reloader {
             publisher,
             status: Mutex::new(Status::default()),
             lock: tokio::sync::Mutex::new(()),
+            runtime_pins: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Static source: pins `id` to DC `dc` in the published snapshot (a cluster this DC's Coopr
+    /// created outside its home shards) until the router stops. Returns whether it was
+    /// published (there is a static map to publish, and the id is not pinned already).
+    pub fn pin_here(&self, id: ClusterId, dc: &str) -> bool {
+        let Some(p) = &self.publisher else {
+            return false;
+        };
+        let mut extra = self.runtime_pins.lock().unwrap_or_else(|e| e.into_inner());
+        let cfg = self.runtime.load().config.clone();
+        let Some(dc) = cfg.dcs.iter().position(|d| d.name == dc) else {
+            return false;
+        };
+        if RoutingTable::from_config(&cfg)
+            .with_pins(merged(&cfg, &extra))
+            .pin_of(id)
+            .is_some()
+        {
+            return false;
+        }
+        extra.push(Pin {
+            lo: id.get(),
+            hi: id.get(),
+            dc,
+            epoch: 0,
+        });
+        p.publish(RoutingTable::from_config(&cfg).with_pins(merged(&cfg, &extra)));
+        true
     }
 
     /// The reload counters and the last error, for `/admin/routes`.
@@ -112,16 +146,18 @@ impl Reloader {
             Err(e) => return self.failed(format!("TLS: {e}")),
         };
         let cfg = Arc::new(cfg);
+        let extra = self.runtime_pins.lock().unwrap_or_else(|e| e.into_inner());
         if cfg.raw.ownership.source == OwnershipSource::Static
             && let Some(p) = &self.publisher
         {
-            p.publish(RoutingTable::from_config(&cfg));
+            p.publish(RoutingTable::from_config(&cfg).with_pins(merged(&cfg, &extra)));
             crate::metrics::map_published(0);
         }
         let old_rt = self.runtime.load_full();
         let new_rt = Runtime::new(cfg, tls);
         new_rt.inherit_health(&old_rt);
         self.runtime.store(Arc::new(new_rt));
+        drop(extra);
         count_reload(true);
         if restart.is_empty() {
             tracing::info!("config reloaded");
@@ -206,6 +242,14 @@ impl Reloader {
             }
         }
     }
+}
+
+/// The config's pins plus the run-time ones that overlap none of them.
+fn merged(cfg: &Config, extra: &[Pin]) -> Pins {
+    let base = crate::routing::static_pins(cfg);
+    let mut all: Vec<Pin> = base.iter().copied().collect();
+    all.extend(extra.iter().filter(|p| base.find(p.lo).is_none()));
+    Pins::new(all)
 }
 
 /// Counts a reload in the metrics.

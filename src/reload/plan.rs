@@ -11,8 +11,8 @@
 use crate::config::tls::{BackendTls, CertKey, PeerTls, ProvisionerTls};
 use crate::config::{
     AdminConfig, BackendConfig, Config, CooprConfig, DcConfig, FailoverConfig, HealthConfig,
-    Limits, Listen, LogConfig, OwnershipConfig, OwnershipSource, RawConfig, ReplicationConfig,
-    ShardConfig, StandbyConfig, Timeouts, TlsConfig,
+    Limits, Listen, LogConfig, OwnershipConfig, OwnershipSource, PinConfig, RawConfig,
+    ReplicationConfig, ShardConfig, StandbyConfig, Timeouts, TlsConfig,
 };
 
 /// What a reload does with a new config.
@@ -109,6 +109,9 @@ pub const KEYS: &[(&str, Class)] = &[
     ("ownership.shards.*.shard", Hot),
     ("ownership.shards.*.owner", Hot),
     ("ownership.shards.*.replicas.*", Hot),
+    ("ownership.pins.*.lo", Hot),
+    ("ownership.pins.*.hi", Hot),
+    ("ownership.pins.*.dc", Hot),
     ("ownership.endpoints.*", EtcdRestart(ETCD_CLIENT)),
     ("ownership.prefix", EtcdRestart(ETCD_CLIENT)),
     ("ownership.fence_after_ms", EtcdRestart(FENCE)),
@@ -359,6 +362,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         mode,
         source,
         shards: map,
+        pins,
         endpoints,
         prefix,
         fence_after_ms,
@@ -371,6 +375,10 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         tls_cert_file,
         tls_key_file,
     } = ownership;
+    let pins: Vec<PinConfig> = pins
+        .into_iter()
+        .map(|PinConfig { lo, hi, dc }| PinConfig { lo, hi, dc })
+        .collect();
     let map = map
         .into_iter()
         .map(
@@ -411,6 +419,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             mode,
             source,
             shards: map,
+            pins,
             endpoints: oo.endpoints.clone(),
             prefix: oo.prefix.clone(),
             fence_after_ms: oo.fence_after_ms,
@@ -428,6 +437,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             mode,
             source,
             shards: map,
+            pins,
             endpoints,
             prefix,
             fence_after_ms,

@@ -67,6 +67,11 @@ shard = 0
 owner = "dc1"
 replicas = ["dc2"]
 
+[[ownership.pins]]
+lo = 1
+hi = 5000
+dc = "dc1"
+
 [replication]
 path = "/tmp/dc1.replication.redb"
 restart_hook = "http://127.0.0.1:9000/restart"
@@ -262,6 +267,9 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("ownership.shards.0.shard", "3"),
         one("ownership.shards.0.owner", "\"dc3\""),
         one("ownership.shards.0.replicas.0", "\"dc3\""),
+        one("ownership.pins.0.lo", "2"),
+        one("ownership.pins.0.hi", "6000"),
+        one("ownership.pins.0.dc", "\"dc2\""),
         one("ownership.endpoints.0", "\"http://10.0.0.11:2379\""),
         one("ownership.prefix", "\"/other/\""),
         one("ownership.fence_after_ms", "2000"),

@@ -3,8 +3,10 @@
 //! snapshot once and routes by it to the end, so it sees the old map or the new one, never a mix.
 
 mod decide;
+pub mod pins;
 
 pub use decide::{Decision, Origin, Route, Target, decide, shared_candidates};
+pub use pins::{Pin, Pins};
 
 use crate::config::Config;
 use crate::ids::ClusterId;
@@ -50,6 +52,10 @@ pub struct RoutingTable {
     owns_home: Vec<bool>,
     /// Per DC: whether this router has a standby Coopr server for shards whose home it is.
     standby: Vec<bool>,
+    /// Explicit placements that win over the shard map (`routing::pins`).
+    pub pins: Pins,
+    /// Per DC: its first home shard, by which its pinned ids are routed.
+    home_shard: Vec<Option<u32>>,
 }
 
 impl RoutingTable {
@@ -68,6 +74,14 @@ impl RoutingTable {
         let owns_home = (0..dcs.len())
             .map(|dc| shards.iter().all(|s| s.home != Some(dc) || s.owner == dc))
             .collect();
+        let home_shard = (0..dcs.len())
+            .map(|dc| {
+                shards
+                    .iter()
+                    .position(|s| s.home == Some(dc))
+                    .map(|n| n as u32)
+            })
+            .collect();
         RoutingTable {
             revision,
             local,
@@ -75,7 +89,42 @@ impl RoutingTable {
             shards,
             owns_home,
             standby: Vec::new(),
+            pins: Pins::default(),
+            home_shard,
         }
+    }
+
+    /// Sets the pins (explicit placements of ids that win over the shard map).
+    pub fn with_pins(mut self, pins: Pins) -> Self {
+        self.pins = pins;
+        self
+    }
+
+    /// The pin holding `id`, if any.
+    pub fn pin_of(&self, id: ClusterId) -> Option<&Pin> {
+        self.pins.find(id.get())
+    }
+
+    /// The first home shard of `dc`: its pinned ids are routed by this shard's entry, so they
+    /// follow its owner through failover and handoff.
+    pub fn home_shard(&self, dc: usize) -> Option<u32> {
+        self.home_shard.get(dc).copied().flatten()
+    }
+
+    /// The shard an id falls in by its number alone (`id mod shard_count`), pins ignored.
+    pub fn id_shard(&self, id: ClusterId) -> u32 {
+        id.shard(self.shard_count())
+    }
+
+    /// Whether a cluster Coopr just created in this DC is misplaced: its id is pinned to another
+    /// DC, or it is not pinned and its shard's home is not this DC. Its clusters would then be
+    /// routed to a DC that has never seen it.
+    pub fn misplaced(&self, id: ClusterId) -> bool {
+        let lives = match self.pin_of(id) {
+            Some(p) => Some(p.dc),
+            None => self.shard(self.id_shard(id)).and_then(|s| s.home),
+        };
+        lives != Some(self.local)
     }
 
     /// Marks the home DCs this router has a standby Coopr server for.
@@ -112,16 +161,21 @@ impl RoutingTable {
                 handoff: None,
             })
             .collect();
-        RoutingTable::new(0, cfg.local, dcs, shards).with_standby(cfg)
+        RoutingTable::new(0, cfg.local, dcs, shards)
+            .with_standby(cfg)
+            .with_pins(static_pins(cfg))
     }
 
     pub fn shard_count(&self) -> u32 {
         self.shards.len() as u32
     }
 
-    /// The shard of a cluster id.
+    /// The shard a cluster id is routed by: for a pinned id, the first home shard of its pin's
+    /// DC; otherwise `id mod shard_count`.
     pub fn shard_of(&self, id: ClusterId) -> u32 {
-        id.shard(self.shard_count())
+        self.pin_of(id)
+            .and_then(|p| self.home_shard(p.dc))
+            .unwrap_or_else(|| self.id_shard(id))
     }
 
     /// A shard's entry. Shards come from `shard_of`, so they are in range; a table with no
@@ -152,6 +206,25 @@ impl RoutingTable {
     pub fn dc_index(&self, name: &str) -> Option<usize> {
         self.dcs.iter().position(|d| d.name == name)
     }
+}
+
+/// The `[[ownership.pins]]` of a validated config, DC names resolved (epoch 0).
+pub fn static_pins(cfg: &Config) -> Pins {
+    Pins::new(
+        cfg.raw
+            .ownership
+            .pins
+            .iter()
+            .filter_map(|p| {
+                Some(Pin {
+                    lo: p.lo,
+                    hi: p.hi(),
+                    dc: cfg.dcs.iter().position(|d| d.name == p.dc)?,
+                    epoch: 0,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Read access to the current snapshot. Cheap to clone.
