@@ -1,5 +1,5 @@
 //! The `coopr-router` command line: `run`, `check-config`, `demo`, `certs dev`, and the etcd
-//! operator commands `ownership`, `handoff` and `failover`.
+//! operator commands `ownership`, `handoff` and `failover`; `status` reads routers' admin ports.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -49,6 +49,20 @@ enum Command {
         /// certificates in this folder (made there if it has no ca.pem).
         #[arg(long)]
         tls: Option<PathBuf>,
+    },
+    /// Print the status of one router or several (the status page's view, from their admin
+    /// ports): shards and owners, DC health, replication queues, operations, last changes.
+    /// Exits 1 when an admin port could not be read.
+    Status {
+        /// Admin URL of a router (`http://127.0.0.1:7002`); repeat for several DCs.
+        #[arg(long)]
+        admin: Vec<String>,
+        /// A router's config file: its `listen.admin` and admin token.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin token (else `COOPR_ROUTER_ADMIN_TOKEN`, else the config's).
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Read or change the ownership map in etcd.
     Ownership {
@@ -195,6 +209,11 @@ fn main() -> ExitCode {
             mode,
             tls,
         } => demo(base_port, op_delay_ms, etcd, mode == "shared", tls),
+        Command::Status {
+            admin,
+            config,
+            token,
+        } => status(admin, config, token),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
         Command::Handoff {
             etcd,
@@ -285,6 +304,57 @@ fn demo(
         tls,
         app::signal(),
     ))?;
+    Ok(())
+}
+
+fn status(
+    mut admins: Vec<String>,
+    config: Option<PathBuf>,
+    token: Option<String>,
+) -> anyhow::Result<()> {
+    let mut token = token.or_else(|| std::env::var("COOPR_ROUTER_ADMIN_TOKEN").ok());
+    if let Some(path) = &config {
+        let cfg = config::load(path).with_context(|| format!("config {}", path.display()))?;
+        let mut addr = cfg.raw.listen.admin;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        admins.insert(0, format!("http://{addr}"));
+        if token.is_none() {
+            token = cfg.raw.admin.resolve_token().map_err(anyhow::Error::msg)?;
+        }
+    }
+    if admins.is_empty() {
+        anyhow::bail!("give --admin URL (repeat it for several DCs) or --config FILE");
+    }
+    let tls = coopr_router::tls::Material::plain()?;
+    let reads = runtime()?.block_on(async {
+        let up = coopr_router::status::client::client(&tls);
+        let mut reads = Vec::new();
+        for a in &admins {
+            reads.push(
+                coopr_router::status::client::read(
+                    &up,
+                    a,
+                    token.as_deref(),
+                    Duration::from_secs(5),
+                )
+                .await,
+            );
+        }
+        reads
+    });
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let texts: Vec<String> = reads
+        .iter()
+        .map(|r| coopr_router::status::term::render(r, now_ms))
+        .collect();
+    println!("{}", texts.join("\n"));
+    if let Some(r) = reads.iter().find(|r| r.status.is_err()) {
+        anyhow::bail!("{} could not be read", r.admin);
+    }
     Ok(())
 }
 

@@ -21,7 +21,7 @@ pub struct Change {
     pub revision: u64,
     pub shard: u32,
     /// `owner` (moved), `handoff_started`, `handoff_ended` (withdrawn: the owner stayed),
-    /// `epoch` (same owner, new epoch).
+    /// `epoch` (same owner, new epoch; not the first epoch a shard gets from etcd).
     pub what: &'static str,
     pub from: String,
     pub to: String,
@@ -50,7 +50,9 @@ pub fn diff(old: &RoutingTable, new: &RoutingTable, at_ms: u64) -> Vec<Change> {
             out.push(change("handoff_started", s.owner, to));
         } else if let (Some(to), None) = (o.handoff, s.handoff) {
             out.push(change("handoff_ended", to, s.owner));
-        } else if o.epoch != s.epoch {
+        } else if o.epoch != s.epoch && o.epoch != 0 {
+            // (From epoch 0: the first map from etcd replacing the one the router started
+            // with, not a change.)
             out.push(change("epoch", s.owner, s.owner));
         }
     }
@@ -166,6 +168,17 @@ mod tests {
         );
         assert!(got.iter().all(|c| c.at_ms == 42 && c.revision == 2));
         assert!(diff(&new, &new, 1).is_empty(), "no change, nothing named");
+        let first = table(0, &[(0, 0, None), (1, 0, None)]);
+        let loaded = table(3, &[(0, 2, None), (2, 2, None)]);
+        let got: Vec<_> = diff(&first, &loaded, 1)
+            .iter()
+            .map(|c| (c.shard, c.what))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, "owner")],
+            "a first epoch is no change; an owner is"
+        );
     }
 
     #[test]

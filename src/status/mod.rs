@@ -3,10 +3,11 @@
 //! (`GET /admin/status.json`: the routes view plus DC health, replication queues and the last
 //! ownership changes), and the terminal rendering of that document.
 //!
-//! Module map: `changes` (the last ownership changes: pure diff, ring, follower task), `term`
-//! (the document as terminal text, pure).
+//! Module map: `changes` (the last ownership changes: pure diff, ring, follower task), `client`
+//! (`coopr-router status` reading an admin port), `term` (the document as terminal text, pure).
 
 pub mod changes;
+pub mod client;
 pub mod term;
 
 use crate::replication::Replication;

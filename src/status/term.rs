@@ -78,7 +78,7 @@ pub fn render(r: &Read, now_ms: u64) -> String {
             String::new()
         }
     );
-    for row in shards.chunks(6) {
+    for row in shards.chunks(5) {
         let cells: Vec<String> = row
             .iter()
             .map(|x| {
@@ -91,7 +91,7 @@ pub fn render(r: &Read, now_ms: u64) -> String {
                 if !x["handoff_to"].is_null() {
                     let _ = write!(c, "->{}", s(&x["handoff_to"]));
                 }
-                format!("{c:<20}")
+                format!("{c:<16}")
             })
             .collect();
         let _ = writeln!(o, " {}", cells.join("").trim_end());
