@@ -30,7 +30,7 @@ enum Command {
     /// Validate a config file; exits non-zero with the key and line on error.
     CheckConfig { file: PathBuf },
     /// Three DCs on loopback, each a Coopr simulator and a router, with a static map (or the
-    /// map in etcd, with --etcd); no replication.
+    /// map in etcd, with --etcd) and replication on; prints each DC's status page URL.
     Demo {
         /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3 (simulator).
         #[arg(long, default_value_t = 7000)]
