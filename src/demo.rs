@@ -1,6 +1,7 @@
 //! The three-DC demo on loopback: for each of dc1, dc2, dc3 a Coopr simulator (two ports, a
 //! provisioner working through the router) and a router with the embedded static ownership map
-//! (or etcd with `--etcd`) and replication on. DC number i (1 to 3) takes base+100*(i-1) for
+//! (or etcd: its own three-member etcd when `etcd` is on `PATH` (`demo_etcd`), or `--etcd URL`)
+//! and replication on. DC number i (1 to 3) takes base+100*(i-1) for
 //! clients, +1 for its peer port, +2 for admin and +3 for its simulator. With `--tls DIR`, the
 //! routers speak TLS to clients and mutual TLS to each other with development certificates
 //! (made in DIR by `tls::dev` unless `DIR/ca.pem` exists).
@@ -29,7 +30,8 @@ pub fn status_url(base: u16, i: usize) -> String {
 }
 
 /// Port of DC `i` (0-based) for `offset` (0 client, 1 peer, 2 admin, 3 simulator, 4 the
-/// simulator's tasks API, 5 the router's provisioner listener).
+/// simulator's tasks API, 5 the router's provisioner listener, 6 and 7 the demo's etcd member
+/// `i`: clients and peers).
 pub fn port(base: u16, i: usize, offset: u16) -> u16 {
     base + 100 * i as u16 + offset
 }
@@ -60,11 +62,13 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&str>, shared: bool) -> Str
             )
         },
         ownership = match etcd {
-            Some(url) => format!(
-                "\n[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nstate_file = \"{}\"\n",
-                std::env::temp_dir()
-                    .join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
-                    .display()
+            Some(urls) => format!(
+                "\n[ownership]\nsource = \"etcd\"\nendpoints = [{}]\nstate_file = \"{}\"\n",
+                urls.split(',')
+                    .map(|u| format!("\"{}\"", u.trim()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                state_file(base, i).display()
             ),
             None if shared => "\n[ownership]\nmode = \"shared\"\n".to_string(),
             None => String::new(),
@@ -95,6 +99,13 @@ pub fn replica_store(base: u16, i: usize) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("coopr-router-demo-{}-{}.redb", base, DCS[i]))
 }
 
+/// Where demo DC `i` keeps its last-known-good ownership map (etcd modes). Removed when the
+/// demo starts its own etcd: that one starts empty, and a map from an earlier run must not be
+/// served until it answers.
+pub fn state_file(base: u16, i: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("coopr-router-demo-{}-{}.json", base, DCS[i]))
+}
+
 /// The parsed demo configuration of DC `i`.
 pub fn config(
     base: u16,
@@ -103,6 +114,17 @@ pub fn config(
     shared: bool,
 ) -> Result<Config, ConfigError> {
     config::parse(&config_text(base, i, etcd, shared))
+}
+
+/// Where the demo's routers take ownership from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// The embedded static map.
+    Static,
+    /// An etcd the user runs (client URLs, comma-separated).
+    Etcd(String),
+    /// The demo's own three-member etcd when `etcd` is on `PATH`, else the static map.
+    Own,
 }
 
 /// Demo failures.
@@ -116,13 +138,94 @@ pub enum DemoError {
     Sim(String),
     #[error("{0}")]
     Etcd(#[from] crate::etcd::EtcdError),
+    #[error("the demo's etcd did not form: {0}")]
+    OwnEtcd(String),
 }
 
 /// Runs the demo until `stop` resolves, then shuts everything down cleanly.
 pub async fn run(
     base: u16,
     op_delay: Duration,
+    ownership: Ownership,
+    shared: bool,
+    tls: Option<std::path::PathBuf>,
+    stop: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
+    let mut own = None;
+    let etcd = match ownership {
+        Ownership::Etcd(url) => Some(url),
+        Ownership::Static => None,
+        Ownership::Own if shared => None,
+        Ownership::Own => match crate::demo_etcd::find() {
+            Some(bin) => {
+                let ports: Vec<(u16, u16)> = (0..DCS.len())
+                    .map(|i| (port(base, i, 6), port(base, i, 7)))
+                    .collect();
+                for i in 0..DCS.len() {
+                    let _ = std::fs::remove_file(state_file(base, i));
+                }
+                let cluster = crate::demo_etcd::start(&bin, base, &ports)?;
+                let urls = cluster.urls.join(",");
+                println!(
+                    "started the demo's own etcd: three members at {urls} (data removed on exit)"
+                );
+                own = Some(cluster);
+                Some(urls)
+            }
+            None => {
+                println!(
+                    "no `etcd` on PATH: running the static map (apt-get install etcd-server, or --etcd URL, for ownership in etcd with automatic failover)"
+                );
+                None
+            }
+        },
+    };
+    let result = run_with(base, op_delay, etcd, own.as_mut(), shared, tls, stop).await;
+    if let Some(cluster) = own {
+        cluster.stop().await;
+    }
+    result
+}
+
+/// Initialises the map in etcd, retrying while the demo's own cluster forms (at most 30 s).
+async fn init_map(
+    settings: &crate::etcd::Settings,
+    own: Option<&mut crate::demo_etcd::Cluster>,
+) -> Result<(), DemoError> {
+    let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut own = own;
+    loop {
+        match crate::etcd::ops::init(settings, &dcs, SHARDS, false).await {
+            Ok(rev) => {
+                println!("initialised the ownership map in etcd at revision {rev}");
+                return Ok(());
+            }
+            Err(crate::etcd::EtcdError::Refused(msg)) => {
+                println!("using the existing map in etcd ({msg})");
+                return Ok(());
+            }
+            Err(e) => {
+                let Some(cluster) = own.as_deref_mut() else {
+                    return Err(e.into());
+                };
+                if let Some(why) = cluster.exited() {
+                    return Err(DemoError::OwnEtcd(why));
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(DemoError::OwnEtcd(e.to_string()));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn run_with(
+    base: u16,
+    op_delay: Duration,
     etcd: Option<String>,
+    own: Option<&mut crate::demo_etcd::Cluster>,
     shared: bool,
     tls: Option<std::path::PathBuf>,
     stop: impl Future<Output = ()>,
@@ -139,16 +242,10 @@ pub async fn run(
             "--mode shared has no shard owners; it does not use etcd".into(),
         ));
     }
-    if let Some(url) = &etcd {
-        let settings = crate::etcd::Settings::new(vec![url.clone()], "/coopr-router/");
-        let dcs: Vec<String> = DCS.iter().map(|s| s.to_string()).collect();
-        match crate::etcd::ops::init(&settings, &dcs, SHARDS, false).await {
-            Ok(rev) => println!("initialised the ownership map in etcd at revision {rev}"),
-            Err(crate::etcd::EtcdError::Refused(msg)) => {
-                println!("using the existing map in etcd ({msg})")
-            }
-            Err(e) => return Err(e.into()),
-        }
+    if let Some(urls) = &etcd {
+        let endpoints = urls.split(',').map(|u| u.trim().to_string()).collect();
+        let settings = crate::etcd::Settings::new(endpoints, "/coopr-router/");
+        init_map(&settings, own).await?;
     }
     let (trigger, shutdown) = app::shutdown_pair();
     let mut sims = Vec::new();

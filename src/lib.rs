@@ -43,6 +43,7 @@ pub mod body;
 pub mod classify;
 pub mod config;
 pub mod demo;
+pub mod demo_etcd;
 pub mod error;
 pub mod etcd;
 pub mod failover;

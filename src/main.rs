@@ -29,8 +29,9 @@ enum Command {
     },
     /// Validate a config file; exits non-zero with the key and line on error.
     CheckConfig { file: PathBuf },
-    /// Three DCs on loopback, each a Coopr simulator and a router, with a static map (or the
-    /// map in etcd, with --etcd) and replication on; prints each DC's status page URL.
+    /// Three DCs on loopback, each a Coopr simulator and a router, replication on; ownership in
+    /// the demo's own three-member etcd when `etcd` is on PATH (else the static map); prints
+    /// each DC's status page URL.
     Demo {
         /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3 (simulator).
         #[arg(long, default_value_t = 7000)]
@@ -38,10 +39,13 @@ enum Command {
         /// How long a simulated operation stays pending.
         #[arg(long, default_value_t = 2000)]
         op_delay_ms: u64,
-        /// Use this etcd (client URL) for ownership instead of the static map; the map is
-        /// initialised if absent.
-        #[arg(long)]
+        /// Use this etcd (client URLs, comma-separated) for ownership instead of the demo's
+        /// own; the map is initialised if absent.
+        #[arg(long, conflicts_with = "static_map")]
         etcd: Option<String>,
+        /// The embedded static map, even when `etcd` is on PATH.
+        #[arg(long)]
+        static_map: bool,
         /// `sharded` (each DC its own database; the default) or `shared` (one database).
         #[arg(long, default_value = "sharded", value_parser = ["sharded", "shared"])]
         mode: String,
@@ -206,9 +210,17 @@ fn main() -> ExitCode {
             base_port,
             op_delay_ms,
             etcd,
+            static_map,
             mode,
             tls,
-        } => demo(base_port, op_delay_ms, etcd, mode == "shared", tls),
+        } => {
+            let ownership = match (etcd, static_map) {
+                (Some(url), _) => demo::Ownership::Etcd(url),
+                (None, true) => demo::Ownership::Static,
+                (None, false) => demo::Ownership::Own,
+            };
+            demo(base_port, op_delay_ms, ownership, mode == "shared", tls)
+        }
         Command::Status {
             admin,
             config,
@@ -287,7 +299,7 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
 fn demo(
     base_port: u16,
     op_delay_ms: u64,
-    etcd: Option<String>,
+    ownership: demo::Ownership,
     shared: bool,
     tls: Option<PathBuf>,
 ) -> anyhow::Result<()> {
@@ -299,7 +311,7 @@ fn demo(
     runtime()?.block_on(demo::run(
         base_port,
         delay,
-        etcd,
+        ownership,
         shared,
         tls,
         app::signal(),

@@ -11,11 +11,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::*;
 
-/// A base port whose 18 demo ports are all free right now.
+/// A base port whose 24 demo ports (etcd's included) are all free right now.
 fn free_base() -> u16 {
     for base in (20_000u16..30_000).step_by(1_000) {
         let all_free = (0..3u16).all(|i| {
-            (0..6u16)
+            (0..8u16)
                 .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + 100 * i + o)).is_ok())
         });
         if all_free {
@@ -56,6 +56,11 @@ async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
         })
         .await;
     }
+    // etcd is on PATH (Debian's etcd-server, as .ci/run installs): the routers take ownership
+    // from the demo's own three-member etcd.
+    let routes = get(&url(1, 2, "/admin/routes")).await.json();
+    assert_eq!(routes["source"], "etcd", "{routes}");
+    assert_eq!(routes["stale"], false, "{routes}");
     let r = post(
         &url(0, 0, "/v2/clusters"),
         "{\"name\":\"demo\",\"clusterTemplate\":\"demo\",\"numMachines\":1}",
@@ -123,4 +128,16 @@ async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
         "{out}"
     );
     assert!(out.contains("demo stopped"), "{out}");
+    assert!(
+        out.contains("started the demo's own etcd: three members at"),
+        "{out}"
+    );
+    // Its members stopped with it.
+    for i in 0..3u16 {
+        let member = base + 100 * i + 6;
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", member)).is_ok(),
+            "etcd member on {member} still listening"
+        );
+    }
 }
