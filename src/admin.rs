@@ -1,7 +1,9 @@
 //! The admin listener (loopback by default): `/live`, `/ready` for the load balancer,
 //! `/metrics`, `/admin/routes` (the current snapshot), `/admin/explain` (what the router would do
 //! with a request, and why), and the endpoints that change something (`/admin/reload`,
-//! `/admin/drain`, `/admin/log-level`), which need the bearer token.
+//! `/admin/drain`, `/admin/log-level`), which need the bearer token. `GET /` and
+//! `/admin/status` serve the status page (static HTML, always open: it holds no data and reads
+//! `/admin/status.json` and `/admin/operations` with the token the user gives it).
 
 use crate::body::ProxyBody;
 use crate::classify::{self, Class, Head};
@@ -10,6 +12,7 @@ use crate::reload::Reloader;
 use crate::routing::{Decision, Origin, Routes, Target, decide};
 use crate::runtime::Runtime;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::status::changes::ChangeLog;
 use arc_swap::ArcSwap;
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -43,6 +46,7 @@ pub struct Admin {
     draining: Arc<AtomicBool>,
     replication: Option<crate::replication::Replication>,
     misplaced: Option<Arc<crate::ownership::Misplaced>>,
+    changes: Arc<ChangeLog>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -62,7 +66,16 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 impl Admin {
     pub fn new(p: AdminParts) -> Self {
+        let changes = Arc::new(ChangeLog::default());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(crate::status::changes::follow(
+                p.routes.clone(),
+                changes.clone(),
+                p.shutdown.clone(),
+            ));
+        }
         Admin {
+            changes,
             routes: p.routes,
             runtime: p.runtime,
             shutdown: p.shutdown,
@@ -119,7 +132,7 @@ impl Admin {
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let path = req.uri().path().to_string();
-        let open = matches!(path.as_str(), "/live" | "/ready");
+        let open = matches!(path.as_str(), "/live" | "/ready" | "/" | "/admin/status");
         if !open && let Some(refused) = self.refuse(&req, needs_token(req.method(), &path)) {
             return refused;
         }
@@ -138,6 +151,18 @@ impl Admin {
                 resp
             }
             (&Method::GET, "/admin/routes") => json_response(StatusCode::OK, self.routes_view()),
+            (&Method::GET, "/" | "/admin/status") => status_page(),
+            (&Method::GET, "/admin/status.json") => {
+                let doc = crate::status::document(
+                    self.routes_view(),
+                    &self.routes.load(),
+                    &self.runtime.load_full(),
+                    self.replication.as_ref(),
+                    &self.changes,
+                )
+                .await;
+                json_response(StatusCode::OK, doc)
+            }
             (&Method::GET, "/admin/explain") => self.explain(&query),
             (&Method::POST, "/admin/reload") => {
                 let report = self.reloader.reload().await;
@@ -394,7 +419,28 @@ impl Admin {
     }
 }
 
-/// Whether any local Coopr server answers `GET /status` with 200 within a second.
+/// The status page: static, so it is served without the token; it sends the token (given in
+/// the URL fragment) on the requests that read data. It may not be framed by another site.
+fn status_page() -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(crate::status::PAGE));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
 /// What the local Coopr servers answered to `GET /status`.
 enum Probe {
     /// One answered 200.
@@ -450,8 +496,8 @@ impl Admin {
 
 /// Whether an admin request needs the token even with `admin.open_reads`: anything that changes
 /// something, and the views that can show user data (`/admin/operations`: tenants, users and
-/// clusters of operations). `/metrics`, `/admin/routes` and `/admin/explain` show only the
-/// router's own state.
+/// clusters of operations). `/metrics`, `/admin/routes`, `/admin/status.json` and
+/// `/admin/explain` show only the router's own state.
 fn needs_token(method: &Method, path: &str) -> bool {
     const USER_DATA: [&str; 1] = ["/admin/operations"];
     method != Method::GET || USER_DATA.contains(&path)

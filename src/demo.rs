@@ -23,6 +23,16 @@ use tokio::net::TcpListener;
 pub const DCS: [&str; 3] = ["dc1", "dc2", "dc3"];
 /// Shards in the demo map: a multiple of the id increment (3).
 pub const SHARDS: u32 = 12;
+/// The demo routers' admin token (loopback only): the status page and `/admin/operations`.
+pub const ADMIN_TOKEN: &str = "demo-admin-token";
+
+/// The URL of demo DC `i`'s status page, with the admin token in its fragment.
+pub fn status_url(base: u16, i: usize) -> String {
+    format!(
+        "http://127.0.0.1:{}/admin/status#token={ADMIN_TOKEN}",
+        port(base, i, 2)
+    )
+}
 
 /// Port of DC `i` (0-based) for `offset` (0 client, 1 peer, 2 admin, 3 simulator, 4 the
 /// simulator's tasks API, 5 the router's provisioner listener).
@@ -44,7 +54,7 @@ pub fn config_text(base: u16, i: usize, etcd: Option<&[String]>, shared: bool) -
         "# Embedded demo configuration of {dc}.\ndc = \"{dc}\"\nshard_count = {SHARDS}\n\n\
          [listen]\nclient = \"127.0.0.1:{client}\"\npeer = \"127.0.0.1:{peer}\"\nadmin = \"127.0.0.1:{admin}\"\n{provisioner}\n\
          [[backends]]\nurl = \"http://127.0.0.1:{sim}\"\n{tasks}\n{dcs}\
-         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n{replication}{ownership}",
+         [timeouts]\nshutdown_grace_ms = 5000\n\n[log]\naccess_log = true\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n{replication}{ownership}",
         // Sharded: replication on, so a read of another DC's cluster is answered here from
         // its replica (shared mode has one database and no replication).
         replication = if shared {
@@ -130,7 +140,7 @@ pub enum OwnershipChoice {
     Auto,
     /// The embedded static map.
     Static,
-    /// An etcd the user runs (client URL); the map is initialised if absent.
+    /// An etcd the user runs (client URLs, comma-separated); the map is initialised if absent.
     Etcd(String),
 }
 
@@ -165,7 +175,9 @@ pub async fn run(opts: Options, stop: impl Future<Output = ()>) -> Result<(), De
     // Ownership: the user's etcd, the demo's own, or the static map.
     let mut own_etcd = None;
     let endpoints: Option<Vec<String>> = match &opts.ownership {
-        OwnershipChoice::Etcd(url) => Some(vec![url.clone()]),
+        OwnershipChoice::Etcd(urls) => {
+            Some(urls.split(',').map(|u| u.trim().to_string()).collect())
+        }
         OwnershipChoice::Static => None,
         OwnershipChoice::Auto if shared => None,
         OwnershipChoice::Auto => match etcd::find_etcd() {
@@ -320,6 +332,17 @@ fn print_banner(base: u16, etcd: Option<&[String]>, shared: bool, own_etcd: bool
             );
         }
     }
+    println!("\nStatus pages (open in a browser; they refresh themselves):");
+    for (i, name) in DCS.iter().enumerate() {
+        println!("  {name}: {}", status_url(base, i));
+    }
+    println!(
+        "  in the terminal: coopr-router status --token {ADMIN_TOKEN} {}",
+        (0..DCS.len())
+            .map(|i| format!("--admin http://127.0.0.1:{}", port(base, i, 2)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let (c1, c2) = (port(base, 0, 0), port(base, 1, 0));
     println!("\nTry:");
     println!("  # create a cluster in dc1 (ids from dc1's Coopr: 00000001, 00000004, ...)");

@@ -63,5 +63,6 @@ pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod sim;
+pub mod status;
 pub mod tls;
 pub mod upstream;

@@ -1,5 +1,5 @@
 //! The `coopr-router` command line: `run`, `check-config`, `demo`, `certs dev`, and the etcd
-//! operator commands `ownership`, `handoff` and `failover`.
+//! operator commands `ownership`, `handoff` and `failover`; `status` reads routers' admin ports.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -29,8 +29,9 @@ enum Command {
     },
     /// Validate a config file; exits non-zero with the key and line on error.
     CheckConfig { file: PathBuf },
-    /// Three DCs on loopback, each a Coopr simulator and a router, with a static map (or the
-    /// map in etcd, with --etcd); no replication.
+    /// Three DCs on loopback, each a Coopr simulator and a router, replication on; ownership in
+    /// the demo's own three-member etcd when `etcd` is on PATH (else the static map); prints
+    /// each DC's status page URL.
     Demo {
         /// DC i takes BASE+100*(i-1) (client), +1 (peer), +2 (admin), +3/+4 (simulator),
         /// +5 (provisioner listener), +6/+7 (its etcd member); BASE+9 is the control endpoint.
@@ -39,8 +40,8 @@ enum Command {
         /// How long a simulated operation stays pending.
         #[arg(long, default_value_t = 2000)]
         op_delay_ms: u64,
-        /// Use this etcd (client URL) for ownership instead of the demo's own; the map is
-        /// initialised if absent.
+        /// Use this etcd (client URLs, comma-separated) for ownership instead of the demo's
+        /// own; the map is initialised if absent.
         #[arg(long, conflicts_with = "static_map")]
         etcd: Option<String>,
         /// The embedded static map, even when `etcd` is on PATH (no failover).
@@ -56,6 +57,20 @@ enum Command {
         /// certificates in this folder (made there if it has no ca.pem).
         #[arg(long)]
         tls: Option<PathBuf>,
+    },
+    /// Print the status of one router or several (the status page's view, from their admin
+    /// ports): shards and owners, DC health, replication queues, operations, last changes.
+    /// Exits 1 when an admin port could not be read.
+    Status {
+        /// Admin URL of a router (`http://127.0.0.1:7002`); repeat for several DCs.
+        #[arg(long)]
+        admin: Vec<String>,
+        /// A router's config file: its `listen.admin` and admin token.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The admin token (else `COOPR_ROUTER_ADMIN_TOKEN`, else the config's).
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Read or change the ownership map in etcd.
     Ownership {
@@ -273,6 +288,11 @@ fn main() -> ExitCode {
             tls,
             terminal: !no_terminal,
         }),
+        Command::Status {
+            admin,
+            config,
+            token,
+        } => status(admin, config, token),
         Command::Ownership { etcd, prefix, op } => ownership(Settings::new(etcd, prefix), op),
         Command::Handoff {
             etcd,
@@ -356,6 +376,57 @@ fn demo(opts: demo::Options) -> anyhow::Result<()> {
     }
     init_logging(false);
     runtime()?.block_on(demo::run(opts, app::signal()))?;
+    Ok(())
+}
+
+fn status(
+    mut admins: Vec<String>,
+    config: Option<PathBuf>,
+    token: Option<String>,
+) -> anyhow::Result<()> {
+    let mut token = token.or_else(|| std::env::var("COOPR_ROUTER_ADMIN_TOKEN").ok());
+    if let Some(path) = &config {
+        let cfg = config::load(path).with_context(|| format!("config {}", path.display()))?;
+        let mut addr = cfg.raw.listen.admin;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        admins.insert(0, format!("http://{addr}"));
+        if token.is_none() {
+            token = cfg.raw.admin.resolve_token().map_err(anyhow::Error::msg)?;
+        }
+    }
+    if admins.is_empty() {
+        anyhow::bail!("give --admin URL (repeat it for several DCs) or --config FILE");
+    }
+    let tls = coopr_router::tls::Material::plain()?;
+    let reads = runtime()?.block_on(async {
+        let up = coopr_router::status::client::client(&tls);
+        let mut reads = Vec::new();
+        for a in &admins {
+            reads.push(
+                coopr_router::status::client::read(
+                    &up,
+                    a,
+                    token.as_deref(),
+                    Duration::from_secs(5),
+                )
+                .await,
+            );
+        }
+        reads
+    });
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let texts: Vec<String> = reads
+        .iter()
+        .map(|r| coopr_router::status::term::render(r, now_ms))
+        .collect();
+    println!("{}", texts.join("\n"));
+    if let Some(r) = reads.iter().find(|r| r.status.is_err()) {
+        anyhow::bail!("{} could not be read", r.admin);
+    }
     Ok(())
 }
 

@@ -350,6 +350,55 @@ impl Replication {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+
+    /// Each peer's outbox queue (the status page): records not yet acknowledged and the age of
+    /// the oldest of them, which is how far that peer is behind this DC.
+    pub async fn peer_queues(&self) -> Vec<PeerQueue> {
+        let table = self.inner.routes.load();
+        let mut out = Vec::new();
+        for (i, dc) in table.dcs.iter().enumerate() {
+            if i == table.local {
+                continue;
+            }
+            let p = dc.name.clone();
+            let got = self
+                .inner
+                .store
+                .run(move |s| Ok((s.queued(&p)?, s.peek(&p, 1)?)))
+                .await;
+            let (queued, oldest) = match got {
+                Ok((n, pending)) => (Some(n), pending.records.first().cloned()),
+                Err(e) => {
+                    tracing::warn!(peer = %dc.name, error = %e, "cannot read the outbox queue");
+                    (None, None)
+                }
+            };
+            let oldest_age_ms = oldest.and_then(|r| {
+                let env: record::Envelope = serde_json::from_slice(&r).ok()?;
+                let at = match env.record {
+                    record::Record::Intent(i) => i.time_ms,
+                    record::Record::Finished(f) => f.captured_ms,
+                };
+                Some(store::now_ms().saturating_sub(at))
+            });
+            out.push(PeerQueue {
+                peer: dc.name.clone(),
+                queued,
+                oldest_age_ms,
+            });
+        }
+        out
+    }
+}
+
+/// One peer's outbox queue, as [`Replication::peer_queues`] reads it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerQueue {
+    pub peer: String,
+    /// Records queued for the peer (`None`: the store could not say).
+    pub queued: Option<u64>,
+    /// Age of the oldest queued record (`None`: nothing queued).
+    pub oldest_age_ms: Option<u64>,
 }
 
 /// Why a batch was not applied.

@@ -183,6 +183,24 @@ impl Material {
         })
     }
 
+    /// No TLS anywhere and no trusted root: plain HTTP only (`coopr-router status` reading
+    /// admin ports, which are plain HTTP). An https URL then fails verification.
+    pub fn plain() -> Result<Material, TlsError> {
+        let upstream = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(VERSIONS)
+            .map_err(|e| fail("tls")(e.to_string()))?
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        Ok(Material {
+            client: None,
+            peer: None,
+            provisioner: None,
+            upstream: Arc::new(upstream),
+            names: PeerNames(Default::default()),
+            handshake_timeout: Duration::from_secs(10),
+        })
+    }
+
     /// The upstream pool's TLS (HTTP/1.1 only).
     pub fn upstream_tls(&self) -> UpstreamTls {
         UpstreamTls::new(&self.upstream, self.names.clone())
