@@ -96,6 +96,20 @@ pub fn render(r: &Read, now_ms: u64) -> String {
             .collect();
         let _ = writeln!(o, " {}", cells.join("").trim_end());
     }
+    let pins = st["pins"].as_array().unwrap_or(&empty);
+    if !pins.is_empty() {
+        let _ = writeln!(o, "pins (ids -> DC, whatever their shard):");
+        for p in pins {
+            let _ = writeln!(
+                o,
+                "  {}..={} -> {}  epoch {}",
+                s(&p["lo"]),
+                s(&p["hi"]),
+                s(&p["dc"]),
+                s(&p["epoch"])
+            );
+        }
+    }
     let _ = writeln!(o, "DCs:");
     for d in st["dcs"].as_array().unwrap_or(&empty) {
         let name = s(&d["name"]);
@@ -199,6 +213,7 @@ mod tests {
                 {"shard": 1, "owner": "dc2", "epoch": 4, "handoff_to": "dc1"},
             ],
             "backends": [{"url": "http://127.0.0.1:1/", "healthy": true}],
+            "pins": [{"lo": 1, "hi": 5000, "dc": "dc2", "epoch": 9}],
             "replication": {"enabled": true, "peers": [{"peer": "dc2", "queued": 5, "oldest_age_ms": 2500}]},
             "changes": [{"at_ms": 10_000, "revision": 7, "shard": 0, "what": "owner", "from": "dc2", "to": "dc1", "epoch": 3}],
         })
@@ -225,6 +240,7 @@ mod tests {
             "dc2      queued      5  lag 2.5 s",
             "operations: open 2, interrupted ? (needs the admin token)",
             "12.0 s ago  revision 7  shard 0  dc2 -> dc1  epoch 3",
+            "  1..=5000 -> dc2  epoch 9",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
