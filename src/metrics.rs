@@ -67,7 +67,7 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// The route kinds with cached handles (`replica` is reserved for replica reads).
 const ROUTES: [&str; 4] = ["local", "forwarded", "replica", "error"];
 /// Request classes; `none` is a request refused before it could be classified.
-const CLASSES: [&str; 4] = ["read", "write", "local", "none"];
+const CLASSES: [&str; 5] = ["read", "write", "local", "global", "none"];
 const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 const SLOTS: usize = ROUTES.len() * CLASSES.len() * STATUSES.len();
 const NEVER: u64 = u64::MAX;

@@ -4,7 +4,9 @@
 
 mod decide;
 
-pub use decide::{Decision, Origin, Route, Target, decide, shared_candidates};
+pub use decide::{
+    Decision, Origin, Route, Target, decide, decide_global, fans_out, shared_candidates,
+};
 
 use crate::config::Config;
 use crate::ids::ClusterId;
