@@ -146,6 +146,7 @@ impl Admin {
             }
             (&Method::POST, "/admin/drain") => self.drain(),
             (&Method::GET, "/admin/operations") => self.operations(&query).await,
+            (&Method::GET, "/admin/catalog") => self.catalog(&query).await,
             (&Method::GET, "/admin/log-level") => {
                 json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
             }
@@ -403,12 +404,36 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// `GET /admin/catalog?limit=N`: the catalog's home, and per other DC the catalog writes
+    /// queued for it and its last answer (replication).
+    async fn catalog(&self, query: &str) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        let limit = query_param(query, "limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        let home = self.runtime.load().config.raw.catalog.home.clone();
+        match r.catalog_view(limit).await {
+            Ok(mut v) => {
+                v["home"] = json!(home);
+                json_response(StatusCode::OK, v)
+            }
+            Err(e) => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})),
+        }
+    }
+}
+
 /// Whether an admin request needs the token even with `admin.open_reads`: anything that changes
 /// something, and the views that can show user data (`/admin/operations`: tenants, users and
-/// clusters of operations). `/metrics`, `/admin/routes` and `/admin/explain` show only the
+/// clusters of operations; `/admin/catalog`: tenants and catalog writes). `/metrics`, `/admin/routes` and `/admin/explain` show only the
 /// router's own state.
 fn needs_token(method: &Method, path: &str) -> bool {
-    const USER_DATA: [&str; 1] = ["/admin/operations"];
+    const USER_DATA: [&str; 2] = ["/admin/operations", "/admin/catalog"];
     method != Method::GET || USER_DATA.contains(&path)
 }
 

@@ -59,6 +59,16 @@ pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
 /// (histogram; the two routers' clocks are compared, so skew adds to it).
 pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
 
+/// Catalog writes delivered to a DC, by `dc` and `result` (`applied`, `already_there`,
+/// `refused` (retried), `dropped`).
+pub const CATALOG_DELIVERIES: &str = "coopr_router_catalog_deliveries_total";
+/// Catalog writes queued for a DC, by `dc`.
+pub const CATALOG_QUEUED: &str = "coopr_router_catalog_queued";
+/// Catalog writes the home DC applied but could not queue for the other DCs.
+pub const CATALOG_UNRECORDED: &str = "coopr_router_catalog_unrecorded_total";
+/// Seconds from the home DC's answer to a catalog write to its delivery to a DC (histogram).
+pub const CATALOG_LAG: &str = "coopr_router_catalog_lag_seconds";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -459,6 +469,31 @@ pub fn replication_unrecorded() {
 pub fn replication_lag(seconds: f64) {
     install();
     ::metrics::histogram!(REPL_LAG).record(seconds);
+}
+
+/// A catalog write's delivery to `dc` ended with `result`.
+pub fn catalog_delivery(dc: &str, result: &'static str) {
+    install();
+    ::metrics::counter!(CATALOG_DELIVERIES, "dc" => dc.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// `n` catalog writes are queued for `dc`.
+pub fn catalog_queued(dc: &str, n: u64) {
+    install();
+    ::metrics::gauge!(CATALOG_QUEUED, "dc" => dc.to_string()).set(n as f64);
+}
+
+/// A catalog write applied at the home DC could not be queued for the others.
+pub fn catalog_delivery_unrecorded() {
+    install();
+    ::metrics::counter!(CATALOG_UNRECORDED).increment(1);
+}
+
+/// A catalog write reached a DC `seconds` after the home DC answered it.
+pub fn catalog_lag(seconds: f64) {
+    install();
+    ::metrics::histogram!(CATALOG_LAG).record(seconds);
 }
 
 /// A replica applied `applied` records of a batch and ignored `ignored`.

@@ -243,6 +243,9 @@ pub(crate) struct Shared {
     pub(crate) persist_lock: Mutex<()>,
     /// Bound addresses: external API and tasks API (the same for a [`Port::Both`] listener).
     addrs: Mutex<(Option<SocketAddr>, Option<SocketAddr>)>,
+    /// The provisioners' worker capacity tenants share (`u64::MAX`: unlimited, the default);
+    /// see [`Sim::set_tenant_worker_capacity`].
+    pub(crate) tenant_capacity: std::sync::atomic::AtomicU64,
 }
 
 impl Sim {
@@ -270,6 +273,7 @@ impl Sim {
                 state: RwLock::new(state),
                 persist_lock: Mutex::new(()),
                 addrs: Mutex::new((None, None)),
+                tenant_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         })
     }
@@ -364,6 +368,17 @@ impl Sim {
     /// Every state-changing request that got a 2xx, in order (same as `GET /sim/log`).
     pub fn log(&self) -> Vec<LogEntry> {
         self.shared.read().log.clone()
+    }
+
+    /// Caps the workers all tenants together may ask for (`None`: no cap, the default),
+    /// standing in for the registered provisioners' free capacity: a tenant create or update
+    /// past it gets Coopr's 409 "Not enough capacity to add tenant." / "... update tenant."
+    /// (`coopr-server/.../provisioner/TenantProvisionerService.java` `checkCapacity`,
+    /// `.../http/handler/SuperadminHandler.java`).
+    pub fn set_tenant_worker_capacity(&self, cap: Option<u64>) {
+        self.shared
+            .tenant_capacity
+            .store(cap.unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -1,0 +1,296 @@
+//! One catalog everywhere (issue 24), three DCs in-process with replication on and the
+//! catalog's home in dc1: a tenant and a template created through any DC are applied at dc1
+//! first (its answer is the client's) and delivered, in order, to every other DC's Coopr by
+//! name; a DC that is down or refuses gets them later (retried, counted, listed at
+//! `/admin/catalog`); with the home DC down, catalog writes are refused naming it while reads
+//! and cluster traffic go on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+const FAST: Duration = Duration::from_millis(100);
+const TOKEN: &str = "catalog-test-admin-token";
+const ACME: [(&str, &str); 2] = [("Coopr-UserID", "admin"), ("Coopr-TenantID", "acme")];
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Replication on (fast retries), the catalog's home in dc1.
+fn extra(dir: &Path) -> impl Fn(usize) -> String {
+    let dir = dir.to_path_buf();
+    move |i| {
+        format!(
+            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\nretry_min_ms = 20\nretry_max_ms = 200\n\n[catalog]\nhome = \"dc1\"\n",
+            dir.display(),
+            i + 1
+        )
+    }
+}
+
+async fn admin_catalog(dc: &Dc) -> Value {
+    let auth = format!("Bearer {TOKEN}");
+    let r = call(
+        Method::GET,
+        &dc.admin_url("/admin/catalog"),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()
+}
+
+/// The demo template under another name.
+fn template(name: &str, description: &str) -> String {
+    json!({
+        "name": name,
+        "description": description,
+        "defaults": {"services": ["base"], "provider": "sim", "hardwaretype": "small",
+                     "imagetype": "ubuntu", "config": {}},
+        "compatibility": {"services": ["base"], "hardwaretypes": ["small"], "imagetypes": ["ubuntu"]},
+        "constraints": {},
+        "administration": {"leaseduration": {"initial": 0, "max": 0, "step": 0}},
+    })
+    .to_string()
+}
+
+async fn create_tenant(dc: &Dc, name: &str, workers: u64) -> Reply {
+    post(
+        &dc.url("/v2/tenants"),
+        &json!({"name": name, "workers": workers}).to_string(),
+    )
+    .await
+}
+
+/// The catalog writes (non-GET, 2xx) a DC's simulator applied, in order, as `METHOD path`.
+fn catalog_log(dc: &Dc) -> Vec<String> {
+    dc.log()
+        .into_iter()
+        .filter(|e| !e.path.starts_with("/v2/clusters"))
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_and_a_template_created_through_dc2_are_usable_in_dc1_and_dc3() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(FAST, extra(dir.path())).await;
+    let (dc1, dc2, dc3) = (&d.dcs[0], &d.dcs[1], &d.dcs[2]);
+    // The tenant: applied at the home DC first, whose answer is the client's.
+    let r = create_tenant(dc2, "acme", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc1");
+    assert_eq!(r.header("x-coopr-router-route"), "forwarded");
+    assert!(dc1.log_has("POST", "/v2/tenants"));
+    // The template, in the new tenant.
+    let r = call(
+        Method::POST,
+        &dc2.url("/v2/clustertemplates"),
+        &ACME,
+        &template("big", "made through dc2"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc1");
+    // Delivered to dc2 and dc3 (reads stay local: each DC's own Coopr answers).
+    for dc in [dc2, dc3] {
+        let url = dc.url("/v2/clustertemplates/big");
+        let got = eventually(WAIT, "template delivered", || async {
+            let r = call(Method::GET, &url, &ACME, "").await;
+            (r.status == StatusCode::OK).then(|| r.json())
+        })
+        .await;
+        assert_eq!(got["description"], "made through dc2");
+        assert_eq!(
+            catalog_log(dc),
+            ["POST /v2/tenants", "POST /v2/clustertemplates"],
+            "{}: in order, once",
+            dc.name
+        );
+    }
+    // A cluster of tenant acme with template big, created through dc1 and through dc3: each
+    // DC's own Coopr resolves tenant and template by name.
+    for (dc, want_id) in [(dc1, "00000001"), (dc3, "00000003")] {
+        let r = call(
+            Method::POST,
+            &dc.url("/v2/clusters"),
+            &ACME,
+            r#"{"name":"c","clusterTemplate":"big","numMachines":1}"#,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}: {}", dc.name, r.text());
+        assert_eq!(r.json()["id"], want_id);
+        assert!(dc.log_has("POST", "/v2/clusters"));
+    }
+    // Everything acknowledged: nothing left queued, both DCs listed with their answer.
+    let view = admin_catalog(dc1).await;
+    assert_eq!(view["home"], "dc1");
+    for dc in ["dc2", "dc3"] {
+        let v = &view["dcs"][dc];
+        assert_eq!(v["queued"], 0, "{view}");
+        assert_eq!(v["delivered"], 2, "{view}");
+        assert_eq!(v["last"]["status"], 200, "{view}");
+        assert_eq!(v["last"]["write"], "POST /v2/clustertemplates", "{view}");
+    }
+    // Reads stay local: no catalog read reached another DC.
+    let r = call(Method::GET, &dc3.url("/v2/clustertemplates"), &ACME, "").await;
+    assert_eq!(r.header("x-coopr-router-route"), "local");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_down_during_five_catalog_writes_gets_all_five_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_with(FAST, extra(dir.path())).await;
+    d.dcs[2].stop_router().await;
+    let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
+    // Five writes whose order matters: a create, then four updates of the same service.
+    let svc = |v: u32| {
+        json!({"name": "hdfs", "description": format!("v{v}"), "dependencies": {}, "provisioner": {}}).to_string()
+    };
+    let r = post(&dc2.url("/v2/services"), &svc(1)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for v in 2..=5 {
+        let r = call(Method::PUT, &dc1.url("/v2/services/hdfs"), &ADMIN, &svc(v)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let want: Vec<String> = std::iter::once("POST /v2/services".to_string())
+        .chain((2..=5).map(|_| "PUT /v2/services/hdfs".to_string()))
+        .collect();
+    // dc2 has them all already; dc3's are queued at the home DC, its failures counted.
+    eventually(WAIT, "dc2 has all five", || async {
+        (catalog_log(dc2) == want).then_some(())
+    })
+    .await;
+    let view = eventually(WAIT, "dc3's deliveries refused", || async {
+        let v = admin_catalog(dc1).await;
+        (v["dcs"]["dc3"]["refused"].as_u64() > Some(0)).then_some(v)
+    })
+    .await;
+    assert_eq!(view["dcs"]["dc3"]["queued"], 5, "{view}");
+    assert_eq!(
+        view["dcs"]["dc3"]["pending"][0]["write"],
+        "POST /v2/services"
+    );
+    assert!(catalog_log(&d.dcs[2]).is_empty());
+    // The home's router restarts meanwhile: nothing queued is lost.
+    d.dcs[0].stop_router().await;
+    d.dcs[0].restart_router().await;
+    d.dcs[2].restart_router().await;
+    let dc3 = &d.dcs[2];
+    eventually(WAIT, "dc3 has all five", || async {
+        (catalog_log(dc3) == want).then_some(())
+    })
+    .await;
+    let r = get(&dc3.url("/v2/services/hdfs")).await;
+    assert_eq!(
+        r.json()["description"],
+        "v5",
+        "the last write wins everywhere"
+    );
+    let r = get(&d.dcs[1].url("/v2/services/hdfs")).await;
+    assert_eq!(r.json()["description"], "v5");
+    let view = eventually(WAIT, "dc3's queue empty", || async {
+        let v = admin_catalog(&d.dcs[0]).await;
+        (v["dcs"]["dc3"]["queued"] == 0).then_some(v)
+    })
+    .await;
+    assert_eq!(view["dcs"]["dc3"]["last"]["status"], 200, "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_write_refused_by_one_dc_is_retried_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(FAST, extra(dir.path())).await;
+    let (dc1, dc2, dc3) = (&d.dcs[0], &d.dcs[1], &d.dcs[2]);
+    // dc3's provisioners have no room for the tenant's workers.
+    dc3.sim.set_tenant_worker_capacity(Some(1));
+    let r = create_tenant(dc3, "big", 5).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the home DC's answer: {}",
+        r.text()
+    );
+    // A second write behind it waits: order is kept.
+    let r = create_tenant(dc2, "small", 0).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    eventually(WAIT, "dc2 has both", || async {
+        (catalog_log(dc2) == ["POST /v2/tenants", "POST /v2/tenants"]).then_some(())
+    })
+    .await;
+    let view = eventually(WAIT, "dc3's refusal retried and listed", || async {
+        let v = admin_catalog(dc1).await;
+        (v["dcs"]["dc3"]["attempts"].as_u64() >= Some(2)).then_some(v)
+    })
+    .await;
+    let v3 = &view["dcs"]["dc3"];
+    assert_eq!(v3["last"]["status"], 409, "{view}");
+    assert_eq!(v3["last"]["write"], "POST /v2/tenants");
+    assert!(
+        v3["last"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("Not enough capacity"),
+        "{view}"
+    );
+    assert_eq!(v3["queued"], 2, "{view}");
+    assert!(catalog_log(dc3).is_empty(), "nothing skipped ahead");
+    let metrics = get(&dc1.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"coopr_router_catalog_deliveries_total{dc="dc3",result="refused"}"#),
+        "{metrics}"
+    );
+    // Room made: both arrive, in order.
+    dc3.sim.set_tenant_worker_capacity(None);
+    eventually(WAIT, "dc3 has both", || async {
+        (catalog_log(dc3) == ["POST /v2/tenants", "POST /v2/tenants"]).then_some(())
+    })
+    .await;
+    for name in ["big", "small"] {
+        let r = get(&dc3.url(&format!("/v2/tenants/{name}"))).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
+    }
+    let r = get(&dc3.url("/v2/tenants/big")).await;
+    assert_eq!(r.json()["workers"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_home_dc_down_catalog_writes_are_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = start_with(FAST, extra(dir.path())).await;
+    let id = create_active(&d.dcs[1], "before").await;
+    d.dcs[0].stop_router().await;
+    let (dc2, dc3) = (&d.dcs[1], &d.dcs[2]);
+    for dc in [dc2, dc3] {
+        let r = create_tenant(dc, "acme", 0).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert_eq!(r.header("x-coopr-router-error"), "catalog_home_down");
+        assert_eq!(r.header("x-coopr-router-catalog-home"), "dc1");
+        assert!(!r.header("retry-after").is_empty());
+        assert_eq!(r.json()["home_dc"], "dc1");
+        assert!(r.json()["error"].as_str().unwrap().contains("dc1"));
+    }
+    assert!(catalog_log(dc2).is_empty() && catalog_log(dc3).is_empty());
+    // Reads and cluster traffic are unaffected.
+    let r = get(&dc2.url("/v2/clustertemplates")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = get(&dc3.url(&format!("/v2/clusters/{id}"))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = post(
+        &dc2.url("/v2/clusters"),
+        r#"{"name":"after","clusterTemplate":"demo","numMachines":1}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The home is back: the same write goes through.
+    let started = Instant::now();
+    d.dcs[0].restart_router().await;
+    let r = create_tenant(&d.dcs[2], "acme", 0).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(started.elapsed() < WAIT);
+}
