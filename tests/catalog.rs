@@ -294,3 +294,58 @@ async fn with_the_home_dc_down_catalog_writes_are_refused_naming_it() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert!(started.elapsed() < WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_catalog_writes_sent_concurrently_through_two_dcs_leave_one_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(FAST, extra(dir.path())).await;
+    let (dc2, dc3) = (&d.dcs[1], &d.dcs[2]);
+    let svc = |v: &str| {
+        json!({"name": "zk", "description": v, "dependencies": {}, "provisioner": {}}).to_string()
+    };
+    let r = post(&dc2.url("/v2/services"), &svc("first")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for round in 0..10 {
+        // The same tenant created through two DCs at once: one wins at the home DC.
+        let name = format!("t{round}");
+        let (a, b) = tokio::join!(create_tenant(dc2, &name, 1), create_tenant(dc3, &name, 2));
+        let mut statuses = [a.status.as_u16(), b.status.as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{} / {}", a.text(), b.text());
+        // One service updated through two DCs at once, with different bodies.
+        let (ua, ub) = (dc2.url("/v2/services/zk"), dc3.url("/v2/services/zk"));
+        let (ba, bb) = (svc(&format!("a{round}")), svc(&format!("b{round}")));
+        let (a, b) = tokio::join!(
+            call(Method::PUT, &ua, &ADMIN, &ba),
+            call(Method::PUT, &ub, &ADMIN, &bb),
+        );
+        assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    }
+    // Every DC ends with the home DC's catalog.
+    async fn snapshot(dc: &Dc) -> (Vec<(String, Value)>, Value) {
+        let mut t: Vec<(String, Value)> = get(&dc.url("/v2/tenants"))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    t["workers"].clone(),
+                )
+            })
+            .collect();
+        t.sort_by(|x, y| x.0.cmp(&y.0));
+        let zk = get(&dc.url("/v2/services/zk")).await.json()["description"].clone();
+        (t, zk)
+    }
+    let home = snapshot(&d.dcs[0]).await;
+    assert_eq!(home.0.len(), 11, "superadmin and ten tenants: {home:?}");
+    for dc in [dc2, dc3] {
+        eventually(WAIT, "the same catalog as the home DC", || async {
+            (snapshot(dc).await == home).then_some(())
+        })
+        .await;
+    }
+}

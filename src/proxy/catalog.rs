@@ -15,7 +15,8 @@ use crate::routing::{Route, RoutingTable};
 use bytes::Bytes;
 use http::Response;
 
-/// Applies a global write at this DC (the home) and queues its delivery to the others. The
+/// Applies a global write at this DC (the home) and queues its delivery to the others, one
+/// global write at a time (`Proxy::catalog_order`). The
 /// body is buffered up to `limits.inspect_body_bytes` to record it; a larger one is applied
 /// here and recorded as undeliverable (replication lists it).
 pub(super) async fn to_local_catalog(
@@ -28,6 +29,9 @@ pub(super) async fn to_local_catalog(
         return to_local(cx, body, route, api).await;
     };
     let body = replayable(cx.rt, body).await?;
+    // Applied and queued one at a time: the queue's order is the order Coopr applied them in,
+    // so two writes of one entity end the same everywhere.
+    let _order = cx.proxy.catalog_order.lock().await;
     let sent: Option<Bytes> = match &body {
         ProxyBody::Empty => Some(Bytes::new()),
         ProxyBody::Full(b) => Some(b.clone().unwrap_or_default()),

@@ -22,6 +22,9 @@ pub struct Proxy {
     pub(super) inflight: Arc<InFlight>,
     /// Replication, when `[replication] enabled`.
     pub(super) replication: Option<Arc<dyn Replicas>>,
+    /// At the catalog's home DC: one global write at a time is applied and queued, so the
+    /// other DCs get them in the order this DC's Coopr applied them (`catalog.rs`).
+    pub(super) catalog_order: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the access log and the metrics say about a request, filled in as it goes.

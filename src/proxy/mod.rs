@@ -61,6 +61,7 @@ impl Proxy {
             freshness,
             inflight,
             replication: None,
+            catalog_order: Arc::default(),
         }
     }
 
