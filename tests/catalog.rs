@@ -22,10 +22,15 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// Replication on (fast retries), the catalog's home in dc1.
 fn extra(dir: &Path) -> impl Fn(usize) -> String {
-    let dir = dir.to_path_buf();
+    extra_with(dir, "dc1", "")
+}
+
+/// Replication on (fast retries), the catalog's home in `home`, then `more`.
+fn extra_with(dir: &Path, home: &str, more: &str) -> impl Fn(usize) -> String {
+    let (dir, home, more) = (dir.to_path_buf(), home.to_string(), more.to_string());
     move |i| {
         format!(
-            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\nretry_min_ms = 20\nretry_max_ms = 200\n\n[catalog]\nhome = \"dc1\"\n",
+            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\nretry_min_ms = 20\nretry_max_ms = 200\n\n[catalog]\nhome = \"{home}\"\n\n{more}",
             dir.display(),
             i + 1
         )
@@ -348,4 +353,45 @@ async fn the_same_catalog_writes_sent_concurrently_through_two_dcs_leave_one_cat
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_sent_elsewhere_finds_the_tenant_and_template_made_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    // dc2 does not own its home shard 2, so its creates go to dc1; the catalog's home is dc3.
+    let more = "[[ownership.shards]]\nshard = 2\nowner = \"dc1\"\nreplicas = [\"dc2\", \"dc3\"]\n";
+    let d = start_with(FAST, extra_with(dir.path(), "dc3", more)).await;
+    let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
+    let r = create_tenant(dc2, "acme", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc3");
+    let r = call(
+        Method::POST,
+        &dc2.url("/v2/clustertemplates"),
+        &ACME,
+        &template("big", "made through dc2 at dc3"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let url = dc1.url("/v2/clustertemplates/big");
+    eventually(WAIT, "template delivered to dc1", || async {
+        (call(Method::GET, &url, &ACME, "").await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    let r = call(
+        Method::POST,
+        &dc2.url("/v2/clusters"),
+        &ACME,
+        r#"{"name":"c","clusterTemplate":"big","numMachines":1}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.header("x-coopr-router-dc"),
+        "dc1",
+        "the create went elsewhere"
+    );
+    assert_eq!(r.json()["id"], "00000001");
+    assert!(dc1.log_has("POST", "/v2/clusters"));
+    assert!(!dc2.log_has("POST", "/v2/clusters"));
 }
