@@ -395,3 +395,60 @@ async fn a_create_sent_elsewhere_finds_the_tenant_and_template_made_elsewhere() 
     assert!(dc1.log_has("POST", "/v2/clusters"));
     assert!(!dc2.log_has("POST", "/v2/clusters"));
 }
+
+/// The closing figure of issue 24: from a global write's answer (sent through dc2 or dc3, with
+/// 25 ms each way between DCs) to the entity being readable in the two other DCs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_writes_are_readable_everywhere_soon_after_their_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = |_, _| {
+        Some(relay::Options {
+            delay: Duration::from_millis(25),
+            tap: false,
+        })
+    };
+    let d = start_relayed(FAST, extra(dir.path()), relay).await;
+    const N: usize = 60;
+    // Through dc2 or dc3 (forwarded to the home), and through dc1 (the home itself).
+    let (mut forwarded, mut at_home) = (Vec::new(), Vec::new());
+    for n in 0..N {
+        let via = n % 3;
+        let others: Vec<&Dc> = (0..3).filter(|&k| k != via).map(|k| &d.dcs[k]).collect();
+        let name = format!("svc{n}");
+        let body = json!({"name": name, "description": "x", "dependencies": {}, "provisioner": {}});
+        let r = post(&d.dcs[via].url("/v2/services"), &body.to_string()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let answered = Instant::now();
+        for dc in others {
+            let url = dc.url(&format!("/v2/services/{name}"));
+            // Polled every 2 ms (finer than `eventually`).
+            while get(&url).await.status != StatusCode::OK {
+                assert!(
+                    answered.elapsed() < WAIT,
+                    "{name} never reached {}",
+                    dc.name
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        match via {
+            0 => at_home.push(answered.elapsed()),
+            _ => forwarded.push(answered.elapsed()),
+        }
+    }
+    for (what, mut lags) in [
+        ("through dc2/dc3", forwarded),
+        ("through dc1 (home)", at_home),
+    ] {
+        lags.sort();
+        let n = lags.len();
+        let (p50, p99) = (lags[n / 2], lags[(n * 99 / 100).min(n - 1)]);
+        println!(
+            "catalog write {what}: answer -> readable in the two other DCs (25 ms relay): p50 {p50:?} p99 {p99:?} (n={n})"
+        );
+        assert!(
+            p99 < Duration::from_secs(2),
+            "{what}: p50 {p50:?} p99 {p99:?}"
+        );
+    }
+}
