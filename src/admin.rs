@@ -147,6 +147,11 @@ impl Admin {
             (&Method::POST, "/admin/drain") => self.drain(),
             (&Method::GET, "/admin/operations") => self.operations(&query).await,
             (&Method::GET, "/admin/catalog") => self.catalog(&query).await,
+            (&Method::GET, "/admin/catalog/diff") => self.catalog_diff().await,
+            (&Method::POST, "/admin/catalog/sync") => {
+                self.catalog_sync(&query_param(&query, "to").unwrap_or_default())
+                    .await
+            }
             (&Method::GET, "/admin/log-level") => {
                 json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
             }
@@ -205,11 +210,21 @@ impl Admin {
             ),
         }
         let table = self.routes.load();
+        // Warnings name a problem that does not take this DC out of the load balancer.
+        let warnings: Vec<Value> = self
+            .replication
+            .as_ref()
+            .map(|r| r.catalog_drift())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(dc, n)| json!({"check": "catalog_drift", "dc": dc, "detail": format!("{n} differences from the home DC's catalog at the last comparison (GET /admin/catalog/diff; repair: POST /admin/catalog/sync?to={dc})")}))
+            .collect();
         if failed.is_empty() {
-            json_response(
-                StatusCode::OK,
-                json!({"status": "ready", "revision": table.revision}),
-            )
+            let mut body = json!({"status": "ready", "revision": table.revision});
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            json_response(StatusCode::OK, body)
         } else {
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -428,12 +443,42 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// `GET /admin/catalog/diff` (at the catalog's home DC).
+    async fn catalog_diff(&self) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        match r.catalog_diff().await {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(StatusCode::CONFLICT, json!({"error": e})),
+        }
+    }
+
+    /// `POST /admin/catalog/sync?to=dcN` (at the catalog's home DC).
+    async fn catalog_sync(&self, to: &str) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        match r.catalog_sync(to).await {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(StatusCode::CONFLICT, json!({"error": e})),
+        }
+    }
+}
+
 /// Whether an admin request needs the token even with `admin.open_reads`: anything that changes
 /// something, and the views that can show user data (`/admin/operations`: tenants, users and
 /// clusters of operations; `/admin/catalog`: tenants and catalog writes). `/metrics`, `/admin/routes` and `/admin/explain` show only the
 /// router's own state.
 fn needs_token(method: &Method, path: &str) -> bool {
-    const USER_DATA: [&str; 2] = ["/admin/operations", "/admin/catalog"];
+    const USER_DATA: [&str; 3] = ["/admin/operations", "/admin/catalog", "/admin/catalog/diff"];
     method != Method::GET || USER_DATA.contains(&path)
 }
 

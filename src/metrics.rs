@@ -69,6 +69,10 @@ pub const CATALOG_UNRECORDED: &str = "coopr_router_catalog_unrecorded_total";
 /// Seconds from the home DC's answer to a catalog write to its delivery to a DC (histogram).
 pub const CATALOG_LAG: &str = "coopr_router_catalog_lag_seconds";
 
+/// At the catalog's home DC: a DC's differences from the home's catalog at the last
+/// comparison, by `dc` and `kind` (`tenants`, `providers`, ...).
+pub const CATALOG_DRIFT: &str = "coopr_router_catalog_drift";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -482,6 +486,12 @@ pub fn catalog_delivery(dc: &str, result: &'static str) {
 pub fn catalog_queued(dc: &str, n: u64) {
     install();
     ::metrics::gauge!(CATALOG_QUEUED, "dc" => dc.to_string()).set(n as f64);
+}
+
+/// DC `dc` differs from the home DC's catalog in `n` entities of `kind`.
+pub fn catalog_drift(dc: &str, kind: &'static str, n: usize) {
+    install();
+    ::metrics::gauge!(CATALOG_DRIFT, "dc" => dc.to_string(), "kind" => kind).set(n as f64);
 }
 
 /// A catalog write applied at the home DC could not be queued for the others.

@@ -452,3 +452,116 @@ async fn catalog_writes_are_readable_everywhere_soon_after_their_answer() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_on_one_dcs_coopr_is_drift_and_sync_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(FAST, extra(dir.path())).await;
+    let (dc1, dc2, dc3) = (&d.dcs[0], &d.dcs[1], &d.dcs[2]);
+    let auth = format!("Bearer {TOKEN}");
+    let admin = [("authorization", auth.as_str())];
+    let diff = || async {
+        let r = call(
+            Method::GET,
+            &dc1.admin_url("/admin/catalog/diff"),
+            &admin,
+            "",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        r.json()
+    };
+    // Through the router: the same everywhere, no drift.
+    let r = create_tenant(dc2, "acme", 1).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    eventually(WAIT, "acme everywhere", || async {
+        let v = diff().await;
+        (v["dcs"]["dc2"]["differences"] == 0 && v["dcs"]["dc3"]["differences"] == 0).then_some(())
+    })
+    .await;
+    // Straight to dc3's Coopr: a template the others lack, and a changed service.
+    let r = call(
+        Method::POST,
+        &dc3.sim_url("/v2/clustertemplates"),
+        &ACME,
+        &template("rogue", "made on dc3 only"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let base = json!({"name": "base", "description": "changed on dc3", "dependencies": {}, "provisioner": {}});
+    let r = call(
+        Method::PUT,
+        &dc3.sim_url("/v2/services/base"),
+        &ACME,
+        &base.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = diff().await;
+    assert_eq!(v["dcs"]["dc2"]["differences"], 0, "{v}");
+    let drift: Vec<(String, String, String)> = v["dcs"]["dc3"]["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let s = |k: &str| d[k].as_str().unwrap().to_string();
+            (s("kind"), s("name"), s("what"))
+        })
+        .collect();
+    let want = |k: &str, n: &str, w: &str| (k.to_string(), n.to_string(), w.to_string());
+    assert_eq!(
+        drift,
+        [
+            want("services", "base", "differs"),
+            want("clustertemplates", "rogue", "extra")
+        ],
+        "{v}"
+    );
+    // Named in /ready as a warning; the DC stays ready.
+    let r = get(&dc1.admin_url("/ready")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["warnings"][0]["check"], "catalog_drift");
+    assert_eq!(r.json()["warnings"][0]["dc"], "dc3");
+    let metrics = get(&dc1.admin_url("/metrics")).await.text();
+    assert!(
+        metrics.contains(r#"coopr_router_catalog_drift{dc="dc3",kind="services"} 1"#),
+        "{metrics}"
+    );
+    // Sync repairs dc3 from the home, by replayed writes.
+    let r = call(
+        Method::POST,
+        &dc1.admin_url("/admin/catalog/sync?to=dc3"),
+        &admin,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["writes"],
+        json!(["PUT /v2/services/base", "DELETE /v2/clustertemplates/rogue"])
+    );
+    eventually(WAIT, "dc3 repaired", || async {
+        (diff().await["dcs"]["dc3"]["differences"] == 0).then_some(())
+    })
+    .await;
+    let r = call(
+        Method::GET,
+        &dc3.url("/v2/clustertemplates/rogue"),
+        &ACME,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = get(&dc1.admin_url("/ready")).await;
+    assert!(r.json().get("warnings").is_none(), "{}", r.text());
+    // Only the home compares and repairs.
+    let r = call(
+        Method::GET,
+        &dc2.admin_url("/admin/catalog/diff"),
+        &admin,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert!(r.text().contains("dc1"), "{}", r.text());
+}

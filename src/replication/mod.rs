@@ -18,10 +18,12 @@
 //! - `answer`: a replica read and the list merge (pure).
 //! - `hook`: interrupted operations and their delivery to the restart hook.
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
+//! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
 
 mod answer;
 mod catalog;
 mod client;
+mod drift;
 mod hook;
 mod outbox;
 mod port;
@@ -75,6 +77,9 @@ pub(crate) struct Inner {
     cluster_wake: Mutex<HashMap<String, Arc<Notify>>>,
     /// Each DC's catalog deliveries, for `/admin/catalog`.
     catalog: catalog::States,
+    /// Per DC, its differences from the home DC's catalog at the last comparison (`None`: it
+    /// could not be read).
+    drift: Mutex<std::collections::BTreeMap<String, Option<usize>>>,
 }
 
 impl Replication {
@@ -103,6 +108,7 @@ impl Replication {
             peer_wake: Mutex::new(HashMap::new()),
             cluster_wake: Mutex::new(HashMap::new()),
             catalog: catalog::States::default(),
+            drift: Mutex::new(std::collections::BTreeMap::new()),
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {
@@ -125,6 +131,7 @@ impl Replication {
             tokio::spawn(tracker::track(inner.clone(), intent));
         }
         tasks.spawn(hook::run(inner.clone()));
+        tasks.spawn(drift::run(inner.clone()));
         tasks.spawn(log_owners(inner.clone()));
         Ok(Replication { inner })
     }
@@ -301,6 +308,27 @@ impl Replication {
             );
         }
         Ok(serde_json::json!({ "dc": self.inner.local, "dcs": dcs }))
+    }
+
+    /// `GET /admin/catalog/diff`: at the catalog's home DC, every other DC's catalog compared
+    /// with this DC's, now.
+    pub async fn catalog_diff(&self) -> Result<serde_json::Value, String> {
+        drift::compare(&self.inner).await
+    }
+
+    /// `POST /admin/catalog/sync?to=dcN`: at the catalog's home DC, queues the writes that make
+    /// DC `to`'s catalog equal to this DC's.
+    pub async fn catalog_sync(&self, to: &str) -> Result<serde_json::Value, String> {
+        drift::sync(&self.inner, to).await
+    }
+
+    /// The DCs whose catalog differed from the home DC's at the last comparison, with the
+    /// number of differences (`/ready` warns, it does not fail).
+    pub fn catalog_drift(&self) -> Vec<(String, usize)> {
+        let m = self.inner.drift.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter_map(|(dc, n)| n.filter(|&n| n > 0).map(|n| (dc.clone(), n)))
+            .collect()
     }
 
     /// Applies a batch a peer sent. `certified` is the DC the peer's client certificate names
