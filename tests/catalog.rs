@@ -527,19 +527,37 @@ async fn a_change_made_on_one_dcs_coopr_is_drift_and_sync_repairs_it() {
         metrics.contains(r#"coopr_router_catalog_drift{dc="dc3",kind="services"} 1"#),
         "{metrics}"
     );
-    // Sync repairs dc3 from the home, by replayed writes.
-    let r = call(
-        Method::POST,
-        &dc1.admin_url("/admin/catalog/sync?to=dc3"),
-        &admin,
-        "",
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-    assert_eq!(
-        r.json()["writes"],
-        json!(["PUT /v2/services/base", "DELETE /v2/clustertemplates/rogue"])
+    // `coopr-router catalog diff` prints the same, and fails; `catalog sync --to dc3` repairs
+    // dc3 from the home, by replayed writes.
+    let conf = dir.path().join("dc1.toml");
+    std::fs::write(&conf, &dc1.config_text).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .args(["catalog", "--config", conf.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["diff"]));
+    assert!(!ok, "drift fails the command: {text}");
+    assert!(text.contains("dc2: 0 differences from dc1"), "{text}");
+    assert!(text.contains("dc3: 2 differences from dc1"), "{text}");
+    assert!(
+        text.contains("differs services base (tenant acme)"),
+        "{text}"
     );
+    assert!(
+        text.contains("extra clustertemplates rogue (tenant acme)"),
+        "{text}"
+    );
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["sync", "--to", "dc3"]));
+    assert!(ok, "{text}");
+    assert!(text.contains("dc3: 2 writes queued"), "{text}");
+    assert!(text.contains("PUT /v2/services/base"), "{text}");
+    assert!(text.contains("DELETE /v2/clustertemplates/rogue"), "{text}");
     eventually(WAIT, "dc3 repaired", || async {
         (diff().await["dcs"]["dc3"]["differences"] == 0).then_some(())
     })
@@ -554,6 +572,17 @@ async fn a_change_made_on_one_dcs_coopr_is_drift_and_sync_repairs_it() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = get(&dc1.admin_url("/ready")).await;
     assert!(r.json().get("warnings").is_none(), "{}", r.text());
+    let (ok, text) = tokio::task::block_in_place(|| cli(&["diff"]));
+    assert!(ok, "{text}");
+    // A sync asked of the home DC itself, or of a DC that does not exist, is refused.
+    let r = call(
+        Method::POST,
+        &dc1.admin_url("/admin/catalog/sync?to=dc1"),
+        &admin,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
     // Only the home compares and repairs.
     let r = call(
         Method::GET,
