@@ -594,3 +594,21 @@ async fn a_change_made_on_one_dcs_coopr_is_drift_and_sync_repairs_it() {
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(r.text().contains("dc1"), "{}", r.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_that_disagree_on_the_home_refuse_rather_than_apply_in_two_places() {
+    let dir = tempfile::tempdir().unwrap();
+    // dc2's router takes dc3 for the home (a reload half rolled out); dc3's takes dc1.
+    let homes = ["dc1", "dc3", "dc1"];
+    let d = start_with(FAST, |i| extra_with(dir.path(), homes[i], "")(i)).await;
+    let r = create_tenant(&d.dcs[1], "acme", 0).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-error"), "owner_moved");
+    for dc in &d.dcs {
+        assert!(catalog_log(dc).is_empty(), "{}: {:?}", dc.name, dc.log());
+    }
+    // Through a router that agrees with the home, it goes through.
+    let r = create_tenant(&d.dcs[2], "acme", 0).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-dc"), "dc1");
+}

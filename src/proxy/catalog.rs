@@ -5,7 +5,7 @@
 
 use super::ctx::Ctx;
 use super::local::to_local;
-use super::peer::to_peer;
+use super::peer::send_peer;
 use super::replicas::CatalogWrite;
 use super::respond::replayable;
 use crate::body::ProxyBody;
@@ -13,7 +13,7 @@ use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::routing::{Route, RoutingTable};
 use bytes::Bytes;
-use http::Response;
+use http::{Response, StatusCode};
 
 /// Applies a global write at this DC (the home) and queues its delivery to the others, one
 /// global write at a time (`Proxy::catalog_order`). The
@@ -58,7 +58,9 @@ pub(super) async fn to_local_catalog(
 }
 
 /// Forwards a global write to the catalog's home DC (`dc`). Nothing was sent when its router
-/// cannot be reached: the client is told to retry, naming the home DC.
+/// cannot be reached: the client is told to retry, naming the home DC. A 421 (that router does
+/// not take itself for the home: the routers' `catalog.home` disagree, as during a reload) is
+/// not routed again by ownership, which knows nothing of the catalog: it is refused (503).
 pub(super) async fn to_home(
     cx: &Ctx<'_>,
     table: &RoutingTable,
@@ -66,9 +68,14 @@ pub(super) async fn to_home(
     route: Route,
     dc: usize,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    match to_peer(cx, table, body, route, dc).await {
+    match send_peer(cx, table, body, route, dc).await {
         Err(ProxyError::PeerUnreachable { dc, reason }) => {
             Err(ProxyError::CatalogHomeDown { home: dc, reason })
+        }
+        Ok(resp) if resp.status() == StatusCode::MISDIRECTED_REQUEST => {
+            Err(ProxyError::OwnerMoved {
+                dc: table.dc_name(dc).to_string(),
+            })
         }
         other => other,
     }
