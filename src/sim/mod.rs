@@ -370,7 +370,8 @@ impl Sim {
         self.shared.read().log.clone()
     }
 
-    /// Caps the workers all tenants together may ask for (`None`: no cap, the default),
+    /// Caps the workers all tenants but `superadmin` together may ask for (`None`: no cap, the
+    /// default),
     /// standing in for the registered provisioners' free capacity: a tenant create or update
     /// past it gets Coopr's 409 "Not enough capacity to add tenant." / "... update tenant."
     /// (`coopr-server/.../provisioner/TenantProvisionerService.java` `checkCapacity`,

@@ -35,7 +35,8 @@ fn workers(spec: &Value) -> u64 {
     spec.get("workers").and_then(Value::as_u64).unwrap_or(0)
 }
 
-/// Whether `spec` fits the worker capacity with every tenant but `name` (Coopr's
+/// Whether `spec` fits the worker capacity with every tenant but `name` and the superadmin's
+/// own (Coopr's
 /// `TenantProvisionerService.checkCapacity`: the change in workers against the free capacity).
 fn fits(ctx: &Ctx, state: &super::state::State, name: &str, spec: &Value) -> bool {
     let cap = ctx
@@ -45,7 +46,7 @@ fn fits(ctx: &Ctx, state: &super::state::State, name: &str, spec: &Value) -> boo
     let others: u64 = state
         .tenants
         .iter()
-        .filter(|(n, _)| n.as_str() != name)
+        .filter(|(n, _)| n.as_str() != name && n.as_str() != SUPERADMIN)
         .map(|(_, t)| workers(&t.spec))
         .sum();
     others.saturating_add(workers(spec)) <= cap
@@ -100,7 +101,8 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
     reply::ok(&json!({ "id": id }))
 }
 
-/// `PUT /v2/tenants/{name}`: 400 on a name mismatch, 404 if unknown.
+/// `PUT /v2/tenants/{name}`: 400 on a name mismatch; writes the tenant, creating it when
+/// unknown (`TenantProvisionerService.writeTenantSpecification` adds a tenant it does not have).
 pub(crate) fn put(ctx: &Ctx, c: &Caller, name: &str) -> Resp {
     if let Err(r) = auth::require_superadmin(c) {
         return r;
@@ -113,16 +115,16 @@ pub(crate) fn put(ctx: &Ctx, c: &Caller, name: &str) -> Resp {
         return reply::text(400, "Tenant name does not match the name in the path.");
     }
     let mut state = ctx.shared.write();
-    if state.tenants.contains_key(name) && !fits(ctx, &state, name, &spec) {
+    if !fits(ctx, &state, name, &spec) {
         return reply::text(409, "Not enough capacity to update tenant.");
     }
     match state.tenants.get_mut(name) {
-        Some(t) => {
-            t.spec = spec;
-            reply::empty(200)
+        Some(t) => t.spec = spec,
+        None => {
+            state.add_tenant(name.to_string(), spec);
         }
-        None => not_found(name),
     }
+    reply::empty(200)
 }
 
 /// `DELETE /v2/tenants/{name}`: 403 for `superadmin`, 404 if unknown.
