@@ -319,8 +319,27 @@ impl Admin {
         };
         let t = self.routes.load();
         let fenced = class.class == Class::Write && self.freshness.is_fenced();
-        let decision = decide(&t, &class, Origin::Client, fenced);
+        let home = self.runtime.load().config.raw.catalog.home.clone();
+        let home = home.and_then(|h| t.dc_index(&h));
+        let decision = match class.class {
+            Class::Global => crate::routing::decide_global(&t, home, Origin::Client, false),
+            _ => decide(&t, &class, Origin::Client, fenced),
+        };
         let (destination, why) = match decision {
+            Decision::Go(r) if class.class == Class::Global => match r.target {
+                Target::Peer(dc) => (
+                    format!("router of {} (the catalog's home)", t.dc_name(dc)),
+                    "a catalog write is applied at the catalog's home DC first, then delivered to the others",
+                ),
+                _ if home.is_some() => (
+                    "local Coopr server (External API), then delivered to every other DC".into(),
+                    "this DC is the catalog's home",
+                ),
+                _ => (
+                    "local Coopr server (External API)".into(),
+                    "no catalog.home: catalog writes stay in the DC that received them",
+                ),
+            },
             Decision::Go(r) => match r.target {
                 Target::Local(api) => (
                     format!("local Coopr server ({api:?} API)"),

@@ -142,6 +142,29 @@ async fn a_tenant_and_a_template_created_through_dc2_are_usable_in_dc1_and_dc3()
         assert_eq!(v["last"]["status"], 200, "{view}");
         assert_eq!(v["last"]["write"], "POST /v2/clustertemplates", "{view}");
     }
+    // `/admin/explain` says where a catalog write goes, and a read.
+    let ex = get(&dc2.admin_url("/admin/explain?method=POST&path=/v2/tenants"))
+        .await
+        .json();
+    assert_eq!(ex["class"], "global", "{ex}");
+    assert_eq!(
+        ex["destination"], "router of dc1 (the catalog's home)",
+        "{ex}"
+    );
+    let ex = get(&dc1.admin_url("/admin/explain?method=PUT&path=/v2/services/x"))
+        .await
+        .json();
+    assert!(
+        ex["destination"]
+            .as_str()
+            .unwrap()
+            .contains("then delivered"),
+        "{ex}"
+    );
+    let ex = get(&dc2.admin_url("/admin/explain?method=GET&path=/v2/services/x"))
+        .await
+        .json();
+    assert_eq!(ex["class"], "local", "{ex}");
     // Reads stay local: no catalog read reached another DC.
     let r = call(Method::GET, &dc3.url("/v2/clustertemplates"), &ACME, "").await;
     assert_eq!(r.header("x-coopr-router-route"), "local");
