@@ -184,6 +184,12 @@ impl Admin {
                 tracing::warn!(cleared, "misplaced ids cleared by an operator");
                 json_response(StatusCode::OK, json!({"cleared": cleared}))
             }
+            (&Method::GET, "/admin/catalog") => self.catalog(&query).await,
+            (&Method::GET, "/admin/catalog/diff") => self.catalog_diff().await,
+            (&Method::POST, "/admin/catalog/sync") => {
+                self.catalog_sync(&query_param(&query, "to").unwrap_or_default())
+                    .await
+            }
             (&Method::GET, "/admin/log-level") => {
                 json_response(StatusCode::OK, json!({"filter": crate::logging::level()}))
             }
@@ -257,11 +263,21 @@ impl Admin {
             }));
         }
         let table = self.routes.load();
+        // Warnings name a problem that does not take this DC out of the load balancer.
+        let warnings: Vec<Value> = self
+            .replication
+            .as_ref()
+            .map(|r| r.catalog_drift())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(dc, n)| json!({"check": "catalog_drift", "dc": dc, "detail": format!("{n} differences from the home DC's catalog at the last comparison (GET /admin/catalog/diff; repair: POST /admin/catalog/sync?to={dc})")}))
+            .collect();
         if failed.is_empty() {
-            json_response(
-                StatusCode::OK,
-                json!({"status": "ready", "revision": table.revision}),
-            )
+            let mut body = json!({"status": "ready", "revision": table.revision});
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
+            json_response(StatusCode::OK, body)
         } else {
             json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -357,8 +373,27 @@ impl Admin {
         };
         let t = self.routes.load();
         let fenced = class.class == Class::Write && self.freshness.is_fenced();
-        let decision = decide(&t, &class, Origin::Client, fenced);
+        let home = self.runtime.load().config.raw.catalog.home.clone();
+        let home = home.and_then(|h| t.dc_index(&h));
+        let decision = match class.class {
+            Class::Global => crate::routing::decide_global(&t, home, Origin::Client, false),
+            _ => decide(&t, &class, Origin::Client, fenced),
+        };
         let (destination, why) = match decision {
+            Decision::Go(r) if class.class == Class::Global => match r.target {
+                Target::Peer(dc) => (
+                    format!("router of {} (the catalog's home)", t.dc_name(dc)),
+                    "a catalog write is applied at the catalog's home DC first, then delivered to the others",
+                ),
+                _ if home.is_some() => (
+                    "local Coopr server (External API), then delivered to every other DC".into(),
+                    "this DC is the catalog's home",
+                ),
+                _ => (
+                    "local Coopr server (External API)".into(),
+                    "no catalog.home: catalog writes stay in the DC that received them",
+                ),
+            },
             Decision::Go(r) => match r.target {
                 Target::Local(api) => (
                     format!("local Coopr server ({api:?} API)"),
@@ -494,12 +529,66 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// `GET /admin/catalog?limit=N`: the catalog's home, and per other DC the catalog writes
+    /// queued for it and its last answer (replication).
+    async fn catalog(&self, query: &str) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        let limit = query_param(query, "limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        let home = self.runtime.load().config.raw.catalog.home.clone();
+        match r.catalog_view(limit).await {
+            Ok(mut v) => {
+                v["home"] = json!(home);
+                json_response(StatusCode::OK, v)
+            }
+            Err(e) => json_response(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})),
+        }
+    }
+}
+
+impl Admin {
+    /// `GET /admin/catalog/diff` (at the catalog's home DC).
+    async fn catalog_diff(&self) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        match r.catalog_diff().await {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(StatusCode::CONFLICT, json!({"error": e})),
+        }
+    }
+
+    /// `POST /admin/catalog/sync?to=dcN` (at the catalog's home DC).
+    async fn catalog_sync(&self, to: &str) -> Response<ProxyBody> {
+        let Some(r) = &self.replication else {
+            return json_response(
+                StatusCode::NOT_FOUND,
+                json!({"error": "replication is not enabled ([replication] enabled = true)"}),
+            );
+        };
+        match r.catalog_sync(to).await {
+            Ok(v) => json_response(StatusCode::OK, v),
+            Err(e) => json_response(StatusCode::CONFLICT, json!({"error": e})),
+        }
+    }
+}
+
 /// Whether an admin request needs the token even with `admin.open_reads`: anything that changes
 /// something, and the views that can show user data (`/admin/operations`: tenants, users and
-/// clusters of operations). `/metrics`, `/admin/routes`, `/admin/status.json` and
-/// `/admin/explain` show only the router's own state.
+/// clusters of operations; `/admin/catalog`: tenants and catalog writes). `/metrics`,
+/// `/admin/routes`, `/admin/status.json` and `/admin/explain` show only the router's own state.
 fn needs_token(method: &Method, path: &str) -> bool {
-    const USER_DATA: [&str; 1] = ["/admin/operations"];
+    const USER_DATA: [&str; 3] = ["/admin/operations", "/admin/catalog", "/admin/catalog/diff"];
     method != Method::GET || USER_DATA.contains(&path)
 }
 

@@ -214,6 +214,11 @@ pub fn start_with_file(
     } else {
         None
     };
+    if let Some(home) = &config.raw.catalog.home
+        && replication.is_none()
+    {
+        tracing::warn!(home = %home, "catalog.home is set but replication is off: catalog writes are applied at the home DC only and delivered to no other DC (set [replication] enabled = true)");
+    }
     if o.source == OwnershipSource::Etcd {
         tasks.spawn(crate::etcd::handoff_driver::run(
             config.clone(),

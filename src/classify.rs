@@ -21,6 +21,9 @@ pub enum Class {
     Write,
     /// Names no cluster: the local Coopr server answers.
     Local,
+    /// Changes the catalog every DC must share (tenants, catalog entities, plugin types and
+    /// resources, import): applied first at the catalog's home DC, then delivered to the others.
+    Global,
 }
 
 impl Class {
@@ -29,6 +32,7 @@ impl Class {
             Class::Read => "read",
             Class::Write => "write",
             Class::Local => "local",
+            Class::Global => "global",
         }
     }
 }
@@ -57,7 +61,9 @@ pub enum Kind {
     TaskFinish,
     /// Any other route of Coopr's internal (provisioner) API.
     Internal,
-    /// Everything else: tenants, catalog, plugins, profile, `/status`, unknown paths.
+    /// A write to tenants, catalog entities, plugin types or resources, or `/v2/import`.
+    Catalog,
+    /// Everything else: catalog reads, profile, `/status`, unknown paths.
     Other,
 }
 
@@ -74,6 +80,7 @@ impl Kind {
             Kind::Usage => "usage",
             Kind::TaskFinish => "task_finish",
             Kind::Internal => "internal",
+            Kind::Catalog => "catalog",
             Kind::Other => "other",
         }
     }
@@ -241,12 +248,38 @@ pub fn classify_head(
         {
             Done(Classification::local(Kind::Internal, Api::Tasks))
         }
+        // The shared catalog (SuperadminHandler, AdminHandler, PluginHandler): its writes are
+        // global; its reads stay local.
+        (family, _) if write_like && is_catalog(family) => {
+            Done(Classification::new(Global, Kind::Catalog, None, ext))
+        }
+        ("import", 2) if m == Method::POST => {
+            Done(Classification::new(Global, Kind::Catalog, None, ext))
+        }
         _ => Done(Classification::local(Kind::Other, ext)),
     };
     Ok(head)
 }
 
 use Head::NeedBody;
+
+/// The path families under `/v2` whose writes change the shared catalog: tenants
+/// (`SuperadminHandler`), the per-tenant catalog entities (`AdminHandler`), plugin types and
+/// resources (`PluginHandler`, `SuperadminHandler`; a provisioner's own plugin-type `PUT` is the
+/// internal API and matched before).
+pub fn is_catalog(family: &str) -> bool {
+    matches!(
+        family,
+        "tenants"
+            | "providers"
+            | "hardwaretypes"
+            | "imagetypes"
+            | "services"
+            | "clustertemplates"
+            | "partialtemplates"
+            | "plugins"
+    )
+}
 
 /// Finishes classification from a body (the whole body, at most the inspection limit).
 pub fn classify_body(rule: BodyRule, body: &[u8]) -> Result<Classification, ClassifyError> {

@@ -96,6 +96,10 @@ pub enum ProxyError {
         "a replication record for shard {shard} carries epoch {epoch}, newer than any map this router has seen for it ({newest}); send it again once the map caught up"
     )]
     ReplicationEpochAhead { shard: u32, epoch: u64, newest: u64 },
+    #[error(
+        "catalog writes are applied first at the catalog's home DC {home}, whose router could not be reached ({reason}); retry once {home} is back or the catalog home moved (catalog.home)"
+    )]
+    CatalogHomeDown { home: String, reason: String },
 }
 
 /// The kinds of [`ProxyError`], as named in `x-coopr-router-error` and in metrics. A router
@@ -128,11 +132,12 @@ pub enum ErrorKind {
     ReplicationStore,
     ReplicationSender,
     ReplicationEpochAhead,
+    CatalogHomeDown,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 26] = [
+    pub const ALL: [ErrorKind; 27] = [
         ErrorKind::BadRequest,
         ErrorKind::BadHead,
         ErrorKind::MethodNotAllowed,
@@ -159,6 +164,7 @@ impl ErrorKind {
         ErrorKind::ReplicationStore,
         ErrorKind::ReplicationSender,
         ErrorKind::ReplicationEpochAhead,
+        ErrorKind::CatalogHomeDown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +195,7 @@ impl ErrorKind {
             ErrorKind::ReplicationStore => "replication_store",
             ErrorKind::ReplicationSender => "replication_sender",
             ErrorKind::ReplicationEpochAhead => "replication_epoch_ahead",
+            ErrorKind::CatalogHomeDown => "catalog_home_down",
         }
     }
 
@@ -219,7 +226,8 @@ impl ProxyError {
             | NoCreateTarget
             | Fenced { .. }
             | Adopted { .. }
-            | HandoffHeld { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            | HandoffHeld { .. }
+            | CatalogHomeDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Misdirected { .. } => StatusCode::MISDIRECTED_REQUEST,
         }
     }
@@ -259,6 +267,7 @@ impl ProxyError {
             ReplicationStore(_) => ErrorKind::ReplicationStore,
             ReplicationSender { .. } => ErrorKind::ReplicationSender,
             ReplicationEpochAhead { .. } => ErrorKind::ReplicationEpochAhead,
+            CatalogHomeDown { .. } => ErrorKind::CatalogHomeDown,
         }
     }
 
@@ -295,6 +304,9 @@ impl ProxyError {
         if let ProxyError::Fenced { shard, .. } = self {
             body["shard"] = json!(shard);
         }
+        if let ProxyError::CatalogHomeDown { home, .. } = self {
+            body["home_dc"] = json!(home);
+        }
         let mut resp = Response::new(ProxyBody::full(body.to_string()));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
@@ -310,6 +322,12 @@ impl ProxyError {
         h.insert(headers::ERROR, HeaderValue::from_static(self.kind()));
         if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        // Which DC the client waits for: the catalog's home.
+        if let ProxyError::CatalogHomeDown { home, .. } = self
+            && let Ok(v) = HeaderValue::from_str(home)
+        {
+            h.insert(headers::CATALOG_HOME, v);
         }
         resp
     }

@@ -15,6 +15,11 @@ pub const EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-epoch");
 pub const ERROR: HeaderName = HeaderName::from_static("x-coopr-router-error");
 /// Set on a request one router forwards to another: the sending DC's name.
 pub const HOP: HeaderName = HeaderName::from_static("x-coopr-router-hop");
+/// On a `catalog_home_down` refusal: the catalog's home DC the write waits for.
+pub const CATALOG_HOME: HeaderName = HeaderName::from_static("x-coopr-router-catalog-home");
+/// On a catalog delivery (peer port only): the home DC that applied the write first and now
+/// delivers it; the receiving router applies it locally and delivers it nowhere else.
+pub const CATALOG: HeaderName = HeaderName::from_static("x-coopr-router-catalog");
 /// On an answer from the replica store: the epoch of the owner that captured the state.
 pub const REPLICA_EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-replica-epoch");
 /// On an answer from the replica store: what the owner DC withheld from it (secrets stay home);

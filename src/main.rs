@@ -147,6 +147,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The shared catalog (`[catalog] home`), through the admin port of the router whose config
+    /// this is (a router of the catalog's home DC): `diff` prints each DC's differences from
+    /// the home's catalog (exit 1 when there are any); `sync --to dcN` repairs DC dcN from it.
+    Catalog {
+        #[arg(long, short, global = true, default_value = "coopr-router.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        op: CatalogOp,
+    },
     /// Certificates.
     Certs {
         #[command(subcommand)]
@@ -167,6 +176,17 @@ enum CertsOp {
         /// Extra host names or addresses for the client-port certificates.
         #[arg(long, value_delimiter = ',')]
         hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogOp {
+    /// Compare every other DC's catalog with the home DC's now, and print the differences.
+    Diff,
+    /// Queue the writes that make DC `--to`'s catalog equal to the home DC's.
+    Sync {
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -336,12 +356,105 @@ fn main() -> ExitCode {
             tenant,
             dry_run,
         } => runtime().and_then(|rt| rt.block_on(adopt(config, coopr, user, tenant, dry_run))),
+        Command::Catalog { config, op } => {
+            match runtime().and_then(|rt| rt.block_on(catalog(config, op))) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `catalog diff` / `catalog sync`: asks the admin port of the router `path` configures.
+/// Returns whether the catalogs agree (diff) or the repair was queued (sync).
+async fn catalog(path: PathBuf, op: CatalogOp) -> anyhow::Result<bool> {
+    use coopr_router::body::ProxyBody;
+    let cfg = config::load(&path).with_context(|| format!("config {}", path.display()))?;
+    let tls = coopr_router::tls::Material::load(&cfg).context("TLS material")?;
+    let token = cfg
+        .raw
+        .admin
+        .resolve_token()
+        .map_err(anyhow::Error::msg)?
+        .context("the catalog endpoints need admin.token (or admin.token_file)")?;
+    let mut admin = cfg.raw.listen.admin;
+    if admin.ip().is_unspecified() {
+        admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let (method, target) = match &op {
+        CatalogOp::Diff => (http::Method::GET, "/admin/catalog/diff".to_string()),
+        CatalogOp::Sync { to } => (http::Method::POST, format!("/admin/catalog/sync?to={to}")),
+    };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{admin}{target}"))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(ProxyBody::Empty)?;
+    let rt =
+        coopr_router::runtime::Runtime::new(std::sync::Arc::new(cfg), std::sync::Arc::new(tls));
+    let reply = rt
+        .upstream
+        .fetch(req, Duration::from_secs(60), 64 * 1024 * 1024)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("admin port {admin}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).with_context(|| {
+        format!(
+            "answer {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )
+    })?;
+    if !reply.ok() {
+        anyhow::bail!(
+            "{}: {}",
+            reply.status,
+            body["error"].as_str().unwrap_or_default()
+        );
+    }
+    match op {
+        CatalogOp::Sync { to } => {
+            println!("{to}: {} writes queued", body["queued"]);
+            for w in body["writes"].as_array().into_iter().flatten() {
+                println!("  {}", w.as_str().unwrap_or_default());
+            }
+            Ok(true)
+        }
+        CatalogOp::Diff => {
+            let mut same = true;
+            for (dc, v) in body["dcs"].as_object().into_iter().flatten() {
+                if let Some(e) = v["error"].as_str() {
+                    println!("{dc}: not read: {e}");
+                    same = false;
+                    continue;
+                }
+                let drift = v["drift"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "{dc}: {} differences from {}",
+                    drift.len(),
+                    body["home"].as_str().unwrap_or("the home")
+                );
+                for d in &drift {
+                    let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                    let tenant = s("tenant");
+                    let at = if tenant.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (tenant {tenant})")
+                    };
+                    println!("  {} {} {}{at}", s("what"), s("kind"), s("name"));
+                }
+                same &= drift.is_empty();
+            }
+            Ok(same)
         }
     }
 }

@@ -63,6 +63,20 @@ pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
 /// (histogram; the two routers' clocks are compared, so skew adds to it).
 pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
 
+/// Catalog writes delivered to a DC, by `dc` and `result` (`applied`, `already_there`,
+/// `refused` (retried), `dropped`).
+pub const CATALOG_DELIVERIES: &str = "coopr_router_catalog_deliveries_total";
+/// Catalog writes queued for a DC, by `dc`.
+pub const CATALOG_QUEUED: &str = "coopr_router_catalog_queued";
+/// Catalog writes the home DC applied but could not queue for the other DCs.
+pub const CATALOG_UNRECORDED: &str = "coopr_router_catalog_unrecorded_total";
+/// Seconds from the home DC's answer to a catalog write to its delivery to a DC (histogram).
+pub const CATALOG_LAG: &str = "coopr_router_catalog_lag_seconds";
+
+/// At the catalog's home DC: a DC's differences from the home's catalog at the last
+/// comparison, by `dc` and `kind` (`tenants`, `providers`, ...).
+pub const CATALOG_DRIFT: &str = "coopr_router_catalog_drift";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -71,7 +85,7 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// The route kinds with cached handles (`replica` is reserved for replica reads).
 const ROUTES: [&str; 4] = ["local", "forwarded", "replica", "error"];
 /// Request classes; `none` is a request refused before it could be classified.
-const CLASSES: [&str; 4] = ["read", "write", "local", "none"];
+const CLASSES: [&str; 5] = ["read", "write", "local", "global", "none"];
 const STATUSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 const SLOTS: usize = ROUTES.len() * CLASSES.len() * STATUSES.len();
 const NEVER: u64 = u64::MAX;
@@ -474,6 +488,37 @@ pub fn replication_unrecorded() {
 pub fn replication_lag(seconds: f64) {
     install();
     ::metrics::histogram!(REPL_LAG).record(seconds);
+}
+
+/// A catalog write's delivery to `dc` ended with `result`.
+pub fn catalog_delivery(dc: &str, result: &'static str) {
+    install();
+    ::metrics::counter!(CATALOG_DELIVERIES, "dc" => dc.to_string(), "result" => result)
+        .increment(1);
+}
+
+/// `n` catalog writes are queued for `dc`.
+pub fn catalog_queued(dc: &str, n: u64) {
+    install();
+    ::metrics::gauge!(CATALOG_QUEUED, "dc" => dc.to_string()).set(n as f64);
+}
+
+/// DC `dc` differs from the home DC's catalog in `n` entities of `kind`.
+pub fn catalog_drift(dc: &str, kind: &'static str, n: usize) {
+    install();
+    ::metrics::gauge!(CATALOG_DRIFT, "dc" => dc.to_string(), "kind" => kind).set(n as f64);
+}
+
+/// A catalog write applied at the home DC could not be queued for the others.
+pub fn catalog_delivery_unrecorded() {
+    install();
+    ::metrics::counter!(CATALOG_UNRECORDED).increment(1);
+}
+
+/// A catalog write reached a DC `seconds` after the home DC answered it.
+pub fn catalog_lag(seconds: f64) {
+    install();
+    ::metrics::histogram!(CATALOG_LAG).record(seconds);
 }
 
 /// A replica applied `applied` records of a batch and ignored `ignored`.

@@ -6,6 +6,7 @@ use coopr_router::classify::{Api, Class, Classification, Kind};
 use coopr_router::ids::ClusterId;
 use coopr_router::routing::{
     DcEntry, Decision, Origin, Pin, Pins, Route, RoutingTable, ShardEntry, Target, decide,
+    decide_global, fans_out,
 };
 
 /// dc1, dc2, dc3 with increment 3 and 6 shards; shard n's home is DC (n-1) mod 3. `owners[n]`
@@ -503,5 +504,88 @@ mod properties {
                 _ => prop_assert!(false),
             }
         }
+    }
+}
+
+/// Catalog writes (issue 24): applied first at the catalog's home DC, whose answer is the
+/// client's; the home alone delivers them to the others; a delivery is applied where it lands.
+#[test]
+fn global_writes_go_to_the_catalog_home_first() {
+    use Origin::{Client, Peer};
+    let local = go(Target::Local(Api::External), None, 0);
+    // (this DC, home, origin, delivery) -> decision, fans out
+    type Row = (usize, Option<usize>, Origin, bool, Decision, bool);
+    let rows: &[Row] = &[
+        // No home: local, as before, delivered nowhere.
+        (1, None, Client, false, local, false),
+        (1, None, Peer, false, local, false),
+        // At the home: applied here, then delivered.
+        (0, Some(0), Client, false, local, true),
+        (0, Some(0), Peer, false, local, true),
+        (0, Some(0), Origin::Provisioner, false, local, true),
+        // Elsewhere: the client's write goes to the home DC's router.
+        (
+            1,
+            Some(0),
+            Client,
+            false,
+            go(Target::Peer(0), None, 0),
+            false,
+        ),
+        (
+            2,
+            Some(0),
+            Client,
+            false,
+            go(Target::Peer(0), None, 0),
+            false,
+        ),
+        // A client cannot claim a delivery (the header is stripped; and the origin decides).
+        (
+            1,
+            Some(0),
+            Client,
+            true,
+            go(Target::Peer(0), None, 0),
+            false,
+        ),
+        // A delivery from the home: applied here, delivered nowhere else.
+        (1, Some(0), Peer, true, local, false),
+        (0, Some(0), Peer, true, local, false),
+        // A peer's write that is not a delivery, at a router that is not the home: 421.
+        (
+            2,
+            Some(0),
+            Peer,
+            false,
+            Decision::Misdirected {
+                shard: None,
+                owner: Some(0),
+                epoch: 0,
+            },
+            false,
+        ),
+    ];
+    for &(here, home, origin, delivery, want, fan) in rows {
+        let t = table(here, HOME);
+        assert_eq!(
+            decide_global(&t, home, origin, delivery),
+            want,
+            "dc{} home {home:?} {origin:?} delivery {delivery}",
+            here + 1
+        );
+        assert_eq!(fans_out(&t, home, origin, delivery), fan);
+    }
+    // `decide` alone (no home known) keeps a global write local, on every map.
+    for here in 0..3 {
+        assert_eq!(
+            decide(
+                &table(here, HOME),
+                &c(Class::Global, Kind::Catalog, None),
+                Origin::Client,
+                true
+            ),
+            local
+        );
     }
 }

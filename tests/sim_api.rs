@@ -526,6 +526,36 @@ async fn visibility_and_tenants() {
     assert_eq!(s.post("/v2/tenants", ADMIN, t).await.status, 409);
     let acme = s.get("/v2/tenants/acme", ADMIN).await.json();
     assert_eq!(acme["id"].as_str().map(str::len), Some(36));
+    // Workers count against the provisioners' capacity (TenantProvisionerService); a PUT of an
+    // unknown tenant writes it (writeTenantSpecification), within the capacity too.
+    s.sim.set_tenant_worker_capacity(Some(12));
+    let srv = &s;
+    let put = |name: &str, workers: u64| {
+        let body = json!({"name": name, "workers": workers});
+        let path = format!("/v2/tenants/{name}");
+        async move {
+            srv.call(Method::PUT, &path, Some(ADMIN), &[], Some(body))
+                .await
+        }
+    };
+    let r = s
+        .post("/v2/tenants", ADMIN, json!({"name": "wide", "workers": 3}))
+        .await;
+    assert_eq!(
+        (r.status, r.text()),
+        (409, "Not enough capacity to add tenant.".into())
+    );
+    let r = put("wide", 3).await;
+    assert_eq!(
+        (r.status, r.text()),
+        (409, "Not enough capacity to update tenant.".into())
+    );
+    assert_eq!(put("wide", 2).await.status, 200, "created by a PUT");
+    assert_eq!(s.get("/v2/tenants/wide", ADMIN).await.json()["workers"], 2);
+    assert_eq!(put("acme", 11).await.status, 409, "12 - 2 left for acme");
+    assert_eq!(put("acme", 10).await.status, 200);
+    s.sim.set_tenant_worker_capacity(None);
+    assert_eq!(put("acme", 100).await.status, 200);
     // Another tenant's admin cannot see the cluster; its own demo template works.
     assert_eq!(
         s.get(&format!("/v2/clusters/{id}"), ("admin", "acme"))

@@ -2,6 +2,7 @@
 //! validated [`Config`]. Every error names the key and the line (see `locate`). Validation rules
 //! live in `validate`; the static ownership map is expanded in `ownership`.
 
+mod catalog;
 mod locate;
 mod replication;
 pub mod tls;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+pub use catalog::CatalogConfig;
 pub use replication::ReplicationConfig;
 pub use tls::{TlsConfig, insecure_peer_port};
 pub use validate::ValidConfig as Config;
@@ -76,6 +78,9 @@ pub struct RawConfig {
     pub failover: FailoverConfig,
     #[serde(default)]
     pub replication: ReplicationConfig,
+    /// The shared catalog's home DC (`[catalog]`).
+    #[serde(default)]
+    pub catalog: CatalogConfig,
     /// TLS on the client port, mutual TLS between DCs, TLS to Coopr servers (`config/tls.rs`).
     #[serde(default)]
     pub tls: TlsConfig,

@@ -343,6 +343,7 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         }
     }
     super::replication::validate(&raw.replication, raw.ownership.mode)?;
+    super::catalog::validate(&raw.catalog, &raw.dcs)?;
     super::tls::validate(&raw)?;
     let shards = static_shards(&raw, &dcs, increment)?;
     static_pins(&raw, &dcs)?;

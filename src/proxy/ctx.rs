@@ -24,6 +24,9 @@ pub struct Proxy {
     pub(super) replication: Option<Arc<dyn Replicas>>,
     /// Where a create whose id lands outside this DC's home shards is reported.
     pub(super) misplaced: Option<Arc<crate::ownership::Misplaced>>,
+    /// At the catalog's home DC: one global write at a time is applied and queued, so the
+    /// other DCs get them in the order this DC's Coopr applied them (`catalog.rs`).
+    pub(super) catalog_order: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// What the access log and the metrics say about a request, filled in as it goes.

@@ -16,6 +16,7 @@
 //!   after an accepted write, the list merge).
 //! - `respond`: the router's headers on an upstream answer, bodies the proxy buffers.
 
+mod catalog;
 mod ctx;
 mod hold;
 mod local;
@@ -30,7 +31,8 @@ mod shared;
 
 pub use ctx::Proxy;
 pub use replicas::{
-    AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas, is_endpoint,
+    AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, CatalogWrite, ReplicaAnswer, Replicas,
+    is_endpoint,
 };
 
 use crate::body::ProxyBody;
@@ -61,6 +63,7 @@ impl Proxy {
             inflight,
             replication: None,
             misplaced: None,
+            catalog_order: Arc::default(),
         }
     }
 

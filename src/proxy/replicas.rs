@@ -41,6 +41,19 @@ pub struct AcceptedWrite<'a> {
     pub response: Option<&'a [u8]>,
 }
 
+/// A global (catalog) write the local Coopr server of the catalog's home DC answered with 2xx,
+/// as the client made it (replication delivers it to the other DCs by name, never by id).
+pub struct CatalogWrite<'a> {
+    pub method: &'a str,
+    /// Path and query, as the client sent them.
+    pub target: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The request body if it was buffered whole (else the write cannot be delivered).
+    pub body: Option<&'a [u8]>,
+    /// The home DC's answer.
+    pub status: u16,
+}
+
 /// A read answered from the replica store.
 pub struct ReplicaAnswer {
     pub status: u16,
@@ -97,4 +110,8 @@ pub trait Replicas: Send + Sync + 'static {
 
     /// The largest local list body that is merged (a larger one passes untouched).
     fn list_body_bytes(&self) -> usize;
+
+    /// After this DC, the catalog's home, applied a global write: queues it, on disk, for every
+    /// other DC. Never fails the request.
+    fn catalog_accepted<'a>(&'a self, write: CatalogWrite<'a>) -> BoxFut<'a, ()>;
 }

@@ -13,14 +13,17 @@
 //! 5. **snapshot**: one routing table for the whole request; a forwarded write whose epoch is
 //!    newer than ours waits (at most `epoch_wait_ms`) for our watch.
 //! 6. **hold**: a write counts itself in flight and waits while its shard is handed off.
-//! 7. **fence and decide**: the pure `routing::decide` on the snapshot.
-//! 8. **act**: local Coopr (with replication's operation after an accepted write, and the
-//!    list merge), a replica answer, the owner DC's router, or a standby server; a decision
-//!    that sends the request nowhere becomes its error.
+//! 7. **fence and decide**: the pure `routing::decide` on the snapshot; a global (catalog)
+//!    write by the pure `routing::decide_global` (the catalog's home DC first).
+//! 8. **act**: local Coopr (with replication's operation after an accepted write, the
+//!    catalog delivery after a global write at the home DC (`catalog.rs`), and the list
+//!    merge), a replica answer, the owner DC's router (for a catalog write: the home DC's),
+//!    or a standby server; a decision that sends the request nowhere becomes its error.
 //!
 //! Decoration (the router's headers on the answer) happens where each answer is made
 //! (`respond.rs`).
 
+use super::catalog::{to_home, to_local_catalog};
 use super::ctx::{Ctx, Outcome, Proxy};
 use super::hold::hold;
 use super::local::{to_local, to_standby, to_tasks};
@@ -39,7 +42,9 @@ use crate::config::OwnershipMode;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::inflight::Guard;
-use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
+use crate::routing::{
+    Decision, Origin, Route, RoutingTable, Target, decide, decide_global, fans_out,
+};
 use crate::runtime::Runtime;
 use http::request::Parts;
 use http::{Method, Response, header};
@@ -111,8 +116,17 @@ pub(super) async fn serve(
         (Class::Write, Some(id)) => Some(hold(&cx, table.shard_of(id), &mut table).await?),
         _ => None,
     };
-    // 7. fence and decide
-    let decision = decide(&table, &class, origin, cx.fenced());
+    // 7. fence and decide (a catalog write: by the catalog's home DC)
+    let global = (class.class == Class::Global).then(|| {
+        let home = rt.config.raw.catalog.home.as_deref();
+        let home = home.and_then(|h| table.dc_index(h));
+        let delivery = origin == Origin::Peer && parts.headers.contains_key(headers::CATALOG);
+        (home, delivery)
+    });
+    let decision = match global {
+        Some((home, delivery)) => decide_global(&table, home, origin, delivery),
+        None => decide(&table, &class, origin, cx.fenced()),
+    };
     // 8. act: carry out the decision (inline: a nested future here costs instructions on
     // every request).
     let (cx, table) = (&cx, &table);
@@ -123,6 +137,11 @@ pub(super) async fn serve(
             match route.target {
                 Target::Local(api) => {
                     out.route = Some("local");
+                    if let Some((home, delivery)) = global
+                        && fans_out(table, home, origin, delivery)
+                    {
+                        return to_local_catalog(cx, body, route, api).await;
+                    }
                     if replicates(cx) {
                         return to_local_replicated(cx, table, body, route, api).await;
                     }
@@ -145,6 +164,9 @@ pub(super) async fn serve(
                 }
                 Target::Peer(dc) => {
                     (out.route, out.dc) = (Some("forwarded"), Some(table.dc_name(dc).into()));
+                    if global.is_some() {
+                        return to_home(cx, table, body, route, dc).await;
+                    }
                     to_peer(cx, table, body, route, dc).await
                 }
                 Target::Standby(home) => {

@@ -10,9 +10,9 @@
 
 use crate::config::tls::{BackendTls, CertKey, PeerTls, ProvisionerTls};
 use crate::config::{
-    AdminConfig, BackendConfig, Config, CooprConfig, DcConfig, FailoverConfig, HealthConfig,
-    Limits, Listen, LogConfig, OwnershipConfig, OwnershipSource, PinConfig, RawConfig,
-    ReplicationConfig, ShardConfig, StandbyConfig, Timeouts, TlsConfig,
+    AdminConfig, BackendConfig, CatalogConfig, Config, CooprConfig, DcConfig, FailoverConfig,
+    HealthConfig, Limits, Listen, LogConfig, OwnershipConfig, OwnershipSource, PinConfig,
+    RawConfig, ReplicationConfig, ShardConfig, StandbyConfig, Timeouts, TlsConfig,
 };
 
 /// What a reload does with a new config.
@@ -142,6 +142,8 @@ pub const KEYS: &[(&str, Class)] = &[
     // and tracker).
     ("failover.*", Noted(FAILOVER)),
     ("replication.*", Noted(REPLICATION)),
+    // Read per request (where a catalog write goes, whether it is delivered).
+    ("catalog.home", Hot),
     ("tls.handshake_timeout_ms", Noted(HANDSHAKE)),
     // A listener was bound plain or TLS; the files of a section that stays on apply to the
     // next handshakes.
@@ -216,7 +218,10 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         replication,
         tls,
         coopr,
+        catalog,
     } = raw;
+    let CatalogConfig { home: catalog_home } = catalog;
+    let catalog = CatalogConfig { home: catalog_home };
     // The service credential is read from its file by every runtime a reload builds: hot.
     let CooprConfig { token_file } = coopr;
     let coopr = CooprConfig { token_file };
@@ -614,6 +619,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             replication,
             tls,
             coopr,
+            catalog,
         },
         local,
         dcs,

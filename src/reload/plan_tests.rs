@@ -76,6 +76,9 @@ dc = "dc1"
 path = "/tmp/dc1.replication.redb"
 restart_hook = "http://127.0.0.1:9000/restart"
 
+[catalog]
+home = "dc2"
+
 [tls.client]
 cert_file = "{dc1_server}"
 key_file = "{dc1_server_key}"
@@ -315,6 +318,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("replication.restart_hook", "\"http://127.0.0.1:9001/x\""),
         one("replication.hook_max_attempts", "1"),
         one("replication.batch_body_bytes", "1048576"),
+        one("catalog.home", "\"dc3\""),
         one("tls.handshake_timeout_ms", "5000"),
         edits(&[("tls.client", None)]),
         edits(&[

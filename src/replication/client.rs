@@ -75,6 +75,11 @@ impl Http {
         rt.upstream.fetch(req, timeout, MAX_BODY).await
     }
 
+    /// The catalog's home DC in the runtime in force (`catalog.home`).
+    pub fn catalog_home(&self) -> Option<String> {
+        self.runtime.load().config.raw.catalog.home.clone()
+    }
+
     /// Whether the peer port runs mutual TLS (`[tls.peer]`) in the runtime in force.
     pub fn peer_tls(&self) -> bool {
         self.runtime.load().config.raw.tls.peer.is_some()

@@ -17,9 +17,13 @@
 //! - `visibility`: Coopr's tenant/user rules (pure).
 //! - `answer`: a replica read and the list merge (pure).
 //! - `hook`: interrupted operations and their delivery to the restart hook.
+//! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
+//! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
 
 mod answer;
+mod catalog;
 mod client;
+mod drift;
 mod hook;
 mod outbox;
 mod port;
@@ -71,6 +75,11 @@ pub(crate) struct Inner {
     shutdown: Shutdown,
     peer_wake: Mutex<HashMap<String, Arc<Notify>>>,
     cluster_wake: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Each DC's catalog deliveries, for `/admin/catalog`.
+    catalog: catalog::States,
+    /// Per DC, its differences from the home DC's catalog at the last comparison (`None`: it
+    /// could not be read).
+    drift: Mutex<std::collections::BTreeMap<String, Option<usize>>>,
 }
 
 impl Replication {
@@ -98,11 +107,18 @@ impl Replication {
             shutdown,
             peer_wake: Mutex::new(HashMap::new()),
             cluster_wake: Mutex::new(HashMap::new()),
+            catalog: catalog::States::default(),
+            drift: Mutex::new(std::collections::BTreeMap::new()),
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {
             if i != config.local {
                 tasks.spawn(sender::run(
+                    inner.clone(),
+                    dc.name.clone(),
+                    dc.peer_url.to_string(),
+                ));
+                tasks.spawn(catalog::run(
                     inner.clone(),
                     dc.name.clone(),
                     dc.peer_url.to_string(),
@@ -115,6 +131,7 @@ impl Replication {
             tokio::spawn(tracker::track(inner.clone(), intent));
         }
         tasks.spawn(hook::run(inner.clone()));
+        tasks.spawn(drift::run(inner.clone()));
         tasks.spawn(log_owners(inner.clone()));
         Ok(Replication { inner })
     }
@@ -196,6 +213,122 @@ impl Replication {
                 tracing::error!(cluster = %id, error = %e, "cannot record an accepted operation; it will not be replicated");
             }
         }
+    }
+
+    /// After this DC, the catalog's home, applied a global write: queues it for every other DC
+    /// (one commit, before the client hears back) and wakes their deliveries. Never fails the
+    /// request: a store error is logged and counted.
+    pub async fn on_catalog_write(&self, w: crate::proxy::CatalogWrite<'_>) {
+        let table = self.inner.routes.load();
+        let dcs: Vec<String> = (0..table.dcs.len())
+            .filter(|&dc| dc != table.local)
+            .map(|dc| table.dc_name(dc).to_string())
+            .collect();
+        let write = format!("{} {}", w.method, w.target);
+        let Some(body) = w.body else {
+            crate::metrics::catalog_delivery_unrecorded();
+            tracing::error!(write = %write, "catalog write applied here but its body was larger than limits.inspect_body_bytes: it is not delivered to the other DCs");
+            return;
+        };
+        let rec = catalog::record(
+            &self.inner.local,
+            w.method,
+            w.target,
+            w.headers,
+            body,
+            w.status,
+        );
+        let cap = self.inner.cfg.outbox_max_records;
+        let to = dcs.clone();
+        match self
+            .inner
+            .store
+            .run(move |s| s.enqueue_catalog(&rec, &to, cap))
+            .await
+        {
+            Ok(dropped) => {
+                for d in &dropped {
+                    crate::metrics::catalog_delivery(d, "dropped");
+                    tracing::error!(dc = %d, write = %write, "catalog outbox for this DC is full; the write will not reach it");
+                }
+                for d in dcs.iter().filter(|d| !dropped.contains(d)) {
+                    self.inner.wake_peer(&catalog::queue(d)).notify_one();
+                }
+            }
+            Err(e) => {
+                crate::metrics::catalog_delivery_unrecorded();
+                tracing::error!(write = %write, error = %e, "cannot record a catalog write; it will not reach the other DCs");
+            }
+        }
+    }
+
+    /// `GET /admin/catalog`: per DC, the catalog writes queued for it (oldest first, at most
+    /// `limit`), and its last answer.
+    pub async fn catalog_view(&self, limit: usize) -> Result<serde_json::Value, String> {
+        let table = self.inner.routes.load();
+        let states = self.inner.catalog.snapshot();
+        let mut dcs = serde_json::Map::new();
+        for dc in (0..table.dcs.len()).filter(|&dc| dc != table.local) {
+            let name = table.dc_name(dc).to_string();
+            let q = catalog::queue(&name);
+            let (pending, queued) = self
+                .inner
+                .store
+                .run(move |s| Ok((s.peek(&q, limit)?, s.queued(&q)?)))
+                .await
+                .map_err(|e| e.to_string())?;
+            let pending: Vec<serde_json::Value> = pending
+                .records
+                .iter()
+                .filter_map(|r| serde_json::from_slice::<catalog::CatalogRecord>(r).ok())
+                .map(|r| {
+                    serde_json::json!({
+                        "write": format!("{} {}", r.method, r.target),
+                        "time_ms": r.time_ms,
+                        "home_status": r.home_status,
+                    })
+                })
+                .collect();
+            let st = states.get(&name).cloned().unwrap_or_default();
+            dcs.insert(
+                name,
+                serde_json::json!({
+                    "queued": queued,
+                    "pending": pending,
+                    "delivered": st.delivered,
+                    "refused": st.refused,
+                    "attempts": st.attempts,
+                    "last": {
+                        "write": st.last_write,
+                        "status": st.last_status,
+                        "answer": st.last_answer,
+                        "at_ms": st.last_at_ms,
+                    },
+                }),
+            );
+        }
+        Ok(serde_json::json!({ "dc": self.inner.local, "dcs": dcs }))
+    }
+
+    /// `GET /admin/catalog/diff`: at the catalog's home DC, every other DC's catalog compared
+    /// with this DC's, now.
+    pub async fn catalog_diff(&self) -> Result<serde_json::Value, String> {
+        drift::compare(&self.inner).await
+    }
+
+    /// `POST /admin/catalog/sync?to=dcN`: at the catalog's home DC, queues the writes that make
+    /// DC `to`'s catalog equal to this DC's.
+    pub async fn catalog_sync(&self, to: &str) -> Result<serde_json::Value, String> {
+        drift::sync(&self.inner, to).await
+    }
+
+    /// The DCs whose catalog differed from the home DC's at the last comparison, with the
+    /// number of differences (`/ready` warns, it does not fail).
+    pub fn catalog_drift(&self) -> Vec<(String, usize)> {
+        let m = self.inner.drift.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter()
+            .filter_map(|(dc, n)| n.filter(|&n| n > 0).map(|n| (dc.clone(), n)))
+            .collect()
     }
 
     /// Applies a batch a peer sent. `certified` is the DC the peer's client certificate names

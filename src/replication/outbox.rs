@@ -146,6 +146,19 @@ fn enqueue(
     cap: u64,
 ) -> Result<Vec<String>, ReplError> {
     let bytes = serde_json::to_vec(env)?;
+    enqueue_bytes(tx, meta, peers, &bytes, cap)
+}
+
+/// Queues one record's bytes in each of `queues` that has room, under the one growing outbox
+/// key; returns the queues it was dropped for. Replication queues are named by peer DC, catalog
+/// deliveries by `catalog/{dc}` (`catalog.rs`).
+pub(super) fn enqueue_bytes(
+    tx: &redb::WriteTransaction,
+    meta: &mut redb::Table<&str, u64>,
+    peers: &[String],
+    bytes: &[u8],
+    cap: u64,
+) -> Result<Vec<String>, ReplError> {
     let mut outbox = tx.open_table(OUTBOX)?;
     let mut dropped = Vec::new();
     for peer in peers {
@@ -155,7 +168,7 @@ fn enqueue(
             continue;
         }
         let key = bump(meta, "outbox", 1)? + 1;
-        outbox.insert((peer.as_str(), key), bytes.as_slice())?;
+        outbox.insert((peer.as_str(), key), bytes)?;
         bump(meta, &count_key, 1)?;
     }
     Ok(dropped)

@@ -7,7 +7,7 @@ use super::visibility::Caller;
 use super::{ApplyError, Replication};
 use crate::error::ProxyError;
 use crate::ids::ClusterId;
-use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas};
+use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, CatalogWrite, ReplicaAnswer, Replicas};
 use crate::routing::RoutingTable;
 use crate::tls::PeerDc;
 use bytes::Bytes;
@@ -101,5 +101,9 @@ impl Replicas for Replication {
 
     fn list_body_bytes(&self) -> usize {
         self.inner.cfg.list_body_bytes
+    }
+
+    fn catalog_accepted<'a>(&'a self, write: CatalogWrite<'a>) -> BoxFut<'a, ()> {
+        Box::pin(self.on_catalog_write(write))
     }
 }

@@ -144,7 +144,49 @@ pub fn decide(table: &RoutingTable, c: &Classification, origin: Origin, fenced: 
         }
         // The list, and writes whose body named no cluster (Coopr answers those with 400).
         (Class::Read | Class::Write, None) => here(None, 0),
+        // A catalog write with no catalog home (see [`decide_global`]): local, as before.
+        (Class::Global, _) => here(None, 0),
     }
+}
+
+/// Where a global (catalog) write goes. `home` is the catalog's home DC (`catalog.home`;
+/// `None`: no shared catalog, the write is local); `delivery` says the request is the home DC
+/// router's delivery of a write it already applied (`x-coopr-router-catalog`, trusted on the
+/// peer port only). The home DC applies first: a client's write elsewhere goes to it, and a
+/// peer's write that is not a delivery reaches only the home (else 421 naming it). Whether the
+/// home then delivers it to the others is `fans_out`.
+pub fn decide_global(
+    table: &RoutingTable,
+    home: Option<usize>,
+    origin: Origin,
+    delivery: bool,
+) -> Decision {
+    let here = Decision::Go(Route {
+        target: Target::Local(Api::External),
+        shard: None,
+        epoch: 0,
+    });
+    match home {
+        None => here,
+        Some(_) if delivery && origin == Origin::Peer => here,
+        Some(h) if h == table.local => here,
+        Some(h) if origin == Origin::Peer => Decision::Misdirected {
+            shard: None,
+            owner: Some(h),
+            epoch: 0,
+        },
+        Some(h) => Decision::Go(Route {
+            target: Target::Peer(h),
+            shard: None,
+            epoch: 0,
+        }),
+    }
+}
+
+/// Whether a global write this router applies locally is then delivered to the other DCs: it
+/// is the catalog's home and the write is not itself a delivery.
+pub fn fans_out(table: &RoutingTable, home: Option<usize>, origin: Origin, delivery: bool) -> bool {
+    home == Some(table.local) && !(delivery && origin == Origin::Peer)
 }
 
 /// Shared-database mode (every DC serves every cluster): the targets to try, in order. Local

@@ -5,7 +5,9 @@
 mod decide;
 pub mod pins;
 
-pub use decide::{Decision, Origin, Route, Target, decide, shared_candidates};
+pub use decide::{
+    Decision, Origin, Route, Target, decide, decide_global, fans_out, shared_candidates,
+};
 pub use pins::{Pin, Pins};
 
 use crate::config::Config;

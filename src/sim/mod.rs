@@ -246,6 +246,9 @@ pub(crate) struct Shared {
     /// Whether the built-in provisioner runs (with the tasks listener that started it; a later
     /// tasks listener starts it again once that one stopped, as a restarted server would).
     worker_running: Arc<std::sync::atomic::AtomicBool>,
+    /// The provisioners' worker capacity tenants share (`u64::MAX`: unlimited, the default);
+    /// see [`Sim::set_tenant_worker_capacity`].
+    pub(crate) tenant_capacity: std::sync::atomic::AtomicU64,
 }
 
 impl Sim {
@@ -274,6 +277,7 @@ impl Sim {
                 persist_lock: Mutex::new(()),
                 addrs: Mutex::new((None, None)),
                 worker_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                tenant_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         })
     }
@@ -380,6 +384,18 @@ impl Sim {
     /// Every state-changing request that got a 2xx, in order (same as `GET /sim/log`).
     pub fn log(&self) -> Vec<LogEntry> {
         self.shared.read().log.clone()
+    }
+
+    /// Caps the workers all tenants but `superadmin` together may ask for (`None`: no cap, the
+    /// default),
+    /// standing in for the registered provisioners' free capacity: a tenant create or update
+    /// past it gets Coopr's 409 "Not enough capacity to add tenant." / "... update tenant."
+    /// (`coopr-server/.../provisioner/TenantProvisionerService.java` `checkCapacity`,
+    /// `.../http/handler/SuperadminHandler.java`).
+    pub fn set_tenant_worker_capacity(&self, cap: Option<u64>) {
+        self.shared
+            .tenant_capacity
+            .store(cap.unwrap_or(u64::MAX), std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tenants (`SuperadminHandler`): superadmin only. A tenant has a generated UUID id (the
-//! superadmin tenant's id is `superadmin`) and starts with the demo catalog.
+//! superadmin tenant's id is `superadmin`) and starts with the demo catalog. Its `workers` count
+//! against an optional capacity (`Sim::set_tenant_worker_capacity`), as Coopr's provisioners'.
 
 use serde_json::{Value, json};
 
@@ -27,6 +28,28 @@ fn spec(ctx: &Ctx) -> Result<(String, Value), Resp> {
             "Invalid request body. Tenant must have a name.",
         )),
     }
+}
+
+/// A tenant specification's `workers` (0 when absent).
+fn workers(spec: &Value) -> u64 {
+    spec.get("workers").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Whether `spec` fits the worker capacity with every tenant but `name` and the superadmin's
+/// own (Coopr's
+/// `TenantProvisionerService.checkCapacity`: the change in workers against the free capacity).
+fn fits(ctx: &Ctx, state: &super::state::State, name: &str, spec: &Value) -> bool {
+    let cap = ctx
+        .shared
+        .tenant_capacity
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let others: u64 = state
+        .tenants
+        .iter()
+        .filter(|(n, _)| n.as_str() != name && n.as_str() != SUPERADMIN)
+        .map(|(_, t)| workers(&t.spec))
+        .sum();
+    others.saturating_add(workers(spec)) <= cap
 }
 
 fn not_found(name: &str) -> Resp {
@@ -71,11 +94,15 @@ pub(crate) fn create(ctx: &Ctx, c: &Caller) -> Resp {
     if state.tenants.contains_key(&name) {
         return reply::text(409, format!("tenant {name} already exists"));
     }
+    if !fits(ctx, &state, &name, &spec) {
+        return reply::text(409, "Not enough capacity to add tenant.");
+    }
     let id = state.add_tenant(name, spec);
     reply::ok(&json!({ "id": id }))
 }
 
-/// `PUT /v2/tenants/{name}`: 400 on a name mismatch, 404 if unknown.
+/// `PUT /v2/tenants/{name}`: 400 on a name mismatch; writes the tenant, creating it when
+/// unknown (`TenantProvisionerService.writeTenantSpecification` adds a tenant it does not have).
 pub(crate) fn put(ctx: &Ctx, c: &Caller, name: &str) -> Resp {
     if let Err(r) = auth::require_superadmin(c) {
         return r;
@@ -87,13 +114,17 @@ pub(crate) fn put(ctx: &Ctx, c: &Caller, name: &str) -> Resp {
     if body_name != name {
         return reply::text(400, "Tenant name does not match the name in the path.");
     }
-    match ctx.shared.write().tenants.get_mut(name) {
-        Some(t) => {
-            t.spec = spec;
-            reply::empty(200)
-        }
-        None => not_found(name),
+    let mut state = ctx.shared.write();
+    if !fits(ctx, &state, name, &spec) {
+        return reply::text(409, "Not enough capacity to update tenant.");
     }
+    match state.tenants.get_mut(name) {
+        Some(t) => t.spec = spec,
+        None => {
+            state.add_tenant(name.to_string(), spec);
+        }
+    }
+    reply::empty(200)
 }
 
 /// `DELETE /v2/tenants/{name}`: 403 for `superadmin`, 404 if unknown.
