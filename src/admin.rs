@@ -326,7 +326,20 @@ impl Admin {
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
                 "pins": t.pins.iter().map(|p| json!({"lo": p.lo, "hi": p.hi, "dc": t.dc_name(p.dc), "epoch": p.epoch})).collect::<Vec<_>>(),
+                "catalog_home": self.catalog_home_view(&t),
             })
+        }
+    }
+
+    /// The catalog's home in force and where it comes from (etcd `catalog/home`, with its
+    /// epoch, or `catalog.home`), or null.
+    fn catalog_home_view(&self, t: &crate::routing::RoutingTable) -> Value {
+        match t.catalog_home_entry() {
+            Some((dc, epoch)) => json!({"dc": t.dc_name(dc), "epoch": epoch, "source": "etcd"}),
+            None => match self.runtime.load().config.raw.catalog.home.clone() {
+                Some(dc) => json!({"dc": dc, "source": "config"}),
+                None => Value::Null,
+            },
         }
     }
 
@@ -373,8 +386,7 @@ impl Admin {
         };
         let t = self.routes.load();
         let fenced = class.class == Class::Write && self.freshness.is_fenced();
-        let home = self.runtime.load().config.raw.catalog.home.clone();
-        let home = home.and_then(|h| t.dc_index(&h));
+        let home = t.catalog_home(self.runtime.load().config.raw.catalog.home.as_deref());
         let decision = match class.class {
             Class::Global => crate::routing::decide_global(&t, home, Origin::Client, false),
             _ => decide(&t, &class, Origin::Client, fenced),
@@ -542,7 +554,11 @@ impl Admin {
         let limit = query_param(query, "limit")
             .and_then(|v| v.parse().ok())
             .unwrap_or(100);
-        let home = self.runtime.load().config.raw.catalog.home.clone();
+        let home = {
+            let t = self.routes.load();
+            t.catalog_home(self.runtime.load().config.raw.catalog.home.as_deref())
+                .map(|h| t.dc_name(h).to_string())
+        };
         match r.catalog_view(limit).await {
             Ok(mut v) => {
                 v["home"] = json!(home);

@@ -233,6 +233,14 @@ enum OwnershipOp {
         #[arg(long, default_value = "manual unpin")]
         reason: String,
     },
+    /// Show the catalog's home DC held in etcd, or move it (`--dc`): global writes are applied
+    /// there first; it wins over `catalog.home` in the routers' configs.
+    CatalogHome {
+        #[arg(long)]
+        dc: Option<String>,
+        #[arg(long, default_value = "manual move of the catalog home")]
+        reason: String,
+    },
 }
 
 /// `1..=5000`, `1..5001` or `42`.
@@ -619,6 +627,27 @@ fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
                 match coopr_router::etcd::pins::unpin(&settings, lo, "cli", &reason).await? {
                     true => println!("unpinned the pin at {lo}"),
                     false => println!("no pin starts at {lo}"),
+                }
+            }
+            OwnershipOp::CatalogHome { dc: None, .. } => {
+                match coopr_router::etcd::catalog_home::get(&settings).await? {
+                    Some(h) => println!("catalog home: {} (epoch {})", h.dc, h.epoch),
+                    None => println!(
+                        "no catalog home in etcd: each router uses catalog.home from its config"
+                    ),
+                }
+            }
+            OwnershipOp::CatalogHome {
+                dc: Some(dc),
+                reason,
+            } => {
+                use coopr_router::etcd::catalog_home::{HomeWrite, set};
+                match set(&settings, &dc, "cli", &reason).await? {
+                    HomeWrite::Unchanged => println!("{dc} is the catalog home already"),
+                    HomeWrite::Moved { from, epoch } => println!(
+                        "catalog home: {} -> {dc} (epoch {epoch})",
+                        from.as_deref().unwrap_or("(config)")
+                    ),
                 }
             }
         }

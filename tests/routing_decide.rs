@@ -589,3 +589,33 @@ fn global_writes_go_to_the_catalog_home_first() {
         );
     }
 }
+
+#[test]
+fn the_catalog_home_from_the_ownership_source_wins_over_the_config() {
+    /// (the source's home and epoch, `catalog.home`, the home in force)
+    type Case = (Option<(usize, u64)>, Option<&'static str>, Option<usize>);
+    let cases: &[Case] = &[
+        (None, None, None),
+        (None, Some("dc2"), Some(1)),
+        (None, Some("dc9"), None),
+        (Some((2, 40)), None, Some(2)),
+        (Some((2, 40)), Some("dc1"), Some(2)),
+        (Some((0, 41)), Some("dc3"), Some(0)),
+    ];
+    for &(source, configured, want) in cases {
+        let t = table(1, HOME).with_catalog_home(source);
+        assert_eq!(
+            t.catalog_home(configured),
+            want,
+            "{source:?} {configured:?}"
+        );
+        assert_eq!(t.catalog_home_entry(), source);
+        // Where a global write received by dc2 from a client goes follows that home.
+        let d = decide_global(&t, t.catalog_home(configured), Origin::Client, false);
+        let want_target = match want {
+            Some(h) if h != 1 => Target::Peer(h),
+            _ => Target::Local(Api::External),
+        };
+        assert_eq!(d, go(want_target, None, 0), "{source:?} {configured:?}");
+    }
+}

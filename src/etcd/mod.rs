@@ -3,6 +3,7 @@
 //! handoffs, and the operator commands (`ops`: `ownership init | show | set`). The only module
 //! that imports `etcd_client`.
 
+pub mod catalog_home;
 pub mod failover;
 pub mod handoff;
 pub mod handoff_driver;

@@ -193,7 +193,7 @@ pub async fn unpin(s: &Settings, lo: u64, by: &str, reason: &str) -> Result<bool
 }
 
 /// Refuses a DC the map does not list under `dcs/` (when it lists any).
-async fn known_dc(
+pub(super) async fn known_dc(
     s: &Settings,
     client: &mut etcd_client::Client,
     dc: &str,

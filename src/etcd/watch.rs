@@ -157,13 +157,17 @@ impl Watcher {
             .settings
             .within(client.get(keyspace::pins_prefix(&prefix), Some(at().with_prefix())))
             .await?;
+        let catalog_home = self
+            .settings
+            .within(client.get(keyspace::catalog_home_key(&prefix), Some(at())))
+            .await?;
         self.freshness.read_ok(sent);
         let mut map = RawMap {
             revision,
             ..RawMap::default()
         };
         let kvs = shards.kvs().iter().chain(dcs.kvs()).chain(meta.kvs());
-        for kv in kvs.chain(pins.kvs()) {
+        for kv in kvs.chain(pins.kvs()).chain(catalog_home.kvs()) {
             if let Err(e) = map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
                 tracing::error!(error = %e, "ignoring a bad ownership key");
             }

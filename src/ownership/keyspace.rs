@@ -100,6 +100,20 @@ pub struct PinValue {
     pub at_ms: u64,
 }
 
+/// The catalog's home DC (`catalog/home`): where global writes are applied first. Its
+/// `mod_revision` is its epoch; it wins over `catalog.home` in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogHomeValue {
+    pub dc: String,
+    #[serde(default)]
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub at_ms: u64,
+}
+
 /// What a key under the prefix is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key<'a> {
@@ -111,6 +125,8 @@ pub enum Key<'a> {
     Handoff(u32),
     /// `pins/{lo}`: a pin starting at id `lo`.
     Pin(u64),
+    /// `catalog/home`: the catalog's home DC.
+    CatalogHome,
     /// Under the prefix but not ours (or malformed): ignored.
     Other,
 }
@@ -152,6 +168,9 @@ pub fn parse_key<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
             _ => Key::Other,
         };
     }
+    if rest == "catalog/home" {
+        return Key::CatalogHome;
+    }
     if rest.starts_with("history/") {
         return Key::History;
     }
@@ -172,6 +191,12 @@ pub fn handoff_key(prefix: &str, n: u32) -> String {
 }
 pub fn pin_key(prefix: &str, lo: u64) -> String {
     format!("{prefix}pins/{lo:020}")
+}
+pub fn catalog_home_key(prefix: &str) -> String {
+    format!("{prefix}catalog/home")
+}
+pub fn catalog_home_history_key(prefix: &str, prev_epoch: i64) -> String {
+    format!("{prefix}history/catalog-home/{prev_epoch:020}")
 }
 pub fn pins_prefix(prefix: &str) -> String {
     format!("{prefix}pins/")
@@ -239,6 +264,9 @@ mod tests {
     fn keys() {
         let p = "/c/";
         assert_eq!(parse_key(p, b"/c/meta"), Key::Meta);
+        assert_eq!(parse_key(p, b"/c/catalog/home"), Key::CatalogHome);
+        assert_eq!(parse_key(p, b"/c/catalog/homes"), Key::Other);
+        assert_eq!(catalog_home_key(p), "/c/catalog/home");
         assert_eq!(parse_key(p, b"/c/shards/7"), Key::Shard(7));
         assert_eq!(parse_key(p, b"/c/shards/07"), Key::Other);
         assert_eq!(parse_key(p, b"/c/shards/x"), Key::Other);

@@ -2,7 +2,9 @@
 //! [`RoutingTable`]: every shard present, every DC known to the config. A map that fails these
 //! checks is never published; the router keeps the last good one (and fences when it ages).
 
-use super::keyspace::{DcValue, HandoffValue, Key, Meta, PinValue, ShardValue, parse_key};
+use super::keyspace::{
+    CatalogHomeValue, DcValue, HandoffValue, Key, Meta, PinValue, ShardValue, parse_key,
+};
 use crate::config::Config;
 use crate::routing::{DcEntry, Pin, Pins, RoutingTable, ShardEntry};
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,9 @@ pub struct RawMap {
     /// lo -> (pin, mod_revision) (absent from state files written before pins).
     #[serde(default)]
     pub pins: BTreeMap<u64, (PinValue, i64)>,
+    /// The catalog's home set in etcd, with its `mod_revision` (absent from older state files).
+    #[serde(default)]
+    pub catalog_home: Option<(CatalogHomeValue, i64)>,
 }
 
 /// Why a map cannot be used.
@@ -36,6 +41,8 @@ pub enum MapError {
     UnknownDc { shard: u32, dc: String },
     #[error("pin {lo} names DC {dc:?}, which is not in this router's [dcs]")]
     PinDc { lo: u64, dc: String },
+    #[error("catalog/home names DC {0:?}, which is not in this router's [dcs]")]
+    CatalogHomeDc(String),
     #[error("key {key}: {reason}")]
     BadValue { key: String, reason: String },
 }
@@ -78,6 +85,11 @@ impl RawMap {
                 }
                 self.pins.insert(lo, (v, mod_revision));
             }
+            Key::CatalogHome => {
+                let v: CatalogHomeValue =
+                    serde_json::from_slice(value).map_err(|e| bad(e.to_string()))?;
+                self.catalog_home = Some((v, mod_revision));
+            }
             Key::History | Key::Alive(_) | Key::Other => {}
         }
         Ok(())
@@ -99,6 +111,7 @@ impl RawMap {
             Key::Pin(lo) => {
                 self.pins.remove(&lo);
             }
+            Key::CatalogHome => self.catalog_home = None,
             Key::History | Key::Alive(_) | Key::Other => {}
         }
     }
@@ -185,10 +198,21 @@ impl RawMap {
                 .collect::<Result<Vec<_>, MapError>>()?;
         // etcd's pins replace the config's, as etcd's shards replace the config's map.
         let pins = Pins::new(pins);
+        let catalog_home = match &self.catalog_home {
+            Some((v, epoch)) => Some((
+                cfg.dcs
+                    .iter()
+                    .position(|d| d.name == v.dc)
+                    .ok_or_else(|| MapError::CatalogHomeDc(v.dc.clone()))?,
+                (*epoch).max(0) as u64,
+            )),
+            None => None,
+        };
         Ok(
             RoutingTable::new(self.revision.max(0) as u64, cfg.local, dcs, shards)
                 .with_standby(cfg)
-                .with_pins(pins),
+                .with_pins(pins)
+                .with_catalog_home(catalog_home),
         )
     }
 }

@@ -118,8 +118,7 @@ pub(super) async fn serve(
     };
     // 7. fence and decide (a catalog write: by the catalog's home DC)
     let global = (class.class == Class::Global).then(|| {
-        let home = rt.config.raw.catalog.home.as_deref();
-        let home = home.and_then(|h| table.dc_index(h));
+        let home = table.catalog_home(rt.config.raw.catalog.home.as_deref());
         let delivery = origin == Origin::Peer && parts.headers.contains_key(headers::CATALOG);
         (home, delivery)
     });

@@ -199,7 +199,10 @@ async fn fetch(inner: &Inner, via: Option<&str>) -> Result<Catalog, String> {
 /// Whether this router's DC is the catalog's home; else the home's name (or an error text).
 fn home_check(inner: &Inner) -> Result<(), String> {
     let table = inner.routes.load();
-    match inner.http.catalog_home() {
+    let home = table
+        .catalog_home(inner.http.catalog_home().as_deref())
+        .map(|h| table.dc_name(h).to_string());
+    match home {
         Some(h) if h == table.local_name() => Ok(()),
         Some(h) => Err(format!(
             "this router is in {}, not in the catalog's home DC {h}: ask a router of {h}",

@@ -58,6 +58,9 @@ pub struct RoutingTable {
     pub pins: Pins,
     /// Per DC: its first home shard, by which its pinned ids are routed.
     home_shard: Vec<Option<u32>>,
+    /// The catalog's home DC as the ownership source holds it (etcd `catalog/home`), with its
+    /// epoch; it wins over `catalog.home` in the config.
+    catalog_home: Option<(usize, u64)>,
 }
 
 impl RoutingTable {
@@ -93,7 +96,27 @@ impl RoutingTable {
             standby: Vec::new(),
             pins: Pins::default(),
             home_shard,
+            catalog_home: None,
         }
+    }
+
+    /// Sets the catalog's home DC held by the ownership source (and its epoch).
+    pub fn with_catalog_home(mut self, home: Option<(usize, u64)>) -> Self {
+        self.catalog_home = home;
+        self
+    }
+
+    /// The catalog's home DC and its epoch, when the ownership source holds one.
+    pub fn catalog_home_entry(&self) -> Option<(usize, u64)> {
+        self.catalog_home
+    }
+
+    /// The catalog's home DC in force: the ownership source's when it holds one, else
+    /// `configured` (`catalog.home`), else none (catalog writes stay local).
+    pub fn catalog_home(&self, configured: Option<&str>) -> Option<usize> {
+        self.catalog_home
+            .map(|(dc, _)| dc)
+            .or_else(|| configured.and_then(|h| self.dc_index(h)))
     }
 
     /// Sets the pins (explicit placements of ids that win over the shard map).
