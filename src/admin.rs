@@ -191,10 +191,11 @@ impl Admin {
         if self.shutdown.is_triggered() || self.draining.load(Ordering::SeqCst) {
             failed.push(json!({"check": "not_draining", "detail": "the router is shutting down"}));
         }
-        if self.freshness.is_stale() {
-            failed.push(json!({"check": "map_fresh", "detail": "the ownership map is stale (etcd unreachable, or loaded from disk)"}));
+        // Fenced only: a lost watch alone (an etcd election) leaves owned writes open.
+        if self.freshness.is_fenced() && self.freshness.is_stale() {
+            failed.push(json!({"check": "map_fresh", "detail": "the ownership map is stale (etcd unreachable, or loaded from disk) and the lease is not proven; owned writes are refused"}));
         } else if self.freshness.is_fenced() {
-            failed.push(json!({"check": "not_fenced", "detail": "no etcd progress within fence_after; owned writes are refused"}));
+            failed.push(json!({"check": "not_fenced", "detail": "this router cannot prove its etcd lease alive with failover.fence_margin_ms to spare (or its map current since the lease began); owned writes are refused"}));
         }
         match probe_backends(&rt).await {
             Probe::Ok => {}
@@ -253,7 +254,7 @@ impl Admin {
             json!({
                 "dc": t.local_name(), "revision": t.revision, "source": source,
                 "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
-                "fence_after_ms": f.fence_after_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
             })

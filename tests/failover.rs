@@ -235,6 +235,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
         "dc2".into(),
         "test-router".into(),
         Duration::from_secs(5),
+        None,
         shutdown,
     ));
     eventually(WAIT, "dc2 alive", || async {

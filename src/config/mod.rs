@@ -103,6 +103,9 @@ pub struct FailoverConfig {
     pub lease_ttl_ms: u64,
     /// How long `alive/{dc}` must be absent (and probes failing) before its shards move.
     pub grace_ms: u64,
+    /// The fence's margin: a router accepts writes for its shards while the send time of its
+    /// last acknowledged lease keepalive + the lease TTL - this margin is ahead of now.
+    pub fence_margin_ms: u64,
     /// At most one move of a shard per this long.
     pub min_interval_ms: u64,
     /// During a planned handoff, how long the owner holds a shard's new writes before answering
@@ -116,6 +119,7 @@ impl Default for FailoverConfig {
             mode: FailoverMode::Automatic,
             lease_ttl_ms: 5_000,
             grace_ms: 2_000,
+            fence_margin_ms: 1_000,
             min_interval_ms: 60_000,
             max_hold_ms: 5_000,
         }
@@ -429,8 +433,8 @@ pub struct OwnershipConfig {
     pub endpoints: Vec<String>,
     /// Key prefix of the keyspace.
     pub prefix: String,
-    /// Without etcd progress (an event or a progress notification) for this long, writes to
-    /// owned shards are refused (503): the router can no longer prove it is the owner.
+    /// The watch asks etcd for progress every third of this, and reconnects after twice this
+    /// without a message. (The fence itself rests on the lease: `failover.fence_margin_ms`.)
     pub fence_after_ms: u64,
     /// How long an owner waits for its map to reach the epoch a forwarded write carries.
     pub epoch_wait_ms: u64,

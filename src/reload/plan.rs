@@ -313,6 +313,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         mode: failover_mode,
         lease_ttl_ms,
         grace_ms,
+        fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
     } = failover;
@@ -320,6 +321,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         mode: failover_mode,
         lease_ttl_ms,
         grace_ms,
+        fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
     };

@@ -293,6 +293,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("failover.mode", "\"manual\""),
         one("failover.lease_ttl_ms", "6000"),
         one("failover.grace_ms", "3000"),
+        one("failover.fence_margin_ms", "900"),
         one("failover.min_interval_ms", "1000"),
         one("failover.max_hold_ms", "100"),
         one("replication.enabled", "true"),
