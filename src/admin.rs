@@ -28,6 +28,8 @@ pub struct AdminParts {
     pub reloader: Arc<Reloader>,
     /// Replication, when enabled (`GET /admin/operations`).
     pub replication: Option<crate::replication::Replication>,
+    /// The writes held across a failover (`/admin/routes`).
+    pub held: Arc<crate::proxy::Held>,
 }
 
 #[derive(Clone)]
@@ -40,6 +42,7 @@ pub struct Admin {
     reloader: Arc<Reloader>,
     draining: Arc<AtomicBool>,
     replication: Option<crate::replication::Replication>,
+    held: Arc<crate::proxy::Held>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -68,6 +71,7 @@ impl Admin {
             reloader: p.reloader,
             draining: Arc::new(AtomicBool::new(false)),
             replication: p.replication,
+            held: p.held,
         }
     }
 
@@ -254,7 +258,7 @@ impl Admin {
             json!({
                 "dc": t.local_name(), "revision": t.revision, "source": source,
                 "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
-                "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "held": self.held.summary(), "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
             })

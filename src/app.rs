@@ -248,6 +248,7 @@ pub fn start_with_file(
         freshness: freshness.clone(),
         reloader: reloader.clone(),
         replication,
+        held: proxy.held(),
     });
     let handler = move |req, _remote| {
         let admin = admin.clone();

@@ -59,6 +59,15 @@ pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
 /// (histogram; the two routers' clocks are compared, so skew adds to it).
 pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
 
+/// Writes held because their owner DC could not be reached, by `outcome`: `released` (sent to
+/// the new owner), `expired` (no new owner within `failover.buffer_max_ms`), `full` (not held:
+/// the bound was reached).
+pub const HELD_WRITES: &str = "coopr_router_held_writes_total";
+/// Writes held now.
+pub const HELD_NOW: &str = "coopr_router_held_writes";
+/// Bytes of the bodies of the writes held now.
+pub const HELD_BYTES: &str = "coopr_router_held_bytes";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -362,6 +371,19 @@ pub fn ownership_flips(n: usize) {
 /// The fence engaged (`true`) or released.
 pub fn fenced(on: bool) {
     state().fenced.set(if on { 1.0 } else { 0.0 });
+}
+
+/// A held write ended (`released`, `expired`) or was not held (`full`).
+pub fn held_write(outcome: &'static str) {
+    install();
+    ::metrics::counter!(HELD_WRITES, "outcome" => outcome).increment(1);
+}
+
+/// What is held now.
+pub fn holding(requests: u64, bytes: u64) {
+    install();
+    ::metrics::gauge!(HELD_NOW).set(requests as f64);
+    ::metrics::gauge!(HELD_BYTES).set(bytes as f64);
 }
 
 /// A config reload finished.

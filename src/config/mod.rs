@@ -111,6 +111,13 @@ pub struct FailoverConfig {
     /// During a planned handoff, how long the owner holds a shard's new writes before answering
     /// 503 + `Retry-After`.
     pub max_hold_ms: u64,
+    /// How long a write whose owner DC cannot be reached at all (nothing was sent) is held for
+    /// the shard's next owner; 0: not held.
+    pub buffer_max_ms: u64,
+    /// At most this many writes held at once (more fail as before).
+    pub buffer_max_requests: u64,
+    /// At most this many bytes of held bodies at once (each at most `limits.inspect_body_bytes`).
+    pub buffer_max_bytes: u64,
 }
 
 impl Default for FailoverConfig {
@@ -122,6 +129,9 @@ impl Default for FailoverConfig {
             fence_margin_ms: 1_000,
             min_interval_ms: 60_000,
             max_hold_ms: 5_000,
+            buffer_max_ms: 10_000,
+            buffer_max_requests: 1_000,
+            buffer_max_bytes: 16 * 1024 * 1024,
         }
     }
 }

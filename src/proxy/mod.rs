@@ -17,6 +17,7 @@
 //! - `respond`: the router's headers on an upstream answer, bodies the proxy buffers.
 
 mod ctx;
+mod held;
 mod hold;
 mod local;
 mod node;
@@ -28,6 +29,7 @@ mod respond;
 mod shared;
 
 pub use ctx::Proxy;
+pub use held::Held;
 pub use replicas::{
     AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, ReplicaAnswer, Replicas, is_endpoint,
 };
@@ -58,11 +60,17 @@ impl Proxy {
             runtime,
             freshness,
             inflight,
+            held: Arc::new(Held::default()),
             replication: None,
         }
     }
 
     /// Serves replica reads, merges lists and opens operations through `replication`.
+    /// The writes held across a failover now (for `/admin/routes`).
+    pub fn held(&self) -> Arc<Held> {
+        self.held.clone()
+    }
+
     pub fn with_replication(mut self, replication: Option<Arc<dyn Replicas>>) -> Self {
         self.replication = replication;
         self

@@ -316,6 +316,9 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
+        buffer_max_ms,
+        buffer_max_requests,
+        buffer_max_bytes,
     } = failover;
     let failover = FailoverConfig {
         mode: failover_mode,
@@ -324,6 +327,9 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
+        buffer_max_ms,
+        buffer_max_requests,
+        buffer_max_bytes,
     };
     restart.note(FAILOVER, failover != o.failover);
 
