@@ -59,6 +59,13 @@ pub const REPL_APPLIED: &str = "coopr_router_replication_applied_total";
 /// (histogram; the two routers' clocks are compared, so skew adds to it).
 pub const REPL_LAG: &str = "coopr_router_replication_lag_seconds";
 
+/// Size of the replication store file, in bytes (after each retention sweep).
+pub const REPL_STORE_BYTES: &str = "coopr_router_replication_store_bytes";
+/// Replicated clusters in the store (with a state), after each retention sweep.
+pub const REPL_STORE_CLUSTERS: &str = "coopr_router_replication_store_clusters";
+/// Replicated clusters removed from the store after `replication.retain_terminated_ms`.
+pub const REPL_RETIRED: &str = "coopr_router_replication_retired_total";
+
 /// Writes held because their owner DC could not be reached, by `outcome`: `released` (sent to
 /// the new owner), `expired` (no new owner within `failover.buffer_max_ms`), `full` (not held:
 /// the bound was reached).
@@ -371,6 +378,14 @@ pub fn ownership_flips(n: usize) {
 /// The fence engaged (`true`) or released.
 pub fn fenced(on: bool) {
     state().fenced.set(if on { 1.0 } else { 0.0 });
+}
+
+/// A retention sweep of the replica store finished.
+pub fn replica_store(bytes: u64, clusters: u64, retired: u64) {
+    install();
+    ::metrics::gauge!(REPL_STORE_BYTES).set(bytes as f64);
+    ::metrics::gauge!(REPL_STORE_CLUSTERS).set(clusters as f64);
+    ::metrics::counter!(REPL_RETIRED).increment(retired);
 }
 
 /// A held write ended (`released`, `expired`) or was not held (`full`).

@@ -345,6 +345,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         list_body_bytes,
         restart_hook,
         hook_max_attempts,
+        retain_terminated_ms,
         batch_body_bytes,
     } = replication;
     let replication = ReplicationConfig {
@@ -360,6 +361,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         list_body_bytes,
         restart_hook,
         hook_max_attempts,
+        retain_terminated_ms,
     };
     restart.note(REPLICATION, replication != o.replication);
 

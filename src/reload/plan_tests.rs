@@ -310,6 +310,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("replication.list_body_bytes", "2048"),
         one("replication.restart_hook", "\"http://127.0.0.1:9001/x\""),
         one("replication.hook_max_attempts", "1"),
+        one("replication.retain_terminated_ms", "1000"),
         one("replication.batch_body_bytes", "1048576"),
         one("tls.handshake_timeout_ms", "5000"),
         edits(&[("tls.client", None)]),
