@@ -33,6 +33,8 @@ pub struct AdminParts {
     pub replication: Option<crate::replication::Replication>,
     /// Misplaced creates (sharded mode): `/ready` fails while any is not cleared.
     pub misplaced: Option<Arc<crate::ownership::Misplaced>>,
+    /// The writes held across a failover (`/admin/routes`).
+    pub held: Arc<crate::proxy::Held>,
 }
 
 #[derive(Clone)]
@@ -47,6 +49,7 @@ pub struct Admin {
     replication: Option<crate::replication::Replication>,
     misplaced: Option<Arc<crate::ownership::Misplaced>>,
     changes: Arc<ChangeLog>,
+    held: Arc<crate::proxy::Held>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -85,6 +88,7 @@ impl Admin {
             draining: Arc::new(AtomicBool::new(false)),
             replication: p.replication,
             misplaced: p.misplaced,
+            held: p.held,
         }
     }
 
@@ -235,10 +239,11 @@ impl Admin {
         if self.shutdown.is_triggered() || self.draining.load(Ordering::SeqCst) {
             failed.push(json!({"check": "not_draining", "detail": "the router is shutting down"}));
         }
-        if self.freshness.is_stale() {
-            failed.push(json!({"check": "map_fresh", "detail": "the ownership map is stale (etcd unreachable, or loaded from disk)"}));
+        // Fenced only: a lost watch alone (an etcd election) leaves owned writes open.
+        if self.freshness.is_fenced() && self.freshness.is_stale() {
+            failed.push(json!({"check": "map_fresh", "detail": "the ownership map is stale (etcd unreachable, or loaded from disk) and the lease is not proven; owned writes are refused"}));
         } else if self.freshness.is_fenced() {
-            failed.push(json!({"check": "not_fenced", "detail": "no etcd progress within fence_after; owned writes are refused"}));
+            failed.push(json!({"check": "not_fenced", "detail": "this router cannot prove its etcd lease alive with failover.fence_margin_ms to spare (or its map current since the lease began); owned writes are refused"}));
         }
         match probe_backends(&rt).await {
             Probe::Ok => {}
@@ -322,7 +327,7 @@ impl Admin {
             json!({
                 "dc": t.local_name(), "revision": t.revision, "source": source,
                 "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
-                "fence_after_ms": f.fence_after_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "held": self.held.summary(), "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
                 "pins": t.pins.iter().map(|p| json!({"lo": p.lo, "hi": p.hi, "dc": t.dc_name(p.dc), "epoch": p.epoch})).collect::<Vec<_>>(),

@@ -151,9 +151,10 @@ pub fn start_with_file(
             (routes, Some(publisher), Arc::new(Freshness::always_fresh()))
         }
         OwnershipSource::Etcd => {
-            let freshness = Arc::new(Freshness::live(std::time::Duration::from_millis(
-                o.fence_after_ms,
-            )));
+            let freshness = Arc::new(Freshness::live(
+                std::time::Duration::from_millis(o.fence_after_ms),
+                std::time::Duration::from_millis(config.raw.failover.fence_margin_ms),
+            ));
             let path = state_path(&config);
             let (routes, publisher) = Routes::new(initial_table(&config, &path));
             let watcher = Watcher::new(config.clone(), publisher, freshness.clone(), Some(path));
@@ -167,6 +168,7 @@ pub fn start_with_file(
                 config.raw.dc.clone(),
                 member.clone(),
                 ttl,
+                Some(freshness.clone()),
                 shutdown.clone(),
             ));
             (routes, None, freshness)
@@ -291,6 +293,7 @@ pub fn start_with_file(
         reloader: reloader.clone(),
         replication,
         misplaced,
+        held: proxy.held(),
     });
     let handler = move |req, _remote| {
         let admin = admin.clone();

@@ -54,7 +54,7 @@ pub enum ProxyError {
     #[error("no DC owns all of its home shards, so no Coopr server can create a cluster safely")]
     NoCreateTarget,
     #[error(
-        "DC {dc} cannot prove its ownership map is current (etcd unreachable or silent), so it refuses writes to the shards it owns; retry shortly"
+        "DC {dc} cannot prove its ownership is current (its etcd lease is not proven alive), so it refuses writes to the shards it owns; retry shortly"
     )]
     Fenced { dc: String, shard: Option<u32> },
     #[error(

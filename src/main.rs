@@ -122,7 +122,8 @@ enum Command {
         /// Print what would move, and change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Move even while `from` still holds its alive/ key (or `to` has none).
+        /// Move even while `from` still holds its alive/ key (or `to` has none): waits until
+        /// `from`'s routers have lost their etcd leases, and refuses if they keep them.
         #[arg(long)]
         force: bool,
     },
@@ -205,7 +206,8 @@ enum OwnershipOp {
     },
     /// Print the map: shard, owner, replicas, epoch.
     Show,
-    /// Move one shard to a new owner (compare-and-swap on its epoch; recorded in history/).
+    /// Move one shard to a new owner (compare-and-swap on its epoch; recorded in history/). A
+    /// live owner is asked for a handoff (its consent); a dead one's leases are waited out.
     Set {
         #[arg(long)]
         shard: u32,

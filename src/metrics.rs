@@ -77,6 +77,22 @@ pub const CATALOG_LAG: &str = "coopr_router_catalog_lag_seconds";
 /// comparison, by `dc` and `kind` (`tenants`, `providers`, ...).
 pub const CATALOG_DRIFT: &str = "coopr_router_catalog_drift";
 
+/// Size of the replication store file, in bytes (after each retention sweep).
+pub const REPL_STORE_BYTES: &str = "coopr_router_replication_store_bytes";
+/// Replicated clusters in the store (with a state), after each retention sweep.
+pub const REPL_STORE_CLUSTERS: &str = "coopr_router_replication_store_clusters";
+/// Replicated clusters removed from the store after `replication.retain_terminated_ms`.
+pub const REPL_RETIRED: &str = "coopr_router_replication_retired_total";
+
+/// Writes held because their owner DC could not be reached, by `outcome`: `released` (sent to
+/// the new owner), `expired` (no new owner within `failover.buffer_max_ms`), `full` (not held:
+/// the bound was reached).
+pub const HELD_WRITES: &str = "coopr_router_held_writes_total";
+/// Writes held now.
+pub const HELD_NOW: &str = "coopr_router_held_writes";
+/// Bytes of the bodies of the writes held now.
+pub const HELD_BYTES: &str = "coopr_router_held_bytes";
+
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -391,6 +407,27 @@ pub fn fenced(on: bool) {
 pub fn misplaced_id() {
     state();
     ::metrics::counter!(MISPLACED_IDS).increment(1);
+}
+
+/// A retention sweep of the replica store finished.
+pub fn replica_store(bytes: u64, clusters: u64, retired: u64) {
+    install();
+    ::metrics::gauge!(REPL_STORE_BYTES).set(bytes as f64);
+    ::metrics::gauge!(REPL_STORE_CLUSTERS).set(clusters as f64);
+    ::metrics::counter!(REPL_RETIRED).increment(retired);
+}
+
+/// A held write ended (`released`, `expired`) or was not held (`full`).
+pub fn held_write(outcome: &'static str) {
+    install();
+    ::metrics::counter!(HELD_WRITES, "outcome" => outcome).increment(1);
+}
+
+/// What is held now.
+pub fn holding(requests: u64, bytes: u64) {
+    install();
+    ::metrics::gauge!(HELD_NOW).set(requests as f64);
+    ::metrics::gauge!(HELD_BYTES).set(bytes as f64);
 }
 
 /// A config reload finished.

@@ -187,14 +187,20 @@ async fn a_router_cut_off_from_etcd_catches_up_and_a_compaction_forces_a_relist(
         (routes(dc2).await["stale"] == true).then_some(())
     })
     .await;
-    // Owned writes are refused while cut off; reads are still served.
-    let r = node_write_plain(dc2, "while-cut", 2).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    // Owned writes are refused once the lease can no longer be proven (TTL - margin after the
+    // last acknowledged keepalive); reads are still served.
+    let r = eventually(WAIT, "dc2 fenced", || async {
+        let r = node_write_plain(dc2, "while-cut", 2).await;
+        (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+    })
+    .await;
     assert_eq!(r.header("retry-after"), "1");
     for (shard, to) in [(4, "dc3"), (5, "dc1"), (4, "dc2")] {
         ops::set_owner(&s, shard, to, "test", "while cut")
             .await
             .unwrap();
+        // Shard 4 left dc2 only once dc2's lease was gone at etcd; its fence closed before.
+        assert_eq!(routes(dc2).await["fenced"], true);
     }
     wait_owner(&w.d.dcs[0], 5, "dc1").await;
     assert_eq!(
@@ -248,8 +254,12 @@ async fn etcd_killed_and_restarted() {
         (routes(dc1).await["stale"] == true).then_some(())
     })
     .await;
-    let ready = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
-    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The lease can no longer be renewed: fenced (and so not ready) once its proof runs out.
+    let ready = eventually(WAIT, "not ready", || async {
+        let r = call(http::Method::GET, &dc1.admin_url("/ready"), &[], "").await;
+        (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(r)
+    })
+    .await;
     assert!(ready.text().contains("map_fresh"), "{}", ready.text());
     let r = node_write_plain(dc1, "etcd-down", 1).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);

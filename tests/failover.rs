@@ -3,7 +3,8 @@
 //! (a simulator started from a copy of the dead DC's database), the
 //! DC stays a non-owner when it returns and its creates go elsewhere; two controllers racing for
 //! one move produce one winner and one history record; an owner cut off from etcd refuses writes
-//! before anything could move.
+//! before anything could move; a write sent while the owner's router is down is held and lands
+//! at the new owner exactly once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -95,6 +96,24 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     let killed = Instant::now();
     w.d.dcs[0].stop_router().await;
     w.d.dcs[0].stop_sim();
+    // A write for dc1's cluster sent now cannot reach dc1 at all (connection refused): it is
+    // held until the failover names dc2, then lands there once.
+    let held_write = {
+        let dc3 = w.d.dcs[2].client;
+        let n: u64 = cid.parse().unwrap();
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let body = format!("{{\"id\":\"held-across\",\"clusterId\":\"{n:08}\"}}");
+            let r = call(
+                http::Method::POST,
+                &format!("http://{dc3}/v2/nodes"),
+                &[ADMIN[0], ADMIN[1], ("x-request-id", "held-across")],
+                &body,
+            )
+            .await;
+            (r, sent.elapsed())
+        })
+    };
     // dc2's standby server for dc1 comes up from a copy of dc1's database.
     let copy = w.dir.path().join("standby-dc1.json");
     std::fs::copy(w.dir.path().join("dc1.json"), &copy).unwrap();
@@ -129,6 +148,23 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     for n in [1, 4, 7, 10] {
         assert_eq!(ops::history_count(&s, n).await.unwrap(), 1, "shard {n}");
     }
+    let (held, waited) = held_write.await.unwrap();
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.text());
+    assert_eq!(held.header("x-coopr-router-dc"), "dc2");
+    eprintln!("the held write waited {waited:?}");
+    let landed = standby
+        .log()
+        .into_iter()
+        .filter(|e| e.request_id.as_deref() == Some("held-across"))
+        .count();
+    assert_eq!(landed, 1, "applied exactly once, at the new owner");
+    let m = get(&w.d.dcs[2].admin_url("/metrics")).await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("coopr_router_held_writes_total{outcome=\"released\"}")),
+        "{m}"
+    );
+    assert_eq!(routes(&w.d.dcs[2]).await["held"]["requests"], 0);
     // Writes for dc1's clusters now go to dc2, which serves them from its standby server.
     let (dc2, dc3) = (&w.d.dcs[1], &w.d.dcs[2]);
     eventually(WAIT, "dc3 routes to dc2", || async {
@@ -235,6 +271,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
         "dc2".into(),
         "test-router".into(),
         Duration::from_secs(5),
+        None,
         shutdown,
     ));
     eventually(WAIT, "dc2 alive", || async {

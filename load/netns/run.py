@@ -118,7 +118,7 @@ SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoff
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
              "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "bw-1mbit": (bw_1mbit, 25),
              "reload": (reloads, 15)}
-CI_SET = ["kill", "handoff", "partition"]
+CI_SET = ["kill", "handoff", "partition", "etcd-leader"]
 
 
 def precreate(d):

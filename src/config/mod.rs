@@ -108,11 +108,21 @@ pub struct FailoverConfig {
     pub lease_ttl_ms: u64,
     /// How long `alive/{dc}` must be absent (and probes failing) before its shards move.
     pub grace_ms: u64,
+    /// The fence's margin: a router accepts writes for its shards while the send time of its
+    /// last acknowledged lease keepalive + the lease TTL - this margin is ahead of now.
+    pub fence_margin_ms: u64,
     /// At most one move of a shard per this long.
     pub min_interval_ms: u64,
     /// During a planned handoff, how long the owner holds a shard's new writes before answering
     /// 503 + `Retry-After`.
     pub max_hold_ms: u64,
+    /// How long a write whose owner DC cannot be reached at all (nothing was sent) is held for
+    /// the shard's next owner; 0: not held.
+    pub buffer_max_ms: u64,
+    /// At most this many writes held at once (more fail as before).
+    pub buffer_max_requests: u64,
+    /// At most this many bytes of held bodies at once (each at most `limits.inspect_body_bytes`).
+    pub buffer_max_bytes: u64,
 }
 
 impl Default for FailoverConfig {
@@ -121,8 +131,12 @@ impl Default for FailoverConfig {
             mode: FailoverMode::Automatic,
             lease_ttl_ms: 5_000,
             grace_ms: 2_000,
+            fence_margin_ms: 1_000,
             min_interval_ms: 60_000,
             max_hold_ms: 5_000,
+            buffer_max_ms: 10_000,
+            buffer_max_requests: 1_000,
+            buffer_max_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -438,8 +452,8 @@ pub struct OwnershipConfig {
     pub endpoints: Vec<String>,
     /// Key prefix of the keyspace.
     pub prefix: String,
-    /// Without etcd progress (an event or a progress notification) for this long, writes to
-    /// owned shards are refused (503): the router can no longer prove it is the owner.
+    /// The watch asks etcd for progress every third of this, and reconnects after twice this
+    /// without a message. (The fence itself rests on the lease: `failover.fence_margin_ms`.)
     pub fence_after_ms: u64,
     /// How long an owner waits for its map to reach the epoch a forwarded write carries.
     pub epoch_wait_ms: u64,

@@ -37,6 +37,10 @@ pub struct ReplicationConfig {
     pub restart_hook: Option<String>,
     /// Delivery attempts per interrupted operation before it is recorded as failed.
     pub hook_max_attempts: u32,
+    /// A replicated cluster terminated longer ago than this (by its capture time) leaves the
+    /// replica store, but for a small tombstone that keeps older records from bringing it back.
+    /// 0: kept forever.
+    pub retain_terminated_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -55,6 +59,7 @@ impl Default for ReplicationConfig {
             list_body_bytes: 8 * 1024 * 1024,
             restart_hook: None,
             hook_max_attempts: 10,
+            retain_terminated_ms: 7 * 24 * 3_600_000,
         }
     }
 }

@@ -314,6 +314,16 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
                 "must be at least 1000 (etcd leases count whole seconds)",
             ));
         }
+        let margin = raw.failover.fence_margin_ms;
+        if margin < 100 || margin.saturating_mul(2) > raw.failover.lease_ttl_ms {
+            return Err(err(
+                "failover.fence_margin_ms",
+                format!(
+                    "must be at least 100 and at most half of failover.lease_ttl_ms ({})",
+                    raw.failover.lease_ttl_ms
+                ),
+            ));
+        }
         if o.fence_after_ms >= raw.failover.lease_ttl_ms {
             return Err(err(
                 "ownership.fence_after_ms",

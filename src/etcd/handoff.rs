@@ -89,25 +89,7 @@ pub async fn plan(
 pub async fn request(s: &Settings, plans: &[Plan], reason: &str) -> Result<(), EtcdError> {
     let mut client = s.connect().await?;
     for p in plans {
-        let key = keyspace::handoff_key(&s.prefix, p.shard);
-        let value = HandoffValue {
-            to: p.to.clone(),
-            epoch: p.epoch,
-            by: "cli".into(),
-            reason: reason.to_string(),
-            at_ms: now_ms(),
-        };
-        let txn = Txn::new()
-            .when([
-                Compare::mod_revision(
-                    keyspace::shard_key(&s.prefix, p.shard),
-                    CompareOp::Equal,
-                    p.epoch,
-                ),
-                Compare::version(key.as_bytes(), CompareOp::Equal, 0),
-            ])
-            .and_then([TxnOp::put(key.as_bytes(), json(&value), None)]);
-        if !s.within(client.txn(txn)).await?.succeeded() {
+        if !ops::put_handoff(s, &mut client, (p.shard, p.epoch), &p.to, reason).await? {
             return Err(EtcdError::Refused(format!(
                 "shard {} changed since it was read, or a handoff is already pending for it (see `ownership show`)",
                 p.shard
@@ -165,17 +147,7 @@ pub async fn wait(
 /// Withdraws a pending handoff of `shard` (whatever it says) and its acknowledgements.
 /// Idempotent.
 pub async fn cancel(s: &Settings, client: &mut Client, shard: u32) -> Result<(), EtcdError> {
-    let key = keyspace::handoff_key(&s.prefix, shard);
-    let acks = keyspace::handoff_acks_prefix(&s.prefix, shard);
-    let txn = Txn::new().and_then([
-        TxnOp::delete(key.as_bytes(), None),
-        TxnOp::delete(
-            acks.as_bytes(),
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        ),
-    ]);
-    s.within(client.txn(txn)).await?;
-    Ok(())
+    ops::delete_handoff(s, client, shard).await
 }
 
 /// Records that router `member` of the owner DC has no write in flight for `shard` at `epoch`

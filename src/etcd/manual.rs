@@ -1,8 +1,10 @@
 //! Manual failover (`coopr-router failover --from dc1 --to dc2 [--dry-run]`): every shard `from`
 //! owns moves to `to`, each by the same transaction as the automatic failover (the shard's epoch
-//! unchanged and `alive/{from}` absent), recorded in history as `manual-failover`. With `--force`
-//! the liveness comparison is dropped, for a DC that is known dead but still holds its key (its
-//! lease has not expired yet): the fence still stops that DC's writes once it loses etcd.
+//! unchanged, `alive/{from}` absent and no router of `from` holding a live lease), recorded in
+//! history as `manual-failover`. With `--force` the `alive/` comparison is dropped, for a DC that
+//! is known dead but still holds its key: the command waits until the DC's routers' leases have
+//! expired (each router's fence closed before that), so even a forced move cannot split the
+//! brain; a DC whose routers keep their leases is not dead, and is refused.
 
 use super::handoff::Plan;
 use super::{EtcdError, Settings, liveness, ops};
@@ -65,7 +67,28 @@ pub async fn execute(
         )));
     }
     let mut client = s.connect().await?;
+    if force {
+        // A DC declared dead may still hold its leases: its routers may still prove they may
+        // write until those expire, so wait them out (at most a TTL, if it really is dead).
+        let deadline = tokio::time::Instant::now() + ops::SET_WAIT;
+        while ops::dc_has_members(s, &mut client, &first.from).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EtcdError::Refused(format!(
+                    "routers of {} still hold their etcd leases after {:?}: it is not dead; hand its shards off with `coopr-router handoff --from {} --to {}`",
+                    first.from,
+                    ops::SET_WAIT,
+                    first.from,
+                    first.to
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     let mut out = Vec::with_capacity(p.moves.len());
+    let why = match force {
+        true => format!("forced by an operator ({} declared dead)", first.from),
+        false => format!("alive/{} absent", first.from),
+    };
     for m in &p.moves {
         let moved = ops::move_shard(
             s,
@@ -73,14 +96,14 @@ pub async fn execute(
             m.shard,
             (&m.from, &m.to),
             m.epoch,
-            "manual-failover",
+            ("manual-failover", &why),
             !force,
         )
         .await;
         out.push(match moved {
             Ok(Some(epoch)) => Ok(epoch),
             Ok(None) => {
-                Err("changed meanwhile (moved by someone else, or the DC came back)".into())
+                Err("changed meanwhile (moved by someone else, or the DC came back: a router of it holds a live lease)".into())
             }
             Err(e) => Err(e.to_string()),
         });

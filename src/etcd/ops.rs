@@ -1,9 +1,14 @@
 //! Operator commands against etcd: `ownership init`, `show` and `set`. Every ownership change
-//! is one transaction that compares the shard's `mod_revision` and writes a history record.
+//! is one transaction that compares the shard's `mod_revision` and writes a history record;
+//! every move of a shard away from a DC (but the DC's own handoff commit) also compares that no
+//! router of that DC holds a live lease, so no move can split the brain.
 
 use super::{EtcdError, Settings, now_ms};
-use crate::ownership::keyspace::{self, DcValue, HistoryRecord, Key, Meta, ShardValue};
+use crate::ownership::keyspace::{
+    self, DcValue, HandoffValue, HistoryRecord, Key, Meta, ShardValue,
+};
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use std::time::Duration;
 
 /// One row of `ownership show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,14 +148,106 @@ pub async fn show(s: &Settings) -> Result<Vec<ShardRow>, EtcdError> {
     Ok(rows)
 }
 
-/// Moves `shard` to `owner` by compare-and-swap on its `mod_revision`; the old owner becomes the
-/// first replica. Returns (old epoch, new epoch).
+/// How long `ownership set` waits for a live owner's consent (or for its leases to expire).
+pub const SET_WAIT: Duration = Duration::from_secs(60);
+
+/// Moves `shard` to `owner`; the old owner becomes the first replica. Returns (old epoch, new
+/// epoch). Never splits the brain: see [`set_owner_within`] (with [`SET_WAIT`]).
 pub async fn set_owner(
     s: &Settings,
     shard: u32,
     owner: &str,
     by: &str,
     reason: &str,
+) -> Result<(i64, i64), EtcdError> {
+    set_owner_within(s, shard, owner, (by, reason), SET_WAIT).await
+}
+
+/// Whether any router of `dc` still has its member key (its lease is alive at etcd).
+pub async fn dc_has_members(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    dc: &str,
+) -> Result<bool, EtcdError> {
+    let prefix = keyspace::members_prefix(&s.prefix, dc);
+    let resp = s
+        .within(client.get(
+            prefix.as_bytes(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        ))
+        .await?;
+    Ok(resp.count() > 0)
+}
+
+/// The comparison every move of a shard away from `dc` makes (except the owner's own handoff
+/// commit): no router of `dc` has a live lease, so none of them can still prove it may write.
+pub fn no_member_of(prefix: &str, dc: &str) -> Compare {
+    Compare::version(keyspace::members_prefix(prefix, dc), CompareOp::Equal, 0).with_prefix()
+}
+
+/// Creates `handoff/{shard}` asking its owner to move it to `to`, only if the shard is still at
+/// `epoch` and no handoff is pending for it. True if created.
+pub(super) async fn put_handoff(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    (shard, epoch): (u32, i64),
+    to: &str,
+    reason: &str,
+) -> Result<bool, EtcdError> {
+    let key = keyspace::handoff_key(&s.prefix, shard);
+    let value = HandoffValue {
+        to: to.to_string(),
+        epoch,
+        by: "cli".into(),
+        reason: reason.to_string(),
+        at_ms: now_ms(),
+    };
+    let txn = Txn::new()
+        .when([
+            Compare::mod_revision(
+                keyspace::shard_key(&s.prefix, shard),
+                CompareOp::Equal,
+                epoch,
+            ),
+            Compare::version(key.as_bytes(), CompareOp::Equal, 0),
+        ])
+        .and_then([TxnOp::put(key.as_bytes(), json(&value), None)]);
+    Ok(s.within(client.txn(txn)).await?.succeeded())
+}
+
+/// Withdraws a pending handoff of `shard` (whatever it says) and its acknowledgements.
+/// Idempotent.
+pub(super) async fn delete_handoff(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    shard: u32,
+) -> Result<(), EtcdError> {
+    let key = keyspace::handoff_key(&s.prefix, shard);
+    let acks = keyspace::handoff_acks_prefix(&s.prefix, shard);
+    let txn = Txn::new().and_then([
+        TxnOp::delete(key.as_bytes(), None),
+        TxnOp::delete(
+            acks.as_bytes(),
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        ),
+    ]);
+    s.within(client.txn(txn)).await?;
+    Ok(())
+}
+
+/// Moves `shard` to `owner` without ever splitting the brain. While a router of the current
+/// owner's DC holds its lease (its `members/` key exists) it may be writing, so the move goes
+/// through its consent: a handoff is requested, and the owner commits it once its writes have
+/// drained. Once the owner's routers are gone (their leases expired at etcd; each one's fence
+/// closed before its lease could expire), the shard moves directly, by a transaction comparing
+/// its epoch and that the old owner still has no member. Waits at most `wait` for either, then
+/// withdraws the request and refuses: the owner keeps the shard.
+pub async fn set_owner_within(
+    s: &Settings,
+    shard: u32,
+    owner: &str,
+    (by, reason): (&str, &str),
+    wait: Duration,
 ) -> Result<(i64, i64), EtcdError> {
     let p = &s.prefix;
     let mut client = s.connect().await?;
@@ -183,42 +280,71 @@ pub async fn set_owner(
             known.join(", ")
         )));
     }
-    if old.owner == owner {
-        return Ok((kv.mod_revision(), kv.mod_revision()));
-    }
-    let new = old.moved_to(owner);
     let prev = kv.mod_revision();
-    let at_ms = now_ms();
-    let record = HistoryRecord {
-        shard: Some(shard),
-        from: Some(old.owner),
-        to: Some(owner.to_string()),
-        prev_epoch: prev,
-        by: by.into(),
-        reason: reason.into(),
-        at_ms,
-    };
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
-            key.as_bytes(),
-            CompareOp::Equal,
-            prev,
-        )])
-        .and_then([
-            TxnOp::put(key.as_bytes(), json(&new), None),
-            TxnOp::put(
-                keyspace::history_key(p, Some(shard), prev, at_ms),
-                json(&record),
-                None,
-            ),
-        ]);
-    let resp = s.within(client.txn(txn)).await?;
-    if !resp.succeeded() {
-        return Err(EtcdError::Refused(format!(
-            "shard {shard} changed concurrently (epoch was {prev}); look again and retry"
-        )));
+    if old.owner == owner {
+        return Ok((prev, prev));
     }
-    Ok((prev, resp.header().map_or(0, |h| h.revision())))
+    let from = old.owner.clone();
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut requested = false;
+    loop {
+        let live = dc_has_members(s, &mut client, &from).await?;
+        if live && !requested {
+            if !put_handoff(s, &mut client, (shard, prev), owner, reason).await? {
+                return Err(EtcdError::Refused(format!(
+                    "shard {shard} changed concurrently, or a handoff is already pending for it (epoch was {prev}); look again and retry"
+                )));
+            }
+            requested = true;
+            tracing::info!(shard, %from, to = owner, "the owner is live: asked it to hand the shard off");
+        }
+        if !live {
+            if requested {
+                delete_handoff(s, &mut client, shard).await?;
+                requested = false;
+            }
+            let why = format!("{reason} ({from} had no live router)");
+            if let Some(new) = move_shard(
+                s,
+                &mut client,
+                shard,
+                (&from, owner),
+                prev,
+                (by, &why),
+                false,
+            )
+            .await?
+            {
+                return Ok((prev, new));
+            }
+        }
+        // Moved by the owner's handoff commit, or by someone else.
+        let now = s.within(client.get(key.as_bytes(), None)).await?;
+        match now.kvs().first() {
+            Some(kv) if kv.mod_revision() != prev => {
+                let v: ShardValue = serde_json::from_slice(kv.value())
+                    .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
+                return match v.owner == owner {
+                    true => Ok((prev, kv.mod_revision())),
+                    false => Err(EtcdError::Refused(format!(
+                        "shard {shard} changed concurrently (now owned by {}); look again and retry",
+                        v.owner
+                    ))),
+                };
+            }
+            Some(_) => {}
+            None => return Err(EtcdError::Refused(format!("shard {shard} is gone"))),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            if requested {
+                delete_handoff(s, &mut client, shard).await?;
+            }
+            return Err(EtcdError::Refused(format!(
+                "{from} is live and did not hand shard {shard} off within {wait:?}; it keeps it"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Compacts etcd's history up to its current revision (tests and operators).
@@ -236,8 +362,9 @@ pub async fn compact(s: &Settings) -> Result<i64, EtcdError> {
 }
 
 /// The automatic failover's move: `shard` goes from `from` to `to` only if its epoch is still
-/// `epoch` AND `alive/{from}` is absent, with a history record, in one transaction. Many
-/// controllers may try; exactly one wins. Returns whether this call won and the new epoch.
+/// `epoch`, `alive/{from}` is absent and no router of `from` has a live lease, with a history
+/// record, in one transaction. Many controllers may try; exactly one wins. Returns the new epoch
+/// if this call won.
 pub async fn move_if_dead(
     s: &Settings,
     client: &mut etcd_client::Client,
@@ -247,19 +374,20 @@ pub async fn move_if_dead(
     epoch: i64,
     by: &str,
 ) -> Result<Option<i64>, EtcdError> {
-    move_shard(s, client, shard, (from, to), epoch, by, true).await
+    let why = format!("alive/{from} absent and {from} unreachable");
+    move_shard(s, client, shard, (from, to), epoch, (by, &why), true).await
 }
 
-/// Moves `shard` from `from` to `to` if its epoch is still `epoch` (and, if `require_dead`,
-/// `alive/{from}` is absent), with a history record, in one transaction. Returns the new epoch
-/// if this call made the move.
+/// Moves `shard` from `from` to `to` if its epoch is still `epoch` and no router of `from` has
+/// a live lease (and, if `require_dead`, `alive/{from}` is absent), with a history record
+/// (`by`, `reason`), in one transaction. Returns the new epoch if this call made the move.
 pub async fn move_shard(
     s: &Settings,
     client: &mut etcd_client::Client,
     shard: u32,
     (from, to): (&str, &str),
     epoch: i64,
-    by: &str,
+    (by, reason): (&str, &str),
     require_dead: bool,
 ) -> Result<Option<i64>, EtcdError> {
     let p = &s.prefix;
@@ -281,18 +409,14 @@ pub async fn move_shard(
         to: Some(to.to_string()),
         prev_epoch: epoch,
         by: by.into(),
-        reason: match require_dead {
-            true => format!("alive/{from} absent and {from} unreachable"),
-            false => format!("forced by an operator ({from} declared dead)"),
-        },
+        reason: reason.into(),
         at_ms,
     };
     let alive = format!("{p}alive/{from}");
-    let mut when = vec![Compare::mod_revision(
-        key.as_bytes(),
-        CompareOp::Equal,
-        epoch,
-    )];
+    let mut when = vec![
+        Compare::mod_revision(key.as_bytes(), CompareOp::Equal, epoch),
+        no_member_of(p, from),
+    ];
     if require_dead {
         when.push(Compare::version(alive.as_bytes(), CompareOp::Equal, 0));
     }

@@ -1,8 +1,9 @@
 //! The ownership watcher: the one task that publishes routing snapshots in etcd mode.
 //!
 //! Load, then watch: list the prefix at one revision, publish, then watch from that revision + 1
-//! with progress notifications (and ask for progress every `fence_after / 3`, so freshness is
-//! proven even when nothing changes). The events of one watch response become one swap. After a
+//! with progress notifications (and ask for progress every `fence_after / 3`, so the map is
+//! proven current even when nothing changes; the fence itself rests on the lease, see
+//! `ownership::freshness`). The events of one watch response become one swap. After a
 //! lost connection the watch resumes exactly where it stopped (revision + 1); if etcd compacted
 //! past it, or etcd's revision went backwards, the prefix is listed again and the map swapped
 //! whole. It never skips to a revision it did not read. Every transition is logged once.
@@ -95,7 +96,7 @@ impl Watcher {
                     self.freshness.set_stale();
                     self.freshness.count_watch_restart();
                     if self.connected {
-                        tracing::warn!(%reason, revision = self.map.revision, "lost etcd; serving the last map (stale: owned writes refused) and reconnecting");
+                        tracing::warn!(%reason, revision = self.map.revision, "lost the etcd watch; serving the last map (owned writes go on while the lease is proven) and reconnecting");
                         self.connected = false;
                     } else {
                         tracing::debug!(%reason, "etcd still unreachable");
@@ -135,7 +136,7 @@ impl Watcher {
         }
         // The shards first; their revision pins the other reads, so the map is one snapshot.
         // (history/ is never read back: it grows with every move.)
-        let sent = std::time::Instant::now();
+        let sent = Instant::now();
         let shards = self
             .settings
             .within(client.get(
@@ -225,7 +226,7 @@ impl Watcher {
                     }
                     // A linearizable read proves etcd still has a leader and answers us; a member
                     // cut off from its leader keeps answering progress requests for a while.
-                    let sent = std::time::Instant::now();
+                    let sent = Instant::now();
                     let read = client.get(keyspace::meta_key(&prefix).into_bytes(), Some(GetOptions::new().with_count_only()));
                     if let Ok(Ok(_)) = tokio::time::timeout(period, read).await {
                         self.freshness.read_ok(sent);
@@ -306,6 +307,7 @@ impl Watcher {
                 crate::metrics::ownership_flips(changed);
                 crate::metrics::map_published(table.revision);
                 self.publisher.publish(table);
+                self.freshness.set_usable(true);
                 self.freshness.progress();
                 // Saved by its own task (two fsyncs can take tens of ms): latest map wins.
                 if let Some(tx) = &self.saver {
@@ -314,7 +316,7 @@ impl Watcher {
             }
             Err(e) => {
                 tracing::error!(revision = self.map.revision, error = %e, "the map in etcd is not usable; keeping the previous one (fenced)");
-                self.freshness.set_stale();
+                self.freshness.set_usable(false);
             }
         }
     }

@@ -1,25 +1,62 @@
-//! Whether this router can prove its map is fresh, and so whether it may accept writes for the
-//! shards it owns (the fence). Written by the ownership watcher, read (atomically, never
-//! waiting) by the request path. The decision itself is the pure [`fenced`].
+//! Whether this router may accept writes for the shards it owns (the fence), and how current its
+//! map is. Written by the ownership watcher (map progress) and the liveness task (lease
+//! acknowledgements), read (atomically, never waiting) by the request path. The decision itself
+//! is the pure [`fenced`].
+//!
+//! The fence rests on the router's own etcd lease, the one that keeps its `members/{dc}/{router}`
+//! key: while that key exists no failover can take this DC's shards (the move's transaction
+//! compares that the DC has no member left), and a handoff needs this router's own
+//! acknowledgement. So the router may write while it can prove the lease alive, with a margin,
+//! on its own monotonic clock: the send time of the last acknowledged keepalive + the TTL etcd
+//! acknowledged - margin is still ahead. An etcd leader change or a slow watch does not touch
+//! that proof (etcd extends every lease on a leader change). After a new lease (the old one
+//! expired, so the shards may have moved meanwhile) the map must also have been proven current
+//! since that lease's first acknowledgement.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 const NEVER: u64 = u64::MAX;
 
-/// Pure fence decision: fenced when the map is stale (loaded from disk, or etcd lost) or when
-/// no progress arrived for longer than `fence_after_ms`.
-pub fn fenced(
-    stale: bool,
-    now_ms: u64,
-    last_progress_ms: Option<u64>,
-    fence_after_ms: u64,
-) -> bool {
-    match last_progress_ms {
-        _ if stale => true,
-        None => true,
-        Some(last) => now_ms.saturating_sub(last) > fence_after_ms,
-    }
+/// The router's lease as the fence sees it, in ms on its monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseProof {
+    /// Send time of the first acknowledged keepalive of this lease (its member key existed).
+    pub since_ms: u64,
+    /// Send time of the last acknowledged keepalive.
+    pub acked_sent_ms: u64,
+    /// The TTL etcd acknowledged with it.
+    pub ttl_ms: u64,
+}
+
+/// What the pure fence decision looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FenceInput {
+    /// The map in etcd could not be used (the router keeps an older one).
+    pub unusable: bool,
+    /// The current lease, if one was ever acknowledged.
+    pub lease: Option<LeaseProof>,
+    /// When the map was last proven current (watch progress and a linearizable read).
+    pub map_proven_ms: Option<u64>,
+    pub margin_ms: u64,
+    pub now_ms: u64,
+}
+
+/// Pure fence decision: fenced unless the lease is proven alive with `margin_ms` to spare at
+/// `now_ms`, the map has been proven current since that lease began, and the map is usable.
+pub fn fenced(i: &FenceInput) -> bool {
+    let Some(l) = i.lease else { return true };
+    let lease_ok = l.acked_sent_ms.saturating_add(l.ttl_ms) > i.now_ms.saturating_add(i.margin_ms);
+    let map_ok = i.map_proven_ms.is_some_and(|p| p >= l.since_ms);
+    i.unusable || !lease_ok || !map_ok
+}
+
+/// How long the lease proof has left at `now_ms` (0 when fenced by it).
+pub fn lease_left_ms(l: &LeaseProof, margin_ms: u64, now_ms: u64) -> u64 {
+    l.acked_sent_ms
+        .saturating_add(l.ttl_ms)
+        .saturating_sub(now_ms.saturating_add(margin_ms))
 }
 
 /// Shared freshness state. A static map is always fresh.
@@ -28,10 +65,18 @@ pub struct Freshness {
     origin: Instant,
     dynamic: bool,
     fence_after_ms: u64,
+    margin_ms: u64,
+    /// The watch is not connected, or the map came from disk (shown, not fenced on by itself).
     stale: AtomicBool,
+    /// The map in etcd does not build: an older one is kept, and the router fences.
+    unusable: AtomicBool,
     last_progress_ms: AtomicU64,
     /// When the last linearizable read that succeeded was sent.
     last_read_ms: AtomicU64,
+    lease_since_ms: AtomicU64,
+    lease_ttl_ms: AtomicU64,
+    /// Stored last (Release) and read first (Acquire): whoever sees it sees its `since` and TTL.
+    lease_acked_ms: AtomicU64,
     relists: AtomicU64,
     watch_restarts: AtomicU64,
     was_fenced: AtomicBool,
@@ -40,23 +85,30 @@ pub struct Freshness {
 impl Freshness {
     /// For the static map: never stale, never fenced.
     pub fn always_fresh() -> Self {
-        Self::new(false, Duration::ZERO)
+        Self::new(false, Duration::ZERO, Duration::ZERO)
     }
 
-    /// For a live source: stale until the first load.
-    pub fn live(fence_after: Duration) -> Self {
+    /// For a live source: stale and fenced until the first load and the first lease.
+    /// `fence_after` paces the watch's progress requests; `margin` is the fence's margin on
+    /// the lease.
+    pub fn live(fence_after: Duration, margin: Duration) -> Self {
         crate::metrics::fenced(true);
-        Self::new(true, fence_after)
+        Self::new(true, fence_after, margin)
     }
 
-    fn new(dynamic: bool, fence_after: Duration) -> Self {
+    fn new(dynamic: bool, fence_after: Duration, margin: Duration) -> Self {
         Freshness {
             origin: Instant::now(),
             dynamic,
             fence_after_ms: fence_after.as_millis() as u64,
+            margin_ms: margin.as_millis() as u64,
             stale: AtomicBool::new(dynamic),
+            unusable: AtomicBool::new(false),
             last_progress_ms: AtomicU64::new(NEVER),
             last_read_ms: AtomicU64::new(NEVER),
+            lease_since_ms: AtomicU64::new(NEVER),
+            lease_ttl_ms: AtomicU64::new(0),
+            lease_acked_ms: AtomicU64::new(NEVER),
             relists: AtomicU64::new(0),
             watch_restarts: AtomicU64::new(0),
             was_fenced: AtomicBool::new(dynamic),
@@ -64,7 +116,32 @@ impl Freshness {
     }
 
     fn now_ms(&self) -> u64 {
-        self.origin.elapsed().as_millis() as u64
+        self.ms(Instant::now())
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    fn lease(&self) -> Option<LeaseProof> {
+        let acked = self.lease_acked_ms.load(Ordering::Acquire);
+        (acked != NEVER).then(|| LeaseProof {
+            since_ms: self.lease_since_ms.load(Ordering::Acquire),
+            acked_sent_ms: acked,
+            ttl_ms: self.lease_ttl_ms.load(Ordering::Acquire),
+        })
+    }
+
+    /// What the fence decides on, now.
+    pub fn input(&self) -> FenceInput {
+        let proven = self.proven_at();
+        FenceInput {
+            unusable: self.unusable.load(Ordering::Acquire),
+            lease: self.lease(),
+            map_proven_ms: (proven != NEVER).then_some(proven),
+            margin_ms: self.margin_ms,
+            now_ms: self.now_ms(),
+        }
     }
 
     /// Whether writes to owned shards must be refused now.
@@ -72,23 +149,17 @@ impl Freshness {
         if !self.dynamic {
             return false;
         }
-        let last = self.proven_at();
-        let now = fenced(
-            self.stale.load(Ordering::Acquire),
-            self.now_ms(),
-            (last != NEVER).then_some(last),
-            self.fence_after_ms,
-        );
+        let now = fenced(&self.input());
         // Log each transition once.
         if self.was_fenced.swap(now, Ordering::Relaxed) != now {
             crate::metrics::fenced(now);
             if now {
                 tracing::warn!(
-                    fence_after_ms = self.fence_after_ms,
-                    "fence engaged: cannot prove the map is fresh; refusing writes to owned shards"
+                    margin_ms = self.margin_ms,
+                    "fence engaged: cannot prove this router's lease alive (or the map current since it began); refusing writes to owned shards"
                 );
             } else {
-                tracing::info!("fence released: the map is fresh again");
+                tracing::info!("fence released: the lease is proven alive and the map current");
             }
         }
         now
@@ -102,10 +173,16 @@ impl Freshness {
         self.dynamic
     }
 
-    /// Milliseconds since the last progress, if any arrived.
+    /// Milliseconds since the map was last proven current, if it ever was.
     pub fn progress_age_ms(&self) -> Option<u64> {
         let last = self.proven_at();
         (last != NEVER).then(|| self.now_ms().saturating_sub(last))
+    }
+
+    /// How long the lease proof has left (None: no lease acknowledged).
+    pub fn lease_left_ms(&self) -> Option<u64> {
+        self.lease()
+            .map(|l| lease_left_ms(&l, self.margin_ms, self.now_ms()))
     }
 
     /// Until when the map is proven current: the older of the last watch progress and the send
@@ -125,7 +202,7 @@ impl Freshness {
 
     /// A linearizable read sent at `sent` succeeded.
     pub fn read_ok(&self, sent: Instant) {
-        let ms = sent.saturating_duration_since(self.origin).as_millis() as u64;
+        let ms = self.ms(sent);
         // Newer wins; NEVER (u64::MAX) means no read yet.
         let _ = self
             .last_read_ms
@@ -139,13 +216,35 @@ impl Freshness {
         self.last_progress_ms
             .store(self.now_ms(), Ordering::Release);
         self.stale.store(false, Ordering::Release);
-        crate::metrics::fenced(false);
     }
 
-    /// The source was lost (or the map came from disk).
+    /// The watch was lost (or the map came from disk). Shown, but the fence rests on the lease:
+    /// while it holds, nobody can move this DC's shards without its consent.
     pub fn set_stale(&self) {
         self.stale.store(true, Ordering::Release);
-        crate::metrics::fenced(true);
+    }
+
+    /// Whether the map in etcd builds (an unusable one fences until a usable one arrives).
+    pub fn set_usable(&self, usable: bool) {
+        self.unusable.store(!usable, Ordering::Release);
+    }
+
+    /// A keepalive sent at `sent` was acknowledged with `ttl`; `first` when it is the first
+    /// acknowledgement of a new lease (whose member key was written before it was sent).
+    pub fn lease_acked(&self, sent: Instant, ttl: Duration, first: bool) {
+        let ms = self.ms(sent);
+        if first {
+            self.lease_acked_ms.store(NEVER, Ordering::Release);
+            self.lease_since_ms.store(ms, Ordering::Release);
+        }
+        self.lease_ttl_ms
+            .store(ttl.as_millis() as u64, Ordering::Release);
+        self.lease_acked_ms.store(ms, Ordering::Release);
+    }
+
+    /// etcd says the lease expired: fenced at once.
+    pub fn lease_lost(&self) {
+        self.lease_acked_ms.store(NEVER, Ordering::Release);
     }
 
     pub fn count_relist(&self) {
@@ -163,45 +262,145 @@ impl Freshness {
     pub fn fence_after_ms(&self) -> u64 {
         self.fence_after_ms
     }
+    pub fn margin_ms(&self) -> u64 {
+        self.margin_ms
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
-    #[test]
-    fn fence_table() {
-        // (stale, now, last, after) -> fenced
-        let rows = [
-            (false, 1000, Some(900), 3000, false),
-            (false, 5000, Some(2000), 3000, false),
-            (false, 5001, Some(2000), 3000, true),
-            (true, 1000, Some(1000), 3000, true),
-            (false, 1000, None, 3000, true),
-            (false, 0, Some(10), 3000, false),
-        ];
-        for (stale, now, last, after, want) in rows {
-            assert_eq!(
-                fenced(stale, now, last, after),
-                want,
-                "{stale} {now} {last:?} {after}"
-            );
-        }
+    fn lease(since: u64, acked: u64, ttl: u64) -> Option<LeaseProof> {
+        Some(LeaseProof {
+            since_ms: since,
+            acked_sent_ms: acked,
+            ttl_ms: ttl,
+        })
     }
 
     #[test]
-    fn static_maps_are_never_fenced_and_live_ones_start_fenced() {
+    fn fence_table() {
+        // (unusable, lease, map proven, margin, now) -> fenced
+        let rows = [
+            // Proven with margin: writes go on, however old the watch's progress is.
+            (false, lease(0, 1000, 5000), Some(0), 1000, 4999, false),
+            (false, lease(0, 1000, 5000), Some(0), 1000, 5000, true),
+            (false, lease(0, 1000, 5000), Some(0), 0, 5999, false),
+            (false, lease(0, 1000, 5000), Some(0), 0, 6000, true),
+            // No lease acknowledged yet.
+            (false, None, Some(10), 1000, 20, true),
+            // A new lease: the map must be proven current since it began.
+            (false, lease(500, 600, 5000), Some(499), 1000, 700, true),
+            (false, lease(500, 600, 5000), Some(500), 1000, 700, false),
+            (false, lease(500, 600, 5000), None, 1000, 700, true),
+            // An unusable map fences whatever the lease.
+            (true, lease(0, 1000, 5000), Some(0), 1000, 1001, true),
+            // A margin as large as the TTL never proves anything.
+            (false, lease(0, 1000, 5000), Some(0), 5000, 1000, true),
+        ];
+        for (unusable, lease, proven, margin, now, want) in rows {
+            let i = FenceInput {
+                unusable,
+                lease,
+                map_proven_ms: proven,
+                margin_ms: margin,
+                now_ms: now,
+            };
+            assert_eq!(fenced(&i), want, "{i:?}");
+        }
+    }
+
+    proptest! {
+        /// Never writing past the proof: whenever the fence is open, the lease etcd holds cannot
+        /// have expired yet (etcd counts the TTL from when it received the keepalive, which is
+        /// after it was sent), with the margin to spare; and once the proof is older than
+        /// TTL - margin it is always closed.
+        #[test]
+        fn open_only_within_the_proof(
+            since in 0u64..10_000,
+            after in 0u64..10_000,
+            ttl in 1_000u64..60_000,
+            margin in 0u64..5_000,
+            now in 0u64..100_000,
+            proven in proptest::option::of(0u64..30_000),
+            unusable in any::<bool>(),
+        ) {
+            let acked = since + after;
+            let i = FenceInput {
+                unusable,
+                lease: lease(since, acked, ttl),
+                map_proven_ms: proven,
+                margin_ms: margin,
+                now_ms: now,
+            };
+            let open = !fenced(&i);
+            if open {
+                prop_assert!(now + margin < acked + ttl);
+                prop_assert!(proven.is_some_and(|p| p >= since));
+                prop_assert!(!unusable);
+                prop_assert!(lease_left_ms(&lease(since, acked, ttl).unwrap(), margin, now) > 0);
+            }
+            if now + margin >= acked + ttl {
+                prop_assert!(!open);
+            }
+            // Later is never more open: the proof only ages.
+            let later = FenceInput { now_ms: now + 1, ..i };
+            prop_assert!(open || fenced(&later));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn static_maps_are_never_fenced_and_live_ones_start_fenced() {
         assert!(!Freshness::always_fresh().is_fenced());
-        let f = Freshness::live(Duration::from_secs(3));
+        let f = Freshness::live(Duration::from_secs(3), Duration::from_secs(1));
         assert!(f.is_fenced() && f.is_stale());
         f.progress();
-        assert!(
-            f.is_fenced(),
-            "a watch alone does not prove etcd has a leader"
-        );
         f.read_ok(Instant::now());
+        assert!(f.is_fenced(), "no lease yet");
+        tokio::time::advance(Duration::from_millis(5)).await;
+        f.lease_acked(Instant::now(), Duration::from_secs(5), true);
+        assert!(f.is_fenced(), "the map was proven before the lease began");
+        f.read_ok(Instant::now());
+        f.progress();
         assert!(!f.is_fenced() && !f.is_stale());
         f.set_stale();
+        assert!(
+            !f.is_fenced() && f.is_stale(),
+            "a lost watch alone does not fence"
+        );
+        f.set_usable(false);
         assert!(f.is_fenced());
+        f.set_usable(true);
+        f.lease_lost();
+        assert!(f.is_fenced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_follows_the_lease_on_the_clock() {
+        let f = Freshness::live(Duration::from_secs(3), Duration::from_millis(1000));
+        let sent = Instant::now();
+        f.lease_acked(sent, Duration::from_secs(5), true);
+        f.read_ok(Instant::now());
+        f.progress();
+        assert!(!f.is_fenced());
+        // No watch progress at all (etcd electing a leader): still open while the lease holds.
+        tokio::time::advance(Duration::from_millis(3_990)).await;
+        assert!(!f.is_fenced());
+        assert_eq!(f.lease_left_ms(), Some(10));
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert!(f.is_fenced(), "TTL - margin after the keepalive was sent");
+        // A late acknowledgement of the same lease reopens it: the lease never expired.
+        f.lease_acked(Instant::now(), Duration::from_secs(5), false);
+        assert!(!f.is_fenced());
+        // A new lease: closed until the map is proven current again.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        f.lease_acked(Instant::now(), Duration::from_secs(5), true);
+        assert!(f.is_fenced());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        f.read_ok(Instant::now());
+        f.progress();
+        assert!(!f.is_fenced());
     }
 }

@@ -20,6 +20,8 @@ pub struct Proxy {
     pub(super) runtime: Arc<ArcSwap<Runtime>>,
     pub(super) freshness: Arc<Freshness>,
     pub(super) inflight: Arc<InFlight>,
+    /// Writes held while their owner DC cannot be reached (`held.rs`).
+    pub(super) held: Arc<super::held::Held>,
     /// Replication, when `[replication] enabled`.
     pub(super) replication: Option<Arc<dyn Replicas>>,
     /// Where a create whose id lands outside this DC's home shards is reported.

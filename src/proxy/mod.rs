@@ -18,6 +18,7 @@
 
 mod catalog;
 mod ctx;
+mod held;
 mod hold;
 mod local;
 mod node;
@@ -30,6 +31,7 @@ mod respond;
 mod shared;
 
 pub use ctx::Proxy;
+pub use held::Held;
 pub use replicas::{
     AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, CatalogWrite, ReplicaAnswer, Replicas,
     is_endpoint,
@@ -61,6 +63,7 @@ impl Proxy {
             runtime,
             freshness,
             inflight,
+            held: Arc::new(Held::default()),
             replication: None,
             misplaced: None,
             catalog_order: Arc::default(),
@@ -74,6 +77,11 @@ impl Proxy {
     }
 
     /// Serves replica reads, merges lists and opens operations through `replication`.
+    /// The writes held across a failover now (for `/admin/routes`).
+    pub fn held(&self) -> Arc<Held> {
+        self.held.clone()
+    }
+
     pub fn with_replication(mut self, replication: Option<Arc<dyn Replicas>>) -> Self {
         self.replication = replication;
         self

@@ -1,6 +1,8 @@
-//! Forwarding to another DC's router (the owner of the shard), and the 421 retry.
+//! Forwarding to another DC's router (the owner of the shard), the 421 retry, and holding a
+//! write whose owner DC cannot be reached until a new map names another (`held.rs`).
 
 use super::ctx::Ctx;
+use super::held::{Failure, HoldInput, Verdict, may_hold};
 use super::local::{to_local, to_standby};
 use super::respond::{decorate, refusal, replayable};
 use crate::body::ProxyBody;
@@ -30,9 +32,30 @@ pub(super) async fn to_peer(
     // Buffer a small body so a 421 can be retried; a large one streams on.
     let body = replayable(cx.rt, body).await?;
     let replay = body.try_clone();
-    let mut resp = send_peer(cx, table, body, route, dc).await?;
     let mut routed_by = table.revision;
     let mut name = table.dc_name(dc).to_string();
+    let mut resp = match send_peer(cx, table, body, route, dc).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            // The owner DC could not be reached at all: hold the write for its next owner.
+            let Some((fresh, again)) = hold(cx, table, dc, replay.as_ref(), &e).await else {
+                return Err(e);
+            };
+            routed_by = fresh.revision;
+            let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
+                Decision::Go(r2) => r2,
+                other => return Err(refusal(other, &fresh)),
+            };
+            match r2.target {
+                Target::Local(api) => return to_local(cx, again, r2, api).await,
+                Target::Standby(home) => return to_standby(cx, again, r2, home).await,
+                Target::Peer(next) => {
+                    name = fresh.dc_name(next).to_string();
+                    send_peer(cx, &fresh, again, r2, next).await?
+                }
+            }
+        }
+    };
     let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     for _ in 0..MAX_REROUTES {
@@ -120,4 +143,71 @@ async fn misdirected_revision(resp: Response<ProxyBody>) -> Option<u64> {
         .ok()?
         .get("revision")?
         .as_u64()
+}
+
+/// Holds a write whose owner DC `dc` could not be reached (nothing was sent: `err` is
+/// `PeerUnreachable`) until a map routes it elsewhere, at most `failover.buffer_max_ms`.
+/// Returns that map and the body to send again, or None: fail with `err` as before.
+async fn hold(
+    cx: &Ctx<'_>,
+    table: &RoutingTable,
+    dc: usize,
+    replay: Option<&ProxyBody>,
+    err: &ProxyError,
+) -> Option<(std::sync::Arc<RoutingTable>, ProxyBody)> {
+    let f = &cx.rt.config.raw.failover;
+    let failure = match err {
+        ProxyError::PeerUnreachable { .. } => Failure::NeverSent,
+        _ => Failure::MaybeSent,
+    };
+    let held = &cx.proxy.held;
+    let body_len = replay.map(|b| match b {
+        ProxyBody::Full(Some(bytes)) => bytes.len() as u64,
+        _ => 0,
+    });
+    let verdict = may_hold(&HoldInput {
+        write: cx.is_write(),
+        failure,
+        body_len,
+        held_requests: held.requests(),
+        held_bytes: held.bytes(),
+        max_requests: f.buffer_max_requests,
+        max_bytes: f.buffer_max_bytes,
+        max_ms: f.buffer_max_ms,
+    });
+    match verdict {
+        Verdict::Hold => {}
+        Verdict::Full => {
+            held.refused_full();
+            return None;
+        }
+        Verdict::NotHeld | Verdict::MaybeSent | Verdict::Streamed => return None,
+    }
+    let body = replay?;
+    let slot = held.enter(body_len.unwrap_or(0));
+    let name = table.dc_name(dc);
+    tracing::info!(peer = %name, error = %err, "owner DC unreachable (nothing sent): holding the write for its next owner");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(f.buffer_max_ms);
+    let mut seen = table.revision;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            slot.expired();
+            return None;
+        }
+        let fresh = cx.proxy.routes.wait_for_revision(seen + 1, left).await;
+        if fresh.revision <= seen {
+            continue;
+        }
+        seen = fresh.revision;
+        let elsewhere = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
+            Decision::Go(r) => r.target != Target::Peer(dc),
+            _ => false,
+        };
+        if elsewhere {
+            tracing::info!(peer = %name, revision = fresh.revision, "a new map routes the held write elsewhere: sending it");
+            slot.released();
+            return Some((fresh, body.try_clone()?));
+        }
+    }
 }

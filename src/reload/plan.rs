@@ -321,15 +321,23 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         mode: failover_mode,
         lease_ttl_ms,
         grace_ms,
+        fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
+        buffer_max_ms,
+        buffer_max_requests,
+        buffer_max_bytes,
     } = failover;
     let failover = FailoverConfig {
         mode: failover_mode,
         lease_ttl_ms,
         grace_ms,
+        fence_margin_ms,
         min_interval_ms,
         max_hold_ms,
+        buffer_max_ms,
+        buffer_max_requests,
+        buffer_max_bytes,
     };
     restart.note(FAILOVER, failover != o.failover);
 
@@ -345,6 +353,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         list_body_bytes,
         restart_hook,
         hook_max_attempts,
+        retain_terminated_ms,
         batch_body_bytes,
     } = replication;
     let replication = ReplicationConfig {
@@ -360,6 +369,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         list_body_bytes,
         restart_hook,
         hook_max_attempts,
+        retain_terminated_ms,
     };
     restart.note(REPLICATION, replication != o.replication);
 

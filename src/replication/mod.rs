@@ -29,6 +29,7 @@ mod outbox;
 mod port;
 pub mod record;
 mod replica;
+mod retention;
 mod secrets;
 mod sender;
 mod store;
@@ -133,6 +134,7 @@ impl Replication {
         tasks.spawn(hook::run(inner.clone()));
         tasks.spawn(drift::run(inner.clone()));
         tasks.spawn(log_owners(inner.clone()));
+        tasks.spawn(retention::run(inner.clone(), path));
         Ok(Replication { inner })
     }
 
