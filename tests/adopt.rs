@@ -12,7 +12,7 @@ mod support;
 
 use coopr_router::adopt::{self, Options, Outcome};
 use coopr_router::config;
-use coopr_router::etcd::{manual, ops, pins};
+use coopr_router::etcd::{handoff, ops, pins};
 use coopr_router::shutdown::{Shutdown, ShutdownTrigger};
 use coopr_router::sim::{Sim, SimConfig};
 use http::{Method, StatusCode};
@@ -320,11 +320,19 @@ async fn existing_clusters_are_adopted_misplaced_creates_pinned_and_pins_follow_
         StatusCode::OK
     );
 
-    // dc1 fails over to dc2: dc1's pinned clusters follow its shards. dc3's router forwards
+    // dc1's shards move to dc2 (a planned handoff: dc1's routers hold their leases, so no
+    // failover may take them): dc1's pinned clusters follow its shards. dc3's router forwards
     // them to dc2, whose standby server for dc1 takes the writes (in these tests each DC's
     // simulator doubles as its standby server for the other DCs).
-    let plan = manual::plan(&s, "dc1", "dc2").await.unwrap();
-    manual::execute(&s, &plan, true).await.unwrap();
+    let plans = handoff::plan(&s, None, Some("dc1"), "dc2").await.unwrap();
+    handoff::request(&s, &plans, "test").await.unwrap();
+    let moved = handoff::wait(&s, &plans, WAIT).await.unwrap();
+    assert!(
+        moved
+            .iter()
+            .all(|o| matches!(o, handoff::Outcome::Moved { .. })),
+        "{moved:?}"
+    );
     for dc in &d.dcs {
         eventually(WAIT, "dc1's shards at dc2", || async {
             (routes(dc).await["shards"][1]["owner"] == "dc2").then_some(())
