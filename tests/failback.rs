@@ -3,6 +3,8 @@
 //! has been up for `failback_after_ms`, its other shards return home through the planned
 //! handoff, one at a time, each with a history record by `failback`; `/admin/routes` says why
 //! the operator's shard waits. With `failback = "manual"` nothing returns. A failback request is
+//! A DC that flaps (back, then gone again before `failback_after_ms`) gets nothing back
+//! until it has stayed up that long. A failback request is
 //! refused while any other handoff is pending, and when the shard's epoch changed. Writes sent
 //! through all three DCs across a failback are all acknowledged and each applied exactly once,
 //! at the epoch of the owner that applied it.
@@ -366,4 +368,68 @@ async fn writes_through_every_dc_across_a_failback_are_applied_exactly_once() {
         "{} writes across the failback, none failed, each applied once",
         seen.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_dc_gets_nothing_back_until_it_stays_up() {
+    const AFTER: u64 = 5_000;
+    let (etcd, mut d, _dir) = world("automatic", AFTER).await;
+    let s = etcd.settings(PREFIX);
+    fail_dc1(&etcd, &mut d).await;
+    // Up briefly, then gone again before failback_after_ms.
+    d.dcs[0].restart_router().await;
+    let first = Instant::now();
+    eventually(WAIT, "dc1 fresh", || async {
+        let r = routes(&d.dcs[0]).await;
+        (r["stale"] == false && r["fenced"] == false).then_some(())
+    })
+    .await;
+    // dc2 counts it up (and waits for it to stay up)...
+    eventually(WAIT, "dc2 sees dc1 up", || async {
+        let f = routes(&d.dcs[1]).await["failback"].as_array()?.clone();
+        (f.len() == 4 && f.iter().all(|w| w["reason"] == "not_alive_long_enough")).then_some(())
+    })
+    .await;
+    // ...and it goes again.
+    d.dcs[0].stop_router().await;
+    let flap = first.elapsed();
+    assert!(
+        flap < Duration::from_millis(AFTER),
+        "the flap took {flap:?}: the test needs it shorter than {AFTER} ms"
+    );
+    // dc2 and dc3 see it down (their routes say why nothing returns).
+    eventually(WAIT, "dc2 sees dc1 down", || async {
+        let f = routes(&d.dcs[1]).await["failback"].as_array()?.clone();
+        (f.len() == 4 && f.iter().all(|w| w["reason"] == "home_down")).then_some(())
+    })
+    .await;
+    for n in DC1_HOME {
+        assert_eq!(
+            ops::history_count(&s, n as u32).await.unwrap(),
+            1,
+            "shard {n}"
+        );
+    }
+    // Back for good: the count starts again from this restart.
+    d.dcs[0].restart_router().await;
+    let second = Instant::now();
+    eventually(WAIT, "dc1's shards home", || async {
+        let map = ops::show(&s).await.ok()?;
+        DC1_HOME
+            .iter()
+            .all(|&n| map[n].owner == "dc1")
+            .then_some(())
+    })
+    .await;
+    let took = second.elapsed();
+    eprintln!("flap {flap:?}; home {took:?} after the second restart");
+    assert!(took >= Duration::from_millis(AFTER), "home after {took:?}");
+    for n in DC1_HOME {
+        assert_eq!(last_by(&s, n as u32).await, "failback", "shard {n}");
+        assert_eq!(
+            ops::history_count(&s, n as u32).await.unwrap(),
+            2,
+            "shard {n}"
+        );
+    }
 }
