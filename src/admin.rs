@@ -35,6 +35,8 @@ pub struct AdminParts {
     pub misplaced: Option<Arc<crate::ownership::Misplaced>>,
     /// The writes held across a failover (`/admin/routes`).
     pub held: Arc<crate::proxy::Held>,
+    /// What the failback driver last decided (`/admin/routes` `failback`; etcd source only).
+    pub failback: Option<Arc<crate::etcd::failback::Status>>,
 }
 
 #[derive(Clone)]
@@ -50,6 +52,7 @@ pub struct Admin {
     misplaced: Option<Arc<crate::ownership::Misplaced>>,
     changes: Arc<ChangeLog>,
     held: Arc<crate::proxy::Held>,
+    failback: Option<Arc<crate::etcd::failback::Status>>,
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response<ProxyBody> {
@@ -88,6 +91,7 @@ impl Admin {
             draining: Arc::new(AtomicBool::new(false)),
             replication: p.replication,
             misplaced: p.misplaced,
+            failback: p.failback,
             held: p.held,
         }
     }
@@ -291,6 +295,31 @@ impl Admin {
         }
     }
 
+    /// The shards away from home that are not handed back now, and why each waits.
+    fn failback_view(&self, t: &crate::routing::RoutingTable) -> Value {
+        let Some(f) = &self.failback else {
+            return json!([]);
+        };
+        let rows: Vec<Value> = f
+            .waiting()
+            .into_iter()
+            .map(|(n, why)| {
+                let mut v = serde_json::to_value(&why).unwrap_or_else(|_| json!({}));
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("shard".into(), json!(n));
+                    let e = t.shard(n);
+                    o.insert("owner".into(), json!(e.map(|e| t.dc_name(e.owner))));
+                    o.insert(
+                        "home".into(),
+                        json!(e.and_then(|e| e.home).map(|h| t.dc_name(h))),
+                    );
+                }
+                v
+            })
+            .collect();
+        json!(rows)
+    }
+
     fn routes_view(&self) -> Value {
         let t = self.routes.load();
         let rt = self.runtime.load_full();
@@ -327,7 +356,7 @@ impl Admin {
             json!({
                 "dc": t.local_name(), "revision": t.revision, "source": source,
                 "stale": f.is_stale(), "fenced": f.is_fenced(), "progress_age_ms": f.progress_age_ms(),
-                "held": self.held.summary(), "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
+                "held": self.held.summary(), "failback": self.failback_view(&t), "fence_after_ms": f.fence_after_ms(), "lease_left_ms": f.lease_left_ms(), "fence_margin_ms": f.margin_ms(), "relists": f.relists(), "watch_restarts": f.watch_restarts(),
                 "reload": self.reloader.status(), "draining": self.draining.load(Ordering::SeqCst),
                 "dcs": dcs, "shards": shards, "backends": backends,
                 "pins": t.pins.iter().map(|p| json!({"lo": p.lo, "hi": p.hi, "dc": t.dc_name(p.dc), "epoch": p.epoch})).collect::<Vec<_>>(),

@@ -192,6 +192,7 @@ pub fn start_with_file(
         tasks.spawn(reloader.clone().watch_file(shutdown.clone()));
         tasks.spawn(reloader.clone().on_sighup(shutdown.clone()));
     }
+    let mut failback = None;
     if o.source == OwnershipSource::Etcd {
         let rt = runtime.clone();
         let peer_up: Arc<dyn Fn(usize) -> bool + Send + Sync> =
@@ -199,9 +200,18 @@ pub fn start_with_file(
         tasks.spawn(crate::etcd::failover::run(
             config.clone(),
             routes.clone(),
-            peer_up,
+            peer_up.clone(),
             shutdown.clone(),
         ));
+        let status = crate::etcd::failback::Status::new();
+        tasks.spawn(crate::etcd::failback::run(
+            config.clone(),
+            routes.clone(),
+            peer_up,
+            status.clone(),
+            shutdown.clone(),
+        ));
+        failback = Some(status);
     }
     let replication = if config.raw.replication.enabled {
         let r = crate::replication::Replication::start(
@@ -294,6 +304,7 @@ pub fn start_with_file(
         replication,
         misplaced,
         held: proxy.held(),
+        failback,
     });
     let handler = move |req, _remote| {
         let admin = admin.clone();

@@ -92,6 +92,11 @@ pub const HELD_WRITES: &str = "coopr_router_held_writes_total";
 pub const HELD_NOW: &str = "coopr_router_held_writes";
 /// Bytes of the bodies of the writes held now.
 pub const HELD_BYTES: &str = "coopr_router_held_bytes";
+/// Shards away from their home DC that are not handed back now (`/admin/routes` `failback`
+/// says why each waits).
+pub const FAILBACK_WAITING: &str = "coopr_router_failback_waiting";
+/// Failback handoffs this router requested (and etcd accepted).
+pub const FAILBACK_REQUESTED: &str = "coopr_router_failback_requested_total";
 
 /// Upper bounds of the request latency buckets, in seconds.
 pub const DURATION_BUCKETS: [f64; 14] = [
@@ -428,6 +433,18 @@ pub fn holding(requests: u64, bytes: u64) {
     install();
     ::metrics::gauge!(HELD_NOW).set(requests as f64);
     ::metrics::gauge!(HELD_BYTES).set(bytes as f64);
+}
+
+/// How many shards wait to go home (the failback driver, after each decision).
+pub fn failback_waiting(n: u64) {
+    install();
+    ::metrics::gauge!(FAILBACK_WAITING).set(n as f64);
+}
+
+/// This router requested a failback handoff.
+pub fn failback_requested() {
+    install();
+    ::metrics::counter!(FAILBACK_REQUESTED).increment(1);
 }
 
 /// A config reload finished.

@@ -385,7 +385,7 @@ fn the_table_knows_no_source() {
 
 #[test]
 fn the_pure_core_does_no_io() {
-    // classify, ids, routing::decide and failover::step name nothing that does I/O.
+    // classify, ids, routing::decide, failover::step and failover::failback name nothing that does I/O.
     let g = file_graph(&files());
     let io = [
         "etcd",
@@ -397,7 +397,13 @@ fn the_pure_core_does_no_io() {
         "runtime",
         "tls",
     ];
-    for m in ["classify", "ids", "routing/decide", "failover/step"] {
+    for m in [
+        "classify",
+        "ids",
+        "routing/decide",
+        "failover/step",
+        "failover/failback",
+    ] {
         let uses = g.get(m).cloned().unwrap_or_default();
         for u in &uses {
             assert!(

@@ -123,6 +123,23 @@ pub struct FailoverConfig {
     pub buffer_max_requests: u64,
     /// At most this many bytes of held bodies at once (each at most `limits.inspect_body_bytes`).
     pub buffer_max_bytes: u64,
+    /// Whether a DC that comes back gets the shards it lost by automatic failover back by
+    /// itself (a planned handoff per shard, one at a time).
+    pub failback: FailbackMode,
+    /// How long a DC's `alive/` key must have been present (and its health checks passing)
+    /// before its shards are handed back.
+    pub failback_after_ms: u64,
+}
+
+/// Whether shards lost by automatic failover return home by themselves.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailbackMode {
+    /// Once the home DC has stayed alive and healthy for `failback_after_ms`.
+    #[default]
+    Automatic,
+    /// Only an operator hands shards back (`coopr-router handoff`).
+    Manual,
 }
 
 impl Default for FailoverConfig {
@@ -137,6 +154,8 @@ impl Default for FailoverConfig {
             buffer_max_ms: 10_000,
             buffer_max_requests: 1_000,
             buffer_max_bytes: 16 * 1024 * 1024,
+            failback: FailbackMode::Automatic,
+            failback_after_ms: 60_000,
         }
     }
 }

@@ -244,7 +244,11 @@ pub async fn commit(
         from: Some(from.to_string()),
         to: Some(h.to.clone()),
         prev_epoch: epoch,
-        by: "handoff".into(),
+        // A failback keeps its name in the history, so it is told from an operator's handoff.
+        by: match h.by.as_str() {
+            "failback" => "failback".into(),
+            _ => "handoff".into(),
+        },
         reason: h.reason.clone(),
         at_ms,
     };

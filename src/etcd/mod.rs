@@ -4,6 +4,7 @@
 //! that imports `etcd_client`.
 
 pub mod catalog_home;
+pub mod failback;
 pub mod failover;
 pub mod handoff;
 pub mod handoff_driver;

@@ -194,23 +194,41 @@ pub(super) async fn put_handoff(
     to: &str,
     reason: &str,
 ) -> Result<bool, EtcdError> {
+    put_handoff_by(s, client, (shard, epoch), to, ("cli", reason)).await
+}
+
+/// [`put_handoff`] with who asks (`cli`, or `failback`, which the commit's history record
+/// keeps; a failback is also refused while any other handoff is pending).
+pub(super) async fn put_handoff_by(
+    s: &Settings,
+    client: &mut etcd_client::Client,
+    (shard, epoch): (u32, i64),
+    to: &str,
+    (by, reason): (&str, &str),
+) -> Result<bool, EtcdError> {
     let key = keyspace::handoff_key(&s.prefix, shard);
     let value = HandoffValue {
         to: to.to_string(),
         epoch,
-        by: "cli".into(),
+        by: by.into(),
         reason: reason.to_string(),
         at_ms: now_ms(),
     };
+    let mut when = vec![
+        Compare::mod_revision(
+            keyspace::shard_key(&s.prefix, shard),
+            CompareOp::Equal,
+            epoch,
+        ),
+        Compare::version(key.as_bytes(), CompareOp::Equal, 0),
+    ];
+    if by == "failback" {
+        // One failback at a time, across every router: none while any handoff is pending.
+        let all = keyspace::handoffs_prefix(&s.prefix);
+        when.push(Compare::version(all, CompareOp::Equal, 0).with_prefix());
+    }
     let txn = Txn::new()
-        .when([
-            Compare::mod_revision(
-                keyspace::shard_key(&s.prefix, shard),
-                CompareOp::Equal,
-                epoch,
-            ),
-            Compare::version(key.as_bytes(), CompareOp::Equal, 0),
-        ])
+        .when(when)
         .and_then([TxnOp::put(key.as_bytes(), json(&value), None)]);
     Ok(s.within(client.txn(txn)).await?.succeeded())
 }

@@ -65,7 +65,7 @@ pub struct HistoryRecord {
     pub to: Option<String>,
     /// The shard's epoch before the change (0 for init).
     pub prev_epoch: i64,
-    /// Who made it: `cli`, `failover`, `handoff`.
+    /// Who made it: `cli`, `failover`, `handoff`, `failback` (a handoff home after a failover).
     pub by: String,
     pub reason: String,
     pub at_ms: u64,
@@ -188,6 +188,10 @@ pub fn shards_prefix(prefix: &str) -> String {
 }
 pub fn handoff_key(prefix: &str, n: u32) -> String {
     format!("{prefix}handoff/{n}")
+}
+/// Every pending handoff (`handoff/`; not `handoff_ack/`).
+pub fn handoffs_prefix(prefix: &str) -> String {
+    format!("{prefix}handoff/")
 }
 pub fn pin_key(prefix: &str, lo: u64) -> String {
     format!("{prefix}pins/{lo:020}")

@@ -327,6 +327,8 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         buffer_max_ms,
         buffer_max_requests,
         buffer_max_bytes,
+        failback,
+        failback_after_ms,
     } = failover;
     let failover = FailoverConfig {
         mode: failover_mode,
@@ -338,6 +340,8 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         buffer_max_ms,
         buffer_max_requests,
         buffer_max_bytes,
+        failback,
+        failback_after_ms,
     };
     restart.note(FAILOVER, failover != o.failover);
 

@@ -310,6 +310,8 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("failover.buffer_max_ms", "100"),
         one("failover.buffer_max_requests", "5"),
         one("failover.buffer_max_bytes", "4096"),
+        one("failover.failback", "\"manual\""),
+        one("failover.failback_after_ms", "1500"),
         one("replication.enabled", "true"),
         one("replication.path", "\"/tmp/other.redb\""),
         one("replication.outbox_max_records", "10"),

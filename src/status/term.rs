@@ -110,6 +110,25 @@ pub fn render(r: &Read, now_ms: u64) -> String {
             );
         }
     }
+    let failback = st["failback"].as_array().unwrap_or(&empty);
+    if !failback.is_empty() {
+        let _ = writeln!(o, "failback waiting (shards away from home, and why):");
+        for w in failback {
+            let detail = match (&w["by"], &w["remaining_ms"]) {
+                (Value::String(by), _) => format!(" (moved by {by})"),
+                (_, Value::Number(ms)) => format!(" ({ms} ms left)"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "  shard {} at {}, home {}: {}{detail}",
+                s(&w["shard"]),
+                s(&w["owner"]),
+                s(&w["home"]),
+                s(&w["reason"]),
+            );
+        }
+    }
     let _ = writeln!(o, "DCs:");
     for d in st["dcs"].as_array().unwrap_or(&empty) {
         let name = s(&d["name"]);
@@ -214,6 +233,7 @@ mod tests {
             ],
             "backends": [{"url": "http://127.0.0.1:1/", "healthy": true}],
             "pins": [{"lo": 1, "hi": 5000, "dc": "dc2", "epoch": 9}],
+            "failback": [{"shard": 1, "owner": "dc2", "home": "dc1", "reason": "not_alive_long_enough", "remaining_ms": 1200}],
             "replication": {"enabled": true, "peers": [{"peer": "dc2", "queued": 5, "oldest_age_ms": 2500}]},
             "changes": [{"at_ms": 10_000, "revision": 7, "shard": 0, "what": "owner", "from": "dc2", "to": "dc1", "epoch": 3}],
         })
@@ -241,6 +261,7 @@ mod tests {
             "operations: open 2, interrupted ? (needs the admin token)",
             "12.0 s ago  revision 7  shard 0  dc2 -> dc1  epoch 3",
             "  1..=5000 -> dc2  epoch 9",
+            "  shard 1 at dc2, home dc1: not_alive_long_enough (1200 ms left)",
         ] {
             assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
