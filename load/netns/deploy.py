@@ -17,9 +17,10 @@ PREFIX = "/coopr-router/"
 
 
 class Deployment:
-    def __init__(self, run_dir, bin_dir, op_delay_ms=50):
+    def __init__(self, run_dir, bin_dir, op_delay_ms=50, extra=""):
         self.run = run_dir
         self.bin = bin_dir
+        self.extra = extra  # config text every router starts with (a scenario's settings)
         self.op_delay_ms = op_delay_ms
         self.procs = {}  # (what, k) -> Popen
         os.makedirs(run_dir, exist_ok=True)
@@ -137,7 +138,8 @@ class Deployment:
     def config_path(self, k):
         return os.path.join(self.run, f"router{k}.toml")
 
-    def write_config(self, k, extra=""):
+    def write_config(self, k, extra=None):
+        extra = self.extra if extra is None else extra
         sim = f"127.0.0.1:{port(k, 'sim')}"
         t = [f'dc = "dc{k}"', "shard_count = 12", 'rules = "coopr"', "",
              "[listen]", f'client = "127.0.0.1:{port(k, "client")}"',

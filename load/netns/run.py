@@ -77,6 +77,30 @@ def kill_etcd_leader(d, t0, length):
     return f"etcd leader (dc{k}'s member) killed -9 at 5 s, restarted at 15 s"
 
 
+def failback(d, t0, length):
+    """dc1 killed at 5 s, back at 16 s (its shards failed over meanwhile: lease 5 s + grace 2 s),
+    then its shards come home by themselves (the
+    routers run with failover.failback_after_ms = 5000, min_interval_ms = 5000)."""
+    at(t0, 5)
+    d.kill("router", 1)
+    d.kill("sim", 1)
+    at(t0, 16)
+    d.start_sim(1)
+    d.start_router(1)
+    back = None
+    while time.time() < t0 + length - 2:
+        shards = {int(s["key"].rsplit("/", 1)[1]): s["value"]["owner"]
+                  for s in d.ownership_dump()["shards"]}
+        # dc1's home shards: n mod 3 == 1 (id_start 1, increment 3).
+        if all(o == "dc1" for n, o in shards.items() if n % 3 == 1) and back is None:
+            moved = [h for h in d.ownership_dump()["history"] if h["value"].get("by") == "failback"]
+            if moved:
+                back = time.time() - t0
+        time.sleep(0.5)
+    when = f"all home at {back:.1f} s" if back else "NOT all home by the end"
+    return f"kill -9 of dc1's router and sim at 5 s, both restarted at 16 s; failback: {when}"
+
+
 def wan_200(d, t0, length):
     at(t0, 5)
     d.set_delay(200)
@@ -117,7 +141,11 @@ def reloads(d, t0, length):
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
              "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "bw-1mbit": (bw_1mbit, 25),
-             "reload": (reloads, 15)}
+             "reload": (reloads, 15), "failback": (failback, 45)}
+# Settings a scenario's routers start with.
+SCENARIO_CONFIG = {
+    "failback": "[failover]\nfailback_after_ms = 5000\nmin_interval_ms = 5000\n",
+}
 CI_SET = ["kill", "handoff", "partition", "etcd-leader"]
 
 
@@ -139,7 +167,7 @@ def run_one(name, args):
     run = os.path.join(args.out, name)
     shutil.rmtree(run, ignore_errors=True)
     topo.up()
-    d = deploy.Deployment(run, args.bin_dir)
+    d = deploy.Deployment(run, args.bin_dir, extra=SCENARIO_CONFIG.get(name, ""))
     clients = []
     try:
         d.start()
