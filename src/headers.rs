@@ -24,6 +24,9 @@ pub const CATALOG: HeaderName = HeaderName::from_static("x-coopr-router-catalog"
 pub const REPLICA_EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-replica-epoch");
 /// On an answer from the replica store: what the owner DC withheld from it (secrets stay home);
 /// `Cache-Control: no-cache` reads the owner, which has them.
+/// On the answer to a write that was held across an unplanned failover (its owner DC could not
+/// be reached, nothing was sent) and then sent to the new owner: how long it waited, in ms.
+pub const HELD_MS: HeaderName = HeaderName::from_static("x-coopr-router-held-ms");
 pub const WITHHELD: HeaderName = HeaderName::from_static("x-coopr-router-withheld");
 /// The value of [`WITHHELD`]: the parts replication never copies.
 pub const WITHHELD_PARTS: &str =

@@ -194,10 +194,17 @@ def run_one(name, args):
             with open(os.path.join(run, f"sim{k}.log.json"), "w") as f:
                 json.dump(d.sim_log(k), f)
         d.wait_until("etcd", lambda: d.etcd_leader() is not None, 30)
+        dump = d.ownership_dump()
         with open(os.path.join(run, "ownership.json"), "w") as f:
-            json.dump(d.ownership_dump(), f)
+            json.dump(dump, f)
         figs = checker.report(run)
         figs["scenario"], figs["fault"], figs["seconds"] = name, notes, length
+        # When each automatic move committed, in s after the scenario's start (faults at 5 s).
+        figs["moves_at_s"] = sorted(
+            f"shard {h['value']['shard']} {h['value']['from']}->{h['value']['to']}"
+            f" ({h['value']['by']}) {h['value']['at_ms'] / 1000 - t0:.1f}"
+            for h in dump["history"]
+            if h["value"].get("by") in ("failover", "failback") and h["value"].get("at_ms"))
         return figs
     finally:
         for c in clients:

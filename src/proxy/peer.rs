@@ -38,20 +38,24 @@ pub(super) async fn to_peer(
         Ok(resp) => resp,
         Err(e) => {
             // The owner DC could not be reached at all: hold the write for its next owner.
+            let held_at = tokio::time::Instant::now();
             let Some((fresh, again)) = hold(cx, table, dc, replay.as_ref(), &e).await else {
                 return Err(e);
             };
+            let mark = held_mark(held_at);
             routed_by = fresh.revision;
             let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
                 Decision::Go(r2) => r2,
                 other => return Err(refusal(other, &fresh)),
             };
             match r2.target {
-                Target::Local(api) => return to_local(cx, again, r2, api).await,
-                Target::Standby(home) => return to_standby(cx, again, r2, home).await,
+                Target::Local(api) => return to_local(cx, again, r2, api).await.map(mark),
+                Target::Standby(home) => {
+                    return to_standby(cx, again, r2, home).await.map(mark);
+                }
                 Target::Peer(next) => {
                     name = fresh.dc_name(next).to_string();
-                    send_peer(cx, &fresh, again, r2, next).await?
+                    mark(send_peer(cx, &fresh, again, r2, next).await?)
                 }
             }
         }
@@ -143,6 +147,17 @@ async fn misdirected_revision(resp: Response<ProxyBody>) -> Option<u64> {
         .ok()?
         .get("revision")?
         .as_u64()
+}
+
+/// Marks the answer to a held write with how long it waited (`x-coopr-router-held-ms`).
+fn held_mark(since: tokio::time::Instant) -> impl Fn(Response<ProxyBody>) -> Response<ProxyBody> {
+    move |mut resp| {
+        let waited = since.elapsed().as_millis().to_string();
+        if let Ok(v) = HeaderValue::from_str(&waited) {
+            resp.headers_mut().insert(headers::HELD_MS, v);
+        }
+        resp
+    }
 }
 
 /// Holds a write whose owner DC `dc` could not be reached (nothing was sent: `err` is
