@@ -4,8 +4,10 @@
 use super::ctx::Ctx;
 use super::held::{Failure, HoldInput, Verdict, may_hold};
 use super::local::{to_local, to_standby};
+use super::replica::{replicates, to_local_replicated};
 use super::respond::{decorate, refusal, replayable};
 use crate::body::ProxyBody;
+use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
@@ -47,7 +49,14 @@ pub(super) async fn to_peer(
                 other => return Err(refusal(other, &fresh)),
             };
             match r2.target {
+                Target::Local(api) if replicates(cx) => {
+                    return to_local_replicated(cx, &fresh, again, r2, api, None).await;
+                }
                 Target::Local(api) => return to_local(cx, again, r2, api).await,
+                Target::Standby(home) if replicates(cx) => {
+                    return to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home))
+                        .await;
+                }
                 Target::Standby(home) => return to_standby(cx, again, r2, home).await,
                 Target::Peer(next) => {
                     name = fresh.dc_name(next).to_string();
@@ -82,7 +91,13 @@ pub(super) async fn to_peer(
             other => return Err(refusal(other, &fresh)),
         };
         match r2.target {
+            Target::Local(api) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, api, None).await;
+            }
             Target::Local(api) => return to_local(cx, again, r2, api).await,
+            Target::Standby(home) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home)).await;
+            }
             Target::Standby(home) => return to_standby(cx, again, r2, home).await,
             Target::Peer(next) => {
                 name = fresh.dc_name(next).to_string();

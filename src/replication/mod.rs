@@ -19,6 +19,9 @@
 //! - `hook`: interrupted operations and their delivery to the restart hook.
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
 //! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
+//! - `sweep`: what the anti-entropy sweep replicates (pure); `sweeper`: the sweep task.
+//! - `sent`: the last state queued per cluster, owed peers, where sequence numbers start.
+//! - `resync`: a new replica store asking the owners for their full state.
 
 mod answer;
 mod catalog;
@@ -29,10 +32,14 @@ mod outbox;
 mod port;
 pub mod record;
 mod replica;
+mod resync;
 mod retention;
 mod secrets;
 mod sender;
+mod sent;
 mod store;
+pub mod sweep;
+mod sweeper;
 mod tracker;
 mod visibility;
 
@@ -81,6 +88,8 @@ pub(crate) struct Inner {
     /// Per DC, its differences from the home DC's catalog at the last comparison (`None`: it
     /// could not be read).
     drift: Mutex<std::collections::BTreeMap<String, Option<usize>>>,
+    /// Wakes the sweep (a replica asked for the full state).
+    sweep_wake: Notify,
 }
 
 impl Replication {
@@ -110,6 +119,7 @@ impl Replication {
             cluster_wake: Mutex::new(HashMap::new()),
             catalog: catalog::States::default(),
             drift: Mutex::new(std::collections::BTreeMap::new()),
+            sweep_wake: Notify::new(),
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {
@@ -126,6 +136,19 @@ impl Replication {
                 ));
             }
         }
+        if inner.store.fresh() {
+            // A new (or wiped) store: ask every other DC for the full state of its shards.
+            let others: Vec<String> = config
+                .dcs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != config.local)
+                .map(|(_, d)| d.name.clone())
+                .collect();
+            inner.store.ask_all(&others)?;
+        }
+        tasks.spawn(resync::ask(inner.clone()));
+        tasks.spawn(sweeper::run(inner.clone()));
         let open = inner.store.open_ops()?;
         tracing::info!(path = %path, open = open.len(), "replication store opened; resuming open operations");
         for intent in open {
@@ -407,6 +430,16 @@ impl Replication {
         Ok(applied)
     }
 
+    /// A peer asked for the full state of this DC's shards (`POST /replication/v1/resync`):
+    /// recorded, then paid by the sweep. `certified` as for [`Replication::apply`].
+    pub async fn resync_requested(
+        &self,
+        body: &[u8],
+        certified: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        resync::requested(&self.inner, body, certified).await
+    }
+
     /// The largest batch body the peer endpoint reads (`replication.batch_body_bytes`).
     pub fn batch_body_bytes(&self) -> usize {
         self.inner.cfg.batch_body_bytes
@@ -630,20 +663,18 @@ impl Inner {
         }
     }
 
-    /// `GET {backend}/v2/clusters/{id}{suffix}` as the intent's user; the JSON body of a 2xx.
-    async fn local_get(&self, intent: &Intent, suffix: &str) -> Result<serde_json::Value, String> {
-        let Some(base) = self.http.local_base() else {
-            return Err("no Coopr server is configured".into());
-        };
-        let url = format!("{base}/v2/clusters/{}{suffix}", intent.cluster);
-        let headers = [
-            ("Coopr-UserID", intent.user.as_str()),
-            ("Coopr-TenantID", intent.tenant.as_str()),
-        ];
-        let r = self.http.get_local(&url, &headers).await?;
-        if !r.ok() {
-            return Err(format!("{url}: status {}", r.status));
+    /// The external API base URL of the Coopr server that holds `shard`'s clusters: the local
+    /// one, or, for a shard this DC owns away from its home DC (adopted), this DC's standby
+    /// server for that home (when one is configured).
+    fn coopr_base(&self, shard: u32) -> Option<String> {
+        let table = self.routes.load();
+        if let Some(s) = table.shard(shard)
+            && s.owner == table.local
+            && let Some(home) = s.home.filter(|&h| h != table.local)
+            && let Some(base) = self.http.standby_base(home)
+        {
+            return Some(base);
         }
-        r.json().ok_or_else(|| format!("{url}: not JSON"))
+        self.http.local_base()
     }
 }
