@@ -20,7 +20,8 @@
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
 //! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
 //! - `sweep`: what the anti-entropy sweep replicates (pure); `sweeper`: the sweep task.
-//! - `sent`: the last state queued per cluster, owed peers, where sequence numbers start.
+//! - `sent`: the last state queued per cluster, owed peers, the next sequence number;
+//!   `resend`: states queued again (swept, or owed to a peer).
 //! - `resync`: a new replica store asking the owners for their full state.
 
 mod answer;
@@ -32,6 +33,7 @@ mod outbox;
 mod port;
 pub mod record;
 mod replica;
+mod resend;
 mod resync;
 mod retention;
 mod secrets;
@@ -524,6 +526,12 @@ impl Replication {
     pub async fn peer_queues(&self) -> Vec<PeerQueue> {
         let table = self.inner.routes.load();
         let mut out = Vec::new();
+        let (asking, owed) = self
+            .inner
+            .store
+            .run(|s| Ok((s.to_ask()?, s.owed()?)))
+            .await
+            .unwrap_or_default();
         for (i, dc) in table.dcs.iter().enumerate() {
             if i == table.local {
                 continue;
@@ -553,6 +561,8 @@ impl Replication {
                 peer: dc.name.clone(),
                 queued,
                 oldest_age_ms,
+                asking: asking.contains(&dc.name),
+                owed: owed.contains(&dc.name),
             });
         }
         out
@@ -567,6 +577,11 @@ pub struct PeerQueue {
     pub queued: Option<u64>,
     /// Age of the oldest queued record (`None`: nothing queued).
     pub oldest_age_ms: Option<u64>,
+    /// This replica's store is new and has not yet asked that DC for its full state.
+    pub asking: bool,
+    /// That peer is owed the full state of this DC's shards (a record for it was dropped, or it
+    /// asked); the sweep queues it once the peer's queue has room.
+    pub owed: bool,
 }
 
 /// Why a batch was not applied.

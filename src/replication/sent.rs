@@ -1,9 +1,9 @@
 //! The owner side of convergence, in the store: what this router last queued for each cluster
-//! (`LAST`, with its sweep [`Mark`] in `MARKS`), states the sweep queues, the peers owed a full
-//! state (`resync/{peer}`) and the owners this replica still has to ask for one (`ask/{dc}`),
-//! and where sequence numbers start.
+//! (`LAST`, with its sweep [`Mark`] in `MARKS`), the peers owed a full state (`resync/{peer}`),
+//! the owners this replica still has to ask for one (`ask/{dc}`), and the next sequence number.
+//! (`resend.rs` queues states again from here.)
 //!
-//! Why the sequence numbers of a new store start at [`seq_base`] (its creation time, in ms,
+//! Why the sequence numbers of a new store start at its `seq_base` (its creation time, in ms,
 //! times 2^20): a replica ignores a record not newer by (epoch, sequence) than its copy, and a
 //! wiped owner store would otherwise number from 1 again, so its replicas would ignore it (the
 //! static map's epoch never moves) until it overtook the old numbers. A store created later
@@ -12,16 +12,11 @@
 //! back between the two creations. Stores made before this rule have a base of 0 and keep
 //! counting from where they are.
 
-use super::record::{Envelope, Finished, Record};
+use super::record::Finished;
 use super::store::{LAST, MARKS, META, ReplError, SEQ_BASE, Store, counter};
 use super::sweep::Mark;
 use redb::{ReadableDatabase, ReadableTable};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Where the sequence numbers of a store created at `now_ms` start (pure).
-pub fn seq_base(now_ms: u64) -> u64 {
-    now_ms.saturating_mul(1 << 20)
-}
 
 /// The next sequence number of `shard`: above the last one and above the store's base.
 pub(super) fn next_seq(meta: &mut redb::Table<&str, u64>, shard: u32) -> Result<u64, ReplError> {
@@ -74,30 +69,6 @@ impl Store {
             .collect())
     }
 
-    /// Queues a state the sweep captured for `peers` and records it as the last one, in one
-    /// commit. Returns the peers whose queue was full (they are owed the full state).
-    pub fn queue_swept(
-        &self,
-        f: Finished,
-        peers: &[String],
-        cap: u64,
-    ) -> Result<Vec<String>, ReplError> {
-        let tx = self.db()?.begin_write()?;
-        let dropped;
-        {
-            let mut meta = tx.open_table(META)?;
-            let seq = next_seq(&mut meta, f.shard)?;
-            note_last(&tx, &f)?;
-            let env = Envelope {
-                seq,
-                record: Record::Finished(f),
-            };
-            dropped = super::outbox::enqueue(&tx, &mut meta, peers, &env, cap)?;
-        }
-        tx.commit()?;
-        Ok(dropped)
-    }
-
     /// The peers owed the full state.
     pub fn owed(&self) -> Result<Vec<String>, ReplError> {
         flags(self, "resync/")
@@ -109,52 +80,6 @@ impl Store {
         owe(&mut tx.open_table(META)?, &[peer.to_string()])?;
         tx.commit()?;
         Ok(())
-    }
-
-    /// Queues for `peer` alone, each with a new sequence number, the last state of every
-    /// cluster whose shard `mine` accepts, and clears what it was owed, in one commit. Nothing
-    /// is queued (and the debt stays) while the peer's queue has no room for all of them:
-    /// `None`. Else how many were queued.
-    pub fn resync(
-        &self,
-        peer: &str,
-        mine: &dyn Fn(u32) -> bool,
-        cap: u64,
-    ) -> Result<Option<u64>, ReplError> {
-        let tx = self.db()?.begin_write()?;
-        let mut n = 0;
-        {
-            let mut meta = tx.open_table(META)?;
-            let states: Vec<Finished> = {
-                let last = tx.open_table(LAST)?;
-                let mut v = Vec::new();
-                for row in last.iter()? {
-                    let f: Finished = serde_json::from_slice(row?.1.value())?;
-                    if mine(f.shard) {
-                        v.push(f);
-                    }
-                }
-                v
-            };
-            let queued = counter(&meta, &format!("count/{peer}"))?;
-            if queued.saturating_add(states.len() as u64) > cap {
-                drop(meta);
-                tx.abort()?;
-                return Ok(None);
-            }
-            let to = [peer.to_string()];
-            for f in states {
-                let env = Envelope {
-                    seq: next_seq(&mut meta, f.shard)?,
-                    record: Record::Finished(f),
-                };
-                super::outbox::enqueue(&tx, &mut meta, &to, &env, cap)?;
-                n += 1;
-            }
-            meta.remove(format!("resync/{peer}").as_str())?;
-        }
-        tx.commit()?;
-        Ok(Some(n))
     }
 
     /// Records that this (new) replica store must ask each of `dcs` for its full state.

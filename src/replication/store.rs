@@ -87,7 +87,7 @@ impl Store {
             let mut meta = tx.open_table(META)?;
             let fresh = meta.is_empty()?;
             if fresh {
-                meta.insert(SEQ_BASE, super::sent::seq_base(now_ms()))?;
+                meta.insert(SEQ_BASE, seq_base(now_ms()))?;
             }
             fresh
         };
@@ -153,6 +153,12 @@ impl Store {
     pub fn age_seconds(captured_ms: u64) -> u64 {
         now_ms().saturating_sub(captured_ms) / 1000
     }
+}
+
+/// Where the sequence numbers of a store created at `now_ms` start (pure): its creation
+/// time in ms times 2^20 (why: `sent.rs`).
+pub fn seq_base(now_ms: u64) -> u64 {
+    now_ms.saturating_mul(1 << 20)
 }
 
 /// The `META` key of where this store's sequence numbers start.

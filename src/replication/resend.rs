@@ -1,0 +1,211 @@
+//! States queued again, outside an operation: what the anti-entropy sweep captured
+//! (`sweeper.rs`), and the full state owed to a peer (the last state of every cluster of the
+//! shards this DC owns for it, once its queue has room). Each gets a new sequence number, so a
+//! replica applies it over anything older from this store.
+
+use super::outbox::enqueue;
+use super::record::{Envelope, Finished, Record};
+use super::sent::{next_seq, note_last};
+use super::store::{LAST, META, ReplError, Store, counter};
+use redb::ReadableTable;
+
+impl Store {
+    /// Queues a state the sweep captured for `peers` and records it as the last one, in one
+    /// commit. Returns the peers whose queue was full (they are owed the full state).
+    pub fn queue_swept(
+        &self,
+        f: Finished,
+        peers: &[String],
+        cap: u64,
+    ) -> Result<Vec<String>, ReplError> {
+        let tx = self.db()?.begin_write()?;
+        let dropped;
+        {
+            let mut meta = tx.open_table(META)?;
+            let seq = next_seq(&mut meta, f.shard)?;
+            note_last(&tx, &f)?;
+            let env = Envelope {
+                seq,
+                record: Record::Finished(f),
+            };
+            dropped = enqueue(&tx, &mut meta, peers, &env, cap)?;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+
+    /// Queues for `peer` alone, each with a new sequence number, the last state of every
+    /// cluster whose shard `mine` accepts, and clears what it was owed, in one commit. Nothing
+    /// is queued (and the debt stays) while the peer's queue has no room for all of them:
+    /// `None`. Else how many were queued.
+    pub fn resync(
+        &self,
+        peer: &str,
+        mine: &dyn Fn(u32) -> bool,
+        cap: u64,
+    ) -> Result<Option<u64>, ReplError> {
+        let tx = self.db()?.begin_write()?;
+        let mut n = 0;
+        {
+            let mut meta = tx.open_table(META)?;
+            let states: Vec<Finished> = {
+                let last = tx.open_table(LAST)?;
+                let mut v = Vec::new();
+                for row in last.iter()? {
+                    let f: Finished = serde_json::from_slice(row?.1.value())?;
+                    if mine(f.shard) {
+                        v.push(f);
+                    }
+                }
+                v
+            };
+            let queued = counter(&meta, &format!("count/{peer}"))?;
+            if queued.saturating_add(states.len() as u64) > cap {
+                drop(meta);
+                tx.abort()?;
+                return Ok(None);
+            }
+            let to = [peer.to_string()];
+            for f in states {
+                let env = Envelope {
+                    seq: next_seq(&mut meta, f.shard)?,
+                    record: Record::Finished(f),
+                };
+                enqueue(&tx, &mut meta, &to, &env, cap)?;
+                n += 1;
+            }
+            meta.remove(format!("resync/{peer}").as_str())?;
+        }
+        tx.commit()?;
+        Ok(Some(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::record::{Intent, Outcome};
+    use serde_json::json;
+
+    fn fin(cluster: u64, status: &str) -> Finished {
+        Finished {
+            op: 0,
+            origin: "dc1".into(),
+            cluster: format!("{cluster:08}"),
+            shard: (cluster % 12) as u32,
+            epoch: 0,
+            tenant: "t".into(),
+            owner: "u".into(),
+            action: "sweep".into(),
+            outcome: Outcome::Success,
+            captured_ms: 1,
+            details: json!({"id": format!("{cluster:08}"), "status": status}),
+            status: json!({"status": status}),
+            config: json!({}),
+            services: json!([]),
+            plan: None,
+        }
+    }
+
+    fn seqs(s: &Store, peer: &str) -> Vec<(String, u64)> {
+        s.peek(peer, 100)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice::<Envelope>(r).unwrap())
+            .map(|e| (e.record.cluster().to_string(), e.seq))
+            .collect()
+    }
+
+    #[test]
+    fn a_dropped_record_makes_the_peer_owed_and_the_debt_is_paid_when_there_is_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("o.redb")).unwrap();
+        assert!(s.fresh());
+        let peers = ["dc2".to_string(), "dc3".to_string()];
+        assert!(
+            s.queue_swept(fin(1, "active"), &peers, 2)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            s.queue_swept(fin(2, "active"), &peers, 2)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.owed().unwrap(), Vec::<String>::new());
+        // dc2 and dc3 are full: the third is dropped, and both are owed the full state.
+        assert_eq!(
+            s.queue_swept(fin(3, "terminated"), &peers, 2).unwrap(),
+            peers
+        );
+        assert_eq!(s.owed().unwrap(), peers);
+        assert_eq!(
+            s.marks().unwrap().len(),
+            3,
+            "the last state is kept even when dropped"
+        );
+        // No room yet: nothing queued, still owed.
+        assert_eq!(s.resync("dc2", &|_| true, 4).unwrap(), None);
+        assert_eq!(s.owed().unwrap(), peers);
+        // dc2 acknowledged its queue: the full state (shards 1 and 3 only) goes to dc2 alone.
+        let keys = s.peek("dc2", 10).unwrap().keys;
+        s.ack("dc2", &keys).unwrap();
+        let mine = |shard: u32| shard != 2;
+        assert_eq!(s.resync("dc2", &mine, 4).unwrap(), Some(2));
+        assert_eq!(s.owed().unwrap(), ["dc3"]);
+        let got = seqs(&s, "dc2");
+        let clusters: Vec<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(clusters, ["00000001", "00000003"]);
+        assert_eq!(s.queued("dc3").unwrap(), 2, "dc3's queue untouched");
+    }
+
+    #[test]
+    fn a_new_store_numbers_above_the_store_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("o.redb");
+        let intent = Intent {
+            op: 0,
+            origin: "dc1".into(),
+            cluster: "00000001".into(),
+            shard: 1,
+            epoch: 0,
+            tenant: "t".into(),
+            user: "u".into(),
+            method: "DELETE".into(),
+            path: "/v2/clusters/1".into(),
+            action: "cluster_delete".into(),
+            time_ms: 0,
+            body: None,
+            body_note: None,
+        };
+        let peers = ["dc2".to_string()];
+        let old_max = {
+            let s = Store::open(&path).unwrap();
+            for _ in 0..50 {
+                s.open_intent(intent.clone(), &peers, 1000).unwrap();
+            }
+            seqs(&s, "dc2").iter().map(|x| x.1).max().unwrap()
+        };
+        // Reopened: not new, numbers go on.
+        {
+            let s = Store::open(&path).unwrap();
+            assert!(!s.fresh());
+            s.queue_swept(fin(1, "active"), &peers, 1000).unwrap();
+            assert_eq!(seqs(&s, "dc2").last().unwrap().1, old_max + 1);
+        }
+        // The new store is made in a later millisecond than the old one.
+        let t = crate::replication::store::now_ms();
+        while crate::replication::store::now_ms() <= t {
+            std::thread::yield_now();
+        }
+        std::fs::remove_file(&path).unwrap();
+        let s = Store::open(&path).unwrap();
+        assert!(s.fresh());
+        s.queue_swept(fin(1, "active"), &peers, 1000).unwrap();
+        assert!(
+            seqs(&s, "dc2")[0].1 > old_max + 1,
+            "a wiped store numbers above the old one"
+        );
+    }
+}
