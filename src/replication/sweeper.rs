@@ -6,7 +6,7 @@
 //! queued, captures each difference as the tracker does (secrets removed) and queues it for the
 //! shard's other DCs. Then each peer owed the full state (a record for it was dropped, or it
 //! asked: `resync.rs`) gets the last state of every cluster of the shards this DC owns for it,
-//! once its queue has room. A replica's request wakes the sweep at once.
+//! once its queue has room. A replica's request has that paid at once (no comparison then).
 
 use super::Inner;
 use super::record::{Finished, outcome_of};
@@ -37,12 +37,13 @@ pub(super) async fn run(inner: Arc<Inner>) {
         } else {
             Duration::from_millis(every)
         };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = inner.sweep_wake.notified() => {}
+        // A replica's request wakes only the payment of what is owed.
+        let timer = tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = inner.sweep_wake.notified() => false,
             _ = &mut stop => return,
-        }
-        if inner.http.sweep_ms() > 0 {
+        };
+        if timer && inner.http.sweep_ms() > 0 {
             let swept = tokio::select! {
                 s = sweep(&inner) => s,
                 _ = &mut stop => return,
