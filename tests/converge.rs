@@ -359,3 +359,46 @@ async fn a_write_through_a_standby_server_is_replicated() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_down_longer_than_its_outbox_held_gets_the_full_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for two records per peer; the comparison is off: only the owed full state helps.
+    let base = extra(dir.path(), 0);
+    let mut d = start_with(OP, move |i| format!("{}outbox_max_records = 2\n", base(i))).await;
+    asks_settled(&d).await;
+    d.dcs[1].stop_router().await;
+    // Three creates: six records for dc2, four of them dropped.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(create_active(&d.dcs[0], &format!("o{i}")).await);
+    }
+    for id in &ids {
+        replica_until(&d.dcs[2], id, "dc3 has it", |v| v["status"] == "active").await;
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let status = call(
+        Method::GET,
+        &d.dcs[0].admin_url("/admin/status.json"),
+        &[("authorization", auth.as_str())],
+        "",
+    )
+    .await
+    .json();
+    let dc2 = status["replication"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == "dc2")
+        .cloned()
+        .unwrap();
+    assert_eq!(dc2["owed"], true, "a drop makes dc2 owed: {dc2}");
+    d.dcs[1].restart_router().await;
+    for id in &ids {
+        replica_until(&d.dcs[1], id, "dc2 got the full state", |v| {
+            v["status"] == "active"
+        })
+        .await;
+    }
+    asks_settled(&d).await;
+}

@@ -1,6 +1,6 @@
 //! States queued again, outside an operation: what the anti-entropy sweep captured
 //! (`sweeper.rs`), and the full state owed to a peer (the last state of every cluster of the
-//! shards this DC owns for it, once its queue has room). Each gets a new sequence number, so a
+//! shards this DC owns for it, as its queue has room: in parts, from where the last stopped). Each gets a new sequence number, so a
 //! replica applies it over anything older from this store.
 
 use super::outbox::enqueue;
@@ -34,36 +34,47 @@ impl Store {
         Ok(dropped)
     }
 
-    /// Queues for `peer` alone, each with a new sequence number, the last state of every
-    /// cluster whose shard `mine` accepts, and clears what it was owed, in one commit. Nothing
-    /// is queued (and the debt stays) while the peer's queue has no room for all of them:
-    /// `None`. Else how many were queued.
+    /// Pays part of what `peer` is owed: queues for it alone, each with a new sequence number
+    /// and as many as its queue has room for, the last state of the clusters whose shard `mine`
+    /// accepts, in cluster order from where the last payment stopped; in one commit with the
+    /// place it stopped (`resync/{peer}` = 1 + the next cluster id), or the debt cleared once
+    /// the last cluster is queued. `None` when the queue had no room (nothing queued), else
+    /// how many were queued and whether the debt is paid.
     pub fn resync(
         &self,
         peer: &str,
         mine: &dyn Fn(u32) -> bool,
         cap: u64,
-    ) -> Result<Option<u64>, ReplError> {
+    ) -> Result<Option<(u64, bool)>, ReplError> {
         let tx = self.db()?.begin_write()?;
+        let key = format!("resync/{peer}");
         let mut n = 0;
+        let paid;
         {
             let mut meta = tx.open_table(META)?;
-            let states: Vec<Finished> = {
-                let last = tx.open_table(LAST)?;
-                let mut v = Vec::new();
-                for row in last.iter()? {
-                    let f: Finished = serde_json::from_slice(row?.1.value())?;
-                    if mine(f.shard) {
-                        v.push(f);
-                    }
-                }
-                v
-            };
-            let queued = counter(&meta, &format!("count/{peer}"))?;
-            if queued.saturating_add(states.len() as u64) > cap {
+            let from = counter(&meta, &key)?.saturating_sub(1);
+            let room = cap.saturating_sub(counter(&meta, &format!("count/{peer}"))?);
+            if room == 0 {
                 drop(meta);
                 tx.abort()?;
                 return Ok(None);
+            }
+            let mut next = None;
+            let mut states = Vec::new();
+            {
+                let last = tx.open_table(LAST)?;
+                for row in last.range(from..)? {
+                    let (k, v) = row?;
+                    let f: Finished = serde_json::from_slice(v.value())?;
+                    if !mine(f.shard) {
+                        continue;
+                    }
+                    if states.len() as u64 == room {
+                        next = Some(k.value());
+                        break;
+                    }
+                    states.push(f);
+                }
             }
             let to = [peer.to_string()];
             for f in states {
@@ -74,10 +85,18 @@ impl Store {
                 enqueue(&tx, &mut meta, &to, &env, cap)?;
                 n += 1;
             }
-            meta.remove(format!("resync/{peer}").as_str())?;
+            match next {
+                Some(id) => {
+                    meta.insert(key.as_str(), id.saturating_add(1))?;
+                }
+                None => {
+                    meta.remove(key.as_str())?;
+                }
+            }
+            paid = next.is_none();
         }
         tx.commit()?;
-        Ok(Some(n))
+        Ok(Some((n, paid)))
     }
 }
 
@@ -146,17 +165,37 @@ mod tests {
             "the last state is kept even when dropped"
         );
         // No room yet: nothing queued, still owed.
-        assert_eq!(s.resync("dc2", &|_| true, 4).unwrap(), None);
+        assert_eq!(s.resync("dc2", &|_| true, 2).unwrap(), None);
         assert_eq!(s.owed().unwrap(), peers);
-        // dc2 acknowledged its queue: the full state (shards 1 and 3 only) goes to dc2 alone.
-        let keys = s.peek("dc2", 10).unwrap().keys;
-        s.ack("dc2", &keys).unwrap();
+        // dc2 acknowledged its queue: shards 1 and 3 (not 2) go to dc2 alone, one at a time
+        // with room for one, from where the last part stopped.
+        let ack = |s: &Store| {
+            let keys = s.peek("dc2", 10).unwrap().keys;
+            s.ack("dc2", &keys).unwrap();
+        };
+        let original = seqs(&s, "dc2");
+        ack(&s);
         let mine = |shard: u32| shard != 2;
-        assert_eq!(s.resync("dc2", &mine, 4).unwrap(), Some(2));
+        assert_eq!(s.resync("dc2", &mine, 1).unwrap(), Some((1, false)));
+        assert_eq!(s.owed().unwrap(), peers, "still owed the rest");
+        assert_eq!(s.resync("dc2", &mine, 1).unwrap(), None, "no room");
+        let first = seqs(&s, "dc2");
+        ack(&s);
+        assert_eq!(s.resync("dc2", &mine, 1).unwrap(), Some((1, true)));
         assert_eq!(s.owed().unwrap(), ["dc3"]);
-        let got = seqs(&s, "dc2");
-        let clusters: Vec<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+        let second = seqs(&s, "dc2");
+        let clusters: Vec<&str> = first
+            .iter()
+            .chain(&second)
+            .map(|(c, _)| c.as_str())
+            .collect();
         assert_eq!(clusters, ["00000001", "00000003"]);
+        assert_eq!(original[0].0, "00000001");
+        assert!(first[0].1 > original[0].1, "a new sequence number");
+        // Owed again (another drop): from the start.
+        assert_eq!(s.queue_swept(fin(4, "active"), &peers, 0).unwrap(), peers);
+        ack(&s);
+        assert_eq!(s.resync("dc2", &mine, 10).unwrap(), Some((3, true)));
         assert_eq!(s.queued("dc3").unwrap(), 2, "dc3's queue untouched");
     }
 

@@ -6,7 +6,7 @@
 //! queued, captures each difference as the tracker does (secrets removed) and queues it for the
 //! shard's other DCs. Then each peer owed the full state (a record for it was dropped, or it
 //! asked: `resync.rs`) gets the last state of every cluster of the shards this DC owns for it,
-//! once its queue has room. A replica's request has that paid at once (no comparison then).
+//! as its queue has room. A replica's request has that paid at once (no comparison then).
 
 use super::Inner;
 use super::record::{Finished, outcome_of};
@@ -223,7 +223,7 @@ async fn get_array(inner: &Inner, url: &str, tenant: &str) -> Result<Vec<Value>,
     }
 }
 
-/// Each peer owed the full state gets it, once its queue has room for all of it.
+/// Each peer owed the full state gets as much of it as its queue has room for.
 async fn pay(inner: &Arc<Inner>) {
     let owed = match inner.store.run(|s| s.owed()).await {
         Ok(o) => o,
@@ -247,9 +247,11 @@ async fn pay(inner: &Arc<Inner>) {
             .run(move |s| s.resync(&p, &|shard| mine.contains(&shard), cap))
             .await
         {
-            Ok(Some(n)) => {
-                crate::metrics::replication_resync(&peer);
-                tracing::info!(peer = %peer, records = n, "full state queued for a peer that missed records");
+            Ok(Some((n, paid))) => {
+                if paid {
+                    crate::metrics::replication_resync(&peer);
+                }
+                tracing::info!(peer = %peer, records = n, paid, "full state queued for a peer that missed records");
                 inner.wake_peer(&peer).notify_one();
             }
             Ok(None) => {
