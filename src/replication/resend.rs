@@ -1,26 +1,47 @@
 //! States queued again, outside an operation: what the anti-entropy sweep captured
 //! (`sweeper.rs`), and the full state owed to a peer (the last state of every cluster of the
-//! shards this DC owns for it, as its queue has room: in parts, from where the last stopped). Each gets a new sequence number, so a
-//! replica applies it over anything older from this store.
+//! shards this DC owns for it, as its queue has room: in parts, from where the last stopped).
+//! Each gets a new sequence number, so a replica applies it over anything older from this
+//! store; a swept state is queued only if nothing newer was queued for its cluster since the
+//! sweep compared it, so a sweep never sends a replica back.
 
 use super::outbox::enqueue;
-use super::record::{Envelope, Finished, Record};
+use super::record::{Envelope, Finished, Intent, Record};
 use super::sent::{next_seq, note_last};
-use super::store::{LAST, META, ReplError, Store, counter};
+use super::store::{LAST, MARKS, META, OPS, ReplError, Store, counter};
+use super::sweep::Mark;
 use redb::ReadableTable;
 
 impl Store {
     /// Queues a state the sweep captured for `peers` and records it as the last one, in one
-    /// commit. Returns the peers whose queue was full (they are owed the full state).
+    /// commit, unless the cluster moved on since the sweep compared it: its last queued state's
+    /// mark is no longer `compared` (`None`: there was none), or an operation is open on it
+    /// (its tracker will queue a newer state). Returns `None` when skipped, else the peers whose
+    /// queue was full (they are owed the full state).
     pub fn queue_swept(
         &self,
         f: Finished,
+        compared: Option<&Mark>,
         peers: &[String],
         cap: u64,
-    ) -> Result<Vec<String>, ReplError> {
+    ) -> Result<Option<Vec<String>>, ReplError> {
         let tx = self.db()?.begin_write()?;
         let dropped;
         {
+            let id = f.cluster.parse::<u64>().unwrap_or(u64::MAX);
+            let now: Option<Mark> = match tx.open_table(MARKS)?.get(id)? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            };
+            let mut open = false;
+            for row in tx.open_table(OPS)?.iter()? {
+                let i: Intent = serde_json::from_slice(row?.1.value())?;
+                open |= i.cluster == f.cluster;
+            }
+            if now.as_ref() != compared || open {
+                drop(tx);
+                return Ok(None);
+            }
             let mut meta = tx.open_table(META)?;
             let seq = next_seq(&mut meta, f.shard)?;
             note_last(&tx, &f)?;
@@ -31,7 +52,7 @@ impl Store {
             dropped = enqueue(&tx, &mut meta, peers, &env, cap)?;
         }
         tx.commit()?;
-        Ok(dropped)
+        Ok(Some(dropped))
     }
 
     /// Pays part of what `peer` is owed: queues for it alone, each with a new sequence number
@@ -143,19 +164,23 @@ mod tests {
         assert!(s.fresh());
         let peers = ["dc2".to_string(), "dc3".to_string()];
         assert!(
-            s.queue_swept(fin(1, "active"), &peers, 2)
+            s.queue_swept(fin(1, "active"), None, &peers, 2)
+                .unwrap()
                 .unwrap()
                 .is_empty()
         );
         assert!(
-            s.queue_swept(fin(2, "active"), &peers, 2)
+            s.queue_swept(fin(2, "active"), None, &peers, 2)
+                .unwrap()
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(s.owed().unwrap(), Vec::<String>::new());
         // dc2 and dc3 are full: the third is dropped, and both are owed the full state.
         assert_eq!(
-            s.queue_swept(fin(3, "terminated"), &peers, 2).unwrap(),
+            s.queue_swept(fin(3, "terminated"), None, &peers, 2)
+                .unwrap()
+                .unwrap(),
             peers
         );
         assert_eq!(s.owed().unwrap(), peers);
@@ -193,10 +218,68 @@ mod tests {
         assert_eq!(original[0].0, "00000001");
         assert!(first[0].1 > original[0].1, "a new sequence number");
         // Owed again (another drop): from the start.
-        assert_eq!(s.queue_swept(fin(4, "active"), &peers, 0).unwrap(), peers);
+        assert_eq!(
+            s.queue_swept(fin(4, "active"), None, &peers, 0)
+                .unwrap()
+                .unwrap(),
+            peers
+        );
         ack(&s);
         assert_eq!(s.resync("dc2", &mine, 10).unwrap(), Some((3, true)));
         assert_eq!(s.queued("dc3").unwrap(), 2, "dc3's queue untouched");
+    }
+
+    #[test]
+    fn a_swept_state_is_skipped_when_the_cluster_moved_on_since_the_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("o.redb")).unwrap();
+        let peers = ["dc2".to_string()];
+        let compared = s.marks().unwrap().get(&1).cloned();
+        assert_eq!(compared, None);
+        // The tracker queued a newer state after the sweep compared (none then): skipped.
+        s.queue_swept(fin(1, "active"), None, &peers, 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.queue_swept(fin(1, "terminated"), None, &peers, 100)
+                .unwrap(),
+            None
+        );
+        // Compared against the state now last: queued.
+        let now = s.marks().unwrap().get(&1).cloned();
+        assert!(
+            s.queue_swept(fin(1, "terminated"), now.as_ref(), &peers, 100)
+                .unwrap()
+                .is_some()
+        );
+        // An operation opened on it since: its tracker queues the newer state; skipped.
+        let now = s.marks().unwrap().get(&1).cloned();
+        let intent = Intent {
+            op: 0,
+            origin: "dc1".into(),
+            cluster: "00000001".into(),
+            shard: 1,
+            epoch: 0,
+            tenant: "t".into(),
+            user: "u".into(),
+            method: "DELETE".into(),
+            path: "/v2/clusters/1".into(),
+            action: "cluster_delete".into(),
+            time_ms: 0,
+            body: None,
+            body_note: None,
+        };
+        s.open_intent(intent, &peers, 100).unwrap();
+        assert_eq!(
+            s.queue_swept(fin(1, "active"), now.as_ref(), &peers, 100)
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            s.queued("dc2").unwrap(),
+            3,
+            "two swept states and the intent"
+        );
     }
 
     #[test]
@@ -230,7 +313,10 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             assert!(!s.fresh());
-            s.queue_swept(fin(1, "active"), &peers, 1000).unwrap();
+            // Cluster 13: shard 1 too, with no operation open on it.
+            s.queue_swept(fin(13, "active"), None, &peers, 1000)
+                .unwrap()
+                .unwrap();
             assert_eq!(seqs(&s, "dc2").last().unwrap().1, old_max + 1);
         }
         // The new store is made in a later millisecond than the old one.
@@ -241,7 +327,9 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let s = Store::open(&path).unwrap();
         assert!(s.fresh());
-        s.queue_swept(fin(1, "active"), &peers, 1000).unwrap();
+        s.queue_swept(fin(1, "active"), None, &peers, 1000)
+            .unwrap()
+            .unwrap();
         assert!(
             seqs(&s, "dc2")[0].1 > old_max + 1,
             "a wiped store numbers above the old one"

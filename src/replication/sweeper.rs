@@ -162,12 +162,19 @@ async fn sweep(inner: &Inner) -> Result<usize, String> {
             });
             let peers = inner.peers_of(d.shard);
             let cap = inner.cfg.outbox_max_records;
+            let compared = marks.get(&d.id).cloned();
             let sent = inner
                 .store
-                .run(move |s| s.queue_swept(f, &peers, cap).map(|dr| (dr, peers)))
+                .run(move |s| {
+                    s.queue_swept(f, compared.as_ref(), &peers, cap)
+                        .map(|dr| (dr, peers))
+                })
                 .await;
             match sent {
-                Ok((dropped, peers)) => {
+                Ok((None, _)) => {
+                    tracing::debug!(cluster = %cluster, "sweep: the cluster moved on since the comparison; next sweep");
+                }
+                Ok((Some(dropped), peers)) => {
                     inner.queued(&peers, &dropped);
                     tracing::info!(cluster = %cluster, why = d.why.label(), "sweep: replicated a cluster changed without the router");
                     queued += 1;
