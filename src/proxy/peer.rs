@@ -4,8 +4,10 @@
 use super::ctx::Ctx;
 use super::held::{Failure, HoldInput, Verdict, may_hold};
 use super::local::{to_local, to_standby};
+use super::replica::{replicates, to_local_replicated};
 use super::respond::{decorate, refusal, replayable};
 use crate::body::ProxyBody;
+use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
@@ -49,7 +51,17 @@ pub(super) async fn to_peer(
                 other => return Err(refusal(other, &fresh)),
             };
             match r2.target {
+                Target::Local(api) if replicates(cx) => {
+                    return to_local_replicated(cx, &fresh, again, r2, api, None)
+                        .await
+                        .map(mark);
+                }
                 Target::Local(api) => return to_local(cx, again, r2, api).await.map(mark),
+                Target::Standby(home) if replicates(cx) => {
+                    return to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home))
+                        .await
+                        .map(mark);
+                }
                 Target::Standby(home) => {
                     return to_standby(cx, again, r2, home).await.map(mark);
                 }
@@ -86,7 +98,13 @@ pub(super) async fn to_peer(
             other => return Err(refusal(other, &fresh)),
         };
         match r2.target {
+            Target::Local(api) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, api, None).await;
+            }
             Target::Local(api) => return to_local(cx, again, r2, api).await,
+            Target::Standby(home) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home)).await;
+            }
             Target::Standby(home) => return to_standby(cx, again, r2, home).await,
             Target::Peer(next) => {
                 name = fresh.dc_name(next).to_string();

@@ -142,7 +142,7 @@ pub(super) async fn serve(
                         return to_local_catalog(cx, body, route, api).await;
                     }
                     if replicates(cx) {
-                        return to_local_replicated(cx, table, body, route, api).await;
+                        return to_local_replicated(cx, table, body, route, api, None).await;
                     }
                     let resp = to_local(cx, body, route, api).await?;
                     if cx.class.kind == Kind::Create {
@@ -170,6 +170,11 @@ pub(super) async fn serve(
                 }
                 Target::Standby(home) => {
                     out.route = Some("standby");
+                    if replicates(cx) {
+                        // A write through a standby server opens an operation like any other.
+                        let api = Api::External;
+                        return to_local_replicated(cx, table, body, route, api, Some(home)).await;
+                    }
                     to_standby(cx, body, route, home).await
                 }
             }
