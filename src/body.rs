@@ -147,6 +147,32 @@ pub enum Inspected {
     TooLarge { prefix: Bytes, rest: Incoming },
 }
 
+/// At most this much of a refused body (413) is read and thrown away after the answer.
+pub const DRAIN_MAX_BYTES: usize = 1024 * 1024;
+/// For at most this long.
+pub const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and throws away (in the background, bounded by [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX`])
+/// the rest of a body the router refused. A client that is still sending when the answer
+/// (413) comes would otherwise see its connection reset (the kernel resets a socket closed
+/// with unread data) instead of reading the answer: the lingering close nginx and HAProxy do.
+pub fn drain_in_background(mut rest: Incoming) {
+    tokio::spawn(async move {
+        let mut read = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = rest.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    if read > DRAIN_MAX_BYTES {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_MAX, drain).await;
+    });
+}
+
 /// Reads a body until its end or until more than `limit` bytes have arrived.
 /// Trailers of a whole body are dropped (Coopr sends none and reads none).
 pub async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Inspected, hyper::Error> {

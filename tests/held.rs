@@ -39,7 +39,10 @@ async fn a_write_held_while_its_owner_restarts_lands_there_once() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(r.header("x-coopr-router-dc"), "dc1");
     let held_ms: u64 = r.header("x-coopr-router-held-ms").parse().unwrap();
-    assert!(held_ms > 0 && held_ms <= took.as_millis() as u64, "{held_ms} vs {took:?}");
+    assert!(
+        held_ms > 0 && held_ms <= took.as_millis() as u64,
+        "{held_ms} vs {took:?}"
+    );
     let applied = d.dcs[0]
         .log()
         .iter()

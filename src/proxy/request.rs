@@ -234,6 +234,7 @@ async fn classify(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if rule.must_fit() && declared.is_some_and(|n| n > limit as u64) {
+        crate::body::drain_in_background(body);
         return Err(ProxyError::BodyTooLarge { limit });
     }
     match inspect(rt, body, limit).await? {
@@ -241,7 +242,10 @@ async fn classify(
             classify::classify_body(rule, &bytes)?,
             ProxyBody::full(bytes),
         )),
-        Inspected::TooLarge { .. } if rule.must_fit() => Err(ProxyError::BodyTooLarge { limit }),
+        Inspected::TooLarge { rest, .. } if rule.must_fit() => {
+            crate::body::drain_in_background(rest);
+            Err(ProxyError::BodyTooLarge { limit })
+        }
         Inspected::TooLarge { prefix, rest } => Ok((rule.fallback(), prefixed(prefix, rest))),
     }
 }
