@@ -157,9 +157,9 @@ impl Body for ProxyBody {
                     progress.frames.fetch_add(1, Relaxed);
                 }
                 let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
-                if ended && !progress.done.swap(true, Release) {
-                    progress.notify();
-                } else if polled.is_pending() && !was_waiting {
+                // The sender hears of the end, and of the body starting to wait for its client.
+                let newly_done = ended && !progress.done.swap(true, Release);
+                if newly_done || (polled.is_pending() && !was_waiting) {
                     progress.notify();
                 }
                 polled
