@@ -5,8 +5,9 @@
 //! a batch sent twice changes nothing and a stale owner can never roll a cluster back. The same
 //! transaction keeps two small views: each cluster's list item, and the intents still open.
 
+use super::list_index;
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::store::{LIST_INDEX, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
 use redb::{ReadableDatabase, ReadableTable};
@@ -249,6 +250,7 @@ impl Store {
             note(&mut owners, table, shards)?;
             let mut t = tx.open_table(REPLICA)?;
             let mut summaries = tx.open_table(SUMMARY)?;
+            let mut index = tx.open_table(LIST_INDEX)?;
             let mut open = tx.open_table(OPEN)?;
             for env in records {
                 let shard = env.record.shard();
@@ -299,8 +301,8 @@ impl Store {
                     Some(next) => {
                         t.insert(id.get(), serde_json::to_vec(&next)?.as_slice())?;
                         if let Some(f) = &next.state {
-                            let item = serde_json::to_vec(&ListItem::of(f))?;
-                            summaries.insert(id.get(), item.as_slice())?;
+                            let item = ListItem::of(f);
+                            list_index::put(&mut summaries, &mut index, id.get(), &item)?;
                         }
                         match &next.open {
                             Some(i) => {
@@ -364,7 +366,8 @@ impl Store {
         Ok(None)
     }
 
-    /// The list items of replicated clusters whose shard passes `keep` (the list merge).
+    /// Every list item whose shard passes `keep` (a scan: the list merge reads
+    /// `visible_summaries`, the index).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
         let tx = self.db()?.begin_read()?;
         let t = tx.open_table(SUMMARY)?;

@@ -5,8 +5,9 @@
 //! it). The pure [`retired`] decides; a task sweeps once a minute and publishes the store's size.
 
 use super::Inner;
+use super::list_index;
 use super::replica::ReplicaEntry;
-use super::store::{OPEN, REPLICA, ReplError, SUMMARY, Store, now_ms};
+use super::store::{LIST_INDEX, OPEN, REPLICA, ReplError, SUMMARY, Store, now_ms};
 use redb::ReadableTable;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ impl Store {
                 }
             }
             let mut summaries = tx.open_table(SUMMARY)?;
+            let mut index = tx.open_table(LIST_INDEX)?;
             let mut open = tx.open_table(OPEN)?;
             for (id, e) in gone {
                 let tomb = ReplicaEntry {
@@ -63,7 +65,7 @@ impl Store {
                     open: None,
                 };
                 t.insert(id, serde_json::to_vec(&tomb)?.as_slice())?;
-                summaries.remove(id)?;
+                list_index::remove(&mut summaries, &mut index, id)?;
                 open.remove(id)?;
                 out.retired += 1;
             }
