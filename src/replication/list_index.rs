@@ -5,10 +5,10 @@
 //! the caller's range are pure ([`key`], [`range_of`]); what is in range is exactly what
 //! `visibility` lets the caller see (property-tested below).
 
-use super::replica::ListItem;
 use super::store::{LIST_INDEX, META, ReplError, SUMMARY, Store};
 use super::visibility::Caller;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
+use serde::Deserialize;
 
 /// The `META` key set once the index holds every list item (stores written before the index
 /// existed are indexed once, when opened).
@@ -42,21 +42,36 @@ pub fn range_of(caller: Caller<'_>) -> Option<Vec<u8>> {
     Some(p)
 }
 
-fn key_of(item: &ListItem) -> Option<Vec<u8>> {
-    let id = item.cluster.parse::<u64>().ok()?;
-    Some(key(&item.tenant, &item.owner, id))
+/// The id in an index key (its last 8 bytes).
+pub fn id_of(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(<[u8; 8]>::try_from(tail).ok()?))
 }
 
-/// Stores `item` as cluster `id`'s list item and moves its index key (tenant and owner are
-/// read from the item it replaces).
+/// What the index needs of a stored list item (`replica::ListItem`'s JSON).
+#[derive(Deserialize)]
+struct Who {
+    cluster: String,
+    tenant: String,
+    owner: String,
+}
+
+/// The index key of a stored list item.
+fn key_of(item: &[u8]) -> Option<Vec<u8>> {
+    let w: Who = serde_json::from_slice(item).ok()?;
+    Some(key(&w.tenant, &w.owner, w.cluster.parse().ok()?))
+}
+
+/// Stores `item` (a `ListItem` as JSON) as cluster `id`'s list item and moves its index key
+/// (the old one is read from the item it replaces).
 pub(super) fn put(
     summaries: &mut redb::Table<u64, &[u8]>,
     index: &mut redb::Table<&[u8], ()>,
     id: u64,
-    item: &ListItem,
+    item: &[u8],
 ) -> Result<(), ReplError> {
     remove(summaries, index, id)?;
-    summaries.insert(id, serde_json::to_vec(item)?.as_slice())?;
+    summaries.insert(id, item)?;
     if let Some(k) = key_of(item) {
         index.insert(k.as_slice(), ())?;
     }
@@ -69,11 +84,8 @@ pub(super) fn remove(
     index: &mut redb::Table<&[u8], ()>,
     id: u64,
 ) -> Result<(), ReplError> {
-    let old = match summaries.remove(id)? {
-        Some(v) => serde_json::from_slice::<ListItem>(v.value()).ok(),
-        None => None,
-    };
-    if let Some(k) = old.as_ref().and_then(key_of) {
+    let old = summaries.remove(id)?.and_then(|v| key_of(v.value()));
+    if let Some(k) = old {
         index.remove(k.as_slice())?;
     }
     Ok(())
@@ -94,11 +106,7 @@ impl Store {
             let mut index = tx.open_table(LIST_INDEX)?;
             for row in summaries.iter()? {
                 let (_, v) = row?;
-                if let Some(k) = serde_json::from_slice::<ListItem>(v.value())
-                    .ok()
-                    .as_ref()
-                    .and_then(key_of)
-                {
+                if let Some(k) = key_of(v.value()) {
                     index.insert(k.as_slice(), ())?;
                 }
             }
@@ -107,44 +115,6 @@ impl Store {
         tx.commit()?;
         Ok(())
     }
-
-    /// The list items `caller` may see whose shard passes `keep`: one range of the index, then
-    /// each item by id (`O(k log n)` for `k` visible clusters of `n` replicated).
-    pub fn visible_summaries(
-        &self,
-        caller: Caller<'_>,
-        keep: impl Fn(u32) -> bool,
-    ) -> Result<Vec<ListItem>, ReplError> {
-        let Some(prefix) = range_of(caller) else {
-            return Ok(Vec::new());
-        };
-        let tx = self.db()?.begin_read()?;
-        let index = tx.open_table(LIST_INDEX)?;
-        let summaries = tx.open_table(SUMMARY)?;
-        let mut out = Vec::new();
-        for row in index.range::<&[u8]>(prefix.as_slice()..)? {
-            let (k, _) = row?;
-            let k = k.value();
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let Some(id) = k
-                .get(k.len().saturating_sub(8)..)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map(u64::from_be_bytes)
-            else {
-                continue;
-            };
-            let Some(v) = summaries.get(id)? else {
-                continue;
-            };
-            let item: ListItem = serde_json::from_slice(v.value())?;
-            if keep(item.shard) {
-                out.push(item);
-            }
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(test)]
@@ -152,7 +122,7 @@ mod tests {
     use super::*;
     use crate::replication::visibility::{Visibility, visibility};
     use proptest::prelude::*;
-    use redb::ReadableTableMetadata;
+    use redb::{ReadableDatabase, ReadableTableMetadata};
 
     fn name() -> impl Strategy<Value = String> {
         // Short names over a small alphabet (with "admin" and the empty name), so that
@@ -186,6 +156,8 @@ mod tests {
     fn keys_end_with_the_id_and_sort_by_tenant_then_owner() {
         let k = key("acme", "bob", 42);
         assert_eq!(k[k.len() - 8..], 42u64.to_be_bytes());
+        assert_eq!(id_of(&k), Some(42));
+        assert_eq!(id_of(b"short"), None);
         assert!(key("acme", "bob", 1) < key("acme", "bob", 2));
         assert_eq!(
             range_of(Caller {

@@ -8,6 +8,7 @@
 use super::list_index;
 use super::record::{Envelope, Finished, Intent, Record};
 use super::store::{LIST_INDEX, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
 use redb::{ReadableDatabase, ReadableTable};
@@ -301,7 +302,7 @@ impl Store {
                     Some(next) => {
                         t.insert(id.get(), serde_json::to_vec(&next)?.as_slice())?;
                         if let Some(f) = &next.state {
-                            let item = ListItem::of(f);
+                            let item = serde_json::to_vec(&ListItem::of(f))?;
                             list_index::put(&mut summaries, &mut index, id.get(), &item)?;
                         }
                         match &next.open {
@@ -377,6 +378,40 @@ impl Store {
             let e: ListItem = serde_json::from_slice(v.value())?;
             if keep(e.shard) {
                 out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The list items `caller` may see whose shard passes `keep`: one range of the index, then
+    /// each item by id (`O(k log n)` for `k` visible clusters of `n` replicated).
+    pub fn visible_summaries(
+        &self,
+        caller: Caller<'_>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<Vec<ListItem>, ReplError> {
+        let Some(prefix) = list_index::range_of(caller) else {
+            return Ok(Vec::new());
+        };
+        let tx = self.db()?.begin_read()?;
+        let index = tx.open_table(LIST_INDEX)?;
+        let summaries = tx.open_table(SUMMARY)?;
+        let mut out = Vec::new();
+        for row in index.range::<&[u8]>(prefix.as_slice()..)? {
+            let (k, _) = row?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(id) = list_index::id_of(k) else {
+                continue;
+            };
+            let Some(v) = summaries.get(id)? else {
+                continue;
+            };
+            let item: ListItem = serde_json::from_slice(v.value())?;
+            if keep(item.shard) {
+                out.push(item);
             }
         }
         Ok(out)

@@ -1,0 +1,8 @@
+//! Phase `shards` of `load/scale.rs`.
+
+use serde_json::Value;
+use std::time::Duration;
+
+pub async fn run(_sizes: &[u32], _budget: Duration) -> (Value, String) {
+    (Value::Null, String::new())
+}
