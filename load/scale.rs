@@ -2,7 +2,7 @@
 //! curves, one Markdown table per curve (load/SCALE.md quotes them with this command).
 //!
 //! `cargo run --release --example scale -- [--only clusters,shards,dcs,downloads]
-//! [--clusters 1000,10000,100000] [--shards 12,256,4096] [--dcs 3,5,9] [--downloads 10000]
+//! [--clusters 1000,10000,100000] [--shards 12,255,4095] [--dcs 3,5,9] [--downloads 10000]
 //! [--budget-ms 1500] [--out load/results]`
 //!
 //! - `clusters` (`scale/clusters.rs`): the merged `GET /v2/clusters` against the replica store's
@@ -11,6 +11,8 @@
 //!   flip latency to the last of three routers, `/admin/routes`, at each shard count.
 //! - `dcs` (`scale/dcs.rs`): routers on loopback, 3 -> 9 DCs: health-check requests, the cost
 //!   of one routing decision, replication records and batches per write.
+//! - `list`: only lists of a kept store (`--keep-store DIR --path scan|index --caller
+//!   user@tenant --iters N`), for heaptrack/callgrind counts (load/SCALE.md has the commands).
 //! - `downloads` (`scale/downloads.rs`): one router, many concurrent slow downloads: memory per
 //!   stream.
 //!
@@ -39,6 +41,10 @@ mod shards;
 use serde_json::json;
 use std::time::Duration;
 
+/// The router's allocator (`main.rs`), so allocation-heavy figures are the router's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     only: Vec<String>,
     clusters: Vec<u64>,
@@ -47,6 +53,11 @@ struct Args {
     downloads: usize,
     budget: Duration,
     out: String,
+    /// `clusters`: keep the store in this directory; `list`: the store to list.
+    keep_store: Option<String>,
+    list_path: String,
+    caller: String,
+    iters: u64,
 }
 
 fn list<T: std::str::FromStr>(k: &str, s: &str) -> Vec<T> {
@@ -68,11 +79,15 @@ fn args() -> Args {
             "downloads".into(),
         ],
         clusters: vec![1000, 3000, 10_000, 30_000, 100_000],
-        shards: vec![12, 256, 4096],
+        shards: vec![12, 255, 4095],
         dcs: vec![3, 5, 7, 9],
         downloads: 10_000,
         budget: Duration::from_millis(1500),
         out: "load/results".into(),
+        keep_store: None,
+        list_path: "index".into(),
+        caller: "admin@acme".into(),
+        iters: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -85,9 +100,13 @@ fn args() -> Args {
             "--downloads" => a.downloads = list::<usize>(&k, &v())[0],
             "--budget-ms" => a.budget = Duration::from_millis(list::<u64>(&k, &v())[0]),
             "--out" => a.out = v(),
+            "--keep-store" => a.keep_store = Some(v()),
+            "--path" => a.list_path = v(),
+            "--caller" => a.caller = v(),
+            "--iters" => a.iters = list::<u64>(&k, &v())[0],
             "-h" | "--help" => {
                 println!(
-                    "scale [--only clusters,shards,dcs,downloads] [--clusters 1000,...] [--shards 12,256,4096] [--dcs 3,5,7,9] [--downloads 10000] [--budget-ms 1500] [--out load/results]"
+                    "scale [--only clusters,shards,dcs,downloads,list] [--clusters 1000,...] [--shards 12,255,4095] [--dcs 3,5,7,9] [--downloads 10000] [--budget-ms 1500] [--out load/results] [--keep-store DIR] [--path scan|index] [--caller user@tenant] [--iters N]"
                 );
                 std::process::exit(0);
             }
@@ -96,7 +115,7 @@ fn args() -> Args {
     }
     for p in &a.only {
         assert!(
-            ["clusters", "shards", "dcs", "downloads"].contains(&p.as_str()),
+            ["clusters", "shards", "dcs", "downloads", "list"].contains(&p.as_str()),
             "unknown phase {p}"
         );
     }
@@ -148,9 +167,18 @@ async fn run(a: Args) {
         let (v, text) = match phase.as_str() {
             "clusters" => {
                 let (sizes, budget) = (a.clusters.clone(), a.budget);
-                tokio::task::spawn_blocking(move || clusters::run(&sizes, budget))
+                let keep = a.keep_store.clone().map(std::path::PathBuf::from);
+                tokio::task::spawn_blocking(move || clusters::run(&sizes, budget, keep.as_deref()))
                     .await
                     .expect("clusters phase")
+            }
+            "list" => {
+                let dir = a
+                    .keep_store
+                    .clone()
+                    .expect("--only list needs --keep-store DIR");
+                let store = std::path::Path::new(&dir).join("replica.redb");
+                clusters::list_only(&store, &a.list_path, &a.caller, a.iters)
             }
             "shards" => shards::run(&a.shards, a.budget).await,
             "dcs" => dcs::run(&a.dcs, a.budget).await,

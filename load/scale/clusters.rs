@@ -7,11 +7,13 @@
 //! the rest; 100 other tenants share the other half. At each size the list the proxy builds is
 //! timed for three callers (acme's admin: 500 items; acme's user u3: 50; big's admin: grows
 //! with the store), each through two paths in the same run:
-//! - `scan`: what the merge did before the list index (`Store::summaries`: every replicated
-//!   cluster read and parsed, then filtered by visibility in `merge_list`);
-//! - `index`: what it does now (`Store::visible_summaries`: the caller's range of the index).
-//!   Both then run the pure `replication::merge_list` with the same 100 local items and
-//!   serialise the answer as the proxy does (`Value::to_string`).
+//! - `scan` (before): what the merge did before the list index: `Store::summaries` (every
+//!   replicated cluster read and parsed), then `old_merge`, a copy of the merge as it was
+//!   (visibility filter, a clone of each summary, a sort reading each key at every comparison);
+//! - `index` (now): `Store::visible_summaries` (the caller's range of the index), then
+//!   `replication::merge_list` (summaries moved, sort keys read once).
+//!   Both merge the same 100 local items and serialise the answer as the proxy does
+//!   (`Value::to_string`).
 
 use super::common::*;
 use coopr_router::replication::record::{Envelope, Finished, Outcome, Record};
@@ -123,6 +125,41 @@ pub enum Path {
     Index,
 }
 
+fn id_num(v: &Value) -> u64 {
+    v.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `replication::merge_list` as it was before the list index (commit 805d31c), the peer the
+/// new path is compared with in the same run.
+fn old_merge(local: Vec<Value>, remote: &[ListItem], caller: Caller<'_>) -> Vec<Value> {
+    use coopr_router::replication::{Visibility, visibility};
+    let mut remote_ids = std::collections::HashSet::new();
+    let mut out: Vec<Value> = Vec::with_capacity(local.len() + remote.len());
+    for e in remote {
+        let Ok(id) = e.cluster.parse::<u64>() else {
+            continue;
+        };
+        remote_ids.insert(id);
+        if visibility(caller, &e.tenant, &e.owner) != Visibility::Visible {
+            continue;
+        }
+        out.push(e.summary.clone());
+    }
+    out.extend(
+        local
+            .into_iter()
+            .filter(|v| !remote_ids.contains(&id_num(v))),
+    );
+    out.sort_by(|a, b| {
+        let t = |v: &Value| v.get("createTime").and_then(Value::as_u64).unwrap_or(0);
+        t(b).cmp(&t(a)).then(id_num(b).cmp(&id_num(a)))
+    });
+    out
+}
+
 /// One merged list as the proxy builds it: the answer's bytes and item count.
 pub fn list_once(
     store: &Store,
@@ -131,11 +168,13 @@ pub fn list_once(
     path: Path,
 ) -> (usize, usize) {
     let keep = |shard: u32| !local_coopr_holds(t, shard);
-    let remote: Vec<ListItem> = match path {
-        Path::Scan => store.summaries(keep).expect("scan"),
-        Path::Index => store.visible_summaries(caller, keep).expect("index"),
+    let merged = match path {
+        Path::Scan => old_merge(local_list(), &store.summaries(keep).expect("scan"), caller),
+        Path::Index => {
+            let remote = store.visible_summaries(caller, keep).expect("index");
+            merge_list(local_list(), remote, None, caller)
+        }
     };
-    let merged = merge_list(local_list(), &remote, None, caller);
     let n = merged.len();
     (Value::Array(merged).to_string().len(), n)
 }
@@ -165,9 +204,39 @@ fn time_lists(
     s
 }
 
-pub fn run(sizes: &[u64], budget: Duration) -> (Value, String) {
+/// `--only list`: `iters` lists of the store at `store` (kept by `--keep-store`) through
+/// `path`, as `user@tenant`, nothing else: run it under heaptrack (or callgrind) with two
+/// iteration counts, and the difference divided by the difference in counts is one list's
+/// allocations (or instructions), the setup cancelled out.
+pub fn list_only(store: &std::path::Path, path: &str, who: &str, iters: u64) -> (Value, String) {
+    let s = Store::open(store).expect("store");
+    let t = table();
+    let (user, tenant) = who.split_once('@').expect("--caller user@tenant");
+    let caller = Caller {
+        user: Some(user),
+        tenant: Some(tenant),
+    };
+    let p = if path == "scan" {
+        Path::Scan
+    } else {
+        Path::Index
+    };
+    let mut last = (0, 0);
+    for _ in 0..iters {
+        last = list_once(&s, &t, caller, p);
+    }
+    let v = json!({"path": path, "caller": who, "iters": iters, "bytes": last.0, "items": last.1});
+    let md = format!("list-only: {v}\n");
+    (v, md)
+}
+
+pub fn run(sizes: &[u64], budget: Duration, keep: Option<&std::path::Path>) -> (Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("replica.redb");
+    let path = keep.map_or_else(
+        || dir.path().join("replica.redb"),
+        |k| k.join("replica.redb"),
+    );
+    let _ = std::fs::remove_file(&path);
     let t = table();
     let mut store = Store::open(&path).expect("store");
     let mut filled = 0;
@@ -257,7 +326,7 @@ pub fn run(sizes: &[u64], budget: Duration) -> (Value, String) {
         eprintln!("scale: clusters {n} done");
     }
     let md = format!(
-        "### Merged `GET /v2/clusters` by replicated clusters (ms per list; scan = before the index)\n\n{}\n### Replica store size and restart\n\n{}",
+        "### Merged `GET /v2/clusters` by replicated clusters (ms per list; scan = before, index = now)\n\n{}\n### Replica store size and restart\n\n{}",
         super::common::table(
             &[
                 "clusters",

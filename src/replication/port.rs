@@ -96,7 +96,7 @@ impl Replicas for Replication {
                 caller.tenant.map(String::from),
             );
             let remote = self.remote_summaries(table, user, tenant).await;
-            merge_list(local, &remote, query, caller)
+            merge_list(local, remote, query, caller)
         })
     }
 
