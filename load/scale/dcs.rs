@@ -1,8 +1,9 @@
 //! Phase `dcs`: D DCs on loopback (D simulators + D routers in-process, static map of 4·D shards
 //! at home, `[replication] enabled`, `health.interval_ms = 200`). At each D:
-//! - health-check traffic: `GET /status` requests each simulator received in a 3 s window
-//!   (its own router's probe, and every peer router's probe passed through to it), per second,
-//!   per router and for the whole deployment;
+//! - health-check traffic: `GET /status` requests each simulator received in a 3 s window with
+//!   no client traffic (its own router's probe, and every peer router's probe passed through
+//!   to it), counted by a tapping relay in front of each simulator, per second and in request
+//!   bytes, for the whole deployment and per router;
 //! - routing cost: the pure `classify_head` + `decide` of a read owned by the last DC, ns per
 //!   call (many calls), and a forwarded read through dc1 to DC D (ms, sequential requests);
 //! - replication fan-out: `--writes` creates at dc1, then the records dc1 sent (all peers),
@@ -20,13 +21,16 @@ use http::Method;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::relay::{Options, Relay};
 use tokio::net::TcpListener;
 
 const WRITES: usize = 20;
 const PROBE_WINDOW: Duration = Duration::from_secs(3);
 
 struct Dc {
-    sim: Sim,
+    /// In front of the simulator (the router's backend): it keeps the bytes sent to it, where
+    /// the health checks are counted (the simulator logs no reads).
+    tap: Relay,
     client: SocketAddr,
     admin: SocketAddr,
     router: RouterHandle,
@@ -49,15 +53,24 @@ async fn start(d: usize, dir: &std::path::Path) -> Vec<Dc> {
         })
         .expect("simulator");
         let sl = bind().await;
-        let sim_addr = sl.local_addr().unwrap();
+        let target = sl.local_addr().unwrap();
         let (stop, shutdown) = ShutdownTrigger::new();
-        tokio::spawn(sim.clone().serve(sl, Shutdown::wait(shutdown)));
+        tokio::spawn(sim.serve(sl, Shutdown::wait(shutdown)));
+        let tap = Relay::start_with(
+            target,
+            Options {
+                tap: true,
+                ..Options::default()
+            },
+        )
+        .await;
+        let sim_addr = tap.addr;
         let (c, p, a) = (bind().await, bind().await, bind().await);
-        pre.push((sim, sim_addr, stop, c, p, a));
+        pre.push((tap, sim_addr, stop, c, p, a));
     }
     let peers: Vec<SocketAddr> = pre.iter().map(|x| x.4.local_addr().unwrap()).collect();
     let mut out = Vec::new();
-    for (i, (sim, sim_addr, stop, c, p, a)) in pre.into_iter().enumerate() {
+    for (i, (tap, sim_addr, stop, c, p, a)) in pre.into_iter().enumerate() {
         let mut t = format!(
             "dc = \"dc{}\"\nshard_count = {}\n\n[listen]\nclient = \"{}\"\npeer = \"{}\"\nadmin = \"{}\"\n\n[[backends]]\nurl = \"http://{sim_addr}\"\n\n",
             i + 1,
@@ -92,7 +105,7 @@ async fn start(d: usize, dir: &std::path::Path) -> Vec<Dc> {
         )
         .expect("router starts");
         out.push(Dc {
-            sim,
+            tap,
             client,
             admin,
             router,
@@ -115,12 +128,14 @@ async fn metric(admin: SocketAddr, name: &str) -> f64 {
         .sum()
 }
 
-fn status_probes(dc: &Dc) -> usize {
-    dc.sim
-        .log()
-        .iter()
-        .filter(|e| e.method == "GET" && e.path == "/status")
-        .count()
+/// (`GET /status` requests, bytes) sent to this DC's simulator so far.
+fn status_probes(dc: &Dc) -> (usize, usize) {
+    let b = dc.tap.tapped();
+    let n = b
+        .windows(b"GET /status ".len())
+        .filter(|w| w == b"GET /status ")
+        .count();
+    (n, b.len())
 }
 
 /// ns per classify + decide of a read of a cluster in a shard owned by the last DC.
@@ -164,13 +179,15 @@ pub async fn run(sizes: &[usize], budget: Duration) -> (Value, String) {
         let dcs = start(d, dir.path()).await;
         // Let every prober run a few rounds, then count a window.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let before: Vec<usize> = dcs.iter().map(status_probes).collect();
+        let before: Vec<(usize, usize)> = dcs.iter().map(status_probes).collect();
         let t0 = Instant::now();
         tokio::time::sleep(PROBE_WINDOW).await;
         let secs = t0.elapsed().as_secs_f64();
-        let after: Vec<usize> = dcs.iter().map(status_probes).collect();
-        let probes: usize = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+        let after: Vec<(usize, usize)> = dcs.iter().map(status_probes).collect();
+        let probes: usize = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).sum();
+        let bytes: usize = after.iter().zip(&before).map(|(a, b)| a.1 - b.1).sum();
         let per_s = probes as f64 / secs;
+        let bytes_s = bytes as f64 / secs;
         let ns = tokio::task::spawn_blocking(move || decide_ns(d))
             .await
             .expect("decide");
@@ -182,7 +199,11 @@ pub async fn run(sizes: &[usize], budget: Duration) -> (Value, String) {
             let t = Instant::now();
             let r = support::get(&url).await;
             fwd.push(ms(t.elapsed()));
-            assert_eq!(r.header("x-coopr-router-route"), "peer", "forwarded: {r:?}");
+            assert_eq!(
+                r.header("x-coopr-router-route"),
+                "forwarded",
+                "forwarded: {r:?}"
+            );
         }
         let fwd = summary(fwd);
         // Replication fan-out.
@@ -228,6 +249,7 @@ pub async fn run(sizes: &[usize], budget: Duration) -> (Value, String) {
             d.to_string(),
             format!("{per_s:.1}"),
             format!("{:.1}", per_s / d as f64),
+            format!("{:.0}", bytes_s),
             f2(ns),
             f2(fwd["p50"].as_f64().unwrap_or(f64::NAN)),
             f2(fwd["p99"].as_f64().unwrap_or(f64::NAN)),
@@ -237,7 +259,7 @@ pub async fn run(sizes: &[usize], budget: Duration) -> (Value, String) {
             format!("{load:.1}"),
         ]);
         out.push(json!({
-            "dcs": d, "status_probes_per_s": per_s, "probe_window_s": secs,
+            "dcs": d, "status_probes_per_s": per_s, "bytes_to_servers_per_s": bytes_s, "probe_window_s": secs,
             "decide_ns": ns, "forwarded_read_ms": fwd, "writes": WRITES,
             "records_sent": sent, "peer_mean_lag_ms_max": lag_max,
             "loadavg_1m": load,
@@ -259,6 +281,7 @@ pub async fn run(sizes: &[usize], budget: Duration) -> (Value, String) {
                 "DCs",
                 "/status probes/s (all)",
                 "per router",
+                "request bytes/s to servers",
                 "classify+decide ns",
                 "fwd read p50 ms",
                 "p99 ms",

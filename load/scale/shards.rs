@@ -1,12 +1,15 @@
 //! Phase `shards`: the ownership map's size. At each shard count (a multiple of the 3 DCs):
 //! - the routing snapshot's memory: `RoutingTable::new` built `copies` times and held, the RSS
 //!   growth divided by the copies (allocator-independent; pages, so only large counts are exact);
-//! - building it: the pure `RoutingTable::new` (µs per build, over many builds);
+//! - building it: the pure `RoutingTable::new` (µs per build, over many builds), and the
+//!   request path's use of it: `classify_head` + `decide` of a read (ns per call);
 //! - building and publishing it from a real etcd: `ownership init` of that many shards, then
 //!   three routers (`[ownership] source = "etcd"`) started, until all three are fresh at the
 //!   init revision (connect + list + build + publish); then dc3's router restarted (re-list);
-//! - flip latency to the last of the three routers (`ops::set_owner` of shard 1, `--flips`
-//!   times, each router's publish stamped by a waiter parked before the change);
+//! - flip latency to the last of the three routers (`ops::set_owner` of shard 1, 40 times, a
+//!   planned handoff between live DCs; each router's publish of the final map stamped by a
+//!   waiter parked before the change): the whole flip to the last router, and the spread from
+//!   the first router's publish to the last's;
 //! - `GET /admin/routes` on dc1's admin port: p50/p99 and the body's bytes.
 
 use super::common::*;
@@ -42,6 +45,24 @@ fn build(n: u32) -> RoutingTable {
         })
         .collect();
     RoutingTable::new(5, 0, dcs(), shards)
+}
+
+/// ns per `classify_head` + `decide` of a read in shard 1.
+fn decide_ns(n: u32) -> f64 {
+    use coopr_router::classify::{Head, classify_head};
+    use coopr_router::routing::{Origin, decide};
+    let t = build(n);
+    let path = "/v2/clusters/00000001/status";
+    let iters = 1_000_000u32;
+    let t0 = Instant::now();
+    for _ in 0..iters {
+        let Ok(Head::Done(c)) = classify_head(&http::Method::GET, std::hint::black_box(path), None)
+        else {
+            panic!("classify {path}");
+        };
+        std::hint::black_box(decide(&t, &c, Origin::Client, false));
+    }
+    t0.elapsed().as_nanos() as f64 / f64::from(iters)
 }
 
 /// (bytes per snapshot by RSS, µs per pure build).
@@ -86,45 +107,53 @@ async fn all_fresh(d: &support::Deployment, revision: u64) -> bool {
     }
 }
 
-/// Flip shard 1 `n` times; the last router's publish, from `set_owner`'s return (ms).
-async fn flips(d: &support::Deployment, s: &coopr_router::etcd::Settings, n: usize) -> Vec<f64> {
-    let mut out = Vec::new();
+/// Flips shard 1 `n` times (a planned handoff: dc1 and dc2 are live). Per flip, for the final
+/// map (owner moved, no handoff pending): ms from the first router's publish to the last's
+/// (the commit's propagation spread), and from before `set_owner` to the last router's
+/// publish (the whole flip: handoff request, the owner's drain and commit, `set_owner`'s
+/// 50 ms polls of etcd).
+async fn flips(
+    d: &support::Deployment,
+    s: &coopr_router::etcd::Settings,
+    n: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut spread, mut whole) = (Vec::new(), Vec::new());
     for i in 0..n {
-        let to = if i % 2 == 0 { "dc2" } else { "dc1" };
-        let prev = d
-            .dcs
-            .iter()
-            .map(|dc| router(dc).routes.load().revision)
-            .max()
-            .unwrap_or(0);
+        let to = if i % 2 == 0 { 1 } else { 0 };
         let waiters: Vec<_> = d
             .dcs
             .iter()
             .map(|dc| {
                 let routes = router(dc).routes.clone();
                 tokio::spawn(async move {
-                    let t = routes.wait_for_revision(prev + 1, WAIT).await;
-                    (Instant::now(), t.revision)
+                    let done =
+                        |t: &RoutingTable| t.shards[1].owner == to && t.shards[1].handoff.is_none();
+                    let t = routes.wait_until(done, WAIT).await;
+                    (Instant::now(), done(&t))
                 })
             })
             .collect();
         tokio::task::yield_now().await;
-        let (_, rev) = ops::set_owner(s, 1, to, "bench", "scale")
+        let t0 = Instant::now();
+        ops::set_owner(s, 1, ["dc1", "dc2"][to], "bench", "scale")
             .await
             .unwrap_or_else(|e| panic!("flip {i}: {e}"));
-        let t1 = Instant::now();
-        let mut last = t1;
-        for w in waiters {
-            let (at, r) = w.await.expect("waiter");
+        let mut first: Option<Instant> = None;
+        let mut last = t0;
+        for (k, w) in waiters.into_iter().enumerate() {
+            let (at, ok) = w.await.expect("waiter");
             assert!(
-                r >= rev as u64,
-                "a router missed revision {rev} for {WAIT:?}"
+                ok,
+                "flip {i}: dc{} did not publish it within {WAIT:?}",
+                k + 1
             );
             last = last.max(at);
+            first = Some(first.map_or(at, |f| f.min(at)));
         }
-        out.push(ms(last - t1));
+        spread.push(ms(last - first.unwrap_or(last)));
+        whole.push(ms(last - t0));
     }
-    out
+    (spread, whole)
 }
 
 async fn admin_routes(d: &support::Deployment, budget: Duration) -> (Vec<f64>, usize) {
@@ -155,11 +184,13 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
     for &n in sizes {
         assert!(n % 3 == 0, "--shards: a multiple of the 3 DCs ({n})");
         let (bytes, build_us) = snapshot_cost(n);
+        let ns = decide_ns(n);
         mem_rows.push(vec![
             n.to_string(),
             format!("{:.0}", bytes),
             format!("{:.1}", bytes / n as f64),
             f2(build_us),
+            f2(ns),
             format!("{:.1}", loadavg()),
         ]);
         let prefix = format!("/scale{n}/");
@@ -194,7 +225,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         d.dcs[2].restart_router().await;
         assert!(all_fresh(&d, init_rev).await, "dc3 fresh after restart");
         let restart_ms = ms(t_re.elapsed());
-        let flip = summary(flips(&d, &settings, FLIPS).await);
+        let (spread, whole) = flips(&d, &settings, FLIPS).await;
+        let (flip, flip_whole) = (summary(spread), summary(whole));
         let (adm, adm_bytes) = admin_routes(&d, budget).await;
         let adm = summary(adm);
         let state_bytes = std::fs::metadata(dir.path().join("dc1.json")).map_or(0, |m| m.len());
@@ -204,6 +236,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             f2(init_ms),
             f2(start_ms),
             f2(restart_ms),
+            f2(flip_whole["p50"].as_f64().unwrap_or(f64::NAN)),
+            f2(flip_whole["p99"].as_f64().unwrap_or(f64::NAN)),
             f2(flip["p50"].as_f64().unwrap_or(f64::NAN)),
             f2(flip["p99"].as_f64().unwrap_or(f64::NAN)),
             f2(adm["p50"].as_f64().unwrap_or(f64::NAN)),
@@ -213,9 +247,9 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             format!("{load:.1}"),
         ]);
         out.push(json!({
-            "shards": n, "snapshot_bytes_rss": bytes, "build_us": build_us,
+            "shards": n, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
-            "restart_to_fresh_ms": restart_ms, "flip_last_router_ms": flip,
+            "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
             "state_file_bytes": state_bytes, "loadavg_1m": load,
         }));
@@ -234,6 +268,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "snapshot bytes",
                 "bytes/shard",
                 "build µs",
+                "classify+decide ns",
                 "load 1m"
             ],
             &mem_rows
@@ -246,6 +281,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "restart->fresh",
                 "flip p50",
                 "flip p99",
+                "first->last router p50",
+                "p99",
                 "/admin/routes p50",
                 "p99",
                 "bytes",
