@@ -4,7 +4,8 @@
 //! In-process, no HTTP: one `replication::Store` in a temp dir (a disk, fsync on), filled with
 //! dc1's finished records through `Store::apply` (batches of 1000) as dc3 would receive them.
 //! After each fill the store is closed and opened again (open time, first list), and one
-//! `/v2/nodes/{id}` lookup of the newest cluster's node is timed (`Store::cluster_of_node`).
+//! `/v2/nodes/{id}` lookup of the newest cluster's node is timed, by the scan it was before
+//! (`Store::cluster_of_node_scan`) and by the node index (`Store::cluster_of_node`).
 //! Tenants: `acme` holds 500 clusters at every size (10 users, 50 each); `big` holds half of
 //! the rest; 100 other tenants share the other half. At each size the list the proxy builds is
 //! timed for three callers (acme's admin: 500 items; acme's user u3: 50; big's admin: grows
@@ -291,9 +292,12 @@ pub fn run(sizes: &[u64], budget: Duration, keep: Option<&std::path::Path>) -> (
         // cluster's node, so a scan in id order reads every entry first).
         let node = format!("{:08}-node-1", 1 + 3 * (n - 1));
         let t3 = Instant::now();
+        let scanned = store.cluster_of_node_scan(&node).expect("node scan");
+        let node_scan_ms = ms(t3.elapsed());
+        let t4 = Instant::now();
         let found = store.cluster_of_node(&node).expect("node lookup");
-        let node_ms = ms(t3.elapsed());
-        assert!(found.is_some(), "{node} is listed");
+        let node_ms = ms(t4.elapsed());
+        assert!(found.is_some() && found == scanned, "{node} is listed");
         let load = loadavg();
         store_rows.push(vec![
             n.to_string(),
@@ -301,7 +305,8 @@ pub fn run(sizes: &[u64], budget: Duration, keep: Option<&std::path::Path>) -> (
             format!("{:.0}", bytes as f64 / n as f64),
             f2(open_ms),
             f2(first_ms),
-            f2(node_ms),
+            f2(node_scan_ms),
+            format!("{:.3}", node_ms),
             format!("{:.0}", n as f64 / fill_s),
             format!("{load:.1}"),
         ]);
@@ -330,7 +335,7 @@ pub fn run(sizes: &[u64], budget: Duration, keep: Option<&std::path::Path>) -> (
         }
         json_rows.push(json!({
             "clusters": n, "store_bytes": bytes, "open_ms": open_ms,
-            "first_list_ms": first_ms, "node_lookup_ms": node_ms, "fill_records_per_s": n as f64 / fill_s,
+            "first_list_ms": first_ms, "node_lookup_scan_ms": node_scan_ms, "node_lookup_ms": node_ms, "fill_records_per_s": n as f64 / fill_s,
             "loadavg_1m": load, "lists": per,
         }));
         eprintln!("scale: clusters {n} done");
@@ -360,7 +365,8 @@ pub fn run(sizes: &[u64], budget: Duration, keep: Option<&std::path::Path>) -> (
                 "bytes/cluster",
                 "open ms",
                 "first list ms",
-                "node lookup ms",
+                "node scan ms (before)",
+                "node index ms (now)",
                 "fill records/s",
                 "load 1m",
             ],

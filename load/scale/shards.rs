@@ -1,6 +1,8 @@
 //! Phase `shards`: the ownership map's size. At each shard count (a multiple of the 3 DCs):
-//! - the routing snapshot's memory: `RoutingTable::new` built `copies` times and held, the RSS
-//!   growth divided by the copies (allocator-independent; pages, so only large counts are exact);
+//! - the routing snapshot's memory: counted (its vectors' capacities times their element sizes,
+//!   strings), and by RSS: built many times and held, the RSS growth divided by the copies
+//!   (meaningful only in a fresh process: run this phase first or alone, as an allocator that
+//!   already holds freed pages does not grow its RSS);
 //! - building it: the pure `RoutingTable::new` (µs per build, over many builds), and the
 //!   request path's use of it: `classify_head` + `decide` of a read (ns per call);
 //! - building and publishing it from a real etcd: `ownership init` of that many shards, then
@@ -63,6 +65,23 @@ fn decide_ns(n: u32) -> f64 {
         std::hint::black_box(decide(&t, &c, Origin::Client, false));
     }
     t0.elapsed().as_nanos() as f64 / f64::from(iters)
+}
+
+/// The snapshot's bytes, counted: the struct, the shard entries, their replica lists and the
+/// DC entries (their names and URLs); its private per-DC vectors are a few words per DC.
+fn counted_bytes(t: &RoutingTable) -> usize {
+    use std::mem::size_of;
+    size_of::<RoutingTable>()
+        + t.shards.capacity() * size_of::<ShardEntry>()
+        + t.shards
+            .iter()
+            .map(|s| s.replicas.capacity() * size_of::<usize>())
+            .sum::<usize>()
+        + t.dcs.capacity() * size_of::<DcEntry>()
+        + t.dcs
+            .iter()
+            .map(|d| d.name.capacity() + d.peer_url.to_string().len())
+            .sum::<usize>()
 }
 
 /// (bytes per snapshot by RSS, µs per pure build).
@@ -185,8 +204,11 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         assert!(n % 3 == 0, "--shards: a multiple of the 3 DCs ({n})");
         let (bytes, build_us) = snapshot_cost(n);
         let ns = decide_ns(n);
+        let counted = counted_bytes(&build(n));
         mem_rows.push(vec![
             n.to_string(),
+            counted.to_string(),
+            format!("{:.1}", counted as f64 / n as f64),
             format!("{:.0}", bytes),
             format!("{:.1}", bytes / n as f64),
             f2(build_us),
@@ -247,7 +269,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             format!("{load:.1}"),
         ]);
         out.push(json!({
-            "shards": n, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
+            "shards": n, "snapshot_bytes_counted": counted, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
             "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
@@ -265,8 +287,10 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         table(
             &[
                 "shards",
-                "snapshot bytes",
-                "bytes/shard",
+                "counted bytes",
+                "per shard",
+                "RSS bytes",
+                "RSS per shard",
                 "build µs",
                 "classify+decide ns",
                 "load 1m"

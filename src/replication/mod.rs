@@ -18,6 +18,7 @@
 //! - `answer`: a replica read and the list merge (pure).
 //! - `list_index`: the list items by (tenant, owner, id), so a list reads only what its caller
 //!   may see.
+//! - `node_index`: node id -> cluster id, so `/v2/nodes/{id}` of a replicated cluster is a lookup.
 //! - `hook`: interrupted operations and their delivery to the restart hook.
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
 //! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
@@ -28,6 +29,7 @@ mod client;
 mod drift;
 mod hook;
 mod list_index;
+mod node_index;
 mod outbox;
 mod port;
 pub mod record;

@@ -6,8 +6,9 @@
 //! transaction keeps two small views: each cluster's list item, and the intents still open.
 
 use super::list_index;
+use super::node_index::{self, nodes_of};
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{LIST_INDEX, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
 use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
@@ -252,6 +253,7 @@ impl Store {
             let mut t = tx.open_table(REPLICA)?;
             let mut summaries = tx.open_table(SUMMARY)?;
             let mut index = tx.open_table(LIST_INDEX)?;
+            let mut nodes = tx.open_table(NODES)?;
             let mut open = tx.open_table(OPEN)?;
             for env in records {
                 let shard = env.record.shard();
@@ -301,6 +303,9 @@ impl Store {
                 match step(current.as_ref(), env) {
                     Some(next) => {
                         t.insert(id.get(), serde_json::to_vec(&next)?.as_slice())?;
+                        let old = nodes_of(current.as_ref().and_then(|c| c.state.as_ref()));
+                        let new = nodes_of(next.state.as_ref());
+                        node_index::update(&mut nodes, id.get(), &old, &new)?;
                         if let Some(f) = &next.state {
                             let item = serde_json::to_vec(&ListItem::of(f))?;
                             list_index::put(&mut summaries, &mut index, id.get(), &item)?;
@@ -340,9 +345,10 @@ impl Store {
         })
     }
 
-    /// The cluster whose captured details list node `node` (a scan of the replica table:
-    /// node requests are rare next to cluster requests).
-    pub fn cluster_of_node(&self, node: &str) -> Result<Option<ClusterId>, ReplError> {
+    /// The cluster whose captured details list node `node`, by a scan of every replicated
+    /// cluster: what `/v2/nodes/{id}` did before the node index (`Store::cluster_of_node`);
+    /// kept as the index's test oracle and load/scale's peer.
+    pub fn cluster_of_node_scan(&self, node: &str) -> Result<Option<ClusterId>, ReplError> {
         let tx = self.db()?.begin_read()?;
         let t = tx.open_table(REPLICA)?;
         for row in t.iter()? {
