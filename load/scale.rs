@@ -12,7 +12,7 @@
 //! - `dcs` (`scale/dcs.rs`): routers on loopback, 3 -> 9 DCs: health-check requests, the cost
 //!   of one routing decision, replication records and batches per write.
 //! - `list`: only lists of a kept store (`--keep-store DIR --path scan|index --caller
-//!   user@tenant --iters N`), for heaptrack/callgrind counts (load/SCALE.md has the commands).
+//!   user@tenant --iters N`), for callgrind counts (load/SCALE.md has the commands).
 //! - `downloads` (`scale/downloads.rs`): one router, many concurrent slow downloads: memory per
 //!   stream.
 //!
@@ -24,7 +24,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 #[path = "scale/clusters.rs"]

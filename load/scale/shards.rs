@@ -201,7 +201,10 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
     let mut mem_rows = Vec::new();
     let mut out = Vec::new();
     for &n in sizes {
-        assert!(n % 3 == 0, "--shards: a multiple of the 3 DCs ({n})");
+        assert!(
+            n.is_multiple_of(3),
+            "--shards: a multiple of the 3 DCs ({n})"
+        );
         let (bytes, build_us) = snapshot_cost(n);
         let ns = decide_ns(n);
         let counted = counted_bytes(&build(n));

@@ -173,7 +173,7 @@ pub fn merge_list(
             .map(|v| (key(&v), v)),
     );
     // Stable, newest first: equal keys (a local list with repeated ids) keep their order.
-    keyed.sort_by(|a, b| b.0.cmp(&a.0));
+    keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
     keyed.into_iter().map(|(_, v)| v).collect()
 }
 
