@@ -125,7 +125,7 @@ rss_kb() {
 # connections on TARGET, run wrk again ("TARGET+idle"), release them; one JSON line into
 # $WORK/idle.jsonl.
 idle_phase() {
-    local t="$1" port rss0 rss1 ready="$WORK/run/idle-$1.ready" summary i
+    local t="$1" port rss0 rss1 rss2 ready="$WORK/run/idle-$1.ready" summary i
     port="$(sed -E 's|^http://[^:]+:([0-9]+)/.*|\1|' <<<"${URL[$t]}")"
     run_target wrk "$t" 1 "$t+noidle"
     rss0="$(rss_kb ${PROXY[$t]})"
@@ -137,21 +137,27 @@ idle_phase() {
     sleep 1
     rss1="$(rss_kb ${PROXY[$t]})"
     run_target wrk "$t" 1 "$t+idle"
+    # Again after that load, the connections still held: memory the allocator kept from the
+    # burst of opening them (freed, not yet returned) is gone by then; what they hold is not.
+    rss2="$(rss_kb ${PROXY[$t]})"
     # Stop the holder and collect its summary (how many connections the proxy kept open).
     kill -TERM "${PIDS[idle-$t]}"
     wait "${PIDS[idle-$t]}" || true
     unset "PIDS[idle-$t]"
     summary="$(tail -n 1 "$WORK/logs/idle-$t.log")"
-    python3 - "$t" "$rss0" "$rss1" "$summary" "$(cat "$ready")" >>"$WORK/idle.jsonl" <<'EOF'
+    python3 - "$t" "$rss0" "$rss1" "$summary" "$(cat "$ready")" "$rss2" >>"$WORK/idle.jsonl" <<'EOF'
 import json, sys
 t, rss0, rss1, summary, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rss2 = int(sys.argv[6])
 try:
     s = json.loads(summary)
 except ValueError:
     s = json.loads(ready)
 n = s.get("opened", 0)
 print(json.dumps({"target": t, **s, "rss_before_kb": rss0, "rss_idle_kb": rss1,
-                  "kib_per_idle_conn": (rss1 - rss0) / n if n else None}))
+                  "kib_per_idle_conn": (rss1 - rss0) / n if n else None,
+                  "rss_idle_after_load_kb": rss2,
+                  "kib_per_idle_conn_after_load": (rss2 - rss0) / n if n else None}))
 EOF
     log "idle phase $t: $(tail -n 1 "$WORK/idle.jsonl")"
 }

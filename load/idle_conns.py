@@ -7,6 +7,8 @@ keep-alive state. Then writes a JSON line {"opened", "answered", "failed", "seco
 --ready-file and holds the sockets until SIGTERM/SIGINT or --hold seconds. On exit it counts how
 many connections the proxy still has open (a closed one reads EOF) and prints a JSON summary.
 
+--tls speaks TLS (HTTP/1.1 by ALPN) to a TLS listener, for the memory of idle TLS connections.
+
 Raises its own RLIMIT_NOFILE soft limit to the hard limit; bench.sh raises `ulimit -n` first.
 Only meant for 127.0.0.1.
 """
@@ -18,6 +20,7 @@ import json
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -53,7 +56,8 @@ def still_open(socks: list[socket.socket]) -> int:
     for s in socks:
         try:
             s.setblocking(False)
-            if s.recv(1, socket.MSG_PEEK):
+            # The socket's own recv (a TLS socket refuses flags): raw bytes, TLS or not.
+            if socket.socket.recv(s, 1, socket.MSG_PEEK):
                 alive += 1          # unexpected bytes, but still open
         except (BlockingIOError, InterruptedError):
             alive += 1              # nothing to read: open and idle
@@ -70,6 +74,8 @@ def main() -> None:
     p.add_argument("--count", type=int, default=10000)
     p.add_argument("--hold", type=float, default=600, help="seconds to hold at most")
     p.add_argument("--ready-file", required=True)
+    p.add_argument("--tls", action="store_true",
+                   help="TLS (HTTP/1.1 by ALPN; the certificate is not checked: loopback only)")
     a = p.parse_args()
     if a.host not in ("127.0.0.1", "localhost", "::1"):
         sys.exit("idle_conns.py only targets loopback")
@@ -93,6 +99,12 @@ def main() -> None:
 
     request = (f"GET {a.path} HTTP/1.1\r\nHost: {a.host}:{a.port}\r\nConnection: keep-alive\r\n"
                "Coopr-UserID: admin\r\nCoopr-TenantID: superadmin\r\n\r\n").encode()
+    tls = None
+    if a.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+        tls.set_alpn_protocols(["http/1.1"])
     socks: list[socket.socket] = []
     answered = failed = 0
     t0 = time.monotonic()
@@ -102,6 +114,8 @@ def main() -> None:
         try:
             s = socket.create_connection((a.host, a.port), timeout=10)
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                s = tls.wrap_socket(s, server_hostname=a.host)
             s.sendall(request)
             if read_response(s, 10):
                 answered += 1

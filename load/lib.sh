@@ -81,6 +81,11 @@ build_binaries() {
     cp "$target/release/coopr-router" "$target/release/coopr-sim" "$WORK/bin/" \
         || die "no release binaries under $target/release"
     BINARY_INFO="$(date -r "$target/release/coopr-router" '+%Y-%m-%d %H:%M:%S')$([[ "${SKIP_BUILD:-0}" == 1 ]] && echo ' (SKIP_BUILD=1)' || true)"
+    # ROUTER=path: that router binary instead (e.g. a copy of an older build, for A/B).
+    if [[ -n "${ROUTER:-}" ]]; then
+        cp "$ROUTER" "$WORK/bin/coopr-router" || die "cannot copy ROUTER=$ROUTER"
+        BINARY_INFO="$ROUTER ($(date -r "$ROUTER" '+%Y-%m-%d %H:%M:%S'))"
+    fi
     ROUTER_BIN="$WORK/bin/coopr-router"
     SIM_BIN="$WORK/bin/coopr-sim"
 }
@@ -238,12 +243,14 @@ start_topology() {
 # Create one cluster in dc1 through dc1's router and wait until it is active; prints its id.
 create_cluster() {
     local body id status i
-    body="$(curl -sf -X POST "${COOPR_HDRS[@]}" -H 'Content-Type: application/json' \
+    # CLIENT_SCHEME=https: the client ports speak TLS (profile.sh TLS=1; dev certificates).
+    local scheme="${CLIENT_SCHEME:-http}"
+    body="$(curl -skf -X POST "${COOPR_HDRS[@]}" -H 'Content-Type: application/json' \
         -d '{"name":"bench","clusterTemplate":"demo","numMachines":1}' \
-        "http://127.0.0.1:$(client_port 1)/v2/clusters")" || die "create cluster failed"
+        "$scheme://127.0.0.1:$(client_port 1)/v2/clusters")" || die "create cluster failed"
     id="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$body")"
     for i in $(seq 100); do
-        status="$(curl -sf "${COOPR_HDRS[@]}" "http://127.0.0.1:$(client_port 1)/v2/clusters/$id/status" \
+        status="$(curl -skf "${COOPR_HDRS[@]}" "$scheme://127.0.0.1:$(client_port 1)/v2/clusters/$id/status" \
             | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' || true)"
         [[ "$status" == active ]] && { log "cluster $id is active"; echo "$id"; return 0; }
         sleep 0.1

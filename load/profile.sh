@@ -12,25 +12,33 @@
 #   strace     strace -c -f: system calls per request (slows the router down; counts only)
 #   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
 #   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
-#   forwarded to dc1's (the profiled router is always dc1's: for a write, the owner's side)
+#   forwarded to dc1's (the profiled router is dc1's, for a write the owner's side, unless
+#   PROFILE_DC=2: dc2's, the forwarding side of a write)
 #   env ROUTER_ENV="NAME=VALUE ..." for dc1's router only
 #   env IDLE_CONNS=N: before the load, hold N idle keep-alive connections (load/idle_conns.py)
 #       and report the router's RSS per idle connection
 #   env ROUTER=path: profile that router binary (e.g. an older build, for A/B)
+#   env TLS=1: TLS on the client ports (dev certificates), the load and the idle connections
+#       over TLS (HTTP/1.1)
 #   env DURATION=10 CONNS=32 SKIP_BUILD=1 KEEP_WORK=1
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-MODE="${1:-stat}" WHAT="${2:-read}"
+MODE="${1:-stat}" WHAT="${2:-read}" DC="${PROFILE_DC:-1}"
 DURATION="${DURATION:-10}" CONNS="${CONNS:-32}"
 
 main() {
     ensure_tools wrk h2load curl ss
     setup_workdir
     build_binaries
-    # ROUTER=path: profile that router binary instead (e.g. a copy of an older build, for A/B).
-    [[ -n "${ROUTER:-}" ]] && cp "$ROUTER" "$WORK/bin/coopr-router"
     BASE="$(pick_base_port 0 1 2 3 100 101 102 103 200 201 202 203)"
+    local scheme=http idle_tls=()
+    if [[ "${TLS:-0}" == 1 ]]; then
+        # TLS on every router's client port (dev certificates for 127.0.0.1; peers stay plain).
+        "$WORK/bin/coopr-router" certs dev --out "$WORK/certs" --dcs dc1 >/dev/null
+        ROUTER_CONFIG_EXTRA="${ROUTER_CONFIG_EXTRA:-}\n[tls.client]\ncert_file = \"$WORK/certs/dc1/server.pem\"\nkey_file = \"$WORK/certs/dc1/server.key\""
+        scheme=https CLIENT_SCHEME=https idle_tls=(--tls)
+    fi
     local wrap=""
     [[ $MODE == heaptrack ]] && wrap="heaptrack -o $WORK/out/heaptrack"
     [[ $MODE == callgrind ]] && wrap="valgrind --tool=callgrind --callgrind-out-file=$WORK/out/callgrind.out"
@@ -40,7 +48,7 @@ main() {
         # lib.sh starts routers with "$ROUTER_BIN run ..."; wrap dc1's in the profiler.
         cat >"$WORK/bin/router-wrapped" <<WRAP
 #!/bin/sh
-case "\$*" in *"run --config"*router-dc1.toml*) exec $wrap "$WORK/bin/coopr-router" "\$@";; esac
+case "\$*" in *"run --config"*router-dc$DC.toml*) exec $wrap "$WORK/bin/coopr-router" "\$@";; esac
 exec "$WORK/bin/coopr-router" "\$@"
 WRAP
         chmod +x "$WORK/bin/router-wrapped"
@@ -48,16 +56,16 @@ WRAP
     fi
     start_topology
     local id url method=GET; id="$(create_cluster)"
-    url="http://127.0.0.1:$(client_port 1)/v2/clusters/$id/status"
+    url="$scheme://127.0.0.1:$(client_port 1)/v2/clusters/$id/status"
     if [[ $WHAT == write ]]; then
-        method=POST; url="http://127.0.0.1:$(client_port 2)/v2/clusters/$id/pause"
+        method=POST; url="$scheme://127.0.0.1:$(client_port 2)/v2/clusters/$id/pause"
     fi
     # dc1's router process itself (under heaptrack it is a child of the wrapper).
     local router p
-    for p in $(pgrep -f router-dc1.toml); do
+    for p in $(pgrep -f "router-dc$DC.toml"); do
         [[ "$(cat "/proc/$p/comm" 2>/dev/null)" =~ ^(coopr-router|callgrind) ]] && router="$p"
     done
-    [[ -n "${router:-}" ]] || die "dc1's router process not found"
+    [[ -n "${router:-}" ]] || die "dc$DC's router process not found"
     WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d1s -s "$LOAD_DIR/coopr.lua" "$url" >/dev/null
     if [[ -n "${IDLE_CONNS:-}" ]]; then
         # Memory per idle keep-alive connection: RSS before and while IDLE_CONNS are held.
@@ -65,7 +73,7 @@ WRAP
         local before ready="$WORK/run/idle.ready"
         before="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
         start idle python3 "$LOAD_DIR/idle_conns.py" --port "$(client_port 1)" --count "$IDLE_CONNS" \
-            --path "/v2/clusters/$id/status" --hold 600 --ready-file "$ready"
+            --path "/v2/clusters/$id/status" --hold 600 --ready-file "$ready" "${idle_tls[@]}"
         for p in $(seq 1200); do [[ -s "$ready" ]] && break; alive idle; sleep 0.1; done
         sleep 1
         local held; held="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
@@ -83,7 +91,7 @@ WRAP
         local dump; dump="$(ls -t "$WORK"/out/callgrind.out* | head -1)"
         local ir; ir="$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")"
         log "user-space instructions per request: $((ir / n)) ($ir over $n requests)"
-        mkdir -p "$RESULTS_DIR"; cp "$dump" "$RESULTS_DIR/callgrind-$WHAT.out"
+        mkdir -p "$RESULTS_DIR"; cp "$dump" "$RESULTS_DIR/callgrind-$WHAT$([[ $DC == 1 ]] || echo "-dc$DC").out"
         return 0
     fi
     local t0 t1 rss reqs out="$WORK/out/wrk.txt"
@@ -122,7 +130,7 @@ WRAP
         heaptrack)
             # The router writes its heaptrack data as it exits; heaptrack (its parent) then ends.
             kill -TERM "$router"
-            stop router-dc1
+            stop "router-dc$DC"
             local file; file="$(ls "$WORK"/out/heaptrack* | head -1)"
             heaptrack_print "$file" >"$WORK/out/heaptrack.txt" 2>/dev/null || true
             heaptrack_print "$file" --flamegraph-cost-type allocations -F "$WORK/out/stacks.txt" >/dev/null 2>&1 || true

@@ -243,14 +243,16 @@ def cmd_summarize(a: argparse.Namespace) -> None:
             rounds = ", ".join(f"{v:.2f}" for v in x.get("throughput_ratio_rounds", []))
             print(f"| {x['router']} / {x['peer']} | {x['tool']} | {x['throughput_ratio']:.2f} | {rounds} | {cpu} |")
     if idle:
-        print("\n| idle phase | idle conns opened / answered | still open after load | proxy RSS before | RSS holding them | KiB per idle conn | wrk req/s with idle (without) | p99 with idle |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("\n| idle phase | idle conns opened / answered | still open after load | proxy RSS before | RSS holding them | KiB per idle conn | the same after the wrk run | wrk req/s with idle (without) | p99 with idle |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for x in idle:
             kib = f"{x['kib_per_idle_conn']:.1f}" if x.get("kib_per_idle_conn") is not None else "-"
+            after = (f"{x['kib_per_idle_conn_after_load']:.1f} ({x['rss_idle_after_load_kb'] / 1024:.1f} MiB)"
+                     if x.get("kib_per_idle_conn_after_load") is not None else "-")
             rps = (f"{x['rps_with_idle']:,.0f} ({x['rps_without_idle']:,.0f}, x{x['throughput_ratio_idle_vs_not']:.2f})"
                    if "rps_with_idle" in x else "-")
             print(f"| {x['target']} | {x.get('opened')} / {x.get('answered')} | {x.get('still_open_at_end', '-')} | "
-                  f"{x['rss_before_kb'] / 1024:.1f} MiB | {x['rss_idle_kb'] / 1024:.1f} MiB | {kib} | {rps} | "
+                  f"{x['rss_before_kb'] / 1024:.1f} MiB | {x['rss_idle_kb'] / 1024:.1f} MiB | {kib} | {after} | {rps} | "
                   f"{fmt_ms(x.get('p99_us_with_idle'))} |")
     for k, v in notes.items():
         print(f"\nnote ({k}): {v}")

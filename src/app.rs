@@ -283,7 +283,9 @@ pub fn start_with_file(
     .into_iter()
     .chain(provisioner)
     {
-        let proxy = proxy.clone();
+        // One `Arc` per request (not a clone of every handle the proxy holds), and a small
+        // handler for each connection to keep.
+        let proxy = Arc::new(proxy.clone());
         let handler = move |mut req: http::Request<hyper::body::Incoming>, remote| {
             if origin == Origin::Peer {
                 attribute_peer(&mut req);

@@ -8,7 +8,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 /// A request or response body as the proxy passes it on.
 #[derive(Debug)]
@@ -20,30 +23,88 @@ pub enum ProxyBody {
         prefix: Option<Bytes>,
         rest: Incoming,
     },
-    /// A streamed body that reports when it has been sent whole (or failed), so the response
-    /// timeout can start then.
+    /// A streamed body that reports how it is coming along (sent whole or failed, waiting for
+    /// its client), so the response timeout can start once it was sent and a stall be cut.
     Tracked {
         inner: Box<ProxyBody>,
-        done: Option<tokio::sync::oneshot::Sender<()>>,
-        progress: Option<std::sync::Arc<Progress>>,
+        progress: Reporter,
     },
 }
 
-/// How a streamed body is coming along, for the sender's stall watchdog.
+/// The body's side of a [`Progress`]; dropped (hyper let go of the body, sent or not), it
+/// counts as done, so the sender never waits for a body nobody will send.
+#[derive(Debug)]
+pub struct Reporter(pub std::sync::Arc<Progress>);
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if !self.0.done.swap(true, Release) {
+            self.0.notify();
+        }
+    }
+}
+
+/// How a streamed body is coming along, for its sender: the response timeout starts once it
+/// was sent whole, and the stall watchdog arms once it waits for its client (a body that is
+/// already here, as most are, never arms a timer).
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Frames handed on so far.
-    frames: std::sync::atomic::AtomicU64,
+    frames: AtomicU64,
     /// The last poll found no frame ready: the body is waiting for its client.
-    waiting: std::sync::atomic::AtomicBool,
+    waiting: AtomicBool,
+    /// The body ended (sent whole) or failed.
+    done: AtomicBool,
+    /// The sender's task, woken when the body ends or starts waiting.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Progress {
     pub fn frames(&self) -> u64 {
-        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+        self.frames.load(Relaxed)
     }
     pub fn waiting(&self) -> bool {
-        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
+        self.waiting.load(Relaxed)
+    }
+
+    /// Ready once the body was sent whole or failed.
+    pub fn poll_done(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_until(cx, || self.done.load(Acquire))
+    }
+
+    /// Ready once the body waits for its client (or is done).
+    pub fn poll_waiting(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_until(cx, || self.waiting.load(Acquire) || self.done.load(Acquire))
+    }
+
+    fn poll_until(&self, cx: &mut Context<'_>, ready: impl Fn() -> bool) -> Poll<()> {
+        if ready() {
+            return Poll::Ready(());
+        }
+        {
+            let mut waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+            match waker.as_mut() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+        }
+        // Asked again once registered: a change in between woke nobody.
+        if ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn notify(&self) {
+        let waker = self
+            .waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -88,21 +149,18 @@ impl Body for ProxyBody {
             },
             ProxyBody::Tracked {
                 inner,
-                done,
-                progress,
+                progress: Reporter(progress),
             } => {
                 let polled = Pin::new(inner.as_mut()).poll_frame(cx);
-                if let Some(p) = progress {
-                    use std::sync::atomic::Ordering::Relaxed;
-                    p.waiting.store(polled.is_pending(), Relaxed);
-                    if polled.is_ready() {
-                        p.frames.fetch_add(1, Relaxed);
-                    }
+                let was_waiting = progress.waiting.swap(polled.is_pending(), Release);
+                if polled.is_ready() {
+                    progress.frames.fetch_add(1, Relaxed);
                 }
-                if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))))
-                    && let Some(tx) = done.take()
-                {
-                    let _ = tx.send(());
+                let ended = matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_))));
+                // The sender hears of the end, and of the body starting to wait for its client.
+                let newly_done = ended && !progress.done.swap(true, Release);
+                if newly_done || (polled.is_pending() && !was_waiting) {
+                    progress.notify();
                 }
                 polled
             }
@@ -147,6 +205,32 @@ pub enum Inspected {
     TooLarge { prefix: Bytes, rest: Incoming },
 }
 
+/// At most this much of a refused body (413) is read and thrown away after the answer.
+pub const DRAIN_MAX_BYTES: usize = 1024 * 1024;
+/// For at most this long.
+pub const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and throws away (in the background, bounded by [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX`])
+/// the rest of a body the router refused. A client that is still sending when the answer
+/// (413) comes would otherwise see its connection reset (the kernel resets a socket closed
+/// with unread data) instead of reading the answer: the lingering close nginx and HAProxy do.
+pub fn drain_in_background(mut rest: Incoming) {
+    tokio::spawn(async move {
+        let mut read = 0usize;
+        let drain = async {
+            while let Some(Ok(frame)) = rest.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    read += data.len();
+                    if read > DRAIN_MAX_BYTES {
+                        break;
+                    }
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_MAX, drain).await;
+    });
+}
+
 /// Reads a body until its end or until more than `limit` bytes have arrived.
 /// Trailers of a whole body are dropped (Coopr sends none and reads none).
 pub async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Inspected, hyper::Error> {
@@ -163,4 +247,47 @@ pub async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Inspected, h
         }
     }
     Ok(Inspected::Whole(buf.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_tracked_body_reports_its_end_and_its_drop() {
+        let mut cx = Context::from_waker(Waker::noop());
+        // Sent whole: done once the last frame was taken, never waiting.
+        let progress = Arc::new(Progress::default());
+        let mut body = ProxyBody::Tracked {
+            inner: Box::new(ProxyBody::full("{}")),
+            progress: Reporter(progress.clone()),
+        };
+        assert!(progress.poll_done(&mut cx).is_pending());
+        assert!(progress.poll_waiting(&mut cx).is_pending());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(
+            progress.poll_done(&mut cx).is_pending(),
+            "one frame is not the end"
+        );
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(progress.poll_done(&mut cx).is_ready());
+        assert!(!progress.waiting());
+        assert_eq!(progress.frames(), 2);
+        // Dropped unsent (hyper let go of it): done all the same.
+        let progress = Arc::new(Progress::default());
+        let body = ProxyBody::Tracked {
+            inner: Box::new(ProxyBody::full("{}")),
+            progress: Reporter(progress.clone()),
+        };
+        assert!(progress.poll_done(&mut cx).is_pending());
+        drop(body);
+        assert!(progress.poll_done(&mut cx).is_ready());
+    }
 }

@@ -24,6 +24,9 @@ pub const CATALOG: HeaderName = HeaderName::from_static("x-coopr-router-catalog"
 pub const REPLICA_EPOCH: HeaderName = HeaderName::from_static("x-coopr-router-replica-epoch");
 /// On an answer from the replica store: what the owner DC withheld from it (secrets stay home);
 /// `Cache-Control: no-cache` reads the owner, which has them.
+/// On the answer to a write that was held across an unplanned failover (its owner DC could not
+/// be reached, nothing was sent) and then sent to the new owner: how long it waited, in ms.
+pub const HELD_MS: HeaderName = HeaderName::from_static("x-coopr-router-held-ms");
 pub const WITHHELD: HeaderName = HeaderName::from_static("x-coopr-router-withheld");
 /// The value of [`WITHHELD`]: the parts replication never copies.
 pub const WITHHELD_PARTS: &str =
@@ -89,15 +92,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the client's address to `X-Forwarded-For` and `Forwarded`.
 pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
     let ip = remote.ip();
-    let prev_xff = headers.get(&X_FORWARDED_FOR);
-    let prev_fwd = headers.get(header::FORWARDED);
-    let (xff, fwd) = if prev_xff.is_none() && prev_fwd.is_none() {
-        // The usual case: the values name only this client, and the last client this thread
-        // served is usually the same one (a load balancer, a keep-alive client).
-        own_values(ip)
-    } else {
-        (forwarded_for(prev_xff, ip), forwarded(prev_fwd, ip))
-    };
+    let prev = (
+        headers.get(&X_FORWARDED_FOR).cloned(),
+        headers.get(header::FORWARDED).cloned(),
+    );
+    let (xff, fwd) = cached_values(ip, prev);
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
@@ -108,24 +107,44 @@ pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
 
 type Values = (Option<HeaderValue>, Option<HeaderValue>);
 
+/// What [`cached_values`] remembers: the client, the values it came with, and the new values.
+type Entry = (IpAddr, Values, Values);
+
 thread_local! {
-    /// The last address [`own_values`] was asked for on this thread, and its two values.
-    static LAST_CLIENT: std::cell::RefCell<Option<(IpAddr, Values)>> =
-        const { std::cell::RefCell::new(None) };
+    /// The last client [`cached_values`] was asked for on this thread, one entry for a request
+    /// that came with neither header and one for a request that came with either (a peer
+    /// router's forwarded requests, a load balancer's).
+    static LAST: std::cell::RefCell<[Option<Entry>; 2]> =
+        const { std::cell::RefCell::new([None, None]) };
 }
 
-/// `X-Forwarded-For` and `Forwarded` naming only `ip` (cloning a cached value is a refcount).
-fn own_values(ip: IpAddr) -> Values {
-    let build = || (forwarded_for(None, ip), forwarded(None, ip));
-    LAST_CLIENT.with(|last| {
+/// `X-Forwarded-For` and `Forwarded` with `ip` appended to `prev`: the last client this thread
+/// served is usually the same one with the same values (a load balancer, a keep-alive client,
+/// a peer router), so the values are cloned from a cache (a refcount) when they match.
+fn cached_values(ip: IpAddr, prev: Values) -> Values {
+    let build = |prev: &Values| {
+        (
+            forwarded_for(prev.0.as_ref(), ip),
+            forwarded(prev.1.as_ref(), ip),
+        )
+    };
+    let slot = usize::from(prev.0.is_some() || prev.1.is_some());
+    let same = |a: &Option<HeaderValue>, b: &Option<HeaderValue>| {
+        a.as_ref().map(HeaderValue::as_bytes) == b.as_ref().map(HeaderValue::as_bytes)
+    };
+    LAST.with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else {
-            return build();
+            return build(&prev);
         };
-        match last.as_ref() {
-            Some((cached, values)) if *cached == ip => values.clone(),
+        match &last[slot] {
+            Some((cached, from, values))
+                if *cached == ip && same(&from.0, &prev.0) && same(&from.1, &prev.1) =>
+            {
+                values.clone()
+            }
             _ => {
-                let values = build();
-                *last = Some((ip, values.clone()));
+                let values = build(&prev);
+                last[slot] = Some((ip, prev, values.clone()));
                 values
             }
         }
@@ -335,6 +354,40 @@ mod tests {
                 IpAddr::V6(_) => format!("for=\"[{ip}]\";proto=http"),
             };
             assert_eq!(h[header::FORWARDED], want.as_str());
+        }
+    }
+
+    #[test]
+    fn the_cached_values_follow_the_previous_values_too() {
+        // The same client with the same, other, no and again the same previous values, in
+        // turn: each answer is the previous values followed by the client, never a stale one.
+        let remote: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        for prev in [
+            Some("10.0.0.1"),
+            Some("10.0.0.1"),
+            Some("10.0.0.2"),
+            None,
+            Some("10.0.0.2"),
+            Some("10.0.0.1"),
+        ] {
+            let mut h = HeaderMap::new();
+            if let Some(p) = prev {
+                h.insert(X_FORWARDED_FOR, HeaderValue::from_static(p));
+                h.insert(
+                    header::FORWARDED,
+                    HeaderValue::from_str(&format!("for={p}")).unwrap(),
+                );
+            }
+            add_forwarded(&mut h, remote);
+            let (xff, fwd) = match prev {
+                Some(p) => (
+                    format!("{p}, 192.0.2.7"),
+                    format!("for={p}, for=192.0.2.7;proto=http"),
+                ),
+                None => ("192.0.2.7".into(), "for=192.0.2.7;proto=http".into()),
+            };
+            assert_eq!(h[X_FORWARDED_FOR], xff.as_str(), "{prev:?}");
+            assert_eq!(h[header::FORWARDED], fwd.as_str(), "{prev:?}");
         }
     }
 

@@ -83,6 +83,12 @@ pub const REPL_STORE_BYTES: &str = "coopr_router_replication_store_bytes";
 pub const REPL_STORE_CLUSTERS: &str = "coopr_router_replication_store_clusters";
 /// Replicated clusters removed from the store after `replication.retain_terminated_ms`.
 pub const REPL_RETIRED: &str = "coopr_router_replication_retired_total";
+/// Anti-entropy sweeps at the owner, by `result` (`ok`, `failed`).
+pub const REPL_SWEEPS: &str = "coopr_router_replication_sweeps_total";
+/// Clusters a sweep found changed without the router, by `kind` (`changed`, `unknown`).
+pub const REPL_SWEEP_DIFFS: &str = "coopr_router_replication_sweep_differences_total";
+/// Full states queued for a peer that missed records or asked, by `peer`.
+pub const REPL_RESYNCS: &str = "coopr_router_replication_resyncs_total";
 
 /// Writes held because their owner DC could not be reached, by `outcome`: `released` (sent to
 /// the new owner), `expired` (no new owner within `failover.buffer_max_ms`), `full` (not held:
@@ -420,6 +426,25 @@ pub fn replica_store(bytes: u64, clusters: u64, retired: u64) {
     ::metrics::gauge!(REPL_STORE_BYTES).set(bytes as f64);
     ::metrics::gauge!(REPL_STORE_CLUSTERS).set(clusters as f64);
     ::metrics::counter!(REPL_RETIRED).increment(retired);
+}
+
+/// An anti-entropy sweep ended (`ok`, `failed`).
+pub fn replication_sweep(result: &'static str) {
+    install();
+    ::metrics::counter!(REPL_SWEEPS, "result" => result).increment(1);
+}
+
+/// A sweep found a cluster changed without the router (`changed`) or never replicated
+/// (`unknown`).
+pub fn replication_sweep_difference(kind: &'static str) {
+    install();
+    ::metrics::counter!(REPL_SWEEP_DIFFS, "kind" => kind).increment(1);
+}
+
+/// The full state of this DC's shards was queued for `peer`.
+pub fn replication_resync(peer: &str) {
+    install();
+    ::metrics::counter!(REPL_RESYNCS, "peer" => peer.to_string()).increment(1);
 }
 
 /// A held write ended (`released`, `expired`) or was not held (`full`).

@@ -354,3 +354,49 @@ async fn past_max_connections_new_connections_are_closed_and_service_resumes() {
     })
     .await;
 }
+
+/// A client still sending an oversized body when the 413 comes reads the 413: the router reads
+/// and throws away the rest (bounded) instead of closing with unread data, which the kernel
+/// turns into a reset that can destroy the answer before the client reads it. Both ways to
+/// 413: a declared length over the limit (answered before any of the body is read), and a
+/// chunked body that turns out too large.
+#[tokio::test]
+async fn a_client_still_sending_an_oversized_body_reads_the_413() {
+    let d = deployment().await;
+    let addr = d.dcs[0].client;
+    let chunk = vec![b'x'; 64 * 1024];
+    let declared = format!(
+        "POST /v2/nodes HTTP/1.1\r\nHost: router\r\nCoopr-UserID: admin\r\nCoopr-TenantID: superadmin\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        6 * chunk.len()
+    );
+    let mut parts: Vec<&[u8]> = vec![declared.as_bytes()];
+    parts.extend(std::iter::repeat_n(chunk.as_slice(), 6));
+    let a = raw_slow(addr, &parts, Duration::from_millis(30)).await;
+    assert_eq!(a.status, Some(413), "declared length: {a:?}");
+
+    let head = "POST /v2/nodes HTTP/1.1\r\nHost: router\r\nCoopr-UserID: admin\r\nCoopr-TenantID: superadmin\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let framed = [
+        format!("{:x}\r\n", chunk.len()).into_bytes(),
+        chunk.clone(),
+        b"\r\n".to_vec(),
+    ]
+    .concat();
+    let mut parts: Vec<&[u8]> = vec![head.as_bytes()];
+    parts.extend(std::iter::repeat_n(framed.as_slice(), 6));
+    parts.push(b"0\r\n\r\n");
+    let a = raw_slow(addr, &parts, Duration::from_millis(30)).await;
+    assert_eq!(a.status, Some(413), "chunked: {a:?}");
+    // An HTTP client that writes the whole body before it reads (hyper's does): without the
+    // drain its write fails with a reset and it never sees the answer.
+    for i in 0..5 {
+        let r = support::send(
+            http::Method::POST,
+            &d.dcs[0].url("/v2/nodes"),
+            &support::ADMIN,
+            support::GenBody::new(900 * 1024),
+        )
+        .await;
+        assert_eq!(r.status, http::StatusCode::PAYLOAD_TOO_LARGE, "try {i}");
+    }
+    still_serves(addr, "oversized bodies").await;
+}

@@ -151,6 +151,12 @@ async fn a_dead_dc_loses_its_shards_and_stays_a_non_owner_when_it_returns() {
     let (held, waited) = held_write.await.unwrap();
     assert_eq!(held.status, StatusCode::CREATED, "{}", held.text());
     assert_eq!(held.header("x-coopr-router-dc"), "dc2");
+    // The answer says it was held, and for how long (at least the failover's grace).
+    let held_ms: u64 = held.header("x-coopr-router-held-ms").parse().unwrap();
+    assert!(
+        held_ms > 0 && held_ms <= waited.as_millis() as u64,
+        "{held_ms} vs {waited:?}"
+    );
     eprintln!("the held write waited {waited:?}");
     let landed = standby
         .log()

@@ -1,5 +1,6 @@
 //! The failover decision, by table and by seeded random event sequences: DCs dying and
-//! returning, probes flapping, leases expiring, moves lost to a racing controller. Two
+//! returning, probes flapping, leases expiring, moves lost to a racing controller, move
+//! transactions that go unanswered (applied or not). Two
 //! controllers (as in two DCs) propose moves against a model of etcd that applies them by
 //! compare-and-swap; after every step the invariants are checked: never two owners of a shard,
 //! never a move while the owner is alive, never a move to a dead DC, never two moves of a shard
@@ -7,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use coopr_router::failover::{Action, Controller, Event, Params, ShardView};
+use coopr_router::failover::{Action, Controller, Event, Params, RETRY_MS, ShardView};
 use proptest::prelude::*;
 
 const DCS: usize = 3;
@@ -29,6 +30,54 @@ fn home_map() -> Vec<ShardView> {
             }
         })
         .collect()
+}
+
+/// A move whose transaction got no answer (the etcd member the client used was cut off) is
+/// proposed again after `RETRY_MS`, not after `min_interval` (60 s): nothing is known to have
+/// moved. (Found by the netns `partition` scenario: one of the dead DC's shards stayed with it
+/// for the whole partition.)
+#[test]
+fn a_failed_move_is_proposed_again_soon() {
+    let mut c = Controller::new(P, DCS, home_map());
+    c.step(
+        Event::Alive {
+            dc: 0,
+            present: false,
+        },
+        0,
+    );
+    c.step(Event::Probe { dc: 0, ok: false }, 0);
+    let first = c.step(Event::Tick, 2_000);
+    assert_eq!(first.len(), 2, "{first:?}");
+    // Shard 1's transaction failed; shard 4's was lost to another controller.
+    assert!(c.step(Event::MoveFailed { shard: 1 }, 2_100).is_empty());
+    assert!(
+        c.step(
+            Event::MoveDone {
+                shard: 4,
+                won: false
+            },
+            2_100
+        )
+        .is_empty()
+    );
+    assert!(
+        c.step(Event::Tick, 2_100 + RETRY_MS - 1).is_empty(),
+        "not before RETRY_MS"
+    );
+    assert_eq!(
+        c.step(Event::Tick, 2_100 + RETRY_MS),
+        vec![Action::Move {
+            shard: 1,
+            from: 0,
+            to: 1,
+            epoch: 1
+        }],
+        "the failed move again; the lost one waits for min_interval"
+    );
+    // A failure does not reset min_interval of a shard that moved before.
+    assert!(c.step(Event::MoveFailed { shard: 1 }, 2_700).is_empty());
+    assert!(c.step(Event::Tick, 2_700 + RETRY_MS).len() == 1);
 }
 
 #[test]
@@ -160,6 +209,8 @@ enum Op {
     LeaseOnly(usize, bool),
     Probe(usize, usize, bool),
     Advance(u64),
+    /// From now on move transactions go unanswered (applied or not), or are answered again.
+    Flaky(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -169,6 +220,7 @@ fn op() -> impl Strategy<Value = Op> {
         ((0..DCS), any::<bool>()).prop_map(|(d, p)| Op::LeaseOnly(d, p)),
         ((0..2usize), (0..DCS), any::<bool>()).prop_map(|(c, d, ok)| Op::Probe(c, d, ok)),
         (1u64..90_000).prop_map(Op::Advance),
+        any::<bool>().prop_map(Op::Flaky),
     ]
 }
 
@@ -178,6 +230,7 @@ struct World {
     alive: [bool; DCS],
     revision: u64,
     moves: Vec<(usize, u64)>,
+    flaky: bool,
 }
 
 impl World {
@@ -210,7 +263,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
     #[test]
     fn invariants_hold_under_random_events(ops in prop::collection::vec(op(), 1..120)) {
-        let mut world = World { map: home_map(), alive: [true; DCS], revision: 1, moves: vec![] };
+        let mut world = World { map: home_map(), alive: [true; DCS], revision: 1, moves: vec![], flaky: false };
         let mut ctl = [Controller::new(P, DCS, home_map()), Controller::new(P, DCS, home_map())];
         let mut now = 0u64;
         for op in ops {
@@ -235,6 +288,7 @@ proptest! {
                     now += ms;
                     events.push((None, Event::Tick));
                 }
+                Op::Flaky(f) => world.flaky = f,
             }
             while let Some((only, ev)) = events.pop() {
                 for (i, c) in ctl.iter_mut().enumerate() {
@@ -246,7 +300,9 @@ proptest! {
                         prop_assert!(!world.alive[from], "move of shard {shard} while its owner dc{from} is alive");
                         prop_assert!(world.alive[to], "move of shard {shard} to dead dc{to}");
                         let won = world.apply(&a, now);
-                        events.push((Some(i), Event::MoveDone { shard, won }));
+                        // A flaky etcd may have applied the move and still not answered.
+                        let done = if world.flaky { Event::MoveFailed { shard } } else { Event::MoveDone { shard, won } };
+                        events.push((Some(i), done));
                         if won {
                             events.push((None, Event::Map(world.map.clone())));
                         }

@@ -189,3 +189,60 @@ async fn ownership_set_needs_the_owners_consent_or_its_leases_gone() {
     );
     c.lease_revoke(lease).await.unwrap();
 }
+
+/// The liveness task talks to one etcd member at a time and moves on to the next endpoint when
+/// its member does not answer: a dead first endpoint (the DC's own member, down) does not keep
+/// the router from proving its lease, and the proof goes on when the member it uses dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_kept_through_the_next_member_when_one_is_dead() {
+    let etcd = EtcdServer::start().await;
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&etcd.settings(PREFIX), &dcs, 12, false)
+        .await
+        .unwrap();
+    // A port nobody listens on: connections to it are refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let target: SocketAddr = ([127, 0, 0, 1], etcd.client_port).into();
+    let relay = Relay::start(target).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start_with(Duration::from_millis(10), |i| {
+        format!(
+            "[ownership]\nsource = \"etcd\"\nendpoints = [\"http://{dead}\", \"{}\", \"{}\"]\nprefix = \"{PREFIX}\"\nfence_after_ms = 600\nstate_file = \"{}\"\n",
+            relay.url(),
+            etcd.url(),
+            dir.path().join(format!("dc{}.json", i + 1)).display()
+        )
+    })
+    .await;
+    let dc1 = &d.dcs[0];
+    eventually(WAIT, "dc1 fresh with its first endpoint dead", || async {
+        let r = routes(dc1).await;
+        (r["fenced"] == false && r["stale"] == false).then_some(())
+    })
+    .await;
+    assert_eq!(write(dc1, 0).await.status, StatusCode::CREATED);
+    // The relay (the second endpoint: the one the liveness task moved to after the dead first
+    // one) goes silent, like a member cut off by a partition: bytes vanish, no connection
+    // closes. The task moves on to the direct endpoint before the proof (4 s with the default
+    // 5 s lease) lapses.
+    relay.set(support::relay::Mode::Blackhole);
+    let cut = tokio::time::Instant::now();
+    let mut n = 1;
+    while cut.elapsed() < Duration::from_secs(8) {
+        let r = write(dc1, n).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "write {n} {:?} after the cut: {}",
+            cut.elapsed(),
+            r.text()
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = routes(dc1).await;
+    assert_eq!(r["fenced"], false, "{r}");
+}

@@ -350,3 +350,49 @@ async fn an_unread_body_is_not_taken_for_a_request() {
         String::from_utf8_lossy(&buf)
     );
 }
+
+/// A TLS HTTP/1.1 connection parks too (hyper's buffers go, rustls keeps its state) and serves
+/// its next requests on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_keep_alive_connection_serves_requests_across_parks() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    let _serial = SERIAL.lock().await;
+    let pki = support::tls::Pki::new(&["dc1", "dc2", "dc3"]);
+    let d = start_with_text(Duration::from_millis(50), |i, t| {
+        pki.edit(i, t)
+            .replacen("[timeouts]\n", "[timeouts]\nidle_park_ms = 0\n", 1)
+    })
+    .await;
+    let dc = &d.dcs[0];
+    none_parked(dc).await;
+    let config = support::tls::client_config(&pki.ca(), None, &[b"http/1.1"]);
+    let tls = support::tls::connect(dc.client, "localhost", config)
+        .await
+        .expect("TLS to the client port");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    for round in 0..3 {
+        let req = http::Request::get("/v2/clusters")
+            .header("host", "localhost")
+            .header("coopr-userid", "admin")
+            .header("coopr-tenantid", "superadmin")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        // Ready again once the last response was read (an error: the router closed it).
+        send.ready().await.expect("the connection is still open");
+        let resp = send.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), 200, "round {round}");
+        resp.into_body().collect().await.unwrap();
+        // Idle now: the connection parks (the gauge counts it), and stays open.
+        eventually(
+            Duration::from_secs(5),
+            "the idle TLS connection parks",
+            || async { (parked(dc).await >= 1.0).then_some(()) },
+        )
+        .await;
+    }
+    assert!(!conn.is_finished(), "the connection is still open");
+}

@@ -37,6 +37,27 @@ fn repl_extra(dir: &std::path::Path) -> impl Fn(usize) -> String + use<> {
     }
 }
 
+/// Waits until no router still has to ask a peer for its full state (a new replica store asks
+/// each owner once, `/replication/v1/resync`) and none owes a peer one: tests that count the
+/// records a peer received start from there.
+async fn asks_settled(d: &Deployment) {
+    let auth = format!("Bearer {TOKEN}");
+    for dc in &d.dcs {
+        let url = dc.admin_url("/admin/status.json");
+        eventually(WAIT, "new stores asked their owners", || async {
+            let v = call(Method::GET, &url, &[("authorization", auth.as_str())], "")
+                .await
+                .json();
+            v["replication"]["peers"]
+                .as_array()?
+                .iter()
+                .all(|p| p["asking"] == false && p["owed"] == false)
+                .then_some(())
+        })
+        .await;
+    }
+}
+
 fn tap() -> Option<Options> {
     Some(Options {
         delay: Duration::ZERO,
@@ -372,6 +393,7 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
         (from == 0 && to == 1).then(tap).flatten()
     })
     .await;
+    asks_settled(&d).await;
     d.dcs[1].stop_router().await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -423,6 +445,7 @@ async fn an_owner_restarted_with_a_full_outbox_loses_and_duplicates_nothing() {
         (from == 0 && to == 1).then(tap).flatten()
     })
     .await;
+    asks_settled(&d).await;
     d.dcs[1].stop_router().await;
     let mut ids = Vec::new();
     for i in 0..3 {

@@ -109,6 +109,18 @@ async fn an_owner_killed_with_a_full_outbox_loses_and_duplicates_nothing() {
     std::fs::write(&path, &d.dcs[0].config_text).unwrap();
     let mut child = spawn(&path);
     ready(&d.dcs[0]).await;
+    // New replica stores ask each owner once for its full state; count records after that.
+    for dc in &d.dcs {
+        let url = dc.admin_url("/admin/status.json");
+        eventually(Duration::from_secs(20), "new stores asked", || async {
+            get(&url).await.json()["replication"]["peers"]
+                .as_array()?
+                .iter()
+                .all(|p| p["asking"] == false && p["owed"] == false)
+                .then_some(())
+        })
+        .await;
+    }
     d.dcs[1].stop_router().await;
     let mut ids = Vec::new();
     for i in 0..3 {

@@ -1,7 +1,8 @@
 //! Trust nothing that arrives on the peer port: forged replication batches (a DC that does not
 //! own the shard, a shard that is not the cluster's, shard 4294967295, an epoch from the future)
-//! are refused while the real owner's later records still apply; under mutual TLS a batch is
-//! tied to the DC its certificate names; a public plaintext peer port needs an explicit opt-out;
+//! are refused while the real owner's later records still apply; under mutual TLS a batch (and
+//! a request for the full state, `/replication/v1/resync`) is tied to the DC its certificate
+//! names, and the routers' own requests for the full state get through; a public plaintext peer port needs an explicit opt-out;
 //! an oversized batch is refused before its body is read; `/admin/operations` shows no request
 //! bodies and always needs the token.
 
@@ -189,12 +190,12 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
     )
     .await;
     let dc3_cert = leaf(&pki.ca, Usage::Peer("dc3".into()), Validity::current(1));
-    let post_batch = |body: String| {
+    let post_to = |path: &'static str, body: String| {
         let cfg = client_config(&pki.ca(), Some(&dc3_cert), &[b"http/1.1"]);
         let addr = d.dcs[1].peer;
         async move {
             let tls = connect(addr, "dc2.peer.coopr-router", cfg).await.unwrap();
-            let req = Request::post("https://dc2.peer.coopr-router/replication/v1/batch")
+            let req = Request::post(format!("https://dc2.peer.coopr-router{path}"))
                 .header("host", "dc2.peer.coopr-router")
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(body)))
@@ -202,6 +203,35 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
             request(tls, req).await.unwrap()
         }
     };
+    let post_batch = |body: String| post_to("/replication/v1/batch", body);
+    // A request for the full state is tied to the certificate's DC the same way.
+    let r = post_to("/replication/v1/resync", json!({"from": "dc1"}).to_string()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(r.header("x-coopr-router-error"), "replication_sender");
+    let r = post_to("/replication/v1/resync", json!({"from": "dc3"}).to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["owed"], "dc3");
+    // The routers' own requests for the full state (their stores are new) went over mutual
+    // TLS, each with its own certificate: none is still asking.
+    let auth = format!("Bearer {TOKEN}");
+    for dc in &d.dcs {
+        let url = dc.admin_url("/admin/status.json");
+        eventually(
+            WAIT,
+            "every new store asked its owners over mTLS",
+            || async {
+                let v = call(Method::GET, &url, &[("authorization", auth.as_str())], "")
+                    .await
+                    .json();
+                v["replication"]["peers"]
+                    .as_array()?
+                    .iter()
+                    .all(|p| p["asking"] == false && p["owed"] == false)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
     // dc3's certificate, claiming to be dc1 (the owner of shard 1): refused whole.
     let r = post_batch(batch(
         "dc1",

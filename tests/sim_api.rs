@@ -677,6 +677,62 @@ async fn failures_and_persistence() {
     s.stop().await;
 }
 
+/// `POST /sim/expire/{id}` does what Coopr's lease janitor does (`ClusterCleanup.expireClusters`:
+/// `requestClusterDelete` on an active or incomplete cluster whose lease ended): a delete job,
+/// `pending`, then `terminated`, the lease in the past; the list (Coopr's `ClusterHandler`, no
+/// status filter: every cluster, terminated ones too) shows it terminated. No `Coopr-*` headers
+/// needed; a cluster the janitor would not pick is 409, an unknown one 404.
+#[tokio::test]
+async fn sim_expire_does_what_the_lease_janitor_does() {
+    let s = start(cfg(50)).await;
+    let id = s.create(ALICE, "lease").await;
+    s.wait_settled(&id, ALICE).await;
+    let r = s
+        .call(Method::POST, &format!("/sim/expire/{id}"), None, &[], None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st = s.status(&id, ALICE).await;
+    assert_eq!(
+        (st["status"].as_str(), st["action"].as_str()),
+        (Some("pending"), Some("cluster_delete")),
+        "{st}"
+    );
+    let done = s.wait_settled(&id, ALICE).await;
+    assert_eq!(done["status"], "terminated");
+    let details = s.get(&format!("/v2/clusters/{id}"), ALICE).await.json();
+    let expire = details["expireTime"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(expire > 0 && expire <= now, "lease ended: {expire}");
+    let list = s.get("/v2/clusters", ADMIN).await.json();
+    let item = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(item["status"], "terminated");
+    assert_eq!(item["progress"]["action"], "cluster_delete");
+    let again = s
+        .call(Method::POST, &format!("/sim/expire/{id}"), None, &[], None)
+        .await;
+    assert_eq!(again.status, 409, "terminated: the janitor skips it");
+    let none = s
+        .call(Method::POST, "/sim/expire/424242", None, &[], None)
+        .await;
+    assert_eq!(none.status, 404);
+    let log = s.sim.log();
+    assert!(
+        log.iter()
+            .any(|e| e.path == format!("/sim/expire/{id}") && e.status == 200),
+        "{log:?}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn sim_log_records_writes_only() {
     let s = start(cfg(60_000)).await;

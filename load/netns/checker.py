@@ -11,6 +11,9 @@ etcd) in a run directory, prints the figures and fails (exit 1) when
               the same DC that had completed before it started;
   stale_age   a replica read showed a state older than its `Age` header says: a write newer
               than what it showed had been acknowledged before (send time - Age - 1.5 s).
+  held_twice  a write held across an unplanned failover (answered with
+              `x-coopr-router-held-ms`) was applied other than exactly once, by the DC that
+              answered it (2xx), or more than once (an error answer).
 
 Pure functions over plain data, so tests/test_checker.py can feed crafted inputs.
 """
@@ -77,14 +80,34 @@ def check(records, logs, ownership):
         at = where.get(r["rid"], [])
         if not any(d == dc and (epoch is None or e is None or e == epoch) for d, e in at):
             bad.append(("lost", f"{r['rid']} acknowledged by {dc} at epoch {epoch}, applied {at}"))
+    bad += held_violations(records, where)
     bad += replica_violations(records)
     figs = figures(records)
+    figs["held_writes"] = sum(1 for r in records if "x-coopr-router-held-ms" in r.get("h", {}))
     # Not a violation (the client was told it failed), but worth knowing: failed writes that
     # were applied all the same (a 502/504 after the request had reached the owner).
     figs["failed_but_applied"] = sum(
         1 for r in records if r["method"] != "GET" and not 200 <= r["status"] < 300
         and r["rid"] in where)
     return bad, figs
+
+
+def held_violations(records, where):
+    """A held write was sent once, to the new owner, only after the old one provably never got
+    it: it must be applied exactly once, by the DC that answered (or at most once, on an error
+    answer)."""
+    bad = []
+    for r in records:
+        h = r.get("h", {})
+        if "x-coopr-router-held-ms" not in h:
+            continue
+        at = where.get(r["rid"], [])
+        ok = 200 <= r["status"] < 300
+        dc = h.get("x-coopr-router-dc")
+        if (ok and [d for d, _ in at] != [dc]) or len(at) > 1:
+            bad.append(("held_twice", f"{r['rid']} held {h['x-coopr-router-held-ms']} ms, answered"
+                        f" {r['status']} by {dc}, applied {at}"))
+    return bad
 
 
 def replica_violations(records):

@@ -18,7 +18,7 @@ import threading
 import time
 
 AUTH = {"Coopr-UserID": "admin", "Coopr-TenantID": "superadmin"}
-KEEP = ["x-coopr-router-dc", "x-coopr-router-route", "x-coopr-router-epoch",
+KEEP = ["x-coopr-router-held-ms", "x-coopr-router-dc", "x-coopr-router-route", "x-coopr-router-epoch",
         "x-coopr-router-shard", "x-coopr-router-error", "x-coopr-router-replica-epoch", "age",
         "retry-after"]
 

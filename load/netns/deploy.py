@@ -86,7 +86,7 @@ class Deployment:
             "--initial-advertise-peer-urls", f"http://{RELAY_IP}:{pp}",
             "--initial-cluster", peers, "--initial-cluster-token", "coopr-netns",
             "--initial-cluster-state", "new" if new else "existing",
-            "--heartbeat-interval", "100", "--election-timeout", "2000",
+            "--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote",
             "--logger", "zap", "--log-level", "warn"])
 
     def etcd_status(self, k):

@@ -6,6 +6,12 @@ to TARGET, holding every chunk for the current one-way delay in each direction (
 each chunk with its due time, a writer sends it then, so delays overlap as on a real link).
 The delay in milliseconds is read from `--delay-file` every 200 ms, so a scenario can raise it
 without restarting the relay (a chunk keeps the delay it was stamped with).
+
+A target that refuses connections (its process is dead: `kill`) makes the relay stop listening
+on its port until the target accepts again (probed every 100 ms), so that a connection to it
+through the WAN is refused as it would be on a real network, instead of accepted by the relay
+and then closed (which a router must treat as "the request may have arrived"). Only the one
+connection that found the target dead sees the accept-then-close.
 """
 import argparse
 import asyncio
@@ -59,10 +65,55 @@ async def pipe(reader, writer):
     await asyncio.gather(read(), write())
 
 
-async def handle(target, a_reader, a_writer):
-    host, port = target
+class Map:
+    """One LISTEN=TARGET map: its listening server, closed while the target refuses."""
+
+    def __init__(self, listen, target):
+        self.listen, self.target = listen, target
+        self.server = None
+        self.probing = False
+
+    async def open(self):
+        self.server = await asyncio.start_server(
+            lambda r, w: handle(self, r, w), self.listen[0], self.listen[1], reuse_address=True)
+
+    def close(self):
+        if self.server:
+            self.server.close()
+            self.server = None
+
+    async def refused(self):
+        """The target refused: refuse on its behalf until it accepts again."""
+        if self.probing:
+            return
+        self.probing = True
+        self.close()
+        try:
+            while True:
+                await asyncio.sleep(0.1)
+                try:
+                    _, w = await asyncio.wait_for(asyncio.open_connection(*self.target), 1)
+                    w.close()
+                    break
+                except (OSError, asyncio.TimeoutError):
+                    continue
+            while self.server is None:
+                try:
+                    await self.open()
+                except OSError:
+                    await asyncio.sleep(0.1)
+        finally:
+            self.probing = False
+
+
+async def handle(m, a_reader, a_writer):
+    host, port = m.target
     try:
         b_reader, b_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    except ConnectionRefusedError:
+        a_writer.close()
+        asyncio.ensure_future(m.refused())
+        return
     except (OSError, asyncio.TimeoutError):
         a_writer.close()
         return
@@ -84,12 +135,11 @@ async def main():
     p.add_argument("--delay-file", required=True)
     args = p.parse_args()
     servers = []
-    for m in args.map:
-        listen, target = m.split("=")
-        lh, lp = hostport(listen)
-        t = hostport(target)
-        servers.append(await asyncio.start_server(
-            lambda r, w, t=t: handle(t, r, w), lh, lp, reuse_address=True))
+    for spec in args.map:
+        listen, target = spec.split("=")
+        m = Map(hostport(listen), hostport(target))
+        await m.open()
+        servers.append(m)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -21,6 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import checker  # noqa: E402
+import converge  # noqa: E402
 import deploy  # noqa: E402
 import topo  # noqa: E402
 from topo import DCS, ns, port  # noqa: E402
@@ -138,13 +139,128 @@ def reloads(d, t0, length):
     return f"{n} config rewrites + SIGHUP, one a second, round robin"
 
 
+# --- convergence (issue 17): probes of one cluster's replica reads, judged by converge.py ----
+SWEEP_MS = 3000  # the routers' replication.sweep_ms in these scenarios (SCENARIO_CONFIG)
+
+
+def get_route_status(d, k, cid):
+    """(x-coopr-router-route, status) of GET /v2/clusters/{cid} through dc k's router."""
+    r = subprocess.run(["ip", "netns", "exec", ns(k), "curl", "-s", "-i", "-m", "3"]
+                       + sum((["-H", h] for h in AUTH), [])
+                       + [f"http://127.0.0.1:{port(k, 'client')}/v2/clusters/{cid}"],
+                       capture_output=True, text=True)
+    head, _, body = r.stdout.replace("\r\n", "\n").partition("\n\n")
+    route = None
+    for line in head.split("\n")[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "x-coopr-router-route":
+            route = value.strip()
+    try:
+        status = json.loads(body).get("status")
+    except ValueError:
+        status = None
+    return route, status
+
+
+def probe_cluster(d, name):
+    """A cluster created through dc1's router (a dc1 shard), once every DC reads it active from
+    its replica store: its id."""
+    code, text = d.curl(1, "POST", f"http://127.0.0.1:{port(1, 'client')}/v2/clusters",
+                        json.dumps({"name": name, "clusterTemplate": "demo", "numMachines": 1}),
+                        headers=AUTH)
+    if code != 200:
+        raise RuntimeError(f"create {name} through dc1: {code} {text}")
+    cid = json.loads(text)["id"]
+    for k in (2, 3):
+        d.wait_until(f"dc{k} reads {name} active from its replica",
+                     lambda k=k: get_route_status(d, k, cid) == ("replica", "active"), 30)
+    return cid
+
+
+def watch(d, t0, cid, dcs, until, stop=lambda: False):
+    """Replica reads of cid from each of dcs every 200 ms until `until` (s after t0) or stop()."""
+    obs = []
+    while time.time() < t0 + until and not stop():
+        for k in dcs:
+            route, status = get_route_status(d, k, cid)
+            obs.append({"dc": f"dc{k}", "t": time.time() - t0, "route": route, "status": status})
+        time.sleep(0.2)
+    return obs
+
+
+def janitor(d, t0, length):
+    """A cluster of dc1's expired straight on dc1's Coopr (the lease janitor: /sim/expire) at
+    5 s; dc2 and dc3 are probed until both read it terminated from their replica stores."""
+    cid = probe_cluster(d, "lease")
+    at(t0, 5)
+    code, text = d.curl(1, "POST", f"http://127.0.0.1:{port(1, 'sim')}/sim/expire/{cid}")
+    if code != 200:
+        raise RuntimeError(f"expire {cid} on dc1's sim: {code} {text}")
+    expired_at = time.time() - t0
+
+    def both():
+        return all(any(o["dc"] == f"dc{k}" and o["route"] == "replica"
+                       and o["status"] == "terminated" for o in obs[-6:]) for k in (2, 3))
+    obs = []
+    while time.time() < t0 + length - 1 and not (obs and both()):
+        obs += watch(d, t0, cid, (2, 3), time.time() - t0 + 0.01)
+    with open(os.path.join(d.run, "converge.json"), "w") as f:
+        json.dump({"kind": "janitor", "cluster": cid, "expired_at": expired_at,
+                   "sweep_ms": SWEEP_MS, "replicas": ["dc2", "dc3"], "obs": obs}, f)
+    return (f"cluster {cid} (dc1's) expired on dc1's sim at {expired_at:.1f} s (/sim/expire, as"
+            f" Coopr's lease janitor); replication.sweep_ms = {SWEEP_MS}")
+
+
+def outbox_wipe(d, t0, length):
+    """dc2's router stopped at 5 s; through dc1 a probe cluster is deleted; dc1's router
+    stopped at 8 s, its replication store deleted, dc1 restarted at 9 s and dc2 at 10 s; dc2 is
+    probed until it reads the probe terminated from its replica store."""
+    cid = probe_cluster(d, "wipe-probe")
+    at(t0, 5)
+    d.kill("router", 2)
+    code, text = d.curl(1, "DELETE", f"http://127.0.0.1:{port(1, 'client')}/v2/clusters/{cid}",
+                        headers=AUTH)
+    if code != 200:
+        raise RuntimeError(f"delete {cid} through dc1: {code} {text}")
+    d.wait_until("dc3 reads the probe terminated",
+                 lambda: get_route_status(d, 3, cid) == ("replica", "terminated"), 30)
+    at(t0, 8)
+    d.kill("router", 1)
+    store = os.path.join(d.run, "dc1.replication.redb")
+    os.remove(store)
+    at(t0, 9)
+    d.start_router(1)
+    at(t0, 10)
+    d.start_router(2)
+    d.wait_until("dc1 and dc2 ready", lambda: d.ready(1) and d.ready(2), 30)
+    back_at = time.time() - t0
+
+    def seen(obs):
+        return any(o["route"] == "replica" and o["status"] == "terminated" for o in obs[-3:])
+    obs = []
+    while time.time() < t0 + length - 1 and not (obs and seen(obs)):
+        obs += watch(d, t0, cid, (2,), time.time() - t0 + 0.01)
+    pre1 = next(c for c, dc in d.clusters.items() if dc == "dc1")
+    with open(os.path.join(d.run, "converge.json"), "w") as f:
+        json.dump({"kind": "outbox-wipe", "probe": cid, "back_at": back_at, "t0": t0,
+                   "sweep_ms": SWEEP_MS, "replica": "dc2", "probe_obs": obs,
+                   "cluster": pre1}, f)
+    return (f"dc2's router killed at 5 s; probe {cid} deleted through dc1; dc1's router killed"
+            f" at 8 s and its replication store deleted; dc1 back at 9 s, dc2 at 10 s (both"
+            f" ready at {back_at:.1f} s); replication.sweep_ms = {SWEEP_MS}")
+
+
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
              "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
              "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "bw-1mbit": (bw_1mbit, 25),
-             "reload": (reloads, 15), "failback": (failback, 45)}
+             "reload": (reloads, 15), "failback": (failback, 45),
+             "janitor": (janitor, 25), "outbox-wipe": (outbox_wipe, 35)}
 # Settings a scenario's routers start with.
 SCENARIO_CONFIG = {
     "failback": "[failover]\nfailback_after_ms = 5000\nmin_interval_ms = 5000\n",
+    # `replication.sweep_ms`: the [replication] table is the last of the generated config.
+    "janitor": f"sweep_ms = {SWEEP_MS}\n",
+    "outbox-wipe": f"sweep_ms = {SWEEP_MS}\n",
 }
 CI_SET = ["kill", "handoff", "partition", "etcd-leader"]
 
@@ -172,6 +288,7 @@ def run_one(name, args):
     try:
         d.start()
         clusters = precreate(d)
+        d.clusters = clusters
         t0 = time.time()
         for k in DCS:
             clients.append(subprocess.Popen(
@@ -194,10 +311,29 @@ def run_one(name, args):
             with open(os.path.join(run, f"sim{k}.log.json"), "w") as f:
                 json.dump(d.sim_log(k), f)
         d.wait_until("etcd", lambda: d.etcd_leader() is not None, 30)
+        dump = d.ownership_dump()
         with open(os.path.join(run, "ownership.json"), "w") as f:
-            json.dump(d.ownership_dump(), f)
+            json.dump(dump, f)
         figs = checker.report(run)
+        judged = converge.report(run)
+        if judged is not None:
+            bad, more = judged
+            figs.update(more)
+            for k, detail in bad[:20]:
+                print(f"  VIOLATION {k}: {detail}")
+            if bad:
+                kinds = {}
+                for k, _ in bad:
+                    kinds[k] = kinds.get(k, 0) + 1
+                figs["verdict"] = (figs["verdict"] + " + " if figs["verdict"] != "PASS"
+                                   else "") + f"FAIL {kinds}"
         figs["scenario"], figs["fault"], figs["seconds"] = name, notes, length
+        # When each automatic move committed, in s after the scenario's start (faults at 5 s).
+        figs["moves_at_s"] = sorted(
+            f"shard {h['value']['shard']} {h['value']['from']}->{h['value']['to']}"
+            f" ({h['value']['by']}) {h['value']['at_ms'] / 1000 - t0:.1f}"
+            for h in dump["history"]
+            if h["value"].get("by") in ("failover", "failback") and h["value"].get("at_ms"))
         return figs
     finally:
         for c in clients:

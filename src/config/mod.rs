@@ -348,8 +348,8 @@ pub struct Timeouts {
     pub shutdown_grace_ms: u64,
     /// Idle upstream keep-alive connections are closed after this.
     pub upstream_idle_ms: u64,
-    /// A plain HTTP/1.1 client connection idle this long hands its buffers back ("parks") and
-    /// waits for its next request holding only the socket; 0 parks at once.
+    /// An HTTP/1.1 client connection (plain or TLS) idle this long hands hyper's buffers back
+    /// ("parks") and waits for its next request holding only the socket; 0 parks at once.
     pub idle_park_ms: u64,
     /// A request body streamed to Coopr or a peer that brings no new bytes for this long is
     /// cut off (408 if no response was sent yet; the upstream request is aborted).
@@ -365,7 +365,7 @@ impl Default for Timeouts {
             backend_cooldown_ms: 5_000,
             shutdown_grace_ms: 30_000,
             upstream_idle_ms: 90_000,
-            idle_park_ms: 250,
+            idle_park_ms: 50,
             body_idle_ms: 60_000,
         }
     }

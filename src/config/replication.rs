@@ -41,6 +41,10 @@ pub struct ReplicationConfig {
     /// replica store, but for a small tombstone that keeps older records from bringing it back.
     /// 0: kept forever.
     pub retain_terminated_ms: u64,
+    /// How often each owner compares its Coopr's clusters (of the shards it owns) with what it
+    /// last replicated, and replicates every difference (anti-entropy); also when peers owed the
+    /// full state get it. 0: never. Hot: read before each sweep.
+    pub sweep_ms: u64,
 }
 
 impl Default for ReplicationConfig {
@@ -60,6 +64,7 @@ impl Default for ReplicationConfig {
             restart_hook: None,
             hook_max_attempts: 10,
             retain_terminated_ms: 7 * 24 * 3_600_000,
+            sweep_ms: 60_000,
         }
     }
 }
@@ -103,6 +108,9 @@ pub fn validate(r: &ReplicationConfig, mode: super::OwnershipMode) -> Result<(),
     }
     if r.list_body_bytes < 1024 {
         return Err(err("list_body_bytes", "must be at least 1024"));
+    }
+    if r.sweep_ms != 0 && r.sweep_ms < 100 {
+        return Err(err("sweep_ms", "must be 0 (off) or at least 100"));
     }
     if r.hook_max_attempts == 0 {
         return Err(err("hook_max_attempts", "must be at least 1"));

@@ -94,6 +94,7 @@ pub async fn run(
             }
         }
         actions.extend(ctl.step(Event::Tick, now));
+        let mut reconnect = false;
         for Action::Move {
             shard,
             from,
@@ -102,7 +103,7 @@ pub async fn run(
         } in actions
         {
             let (from_name, to_name) = (&names[from], &names[to]);
-            let won = match ops::move_if_dead(
+            let done = match ops::move_if_dead(
                 &settings,
                 c,
                 shard as u32,
@@ -115,18 +116,23 @@ pub async fn run(
             {
                 Ok(Some(new_epoch)) => {
                     tracing::warn!(shard, from = %from_name, to = %to_name, epoch, new_epoch, "failover: moved a dead DC's shard");
-                    true
+                    Event::MoveDone { shard, won: true }
                 }
                 Ok(None) => {
                     tracing::info!(shard, from = %from_name, "failover: another controller moved it first, or the DC came back");
-                    false
+                    Event::MoveDone { shard, won: false }
                 }
                 Err(e) => {
-                    tracing::warn!(shard, error = %e, "failover: move failed");
-                    false
+                    tracing::warn!(shard, error = %e, retry_ms = crate::failover::RETRY_MS, "failover: move failed; proposing it again");
+                    reconnect = true;
+                    Event::MoveFailed { shard }
                 }
             };
-            ctl.step(Event::MoveDone { shard, won }, now);
+            ctl.step(done, now);
+        }
+        if reconnect {
+            // A new connection: the member the last one used may be the one cut off.
+            client = None;
         }
     }
 }

@@ -7,6 +7,7 @@
 //! Every router (elected or not) also keeps `members/{dc}/{router}` on its lease, so a planned
 //! handoff can wait for every running router of the owner DC to drain its writes.
 
+use super::outstanding::Outstanding;
 use super::{EtcdError, Settings};
 use crate::backoff::Backoff;
 use crate::ownership::{Freshness, keyspace};
@@ -32,15 +33,20 @@ pub async fn run(
     shutdown: Shutdown,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-    let mut lease: Option<i64> = None;
+    let mut lease: Option<Lease> = None;
     let stop = shutdown.wait();
     tokio::pin!(stop);
+    // Each session talks to one member, the first endpoint first (the DC's own member, by
+    // convention), then the next one after each failure.
+    let mut member_no = 0usize;
     loop {
+        let one = settings.one(member_no);
         tokio::select! {
             _ = &mut stop => return,
-            result = session(&settings, &dc, &member, ttl, &mut lease, fence.as_deref(), &mut backoff) => {
+            result = session(&one, &dc, &member, ttl, &mut lease, fence.as_deref(), &mut backoff) => {
                 if let Err(e) = result {
-                    tracing::warn!(%dc, error = %e, lease = ?lease, "liveness session lost; keeping the lease alive from a new connection");
+                    member_no = member_no.wrapping_add(1);
+                    tracing::warn!(%dc, error = %e, lease = ?lease.map(|l| l.id), endpoint = ?one.endpoints.first(), "liveness session lost; keeping the lease alive through the next etcd member");
                 }
             }
         }
@@ -51,92 +57,155 @@ pub async fn run(
     }
 }
 
+/// The lease this router keeps alive, and whether etcd ever acknowledged a keepalive of it.
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: i64,
+    acked: bool,
+}
+
 /// How often the lease is kept alive: a fifth of its TTL, so a keepalive or two may fail (an
 /// etcd election) before the fence's proof runs out.
 pub fn keepalive_every(ttl: Duration) -> Duration {
     (ttl / 5).max(Duration::from_millis(100))
 }
 
-/// One connection: grant a lease unless `lease` still names a live one, hold the member key and
-/// try for the DC's key, keep the lease alive. Returns on any failure, leaving `lease` set
-/// unless etcd said it expired.
+/// One connection: grant a lease unless `lease` still names one, hold the member key and try
+/// for the DC's key, keep the lease alive. Returns on any failure, leaving `lease` set unless
+/// etcd said it expired.
+///
+/// An existing lease is not checked first (that read needs a leader, and an election is when
+/// this runs): the first keepalive answers TTL 0 if etcd dropped it. Keepalives go out every
+/// [`keepalive_every`] whether or not the last was answered ([`Outstanding`] matches each
+/// answer to the oldest send), so a keepalive that waits on a follower for the next leader
+/// still proves the lease when its answer comes. A keepalive unanswered for two intervals
+/// (a member cut off, a connection that died silently) makes the session try the next member
+/// while the proof still has a second or more to run: any member forwards keepalives to the
+/// leader, so moving on costs nothing when the wait was only an election.
 async fn session(
     settings: &Settings,
     dc: &str,
     member: &str,
     ttl: Duration,
-    lease: &mut Option<i64>,
+    lease: &mut Option<Lease>,
     fence: Option<&Freshness>,
     backoff: &mut Backoff,
 ) -> Result<(), EtcdError> {
     let mut client = settings.connect().await?;
     let secs = ttl.as_secs().max(1) as i64;
     let me = keyspace::member_key(&settings.prefix, dc, member);
-    // The lease of a previous session, if etcd still has it (the key on it too).
-    if let Some(id) = *lease {
-        let left = settings.within(client.lease_time_to_live(id, None)).await?;
-        if left.ttl() <= 0 {
+    // A new lease must have its member key before its first keepalive counts for the fence.
+    if lease.is_none() {
+        let id = settings.within(client.lease_grant(secs, None)).await?.id();
+        settings
+            .within(client.put(me.clone(), dc, Some(PutOptions::new().with_lease(id))))
+            .await?;
+        *lease = Some(Lease { id, acked: false });
+    }
+    let Some(Lease { id, acked }) = *lease else {
+        return Err(EtcdError::Refused("no lease".into()));
+    };
+    let every = keepalive_every(ttl);
+    let stall = every * 2;
+    // Opening the stream sends a first keepalive and waits for its answer: during an election
+    // that answer comes only once a new leader is known. It counts like any other answer and
+    // gets as long as any other keepalive.
+    let opened = tokio::time::Instant::now();
+    let (mut keeper, mut acks) = match tokio::time::timeout(stall, client.lease_keep_alive(id))
+        .await
+    {
+        Err(_) => return Err(EtcdError::Timeout(stall)),
+        Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) if m.contains("not found") => {
             if let Some(f) = fence {
                 f.lease_lost();
             }
             tracing::warn!(%dc, lease = id, "the liveness lease expired at etcd; granting a new one");
             *lease = None;
+            return Err(EtcdError::Refused("the lease expired".into()));
+        }
+        Ok(r) => r?,
+    };
+    // The client does not show the first answer's TTL; etcd grants at least what was asked.
+    // A lease's first answer starts its proof (the map must be proven current after it), also
+    // when it comes in a later session than the grant.
+    if let Some(f) = fence {
+        f.lease_acked(opened, Duration::from_secs(secs as u64), !acked);
+    }
+    *lease = Some(Lease { id, acked: true });
+    backoff.reset();
+    let key = format!("{}alive/{dc}", settings.prefix);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Outstanding::new();
+    let mut holding = false;
+    let mut hold: Option<Hold> = Some(Box::pin(try_hold(
+        settings.clone(),
+        client.clone(),
+        key.clone(),
+        id,
+    )));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = tokio::time::Instant::now();
+                if out.stalled(now, stall) {
+                    return Err(EtcdError::Refused(format!(
+                        "{} keepalives unanswered, the oldest for over {stall:?}", out.len()
+                    )));
+                }
+                if out.may_send() {
+                    settings.within(keeper.keep_alive()).await?;
+                    out.sent(now);
+                }
+            }
+            msg = acks.message() => match msg? {
+                None => return Err(EtcdError::Refused("the keepalive stream ended".into())),
+                Some(ack) if ack.ttl() > 0 => {
+                    let Some(sent) = out.acked() else { continue };
+                    if let Some(f) = fence {
+                        f.lease_acked(sent, Duration::from_secs(ack.ttl() as u64), false);
+                    }
+                    if !holding && hold.is_none() {
+                        hold = Some(Box::pin(try_hold(settings.clone(), client.clone(), key.clone(), id)));
+                    }
+                }
+                Some(_) => {
+                    // Gone at etcd: whatever this router held on it is gone too.
+                    if let Some(f) = fence {
+                        f.lease_lost();
+                    }
+                    tracing::warn!(%dc, lease = id, "the liveness lease expired at etcd; granting a new one");
+                    *lease = None;
+                    return Err(EtcdError::Refused("the lease expired".into()));
+                }
+            },
+            held = pending_or(&mut hold) => {
+                hold = None;
+                holding = held?;
+                if holding {
+                    tracing::info!(%dc, lease = id, "this router keeps the DC's liveness key");
+                }
+            }
         }
     }
-    // A new lease must have its member key before its first keepalive counts for the fence.
-    let mut first = match *lease {
-        Some(_) => false,
-        None => {
-            let id = settings.within(client.lease_grant(secs, None)).await?.id();
-            settings
-                .within(client.put(me.clone(), dc, Some(PutOptions::new().with_lease(id))))
-                .await?;
-            *lease = Some(id);
-            true
-        }
-    };
-    let Some(id) = *lease else {
-        return Err(EtcdError::Refused("no lease".into()));
-    };
-    let (mut keeper, mut acks) = settings.within(client.lease_keep_alive(id)).await?;
-    let key = format!("{}alive/{dc}", settings.prefix);
-    let every = keepalive_every(ttl);
-    let mut holding = false;
-    loop {
-        let sent = tokio::time::Instant::now();
-        settings.within(keeper.keep_alive()).await?;
-        match settings.within(acks.message()).await? {
-            Some(ack) if ack.ttl() > 0 => {
-                if let Some(f) = fence {
-                    f.lease_acked(sent, Duration::from_secs(ack.ttl() as u64), first);
-                }
-                first = false;
-                backoff.reset();
-            }
-            _ => {
-                // Gone at etcd: whatever this router held on it is gone too.
-                if let Some(f) = fence {
-                    f.lease_lost();
-                }
-                *lease = None;
-                return Err(EtcdError::Refused("the lease expired".into()));
-            }
-        }
-        if !holding {
-            holding = try_hold(settings, &mut client, &key, id).await?;
-            if holding {
-                tracing::info!(%dc, lease = id, "this router keeps the DC's liveness key");
-            }
-        }
-        tokio::time::sleep(every).await;
+}
+
+/// A try for the DC's key, run beside the keepalives so that a slow etcd does not hold them up.
+type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, EtcdError>> + Send>>;
+
+/// The try's answer, or never when none is under way.
+async fn pending_or(hold: &mut Option<Hold>) -> Result<bool, EtcdError> {
+    match hold {
+        Some(h) => h.await,
+        None => std::future::pending().await,
     }
 }
 
 /// Creates the key bound to `lease` if nobody holds it; true if this lease holds it now.
 async fn try_hold(
-    settings: &Settings,
-    client: &mut Client,
-    key: &str,
+    settings: Settings,
+    mut client: Client,
+    key: String,
     lease: i64,
 ) -> Result<bool, EtcdError> {
     let txn = Txn::new()

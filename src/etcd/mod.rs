@@ -11,6 +11,7 @@ pub mod handoff_driver;
 pub mod liveness;
 pub mod manual;
 pub mod ops;
+pub mod outstanding;
 pub mod pins;
 pub mod watch;
 
@@ -70,6 +71,17 @@ impl Settings {
             tls_cert_file: None,
             tls_key_file: None,
         }
+    }
+
+    /// The same settings with only the `n`th endpoint (modulo their count): a connection that
+    /// talks to one member, for the liveness task, which moves on to the next member when its
+    /// member stops answering.
+    pub fn one(&self, n: usize) -> Settings {
+        let mut s = self.clone();
+        if !self.endpoints.is_empty() {
+            s.endpoints = vec![self.endpoints[n % self.endpoints.len()].clone()];
+        }
+        s
     }
 
     /// Connects, within the connect timeout. Requests carry require-leader, so a member cut off

@@ -6,4 +6,4 @@
 pub mod failback;
 pub mod step;
 
-pub use step::{Action, Controller, Event, Params, ShardView};
+pub use step::{Action, Controller, Event, Params, RETRY_MS, ShardView};

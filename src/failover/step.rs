@@ -36,6 +36,10 @@ pub enum Event {
     Map(Vec<ShardView>),
     /// A proposed move was decided by etcd (won or lost the compare-and-swap).
     MoveDone { shard: usize, won: bool },
+    /// The proposed move's transaction got no answer (etcd unreachable through the member the
+    /// client used, a timeout): nothing is known to have happened, so the shard's min_interval
+    /// does not start; it is proposed again after [`RETRY_MS`].
+    MoveFailed { shard: usize },
     /// Time passed.
     Tick,
 }
@@ -61,8 +65,15 @@ pub struct Controller {
     probe_ok: Vec<bool>,
     shards: Vec<ShardView>,
     last_move: Vec<Option<u64>>,
+    /// `last_move` before the proposal in flight, restored when it fails.
+    before_proposal: Vec<Option<u64>>,
+    /// No proposal for the shard before this time (after a failed one).
+    not_before: Vec<u64>,
     in_flight: Vec<bool>,
 }
+
+/// How long after a failed move transaction the move is proposed again.
+pub const RETRY_MS: u64 = 500;
 
 impl Controller {
     /// Starts with every DC presumed alive and probing fine (nothing moves until evidence).
@@ -75,6 +86,8 @@ impl Controller {
             probe_ok: vec![true; dcs],
             shards,
             last_move: vec![None; n],
+            before_proposal: vec![None; n],
+            not_before: vec![0; n],
             in_flight: vec![false; n],
         }
     }
@@ -106,6 +119,8 @@ impl Controller {
             Event::Probe { dc, ok } if dc < self.probe_ok.len() => self.probe_ok[dc] = ok,
             Event::Map(shards) => {
                 self.last_move.resize(shards.len(), None);
+                self.before_proposal.resize(shards.len(), None);
+                self.not_before.resize(shards.len(), 0);
                 self.in_flight.resize(shards.len(), false);
                 for (i, s) in shards.iter().enumerate() {
                     if self.shards.get(i).is_some_and(|old| old.owner != s.owner) {
@@ -124,6 +139,14 @@ impl Controller {
                     *f = false;
                 }
             }
+            Event::MoveFailed { shard } if shard < self.in_flight.len() => {
+                if self.in_flight[shard] {
+                    self.last_move[shard] = self.before_proposal[shard];
+                }
+                self.in_flight[shard] = false;
+                self.not_before[shard] = now.saturating_add(RETRY_MS);
+            }
+            Event::MoveFailed { .. } => {}
             Event::Alive { .. } | Event::Probe { .. } | Event::Tick => {}
         }
         self.decide(now)
@@ -135,7 +158,7 @@ impl Controller {
         }
         let mut actions = Vec::new();
         for (i, s) in self.shards.iter().enumerate() {
-            if self.in_flight[i] || !self.is_dead(s.owner, now) {
+            if self.in_flight[i] || !self.is_dead(s.owner, now) || now < self.not_before[i] {
                 continue;
             }
             if self.last_move[i]
@@ -160,6 +183,7 @@ impl Controller {
         for a in &actions {
             let Action::Move { shard, .. } = a;
             self.in_flight[*shard] = true;
+            self.before_proposal[*shard] = self.last_move[*shard];
             self.last_move[*shard] = Some(now);
         }
         actions

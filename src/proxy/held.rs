@@ -68,6 +68,7 @@ pub struct Held {
     requests: AtomicU64,
     bytes: AtomicU64,
     released: AtomicU64,
+    returned: AtomicU64,
     expired: AtomicU64,
     full: AtomicU64,
 }
@@ -109,6 +110,7 @@ impl Held {
         serde_json::json!({
             "requests": self.requests(), "bytes": self.bytes(),
             "released": self.released.load(Ordering::Relaxed),
+            "returned": self.returned.load(Ordering::Relaxed),
             "expired": self.expired.load(Ordering::Relaxed),
             "refused_full": self.full.load(Ordering::Relaxed),
         })
@@ -120,6 +122,12 @@ impl Slot<'_> {
     pub fn released(self) {
         self.held.released.fetch_add(1, Ordering::Relaxed);
         crate::metrics::held_write("released");
+    }
+    /// The owner DC answers health checks again before any new owner was named: the request
+    /// is tried there once more (nothing of it had been sent).
+    pub fn returned(self) {
+        self.held.returned.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::held_write("returned");
     }
     /// No new owner within `buffer_max_ms`: the request fails as it would have.
     pub fn expired(self) {

@@ -33,8 +33,8 @@ mod shared;
 pub use ctx::Proxy;
 pub use held::Held;
 pub use replicas::{
-    AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, CatalogWrite, ReplicaAnswer, Replicas,
-    is_endpoint,
+    AcceptedWrite, BATCH_PATH, BoxFut, CALLBACK_PATH, CatalogWrite, RESYNC_PATH, ReplicaAnswer,
+    Replicas, is_endpoint,
 };
 
 use crate::body::ProxyBody;

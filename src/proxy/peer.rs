@@ -4,8 +4,10 @@
 use super::ctx::Ctx;
 use super::held::{Failure, HoldInput, Verdict, may_hold};
 use super::local::{to_local, to_standby};
+use super::replica::{replicates, to_local_replicated};
 use super::respond::{decorate, refusal, replayable};
 use crate::body::ProxyBody;
+use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
@@ -37,21 +39,61 @@ pub(super) async fn to_peer(
     let mut resp = match send_peer(cx, table, body, route, dc).await {
         Ok(resp) => resp,
         Err(e) => {
-            // The owner DC could not be reached at all: hold the write for its next owner.
-            let Some((fresh, again)) = hold(cx, table, dc, replay.as_ref(), &e).await else {
-                return Err(e);
-            };
-            routed_by = fresh.revision;
-            let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
-                Decision::Go(r2) => r2,
-                other => return Err(refusal(other, &fresh)),
-            };
-            match r2.target {
-                Target::Local(api) => return to_local(cx, again, r2, api).await,
-                Target::Standby(home) => return to_standby(cx, again, r2, home).await,
-                Target::Peer(next) => {
-                    name = fresh.dc_name(next).to_string();
-                    send_peer(cx, &fresh, again, r2, next).await?
+            // The owner DC could not be reached at all: hold the write for its next owner (or
+            // for the owner itself, should it come back first), as long as every try provably
+            // sent nothing.
+            let held_at = tokio::time::Instant::now();
+            let deadline =
+                held_at + std::time::Duration::from_millis(cx.rt.config.raw.failover.buffer_max_ms);
+            let mark = held_mark(held_at);
+            let (mut err, mut at, mut at_dc) = (e, None::<std::sync::Arc<RoutingTable>>, dc);
+            loop {
+                let current = at.as_deref().unwrap_or(table);
+                let Some((fresh, again)) =
+                    hold(cx, current, at_dc, replay.as_ref(), &err, deadline).await
+                else {
+                    return Err(err);
+                };
+                routed_by = fresh.revision;
+                let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
+                    Decision::Go(r2) => r2,
+                    other => return Err(refusal(other, &fresh)),
+                };
+                match r2.target {
+                    Target::Local(api) if replicates(cx) => {
+                        return to_local_replicated(cx, &fresh, again, r2, api, None)
+                            .await
+                            .map(mark);
+                    }
+                    Target::Local(api) => return to_local(cx, again, r2, api).await.map(mark),
+                    Target::Standby(home) if replicates(cx) => {
+                        return to_local_replicated(
+                            cx,
+                            &fresh,
+                            again,
+                            r2,
+                            Api::External,
+                            Some(home),
+                        )
+                        .await
+                        .map(mark);
+                    }
+                    Target::Standby(home) => {
+                        return to_standby(cx, again, r2, home).await.map(mark);
+                    }
+                    Target::Peer(next) => {
+                        name = fresh.dc_name(next).to_string();
+                        match send_peer(cx, &fresh, again, r2, next).await {
+                            Ok(resp) => break mark(resp),
+                            // Again nothing sent: hold on (until the deadline).
+                            Err(e2 @ ProxyError::PeerUnreachable { .. }) => {
+                                err = e2;
+                                at_dc = next;
+                                at = Some(fresh);
+                            }
+                            Err(e2) => return Err(e2),
+                        }
+                    }
                 }
             }
         }
@@ -82,7 +124,13 @@ pub(super) async fn to_peer(
             other => return Err(refusal(other, &fresh)),
         };
         match r2.target {
+            Target::Local(api) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, api, None).await;
+            }
             Target::Local(api) => return to_local(cx, again, r2, api).await,
+            Target::Standby(home) if replicates(cx) => {
+                return to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home)).await;
+            }
             Target::Standby(home) => return to_standby(cx, again, r2, home).await,
             Target::Peer(next) => {
                 name = fresh.dc_name(next).to_string();
@@ -145,15 +193,32 @@ async fn misdirected_revision(resp: Response<ProxyBody>) -> Option<u64> {
         .as_u64()
 }
 
+/// How often a held write checks whether its owner DC passes health checks again.
+const RETRY_OWNER_EVERY: std::time::Duration = std::time::Duration::from_millis(1000);
+
+/// Marks the answer to a held write with how long it waited (`x-coopr-router-held-ms`).
+fn held_mark(since: tokio::time::Instant) -> impl Fn(Response<ProxyBody>) -> Response<ProxyBody> {
+    move |mut resp| {
+        let waited = since.elapsed().as_millis().to_string();
+        if let Ok(v) = HeaderValue::from_str(&waited) {
+            resp.headers_mut().insert(headers::HELD_MS, v);
+        }
+        resp
+    }
+}
+
 /// Holds a write whose owner DC `dc` could not be reached (nothing was sent: `err` is
-/// `PeerUnreachable`) until a map routes it elsewhere, at most `failover.buffer_max_ms`.
-/// Returns that map and the body to send again, or None: fail with `err` as before.
+/// `PeerUnreachable`) until a map routes it elsewhere, or `dc` passes its health checks again
+/// (tried at most once a second), at most until `deadline` (`failover.buffer_max_ms` after the
+/// first failure). Returns the map to route it by and the body to send again, or None: fail
+/// with `err` as before.
 async fn hold(
     cx: &Ctx<'_>,
     table: &RoutingTable,
     dc: usize,
     replay: Option<&ProxyBody>,
     err: &ProxyError,
+    deadline: tokio::time::Instant,
 ) -> Option<(std::sync::Arc<RoutingTable>, ProxyBody)> {
     let f = &cx.rt.config.raw.failover;
     let failure = match err {
@@ -187,7 +252,7 @@ async fn hold(
     let slot = held.enter(body_len.unwrap_or(0));
     let name = table.dc_name(dc);
     tracing::info!(peer = %name, error = %err, "owner DC unreachable (nothing sent): holding the write for its next owner");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(f.buffer_max_ms);
+    let tried_at = tokio::time::Instant::now();
     let mut seen = table.revision;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -195,8 +260,18 @@ async fn hold(
             slot.expired();
             return None;
         }
-        let fresh = cx.proxy.routes.wait_for_revision(seen + 1, left).await;
+        let fresh = cx
+            .proxy
+            .routes
+            .wait_for_revision(seen + 1, left.min(RETRY_OWNER_EVERY))
+            .await;
         if fresh.revision <= seen {
+            // No new map: the owner itself, if it passes its health checks again.
+            if tried_at.elapsed() >= RETRY_OWNER_EVERY && cx.rt.peers.is_up(dc) {
+                tracing::info!(peer = %name, "the held write's owner DC answers health checks again: trying it once more");
+                slot.returned();
+                return Some((fresh, body.try_clone()?));
+            }
             continue;
         }
         seen = fresh.revision;

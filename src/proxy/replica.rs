@@ -3,7 +3,7 @@
 //! operation opened after an accepted local write, and the list merge.
 
 use super::ctx::{Ctx, Proxy};
-use super::local::to_local;
+use super::local::{to_local, to_standby};
 use super::placement::note_created;
 use super::replicas::{AcceptedWrite, ReplicaAnswer};
 use super::respond::{buffer, inspect, json_response, replayable};
@@ -78,17 +78,25 @@ pub(super) fn replicates(cx: &Ctx<'_>) -> bool {
     cx.proxy.replication.is_some() && matches!(cx.class.kind, Kind::ClusterWrite | Kind::Create)
 }
 
-/// Sends a write to a local Coopr server; after a 2xx, opens an operation (on disk before
-/// the client hears back). The body is buffered up to the inspection limit to record it.
+/// Sends a write to a local Coopr server, or (`standby`: its home DC) to this DC's standby
+/// server for an adopted shard; after a 2xx, opens an operation (on disk before the client
+/// hears back). The body is buffered up to the inspection limit to record it.
 pub(super) async fn to_local_replicated(
     cx: &Ctx<'_>,
     table: &RoutingTable,
     body: ProxyBody,
     route: Route,
     api: Api,
+    standby: Option<usize>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let send = |body| async move {
+        match standby {
+            Some(home) => to_standby(cx, body, route, home).await,
+            None => to_local(cx, body, route, api).await,
+        }
+    };
     let Some(repl) = cx.proxy.replication.clone() else {
-        return to_local(cx, body, route, api).await;
+        return send(body).await;
     };
     let body = replayable(cx.rt, body).await?;
     let sent: Option<Bytes> = match &body {
@@ -96,7 +104,7 @@ pub(super) async fn to_local_replicated(
         ProxyBody::Full(b) => Some(b.clone().unwrap_or_default()),
         _ => None,
     };
-    let resp = to_local(cx, body, route, api).await?;
+    let resp = send(body).await?;
     if !resp.status().is_success() {
         return Ok(resp);
     }

@@ -19,9 +19,13 @@ pub const BATCH_PATH: &str = "/replication/v1/batch";
 /// can be pointed at: a finish is learned at once instead of at the next poll.
 pub const CALLBACK_PATH: &str = "/replication/v1/coopr-callback";
 
+/// The peer-port route a replica whose store is new asks an owner for the full state of its
+/// shards on (`{"from": "dc2"}`, authenticated like a batch).
+pub const RESYNC_PATH: &str = "/replication/v1/resync";
+
 /// Whether a peer-port path is one of replication's own routes.
 pub fn is_endpoint(path: &str) -> bool {
-    path == BATCH_PATH || path == CALLBACK_PATH
+    path == BATCH_PATH || path == CALLBACK_PATH || path == RESYNC_PATH
 }
 
 /// A boxed future, so that the trait can be used as `dyn Replicas`.

@@ -142,7 +142,7 @@ pub(super) async fn serve(
                         return to_local_catalog(cx, body, route, api).await;
                     }
                     if replicates(cx) {
-                        return to_local_replicated(cx, table, body, route, api).await;
+                        return to_local_replicated(cx, table, body, route, api, None).await;
                     }
                     let resp = to_local(cx, body, route, api).await?;
                     if cx.class.kind == Kind::Create {
@@ -170,6 +170,11 @@ pub(super) async fn serve(
                 }
                 Target::Standby(home) => {
                     out.route = Some("standby");
+                    if replicates(cx) {
+                        // A write through a standby server opens an operation like any other.
+                        let api = Api::External;
+                        return to_local_replicated(cx, table, body, route, api, Some(home)).await;
+                    }
                     to_standby(cx, body, route, home).await
                 }
             }
@@ -229,6 +234,7 @@ async fn classify(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if rule.must_fit() && declared.is_some_and(|n| n > limit as u64) {
+        crate::body::drain_in_background(body);
         return Err(ProxyError::BodyTooLarge { limit });
     }
     match inspect(rt, body, limit).await? {
@@ -236,7 +242,10 @@ async fn classify(
             classify::classify_body(rule, &bytes)?,
             ProxyBody::full(bytes),
         )),
-        Inspected::TooLarge { .. } if rule.must_fit() => Err(ProxyError::BodyTooLarge { limit }),
+        Inspected::TooLarge { rest, .. } if rule.must_fit() => {
+            crate::body::drain_in_background(rest);
+            Err(ProxyError::BodyTooLarge { limit })
+        }
         Inspected::TooLarge { prefix, rest } => Ok((rule.fallback(), prefixed(prefix, rest))),
     }
 }

@@ -141,6 +141,8 @@ pub const KEYS: &[(&str, Class)] = &[
     // Read once at start (liveness, failover and handoff tasks; the replication store, senders
     // and tracker).
     ("failover.*", Noted(FAILOVER)),
+    // Read before each sweep.
+    ("replication.sweep_ms", Hot),
     ("replication.*", Noted(REPLICATION)),
     // Read per request (where a catalog write goes, whether it is delivered).
     ("catalog.home", Hot),
@@ -359,8 +361,10 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         hook_max_attempts,
         retain_terminated_ms,
         batch_body_bytes,
+        sweep_ms,
     } = replication;
     let replication = ReplicationConfig {
+        sweep_ms,
         batch_body_bytes,
         enabled,
         path,
@@ -375,7 +379,13 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         hook_max_attempts,
         retain_terminated_ms,
     };
-    restart.note(REPLICATION, replication != o.replication);
+    restart.note(
+        REPLICATION,
+        ReplicationConfig {
+            sweep_ms: o.replication.sweep_ms,
+            ..replication.clone()
+        } != o.replication,
+    );
 
     let OwnershipConfig {
         mode,

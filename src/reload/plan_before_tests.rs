@@ -56,7 +56,12 @@ fn before(old: &Config, mut cfg: Config) -> (Config, Vec<String>) {
     if cfg.raw.failover != old.raw.failover {
         restart.push("failover".to_string());
     }
-    if cfg.raw.replication != old.raw.replication {
+    // Added after the plan replaced this code: `replication.sweep_ms` is hot.
+    let replication_but_sweep = ReplicationConfig {
+        sweep_ms: old.raw.replication.sweep_ms,
+        ..cfg.raw.replication.clone()
+    };
+    if replication_but_sweep != old.raw.replication {
         restart.push("replication".to_string());
     }
     let (o, n) = (&old.raw.ownership, &cfg.raw.ownership);

@@ -313,6 +313,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("failover.failback", "\"manual\""),
         one("failover.failback_after_ms", "1500"),
         one("replication.enabled", "true"),
+        one("replication.sweep_ms", "3000"),
         one("replication.path", "\"/tmp/other.redb\""),
         one("replication.outbox_max_records", "10"),
         one("replication.batch_max_records", "10"),

@@ -85,6 +85,19 @@ impl Http {
         self.runtime.load().config.raw.tls.peer.is_some()
     }
 
+    /// `replication.sweep_ms` in the runtime in force (hot).
+    pub fn sweep_ms(&self) -> u64 {
+        self.runtime.load().config.raw.replication.sweep_ms
+    }
+
+    /// The external API base URL (no trailing `/`) of this DC's standby server for home DC
+    /// index `home`, if one is configured.
+    pub fn standby_base(&self, home: usize) -> Option<String> {
+        let rt = self.runtime.load();
+        let url = rt.config.standby.get(home)?.as_ref()?;
+        Some(url.to_string().trim_end_matches('/').to_string())
+    }
+
     /// The external API base URL (no trailing `/`) of the local Coopr server to ask next:
     /// round robin over the servers that pass their health checks, as the proxy picks them.
     pub fn local_base(&self) -> Option<String> {

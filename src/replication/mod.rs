@@ -22,6 +22,10 @@
 //! - `hook`: interrupted operations and their delivery to the restart hook.
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
 //! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
+//! - `sweep`: what the anti-entropy sweep replicates (pure); `sweeper`: the sweep task.
+//! - `sent`: the last state queued per cluster, owed peers, the next sequence number;
+//!   `resend`: states queued again (swept, or owed to a peer).
+//! - `resync`: a new replica store asking the owners for their full state.
 
 mod answer;
 mod catalog;
@@ -34,10 +38,15 @@ mod outbox;
 mod port;
 pub mod record;
 mod replica;
+mod resend;
+mod resync;
 mod retention;
 mod secrets;
 mod sender;
+mod sent;
 mod store;
+pub mod sweep;
+mod sweeper;
 mod tracker;
 mod visibility;
 
@@ -86,6 +95,8 @@ pub(crate) struct Inner {
     /// Per DC, its differences from the home DC's catalog at the last comparison (`None`: it
     /// could not be read).
     drift: Mutex<std::collections::BTreeMap<String, Option<usize>>>,
+    /// Wakes the sweep (a replica asked for the full state).
+    sweep_wake: Notify,
 }
 
 impl Replication {
@@ -115,6 +126,7 @@ impl Replication {
             cluster_wake: Mutex::new(HashMap::new()),
             catalog: catalog::States::default(),
             drift: Mutex::new(std::collections::BTreeMap::new()),
+            sweep_wake: Notify::new(),
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {
@@ -131,6 +143,19 @@ impl Replication {
                 ));
             }
         }
+        if inner.store.fresh() {
+            // A new (or wiped) store: ask every other DC for the full state of its shards.
+            let others: Vec<String> = config
+                .dcs
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != config.local)
+                .map(|(_, d)| d.name.clone())
+                .collect();
+            inner.store.ask_all(&others)?;
+        }
+        tasks.spawn(resync::ask(inner.clone()));
+        tasks.spawn(sweeper::run(inner.clone()));
         let open = inner.store.open_ops()?;
         tracing::info!(path = %path, open = open.len(), "replication store opened; resuming open operations");
         for intent in open {
@@ -412,6 +437,16 @@ impl Replication {
         Ok(applied)
     }
 
+    /// A peer asked for the full state of this DC's shards (`POST /replication/v1/resync`):
+    /// recorded, then paid by the sweep. `certified` as for [`Replication::apply`].
+    pub async fn resync_requested(
+        &self,
+        body: &[u8],
+        certified: Option<&str>,
+    ) -> Result<String, ApplyError> {
+        resync::requested(&self.inner, body, certified).await
+    }
+
     /// The largest batch body the peer endpoint reads (`replication.batch_body_bytes`).
     pub fn batch_body_bytes(&self) -> usize {
         self.inner.cfg.batch_body_bytes
@@ -509,6 +544,12 @@ impl Replication {
     pub async fn peer_queues(&self) -> Vec<PeerQueue> {
         let table = self.inner.routes.load();
         let mut out = Vec::new();
+        let (asking, owed) = self
+            .inner
+            .store
+            .run(|s| Ok((s.to_ask()?, s.owed()?)))
+            .await
+            .unwrap_or_default();
         for (i, dc) in table.dcs.iter().enumerate() {
             if i == table.local {
                 continue;
@@ -538,6 +579,8 @@ impl Replication {
                 peer: dc.name.clone(),
                 queued,
                 oldest_age_ms,
+                asking: asking.contains(&dc.name),
+                owed: owed.contains(&dc.name),
             });
         }
         out
@@ -552,6 +595,11 @@ pub struct PeerQueue {
     pub queued: Option<u64>,
     /// Age of the oldest queued record (`None`: nothing queued).
     pub oldest_age_ms: Option<u64>,
+    /// This replica's store is new and has not yet asked that DC for its full state.
+    pub asking: bool,
+    /// That peer is owed the full state of this DC's shards (a record for it was dropped, or it
+    /// asked); the sweep queues it once the peer's queue has room.
+    pub owed: bool,
 }
 
 /// Why a batch was not applied.
@@ -648,20 +696,18 @@ impl Inner {
         }
     }
 
-    /// `GET {backend}/v2/clusters/{id}{suffix}` as the intent's user; the JSON body of a 2xx.
-    async fn local_get(&self, intent: &Intent, suffix: &str) -> Result<serde_json::Value, String> {
-        let Some(base) = self.http.local_base() else {
-            return Err("no Coopr server is configured".into());
-        };
-        let url = format!("{base}/v2/clusters/{}{suffix}", intent.cluster);
-        let headers = [
-            ("Coopr-UserID", intent.user.as_str()),
-            ("Coopr-TenantID", intent.tenant.as_str()),
-        ];
-        let r = self.http.get_local(&url, &headers).await?;
-        if !r.ok() {
-            return Err(format!("{url}: status {}", r.status));
+    /// The external API base URL of the Coopr server that holds `shard`'s clusters: the local
+    /// one, or, for a shard this DC owns away from its home DC (adopted), this DC's standby
+    /// server for that home (when one is configured).
+    fn coopr_base(&self, shard: u32) -> Option<String> {
+        let table = self.routes.load();
+        if let Some(s) = table.shard(shard)
+            && s.owner == table.local
+            && let Some(home) = s.home.filter(|&h| h != table.local)
+            && let Some(base) = self.http.standby_base(home)
+        {
+            return Some(base);
         }
-        r.json().ok_or_else(|| format!("{url}: not JSON"))
+        self.http.local_base()
     }
 }

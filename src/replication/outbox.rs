@@ -3,9 +3,11 @@
 //! its state: a record is on disk before anything sends it, and an operation is either open or
 //! finished-and-queued, never lost between the two. Each peer's queue is ordered by one key
 //! that only grows, so records reach a peer in the order they were made (per shard too).
-//! A peer's queue is capped: at the cap a new record for it is dropped, logged and counted.
+//! A peer's queue is capped: at the cap a new record for it is dropped, logged and counted, and
+//! the peer is owed the full state in the same commit (`sent.rs`).
 
 use super::record::{Envelope, Finished, Intent, Record};
+use super::sent::{next_seq, note_last, owe};
 use super::store::{META, OPS, OUTBOX, ReplError, Store, bump, counter};
 use redb::{ReadableDatabase, ReadableTable};
 
@@ -30,7 +32,7 @@ impl Store {
         {
             let mut meta = tx.open_table(META)?;
             intent.op = bump(&mut meta, "op", 1)? + 1;
-            let seq = bump(&mut meta, &format!("seq/{}", intent.shard), 1)? + 1;
+            let seq = next_seq(&mut meta, intent.shard)?;
             let mut ops = tx.open_table(OPS)?;
             ops.insert(intent.op, serde_json::to_vec(&intent)?.as_slice())?;
             let env = Envelope {
@@ -43,8 +45,8 @@ impl Store {
         Ok((intent, dropped))
     }
 
-    /// Finishes operation `f.op`: no longer open, its state queued for `peers`, in one commit.
-    /// Returns the peers whose queue was full.
+    /// Finishes operation `f.op`: no longer open, its state queued for `peers` and recorded as
+    /// the cluster's last state (`sent.rs`), in one commit. Returns the peers whose queue was full.
     pub fn finish(
         &self,
         f: Finished,
@@ -55,8 +57,9 @@ impl Store {
         let dropped;
         {
             let mut meta = tx.open_table(META)?;
-            let seq = bump(&mut meta, &format!("seq/{}", f.shard), 1)? + 1;
+            let seq = next_seq(&mut meta, f.shard)?;
             tx.open_table(OPS)?.remove(f.op)?;
+            note_last(&tx, &f)?;
             let env = Envelope {
                 seq,
                 record: Record::Finished(f),
@@ -137,8 +140,9 @@ impl Store {
     }
 }
 
-/// Queues one envelope for every peer whose queue has room; returns the peers it was dropped for.
-fn enqueue(
+/// Queues one envelope for every peer whose queue has room; returns the peers it was dropped for,
+/// which are then owed the full state (`sent.rs`: the next sweep sends it once they have room).
+pub(super) fn enqueue(
     tx: &redb::WriteTransaction,
     meta: &mut redb::Table<&str, u64>,
     peers: &[String],
@@ -146,7 +150,9 @@ fn enqueue(
     cap: u64,
 ) -> Result<Vec<String>, ReplError> {
     let bytes = serde_json::to_vec(env)?;
-    enqueue_bytes(tx, meta, peers, &bytes, cap)
+    let dropped = enqueue_bytes(tx, meta, peers, &bytes, cap)?;
+    owe(meta, &dropped)?;
+    Ok(dropped)
 }
 
 /// Queues one record's bytes in each of `queues` that has room, under the one growing outbox
@@ -221,9 +227,12 @@ mod tests {
             .iter()
             .map(|r| serde_json::from_slice(r).unwrap())
             .collect();
+        // A new store numbers from its base (`sent::seq_base`), per shard.
+        let base = recs[0].seq - 1;
+        assert!(base > 0, "a new store's numbers start above 0");
         let seen: Vec<(String, u64)> = recs
             .iter()
-            .map(|e| (e.record.cluster().to_string(), e.seq))
+            .map(|e| (e.record.cluster().to_string(), e.seq - base))
             .collect();
         assert_eq!(
             seen,

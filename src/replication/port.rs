@@ -7,7 +7,9 @@ use super::visibility::Caller;
 use super::{ApplyError, Replication};
 use crate::error::ProxyError;
 use crate::ids::ClusterId;
-use crate::proxy::{AcceptedWrite, BoxFut, CALLBACK_PATH, CatalogWrite, ReplicaAnswer, Replicas};
+use crate::proxy::{
+    AcceptedWrite, BoxFut, CALLBACK_PATH, CatalogWrite, RESYNC_PATH, ReplicaAnswer, Replicas,
+};
 use crate::routing::RoutingTable;
 use crate::tls::PeerDc;
 use bytes::Bytes;
@@ -27,15 +29,22 @@ impl Replicas for Replication {
                 return Ok(serde_json::json!({ "woke": woke }).to_string());
             }
             let certified = extensions.get::<PeerDc>().map(|d| d.0.as_str());
-            match self.apply(body, certified).await {
-                Ok(a) => Ok(serde_json::json!({
-                    "applied": a.applied,
-                    "ignored": a.ignored,
-                    "refused": a.refused,
+            let done = if path == RESYNC_PATH {
+                self.resync_requested(&body, certified).await
+            } else {
+                self.apply(body, certified).await.map(|a| {
+                    serde_json::json!({
+                        "applied": a.applied,
+                        "ignored": a.ignored,
+                        "refused": a.refused,
+                    })
+                    .to_string()
                 })
-                .to_string()),
+            };
+            match done {
+                Ok(answer) => Ok(answer),
                 Err(ApplyError::Malformed) => Err(ProxyError::ReplicationBatch(
-                    "the body is not a replication batch".into(),
+                    "the body is not a replication batch or request".into(),
                 )),
                 Err(ApplyError::Store(e)) => Err(ProxyError::ReplicationStore(e.to_string())),
                 Err(ApplyError::Sender { claimed, certified }) => {

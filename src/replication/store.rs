@@ -4,13 +4,16 @@
 //! file and the error type.
 
 use arc_swap::ArcSwapOption;
-use redb::{Database, TableDefinition};
+use redb::{Database, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Counters: `op` (next operation number), `outbox` (next outbox key), `seq/{shard}` (next
-/// sequence number of a shard), `count/{peer}` (records queued for a peer).
+/// sequence number of a shard), `count/{peer}` (records queued for a peer), `seq_base` (where
+/// this store's sequence numbers start, `sent.rs`), `resync/{peer}` (1: the peer gets the full
+/// state of this DC's shards at the next sweep), `ask/{dc}` (1: this replica still has to ask DC
+/// `dc` for its full state).
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Open operations at the owner, by operation number: the intent, as JSON.
 pub(super) const OPS: TableDefinition<u64, &[u8]> = TableDefinition::new("ops");
@@ -32,6 +35,12 @@ pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open"
 /// Written when a map is published (and when a batch is applied), never changed (an epoch names
 /// one ownership change); read to admit records from an owner of an older epoch.
 pub(super) const OWNERS: TableDefinition<(u32, u64), &str> = TableDefinition::new("owners");
+/// Owner side: the last finished state this router queued for each cluster, by cluster id (a
+/// `Finished`, as JSON): what a peer that needs the full state gets again (`sent.rs`).
+pub(super) const LAST: TableDefinition<u64, &[u8]> = TableDefinition::new("last");
+/// Owner side: the [`Mark`](super::sweep::Mark) of each `LAST` state, by cluster id (JSON),
+/// which the sweep compares with the local Coopr's list.
+pub(super) const MARKS: TableDefinition<u64, &[u8]> = TableDefinition::new("marks");
 /// Restart-hook deliveries, by `{origin}/{op}`: a `HookOutcome`, as JSON.
 pub(super) const HOOK: TableDefinition<&str, &[u8]> = TableDefinition::new("hook");
 
@@ -70,6 +79,8 @@ from_redb!(
 #[derive(Clone)]
 pub struct Store {
     db: Arc<ArcSwapOption<Database>>,
+    /// Whether this open created the file's tables (a new or wiped store).
+    fresh: bool,
 }
 
 impl Store {
@@ -78,7 +89,16 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, ReplError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
-        tx.open_table(META)?;
+        let fresh = {
+            let mut meta = tx.open_table(META)?;
+            let fresh = meta.is_empty()?;
+            if fresh {
+                meta.insert(SEQ_BASE, seq_base(now_ms()))?;
+            }
+            fresh
+        };
+        tx.open_table(LAST)?;
+        tx.open_table(MARKS)?;
         tx.open_table(OPS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(REPLICA)?;
@@ -91,10 +111,16 @@ impl Store {
         tx.commit()?;
         let store = Store {
             db: Arc::new(ArcSwapOption::from_pointee(db)),
+            fresh,
         };
         store.build_list_index()?;
         store.build_node_index()?;
         Ok(store)
+    }
+
+    /// Whether this store was created by this open (no earlier state: new, or wiped).
+    pub fn fresh(&self) -> bool {
+        self.fresh
     }
 
     /// The open database, for one piece of work.
@@ -139,6 +165,15 @@ impl Store {
         now_ms().saturating_sub(captured_ms) / 1000
     }
 }
+
+/// Where the sequence numbers of a store created at `now_ms` start (pure): its creation
+/// time in ms times 2^20 (why: `sent.rs`).
+pub fn seq_base(now_ms: u64) -> u64 {
+    now_ms.saturating_mul(1 << 20)
+}
+
+/// The `META` key of where this store's sequence numbers start.
+pub(super) const SEQ_BASE: &str = "seq_base";
 
 /// Reads a counter (0 when absent).
 pub(super) fn counter(

@@ -1,4 +1,5 @@
-//! The operation tracker: follows one open operation on the local Coopr server until it
+//! The operation tracker: follows one open operation on the Coopr server that holds its shard
+//! (the local one, or the standby server of an adopted shard's home DC) until it
 //! finishes (`GET /v2/clusters/{id}/status` until `status` is no longer `pending`,
 //! docs/coopr-api.md §5; backoff from `poll_min_ms` to `poll_max_ms`; a Coopr callback or a
 //! write to the same cluster wakes it early), then captures the cluster's state (details,
@@ -65,34 +66,30 @@ pub(super) async fn track(inner: Arc<Inner>, intent: Intent) {
 
 /// One poll: `Some(state)` once the operation finished and its state was captured.
 async fn poll(inner: &Inner, intent: &Intent) -> Result<Option<Finished>, String> {
-    let status = inner.local_get(intent, "/status").await?;
+    let Some(base) = inner.coopr_base(intent.shard) else {
+        return Err("no Coopr server is configured".into());
+    };
+    let who = Who {
+        base: &base,
+        cluster: &intent.cluster,
+        user: &intent.user,
+        tenant: &intent.tenant,
+    };
+    let status = get(inner, &who, "/status").await?;
     let s = status.get("status").and_then(Value::as_str).unwrap_or("");
     if s == "pending" || s.is_empty() {
         return Ok(None);
     }
-    let details = inner.local_get(intent, "").await?;
-    let config = inner.local_get(intent, "/config").await?;
-    let services = inner.local_get(intent, "/services").await?;
-    let plan = match details.get("latestJobId").and_then(Value::as_str) {
-        Some(job) => inner.local_get(intent, &format!("/plans/{job}")).await.ok(),
-        None => None,
-    };
-    // The cluster status in the details is the one readers see; a status that went back to
-    // pending between the two reads means a new operation started: poll again.
-    let final_status = details
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or(s)
-        .to_string();
-    if final_status == "pending" {
+    let Some(c) = capture(inner, &who, Some(status)).await? else {
         return Ok(None);
-    }
-    let owner = details
+    };
+    let owner = c
+        .details
         .pointer("/account/userId")
         .and_then(Value::as_str)
         .unwrap_or(&intent.user)
         .to_string();
-    let mut f = Finished {
+    Ok(Some(seal(Finished {
         op: intent.op,
         origin: intent.origin.clone(),
         cluster: intent.cluster.clone(),
@@ -101,19 +98,94 @@ async fn poll(inner: &Inner, intent: &Intent) -> Result<Option<Finished>, String
         tenant: intent.tenant.clone(),
         owner,
         action: intent.action.clone(),
-        outcome: outcome_of(&intent.action, &final_status),
+        outcome: outcome_of(&intent.action, &c.final_status),
         captured_ms: now_ms(),
+        details: c.details,
+        status: c.status,
+        config: c.config,
+        services: c.services,
+        plan: c.plan,
+    })))
+}
+
+/// A cluster on a Coopr server, and as whom to read it.
+pub(super) struct Who<'a> {
+    /// The server's external API base URL, no trailing `/`.
+    pub base: &'a str,
+    /// 8 digits.
+    pub cluster: &'a str,
+    pub user: &'a str,
+    pub tenant: &'a str,
+}
+
+/// A settled cluster's state as its Coopr server shows it (before [`seal`]).
+pub(super) struct Captured {
+    pub details: Value,
+    pub status: Value,
+    pub config: Value,
+    pub services: Value,
+    pub plan: Option<Value>,
+    /// The status in the details (what readers see).
+    pub final_status: String,
+}
+
+/// Reads a cluster's details, status (unless given), config, services and latest plan; `None`
+/// when it is `pending` (an operation is running on it).
+pub(super) async fn capture(
+    inner: &Inner,
+    who: &Who<'_>,
+    status: Option<Value>,
+) -> Result<Option<Captured>, String> {
+    let status = match status {
+        Some(s) => s,
+        None => get(inner, who, "/status").await?,
+    };
+    let details = get(inner, who, "").await?;
+    let config = get(inner, who, "/config").await?;
+    let services = get(inner, who, "/services").await?;
+    let plan = match details.get("latestJobId").and_then(Value::as_str) {
+        Some(job) => get(inner, who, &format!("/plans/{job}")).await.ok(),
+        None => None,
+    };
+    // The cluster status in the details is the one readers see; a status that went back to
+    // pending between the reads means a new operation started: not settled.
+    let final_status = details
+        .get("status")
+        .and_then(Value::as_str)
+        .or_else(|| status.get("status").and_then(Value::as_str))
+        .unwrap_or("")
+        .to_string();
+    if final_status == "pending" || final_status.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Captured {
         details,
         status,
         config,
         services,
         plan,
-    };
-    // Secrets stay home: only what replica reads need leaves this function (`secrets.rs`).
+        final_status,
+    }))
+}
+
+/// Secrets stay home: only what replica reads need leaves this function (`secrets.rs`).
+pub(super) fn seal(mut f: Finished) -> Finished {
     f.details = secrets::details(f.details);
     f.status = secrets::part(f.status);
     f.config = secrets::part(f.config);
     f.services = secrets::part(f.services);
     f.plan = f.plan.map(secrets::part);
-    Ok(Some(f))
+    f
+}
+
+/// `GET {base}/v2/clusters/{id}{suffix}` as `who`'s user, with the service credential; the JSON
+/// body of a 2xx.
+async fn get(inner: &Inner, who: &Who<'_>, suffix: &str) -> Result<Value, String> {
+    let url = format!("{}/v2/clusters/{}{suffix}", who.base, who.cluster);
+    let headers = [("Coopr-UserID", who.user), ("Coopr-TenantID", who.tenant)];
+    let r = inner.http.get_local(&url, &headers).await?;
+    if !r.ok() {
+        return Err(format!("{url}: status {}", r.status));
+    }
+    r.json().ok_or_else(|| format!("{url}: not JSON"))
 }

@@ -48,8 +48,10 @@ struct Conn {
 }
 
 /// Serves one TLS connection: handshake, then HTTP/1.1 or h2 as ALPN chose (HTTP/1.1 without
-/// ALPN; no parking: rustls keeps its own buffers). Every state has a deadline: the handshake
-/// its own, a silent HTTP/1.1 session hyper's head timeout, an h2 connection the idle watchdog.
+/// ALPN). HTTP/1.1 is served as a plain connection is (`h1.rs`): it parks when idle, giving
+/// hyper's buffers back (rustls keeps its own). Every state has a deadline: the handshake its
+/// own, a silent HTTP/1.1 session hyper's head timeout, a parked one the idle timeout, an h2
+/// connection the idle watchdog.
 async fn serve_tls<H, F>(
     conn: Arc<Conn>,
     tls: TlsSource,
@@ -58,11 +60,13 @@ async fn serve_tls<H, F>(
     handler: H,
     shutdown: Shutdown,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let name = conn.name;
-    let Some(stream) = crate::tls::server::handshake(&tls, stream, name, remote).await else {
+    // Boxed, as the h2 branch below: what an idle HTTP/1.1 connection keeps is this future.
+    let handshake = Box::pin(crate::tls::server::handshake(&tls, stream, name, remote));
+    let Some(stream) = handshake.await else {
         return;
     };
     // The DC a peer's client certificate names goes with each of its requests.
@@ -73,19 +77,29 @@ async fn serve_tls<H, F>(
         }
         handler(req, remote)
     };
-    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+        return h1::serve(conn, stream, remote, handler, shutdown, ()).await;
+    }
+    Box::pin(serve_h2(conn, stream, remote, handler, shutdown)).await;
+}
+
+/// Serves one TLS connection over h2 (ALPN) until it ends, is idle for the idle timeout
+/// (GOAWAY), or the listener shuts down.
+async fn serve_h2<H, F>(
+    conn: Arc<Conn>,
+    stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    remote: SocketAddr,
+    handler: H,
+    shutdown: Shutdown,
+) where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
     let activity = watch::Activity::new(conn.per_connection);
     let svc = watch::service(handler, remote, activity.clone());
-    let io = TokioIo::new(stream);
-    let ended = if h2 {
-        let served = conn.http2.serve_connection(io, svc);
-        watch::drive(served, &activity, conn.idle_timeout, &shutdown).await
-    } else {
-        let served = conn.http1.serve_connection(io, svc);
-        watch::drive(served, &activity, conn.idle_timeout, &shutdown).await
-    };
-    if let Err(e) = ended {
-        tracing::debug!(listener = name, %remote, error = %e, "connection ended with an error");
+    let served = conn.http2.serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, &shutdown).await {
+        tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
     }
 }
 
@@ -145,22 +159,31 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let open = crate::metrics::OpenConnection::new(opts.name);
+        // Held for the connection's life: its place under the cap, and the open gauge.
+        let guard = (permit, crate::metrics::OpenConnection::new(opts.name));
         let (conn, handler) = (conn.clone(), handler.clone());
-        let (tls, shutdown) = (opts.tls.clone(), shutdown.clone());
-        let fut = async move {
-            let _open = open;
-            match tls {
-                None => h1::serve(conn, stream, remote, handler, shutdown).await,
-                // Boxed: a TLS connection's state (handshake, hyper's auto connection) would
-                // otherwise size every connection's task, plain ones included.
-                Some(tls) => {
-                    Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await
-                }
+        match opts.tls.clone() {
+            // The plain connection's future is its whole task (what an idle one costs).
+            None => {
+                tokio::spawn(h1::serve(
+                    conn,
+                    stream,
+                    remote,
+                    handler,
+                    shutdown.clone(),
+                    guard,
+                ));
             }
-            drop(permit);
-        };
-        tokio::spawn(fut);
+            Some(tls) => {
+                let shutdown = shutdown.clone();
+                // Boxed: the handshake and an h2 connection are large and not what an idle
+                // HTTP/1.1 connection keeps.
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await;
+                });
+            }
+        }
     }
     drop(listener);
     // Every connection task holds a permit until it ends: all of them back means all done

@@ -64,9 +64,53 @@ pub fn may_park(s: Idle) -> bool {
     s.open_exchanges == 0 && !s.last_had_body && !s.unflushed && s.at_head_end
 }
 
+/// A connection's transport, as a parked connection waits on it for its next request.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once the peer sent something or closed: `true` when there may be bytes to read,
+    /// `false` when it closed. Polled with nothing buffered above the socket (hyper parked
+    /// only after a read found nothing), so the socket's own readiness tells.
+    fn poll_bytes(&self, cx: &mut Context<'_>) -> Poll<bool>;
+    /// The plain socket, when this is one (its first bytes tell h2c from HTTP/1.1).
+    fn as_plain(&mut self) -> Option<&mut TcpStream>;
+    /// The same, by value.
+    fn into_plain(self) -> Option<TcpStream>;
+}
+
+impl Transport for TcpStream {
+    fn poll_bytes(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut first = [0u8; 1];
+        self.poll_peek(cx, &mut ReadBuf::new(&mut first))
+            .map(|peeked| matches!(peeked, Ok(n) if n > 0))
+    }
+    fn as_plain(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
+    }
+    fn into_plain(self) -> Option<TcpStream> {
+        Some(self)
+    }
+}
+
+/// A TLS connection parks too: hyper's buffers go, rustls's state stays (its keys, and the
+/// 4 KiB its record reader keeps: rustls has no way to give that back). Bytes on the socket
+/// (a record: the next request, or the peer's close) start a session, which reads them.
+impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
+    fn poll_bytes(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        self.get_ref()
+            .0
+            .poll_read_ready(cx)
+            .map(|ready| ready.is_ok())
+    }
+    fn as_plain(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+    fn into_plain(self) -> Option<TcpStream> {
+        None
+    }
+}
+
 /// The socket as hyper sees it on a connection that may park (see the module doc).
-pub struct ParkIo {
-    stream: TcpStream,
+pub struct ParkIo<T> {
+    stream: T,
     /// Bytes read before this session that hyper has not seen yet.
     prefix: Bytes,
     exchanges: Arc<Exchanges>,
@@ -79,13 +123,8 @@ pub struct ParkIo {
     parked: bool,
 }
 
-impl ParkIo {
-    pub fn new(
-        stream: TcpStream,
-        prefix: Bytes,
-        exchanges: Arc<Exchanges>,
-        park_after: Duration,
-    ) -> Self {
+impl<T> ParkIo<T> {
+    pub fn new(stream: T, prefix: Bytes, exchanges: Arc<Exchanges>, park_after: Duration) -> Self {
         ParkIo {
             stream,
             prefix,
@@ -103,7 +142,7 @@ impl ParkIo {
 
     /// The socket back, and whether hyper let go of it because the connection parked (rather
     /// than because the client closed it or hyper closed it).
-    pub fn into_parts(self) -> (TcpStream, bool) {
+    pub fn into_parts(self) -> (T, bool) {
         (self.stream, self.parked)
     }
 
@@ -163,7 +202,7 @@ impl ParkIo {
     }
 }
 
-impl AsyncRead for ParkIo {
+impl<T: AsyncRead + Unpin> AsyncRead for ParkIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -194,7 +233,7 @@ impl AsyncRead for ParkIo {
     }
 }
 
-impl AsyncWrite for ParkIo {
+impl<T: AsyncWrite + Unpin> AsyncWrite for ParkIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

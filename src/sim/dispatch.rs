@@ -15,7 +15,9 @@ use super::ctx::Ctx;
 use super::reply::{self, LogCluster, Resp};
 use super::routes::{self, Route};
 use super::tenants;
-use super::{Port, Shared, catalog, cluster_ops, clusters, nodes, persist, plugins, simlog, tasks};
+use super::{
+    Port, Shared, catalog, cluster_ops, clusters, janitor, nodes, persist, plugins, simlog, tasks,
+};
 use crate::ids::ClusterId;
 
 /// The largest request body the simulator buffers (plugin uploads are streamed instead).
@@ -73,7 +75,9 @@ pub(crate) async fn handle(shared: Arc<Shared>, port: Port, req: Request<Incomin
         && parts.method != Method::HEAD
         && !matches!(route, Route::NodeProperties);
     let path_cluster = match &route {
-        Route::ClusterWrite(id, _) => ClusterId::parse(id).ok().map(|c| c.to_string()),
+        Route::ClusterWrite(id, _) | Route::SimExpire(id) => {
+            ClusterId::parse(id).ok().map(|c| c.to_string())
+        }
         _ => None,
     };
     let resp = match route {
@@ -108,6 +112,7 @@ pub(crate) async fn handle(shared: Arc<Shared>, port: Port, req: Request<Incomin
 fn call(ctx: &Ctx, route: Route, caller: Option<&Caller>) -> Resp {
     match (route, caller) {
         (Route::SimLog, _) => simlog::get(ctx),
+        (Route::SimExpire(id), _) => janitor::expire(ctx, &id),
         (Route::SimBlob, _) => plugins::blob(ctx),
         (Route::TaskTake, _) => tasks::take(ctx),
         (Route::TaskFinish, _) => tasks::finish(ctx),

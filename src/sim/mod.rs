@@ -31,8 +31,8 @@
 //! - `clusters`, `cluster_ops`: the cluster API; `nodes`: nodes and `getNodeProperties`;
 //!   `tenants`, `catalog`: superadmin tenants and per-tenant catalog entities;
 //!   `tasks`: the internal API (take/finish under [`TaskMode::External`]); `plugins`: streamed
-//!   plugin resources and `/v2/sim/blob`; `simlog`: `/sim/log`; `persist`: `--data`; `rng`:
-//!   seeded splitmix64.
+//!   plugin resources and `/v2/sim/blob`; `simlog`: `/sim/log`; `janitor`: `/sim/expire/{id}`
+//!   (Coopr's lease janitor, by hand); `persist`: `--data`; `rng`: seeded splitmix64.
 //! - `worker`: the built-in provisioner ([`ProvisionerConfig`]), an HTTP client of a tasks API.
 //! - `routes` also knows which [`Port`] serves each route; `auth` also holds the
 //!   `--security-token` check; `catalog` also holds plugin types (`PUT /v2/plugins/…` on the
@@ -52,6 +52,7 @@ mod clusters;
 mod ctx;
 mod dispatch;
 mod http;
+mod janitor;
 mod lifecycle;
 mod nodes;
 mod persist;

@@ -70,6 +70,8 @@ pub(crate) enum Route {
     Status,
     SimLog,
     SimBlob,
+    /// `POST /sim/expire/{id}`: what Coopr's lease janitor does (`janitor.rs`).
+    SimExpire(String),
     TenantList,
     TenantCreate,
     TenantGet(String),
@@ -115,6 +117,7 @@ impl Route {
             Route::Status
                 | Route::SimLog
                 | Route::SimBlob
+                | Route::SimExpire(_)
                 | Route::TaskTake
                 | Route::TaskFinish
                 | Route::ProvisionerPut(_)
@@ -125,10 +128,10 @@ impl Route {
         )
     }
 
-    /// Simulator-only routes (`/sim/log`, `/v2/sim/blob`): served on every port, never behind
-    /// the security token.
+    /// Simulator-only routes (`/sim/log`, `/sim/expire/{id}`, `/v2/sim/blob`): served on every
+    /// port, never behind the security token.
     pub(crate) fn is_sim_only(&self) -> bool {
-        matches!(self, Route::SimLog | Route::SimBlob)
+        matches!(self, Route::SimLog | Route::SimBlob | Route::SimExpire(_))
     }
 
     /// Which Coopr server has this route: `TaskHandler` and `ProvisionerHandler` are internal
@@ -142,7 +145,7 @@ impl Route {
             | Route::ProvisionerDelete(_)
             | Route::PluginDownload(..)
             | Route::PluginTypePut(..) => Port::Internal,
-            Route::SimLog | Route::SimBlob => Port::Both,
+            Route::SimLog | Route::SimBlob | Route::SimExpire(_) => Port::Both,
             _ => Port::External,
         }
     }
@@ -192,6 +195,7 @@ pub(crate) fn resolve(m: &Method, segs: &[&str]) -> Result<Route, u16> {
     match segs {
         ["status"] => pick!(m; GET => Route::Status),
         ["sim", "log"] => pick!(m; GET => Route::SimLog),
+        ["sim", "expire", id] => pick!(m; POST => Route::SimExpire(id.to_string())),
         ["v2", rest @ ..] => v2(m, rest),
         _ => Err(404),
     }

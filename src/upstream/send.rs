@@ -64,18 +64,19 @@ impl Upstream {
         let result = if req.body().is_streamed() {
             // The response timeout starts once the body was sent whole: a large upload may
             // take longer than `timeout` by itself.
-            let (tx, mut sent) = tokio::sync::oneshot::channel();
             let progress = std::sync::Arc::new(crate::body::Progress::default());
             let req = req.map(|b| ProxyBody::Tracked {
                 inner: Box::new(b),
-                done: Some(tx),
-                progress: Some(progress.clone()),
+                progress: crate::body::Reporter(progress.clone()),
             });
             let exchange = self.pool.send(req);
             tokio::pin!(exchange);
+            let sent = std::future::poll_fn(|cx| progress.poll_done(cx));
             // A body that stalls while the upstream waits for it is cut: it would hold an
-            // upstream connection for as long as the client likes.
+            // upstream connection for as long as the client likes. The watchdog's timer is
+            // armed only once the body waits for its client.
             let stalled = async {
+                std::future::poll_fn(|cx| progress.poll_waiting(cx)).await;
                 let mut seen = progress.frames();
                 loop {
                     tokio::time::sleep(self.body_idle).await;
@@ -88,7 +89,7 @@ impl Upstream {
             };
             tokio::select! {
                 r = &mut exchange => Ok(r),
-                _ = &mut sent => tokio::time::timeout(timeout, exchange).await,
+                _ = sent => tokio::time::timeout(timeout, exchange).await,
                 _ = stalled => return Err(SendError::BodyStalled),
             }
         } else {

@@ -83,6 +83,18 @@ class Checker(unittest.TestCase):
         logs = {"dc1": [entry("a", 2)], "dc2": [entry("a", 10)]}
         self.assertEqual(kinds(recs, logs), ["duplicate"])
 
+    def test_held_write_applied_once_by_the_answering_dc(self):
+        held = write("h", "dc2", 10)
+        held["h"]["x-coopr-router-held-ms"] = "6400"
+        self.assertEqual(kinds([held], {"dc2": [entry("h", 10)]}), [])
+        # Applied twice (also a duplicate), or by another DC than the one that answered.
+        self.assertIn("held_twice", kinds([held], {"dc1": [entry("h", 2)], "dc2": [entry("h", 10)]}))
+        self.assertIn("held_twice", kinds([held], {"dc1": [entry("h", 2)]}))
+        # An error answer: at most once.
+        failed = dict(held, status=502)
+        self.assertEqual(kinds([failed], {"dc2": []}), [])
+        self.assertIn("held_twice", kinds([failed], {"dc1": [entry("h", 2)], "dc2": [entry("h", 10)]}))
+
     def test_replica_going_backwards(self):
         recs = [read("r1", "dc1", 5, 1.0, 1.1), read("r2", "dc1", 4, 1.2, 1.3)]
         self.assertEqual(kinds(recs, {}), ["backwards"])
