@@ -138,16 +138,21 @@ fn id_num(v: &Value) -> u64 {
 
 /// Merges the local server's list (already filtered by Coopr for this caller) with replicated
 /// clusters: replicated ones the caller may see and that pass `?status=`; a replicated copy
-/// replaces a local item with the same id (its shard is held elsewhere). Newest first.
+/// replaces a local item with the same id (its shard is held elsewhere). Newest first (by
+/// `createTime`, then id), each item's sort key read once.
 pub fn merge_list(
     local: Vec<Value>,
-    remote: &[ListItem],
+    remote: Vec<ListItem>,
     query: Option<&str>,
     caller: Caller<'_>,
 ) -> Vec<Value> {
     let wanted = status_filter(query);
     let mut remote_ids = std::collections::HashSet::new();
-    let mut out: Vec<Value> = Vec::with_capacity(local.len() + remote.len());
+    let mut keyed: Vec<((u64, u64), Value)> = Vec::with_capacity(local.len() + remote.len());
+    let key = |v: &Value| {
+        let t = v.get("createTime").and_then(Value::as_u64).unwrap_or(0);
+        (t, id_num(v))
+    };
     for e in remote {
         let Ok(id) = e.cluster.parse::<u64>() else {
             continue;
@@ -159,18 +164,17 @@ pub fn merge_list(
         if !wanted.is_empty() && !wanted.contains(&e.status) {
             continue;
         }
-        out.push(e.summary.clone());
+        keyed.push((key(&e.summary), e.summary));
     }
-    out.extend(
+    keyed.extend(
         local
             .into_iter()
-            .filter(|v| !remote_ids.contains(&id_num(v))),
+            .filter(|v| !remote_ids.contains(&id_num(v)))
+            .map(|v| (key(&v), v)),
     );
-    out.sort_by(|a, b| {
-        let t = |v: &Value| v.get("createTime").and_then(Value::as_u64).unwrap_or(0);
-        t(b).cmp(&t(a)).then(id_num(b).cmp(&id_num(a)))
-    });
-    out
+    // Stable, newest first: equal keys (a local list with repeated ids) keep their order.
+    keyed.sort_by_key(|k| std::cmp::Reverse(k.0));
+    keyed.into_iter().map(|(_, v)| v).collect()
 }
 
 #[cfg(test)]
@@ -310,7 +314,7 @@ mod tests {
                 .map(|x| x["id"].as_str().unwrap().to_string())
                 .collect::<Vec<_>>()
         };
-        let all = merge_list(local.clone(), &remote, None, who("bob", "acme"));
+        let all = merge_list(local.clone(), remote.clone(), None, who("bob", "acme"));
         assert_eq!(ids(&all), ["00000005", "00000001", "00000002"]);
         assert_eq!(
             all[2]["status"], "active",
@@ -320,7 +324,7 @@ mod tests {
         assert_eq!(all[0]["provider"], json!({"name": "p"}));
         let admin = merge_list(
             local.clone(),
-            &remote,
+            remote,
             Some("status=active"),
             who("admin", "acme"),
         );

@@ -16,6 +16,9 @@
 //! - `client`: the small HTTP client for the local Coopr server, peers and the hook.
 //! - `visibility`: Coopr's tenant/user rules (pure).
 //! - `answer`: a replica read and the list merge (pure).
+//! - `list_index`: the list items by (tenant, owner, id), so a list reads only what its caller
+//!   may see.
+//! - `node_index`: node id -> cluster id, so `/v2/nodes/{id}` of a replicated cluster is a lookup.
 //! - `hook`: interrupted operations and their delivery to the restart hook.
 //! - `catalog`: catalog writes the home DC applied, queued and delivered to every other DC.
 //! - `drift`: each DC's catalog compared with the home DC's, and its repair by replayed writes.
@@ -29,6 +32,8 @@ mod catalog;
 mod client;
 mod drift;
 mod hook;
+mod list_index;
+mod node_index;
 mod outbox;
 mod port;
 pub mod record;
@@ -474,11 +479,24 @@ impl Replication {
         }
     }
 
-    /// List items of replicated clusters in shards `table` says this DC's Coopr does not hold:
-    /// shards owned elsewhere, and shards adopted from another home DC.
-    pub async fn remote_summaries(&self, table: Arc<RoutingTable>) -> Vec<ListItem> {
+    /// List items of replicated clusters `caller` (user, tenant) may see in shards `table` says
+    /// this DC's Coopr does not hold: shards owned elsewhere, and shards adopted from another
+    /// home DC. Reads the list index: only the caller's clusters, never every replicated one.
+    pub async fn remote_summaries(
+        &self,
+        table: Arc<RoutingTable>,
+        user: Option<String>,
+        tenant: Option<String>,
+    ) -> Vec<ListItem> {
         let keep = move |shard: u32| !local_coopr_holds(&table, shard);
-        match self.inner.store.run(move |s| s.summaries(keep)).await {
+        let list = move |s: &Store| {
+            let caller = Caller {
+                user: user.as_deref(),
+                tenant: tenant.as_deref(),
+            };
+            s.visible_summaries(caller, keep)
+        };
+        match self.inner.store.run(list).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "replica store scan failed; list not merged");

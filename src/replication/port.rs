@@ -99,8 +99,13 @@ impl Replicas for Replication {
         headers: &'a HeaderMap,
     ) -> BoxFut<'a, Vec<serde_json::Value>> {
         Box::pin(async move {
-            let remote = self.remote_summaries(table).await;
-            merge_list(local, &remote, query, Caller::from_headers(headers))
+            let caller = Caller::from_headers(headers);
+            let (user, tenant) = (
+                caller.user.map(String::from),
+                caller.tenant.map(String::from),
+            );
+            let remote = self.remote_summaries(table, user, tenant).await;
+            merge_list(local, remote, query, caller)
         })
     }
 

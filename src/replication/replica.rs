@@ -5,8 +5,11 @@
 //! a batch sent twice changes nothing and a stale owner can never roll a cluster back. The same
 //! transaction keeps two small views: each cluster's list item, and the intents still open.
 
+use super::list_index;
+use super::node_index::{self, nodes_of};
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
 use redb::{ReadableDatabase, ReadableTable};
@@ -249,6 +252,8 @@ impl Store {
             note(&mut owners, table, shards)?;
             let mut t = tx.open_table(REPLICA)?;
             let mut summaries = tx.open_table(SUMMARY)?;
+            let mut index = tx.open_table(LIST_INDEX)?;
+            let mut nodes = tx.open_table(NODES)?;
             let mut open = tx.open_table(OPEN)?;
             for env in records {
                 let shard = env.record.shard();
@@ -298,9 +303,12 @@ impl Store {
                 match step(current.as_ref(), env) {
                     Some(next) => {
                         t.insert(id.get(), serde_json::to_vec(&next)?.as_slice())?;
+                        let old = nodes_of(current.as_ref().and_then(|c| c.state.as_ref()));
+                        let new = nodes_of(next.state.as_ref());
+                        node_index::update(&mut nodes, id.get(), &old, &new)?;
                         if let Some(f) = &next.state {
                             let item = serde_json::to_vec(&ListItem::of(f))?;
-                            summaries.insert(id.get(), item.as_slice())?;
+                            list_index::put(&mut summaries, &mut index, id.get(), &item)?;
                         }
                         match &next.open {
                             Some(i) => {
@@ -337,9 +345,10 @@ impl Store {
         })
     }
 
-    /// The cluster whose captured details list node `node` (a scan of the replica table:
-    /// node requests are rare next to cluster requests).
-    pub fn cluster_of_node(&self, node: &str) -> Result<Option<ClusterId>, ReplError> {
+    /// The cluster whose captured details list node `node`, by a scan of every replicated
+    /// cluster: what `/v2/nodes/{id}` did before the node index (`Store::cluster_of_node`);
+    /// kept as the index's test oracle and load/scale's peer.
+    pub fn cluster_of_node_scan(&self, node: &str) -> Result<Option<ClusterId>, ReplError> {
         let tx = self.db()?.begin_read()?;
         let t = tx.open_table(REPLICA)?;
         for row in t.iter()? {
@@ -364,7 +373,8 @@ impl Store {
         Ok(None)
     }
 
-    /// The list items of replicated clusters whose shard passes `keep` (the list merge).
+    /// Every list item whose shard passes `keep` (a scan: the list merge reads
+    /// `visible_summaries`, the index).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
         let tx = self.db()?.begin_read()?;
         let t = tx.open_table(SUMMARY)?;
@@ -374,6 +384,40 @@ impl Store {
             let e: ListItem = serde_json::from_slice(v.value())?;
             if keep(e.shard) {
                 out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The list items `caller` may see whose shard passes `keep`: one range of the index, then
+    /// each item by id (`O(k log n)` for `k` visible clusters of `n` replicated).
+    pub fn visible_summaries(
+        &self,
+        caller: Caller<'_>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<Vec<ListItem>, ReplError> {
+        let Some(prefix) = list_index::range_of(caller) else {
+            return Ok(Vec::new());
+        };
+        let tx = self.db()?.begin_read()?;
+        let index = tx.open_table(LIST_INDEX)?;
+        let summaries = tx.open_table(SUMMARY)?;
+        let mut out = Vec::new();
+        for row in index.range::<&[u8]>(prefix.as_slice()..)? {
+            let (k, _) = row?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let Some(id) = list_index::id_of(k) else {
+                continue;
+            };
+            let Some(v) = summaries.get(id)? else {
+                continue;
+            };
+            let item: ListItem = serde_json::from_slice(v.value())?;
+            if keep(item.shard) {
+                out.push(item);
             }
         }
         Ok(out)

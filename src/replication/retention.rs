@@ -5,8 +5,10 @@
 //! it). The pure [`retired`] decides; a task sweeps once a minute and publishes the store's size.
 
 use super::Inner;
+use super::list_index;
+use super::node_index::{self, nodes_of};
 use super::replica::ReplicaEntry;
-use super::store::{OPEN, REPLICA, ReplError, SUMMARY, Store, now_ms};
+use super::store::{LIST_INDEX, NODES, OPEN, REPLICA, ReplError, SUMMARY, Store, now_ms};
 use redb::ReadableTable;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,8 @@ impl Store {
                 }
             }
             let mut summaries = tx.open_table(SUMMARY)?;
+            let mut index = tx.open_table(LIST_INDEX)?;
+            let mut nodes = tx.open_table(NODES)?;
             let mut open = tx.open_table(OPEN)?;
             for (id, e) in gone {
                 let tomb = ReplicaEntry {
@@ -63,7 +67,8 @@ impl Store {
                     open: None,
                 };
                 t.insert(id, serde_json::to_vec(&tomb)?.as_slice())?;
-                summaries.remove(id)?;
+                list_index::remove(&mut summaries, &mut index, id)?;
+                node_index::update(&mut nodes, id, &nodes_of(e.state.as_ref()), &[])?;
                 open.remove(id)?;
                 out.retired += 1;
             }

@@ -24,6 +24,11 @@ pub(super) const REPLICA: TableDefinition<u64, &[u8]> = TableDefinition::new("re
 /// The replica store's list view, by cluster id: a `ListItem` (summary + visibility facts), so a
 /// list merge reads no full captured states.
 pub(super) const SUMMARY: TableDefinition<u64, &[u8]> = TableDefinition::new("summary");
+/// The list view's index by (tenant, owner, cluster id) (`list_index.rs`): what a caller may see
+/// is one range, so a list merge never reads every replicated cluster.
+pub(super) const LIST_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("list_index");
+/// Node id -> replicated cluster id (`node_index.rs`): `/v2/nodes/{id}` without a scan.
+pub(super) const NODES: TableDefinition<&str, u64> = TableDefinition::new("nodes");
 /// Replica side: intents with no finish yet, by cluster id (the interrupted-operations view).
 pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
 /// Replica side: the owners this router has seen in its maps, by (shard, epoch): the DC name.
@@ -79,7 +84,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the file and makes sure every table exists.
+    /// Opens (or creates) the file and makes sure every table exists (and the list and node
+    /// indexes, for a file written before them).
     pub fn open(path: &Path) -> Result<Store, ReplError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
@@ -97,14 +103,19 @@ impl Store {
         tx.open_table(OUTBOX)?;
         tx.open_table(REPLICA)?;
         tx.open_table(SUMMARY)?;
+        tx.open_table(LIST_INDEX)?;
+        tx.open_table(NODES)?;
         tx.open_table(OPEN)?;
         tx.open_table(HOOK)?;
         tx.open_table(OWNERS)?;
         tx.commit()?;
-        Ok(Store {
+        let store = Store {
             db: Arc::new(ArcSwapOption::from_pointee(db)),
             fresh,
-        })
+        };
+        store.build_list_index()?;
+        store.build_node_index()?;
+        Ok(store)
     }
 
     /// Whether this store was created by this open (no earlier state: new, or wiped).
