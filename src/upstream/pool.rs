@@ -310,6 +310,13 @@ impl Inner {
     }
 }
 
+/// The most an upstream connection's read buffer grows to (hyper's default is ~400 KiB): a
+/// response streamed to a slow client waits in it, so this bounds the memory of a stalled
+/// download (load/SCALE.md: ~947 KiB per stalled stream at hyper's default, ~300 KiB at this).
+/// It is also the largest response head an upstream may send, far above
+/// `limits.max_header_bytes`' use.
+const READ_BUF_MAX: usize = 64 * 1024;
+
 /// hyper's handshake on `io`, and the connection's task spawned.
 async fn start<T>(
     io: T,
@@ -320,7 +327,10 @@ async fn start<T>(
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (tx, conn) = http1::Builder::new().handshake(io).await?;
+    let (tx, conn) = http1::Builder::new()
+        .max_buf_size(READ_BUF_MAX)
+        .handshake(io)
+        .await?;
     tokio::spawn(drive(conn, slot, pool, host));
     Ok(tx)
 }
