@@ -1,7 +1,7 @@
 //! Liveness: the routers of a DC elect one of them to keep `alive/{dc}` on a lease. The election
 //! is the etcd recipe of a compare-and-create: the key is written only if absent (its
 //! `create_revision` is 0), bound to this router's lease. Whoever created it keeps the lease
-//! alive every TTL/5; when that router dies its lease expires and another router of the DC takes
+//! alive every TTL/10; when that router dies its lease expires and another router of the DC takes
 //! the key. A DC is alive while the key exists.
 //!
 //! Every router (elected or not) also keeps `members/{dc}/{router}` on its lease, so a planned
@@ -64,10 +64,17 @@ struct Lease {
     acked: bool,
 }
 
-/// How often the lease is kept alive: a fifth of its TTL, so a keepalive or two may fail (an
-/// etcd election) before the fence's proof runs out.
+/// How often the lease is kept alive: a tenth of its TTL. The fence's proof runs from the last
+/// answered keepalive's send, so the shorter the interval, the more of the proof is left when
+/// an election begins (TTL - margin - this: 3.5 s with the defaults).
 pub fn keepalive_every(ttl: Duration) -> Duration {
-    (ttl / 5).max(Duration::from_millis(100))
+    (ttl / 10).max(Duration::from_millis(100))
+}
+
+/// How long a keepalive may go unanswered before the session tries the next member: two fifths
+/// of the TTL (2 s with the defaults), leaving a second or more of the proof for the next one.
+pub fn stall_after(ttl: Duration) -> Duration {
+    (ttl * 2 / 5).max(Duration::from_millis(200))
 }
 
 /// One connection: grant a lease unless `lease` still names one, hold the member key and try
@@ -78,7 +85,7 @@ pub fn keepalive_every(ttl: Duration) -> Duration {
 /// this runs): the first keepalive answers TTL 0 if etcd dropped it. Keepalives go out every
 /// [`keepalive_every`] whether or not the last was answered ([`Outstanding`] matches each
 /// answer to the oldest send), so a keepalive that waits on a follower for the next leader
-/// still proves the lease when its answer comes. A keepalive unanswered for two intervals
+/// still proves the lease when its answer comes. A keepalive unanswered for [`stall_after`]
 /// (a member cut off, a connection that died silently) makes the session try the next member
 /// while the proof still has a second or more to run: any member forwards keepalives to the
 /// leader, so moving on costs nothing when the wait was only an election.
@@ -106,7 +113,7 @@ async fn session(
         return Err(EtcdError::Refused("no lease".into()));
     };
     let every = keepalive_every(ttl);
-    let stall = every * 2;
+    let stall = stall_after(ttl);
     // Opening the stream sends a first keepalive and waits for its answer: during an election
     // that answer comes only once a new leader is known. It counts like any other answer and
     // gets as long as any other keepalive.
