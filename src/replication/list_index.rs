@@ -5,7 +5,7 @@
 //! the caller's range are pure ([`key`], [`range_of`]); what is in range is exactly what
 //! `visibility` lets the caller see (property-tested below).
 
-use super::store::{LIST_INDEX, META, ReplError, SUMMARY, Store};
+use super::store::{LIST_INDEX, ReplError, SUMMARY, Store};
 use super::visibility::Caller;
 use redb::ReadableTable;
 use serde::Deserialize;
@@ -94,14 +94,7 @@ pub(super) fn remove(
 impl Store {
     /// Indexes every list item, once per store file (a store from before the index).
     pub(super) fn build_list_index(&self) -> Result<(), ReplError> {
-        let tx = self.db()?.begin_write()?;
-        {
-            let mut meta = tx.open_table(META)?;
-            if meta.get(BUILT)?.is_some() {
-                drop(meta);
-                tx.abort()?;
-                return Ok(());
-            }
+        self.once(BUILT, |tx| {
             let summaries = tx.open_table(SUMMARY)?;
             let mut index = tx.open_table(LIST_INDEX)?;
             for row in summaries.iter()? {
@@ -110,10 +103,8 @@ impl Store {
                     index.insert(k.as_slice(), ())?;
                 }
             }
-            meta.insert(BUILT, 1)?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -301,7 +292,10 @@ mod tests {
         {
             let tx = s.db().unwrap().begin_write().unwrap();
             tx.delete_table(LIST_INDEX).unwrap();
-            tx.open_table(META).unwrap().remove(BUILT).unwrap();
+            tx.open_table(crate::replication::store::META)
+                .unwrap()
+                .remove(BUILT)
+                .unwrap();
             tx.commit().unwrap();
         }
         drop(s);

@@ -4,7 +4,7 @@
 //! Which nodes an entry lists is pure ([`nodes_of`]); [`update`] moves an entry's keys.
 
 use super::record::Finished;
-use super::store::{META, NODES, REPLICA, ReplError, Store};
+use super::store::{NODES, REPLICA, ReplError, Store};
 use crate::ids::ClusterId;
 use redb::{ReadableDatabase, ReadableTable};
 use serde::Deserialize;
@@ -56,14 +56,7 @@ pub(super) fn update(
 impl Store {
     /// Indexes every replicated cluster's nodes, once per store file.
     pub(super) fn build_node_index(&self) -> Result<(), ReplError> {
-        let tx = self.db()?.begin_write()?;
-        {
-            let mut meta = tx.open_table(META)?;
-            if meta.get(BUILT)?.is_some() {
-                drop(meta);
-                tx.abort()?;
-                return Ok(());
-            }
+        self.once(BUILT, |tx| {
             let entries = tx.open_table(REPLICA)?;
             let mut index = tx.open_table(NODES)?;
             for row in entries.iter()? {
@@ -73,10 +66,8 @@ impl Store {
                 };
                 update(&mut index, k.value(), &[], &nodes_of(e.state.as_ref()))?;
             }
-            meta.insert(BUILT, 1)?;
-        }
-        tx.commit()?;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// The replicated cluster whose captured details list node `node`: one lookup.
@@ -176,7 +167,10 @@ mod tests {
         {
             let tx = s.db().unwrap().begin_write().unwrap();
             tx.delete_table(NODES).unwrap();
-            tx.open_table(META).unwrap().remove(BUILT).unwrap();
+            tx.open_table(crate::replication::store::META)
+                .unwrap()
+                .remove(BUILT)
+                .unwrap();
             tx.commit().unwrap();
         }
         drop(s);

@@ -123,6 +123,27 @@ impl Store {
         self.fresh
     }
 
+    /// Runs `fill` in one write transaction unless the `META` key `done` says it already ran
+    /// on this store file, and sets that key in the same transaction: a one-time migration
+    /// (an index built over a store written before it existed).
+    pub(super) fn once(
+        &self,
+        done: &str,
+        fill: impl FnOnce(&redb::WriteTransaction) -> Result<(), ReplError>,
+    ) -> Result<(), ReplError> {
+        use redb::ReadableTable;
+        let tx = self.db()?.begin_write()?;
+        let ran = tx.open_table(META)?.get(done)?.is_some();
+        if ran {
+            tx.abort()?;
+            return Ok(());
+        }
+        fill(&tx)?;
+        tx.open_table(META)?.insert(done, 1)?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The open database, for one piece of work.
     pub(super) fn db(&self) -> Result<Arc<Database>, ReplError> {
         self.db.load_full().ok_or(ReplError::Closed)
