@@ -154,14 +154,13 @@ pub fn start_with_file(
             let freshness = Arc::new(Freshness::live(
                 std::time::Duration::from_millis(o.fence_after_ms),
                 std::time::Duration::from_millis(config.raw.failover.fence_margin_ms),
+                config.raw.failover.beat_window(),
             ));
             let path = state_path(&config);
             let (routes, publisher) = Routes::new(initial_table(&config, &path));
             let watcher = Watcher::new(config.clone(), publisher, freshness.clone(), Some(path));
             tasks.spawn(watcher.run(shutdown.clone()));
-            let ttl = std::time::Duration::from_millis(
-                config.raw.failover.lease_ttl_ms.div_ceil(1000) * 1000,
-            );
+            let ttl = config.raw.failover.lease_ttl();
             let settings = crate::etcd::Settings::from_config(&config.raw.ownership);
             tasks.spawn(crate::etcd::liveness::run(
                 settings,

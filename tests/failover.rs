@@ -256,7 +256,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
         let s = s.clone();
         async move {
             let mut c = s.connect().await.unwrap();
-            ops::move_if_dead(&s, &mut c, 1, "dc1", to, epoch, "failover")
+            ops::move_if_dead(&s, &mut c, 1, ("dc1", to), epoch, ops::Guard::Dead)
                 .await
                 .unwrap()
         }
@@ -290,7 +290,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
     })
     .await;
     assert_eq!(
-        ops::move_if_dead(&s, &mut c, 2, "dc2", "dc3", e2, "failover")
+        ops::move_if_dead(&s, &mut c, 2, ("dc2", "dc3"), e2, ops::Guard::Dead)
             .await
             .unwrap(),
         None
@@ -319,4 +319,67 @@ async fn an_owner_cut_off_from_etcd_refuses_writes_before_its_shards_can_move() 
         "fenced after {fenced_after:?}, lease TTL {TTL_MS} ms"
     );
     eprintln!("fenced {fenced_after:?} after the cut");
+}
+
+/// A DC cut off together with etcd's leader keeps its lease for seconds after the cut (the new
+/// leader extends every lease by its election timeout): here the test keeps dc1's lease alive
+/// itself after dc1's router is gone. Its heartbeats stopped, so the controllers move its shards
+/// once its member keys have stayed unchanged for TTL + grace, although `alive/dc1` is still
+/// there; the move deletes dc1's member and alive keys with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dc_whose_heartbeats_stopped_loses_its_shards_while_etcd_keeps_its_lease() {
+    let mut w = world().await;
+    let s = w.etcd.settings(PREFIX);
+    let mut c = s.connect().await.unwrap();
+    let alive_key = format!("{PREFIX}alive/dc1");
+    let lease: i64 = eventually(WAIT, "alive/dc1", || {
+        let (s, key) = (s.clone(), alive_key.clone());
+        async move {
+            let mut c = s.connect().await.ok()?;
+            let r = c.get(key, None).await.ok()?;
+            r.kvs().first().map(|kv| kv.lease())
+        }
+    })
+    .await;
+    w.d.dcs[0].stop_router().await;
+    w.d.dcs[0].stop_sim();
+    let stopped = Instant::now();
+    // etcd keeps the lease (as a new leader would, extended): nothing expires.
+    let (mut keeper, mut acks) = c.lease_keep_alive(lease).await.unwrap();
+    let keep = tokio::spawn(async move {
+        loop {
+            if keeper.keep_alive().await.is_err() || acks.message().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let moved_at = eventually(WAIT, "dc1's shards moved", || async {
+        let map = ops::show(&s).await.ok()?;
+        [1usize, 4, 7, 10]
+            .iter()
+            .all(|&n| map[n].owner != "dc1")
+            .then(|| stopped.elapsed())
+    })
+    .await;
+    let window = Duration::from_millis(TTL_MS + GRACE_MS);
+    assert!(
+        moved_at >= window - Duration::from_millis(500),
+        "moved {moved_at:?} after the last heartbeat could have been sent; window {window:?}"
+    );
+    assert!(moved_at < window + Duration::from_secs(3), "{moved_at:?}");
+    // The lease is still alive at etcd; the DC's keys went with the move.
+    let ttl = c.lease_time_to_live(lease, None).await.unwrap().ttl();
+    assert!(ttl > 0, "the test kept the lease alive");
+    let members = c
+        .get(
+            coopr_router::ownership::keyspace::members_prefix(PREFIX, "dc1"),
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    assert!(members.kvs().is_empty(), "dc1's member keys deleted");
+    assert!(c.get(alive_key, None).await.unwrap().kvs().is_empty());
+    keep.abort();
+    eprintln!("moved {moved_at:?} after dc1's router stopped (window {window:?})");
 }

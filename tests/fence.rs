@@ -125,15 +125,23 @@ async fn ownership_set_needs_the_owners_consent_or_its_leases_gone() {
     // even with alive/dc1 absent.
     let e1 = ops::show(&s).await.unwrap()[1].epoch;
     assert_eq!(
-        ops::move_if_dead(&s, &mut c, 1, "dc1", "dc2", e1, "failover")
+        ops::move_if_dead(&s, &mut c, 1, ("dc1", "dc2"), e1, ops::Guard::Dead)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        ops::move_shard(&s, &mut c, 1, ("dc1", "dc2"), e1, ("t", "t"), false)
-            .await
-            .unwrap(),
+        ops::move_shard(
+            &s,
+            &mut c,
+            1,
+            ("dc1", "dc2"),
+            e1,
+            ("t", "t"),
+            ops::Guard::NoMember
+        )
+        .await
+        .unwrap(),
         None
     );
 
@@ -245,4 +253,114 @@ async fn the_lease_is_kept_through_the_next_member_when_one_is_dead() {
     }
     let r = routes(dc1).await;
     assert_eq!(r["fenced"], false, "{r}");
+}
+
+/// The heartbeat against a real etcd: a router rewrites its member key, so a stale-heartbeat move
+/// that names an older revision fails; one that names the current revision (a controller that saw
+/// the key unchanged for the window) deletes the key, and the router then gives its lease up:
+/// fenced at once, back on a new lease and member key, and fenced until the map is proven current
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_whose_member_key_was_taken_over_starts_over_fenced() {
+    use coopr_router::etcd::liveness;
+    use coopr_router::ownership::Freshness;
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 12, false).await.unwrap();
+    let ttl = Duration::from_secs(2);
+    let fence = std::sync::Arc::new(Freshness::live(
+        Duration::from_millis(600),
+        Duration::from_millis(500),
+        ttl + Duration::from_millis(500),
+    ));
+    let (trigger, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
+    tokio::spawn(liveness::run(
+        s.clone(),
+        "dc1".into(),
+        "r1".into(),
+        ttl,
+        Some(fence.clone()),
+        shutdown,
+    ));
+    let mut c = s.connect().await.unwrap();
+    let member = keyspace::member_key(PREFIX, "dc1", "r1");
+    let key_now = |c: &mut etcd_client::Client| {
+        let (mut c, member) = (c.clone(), member.clone());
+        async move {
+            let r = c.get(member, None).await.ok()?;
+            r.kvs().first().map(|kv| (kv.mod_revision(), kv.lease()))
+        }
+    };
+    let (first_rev, first_lease) = eventually(WAIT, "member key", || key_now(&mut c)).await;
+    let prove = || {
+        fence.progress();
+        fence.read_ok(tokio::time::Instant::now());
+    };
+    eventually(WAIT, "fence open", || async {
+        prove();
+        (!fence.is_fenced()).then_some(())
+    })
+    .await;
+    // Heartbeats rewrite the key.
+    let beat_rev = eventually(WAIT, "a heartbeat", || async {
+        key_now(&mut c.clone())
+            .await
+            .and_then(|(r, _)| (r > first_rev).then_some(r))
+    })
+    .await;
+    let epoch = ops::show(&s).await.unwrap()[1].epoch;
+    assert_eq!(
+        ops::move_if_dead(
+            &s,
+            &mut c,
+            1,
+            ("dc1", "dc2"),
+            epoch,
+            ops::Guard::Stale(first_rev)
+        )
+        .await
+        .unwrap(),
+        None,
+        "a heartbeat after the revision seen: no move"
+    );
+    assert_eq!(ops::show(&s).await.unwrap()[1].owner, "dc1");
+    // A controller that saw the current revision unchanged for the window (here: the test says
+    // so, racing the next heartbeat until it wins).
+    let moved = eventually(WAIT, "the stale move", || {
+        let (s, mut c) = (s.clone(), c.clone());
+        let key = key_now(&mut c);
+        async move {
+            let (rev, _) = key.await?;
+            let epoch = ops::show(&s).await.ok()?[1].epoch;
+            ops::move_if_dead(&s, &mut c, 1, ("dc1", "dc2"), epoch, ops::Guard::Stale(rev))
+                .await
+                .ok()
+                .flatten()
+        }
+    })
+    .await;
+    assert!(moved > beat_rev);
+    assert_eq!(ops::show(&s).await.unwrap()[1].owner, "dc2");
+    // The router's next heartbeat fails its compare: fenced, with nothing else changed.
+    eventually(WAIT, "fenced", || async { fence.is_fenced().then_some(()) }).await;
+    // It comes back on a new lease and a new member key, fenced until the map is proven again.
+    let (_, lease) = eventually(WAIT, "a new member key", || async {
+        key_now(&mut c.clone())
+            .await
+            .filter(|&(r, l)| r > moved && l != first_lease)
+    })
+    .await;
+    assert_ne!(lease, first_lease);
+    eventually(WAIT, "the new lease acknowledged", || async {
+        fence.lease_left_ms().is_some().then_some(())
+    })
+    .await;
+    assert!(fence.is_fenced(), "the map was proven before the new lease");
+    eventually(WAIT, "fence open again", || async {
+        prove();
+        (!fence.is_fenced()).then_some(())
+    })
+    .await;
+    drop(trigger);
 }

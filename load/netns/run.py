@@ -69,6 +69,25 @@ def partition_dc2(d, t0, length):
     return "dc2's link down from 5 s to 35 s"
 
 
+def partition_dc2_leader(d, t0, length):
+    """dc2 cut off while its etcd member is the leader: the new leader extends every lease, so
+    dc2's `alive/` key outlives the cut; its routers' heartbeats (member keys) do not."""
+    at(t0, 3)
+    member = (d.etcd_status(2) or {}).get("member")
+    leader = d.etcd_leader()
+    if member and leader and leader != 2:
+        code, text = d.curl(leader, "POST", d.etcd_url(leader) + "/v3/maintenance/transfer-leadership",
+                            json.dumps({"targetID": member}), 5)
+        if code != 200:
+            raise RuntimeError(f"transfer-leadership to dc2's member: {code} {text}")
+    d.wait_until("dc2's member leads", lambda: d.etcd_leader() == 2, 10)
+    at(t0, 5)
+    topo.partition(2)
+    at(t0, 35)
+    topo.heal(2)
+    return "etcd leadership moved to dc2's member at 3 s; dc2's link down from 5 s to 35 s"
+
+
 def kill_etcd_leader(d, t0, length):
     at(t0, 5)
     k = d.etcd_leader()
@@ -251,7 +270,8 @@ def outbox_wipe(d, t0, length):
 
 
 SCENARIOS = {"baseline": (none, 15), "kill": (kill_dc1, 30), "handoff": (handoffs, 26),
-             "partition": (partition_dc2, 50), "etcd-leader": (kill_etcd_leader, 25),
+             "partition": (partition_dc2, 50), "partition-leader": (partition_dc2_leader, 50),
+             "etcd-leader": (kill_etcd_leader, 25),
              "wan-200": (wan_200, 25), "loss-5": (loss_5, 25), "bw-1mbit": (bw_1mbit, 25),
              "reload": (reloads, 15), "failback": (failback, 45),
              "janitor": (janitor, 25), "outbox-wipe": (outbox_wipe, 35)}
@@ -262,7 +282,7 @@ SCENARIO_CONFIG = {
     "janitor": f"sweep_ms = {SWEEP_MS}\n",
     "outbox-wipe": f"sweep_ms = {SWEEP_MS}\n",
 }
-CI_SET = ["kill", "handoff", "partition", "etcd-leader"]
+CI_SET = ["kill", "handoff", "partition", "partition-leader", "etcd-leader"]
 
 
 def precreate(d):

@@ -109,7 +109,8 @@ pub struct FailoverConfig {
     /// How long `alive/{dc}` must be absent (and probes failing) before its shards move.
     pub grace_ms: u64,
     /// The fence's margin: a router accepts writes for its shards while the send time of its
-    /// last acknowledged lease keepalive + the lease TTL - this margin is ahead of now.
+    /// last acknowledged lease keepalive + the lease TTL - this margin is ahead of now, and so is
+    /// its last acknowledged heartbeat's + [`FailoverConfig::beat_window`] - this margin.
     pub fence_margin_ms: u64,
     /// At most one move of a shard per this long.
     pub min_interval_ms: u64,
@@ -129,6 +130,20 @@ pub struct FailoverConfig {
     /// How long a DC's `alive/` key must have been present (and its health checks passing)
     /// before its shards are handed back.
     pub failback_after_ms: u64,
+}
+
+impl FailoverConfig {
+    /// The lease TTL as etcd keeps it (whole seconds, rounded up).
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ttl_ms.div_ceil(1000) * 1000)
+    }
+
+    /// How long an acknowledged heartbeat (a router's member key rewritten) proves the router
+    /// alive, and how long a controller must see a DC's member keys unchanged before it may take
+    /// the DC's shards without waiting for their leases: lease TTL + grace.
+    pub fn beat_window(&self) -> std::time::Duration {
+        self.lease_ttl() + std::time::Duration::from_millis(self.grace_ms)
+    }
 }
 
 /// Whether shards lost by automatic failover return home by themselves.

@@ -1,11 +1,13 @@
 //! The failover driver: the thin shell around the pure [`Controller`]. Every 100 ms it feeds the
-//! controller the published map, which DCs have an `alive/` key, and this DC's health checks of
-//! the other DCs' routers (which answer `/status` through their own Coopr server); the moves it
-//! proposes run as etcd transactions that compare the shard's epoch and that `alive/{from}` is
-//! absent, so when several DCs' controllers propose the same move exactly one wins.
+//! controller the published map, which DCs have an `alive/` key, the newest heartbeat revision
+//! among each DC's `members/` keys, and this DC's health checks of the other DCs' routers (which
+//! answer `/status` through their own Coopr server); the moves it proposes run as etcd
+//! transactions that compare the shard's epoch and the proof the move rests on
+//! ([`ops::Guard`]), so when several DCs' controllers propose the same move exactly one wins.
 
 use super::{Settings, liveness, ops};
 use crate::config::{Config, FailoverMode};
+use crate::etcd::ops::Guard;
 use crate::failover::{Action, Controller, Event, Params, ShardView};
 use crate::routing::{Routes, RoutingTable};
 use crate::shutdown::Shutdown;
@@ -36,6 +38,7 @@ pub async fn run(
         automatic: f.mode == FailoverMode::Automatic,
         grace_ms: f.grace_ms,
         min_interval_ms: f.min_interval_ms,
+        stale_after_ms: f.beat_window().as_millis() as u64,
     };
     if !params.automatic {
         return;
@@ -67,19 +70,33 @@ pub async fn run(
         }
         let Some(c) = client.as_mut() else { continue };
         // No decision without a fresh view of the alive keys.
-        let alive = match liveness::alive_dcs(&settings, c).await {
+        let read = async {
+            let alive = liveness::alive_dcs(&settings, c).await?;
+            let members = liveness::member_revisions(&settings, c).await?;
+            Ok::<_, super::EtcdError>((alive, members))
+        };
+        let (alive, members) = match read.await {
             Ok(a) => a,
             Err(e) => {
-                tracing::debug!(error = %e, "failover: cannot read alive/ keys");
+                tracing::debug!(error = %e, "failover: cannot read alive/ and members/ keys");
                 client = None;
                 continue;
             }
         };
+        // After the reads answered: a heartbeat they show was sent before this.
+        let now = origin.elapsed().as_millis() as u64;
         for (i, name) in names.iter().enumerate() {
             actions.extend(ctl.step(
                 Event::Alive {
                     dc: i,
                     present: alive.contains(name),
+                },
+                now,
+            ));
+            actions.extend(ctl.step(
+                Event::Members {
+                    dc: i,
+                    rev: members.get(name).map(|&r| r.max(0) as u64),
                 },
                 now,
             ));
@@ -100,22 +117,26 @@ pub async fn run(
             from,
             to,
             epoch,
+            members,
         } in actions
         {
             let (from_name, to_name) = (&names[from], &names[to]);
+            let guard = match members {
+                Some(rev) => Guard::Stale(rev as i64),
+                None => Guard::Dead,
+            };
             let done = match ops::move_if_dead(
                 &settings,
                 c,
                 shard as u32,
-                from_name,
-                to_name,
+                (from_name, to_name),
                 epoch as i64,
-                "failover",
+                guard,
             )
             .await
             {
                 Ok(Some(new_epoch)) => {
-                    tracing::warn!(shard, from = %from_name, to = %to_name, epoch, new_epoch, "failover: moved a dead DC's shard");
+                    tracing::warn!(shard, from = %from_name, to = %to_name, epoch, new_epoch, ?guard, "failover: moved a dead DC's shard");
                     Event::MoveDone { shard, won: true }
                 }
                 Ok(None) => {

@@ -5,7 +5,11 @@
 //! the key. A DC is alive while the key exists.
 //!
 //! Every router (elected or not) also keeps `members/{dc}/{router}` on its lease, so a planned
-//! handoff can wait for every running router of the owner DC to drain its writes.
+//! handoff can wait for every running router of the owner DC to drain its writes, and rewrites
+//! it every [`beat_every`] (a heartbeat: a compare-and-put on the key's own revision, committed
+//! through raft): each acknowledged heartbeat goes to the fence, and the failover controllers
+//! watch the keys' revisions. A heartbeat whose compare fails means a controller took the DC's
+//! shards after seeing the key unchanged for the heartbeat window: the lease is given up.
 
 use super::outstanding::Outstanding;
 use super::{EtcdError, Settings};
@@ -57,11 +61,20 @@ pub async fn run(
     }
 }
 
-/// The lease this router keeps alive, and whether etcd ever acknowledged a keepalive of it.
+/// The lease this router keeps alive, whether etcd ever acknowledged a keepalive of it, and the
+/// revision of its member key's last write (the next heartbeat's compare).
 #[derive(Debug, Clone, Copy)]
 struct Lease {
     id: i64,
     acked: bool,
+    beat_rev: i64,
+}
+
+/// How often the member key is rewritten: a fifth of the TTL (1 s with the defaults). Each is
+/// one raft entry; the heartbeat window (TTL + grace) rides through elections of up to
+/// window - margin - this (5 s with the defaults).
+pub fn beat_every(ttl: Duration) -> Duration {
+    (ttl / 5).max(Duration::from_millis(200))
 }
 
 /// How often the lease is kept alive: a tenth of its TTL. The fence's proof runs from the last
@@ -104,12 +117,27 @@ async fn session(
     // A new lease must have its member key before its first keepalive counts for the fence.
     if lease.is_none() {
         let id = settings.within(client.lease_grant(secs, None)).await?.id();
-        settings
+        let sent = tokio::time::Instant::now();
+        let put = settings
             .within(client.put(me.clone(), dc, Some(PutOptions::new().with_lease(id))))
             .await?;
-        *lease = Some(Lease { id, acked: false });
+        let beat_rev = put.header().map_or(0, |h| h.revision());
+        // Written on a new lease: the first heartbeat.
+        if let Some(f) = fence {
+            f.beat_acked(sent);
+        }
+        *lease = Some(Lease {
+            id,
+            acked: false,
+            beat_rev,
+        });
     }
-    let Some(Lease { id, acked }) = *lease else {
+    let Some(Lease {
+        id,
+        acked,
+        mut beat_rev,
+    }) = *lease
+    else {
         return Err(EtcdError::Refused("no lease".into()));
     };
     let every = keepalive_every(ttl);
@@ -138,11 +166,18 @@ async fn session(
     if let Some(f) = fence {
         f.lease_acked(opened, Duration::from_secs(secs as u64), !acked);
     }
-    *lease = Some(Lease { id, acked: true });
+    *lease = Some(Lease {
+        id,
+        acked: true,
+        beat_rev,
+    });
     backoff.reset();
     let key = format!("{}alive/{dc}", settings.prefix);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat_tick = tokio::time::interval(beat_every(ttl));
+    beat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut beat: Option<(tokio::time::Instant, Beat)> = None;
     let mut out = Outstanding::new();
     let mut holding = false;
     let mut hold: Option<Hold> = Some(Box::pin(try_hold(
@@ -186,6 +221,39 @@ async fn session(
                     return Err(EtcdError::Refused("the lease expired".into()));
                 }
             },
+            _ = beat_tick.tick(), if beat.is_none() => {
+                let txn = heartbeat(&me, dc, id, beat_rev);
+                let (s, mut c) = (settings.clone(), client.clone());
+                beat = Some((
+                    tokio::time::Instant::now(),
+                    Box::pin(async move { s.within(c.txn(txn)).await }),
+                ));
+            }
+            done = beat_or(&mut beat) => {
+                let Some((sent, _)) = beat.take() else { continue };
+                match done {
+                    Ok(r) if r.succeeded() => {
+                        beat_rev = r.header().map_or(beat_rev, |h| h.revision());
+                        *lease = Some(Lease { id, acked: true, beat_rev });
+                        if let Some(f) = fence {
+                            f.beat_acked(sent);
+                        }
+                    }
+                    Ok(_) => {
+                        // A failover took this DC's shards after seeing the key unchanged for
+                        // the heartbeat window (this router's proof had run out): start over on
+                        // a new lease, whose fence waits for the map to show the move.
+                        if let Some(f) = fence {
+                            f.lease_lost();
+                        }
+                        tracing::warn!(%dc, lease = id, "this router's member key was taken over by a failover; giving the lease up");
+                        let _ = settings.within(client.lease_revoke(id)).await;
+                        *lease = None;
+                        return Err(EtcdError::Refused("the member key was taken over".into()));
+                    }
+                    Err(e) => tracing::debug!(%dc, error = %e, "heartbeat not acknowledged; trying again"),
+                }
+            }
             held = pending_or(&mut hold) => {
                 hold = None;
                 holding = held?;
@@ -199,6 +267,32 @@ async fn session(
 
 /// A try for the DC's key, run beside the keepalives so that a slow etcd does not hold them up.
 type Hold = std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, EtcdError>> + Send>>;
+
+/// A heartbeat's transaction under way.
+type Beat = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<etcd_client::TxnResponse, EtcdError>> + Send>,
+>;
+
+/// The heartbeat's answer, or never when none is under way.
+async fn beat_or(
+    beat: &mut Option<(tokio::time::Instant, Beat)>,
+) -> Result<etcd_client::TxnResponse, EtcdError> {
+    match beat {
+        Some((_, b)) => b.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rewrites the member key on `lease` if its last write is still `rev` (nobody took it over).
+fn heartbeat(key: &str, dc: &str, lease: i64, rev: i64) -> Txn {
+    Txn::new()
+        .when([Compare::mod_revision(key.as_bytes(), CompareOp::Equal, rev)])
+        .and_then([TxnOp::put(
+            key.as_bytes(),
+            dc,
+            Some(PutOptions::new().with_lease(lease)),
+        )])
+}
 
 /// The try's answer, or never when none is under way.
 async fn pending_or(hold: &mut Option<Hold>) -> Result<bool, EtcdError> {
@@ -252,4 +346,39 @@ pub async fn alive_dcs(settings: &Settings, client: &mut Client) -> Result<Vec<S
             _ => None,
         })
         .collect())
+}
+
+/// The newest `members/{dc}/` key revision of each DC that has one: each router's heartbeat.
+/// A linearizable read: whatever it shows was committed before it answered.
+pub async fn member_revisions(
+    settings: &Settings,
+    client: &mut Client,
+) -> Result<std::collections::HashMap<String, i64>, EtcdError> {
+    let prefix = format!("{}members/", settings.prefix);
+    let resp = settings
+        .within(
+            client.get(
+                prefix.as_bytes(),
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_prefix()
+                        .with_keys_only(),
+                ),
+            ),
+        )
+        .await?;
+    let mut revs = std::collections::HashMap::new();
+    for kv in resp.kvs() {
+        let Some(dc) = std::str::from_utf8(kv.key())
+            .ok()
+            .and_then(|k| k.strip_prefix(prefix.as_str()))
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(dc, _)| dc)
+        else {
+            continue;
+        };
+        let rev = revs.entry(dc.to_string()).or_insert(0i64);
+        *rev = (*rev).max(kv.mod_revision());
+    }
+    Ok(revs)
 }

@@ -97,7 +97,11 @@ pub async fn execute(
             (&m.from, &m.to),
             m.epoch,
             ("manual-failover", &why),
-            !force,
+            if force {
+                ops::Guard::NoMember
+            } else {
+                ops::Guard::Dead
+            },
         )
         .await;
         out.push(match moved {

@@ -329,7 +329,7 @@ pub async fn set_owner_within(
                 (&from, owner),
                 prev,
                 (by, &why),
-                false,
+                Guard::NoMember,
             )
             .await?
             {
@@ -379,26 +379,52 @@ pub async fn compact(s: &Settings) -> Result<i64, EtcdError> {
     Ok(rev)
 }
 
+/// What must hold of the old owner's DC for a move to commit (besides the shard's epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// No router of the DC has a live lease (no `members/{dc}/` key).
+    NoMember,
+    /// That, and `alive/{dc}` is absent too (the automatic failover on expired leases).
+    Dead,
+    /// No `members/{dc}/` key was written after this revision: every router of the DC has gone
+    /// a heartbeat window without a heartbeat, so each has fenced, whatever etcd still says of
+    /// its lease. The DC's member keys and `alive/` key are deleted with the move, so none of its
+    /// routers can prove itself again on the old lease.
+    Stale(i64),
+}
+
 /// The automatic failover's move: `shard` goes from `from` to `to` only if its epoch is still
-/// `epoch`, `alive/{from}` is absent and no router of `from` has a live lease, with a history
-/// record, in one transaction. Many controllers may try; exactly one wins. Returns the new epoch
-/// if this call won.
+/// `epoch` and `guard` holds, with a history record, in one transaction. Many controllers may
+/// try; exactly one wins. Returns the new epoch if this call won.
 pub async fn move_if_dead(
     s: &Settings,
     client: &mut etcd_client::Client,
     shard: u32,
-    from: &str,
-    to: &str,
+    (from, to): (&str, &str),
     epoch: i64,
-    by: &str,
+    guard: Guard,
 ) -> Result<Option<i64>, EtcdError> {
-    let why = format!("alive/{from} absent and {from} unreachable");
-    move_shard(s, client, shard, (from, to), epoch, (by, &why), true).await
+    let why = match guard {
+        Guard::Stale(rev) => format!(
+            "no heartbeat of {from} after revision {rev} for the heartbeat window, and {from} unreachable"
+        ),
+        _ => format!("alive/{from} absent and {from} unreachable"),
+    };
+    move_shard(
+        s,
+        client,
+        shard,
+        (from, to),
+        epoch,
+        ("failover", &why),
+        guard,
+    )
+    .await
 }
 
-/// Moves `shard` from `from` to `to` if its epoch is still `epoch` and no router of `from` has
-/// a live lease (and, if `require_dead`, `alive/{from}` is absent), with a history record
-/// (`by`, `reason`), in one transaction. Returns the new epoch if this call made the move.
+/// Moves `shard` from `from` to `to` if its epoch is still `epoch` and `guard` holds, with a
+/// history record (`by`, `reason`), in one transaction. Returns the new epoch if this call made
+/// the move.
 pub async fn move_shard(
     s: &Settings,
     client: &mut etcd_client::Client,
@@ -406,7 +432,7 @@ pub async fn move_shard(
     (from, to): (&str, &str),
     epoch: i64,
     (by, reason): (&str, &str),
-    require_dead: bool,
+    guard: Guard,
 ) -> Result<Option<i64>, EtcdError> {
     let p = &s.prefix;
     let key = keyspace::shard_key(p, shard);
@@ -431,21 +457,40 @@ pub async fn move_shard(
         at_ms,
     };
     let alive = format!("{p}alive/{from}");
-    let mut when = vec![
-        Compare::mod_revision(key.as_bytes(), CompareOp::Equal, epoch),
-        no_member_of(p, from),
-    ];
-    if require_dead {
-        when.push(Compare::version(alive.as_bytes(), CompareOp::Equal, 0));
-    }
-    let txn = Txn::new().when(when).and_then([
+    let members = keyspace::members_prefix(p, from);
+    let mut when = vec![Compare::mod_revision(
+        key.as_bytes(),
+        CompareOp::Equal,
+        epoch,
+    )];
+    let mut then = vec![
         TxnOp::put(key.as_bytes(), json(&new), None),
         TxnOp::put(
             keyspace::history_key(p, Some(shard), epoch, at_ms),
             json(&record),
             None,
         ),
-    ]);
+    ];
+    match guard {
+        Guard::NoMember => when.push(no_member_of(p, from)),
+        Guard::Dead => {
+            when.push(no_member_of(p, from));
+            when.push(Compare::version(alive.as_bytes(), CompareOp::Equal, 0));
+        }
+        Guard::Stale(rev) => {
+            // Every key under the prefix (none, if all are gone) last written at or before rev.
+            when.push(
+                Compare::mod_revision(members.as_bytes(), CompareOp::Less, rev.saturating_add(1))
+                    .with_prefix(),
+            );
+            then.push(TxnOp::delete(
+                members.as_bytes(),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ));
+            then.push(TxnOp::delete(alive.as_bytes(), None));
+        }
+    }
+    let txn = Txn::new().when(when).and_then(then);
     let resp = s.within(client.txn(txn)).await?;
     Ok(resp
         .succeeded()

@@ -262,8 +262,14 @@ impl Watcher {
                         continue;
                     }
                     let mut last = self.map.revision;
+                    let mut shaped = false;
                     for ev in resp.events() {
                         let Some(kv) = ev.kv() else { continue };
+                        last = last.max(kv.mod_revision());
+                        if !keyspace::parse_key(&prefix, kv.key()).shapes_the_map() {
+                            continue;
+                        }
+                        shaped = true;
                         match ev.event_type() {
                             EventType::Put => {
                                 if let Err(e) = self.map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
@@ -272,10 +278,15 @@ impl Watcher {
                             }
                             EventType::Delete => self.map.delete(&prefix, kv.key()),
                         }
-                        last = last.max(kv.mod_revision());
                     }
                     self.map.revision = last;
-                    self.install();
+                    if shaped {
+                        self.install();
+                    } else if self.freshness.is_usable() {
+                        // Heartbeats and records only: the map is unchanged and proven current
+                        // up to them; nothing to rebuild, publish or save.
+                        self.freshness.progress();
+                    }
                 }
             }
         }

@@ -3,11 +3,14 @@
 //! seeded random event sequences with an invariant check after every step
 //! (tests/failover_step.rs; tests/failover.rs runs the driver against a real etcd).
 //!
-//! A shard owned by DC X moves when X is dead: its `alive/X` key has been absent for at least
-//! `grace`, and this DC's own probes of X fail too. It moves to its first replica whose `alive/`
-//! key is present, at most once per `min_interval`, and only in automatic mode. The move itself
-//! is a compare-and-swap in etcd (epoch unchanged, `alive/X` still absent), so many controllers
-//! may propose it and exactly one wins.
+//! A shard owned by DC X moves when X is dead: this DC's own probes of X fail, and either its
+//! `alive/X` key has been absent for at least `grace`, or every `members/X/` key (each router's
+//! heartbeat) has stayed unchanged for the heartbeat window (lease TTL + grace: every router of
+//! X has fenced by then, even if etcd still keeps its lease). It moves to its first replica whose
+//! `alive/` key is present, at most once per `min_interval`, and only in automatic mode. The move
+//! itself is a compare-and-swap in etcd (epoch unchanged, and `alive/X` still absent with no
+//! member left, or no member key written since the revision seen), so many controllers may
+//! propose it and exactly one wins.
 
 /// Tuning, in milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +18,9 @@ pub struct Params {
     pub automatic: bool,
     pub grace_ms: u64,
     pub min_interval_ms: u64,
+    /// How long a DC's member keys must stay unchanged before it counts as dead whatever its
+    /// leases (the heartbeat window); 0: never.
+    pub stale_after_ms: u64,
 }
 
 /// One shard as the published map has it.
@@ -30,6 +36,10 @@ pub struct ShardView {
 pub enum Event {
     /// `alive/{dc}` appeared or disappeared.
     Alive { dc: usize, present: bool },
+    /// The newest revision among `members/{dc}/` keys (each router's heartbeat), read
+    /// linearizably; `None` when there is none. The time that comes with it must be taken after
+    /// the read answered.
+    Members { dc: usize, rev: Option<u64> },
     /// This DC's probe of `dc`'s router and Coopr server.
     Probe { dc: usize, ok: bool },
     /// A new map was published.
@@ -47,12 +57,15 @@ pub enum Event {
 /// What the controller asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Move `shard` from `from` to `to` if its epoch is still `epoch` and `alive/from` is absent.
+    /// Move `shard` from `from` to `to` if its epoch is still `epoch` and, with `members`
+    /// `None`, `alive/from` is absent and no member of `from` is left; with `Some(rev)`, no
+    /// member key of `from` was written after `rev` (the keys are then deleted with the move).
     Move {
         shard: usize,
         from: usize,
         to: usize,
         epoch: u64,
+        members: Option<u64>,
     },
 }
 
@@ -63,6 +76,8 @@ pub struct Controller {
     alive: Vec<bool>,
     absent_since: Vec<Option<u64>>,
     probe_ok: Vec<bool>,
+    /// Per DC: the newest member-key revision seen and since when (this controller's clock).
+    members: Vec<Option<(u64, u64)>>,
     shards: Vec<ShardView>,
     last_move: Vec<Option<u64>>,
     /// `last_move` before the proposal in flight, restored when it fails.
@@ -84,6 +99,7 @@ impl Controller {
             alive: vec![true; dcs],
             absent_since: vec![None; dcs],
             probe_ok: vec![true; dcs],
+            members: vec![None; dcs],
             shards,
             last_move: vec![None; n],
             before_proposal: vec![None; n],
@@ -102,7 +118,16 @@ impl Controller {
             Some(since) => !self.alive[dc] && now.saturating_sub(since) >= self.params.grace_ms,
             None => false,
         };
-        absent_long && !self.probe_ok.get(dc).copied().unwrap_or(true)
+        (absent_long || self.stale_members(dc, now).is_some())
+            && !self.probe_ok.get(dc).copied().unwrap_or(true)
+    }
+
+    /// The member-key revision `dc`'s routers have not written past for the heartbeat window,
+    /// if so.
+    pub fn stale_members(&self, dc: usize, now: u64) -> Option<u64> {
+        let (rev, since) = self.members.get(dc).copied().flatten()?;
+        (self.params.stale_after_ms > 0 && now.saturating_sub(since) >= self.params.stale_after_ms)
+            .then_some(rev)
     }
 
     /// Applies one event; returns the moves to propose.
@@ -117,6 +142,13 @@ impl Controller {
                 self.alive[dc] = present;
             }
             Event::Probe { dc, ok } if dc < self.probe_ok.len() => self.probe_ok[dc] = ok,
+            Event::Members { dc, rev } if dc < self.members.len() => {
+                self.members[dc] = match (rev, self.members[dc]) {
+                    (None, _) => None,
+                    (Some(r), Some((seen, since))) if r == seen => Some((seen, since)),
+                    (Some(r), _) => Some((r, now)),
+                };
+            }
             Event::Map(shards) => {
                 self.last_move.resize(shards.len(), None);
                 self.before_proposal.resize(shards.len(), None);
@@ -147,7 +179,7 @@ impl Controller {
                 self.not_before[shard] = now.saturating_add(RETRY_MS);
             }
             Event::MoveFailed { .. } => {}
-            Event::Alive { .. } | Event::Probe { .. } | Event::Tick => {}
+            Event::Alive { .. } | Event::Probe { .. } | Event::Members { .. } | Event::Tick => {}
         }
         self.decide(now)
     }
@@ -177,6 +209,7 @@ impl Controller {
                     from: s.owner,
                     to,
                     epoch: s.epoch,
+                    members: self.stale_members(s.owner, now),
                 });
             }
         }

@@ -131,6 +131,14 @@ pub enum Key<'a> {
     Other,
 }
 
+impl Key<'_> {
+    /// Whether a change of this key can change the routing map (heartbeats, history records and
+    /// acknowledgements cannot: the watcher does not rebuild the map for them).
+    pub fn shapes_the_map(&self) -> bool {
+        !matches!(self, Key::History | Key::Alive(_) | Key::Other)
+    }
+}
+
 /// Classifies a key. Keys outside the prefix are `Other`.
 pub fn parse_key<'a>(prefix: &str, key: &'a [u8]) -> Key<'a> {
     let Ok(key) = std::str::from_utf8(key) else {
