@@ -49,6 +49,7 @@ pub async fn run(
     let mut ctl = Controller::new(params, names.len(), views(&table));
     let origin = Instant::now();
     let mut client: Option<Client> = None;
+    let mut member_no = 0usize;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.wait();
@@ -66,7 +67,12 @@ pub async fn run(
             actions.extend(ctl.step(Event::Map(views(&table)), now));
         }
         if client.is_none() {
-            client = settings.connect().await.ok();
+            // One member at a time, the next one after a failure: a connection balanced over
+            // every member keeps waiting on the one that is cut off.
+            client = settings.one(member_no).connect().await.ok();
+            if client.is_none() {
+                member_no = member_no.wrapping_add(1);
+            }
         }
         let Some(c) = client.as_mut() else { continue };
         // No decision without a fresh view of the alive keys.
@@ -80,6 +86,7 @@ pub async fn run(
             Err(e) => {
                 tracing::debug!(error = %e, "failover: cannot read alive/ and members/ keys");
                 client = None;
+                member_no = member_no.wrapping_add(1);
                 continue;
             }
         };
@@ -111,7 +118,10 @@ pub async fn run(
             }
         }
         actions.extend(ctl.step(Event::Tick, now));
-        let mut reconnect = false;
+        // The moves of one step run side by side: each is a read and a transaction, a round
+        // trip or two to the etcd leader.
+        let mut moves = tokio::task::JoinSet::new();
+        let mut pending = Vec::new();
         for Action::Move {
             shard,
             from,
@@ -120,21 +130,33 @@ pub async fn run(
             members,
         } in actions
         {
-            let (from_name, to_name) = (&names[from], &names[to]);
+            let (s, mut c) = (settings.clone(), c.clone());
+            let (from_name, to_name) = (names[from].clone(), names[to].clone());
             let guard = match members {
                 Some(rev) => Guard::Stale(rev as i64),
                 None => Guard::Dead,
             };
-            let done = match ops::move_if_dead(
-                &settings,
-                c,
-                shard as u32,
-                (from_name, to_name),
-                epoch as i64,
-                guard,
-            )
-            .await
-            {
+            pending.push(shard);
+            moves.spawn(async move {
+                let r = ops::move_if_dead(
+                    &s,
+                    &mut c,
+                    shard as u32,
+                    (&from_name, &to_name),
+                    epoch as i64,
+                    guard,
+                )
+                .await;
+                (shard, from_name, to_name, epoch, guard, r)
+            });
+        }
+        let mut reconnect = false;
+        while let Some(joined) = moves.join_next().await {
+            let Ok((shard, from_name, to_name, epoch, guard, r)) = joined else {
+                continue;
+            };
+            pending.retain(|&p| p != shard);
+            let done = match r {
                 Ok(Some(new_epoch)) => {
                     tracing::warn!(shard, from = %from_name, to = %to_name, epoch, new_epoch, ?guard, "failover: moved a dead DC's shard");
                     Event::MoveDone { shard, won: true }
@@ -151,9 +173,15 @@ pub async fn run(
             };
             ctl.step(done, now);
         }
+        // A move task that ended without an answer (it cannot panic, but nothing may stay in
+        // flight forever) counts as unanswered.
+        for shard in pending {
+            ctl.step(Event::MoveFailed { shard }, now);
+        }
         if reconnect {
-            // A new connection: the member the last one used may be the one cut off.
+            // A new connection to the next member: the last one may be the one cut off.
             client = None;
+            member_no = member_no.wrapping_add(1);
         }
     }
 }
