@@ -50,6 +50,7 @@ pub async fn run(
     let origin = Instant::now();
     let mut client: Option<Client> = None;
     let mut member_no = 0usize;
+    let mut seen = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop = shutdown.wait();
@@ -92,6 +93,11 @@ pub async fn run(
         };
         // After the reads answered: a heartbeat they show was sent before this.
         let now = origin.elapsed().as_millis() as u64;
+        for (dc, rev) in &members {
+            if seen.insert(dc.clone(), *rev) != Some(*rev) {
+                tracing::debug!(%dc, rev, at_ms = now, "a heartbeat (a DC's newest member key revision)");
+            }
+        }
         for (i, name) in names.iter().enumerate() {
             actions.extend(ctl.step(
                 Event::Alive {

@@ -239,10 +239,18 @@ async fn session(
                             f.beat_acked(sent);
                         }
                     }
+                    Ok(r) if still_mine(&r, id).is_some() => {
+                        // A heartbeat whose answer was lost (a broken connection, a timeout)
+                        // was committed after all: the key is still on this lease. Its send
+                        // time is unknown, so it proves nothing; the next one will.
+                        beat_rev = still_mine(&r, id).unwrap_or(beat_rev);
+                        *lease = Some(Lease { id, acked: true, beat_rev });
+                    }
                     Ok(_) => {
                         // A failover took this DC's shards after seeing the key unchanged for
-                        // the heartbeat window (this router's proof had run out): start over on
-                        // a new lease, whose fence waits for the map to show the move.
+                        // the heartbeat window (this router's proof had run out), deleting the
+                        // key: start over on a new lease, whose fence waits for the map to show
+                        // the move.
                         if let Some(f) = fence {
                             f.lease_lost();
                         }
@@ -283,7 +291,8 @@ async fn beat_or(
     }
 }
 
-/// Rewrites the member key on `lease` if its last write is still `rev` (nobody took it over).
+/// Rewrites the member key on `lease` if its last write is still `rev` (nobody took it over);
+/// otherwise reads it.
 fn heartbeat(key: &str, dc: &str, lease: i64, rev: i64) -> Txn {
     Txn::new()
         .when([Compare::mod_revision(key.as_bytes(), CompareOp::Equal, rev)])
@@ -292,6 +301,22 @@ fn heartbeat(key: &str, dc: &str, lease: i64, rev: i64) -> Txn {
             dc,
             Some(PutOptions::new().with_lease(lease)),
         )])
+        .or_else([TxnOp::get(key.as_bytes(), None)])
+}
+
+/// After a heartbeat's compare failed: the key's revision if it still exists on `lease`. Only
+/// this router writes its key on its lease, and only a heartbeat whose compare passed rewrites
+/// it; a failover's move deletes it. So a key still on the lease was rewritten by one of this
+/// router's own heartbeats whose answer never came.
+fn still_mine(r: &etcd_client::TxnResponse, lease: i64) -> Option<i64> {
+    r.op_responses().into_iter().find_map(|op| match op {
+        etcd_client::TxnOpResponse::Get(g) => g
+            .kvs()
+            .first()
+            .filter(|kv| kv.lease() == lease)
+            .map(|kv| kv.mod_revision()),
+        _ => None,
+    })
 }
 
 /// The try's answer, or never when none is under way.
