@@ -234,3 +234,7 @@ async fn log_owners(inner: Arc<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "fixtures_tests.rs"]
+mod fixtures;

@@ -442,7 +442,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::record::Outcome;
+    use crate::replication::fixtures::{self, table};
     use serde_json::json;
 
     fn intent(op: u64, epoch: u64) -> Record {
@@ -466,48 +466,17 @@ mod tests {
     fn finished(op: u64, epoch: u64, status: &str) -> Record {
         Record::Finished(Finished {
             op,
-            origin: "dc1".into(),
-            cluster: "00000004".into(),
             shard: 4,
             epoch,
-            tenant: "t".into(),
-            owner: "u".into(),
             action: "cluster_delete".into(),
-            outcome: Outcome::Success,
             captured_ms: 2,
             details: json!({"status": status}),
-            status: json!({"status": status}),
-            config: json!({}),
-            services: json!([]),
-            plan: None,
+            ..fixtures::finished(4, status)
         })
     }
 
     fn env(seq: u64, record: Record) -> Envelope {
         Envelope { seq, record }
-    }
-
-    /// A map of `owners.len()` shards over dc1..dc3 (ids 1, 2, 3 mod 3), this router dc3.
-    pub(super) fn table(n: u32, owners: &[usize], epochs: &[u64]) -> RoutingTable {
-        use crate::routing::{DcEntry, ShardEntry};
-        let dcs = (1..=3)
-            .map(|i| DcEntry {
-                name: format!("dc{i}"),
-                peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
-                id_start: i,
-                id_increment: 3,
-            })
-            .collect();
-        let shards = (0..n as usize)
-            .map(|s| ShardEntry {
-                owner: owners[s],
-                replicas: vec![],
-                epoch: epochs[s],
-                home: None,
-                handoff: None,
-            })
-            .collect();
-        RoutingTable::new(1, 2, dcs, shards)
     }
 
     fn rec(cluster: &str, shard: u32, epoch: u64, origin: &str) -> Envelope {
