@@ -346,30 +346,38 @@ async fn lists_merge_local_and_replicated_clusters_with_status_filters() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut d = start_relayed(
-        OP,
-        repl::extra(dir.path(), Some(TOKEN), ""),
-        repl::tap_dc1_to_dc2,
-    )
-    .await;
+/// Waits until `dc` answers every cluster of `ids` from its replica store as active.
+async fn all_active(dc: &Dc, ids: &[String], what: &str) {
+    for id in ids {
+        replica_until(dc, &format!("/v2/clusters/{id}"), what, |v| {
+            v["status"] == "active"
+        })
+        .await;
+    }
+}
+
+/// dc2's router down while dc1 creates `n` clusters (named `{prefix}{i}`), each replicated to
+/// dc3 before this returns; what dc1 sends dc2 is tapped. The deployment and the ids.
+async fn dc2_down_while_dc1_creates(
+    dir: &std::path::Path,
+    n: usize,
+    prefix: &str,
+) -> (Deployment, Vec<String>) {
+    let mut d = start_relayed(OP, repl::extra(dir, Some(TOKEN), ""), repl::tap_dc1_to_dc2).await;
     repl::asks_settled(&d, TOKEN).await;
     d.dcs[1].stop_router().await;
     let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(create(&d.dcs[0], "admin", &format!("down{i}")).await);
+    for i in 0..n {
+        ids.push(create(&d.dcs[0], "admin", &format!("{prefix}{i}")).await);
     }
-    for id in &ids {
-        replica_until(
-            &d.dcs[2],
-            &format!("/v2/clusters/{id}"),
-            "dc3 has it",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    all_active(&d.dcs[2], &ids, "dc3 has it").await;
+    (d, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut d, ids) = dc2_down_while_dc1_creates(dir.path(), 5, "down").await;
     // Everything finished at the owner; dc2's share waits in dc1's outbox.
     let open = admin_get(&d.dcs[0].admin_url("/admin/operations?state=open"))
         .await
@@ -377,15 +385,7 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
     assert_eq!(open["operations"], serde_json::json!([]), "{open}");
     assert!(d.relay(0, 1).tapped().is_empty() || records_in(&d.relay(0, 1).tapped()).is_empty());
     d.dcs[1].restart_router().await;
-    for id in &ids {
-        replica_until(
-            &d.dcs[1],
-            &format!("/v2/clusters/{id}"),
-            "dc2 caught up",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    all_active(&d.dcs[1], &ids, "dc2 caught up").await;
     let recs = records_in(&d.relay(0, 1).tapped());
     assert_eq!(recs.len(), 10, "5 intents and 5 finishes: {recs:?}");
     assert_in_order_once(&recs);
@@ -403,41 +403,13 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_restarted_with_a_full_outbox_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = start_relayed(
-        OP,
-        repl::extra(dir.path(), Some(TOKEN), ""),
-        repl::tap_dc1_to_dc2,
-    )
-    .await;
-    repl::asks_settled(&d, TOKEN).await;
-    d.dcs[1].stop_router().await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(create(&d.dcs[0], "admin", &format!("r{i}")).await);
-    }
-    for id in &ids {
-        replica_until(
-            &d.dcs[2],
-            &format!("/v2/clusters/{id}"),
-            "dc3 has it",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    let (mut d, mut ids) = dc2_down_while_dc1_creates(dir.path(), 3, "r").await;
     // One more, still pending when the owner's router stops: its operation is open on disk.
     ids.push(create(&d.dcs[0], "admin", "in-flight").await);
     d.dcs[0].stop_router().await;
     d.dcs[0].restart_router().await;
     d.dcs[1].restart_router().await;
-    for id in &ids {
-        replica_until(
-            &d.dcs[1],
-            &format!("/v2/clusters/{id}"),
-            "dc2 has everything",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    all_active(&d.dcs[1], &ids, "dc2 has everything").await;
     let recs = records_in(&d.relay(0, 1).tapped());
     assert_eq!(
         recs.len(),
