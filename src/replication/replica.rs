@@ -12,7 +12,7 @@ use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, ReplError, SUMMARY,
 use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// One cluster in the replica store.
@@ -376,17 +376,7 @@ impl Store {
     /// Every list item whose shard passes `keep` (a scan: the list merge reads
     /// `visible_summaries`, the index).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
-        let tx = self.db()?.begin_read()?;
-        let t = tx.open_table(SUMMARY)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            let e: ListItem = serde_json::from_slice(v.value())?;
-            if keep(e.shard) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        self.scan(SUMMARY, |e: &ListItem| e.shard, keep)
     }
 
     /// The list items `caller` may see whose shard passes `keep`: one range of the index, then
@@ -425,14 +415,24 @@ impl Store {
 
     /// Intents with no finish yet whose shard passes `keep` (interrupted operations).
     pub fn open_intents(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<Intent>, ReplError> {
+        self.scan(OPEN, |i: &Intent| i.shard, keep)
+    }
+
+    /// Every value of `table` (JSON, by cluster id) whose shard passes `keep`.
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        shard: impl Fn(&T) -> u32,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<Vec<T>, ReplError> {
         let tx = self.db()?.begin_read()?;
-        let t = tx.open_table(OPEN)?;
+        let t = tx.open_table(table)?;
         let mut out = Vec::new();
         for row in t.iter()? {
             let (_, v) = row?;
-            let i: Intent = serde_json::from_slice(v.value())?;
-            if keep(i.shard) {
-                out.push(i);
+            let value: T = serde_json::from_slice(v.value())?;
+            if keep(shard(&value)) {
+                out.push(value);
             }
         }
         Ok(out)
