@@ -1,7 +1,8 @@
 //! The one body type that flows through the proxy, both ways, without boxing: nothing, a
 //! buffered chunk, a streamed hyper body, or a buffered prefix followed by the rest of a stream
 //! (what is left after the router looked at the start of a body). Also the bounded read used to
-//! inspect a body for a cluster id.
+//! inspect a body for a cluster id, and `Guarded`, a response body that holds what a
+//! connection counts per request until hyper drops it.
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -128,6 +129,44 @@ impl ProxyBody {
             self,
             ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } | ProxyBody::Tracked { .. }
         )
+    }
+}
+
+/// A response body that keeps `guard` until hyper drops it (sent whole, or the connection
+/// failed), its frames those of `inner`: what a connection counts per request (an exchange; a
+/// request in flight and its permit) ends with the body.
+#[derive(Debug)]
+pub struct Guarded<G> {
+    inner: ProxyBody,
+    _guard: G,
+}
+
+impl<G> Guarded<G> {
+    pub fn new(inner: ProxyBody, guard: G) -> Self {
+        Guarded {
+            inner,
+            _guard: guard,
+        }
+    }
+}
+
+impl<G: Unpin> Body for Guarded<G> {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

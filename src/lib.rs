@@ -8,7 +8,8 @@
 //! modules below it (`tests/architecture.rs` checks that the graph has no cycle).
 //!
 //! **Entry.** [`app`] builds one router from a config and bound listeners and owns shutdown;
-//! [`demo`] runs three DCs on loopback; the binaries (`main.rs`, `bin/coopr-sim.rs`) are the CLI.
+//! [`demo`] runs three DCs on loopback; the binaries (`main.rs` with `cli/`, `bin/coopr-sim.rs`)
+//! are the CLI.
 //!
 //! **Listeners and operators.** [`server`] accepts connections and speaks HTTP/1.1, h2c and
 //! (through [`tls`]) TLS; [`admin`] is the admin port; [`reload`] applies a changed config.

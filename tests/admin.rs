@@ -77,7 +77,7 @@ fn config_file(dir: &tempfile::TempDir, body: &str) -> PathBuf {
 async fn the_token_guards_what_changes_things_and_optionally_reads() {
     let d = start(Duration::from_millis(50)).await;
     let dir = tempfile::tempdir().unwrap();
-    let sim = format!("http://{}", d.dcs[0].sim_addr);
+    let sim = d.dcs[0].sim_url("");
     let path = config_file(&dir, &text(&sim, "open_reads = false\n"));
     let r = router(&path).await;
     for open in ["/live", "/ready"] {
@@ -181,10 +181,7 @@ async fn the_token_guards_what_changes_things_and_optionally_reads() {
 async fn a_reload_moves_new_requests_while_an_in_flight_one_finishes_on_the_old_backend() {
     let d = start(Duration::from_millis(50)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        format!("http://{}", d.dcs[0].sim_addr),
-        format!("http://{}", d.dcs[1].sim_addr),
-    );
+    let (a, b) = (d.dcs[0].sim_url(""), d.dcs[1].sim_url(""));
     let path = config_file(&dir, &text(&a, ""));
     let r = router(&path).await;
     let upload_path = "/v2/plugins/automatortypes/chef/cookbooks/inflight";
@@ -226,10 +223,7 @@ async fn a_reload_moves_new_requests_while_an_in_flight_one_finishes_on_the_old_
 async fn a_broken_file_keeps_the_old_config_and_a_fixed_one_is_picked_up_by_the_watch() {
     let d = start(Duration::from_millis(50)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        format!("http://{}", d.dcs[0].sim_addr),
-        format!("http://{}", d.dcs[1].sim_addr),
-    );
+    let (a, b) = (d.dcs[0].sim_url(""), d.dcs[1].sim_url(""));
     let path = config_file(&dir, &text(&a, ""));
     let r = router(&path).await;
     write_config(
@@ -275,10 +269,7 @@ async fn a_broken_file_keeps_the_old_config_and_a_fixed_one_is_picked_up_by_the_
 async fn a_hundred_reloads_under_load_fail_no_request() {
     let d = start(Duration::from_millis(50)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        format!("http://{}", d.dcs[0].sim_addr),
-        format!("http://{}", d.dcs[1].sim_addr),
-    );
+    let (a, b) = (d.dcs[0].sim_url(""), d.dcs[1].sim_url(""));
     let path = config_file(&dir, &text(&a, "watch_config_ms = 0\n"));
     let r = router(&path).await;
     let url = format!("http://{}/v2/clustertemplates", r.client_addr);
@@ -365,7 +356,7 @@ async fn ready_fails_for_a_dead_backend_and_recovers_after_a_reload() {
 async fn drain_turns_readiness_off_first_then_lets_in_flight_requests_finish() {
     let d = start(Duration::from_millis(50)).await;
     let dir = tempfile::tempdir().unwrap();
-    let path = config_file(&dir, &text(&format!("http://{}", d.dcs[0].sim_addr), ""));
+    let path = config_file(&dir, &text(&d.dcs[0].sim_url(""), ""));
     let r = router(&path).await;
     let url = format!(
         "http://{}/v2/plugins/automatortypes/chef/cookbooks/drain",

@@ -76,8 +76,13 @@ fn files() -> Vec<File> {
             .unwrap()
             .to_string_lossy()
             .replace('\\', "/");
-        // The binaries are entry points, not library modules; `*_tests.rs` are test modules.
-        if rel == "main.rs" || rel.starts_with("bin/") || rel.ends_with("_tests.rs") {
+        // The binaries (`main.rs` with its `cli/` modules, `bin/`) are entry points, not
+        // library modules; `*_tests.rs` are test modules.
+        if rel == "main.rs"
+            || rel.starts_with("cli/")
+            || rel.starts_with("bin/")
+            || rel.ends_with("_tests.rs")
+        {
             continue;
         }
         let stem = rel.trim_end_matches(".rs");

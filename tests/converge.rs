@@ -18,7 +18,6 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
 use support::etcd::EtcdServer;
-use support::relay::Options;
 use support::*;
 
 const OP: Duration = Duration::from_millis(200);
@@ -26,22 +25,9 @@ const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "converge-test-admin-token";
 const SWEEP_MS: u64 = 300;
 
+/// Replication on with the admin token, the owner's sweep every `sweep_ms` (0: off).
 fn extra(dir: &Path, sweep_ms: u64) -> impl Fn(usize) -> String + use<> {
-    let dir = dir.to_path_buf();
-    move |i| {
-        format!(
-            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\nsweep_ms = {sweep_ms}\n",
-            dir.display(),
-            i + 1
-        )
-    }
-}
-
-fn tap_dc1_to_dc2(from: usize, to: usize) -> Option<Options> {
-    (from == 0 && to == 1).then_some(Options {
-        delay: Duration::ZERO,
-        tap: true,
-    })
+    repl::extra(dir, Some(TOKEN), &format!("sweep_ms = {sweep_ms}\n"))
 }
 
 /// Waits until `dc` answers a read of `id` from its replica store and `want` holds of it.
@@ -55,25 +41,6 @@ async fn replica_until(dc: &Dc, id: &str, what: &str, want: impl Fn(&Value) -> b
         .then(|| r.json())
     })
     .await
-}
-
-/// Waits until no router still has to ask a peer for its full state, and none owes one.
-async fn asks_settled(d: &Deployment) {
-    let auth = format!("Bearer {TOKEN}");
-    for dc in d.dcs.iter().filter(|dc| dc.router.is_some()) {
-        let url = dc.admin_url("/admin/status.json");
-        eventually(WAIT, "asks settled", || async {
-            let v = call(Method::GET, &url, &[("authorization", auth.as_str())], "")
-                .await
-                .json();
-            v["replication"]["peers"]
-                .as_array()?
-                .iter()
-                .all(|p| p["asking"] == false && p["owed"] == false)
-                .then_some(())
-        })
-        .await;
-    }
 }
 
 /// How many replication records for cluster `id` the bytes hold.
@@ -92,8 +59,8 @@ fn contains(hay: &[u8], needle: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_replicates_what_changed_on_coopr_without_the_router() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_relayed(OP, extra(dir.path(), SWEEP_MS), tap_dc1_to_dc2).await;
-    asks_settled(&d).await;
+    let d = start_relayed(OP, extra(dir.path(), SWEEP_MS), repl::tap_dc1_to_dc2).await;
+    repl::asks_settled(&d, TOKEN).await;
     let expired = create_active(&d.dcs[0], "lease").await;
     let extended = create_active(&d.dcs[0], "longer").await;
     for id in [&expired, &extended] {
@@ -168,7 +135,7 @@ async fn a_replica_whose_store_was_wiped_asks_and_converges() {
     let dir = tempfile::tempdir().unwrap();
     // The sweep's comparison is off: only the replica's request brings the state back.
     let mut d = start_with(OP, extra(dir.path(), 0)).await;
-    asks_settled(&d).await;
+    repl::asks_settled(&d, TOKEN).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(create_active(&d.dcs[0], &format!("w{i}")).await);
@@ -199,14 +166,14 @@ async fn a_replica_whose_store_was_wiped_asks_and_converges() {
         v["status"] == "terminated"
     })
     .await;
-    asks_settled(&d).await;
+    repl::asks_settled(&d, TOKEN).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_store_wiped_while_a_replica_was_down_converges_once_both_are_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = start_with(OP, extra(dir.path(), SWEEP_MS)).await;
-    asks_settled(&d).await;
+    repl::asks_settled(&d, TOKEN).await;
     let kept = create_active(&d.dcs[0], "kept").await;
     let doomed = create_active(&d.dcs[0], "doomed").await;
     for id in [&kept, &doomed] {
@@ -366,7 +333,7 @@ async fn a_replica_down_longer_than_its_outbox_held_gets_the_full_state() {
     // Room for two records per peer; the comparison is off: only the owed full state helps.
     let base = extra(dir.path(), 0);
     let mut d = start_with(OP, move |i| format!("{}outbox_max_records = 2\n", base(i))).await;
-    asks_settled(&d).await;
+    repl::asks_settled(&d, TOKEN).await;
     d.dcs[1].stop_router().await;
     // Three creates: six records for dc2, four of them dropped.
     let mut ids = Vec::new();
@@ -400,5 +367,5 @@ async fn a_replica_down_longer_than_its_outbox_held_gets_the_full_state() {
         })
         .await;
     }
-    asks_settled(&d).await;
+    repl::asks_settled(&d, TOKEN).await;
 }

@@ -43,24 +43,13 @@ async fn unpadded_ids_reach_coopr_padded() {
     assert_eq!(r.status, StatusCode::OK);
 }
 
-fn repl_extra(dir: &std::path::Path) -> impl Fn(usize) -> String + use<> {
-    let dir = dir.to_path_buf();
-    move |i| {
-        format!(
-            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
-            dir.display(),
-            i + 1
-        )
-    }
-}
-
 /// `GET`/`DELETE /v2/nodes/{id}` through a DC that does not hold the node's cluster land at
 /// the DC that does (found from the replicated details); an unknown node gets the local
 /// server's own answer.
 #[tokio::test]
 async fn nodes_follow_their_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_with(Duration::from_millis(50), repl_extra(dir.path())).await;
+    let d = start_with(Duration::from_millis(50), repl::extra(dir.path(), None, "")).await;
     let id = create_active(&d.dcs[0], "nodes").await;
     let details = get(&d.dcs[0].url(&format!("/v2/clusters/{id}")))
         .await

@@ -11,7 +11,6 @@ use http::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::relay::Options;
 use support::*;
 
 const OP: Duration = Duration::from_millis(400);
@@ -24,45 +23,6 @@ const TOKEN: &str = "replication-test-admin-token";
 async fn admin_get(url: &str) -> Reply {
     let auth = format!("Bearer {TOKEN}");
     call(Method::GET, url, &[("Authorization", auth.as_str())], "").await
-}
-
-fn repl_extra(dir: &std::path::Path) -> impl Fn(usize) -> String + use<> {
-    let dir = dir.to_path_buf();
-    move |i| {
-        format!(
-            "[admin]\ntoken = \"{TOKEN}\"\n\n[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
-            dir.display(),
-            i + 1
-        )
-    }
-}
-
-/// Waits until no router still has to ask a peer for its full state (a new replica store asks
-/// each owner once, `/replication/v1/resync`) and none owes a peer one: tests that count the
-/// records a peer received start from there.
-async fn asks_settled(d: &Deployment) {
-    let auth = format!("Bearer {TOKEN}");
-    for dc in &d.dcs {
-        let url = dc.admin_url("/admin/status.json");
-        eventually(WAIT, "new stores asked their owners", || async {
-            let v = call(Method::GET, &url, &[("authorization", auth.as_str())], "")
-                .await
-                .json();
-            v["replication"]["peers"]
-                .as_array()?
-                .iter()
-                .all(|p| p["asking"] == false && p["owed"] == false)
-                .then_some(())
-        })
-        .await;
-    }
-}
-
-fn tap() -> Option<Options> {
-    Some(Options {
-        delay: Duration::ZERO,
-        tap: true,
-    })
 }
 
 fn as_user<'a>(user: &'a str, tenant: &'a str) -> [(&'a str, &'a str); 2] {
@@ -137,8 +97,8 @@ fn assert_in_order_once(records: &[(u64, u64, String, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_reconfigure_delete_reach_every_dc_without_provider_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_relayed(OP, repl_extra(dir.path()), |from, _| {
-        (from == 0).then(tap).flatten()
+    let d = start_relayed(OP, repl::extra(dir.path(), Some(TOKEN), ""), |from, _| {
+        (from == 0).then(repl::tapped)
     })
     .await;
     let (dc1, dc2, dc3) = (&d.dcs[0], &d.dcs[1], &d.dcs[2]);
@@ -246,7 +206,7 @@ async fn create_reconfigure_delete_reach_every_dc_without_provider_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_apply_coopr_visibility_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_with(OP, repl_extra(dir.path())).await;
+    let d = start_with(OP, repl::extra(dir.path(), Some(TOKEN), "")).await;
     let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
     let id = create(dc1, "bob", "bobs").await;
     let path = format!("/v2/clusters/{id}");
@@ -300,7 +260,7 @@ async fn replicas_apply_coopr_visibility_rules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_merge_local_and_replicated_clusters_with_status_filters() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_with(OP, repl_extra(dir.path())).await;
+    let d = start_with(OP, repl::extra(dir.path(), Some(TOKEN), "")).await;
     let (dc1, dc2, dc3) = (&d.dcs[0], &d.dcs[1], &d.dcs[2]);
     let a = create(dc1, "admin", "a").await;
     let b = create(dc2, "admin", "b").await;
@@ -386,28 +346,38 @@ async fn lists_merge_local_and_replicated_clusters_with_status_filters() {
     }
 }
 
+/// Waits until `dc` answers every cluster of `ids` from its replica store as active.
+async fn all_active(dc: &Dc, ids: &[String], what: &str) {
+    for id in ids {
+        replica_until(dc, &format!("/v2/clusters/{id}"), what, |v| {
+            v["status"] == "active"
+        })
+        .await;
+    }
+}
+
+/// dc2's router down while dc1 creates `n` clusters (named `{prefix}{i}`), each replicated to
+/// dc3 before this returns; what dc1 sends dc2 is tapped. The deployment and the ids.
+async fn dc2_down_while_dc1_creates(
+    dir: &std::path::Path,
+    n: usize,
+    prefix: &str,
+) -> (Deployment, Vec<String>) {
+    let mut d = start_relayed(OP, repl::extra(dir, Some(TOKEN), ""), repl::tap_dc1_to_dc2).await;
+    repl::asks_settled(&d, TOKEN).await;
+    d.dcs[1].stop_router().await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(create(&d.dcs[0], "admin", &format!("{prefix}{i}")).await);
+    }
+    all_active(&d.dcs[2], &ids, "dc3 has it").await;
+    (d, ids)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = start_relayed(OP, repl_extra(dir.path()), |from, to| {
-        (from == 0 && to == 1).then(tap).flatten()
-    })
-    .await;
-    asks_settled(&d).await;
-    d.dcs[1].stop_router().await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(create(&d.dcs[0], "admin", &format!("down{i}")).await);
-    }
-    for id in &ids {
-        replica_until(
-            &d.dcs[2],
-            &format!("/v2/clusters/{id}"),
-            "dc3 has it",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    let (mut d, ids) = dc2_down_while_dc1_creates(dir.path(), 5, "down").await;
     // Everything finished at the owner; dc2's share waits in dc1's outbox.
     let open = admin_get(&d.dcs[0].admin_url("/admin/operations?state=open"))
         .await
@@ -415,15 +385,7 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
     assert_eq!(open["operations"], serde_json::json!([]), "{open}");
     assert!(d.relay(0, 1).tapped().is_empty() || records_in(&d.relay(0, 1).tapped()).is_empty());
     d.dcs[1].restart_router().await;
-    for id in &ids {
-        replica_until(
-            &d.dcs[1],
-            &format!("/v2/clusters/{id}"),
-            "dc2 caught up",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    all_active(&d.dcs[1], &ids, "dc2 caught up").await;
     let recs = records_in(&d.relay(0, 1).tapped());
     assert_eq!(recs.len(), 10, "5 intents and 5 finishes: {recs:?}");
     assert_in_order_once(&recs);
@@ -441,39 +403,13 @@ async fn a_peer_down_while_five_operations_finish_catches_up_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_restarted_with_a_full_outbox_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = start_relayed(OP, repl_extra(dir.path()), |from, to| {
-        (from == 0 && to == 1).then(tap).flatten()
-    })
-    .await;
-    asks_settled(&d).await;
-    d.dcs[1].stop_router().await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        ids.push(create(&d.dcs[0], "admin", &format!("r{i}")).await);
-    }
-    for id in &ids {
-        replica_until(
-            &d.dcs[2],
-            &format!("/v2/clusters/{id}"),
-            "dc3 has it",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    let (mut d, mut ids) = dc2_down_while_dc1_creates(dir.path(), 3, "r").await;
     // One more, still pending when the owner's router stops: its operation is open on disk.
     ids.push(create(&d.dcs[0], "admin", "in-flight").await);
     d.dcs[0].stop_router().await;
     d.dcs[0].restart_router().await;
     d.dcs[1].restart_router().await;
-    for id in &ids {
-        replica_until(
-            &d.dcs[1],
-            &format!("/v2/clusters/{id}"),
-            "dc2 has everything",
-            |v| v["status"] == "active",
-        )
-        .await;
-    }
+    all_active(&d.dcs[1], &ids, "dc2 has everything").await;
     let recs = records_in(&d.relay(0, 1).tapped());
     assert_eq!(
         recs.len(),
@@ -530,7 +466,7 @@ async fn hook_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
 async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, received) = hook_server().await;
-    let base = repl_extra(dir.path());
+    let base = repl::extra(dir.path(), Some(TOKEN), "");
     // dc2 has no standby server for dc1, so its adopted reads come from the replica store.
     let extra = move |i: usize| {
         let mut t = base(i);
@@ -540,10 +476,7 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
         }
         t
     };
-    let mut d = start_relayed(Duration::from_secs(6), extra, |from, to| {
-        (from == 0 && to == 1).then(tap).flatten()
-    })
-    .await;
+    let mut d = start_relayed(Duration::from_secs(6), extra, repl::tap_dc1_to_dc2).await;
     let id = create(&d.dcs[0], "admin", "cut-short").await;
     assert_eq!(id, "00000001", "shard 1");
     // The intent reaches dc2 while every map says dc1 owns shard 1 (so dc2 admits it).
@@ -616,7 +549,7 @@ async fn interrupted_operations_are_listed_and_delivered_to_the_restart_hook() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coopr_callback_makes_the_finish_known_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let base = repl_extra(dir.path());
+    let base = repl::extra(dir.path(), Some(TOKEN), "");
     // Polling so slow that only the callback can explain a quick finish.
     let extra = move |i: usize| {
         base(i).replace(

@@ -22,14 +22,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_outbox_drops_loudly_and_other_peers_get_everything() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().to_path_buf();
-    let extra = move |i: usize| {
-        format!(
-            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\noutbox_max_records = 2\n",
-            store.display(),
-            i + 1
-        )
-    };
+    let extra = repl::extra(dir.path(), None, "outbox_max_records = 2\n");
     let mut d = start_with(Duration::from_millis(200), extra).await;
     d.dcs[1].stop_router().await;
     // One at a time, each replicated to dc3 before the next: dc3's queue never holds more than

@@ -11,7 +11,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::relay::Options;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -88,21 +87,8 @@ fn records(bytes: &[u8]) -> Vec<(u64, u64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_killed_with_a_full_outbox_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().to_path_buf();
-    let extra = move |i: usize| {
-        format!(
-            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n",
-            store.display(),
-            i + 1
-        )
-    };
-    let tap = |from, to| {
-        (from == 0 && to == 1).then_some(Options {
-            delay: Duration::ZERO,
-            tap: true,
-        })
-    };
-    let mut d = start_relayed(Duration::from_millis(400), extra, tap).await;
+    let extra = repl::extra(dir.path(), None, "");
+    let mut d = start_relayed(Duration::from_millis(400), extra, repl::tap_dc1_to_dc2).await;
     // dc1's router becomes the real binary, on the same ports and store.
     d.dcs[0].stop_router().await;
     let path = dir.path().join("dc1.toml");

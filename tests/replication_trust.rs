@@ -24,17 +24,6 @@ const OP: Duration = Duration::from_millis(200);
 const WAIT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "an-admin-token-0123456789";
 
-fn repl_extra(dir: &std::path::Path) -> impl Fn(usize) -> String + use<> {
-    let dir = dir.to_path_buf();
-    move |i| {
-        format!(
-            "[replication]\nenabled = true\npath = \"{}/dc{}.redb\"\npoll_min_ms = 20\npoll_max_ms = 200\nretry_min_ms = 20\nretry_max_ms = 200\n\n[admin]\ntoken = \"{TOKEN}\"\n",
-            dir.display(),
-            i + 1
-        )
-    }
-}
-
 /// A finished record as a router sends it.
 fn finished(seq: u64, cluster: &str, shard: u64, epoch: u64, origin: &str, status: &str) -> Value {
     json!({
@@ -67,7 +56,7 @@ fn batch(from: &str, records: Vec<Value>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_batches_on_a_loopback_peer_port_are_refused_and_the_owner_still_applies() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_with(OP, repl_extra(dir.path())).await;
+    let d = start_with(OP, repl::extra(dir.path(), Some(TOKEN), "")).await;
     let (dc1, dc2) = (&d.dcs[0], &d.dcs[1]);
     // A cluster created in dc1 lives in one of dc1's home shards (shard = id mod 12).
     let id = create_active(dc1, "real").await;
@@ -184,7 +173,7 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
     let d = start_full(
         OP,
         None,
-        repl_extra(dir.path()),
+        repl::extra(dir.path(), Some(TOKEN), ""),
         |i, t| pki.edit(i, t),
         |_, _| None,
     )
@@ -213,25 +202,7 @@ async fn under_mutual_tls_a_batch_is_the_certificates_dc() {
     assert_eq!(r.json()["owed"], "dc3");
     // The routers' own requests for the full state (their stores are new) went over mutual
     // TLS, each with its own certificate: none is still asking.
-    let auth = format!("Bearer {TOKEN}");
-    for dc in &d.dcs {
-        let url = dc.admin_url("/admin/status.json");
-        eventually(
-            WAIT,
-            "every new store asked its owners over mTLS",
-            || async {
-                let v = call(Method::GET, &url, &[("authorization", auth.as_str())], "")
-                    .await
-                    .json();
-                v["replication"]["peers"]
-                    .as_array()?
-                    .iter()
-                    .all(|p| p["asking"] == false && p["owed"] == false)
-                    .then_some(())
-            },
-        )
-        .await;
-    }
+    repl::asks_settled(&d, TOKEN).await;
     // dc3's certificate, claiming to be dc1 (the owner of shard 1): refused whole.
     let r = post_batch(batch(
         "dc1",
@@ -336,7 +307,7 @@ fn check_config_refuses_a_public_plaintext_peer_port_unless_opted_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_batch_is_refused_before_its_body_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    let d = start_with(OP, repl_extra(dir.path())).await;
+    let d = start_with(OP, repl::extra(dir.path(), Some(TOKEN), "")).await;
     let mut s = tokio::net::TcpStream::connect(d.dcs[1].peer).await.unwrap();
     s.write_all(
         b"POST /replication/v1/batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10000000000\r\n\r\n",
@@ -357,7 +328,11 @@ async fn an_oversized_batch_is_refused_before_its_body_is_read() {
 async fn admin_operations_show_no_bodies_and_need_the_token() {
     let dir = tempfile::tempdir().unwrap();
     // Operations take long enough to be seen open.
-    let d = start_with(Duration::from_secs(3), repl_extra(dir.path())).await;
+    let d = start_with(
+        Duration::from_secs(3),
+        repl::extra(dir.path(), Some(TOKEN), ""),
+    )
+    .await;
     let dc1 = &d.dcs[0];
     let secret = "pw-SECRET-in-the-config";
     let body = format!(

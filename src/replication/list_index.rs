@@ -111,6 +111,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::fixtures::{dc1_owns_all, finished};
     use crate::replication::visibility::{Visibility, visibility};
     use proptest::prelude::*;
     use redb::{ReadableDatabase, ReadableTableMetadata};
@@ -171,44 +172,10 @@ mod tests {
     fn fin(id: u64, owner: &str, status: &str) -> crate::replication::record::Finished {
         let tenants = ["acme", "acmex", "other"];
         crate::replication::record::Finished {
-            op: id,
-            origin: "dc1".into(),
-            cluster: format!("{id:08}"),
-            shard: (id % 3) as u32,
-            epoch: 0,
             tenant: tenants[id as usize % 3 % tenants.len()].into(),
             owner: owner.into(),
-            action: "cluster_create".into(),
-            outcome: crate::replication::record::Outcome::Success,
-            captured_ms: 1,
-            details: serde_json::json!({"id": format!("{id:08}"), "status": status}),
-            status: serde_json::json!({"status": status}),
-            config: serde_json::json!({}),
-            services: serde_json::json!([]),
-            plan: None,
+            ..finished(id, status)
         }
-    }
-
-    fn table() -> crate::routing::RoutingTable {
-        use crate::routing::{DcEntry, RoutingTable, ShardEntry};
-        let dcs = (1..=3)
-            .map(|i| DcEntry {
-                name: format!("dc{i}"),
-                peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
-                id_start: i,
-                id_increment: 3,
-            })
-            .collect();
-        let shards = (0..3)
-            .map(|_| ShardEntry {
-                owner: 0,
-                replicas: vec![],
-                epoch: 0,
-                home: None,
-                handoff: None,
-            })
-            .collect();
-        RoutingTable::new(1, 2, dcs, shards)
     }
 
     /// For every caller: the index's answer is the full scan filtered by Coopr's rules.
@@ -253,7 +220,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.redb");
         let s = Store::open(&path).unwrap();
-        let t = table();
+        let t = dc1_owns_all();
         let owners = ["bob", "admin", "eve", ""];
         let batch: Vec<Envelope> = (1..=60u64)
             .map(|id| {

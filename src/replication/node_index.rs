@@ -81,8 +81,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::record::{Envelope, Outcome, Record};
-    use crate::routing::{DcEntry, RoutingTable, ShardEntry};
+    use crate::replication::fixtures::{dc1_owns_all, finished};
+    use crate::replication::record::{Envelope, Record};
     use serde_json::json;
 
     fn fin(id: u64, nodes: &[&str], status: &str) -> Envelope {
@@ -90,45 +90,10 @@ mod tests {
         Envelope {
             seq: id * 10 + nodes.len() as u64,
             record: Record::Finished(Finished {
-                op: id,
-                origin: "dc1".into(),
-                cluster: format!("{id:08}"),
-                shard: (id % 3) as u32,
-                epoch: 0,
-                tenant: "t".into(),
-                owner: "u".into(),
-                action: "cluster_create".into(),
-                outcome: Outcome::Success,
-                captured_ms: 1,
                 details: json!({"id": format!("{id:08}"), "status": status, "nodes": nodes}),
-                status: json!({"status": status}),
-                config: json!({}),
-                services: json!([]),
-                plan: None,
+                ..finished(id, status)
             }),
         }
-    }
-
-    /// Three shards, all dc1's; this router is dc3.
-    fn table() -> RoutingTable {
-        let dcs = (1..=3)
-            .map(|i| DcEntry {
-                name: format!("dc{i}"),
-                peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
-                id_start: i,
-                id_increment: 3,
-            })
-            .collect();
-        let shards = (0..3)
-            .map(|_| ShardEntry {
-                owner: 0,
-                replicas: vec![],
-                epoch: 0,
-                home: None,
-                handoff: None,
-            })
-            .collect();
-        RoutingTable::new(1, 2, dcs, shards)
     }
 
     /// Every node (and one nobody lists): the lookup agrees with the scan it replaced.
@@ -147,7 +112,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.redb");
         let s = Store::open(&path).unwrap();
-        let t = table();
+        let t = dc1_owns_all();
         let all = ["a", "b", "c", "d", "e"];
         let batch = [fin(1, &["a", "b"], "active"), fin(2, &["c"], "terminated")];
         assert_eq!(s.apply("dc1", &t, &batch).unwrap().applied, 2);

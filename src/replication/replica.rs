@@ -12,7 +12,7 @@ use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, ReplError, SUMMARY,
 use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// One cluster in the replica store.
@@ -376,17 +376,7 @@ impl Store {
     /// Every list item whose shard passes `keep` (a scan: the list merge reads
     /// `visible_summaries`, the index).
     pub fn summaries(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<ListItem>, ReplError> {
-        let tx = self.db()?.begin_read()?;
-        let t = tx.open_table(SUMMARY)?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (_, v) = row?;
-            let e: ListItem = serde_json::from_slice(v.value())?;
-            if keep(e.shard) {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        self.scan(SUMMARY, |e: &ListItem| e.shard, keep)
     }
 
     /// The list items `caller` may see whose shard passes `keep`: one range of the index, then
@@ -425,14 +415,24 @@ impl Store {
 
     /// Intents with no finish yet whose shard passes `keep` (interrupted operations).
     pub fn open_intents(&self, keep: impl Fn(u32) -> bool) -> Result<Vec<Intent>, ReplError> {
+        self.scan(OPEN, |i: &Intent| i.shard, keep)
+    }
+
+    /// Every value of `table` (JSON, by cluster id) whose shard passes `keep`.
+    fn scan<T: serde::de::DeserializeOwned>(
+        &self,
+        table: TableDefinition<u64, &[u8]>,
+        shard: impl Fn(&T) -> u32,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<Vec<T>, ReplError> {
         let tx = self.db()?.begin_read()?;
-        let t = tx.open_table(OPEN)?;
+        let t = tx.open_table(table)?;
         let mut out = Vec::new();
         for row in t.iter()? {
             let (_, v) = row?;
-            let i: Intent = serde_json::from_slice(v.value())?;
-            if keep(i.shard) {
-                out.push(i);
+            let value: T = serde_json::from_slice(v.value())?;
+            if keep(shard(&value)) {
+                out.push(value);
             }
         }
         Ok(out)
@@ -442,7 +442,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::record::Outcome;
+    use crate::replication::fixtures::{self, table};
     use serde_json::json;
 
     fn intent(op: u64, epoch: u64) -> Record {
@@ -466,48 +466,17 @@ mod tests {
     fn finished(op: u64, epoch: u64, status: &str) -> Record {
         Record::Finished(Finished {
             op,
-            origin: "dc1".into(),
-            cluster: "00000004".into(),
             shard: 4,
             epoch,
-            tenant: "t".into(),
-            owner: "u".into(),
             action: "cluster_delete".into(),
-            outcome: Outcome::Success,
             captured_ms: 2,
             details: json!({"status": status}),
-            status: json!({"status": status}),
-            config: json!({}),
-            services: json!([]),
-            plan: None,
+            ..fixtures::finished(4, status)
         })
     }
 
     fn env(seq: u64, record: Record) -> Envelope {
         Envelope { seq, record }
-    }
-
-    /// A map of `owners.len()` shards over dc1..dc3 (ids 1, 2, 3 mod 3), this router dc3.
-    pub(super) fn table(n: u32, owners: &[usize], epochs: &[u64]) -> RoutingTable {
-        use crate::routing::{DcEntry, ShardEntry};
-        let dcs = (1..=3)
-            .map(|i| DcEntry {
-                name: format!("dc{i}"),
-                peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
-                id_start: i,
-                id_increment: 3,
-            })
-            .collect();
-        let shards = (0..n as usize)
-            .map(|s| ShardEntry {
-                owner: owners[s],
-                replicas: vec![],
-                epoch: epochs[s],
-                home: None,
-                handoff: None,
-            })
-            .collect();
-        RoutingTable::new(1, 2, dcs, shards)
     }
 
     fn rec(cluster: &str, shard: u32, epoch: u64, origin: &str) -> Envelope {

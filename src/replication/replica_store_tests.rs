@@ -5,7 +5,7 @@
 //! run on a request, etcd or replication path.
 
 use super::*;
-use crate::replication::record::Outcome;
+use crate::replication::fixtures::{finished, intent, table};
 use serde_json::json;
 
 #[test]
@@ -13,39 +13,19 @@ fn apply_keeps_the_list_and_open_views_in_step() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("r.redb")).unwrap();
     // Shard 1 of 3 shards is dc1's (its home).
-    let table = super::tests::table(3, &[0, 0, 0], &[0, 0, 0]);
+    let table = table(3, &[0, 0, 0], &[0, 0, 0]);
     let s = Applier(s, table);
     let intent = Intent {
         op: 5,
-        origin: "dc1".into(),
-        cluster: "00000001".into(),
-        shard: 1,
-        epoch: 0,
-        tenant: "t".into(),
-        user: "u".into(),
         method: "POST".into(),
         path: "/v2/clusters".into(),
         action: "cluster_create".into(),
-        time_ms: 0,
-        body: None,
-        body_note: None,
+        ..intent(1)
     };
     let finished = Finished {
         op: 5,
-        origin: "dc1".into(),
-        cluster: "00000001".into(),
-        shard: 1,
-        epoch: 0,
-        tenant: "t".into(),
-        owner: "u".into(),
-        action: "cluster_create".into(),
-        outcome: Outcome::Success,
-        captured_ms: 1,
         details: json!({"id": "00000001", "status": "active", "name": "n"}),
-        status: json!({"status": "active"}),
-        config: json!({}),
-        services: json!([]),
-        plan: None,
+        ..finished(1, "active")
     };
     let batch = [Envelope {
         seq: 1,
@@ -103,16 +83,8 @@ fn fin(cluster: &str, shard: u32, epoch: u64, origin: &str, status: &str) -> Rec
         cluster: cluster.into(),
         shard,
         epoch,
-        tenant: "t".into(),
-        owner: "u".into(),
-        action: "cluster_create".into(),
-        outcome: Outcome::Success,
-        captured_ms: 1,
         details: json!({"id": cluster, "status": status}),
-        status: json!({"status": status}),
-        config: json!({}),
-        services: json!([]),
-        plan: None,
+        ..finished(1, status)
     })
 }
 
@@ -121,7 +93,7 @@ fn forged_records_are_refused_and_never_hide_the_owners_later_ones() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("r.redb")).unwrap();
     // 3 shards owned by dc1, dc2, dc3 at epochs 5, 5, 5; this router is dc3.
-    let t = super::tests::table(3, &[0, 1, 2], &[5, 5, 5]);
+    let t = table(3, &[0, 1, 2], &[5, 5, 5]);
     let env = |seq, r| Envelope { seq, record: r };
     // dc2 claims cluster 4 (shard 1: dc2's) is fine; dc2 claiming cluster 3 (shard 0, dc1's)
     // with a huge sequence is not.
@@ -153,7 +125,7 @@ fn forged_records_are_refused_and_never_hide_the_owners_later_ones() {
     assert_eq!(e.order, (5, 1));
     // The map moves shard 0 to dc2 at epoch 9: dc1's late epoch-5 records still apply
     // (logged as its owner at 5), dc3 never owned it, dc2 at 9 overrides everything older.
-    let t2 = super::tests::table(3, &[1, 1, 2], &[9, 5, 5]);
+    let t2 = table(3, &[1, 1, 2], &[9, 5, 5]);
     s.note_owners(&t2).unwrap();
     let late = [env(2, fin("00000003", 0, 5, "dc1", "late"))];
     assert_eq!(s.apply("dc1", &t2, &late).unwrap().applied, 1);

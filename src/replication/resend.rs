@@ -124,26 +124,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::record::{Intent, Outcome};
-    use serde_json::json;
+    use crate::replication::fixtures::{finished, intent};
 
     fn fin(cluster: u64, status: &str) -> Finished {
         Finished {
             op: 0,
-            origin: "dc1".into(),
-            cluster: format!("{cluster:08}"),
             shard: (cluster % 12) as u32,
-            epoch: 0,
-            tenant: "t".into(),
-            owner: "u".into(),
             action: "sweep".into(),
-            outcome: Outcome::Success,
-            captured_ms: 1,
-            details: json!({"id": format!("{cluster:08}"), "status": status}),
-            status: json!({"status": status}),
-            config: json!({}),
-            services: json!([]),
-            plan: None,
+            ..finished(cluster, status)
         }
     }
 
@@ -254,21 +242,7 @@ mod tests {
         );
         // An operation opened on it since: its tracker queues the newer state; skipped.
         let now = s.marks().unwrap().get(&1).cloned();
-        let intent = Intent {
-            op: 0,
-            origin: "dc1".into(),
-            cluster: "00000001".into(),
-            shard: 1,
-            epoch: 0,
-            tenant: "t".into(),
-            user: "u".into(),
-            method: "DELETE".into(),
-            path: "/v2/clusters/1".into(),
-            action: "cluster_delete".into(),
-            time_ms: 0,
-            body: None,
-            body_note: None,
-        };
+        let intent = intent(1);
         s.open_intent(intent, &peers, 100).unwrap();
         assert_eq!(
             s.queue_swept(fin(1, "active"), now.as_ref(), &peers, 100)
@@ -286,21 +260,7 @@ mod tests {
     fn a_new_store_numbers_above_the_store_it_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("o.redb");
-        let intent = Intent {
-            op: 0,
-            origin: "dc1".into(),
-            cluster: "00000001".into(),
-            shard: 1,
-            epoch: 0,
-            tenant: "t".into(),
-            user: "u".into(),
-            method: "DELETE".into(),
-            path: "/v2/clusters/1".into(),
-            action: "cluster_delete".into(),
-            time_ms: 0,
-            body: None,
-            body_note: None,
-        };
+        let intent = intent(1);
         let peers = ["dc2".to_string()];
         let old_max = {
             let s = Store::open(&path).unwrap();

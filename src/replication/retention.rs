@@ -112,26 +112,15 @@ pub(super) async fn run(inner: Arc<Inner>, path: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replication::record::{Envelope, Finished, Outcome, Record};
-    use serde_json::json;
+    use crate::replication::fixtures::{dc1_owns_all, finished, intent};
+    use crate::replication::record::{Envelope, Finished, Record};
 
     fn fin(op: u64, status: &str, captured_ms: u64) -> Finished {
         Finished {
             op,
-            origin: "dc1".into(),
-            cluster: "00000001".into(),
-            shard: 1,
-            epoch: 0,
-            tenant: "t".into(),
-            owner: "u".into(),
             action: "cluster_delete".into(),
-            outcome: Outcome::Success,
             captured_ms,
-            details: json!({"id": "00000001", "status": status}),
-            status: json!({"status": status}),
-            config: json!({}),
-            services: json!([]),
-            plan: None,
+            ..finished(1, status)
         }
     }
 
@@ -142,18 +131,10 @@ mod tests {
             state: status.map(|s| fin(1, s, captured)),
             open: open.then(|| crate::replication::record::Intent {
                 op: 2,
-                origin: "dc1".into(),
-                cluster: "00000001".into(),
-                shard: 1,
-                epoch: 0,
-                tenant: "t".into(),
-                user: "u".into(),
                 method: "POST".into(),
                 path: "/v2/clusters/00000001/clusteractions".into(),
                 action: "x".into(),
-                time_ms: 0,
-                body: None,
-                body_note: None,
+                ..intent(1)
             }),
         }
     }
@@ -184,28 +165,8 @@ mod tests {
     fn a_retired_cluster_leaves_a_tombstone_that_older_records_cannot_pass() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("r.redb")).unwrap();
-        let table = {
-            use crate::routing::{DcEntry, RoutingTable, ShardEntry};
-            let dcs = (1..=3)
-                .map(|i| DcEntry {
-                    name: format!("dc{i}"),
-                    peer_url: format!("http://127.0.0.1:{i}").parse().unwrap(),
-                    id_start: i,
-                    id_increment: 3,
-                })
-                .collect();
-            let shards = (0..3)
-                .map(|_| ShardEntry {
-                    owner: 0,
-                    replicas: vec![],
-                    epoch: 0,
-                    home: None,
-                    handoff: None,
-                })
-                .collect();
-            // This router is dc3; every shard is dc1's.
-            RoutingTable::new(1, 2, dcs, shards)
-        };
+        // This router is dc3; every shard is dc1's.
+        let table = dc1_owns_all();
         let env = |seq, f: Finished| Envelope {
             seq,
             record: Record::Finished(f),

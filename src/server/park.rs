@@ -7,10 +7,9 @@
 //! ends the connection gracefully without shutting the socket down, and `h1.rs` waits for the
 //! next request holding only the socket.
 
-use crate::body::ProxyBody;
+use crate::body::{Guarded, ProxyBody};
 use bytes::Bytes;
 use http::Response;
-use http_body::{Body, Frame, SizeHint};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -298,49 +297,22 @@ impl<F: Future<Output = Response<ProxyBody>>> Future for Answering<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let me = self.get_mut();
-        me.inner
-            .as_mut()
-            .poll(cx)
-            .map(|response| Ok(response.map(|body| Answer::new(body, me.exchanges.clone()))))
+        me.inner.as_mut().poll(cx).map(|response| {
+            Ok(response.map(|body| Answer::new(body, Finishes(me.exchanges.clone()))))
+        })
     }
 }
 
 /// A response body that tells [`Exchanges`] when hyper is done with it (dropped: sent whole,
 /// or the connection failed).
-pub struct Answer {
-    inner: ProxyBody,
-    exchanges: Arc<Exchanges>,
-}
+pub type Answer = Guarded<Finishes>;
 
-impl Answer {
-    pub fn new(inner: ProxyBody, exchanges: Arc<Exchanges>) -> Self {
-        Answer { inner, exchanges }
-    }
-}
+/// Tells [`Exchanges`] that an exchange finished when dropped (with its response body).
+pub struct Finishes(Arc<Exchanges>);
 
-impl Drop for Answer {
+impl Drop for Finishes {
     fn drop(&mut self) {
-        self.exchanges.finished();
-    }
-}
-
-impl Body for Answer {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.0.finished();
     }
 }
 

@@ -6,11 +6,11 @@
 //! upstream connections than that however many streams it opens. Also the prefixed IO an h2c
 //! connection is served over once its preface was read.
 
-use crate::body::ProxyBody;
+use crate::body::{Guarded, ProxyBody};
 use crate::shutdown::Shutdown;
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::Future;
@@ -56,7 +56,7 @@ impl Activity {
 
 /// One request in flight (and, once it has it, its permit); dropped with the response body.
 #[derive(Debug)]
-struct Held {
+pub struct Held {
     activity: Arc<Activity>,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -69,31 +69,7 @@ impl Drop for Held {
 }
 
 /// A response body that holds its request's place (and permit) until hyper drops it.
-#[derive(Debug)]
-pub struct Watched {
-    inner: ProxyBody,
-    _held: Held,
-}
-
-impl Body for Watched {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
+pub type Watched = Guarded<Held>;
 
 /// The service hyper runs for a TLS or h2c connection: waits for one of the connection's
 /// permits, then the handler (boxed: hyper keeps room for one request future per connection
@@ -122,7 +98,7 @@ where
             // Closed never: the semaphore lives as long as the connection.
             held._permit = permits.acquire_owned().await.ok();
             let resp = handler(req, remote).await;
-            Ok::<_, Infallible>(resp.map(|inner| Watched { inner, _held: held }))
+            Ok::<_, Infallible>(resp.map(|inner| Watched::new(inner, held)))
         })
     })
 }

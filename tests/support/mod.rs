@@ -8,6 +8,7 @@
 
 pub mod etcd;
 pub mod relay;
+pub mod repl;
 pub mod tls;
 
 use bytes::Bytes;

@@ -1,0 +1,119 @@
+//! Recording the traffic: answered requests (cached handles per route, class, status class and
+//! DC), the router's own error responses, open and parked connections, failed TLS handshakes.
+
+use super::labels::{CLASSES, ROUTES, STATUSES, status_index};
+use super::names::{REQUEST_DURATION, REQUESTS, TLS_HANDSHAKE_FAILURES};
+use super::registry::{install, state};
+use ::metrics::Gauge;
+
+/// One answered request: its route kind (`local`, `forwarded`, `error`), class (`read`,
+/// `write`, `local`, `none`), HTTP status, the DC it went to, and seconds to the response head.
+pub fn request(route: &'static str, class: &'static str, status: u16, dc: &str, seconds: f64) {
+    let s = state();
+    let st = status_index(status);
+    let status = STATUSES[st];
+    let (Some(r), Some(c)) = (
+        ROUTES.iter().position(|&x| x == route),
+        CLASSES.iter().position(|&x| x == class),
+    ) else {
+        // A label outside the cached sets: correct, just slower.
+        ::metrics::counter!(REQUESTS, "route" => route, "class" => class, "status" => status, "dc" => dc.to_string())
+            .increment(1);
+        ::metrics::histogram!(REQUEST_DURATION, "route" => route, "class" => class).record(seconds);
+        return;
+    };
+    s.with_dc(dc, |slots| {
+        slots.counters[(r * CLASSES.len() + c) * STATUSES.len() + st]
+            .get_or_init(|| {
+                ::metrics::counter!(REQUESTS, "route" => route, "class" => class, "status" => status, "dc" => slots.dc.to_string())
+            })
+            .increment(1);
+    });
+    s.durations[r * CLASSES.len() + c]
+        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "route" => route, "class" => class))
+        .record(seconds);
+}
+
+/// A response the router made itself; `kind` is `ProxyError::kind()`.
+pub fn upstream_error(kind: &'static str) {
+    state()
+        .errors
+        .get(
+            kind,
+            |name, label, value| ::metrics::counter!(name, label => value),
+        )
+        .increment(1);
+}
+
+fn connections(listener: &'static str) -> Gauge {
+    state().connections.get(
+        listener,
+        |name, label, value| ::metrics::gauge!(name, label => value),
+    )
+}
+
+/// Counts a connection as open on `listener` until dropped (also when its task is cancelled).
+pub struct OpenConnection(Gauge);
+
+impl OpenConnection {
+    pub fn new(listener: &'static str) -> Self {
+        let g = connections(listener);
+        g.increment(1.0);
+        OpenConnection(g)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Counts a connection as parked on `listener` until dropped.
+pub struct ParkedConnection(Gauge);
+
+impl ParkedConnection {
+    pub fn new(listener: &'static str) -> Self {
+        let g = state().parked.get(
+            listener,
+            |name, label, value| ::metrics::gauge!(name, label => value),
+        );
+        g.increment(1.0);
+        ParkedConnection(g)
+    }
+}
+
+impl Drop for ParkedConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+/// Counts a TLS handshake that was refused or did not finish in time (rare: no handle cache).
+pub fn tls_handshake_failed(listener: &'static str) {
+    install();
+    ::metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::render;
+
+    #[test]
+    fn uncached_labels_and_many_dcs_are_recorded() {
+        request("replica", "read", 200, "dc9", 0.001);
+        request("someday", "read", 200, "dc9", 0.001);
+        for dc in ["a", "b", "a", "c"] {
+            request("local", "write", 503, dc, 0.002);
+        }
+        let text = render();
+        for want in [
+            r#"coopr_router_requests_total{route="replica",class="read",status="2xx",dc="dc9"}"#,
+            r#"coopr_router_requests_total{route="someday",class="read",status="2xx",dc="dc9"}"#,
+            r#"coopr_router_requests_total{route="local",class="write",status="5xx",dc="a"} 2"#,
+        ] {
+            assert!(text.contains(want), "{want}\n{text}");
+        }
+    }
+}
