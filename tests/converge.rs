@@ -330,8 +330,9 @@ async fn a_write_through_a_standby_server_is_replicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_down_longer_than_its_outbox_held_gets_the_full_state() {
     let dir = tempfile::tempdir().unwrap();
-    // Room for two records per peer; the comparison is off: only the owed full state helps.
-    let base = extra(dir.path(), 0);
+    // Room for two records per peer; the comparison runs every ten minutes: only the owed full
+    // state, paid as soon as dc2's queue has room, helps.
+    let base = extra(dir.path(), 600_000);
     let mut d = start_with(OP, move |i| format!("{}outbox_max_records = 2\n", base(i))).await;
     repl::asks_settled(&d, TOKEN).await;
     d.dcs[1].stop_router().await;
@@ -368,4 +369,26 @@ async fn a_replica_down_longer_than_its_outbox_held_gets_the_full_state() {
         .await;
     }
     repl::asks_settled(&d, TOKEN).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debt_found_in_the_store_at_start_is_paid_without_waiting_for_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    // The comparison runs every ten minutes: only paying at start meets the deadline.
+    let mut d = start_with(OP, extra(dir.path(), 600_000)).await;
+    repl::asks_settled(&d, TOKEN).await;
+    let id = create_active(&d.dcs[0], "owed").await;
+    replica_until(&d.dcs[1], &id, "dc2 has it", |v| v["status"] == "active").await;
+    // dc2 asked dc1 for its full state just before dc1 stopped: the debt is in dc1's store.
+    d.dcs[0].stop_router().await;
+    let store = coopr_router::replication::Store::open(&dir.path().join("dc1.redb")).unwrap();
+    store.want_resync("dc2").unwrap();
+    assert_eq!(store.owed().unwrap(), vec!["dc2".to_string()]);
+    drop(store);
+    d.dcs[0].restart_router().await;
+    repl::asks_settled(&d, TOKEN).await;
+    replica_until(&d.dcs[1], &id, "dc2 still has it", |v| {
+        v["status"] == "active"
+    })
+    .await;
 }

@@ -6,7 +6,8 @@
 //! queued, captures each difference as the tracker does (secrets removed) and queues it for the
 //! shard's other DCs. Then each peer owed the full state (a record for it was dropped, or it
 //! asked: `resync.rs`) gets the last state of every cluster of the shards this DC owns for it,
-//! as its queue has room. A replica's request has that paid at once (no comparison then).
+//! as its queue has room. A replica's request has that paid at once (no comparison then), and so
+//! has a debt found in the store at start.
 
 use super::Inner;
 use super::record::{Finished, outcome_of};
@@ -23,48 +24,56 @@ use std::time::Duration;
 const SUPERADMIN: &str = "superadmin";
 /// Who reads a tenant's clusters: the tenant's admin sees all of them (Coopr's visibility).
 const ADMIN: &str = "admin";
-/// How often to look for owed peers while the comparison is off.
+/// How often to look for owed peers (a record dropped, a queue with room again).
 const IDLE: Duration = Duration::from_secs(1);
 
-/// Sweeps until the router stops.
+/// Sweeps until the router stops. What is owed is paid first (a debt recorded before this
+/// process started: a peer asked just before a restart, or a record for it was dropped), then
+/// at a replica's request and every `IDLE` (a record dropped meanwhile, a queue that had no
+/// room), so a debt never waits for the next sweep.
 pub(super) async fn run(inner: Arc<Inner>) {
     let stop = inner.shutdown.clone().wait();
     tokio::pin!(stop);
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
+        tokio::select! {
+            _ = pay(&inner) => {}
+            _ = &mut stop => return,
+        }
         let every = inner.http.sweep_ms();
-        let pause = if every == 0 {
-            IDLE
-        } else {
-            Duration::from_millis(every)
-        };
-        // A replica's request wakes only the payment of what is owed.
-        let timer = tokio::select! {
-            _ = tokio::time::sleep(pause) => true,
-            _ = inner.sweep_wake.notified() => false,
+        let mut wake_at = tokio::time::Instant::now() + IDLE;
+        if every > 0 {
+            wake_at = wake_at.min(last_sweep + Duration::from_millis(every));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = inner.sweep_wake.notified() => {}
+            _ = &mut stop => return,
+        }
+        let every = inner.http.sweep_ms();
+        if every == 0 || tokio::time::Instant::now() < last_sweep + Duration::from_millis(every) {
+            continue;
+        }
+        last_sweep = tokio::time::Instant::now();
+        let swept = tokio::select! {
+            s = sweep(&inner) => s,
             _ = &mut stop => return,
         };
-        if timer && inner.http.sweep_ms() > 0 {
-            let swept = tokio::select! {
-                s = sweep(&inner) => s,
-                _ = &mut stop => return,
-            };
-            match swept {
-                Ok(n) => {
-                    crate::metrics::replication_sweep("ok");
-                    if n > 0 {
-                        tracing::info!(
-                            replicated = n,
-                            "sweep: clusters changed without the router replicated"
-                        );
-                    }
-                }
-                Err(e) => {
-                    crate::metrics::replication_sweep("failed");
-                    tracing::warn!(error = %e, "sweep failed; next one in replication.sweep_ms");
+        match swept {
+            Ok(n) => {
+                crate::metrics::replication_sweep("ok");
+                if n > 0 {
+                    tracing::info!(
+                        replicated = n,
+                        "sweep: clusters changed without the router replicated"
+                    );
                 }
             }
+            Err(e) => {
+                crate::metrics::replication_sweep("failed");
+                tracing::warn!(error = %e, "sweep failed; next one in replication.sweep_ms");
+            }
         }
-        pay(&inner).await;
     }
 }
 
