@@ -179,3 +179,23 @@ fn every_shipped_example_is_valid() {
     .unwrap_err();
     assert!(e.to_string().contains("ownership.endpoints"), "{e}");
 }
+
+#[test]
+fn a_reader_that_went_away_ends_a_command_quietly() {
+    // `coopr-router check-config f | head -c0`: standard output is a pipe nobody reads.
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, EXAMPLE).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .arg("check-config")
+        .arg(&good)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -28,7 +28,7 @@ pub async fn adopt(
         dry_run,
     };
     let report = coopr_router::adopt::run(std::sync::Arc::new(cfg), &opts).await?;
-    print!("{}", coopr_router::adopt::render(&report));
+    out!("{}", coopr_router::adopt::render(&report));
     if !report.clean() {
         anyhow::bail!("adoption is not complete: see the refused pins and duplicate ids above");
     }

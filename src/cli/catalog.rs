@@ -56,9 +56,9 @@ pub async fn catalog(path: PathBuf, op: CatalogOp) -> anyhow::Result<bool> {
     }
     match op {
         CatalogOp::Sync { to } => {
-            println!("{to}: {} writes queued", body["queued"]);
+            outln!("{to}: {} writes queued", body["queued"]);
             for w in body["writes"].as_array().into_iter().flatten() {
-                println!("  {}", w.as_str().unwrap_or_default());
+                outln!("  {}", w.as_str().unwrap_or_default());
             }
             Ok(true)
         }
@@ -66,12 +66,12 @@ pub async fn catalog(path: PathBuf, op: CatalogOp) -> anyhow::Result<bool> {
             let mut same = true;
             for (dc, v) in body["dcs"].as_object().into_iter().flatten() {
                 if let Some(e) = v["error"].as_str() {
-                    println!("{dc}: not read: {e}");
+                    outln!("{dc}: not read: {e}");
                     same = false;
                     continue;
                 }
                 let drift = v["drift"].as_array().cloned().unwrap_or_default();
-                println!(
+                outln!(
                     "{dc}: {} differences from {}",
                     drift.len(),
                     body["home"].as_str().unwrap_or("the home")
@@ -84,7 +84,7 @@ pub async fn catalog(path: PathBuf, op: CatalogOp) -> anyhow::Result<bool> {
                     } else {
                         format!(" (tenant {tenant})")
                     };
-                    println!("  {} {} {}{at}", s("what"), s("kind"), s("name"));
+                    outln!("  {} {} {}{at}", s("what"), s("kind"), s("name"));
                 }
                 same &= drift.is_empty();
             }

@@ -6,9 +6,9 @@ pub fn certs_dev(out: &std::path::Path, dcs: &[String], hosts: &[String]) -> any
     let files = coopr_router::tls::dev::write_dev_set(out, dcs, hosts)
         .with_context(|| format!("writing certificates under {}", out.display()))?;
     for f in &files {
-        println!("{}", f.display());
+        outln!("{}", f.display());
     }
-    println!(
+    outln!(
         "development certificates only: the keys are unprotected; see certs/README.md for a real CA"
     );
     Ok(())

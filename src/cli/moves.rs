@@ -11,7 +11,7 @@ pub async fn run_handoff(
 ) -> anyhow::Result<()> {
     let plans = handoff::plan(&settings, shard, from.as_deref(), &to).await?;
     handoff::request(&settings, &plans, &reason).await?;
-    println!(
+    outln!(
         "requested: {} shard(s) to {to}; waiting up to {timeout:?}",
         plans.len()
     );
@@ -20,27 +20,31 @@ pub async fn run_handoff(
     let mut failed = 0;
     for (p, o) in plans.iter().zip(&outcomes) {
         match o {
-            handoff::Outcome::Moved { epoch } => println!(
+            handoff::Outcome::Moved { epoch } => outln!(
                 "shard {:>5}: {} -> {}, epoch {} -> {epoch}",
-                p.shard, p.from, p.to, p.epoch
+                p.shard,
+                p.from,
+                p.to,
+                p.epoch
             ),
             handoff::Outcome::TimedOut => {
                 failed += 1;
-                println!(
+                outln!(
                     "shard {:>5}: not moved in time; request withdrawn, {} keeps it",
-                    p.shard, p.from
+                    p.shard,
+                    p.from
                 )
             }
             handoff::Outcome::Superseded { owner, epoch } => {
                 failed += 1;
-                println!(
+                outln!(
                     "shard {:>5}: changed meanwhile, now {owner} at epoch {epoch}",
                     p.shard
                 )
             }
         }
     }
-    println!("done in {:?}", t.elapsed());
+    outln!("done in {:?}", t.elapsed());
     if failed > 0 {
         anyhow::bail!("{failed} of {} shard(s) did not move", plans.len());
     }
@@ -56,17 +60,17 @@ pub async fn run_failover(
 ) -> anyhow::Result<()> {
     let plan = manual::plan(&settings, from, to).await?;
     let state = |alive| if alive { "alive" } else { "not alive" };
-    println!(
+    outln!(
         "{from} is {}, {to} is {}; {} shard(s) would move",
         state(plan.from_alive),
         state(plan.to_alive),
         plan.moves.len()
     );
-    println!("{:>6}  {:>10}  move", "shard", "epoch");
+    outln!("{:>6}  {:>10}  move", "shard", "epoch");
     for m in &plan.moves {
-        println!("{:>6}  {:>10}  {} -> {}", m.shard, m.epoch, m.from, m.to);
+        outln!("{:>6}  {:>10}  {} -> {}", m.shard, m.epoch, m.from, m.to);
     }
-    println!(
+    outln!(
         "in-flight operations and replication lag: not checked here; with replication on, the new \
          owner lists operations left unfinished at GET /admin/operations?state=interrupted"
     );
@@ -77,10 +81,10 @@ pub async fn run_failover(
     let mut failed = 0;
     for (m, r) in plan.moves.iter().zip(results) {
         match r {
-            Ok(epoch) => println!("shard {:>5}: moved to {to}, epoch {epoch}", m.shard),
+            Ok(epoch) => outln!("shard {:>5}: moved to {to}, epoch {epoch}", m.shard),
             Err(why) => {
                 failed += 1;
-                println!("shard {:>5}: not moved: {why}", m.shard)
+                outln!("shard {:>5}: not moved: {why}", m.shard)
             }
         }
     }

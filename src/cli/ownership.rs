@@ -10,18 +10,21 @@ pub fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
         match op {
             OwnershipOp::Init { dcs, shards, force } => {
                 let rev = ops::init(&settings, &dcs, shards, force).await?;
-                println!(
+                outln!(
                     "initialised {shards} shards over {} at revision {rev}",
                     dcs.join(",")
                 );
             }
             OwnershipOp::Show => {
-                println!(
+                outln!(
                     "{:>6}  {:<10} {:<24} {:>10}",
-                    "shard", "owner", "replicas", "epoch"
+                    "shard",
+                    "owner",
+                    "replicas",
+                    "epoch"
                 );
                 for r in ops::show(&settings).await? {
-                    println!(
+                    outln!(
                         "{:>6}  {:<10} {:<24} {:>10}",
                         r.shard,
                         r.owner,
@@ -37,20 +40,28 @@ pub fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
             } => {
                 let (old, new) = ops::set_owner(&settings, shard, &owner, "cli", &reason).await?;
                 if old == new {
-                    println!("shard {shard} is already owned by {owner} (epoch {old})");
+                    outln!("shard {shard} is already owned by {owner} (epoch {old})");
                 } else {
-                    println!("shard {shard} now owned by {owner}: epoch {old} -> {new}");
+                    outln!("shard {shard} now owned by {owner}: epoch {old} -> {new}");
                 }
             }
             OwnershipOp::Pins => {
-                println!(
+                outln!(
                     "{:>20} {:>20}  {:<10} {:>10}  by",
-                    "lo", "hi", "dc", "epoch"
+                    "lo",
+                    "hi",
+                    "dc",
+                    "epoch"
                 );
                 for r in coopr_router::etcd::pins::list(&settings).await? {
-                    println!(
+                    outln!(
                         "{:>20} {:>20}  {:<10} {:>10}  {} ({})",
-                        r.lo, r.hi, r.dc, r.epoch, r.by, r.reason
+                        r.lo,
+                        r.hi,
+                        r.dc,
+                        r.epoch,
+                        r.by,
+                        r.reason
                     );
                 }
             }
@@ -58,23 +69,23 @@ pub fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
                 use coopr_router::etcd::pins::{PinWrite, pin};
                 match pin(&settings, ids, &dc, "cli", &reason).await? {
                     PinWrite::Written(rev) => {
-                        println!("pinned {}..={} to {dc} at revision {rev}", ids.0, ids.1)
+                        outln!("pinned {}..={} to {dc} at revision {rev}", ids.0, ids.1)
                     }
                     PinWrite::Unchanged => {
-                        println!("{}..={} is already pinned to {dc}", ids.0, ids.1)
+                        outln!("{}..={} is already pinned to {dc}", ids.0, ids.1)
                     }
                 }
             }
             OwnershipOp::Unpin { lo, reason } => {
                 match coopr_router::etcd::pins::unpin(&settings, lo, "cli", &reason).await? {
-                    true => println!("unpinned the pin at {lo}"),
-                    false => println!("no pin starts at {lo}"),
+                    true => outln!("unpinned the pin at {lo}"),
+                    false => outln!("no pin starts at {lo}"),
                 }
             }
             OwnershipOp::CatalogHome { dc: None, .. } => {
                 match coopr_router::etcd::catalog_home::get(&settings).await? {
-                    Some(h) => println!("catalog home: {} (epoch {})", h.dc, h.epoch),
-                    None => println!(
+                    Some(h) => outln!("catalog home: {} (epoch {})", h.dc, h.epoch),
+                    None => outln!(
                         "no catalog home in etcd: each router uses catalog.home from its config"
                     ),
                 }
@@ -85,8 +96,8 @@ pub fn ownership(settings: Settings, op: OwnershipOp) -> anyhow::Result<()> {
             } => {
                 use coopr_router::etcd::catalog_home::{HomeWrite, set};
                 match set(&settings, &dc, "cli", &reason).await? {
-                    HomeWrite::Unchanged => println!("{dc} is the catalog home already"),
-                    HomeWrite::Moved { from, epoch } => println!(
+                    HomeWrite::Unchanged => outln!("{dc} is the catalog home already"),
+                    HomeWrite::Moved { from, epoch } => outln!(
                         "catalog home: {} -> {dc} (epoch {epoch})",
                         from.as_deref().unwrap_or("(config)")
                     ),

@@ -41,7 +41,7 @@ pub fn check_config(file: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(cfg) => {
-            println!(
+            outln!(
                 "{}: ok (dc {}, {} DCs, {} shards, {} backends)",
                 file.display(),
                 cfg.raw.dc,

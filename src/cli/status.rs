@@ -50,7 +50,7 @@ pub fn status(
         .iter()
         .map(|r| coopr_router::status::term::render(r, now_ms))
         .collect();
-    println!("{}", texts.join("\n"));
+    outln!("{}", texts.join("\n"));
     if let Some(r) = reads.iter().find(|r| r.status.is_err()) {
         anyhow::bail!("{} could not be read", r.admin);
     }
