@@ -202,6 +202,12 @@ pub fn start_with_file(
             peer_up.clone(),
             shutdown.clone(),
         ));
+        let rt = runtime.clone();
+        tasks.spawn(crate::etcd::compact::run(
+            crate::etcd::Settings::from_config(&config.raw.ownership),
+            Arc::new(move || rt.load().config.raw.ownership.compact_every_ms),
+            shutdown.clone(),
+        ));
         let status = crate::etcd::failback::Status::new();
         tasks.spawn(crate::etcd::failback::run(
             config.clone(),

@@ -178,6 +178,22 @@ fn every_shipped_example_is_valid() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("ownership.endpoints"), "{e}");
+    // Compaction: the example's 5 min; off is 0; below a second is refused, naming the key.
+    assert_eq!(etcd.raw.ownership.compact_every_ms, 300_000);
+    let etcd_text = include_str!("../config/etcd.toml");
+    for (value, ok) in [("0", true), ("1000", true), ("999", false)] {
+        let text = etcd_text.replace(
+            "compact_every_ms = 300000",
+            &format!("compact_every_ms = {value}"),
+        );
+        match config::parse(&text) {
+            Ok(c) => assert!(ok, "{value} accepted: {}", c.raw.ownership.compact_every_ms),
+            Err(e) => assert!(
+                !ok && e.to_string().contains("ownership.compact_every_ms"),
+                "{value}: {e}"
+            ),
+        }
+    }
 }
 
 #[test]

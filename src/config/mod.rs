@@ -491,6 +491,9 @@ pub struct OwnershipConfig {
     pub fence_after_ms: u64,
     /// How long an owner waits for its map to reach the epoch a forwarded write carries.
     pub epoch_wait_ms: u64,
+    /// Every this long, the router compacts etcd's history to the revision it read one
+    /// interval earlier (`etcd/compact.rs`); 0: off (an etcd compacted by its owner).
+    pub compact_every_ms: u64,
     /// The last-known-good map, rewritten (temp file, fsync, rename) at every change.
     pub state_file: Option<String>,
     pub connect_timeout_ms: u64,
@@ -513,6 +516,7 @@ impl Default for OwnershipConfig {
             prefix: "/coopr-router/".to_string(),
             fence_after_ms: 3_000,
             epoch_wait_ms: 500,
+            compact_every_ms: 300_000,
             state_file: None,
             connect_timeout_ms: 2_000,
             username: None,

@@ -305,6 +305,12 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
         if !o.prefix.starts_with('/') || !o.prefix.ends_with('/') {
             return Err(err("ownership.prefix", "must start and end with '/'"));
         }
+        if o.compact_every_ms != 0 && o.compact_every_ms < 1_000 {
+            return Err(err(
+                "ownership.compact_every_ms",
+                "must be 0 (off) or at least 1000: each compaction keeps one interval of history for watches to resume from",
+            ));
+        }
         if o.fence_after_ms < 100 {
             return Err(err("ownership.fence_after_ms", "must be at least 100"));
         }

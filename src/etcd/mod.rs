@@ -4,6 +4,7 @@
 //! that imports `etcd_client`.
 
 pub mod catalog_home;
+pub mod compact;
 pub mod failback;
 pub mod failover;
 pub mod handoff;

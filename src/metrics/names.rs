@@ -11,6 +11,8 @@ pub const REQUEST_DURATION: &str = "coopr_router_request_duration_seconds";
 pub const UPSTREAM_ERRORS: &str = "coopr_router_upstream_errors_total";
 /// The revision of the published ownership map.
 pub const MAP_REVISION: &str = "coopr_router_map_revision";
+/// The revision this router last compacted etcd's history to (`etcd/compact.rs`).
+pub const ETCD_COMPACTED: &str = "coopr_router_etcd_compacted_revision";
 /// Seconds since the ownership map was last published (computed at scrape time).
 pub const MAP_AGE: &str = "coopr_router_map_age_seconds";
 /// Shards whose owner changed in a published map.
@@ -119,6 +121,10 @@ pub(super) fn describe() {
     describe_gauge!(
         MAP_REVISION,
         "Revision of the published ownership map (0: static map)"
+    );
+    describe_gauge!(
+        ETCD_COMPACTED,
+        "Revision this router last compacted etcd's history to (ownership.compact_every_ms)"
     );
     describe_gauge!(
         MAP_AGE,

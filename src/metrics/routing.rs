@@ -29,6 +29,11 @@ pub fn fenced(on: bool) {
     state().fenced.set(if on { 1.0 } else { 0.0 });
 }
 
+/// This router compacted etcd's history to `revision`.
+pub fn etcd_compacted(revision: i64) {
+    ::metrics::gauge!(super::names::ETCD_COMPACTED).set(revision as f64);
+}
+
 /// This DC's Coopr created a cluster outside this DC's home shards.
 pub fn misplaced_id() {
     state();

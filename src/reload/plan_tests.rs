@@ -277,6 +277,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         one("ownership.prefix", "\"/other/\""),
         one("ownership.fence_after_ms", "2000"),
         one("ownership.epoch_wait_ms", "700"),
+        one("ownership.compact_every_ms", "60000"),
         one("ownership.state_file", "\"/tmp/other.json\""),
         one("ownership.connect_timeout_ms", "3000"),
         one("ownership.username", "\"other\""),
