@@ -8,7 +8,8 @@
 #              top of `perf report --no-children` and keeps perf.data in load/results/
 #   heaptrack  runs the router under heaptrack; prints allocations per request
 #   callgrind  runs dc1's router under callgrind; user-space instructions per request over
-#              REQUESTS (5000) HTTP/1.1 requests from h2load (deterministic, whatever the load)
+#              REQUESTS (5000) HTTP/1.1 requests from h2load (deterministic, whatever the load;
+#              H2C=1: h2c, 10 streams per connection)
 #   strace     strace -c -f: system calls per request (slows the router down; counts only)
 #   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
 #   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
@@ -85,13 +86,16 @@ WRAP
         callgrind_control -z "$router" >/dev/null
         local data=()
         [[ $method == POST ]] && { printf '{}' >"$WORK/run/post-body"; data=(-d "$WORK/run/post-body"); }
-        h2load --h1 -n "$n" -c "$CONNS" "${COOPR_HDRS[@]}" "${data[@]}" "$url" >"$WORK/out/h2load.txt"
+        # H2C=1: h2c with 10 streams per connection (as bench.sh's h2load rows), else HTTP/1.1.
+        local proto=(--h1)
+        [[ "${H2C:-0}" == 1 ]] && proto=(-m 10)
+        h2load "${proto[@]}" -n "$n" -c "$CONNS" "${COOPR_HDRS[@]}" "${data[@]}" "$url" >"$WORK/out/h2load.txt"
         grep -E "^requests:" "$WORK/out/h2load.txt" >&2
         callgrind_control -d "$router" >/dev/null
         local dump; dump="$(ls -t "$WORK"/out/callgrind.out* | head -1)"
         local ir; ir="$(awk '/^summary:|^totals:/ {print $2; exit}' "$dump")"
         log "user-space instructions per request: $((ir / n)) ($ir over $n requests)"
-        mkdir -p "$RESULTS_DIR"; cp "$dump" "$RESULTS_DIR/callgrind-$WHAT$([[ $DC == 1 ]] || echo "-dc$DC").out"
+        mkdir -p "$RESULTS_DIR"; cp "$dump" "$RESULTS_DIR/callgrind-$WHAT$([[ $DC == 1 ]] || echo "-dc$DC")$([[ "${H2C:-0}" == 1 ]] && echo "-h2c").out"
         return 0
     fi
     local t0 t1 rss reqs out="$WORK/out/wrk.txt"

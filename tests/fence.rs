@@ -384,3 +384,30 @@ async fn a_router_whose_member_key_was_taken_over_starts_over_fenced() {
     .await;
     drop(trigger);
 }
+
+/// With one member of the list dead, every request of a client from `Settings::connect` is
+/// answered: the client talks to a member that answered, not to every endpoint at once (a
+/// balanced channel over all of them fails some requests with "tcp connect error", and a watch
+/// over it kept restarting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_member_in_the_list_fails_no_request() {
+    let etcd = EtcdServer::start().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    for endpoints in [
+        vec![format!("http://{dead}"), etcd.url()],
+        vec![etcd.url(), format!("http://{dead}")],
+    ] {
+        let s = coopr_router::etcd::Settings::new(endpoints.clone(), PREFIX);
+        for round in 0..3 {
+            let mut c = s.connect().await.unwrap();
+            for i in 0..40 {
+                if let Err(e) = c.get(PREFIX, None).await {
+                    panic!("{endpoints:?}, connection {round}, request {i}: {e}");
+                }
+            }
+        }
+    }
+}

@@ -17,7 +17,9 @@ pub mod pins;
 pub mod watch;
 
 use crate::config::OwnershipConfig;
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 /// etcd failures, for the CLI and the logs.
@@ -46,6 +48,9 @@ pub struct Settings {
     pub tls_ca_file: Option<String>,
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
+    /// The member [`Settings::connect`] found usable last (shared by the clones of these
+    /// settings), where the next connection starts looking.
+    preferred: Arc<AtomicUsize>,
 }
 
 impl Settings {
@@ -58,6 +63,7 @@ impl Settings {
             tls_ca_file: o.tls_ca_file.clone(),
             tls_cert_file: o.tls_cert_file.clone(),
             tls_key_file: o.tls_key_file.clone(),
+            preferred: Arc::default(),
         }
     }
 
@@ -71,6 +77,7 @@ impl Settings {
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,
+            preferred: Arc::default(),
         }
     }
 
@@ -85,9 +92,50 @@ impl Settings {
         s
     }
 
-    /// Connects, within the connect timeout. Requests carry require-leader, so a member cut off
-    /// from its cluster's leader answers with an error instead of stale data.
+    /// Connects to one member that answers, within the connect timeout for each member tried:
+    /// the one that answered last first, then the next ones in order. A read of the prefix
+    /// (count only) proves it answers; requests carry require-leader, so a member cut off from
+    /// its cluster's leader answers with an error instead of stale data, and the next one is
+    /// tried. (One client over every endpoint, etcd-client's balanced channel, sends some
+    /// requests to a dead member and fails them: a watch over it kept restarting while one
+    /// member of three was down.)
     pub async fn connect(&self) -> Result<Client, EtcdError> {
+        let n = self.endpoints.len();
+        if n <= 1 {
+            return self.connect_all().await;
+        }
+        let start = self.preferred.load(Relaxed);
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            match self.one(i).connect_and_probe().await {
+                Ok(c) => {
+                    self.preferred.store(i, Relaxed);
+                    return Ok(c);
+                }
+                Err(e) => {
+                    tracing::debug!(endpoint = %self.endpoints[i], error = %e, "etcd member unusable; trying the next one");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| EtcdError::Refused("no etcd endpoint".into())))
+    }
+
+    /// [`Settings::connect_all`], then one read that needs the member to answer (and to have a
+    /// leader).
+    async fn connect_and_probe(&self) -> Result<Client, EtcdError> {
+        let mut client = self.connect_all().await?;
+        self.within(client.get(
+            self.prefix.as_bytes(),
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        ))
+        .await?;
+        Ok(client)
+    }
+
+    /// One client over every endpoint of these settings (one, for [`Settings::one`]'s).
+    async fn connect_all(&self) -> Result<Client, EtcdError> {
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_keep_alive(Duration::from_secs(1), self.connect_timeout)
