@@ -115,9 +115,7 @@ impl Proxy {
                 e.to_response(&rid, rt.config.dcs[rt.config.local].name.as_str())
             }
         };
-        resp.headers_mut()
-            .entry(headers::REQUEST_ID)
-            .or_insert_with(|| rid.clone());
+        headers::answer_request_id(resp.headers_mut(), &rid);
         crate::metrics::request(
             out.route.unwrap_or("error"),
             out.class.map_or("none", |c| c.class.as_str()),

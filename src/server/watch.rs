@@ -97,7 +97,9 @@ where
         Box::pin(async move {
             // Closed never: the semaphore lives as long as the connection.
             held._permit = permits.acquire_owned().await.ok();
-            let resp = handler(req, remote).await;
+            // Boxed on its own: this block stays small, so hyper's moves of it (into its box,
+            // into the stream's task) copy a few hundred bytes, not the proxy's future.
+            let resp = Box::pin(handler(req, remote)).await;
             Ok::<_, Infallible>(resp.map(|inner| Watched::new(inner, held)))
         })
     })
