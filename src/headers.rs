@@ -299,15 +299,23 @@ fn fill_hex(out: &mut [u8], mut n: u64) {
 
 /// Sets the router headers of an upstream request: the hop header naming this DC when sending
 /// to a peer (removed when sending to a Coopr server), and our own epoch (0: none). Whatever
-/// epoch arrived with the request is never passed on.
-pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64) {
+/// epoch arrived with the request is never passed on. `carried`: the request may carry router
+/// headers (it did not come from the client port, whose requests lose them on arrival,
+/// `strip_router_headers`); without it there is nothing to remove (two lookups saved).
+pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64, carried: bool) {
     match hop {
-        Some(dc) => h.insert(HOP, dc),
-        None => h.remove(HOP),
-    };
-    h.remove(EPOCH);
+        Some(dc) => {
+            h.insert(HOP, dc);
+        }
+        None if carried => {
+            h.remove(HOP);
+        }
+        None => {}
+    }
     if epoch > 0 {
         h.insert(EPOCH, number(epoch));
+    } else if carried {
+        h.remove(EPOCH);
     }
 }
 
@@ -498,6 +506,47 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, HeaderValue::from_static("abc"));
         assert_eq!(ensure_request_id(&mut h), "abc");
+    }
+
+    #[test]
+    fn hop_and_epoch_by_table() {
+        let dc = HeaderValue::from_static("dc2");
+        // (arrived with hop and epoch, carried, hop, epoch) -> (hop, epoch) sent
+        #[allow(clippy::type_complexity)]
+        let cases: [(
+            bool,
+            bool,
+            Option<&HeaderValue>,
+            u64,
+            Option<&str>,
+            Option<&str>,
+        ); 6] = [
+            (true, true, None, 0, None, None), // a peer's request to Coopr: both go
+            (true, true, None, 7, None, Some("7")), // ours replaces the peer's epoch
+            (true, true, Some(&dc), 0, Some("dc2"), None),
+            (false, false, None, 0, None, None), // a client's: nothing to remove
+            (false, false, None, 7, None, Some("7")),
+            (false, false, Some(&dc), 3, Some("dc2"), Some("3")),
+        ];
+        for (arrived, carried, hop, epoch, want_hop, want_epoch) in cases {
+            let mut h = HeaderMap::new();
+            if arrived {
+                h.insert(HOP, HeaderValue::from_static("dc9"));
+                h.insert(EPOCH, HeaderValue::from_static("99"));
+            }
+            set_hop_and_epoch(&mut h, hop.cloned(), epoch, carried);
+            let got = |n: &HeaderName| h.get(n).map(|v| v.to_str().unwrap().to_string());
+            assert_eq!(got(&HOP).as_deref(), want_hop, "{arrived} {hop:?} {epoch}");
+            assert_eq!(
+                got(&EPOCH).as_deref(),
+                want_epoch,
+                "{arrived} {hop:?} {epoch}"
+            );
+            assert_eq!(
+                h.get_all(EPOCH).iter().count(),
+                usize::from(want_epoch.is_some())
+            );
+        }
     }
 
     #[test]

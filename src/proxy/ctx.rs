@@ -63,6 +63,12 @@ impl Ctx<'_> {
         self.is_write() && self.proxy.freshness.is_fenced()
     }
 
+    /// Whether the request may still carry `x-coopr-router-*` headers: every port but the
+    /// client port, whose requests lose them on arrival (`Proxy::handle`).
+    pub fn carries_router_headers(&self) -> bool {
+        self.origin != Origin::Client
+    }
+
     /// This DC's name.
     pub fn dc(&self) -> &str {
         &self.rt.config.dcs[self.rt.config.local].name

@@ -45,7 +45,7 @@ pub(super) async fn to_local(
         let replay = body.try_clone();
         let mut req = upstream_request(cx.parts, backend.base(api), cx.remote, body);
         let epoch = if cx.is_write() { route.epoch } else { 0 };
-        headers::set_hop_and_epoch(req.headers_mut(), None, epoch);
+        headers::set_hop_and_epoch(req.headers_mut(), None, epoch, cx.carries_router_headers());
         match rt
             .upstream
             .send(req, rt.config.raw.timeouts.response())
@@ -91,7 +91,12 @@ pub(super) async fn to_standby(
         ));
     };
     let mut req = upstream_request(cx.parts, base, cx.remote, body);
-    headers::set_hop_and_epoch(req.headers_mut(), None, route.epoch);
+    headers::set_hop_and_epoch(
+        req.headers_mut(),
+        None,
+        route.epoch,
+        cx.carries_router_headers(),
+    );
     match rt
         .upstream
         .send(req, rt.config.raw.timeouts.response())

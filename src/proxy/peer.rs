@@ -160,7 +160,12 @@ pub(super) async fn send_peer(
         });
     };
     let mut req = upstream_request(cx.parts, &peer.peer_url, cx.remote, body);
-    headers::set_hop_and_epoch(req.headers_mut(), Some(rt.dc_header.clone()), route.epoch);
+    headers::set_hop_and_epoch(
+        req.headers_mut(),
+        Some(rt.dc_header.clone()),
+        route.epoch,
+        cx.carries_router_headers(),
+    );
     match rt
         .upstream
         .send(req, rt.config.raw.timeouts.response())
