@@ -27,6 +27,23 @@ async fn a_write_through_another_dc_lands_in_the_owner_only() {
     assert_eq!(r.header("x-coopr-router-route"), "forwarded");
     assert_eq!(r.header("x-coopr-router-shard"), "1");
     assert!(!r.header("x-request-id").is_empty());
+    // The owner's answer to the peer router itself carries no DC, route or shard: the
+    // forwarding router names them (above), so they would be written and parsed for nothing.
+    let r = call(
+        Method::GET,
+        &dc1.peer_url(&format!("/v2/clusters/{id}/status")),
+        &[ADMIN[0], ADMIN[1], ("x-coopr-router-hop", "dc2")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    for name in [
+        "x-coopr-router-dc",
+        "x-coopr-router-route",
+        "x-coopr-router-shard",
+    ] {
+        assert_eq!(r.header(name), "", "{name} on an answer to a peer");
+    }
     assert!(dc1.log_has("POST", &path), "dc1 log: {:?}", dc1.log());
     assert!(!dc2.log_has("POST", &path) && !dc3.log_has("POST", &path));
     // The same cluster under another spelling of its id goes to the same owner.

@@ -69,6 +69,11 @@ impl Ctx<'_> {
         self.origin != Origin::Client
     }
 
+    /// Whether the answer goes to another DC's router (the peer port), which decorates it itself.
+    pub fn answers_a_peer(&self) -> bool {
+        self.origin == Origin::Peer
+    }
+
     /// This DC's name.
     pub fn dc(&self) -> &str {
         &self.rt.config.dcs[self.rt.config.local].name

@@ -53,7 +53,13 @@ pub(super) async fn to_local(
         {
             Ok(resp) => {
                 rt.backends.mark_up(i);
-                return Ok(decorate(resp, rt.dc_header.clone(), "local", route));
+                return Ok(decorate(
+                    resp,
+                    rt.dc_header.clone(),
+                    "local",
+                    route,
+                    cx.answers_a_peer(),
+                ));
             }
             Err(SendError::Connect(e)) => {
                 tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
@@ -102,7 +108,13 @@ pub(super) async fn to_standby(
         .send(req, rt.config.raw.timeouts.response())
         .await
     {
-        Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", route)),
+        Ok(resp) => Ok(decorate(
+            resp,
+            rt.dc_header.clone(),
+            "standby",
+            route,
+            cx.answers_a_peer(),
+        )),
         Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
 }
@@ -150,7 +162,13 @@ pub(super) async fn to_tasks(
         .send(req, rt.config.raw.timeouts.response())
         .await
     {
-        Ok(resp) => Ok(decorate(resp, rt.dc_header.clone(), "standby", local)),
+        Ok(resp) => Ok(decorate(
+            resp,
+            rt.dc_header.clone(),
+            "standby",
+            local,
+            cx.answers_a_peer(),
+        )),
         Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
 }

@@ -178,7 +178,7 @@ pub(super) async fn send_peer(
                 .cloned()
                 .or_else(|| HeaderValue::from_str(&peer.name).ok())
                 .unwrap_or_else(|| rt.dc_header.clone());
-            Ok(decorate(resp, dc_header, "forwarded", route))
+            Ok(decorate(resp, dc_header, "forwarded", route, false))
         }
         Err(e) => Err(e.into_error(Hop::Peer(&peer.name))),
     }

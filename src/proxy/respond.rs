@@ -69,26 +69,32 @@ pub(super) async fn buffer(
     }
 }
 
-/// Strips hop-by-hop headers from an upstream response and adds the router's headers.
+/// Strips hop-by-hop headers from an upstream response and adds the router's headers. An
+/// answer to a peer router (`to_peer`) carries only the epoch: the peer names the DC, the route
+/// and the shard itself (`peer.rs`), so the rest would be written and parsed for nothing.
 pub(super) fn decorate(
     resp: Response<Incoming>,
     dc: HeaderValue,
     route: &'static str,
     r: Route,
+    to_peer: bool,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     let h = &mut parts.headers;
-    h.insert(headers::DC, dc);
-    h.insert(headers::ROUTE, HeaderValue::from_static(route));
-    if let Some(shard) = r.shard {
-        h.insert(headers::SHARD, headers::number(u64::from(shard)));
+    if !to_peer {
+        h.insert(headers::DC, dc);
+        h.insert(headers::ROUTE, HeaderValue::from_static(route));
+        if let Some(shard) = r.shard {
+            h.insert(headers::SHARD, headers::number(u64::from(shard)));
+        }
     }
     // The epoch that served it: ours when our Coopr answered; a peer's answer keeps its own.
     if route == "local" || route == "standby" {
-        h.remove(headers::EPOCH);
         if r.epoch > 0 {
             h.insert(headers::EPOCH, headers::number(r.epoch));
+        } else {
+            h.remove(headers::EPOCH);
         }
     }
     Response::from_parts(parts, ProxyBody::Stream(body))
