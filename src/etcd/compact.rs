@@ -11,7 +11,7 @@
 //! The pure core is [`Compactor`]; [`run`] is its shell.
 
 use super::{EtcdError, Settings};
-use etcd_client::{Client, GetOptions};
+use etcd_client::Client;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,13 +92,7 @@ async fn step(
         Some(c) => c,
         None => client.insert(settings.connect().await?),
     };
-    let resp = settings
-        .within(c.get(
-            settings.prefix.as_bytes(),
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        ))
-        .await?;
-    let now = resp.header().map_or(0, |h| h.revision());
+    let now = settings.revision(c).await?;
     let Some(target) = state.tick(now) else {
         return Ok(());
     };

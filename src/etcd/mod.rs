@@ -126,12 +126,19 @@ impl Settings {
     /// leader).
     async fn connect_and_probe(&self) -> Result<Client, EtcdError> {
         let mut client = self.connect_all().await?;
-        self.within(client.get(
-            self.prefix.as_bytes(),
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        ))
-        .await?;
+        self.revision(&mut client).await?;
         Ok(client)
+    }
+
+    /// etcd's current revision: a count-only read of the prefix, within the connect timeout.
+    pub async fn revision(&self, client: &mut Client) -> Result<i64, EtcdError> {
+        let resp = self
+            .within(client.get(
+                self.prefix.as_bytes(),
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            ))
+            .await?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
     /// One client over every endpoint of these settings (one, for [`Settings::one`]'s).

@@ -368,13 +368,7 @@ pub async fn set_owner_within(
 /// Compacts etcd's history up to its current revision (tests and operators).
 pub async fn compact(s: &Settings) -> Result<i64, EtcdError> {
     let mut client = s.connect().await?;
-    let resp = s
-        .within(client.get(
-            s.prefix.as_bytes(),
-            Some(GetOptions::new().with_prefix().with_count_only()),
-        ))
-        .await?;
-    let rev = resp.header().map_or(0, |h| h.revision());
+    let rev = s.revision(&mut client).await?;
     s.within(client.compact(rev, None)).await?;
     Ok(rev)
 }

@@ -116,14 +116,7 @@ impl Watcher {
         let mut client = self.settings.connect().await?;
         let prefix = self.settings.prefix.clone();
         if self.have_map {
-            let probe = self
-                .settings
-                .within(client.get(
-                    prefix.as_bytes(),
-                    Some(GetOptions::new().with_prefix().with_count_only()),
-                ))
-                .await?;
-            let now = probe.header().map_or(0, |h| h.revision());
+            let now = self.settings.revision(&mut client).await?;
             if now >= self.map.revision {
                 self.on_connected("resuming the watch");
                 return Ok(client);
