@@ -11,6 +11,7 @@ use crate::headers;
 use crate::routing::Route;
 use crate::upstream::{Hop, SendError, upstream_request, upstream_request_to};
 use http::Response;
+use hyper::body::Incoming;
 
 /// Sends to a local Coopr server, trying the next one when a connection is refused and the
 /// body can be sent again.
@@ -53,13 +54,7 @@ pub(super) async fn to_local(
         {
             Ok(resp) => {
                 rt.backends.mark_up(i);
-                return Ok(decorate(
-                    resp,
-                    rt.dc_header.clone(),
-                    "local",
-                    route,
-                    cx.answers_a_peer(),
-                ));
+                return Ok(answered_here(cx, resp, "local", route));
             }
             Err(SendError::Connect(e)) => {
                 tracing::warn!(backend = %backend.base(api), error = %e, "Coopr server refused the connection; skipping it for a while");
@@ -108,13 +103,7 @@ pub(super) async fn to_standby(
         .send(req, rt.config.raw.timeouts.response())
         .await
     {
-        Ok(resp) => Ok(decorate(
-            resp,
-            rt.dc_header.clone(),
-            "standby",
-            route,
-            cx.answers_a_peer(),
-        )),
+        Ok(resp) => Ok(answered_here(cx, resp, "standby", route)),
         Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
 }
@@ -162,13 +151,24 @@ pub(super) async fn to_tasks(
         .send(req, rt.config.raw.timeouts.response())
         .await
     {
-        Ok(resp) => Ok(decorate(
-            resp,
-            rt.dc_header.clone(),
-            "standby",
-            local,
-            cx.answers_a_peer(),
-        )),
+        Ok(resp) => Ok(answered_here(cx, resp, "standby", local)),
         Err(e) => Err(e.into_error(Hop::Standby(base))),
     }
+}
+
+/// An answer of this DC's (or its standby's) Coopr server, decorated for whoever asked: a
+/// client gets every router header, a peer router only the epoch (`respond::decorate`).
+fn answered_here(
+    cx: &Ctx<'_>,
+    resp: Response<Incoming>,
+    route_name: &'static str,
+    route: Route,
+) -> Response<ProxyBody> {
+    decorate(
+        resp,
+        cx.rt.dc_header.clone(),
+        route_name,
+        route,
+        cx.answers_a_peer(),
+    )
 }
