@@ -12,9 +12,10 @@ pub struct EtcdServer {
     child: Option<Child>,
 }
 
+/// A free loopback port below the ephemeral range (etcd restarts on the same ports).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
+    super::std_listener()
+        .local_addr()
         .map(|a| a.port())
         .expect("free port")
 }

@@ -129,10 +129,29 @@ impl Drop for Deployment {
     }
 }
 
+/// A loopback listener on a port below Linux's ephemeral range (32768-60999 by default): an
+/// outgoing connection of the tests cannot take such a port while a router restarting on it
+/// (`Dc::restart_router`) or a restarted etcd has let it go, which made a rebind fail with
+/// "Address already in use". Ports are tried in turn from a per-process starting point.
+pub fn std_listener() -> std::net::TcpListener {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let port = LOW + (start + NEXT.fetch_add(1, Relaxed)) % SPAN;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l;
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")
+}
+
 async fn bind() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind an ephemeral port")
+    let l = std_listener();
+    l.set_nonblocking(true).expect("non-blocking listener");
+    TcpListener::from_std(l).expect("listener into tokio")
 }
 
 /// Put this in a DC's extra config text to give it no standby servers.
