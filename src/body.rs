@@ -1,9 +1,11 @@
 //! The one body type that flows through the proxy, both ways, without boxing: nothing, a
-//! buffered chunk, a streamed hyper body, or a buffered prefix followed by the rest of a stream
-//! (what is left after the router looked at the start of a body). Also the bounded read used to
+//! buffered chunk, a client's streamed body (hyper's server), an upstream's streamed answer
+//! (`wire::Wire`), or a buffered prefix followed by the rest of a stream (what is left after
+//! the router looked at the start of a body). Also the bounded read used to
 //! inspect a body for a cluster id, and `Guarded`, a response body that holds what a
 //! connection counts per request until hyper drops it.
 
+use crate::wire::{Wire, WireError};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -20,9 +22,11 @@ pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// An upstream's answer, read from its connection as it is taken.
+    Upstream(Wire),
     Prefixed {
         prefix: Option<Bytes>,
-        rest: Incoming,
+        rest: Box<ProxyBody>,
     },
     /// A streamed body that reports how it is coming along (sent whole or failed, waiting for
     /// its client), so the response timeout can start once it was sent and a stall be cut.
@@ -30,6 +34,15 @@ pub enum ProxyBody {
         inner: Box<ProxyBody>,
         progress: Reporter,
     },
+}
+
+/// Why a body broke: the client's (hyper's server) or the upstream's (`wire`).
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Client(#[from] hyper::Error),
+    #[error(transparent)]
+    Upstream(#[from] WireError),
 }
 
 /// The body's side of a [`Progress`]; dropped (hyper let go of the body, sent or not), it
@@ -119,7 +132,10 @@ impl ProxyBody {
         match self {
             ProxyBody::Empty => Some(ProxyBody::Empty),
             ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
-            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } | ProxyBody::Tracked { .. } => None,
+            ProxyBody::Stream(_)
+            | ProxyBody::Upstream(_)
+            | ProxyBody::Prefixed { .. }
+            | ProxyBody::Tracked { .. } => None,
         }
     }
 
@@ -127,7 +143,10 @@ impl ProxyBody {
     pub fn is_streamed(&self) -> bool {
         matches!(
             self,
-            ProxyBody::Stream(_) | ProxyBody::Prefixed { .. } | ProxyBody::Tracked { .. }
+            ProxyBody::Stream(_)
+                | ProxyBody::Upstream(_)
+                | ProxyBody::Prefixed { .. }
+                | ProxyBody::Tracked { .. }
         )
     }
 }
@@ -152,12 +171,12 @@ impl<G> Guarded<G> {
 
 impl<G: Unpin> Body for Guarded<G> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         Pin::new(&mut self.get_mut().inner).poll_frame(cx)
     }
 
@@ -172,19 +191,20 @@ impl<G: Unpin> Body for Guarded<G> {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(BodyError::from),
+            ProxyBody::Upstream(w) => Pin::new(w).poll_frame(cx).map_err(BodyError::from),
             ProxyBody::Prefixed { prefix, rest } => match prefix.take() {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => Pin::new(rest.as_mut()).poll_frame(cx),
             },
             ProxyBody::Tracked {
                 inner,
@@ -211,6 +231,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Stream(s) => s.is_end_stream(),
+            ProxyBody::Upstream(w) => w.is_end_stream(),
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
             ProxyBody::Tracked { inner, .. } => inner.is_end_stream(),
         }
@@ -221,6 +242,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Stream(s) => s.size_hint(),
+            ProxyBody::Upstream(w) => w.size_hint(),
             ProxyBody::Prefixed { prefix, rest } => {
                 let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 let inner = rest.size_hint();
@@ -237,11 +259,11 @@ impl Body for ProxyBody {
 }
 
 /// The outcome of reading the start of a body.
-pub enum Inspected {
+pub enum Inspected<B = Incoming> {
     /// The whole body, no longer than the limit.
     Whole(Bytes),
     /// More than the limit: what was read, and the unread rest.
-    TooLarge { prefix: Bytes, rest: Incoming },
+    TooLarge { prefix: Bytes, rest: B },
 }
 
 /// At most this much of a refused body (413) is read and thrown away after the answer.
@@ -272,7 +294,10 @@ pub fn drain_in_background(mut rest: Incoming) {
 
 /// Reads a body until its end or until more than `limit` bytes have arrived.
 /// Trailers of a whole body are dropped (Coopr sends none and reads none).
-pub async fn read_up_to(mut body: Incoming, limit: usize) -> Result<Inspected, hyper::Error> {
+pub async fn read_up_to<B>(mut body: B, limit: usize) -> Result<Inspected<B>, B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {

@@ -67,3 +67,4 @@ pub mod sim;
 pub mod status;
 pub mod tls;
 pub mod upstream;
+pub mod wire;

@@ -334,6 +334,27 @@ async fn no_response_head_within_the_timeout_is_a_timeout() {
 }
 
 #[tokio::test]
+async fn a_streamed_body_of_known_length_starts_the_response_timeout_once_sent() {
+    // The body is dropped once its announced length was sent (`wire::Outgoing`), so the
+    // response timeout, which starts when the body is done, starts: nothing hangs.
+    let (addr, seen) = upstream(Mode::Silent, None).await;
+    let up = Upstream::new(&timeouts(), &material(""));
+    let body = ProxyBody::Prefixed {
+        prefix: Some(Bytes::from_static(b"{")),
+        rest: Box::new(ProxyBody::full("}")),
+    };
+    let req = Request::post(format!("http://{addr}/"))
+        .header("content-length", "2")
+        .body(body)
+        .unwrap();
+    let r = tokio::time::timeout(LONG, up.send(req, Duration::from_millis(300)))
+        .await
+        .expect("the response timeout started");
+    assert!(matches!(r, Err(SendError::Timeout)), "{:?}", r.map(|r| r.status()));
+    assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn https_upstreams_are_verified_and_reused() {
     let ca = DevCa::new("pool test CA").unwrap();
     let leaf = ca

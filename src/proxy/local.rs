@@ -10,8 +10,8 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::Route;
 use crate::upstream::{Hop, SendError, upstream_request, upstream_request_to};
+use crate::wire::Wire;
 use http::Response;
-use hyper::body::Incoming;
 
 /// Sends to a local Coopr server, trying the next one when a connection is refused and the
 /// body can be sent again.
@@ -160,7 +160,7 @@ pub(super) async fn to_tasks(
 /// client gets every router header, a peer router only the epoch (`respond::decorate`).
 fn answered_here(
     cx: &Ctx<'_>,
-    resp: Response<Incoming>,
+    resp: Response<Wire>,
     route_name: &'static str,
     route: Route,
 ) -> Response<ProxyBody> {

@@ -222,7 +222,7 @@ async fn classify(
         Head::Done(c) if reads_first(&parts.method, &body) => {
             let body = match inspect(rt, body, limit).await? {
                 Inspected::Whole(bytes) => ProxyBody::full(bytes),
-                Inspected::TooLarge { prefix, rest } => prefixed(prefix, rest),
+                Inspected::TooLarge { prefix, rest } => prefixed(prefix, ProxyBody::Stream(rest)),
             };
             return Ok((c, body));
         }
@@ -246,7 +246,9 @@ async fn classify(
             crate::body::drain_in_background(rest);
             Err(ProxyError::BodyTooLarge { limit })
         }
-        Inspected::TooLarge { prefix, rest } => Ok((rule.fallback(), prefixed(prefix, rest))),
+        Inspected::TooLarge { prefix, rest } => {
+            Ok((rule.fallback(), prefixed(prefix, ProxyBody::Stream(rest))))
+        }
     }
 }
 

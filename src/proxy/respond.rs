@@ -1,11 +1,12 @@
 //! What the proxy does to bodies and answers on their way through: reading a body whole up to
 //! a limit (to inspect or to send again), and the router's headers on an upstream's answer.
 
-use crate::body::{Inspected, ProxyBody, read_up_to};
+use crate::body::{BodyError, Inspected, ProxyBody, read_up_to};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Route, RoutingTable, Target};
 use crate::runtime::Runtime;
+use crate::wire::Wire;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use hyper::body::Incoming;
@@ -29,10 +30,10 @@ pub(super) async fn inspect(
 }
 
 /// A body of which `prefix` was read and `rest` was not.
-pub(super) fn prefixed(prefix: Bytes, rest: Incoming) -> ProxyBody {
+pub(super) fn prefixed(prefix: Bytes, rest: ProxyBody) -> ProxyBody {
     ProxyBody::Prefixed {
         prefix: Some(prefix),
-        rest,
+        rest: Box::new(rest),
     }
 }
 
@@ -43,7 +44,7 @@ pub(super) async fn replayable(rt: &Runtime, body: ProxyBody) -> Result<ProxyBod
         ProxyBody::Stream(s) => {
             match inspect(rt, s, rt.config.raw.limits.inspect_body_bytes).await? {
                 Inspected::Whole(b) => ProxyBody::full(b),
-                Inspected::TooLarge { prefix, rest } => prefixed(prefix, rest),
+                Inspected::TooLarge { prefix, rest } => prefixed(prefix, ProxyBody::Stream(rest)),
             }
         }
         other => other,
@@ -52,15 +53,14 @@ pub(super) async fn replayable(rt: &Runtime, body: ProxyBody) -> Result<ProxyBod
 
 /// Reads a body whole when it is at most `limit` bytes; returns its bytes (empty when larger)
 /// and a body to pass on either way.
-pub(super) async fn buffer(
-    body: ProxyBody,
-    limit: usize,
-) -> Result<(Bytes, ProxyBody), hyper::Error> {
+pub(super) async fn buffer(body: ProxyBody, limit: usize) -> Result<(Bytes, ProxyBody), BodyError> {
     match body {
-        ProxyBody::Stream(s) => match read_up_to(s, limit).await? {
-            Inspected::Whole(b) => Ok((b.clone(), ProxyBody::full(b))),
-            Inspected::TooLarge { prefix, rest } => Ok((Bytes::new(), prefixed(prefix, rest))),
-        },
+        body @ (ProxyBody::Stream(_) | ProxyBody::Upstream(_)) => {
+            match read_up_to(body, limit).await? {
+                Inspected::Whole(b) => Ok((b.clone(), ProxyBody::full(b))),
+                Inspected::TooLarge { prefix, rest } => Ok((Bytes::new(), prefixed(prefix, rest))),
+            }
+        }
         ProxyBody::Full(b) => {
             let b = b.unwrap_or_default();
             Ok((b.clone(), ProxyBody::full(b)))
@@ -73,7 +73,7 @@ pub(super) async fn buffer(
 /// answer to a peer router (`to_peer`) carries only the epoch: the peer names the DC, the route
 /// and the shard itself (`peer.rs`), so the rest would be written and parsed for nothing.
 pub(super) fn decorate(
-    resp: Response<Incoming>,
+    resp: Response<Wire>,
     dc: HeaderValue,
     route: &'static str,
     r: Route,
@@ -97,7 +97,7 @@ pub(super) fn decorate(
             h.remove(headers::EPOCH);
         }
     }
-    Response::from_parts(parts, ProxyBody::Stream(body))
+    Response::from_parts(parts, ProxyBody::Upstream(body))
 }
 
 /// A 200 with a JSON body the router made.

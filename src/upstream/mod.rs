@@ -3,8 +3,8 @@
 //! error kinds, building upstream requests, the local Coopr servers (round robin, cool-down)
 //! and the health of every upstream.
 //!
-//! Module map: `pool` (idle HTTP/1.1 connections per upstream) <- `send` (timeouts, failure
-//! kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
+//! Module map: `pool` (idle HTTP/1.1 connections per upstream, each a `wire::Conn` driven in
+//! its request's task) <- `send` (timeouts, failure kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
 //! `backend` (the local servers).
 
 pub mod backend;

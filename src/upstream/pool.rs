@@ -1,28 +1,25 @@
 //! The upstream connection pool: HTTP/1.1 keep-alive connections to Coopr servers and peer
 //! routers (plain or TLS by URL scheme), kept per upstream (scheme and authority) as a stack of
-//! idle `hyper::client::conn::http1` senders. It replaces hyper-util's legacy client (SipHash
-//! of its pool key on checkout and return, a boxed request future and a spawned task per
-//! request: about a tenth of the user-space instructions of a local read, load/README.md).
+//! idle [`wire::Conn`]s. A request is exchanged on its connection in the request's own task
+//! (`wire::exchange`): no task per connection, no channel, nothing spawned per request. It
+//! replaced hyper's client connection (a task per connection and a dispatch channel to it:
+//! about 18k of a local read's 41.5k user-space instructions, load/README.md).
 //! TCP connections still come from hyper-util's `HttpConnector` (resolution, connect timeout,
 //! TCP_NODELAY, keepalive); TLS from `tls::UpstreamTls`.
 //!
-//! A connection is checked out (the most recently used first), the request handed to it, and
-//! its sender parked in the connection's [`Slot`]; the connection's task returns it to the idle
-//! stack once hyper wants the next request (the response was read to its end), so nothing is
-//! spawned per request. A connection the upstream closed while idle is skipped at checkout;
-//! one that closes between checkout and sending hands the request back, and it is sent again on
-//! another connection (nothing was written). Idle connections older than the idle timeout are
-//! dropped at checkout and by a sweep; at most `max_idle` are kept per upstream.
+//! A connection is checked out (the most recently used first), the request exchanged on it,
+//! and the response body ([`Wire`]) gives the connection back once it was read whole. An idle
+//! connection the upstream closed (or wrote to) is dropped at checkout; one that closes before
+//! anything of the request was written hands the request back, and it is sent again on another
+//! connection. Idle connections older than the idle timeout are dropped at checkout and by a
+//! sweep; at most `max_idle` are kept per upstream.
 
 use crate::body::ProxyBody;
 use crate::tls::UpstreamTls;
-use http::uri::{PathAndQuery, Uri};
-use http::{HeaderValue, Request, Response, header};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use crate::wire::{self, Conn, ExchangeError, Home, Io, Outgoing, Wire};
+use http::uri::Uri;
+use http::{HeaderMap, HeaderValue, Request, Response, header};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
@@ -34,8 +31,10 @@ use tower_service::Service;
 pub enum Failure {
     /// Nothing was sent (no connection, or it closed before the request was written).
     Connect(String),
-    /// The exchange failed once the request had been handed to a connection.
-    Exchange(hyper::Error),
+    /// The exchange failed once the request had been written, wholly or in part.
+    Exchange(String),
+    /// The client's request body failed while it was being sent.
+    RequestBody(String),
 }
 
 /// Where a request goes, the pool key: TLS or not, and the URI's authority (host and port) as
@@ -76,24 +75,9 @@ fn expired_prefix(idle: &[Idle], now: Instant, idle_timeout: Duration) -> usize 
     idle.partition_point(|c| expired(c.since, now, idle_timeout))
 }
 
-/// A connection's sender while a request is in flight on it: the requester parks it here right
-/// after handing over the request, the connection's task moves it back to the idle stack.
-#[derive(Default)]
-struct Slot(Mutex<Option<SendRequest<ProxyBody>>>);
-
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, Option<SendRequest<ProxyBody>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A connection's sender and its slot.
-type Conn = (SendRequest<ProxyBody>, Arc<Slot>);
-
 /// An idle connection.
 struct Idle {
-    tx: SendRequest<ProxyBody>,
-    slot: Arc<Slot>,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -154,43 +138,53 @@ impl Pool {
     /// Sends `req` (an absolute URI: it picks the upstream) on a pooled or new connection and
     /// waits for the response head. The request goes out in origin form, with a `Host` header
     /// from the URI when it has none.
-    pub async fn send(&self, mut req: Request<ProxyBody>) -> Result<Response<Incoming>, Failure> {
-        let uri = std::mem::take(req.uri_mut());
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Wire>, Failure> {
+        let (mut parts, body) = req.into_parts();
+        let uri = std::mem::take(&mut parts.uri);
         let key = Key::of(&uri).map_err(Failure::Connect)?;
-        prepare(&mut req, &uri);
+        add_host(&mut parts.headers, &uri);
+        let length = wire::Length::of(&body);
+        let framing = wire::head::request_framing(&parts.method, &mut parts.headers, length);
+        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut head = Vec::new();
+        wire::head::encode_head(&parts.method, target, &parts.headers, &mut head);
+        let mut out = Outgoing::new(head, body, framing);
         loop {
             let (host, pooled) = self.0.checkout(&key);
-            let (mut tx, slot, reused) = match pooled {
-                Some((tx, slot)) => (tx, slot, true),
+            let (conn, reused) = match pooled {
+                Some(conn) => (conn, true),
                 // Boxed: the connect future is large and rare; the request's future stays small.
                 None => {
-                    let (tx, slot) = Box::pin(self.connect(&uri, key.tls, host))
+                    let conn = Box::pin(self.connect(&uri, key.tls))
                         .await
                         .map_err(Failure::Connect)?;
-                    (tx, slot, false)
+                    (conn, false)
                 }
             };
-            let exchange = tx.try_send_request(req);
-            park(&self.0, host, tx, slot);
-            match exchange.await {
-                Ok(resp) => return Ok(resp),
-                Err(mut e) => match e.take_message() {
-                    // Closed before the request was written: another connection may take it.
-                    Some(back) if reused => req = back,
-                    Some(_) => {
-                        return Err(Failure::Connect(format!(
-                            "the new connection to {uri} closed before the request was sent: {}",
-                            e.into_error()
-                        )));
-                    }
-                    None => return Err(Failure::Exchange(e.into_error())),
-                },
+            match wire::exchange(conn, &mut out, &parts.method, READ_BUF_MAX).await {
+                Ok((conn, head, keep_alive)) => {
+                    let home = keep_alive.then(|| {
+                        let pool: Weak<dyn Home> = Arc::downgrade(&self.0) as Weak<Inner>;
+                        (pool, host)
+                    });
+                    let body = Wire::new(conn, head.body, home);
+                    return Ok(Response::from_parts(head.parts, body));
+                }
+                // Closed before anything was written: another connection may take it.
+                Err(ExchangeError::NotSent(_)) if reused && out.unsent() => continue,
+                Err(ExchangeError::NotSent(e)) => {
+                    return Err(Failure::Connect(format!(
+                        "the new connection to {uri} closed before the request was sent: {e}"
+                    )));
+                }
+                Err(ExchangeError::Broken(e)) => return Err(Failure::Exchange(e)),
+                Err(ExchangeError::RequestBody(e)) => return Err(Failure::RequestBody(e)),
             }
         }
     }
 
-    /// A new connection to the upstream `uri` names, its task spawned.
-    async fn connect(&self, uri: &Uri, tls: bool, host: usize) -> Result<Conn, String> {
+    /// A new connection to the upstream `uri` names.
+    async fn connect(&self, uri: &Uri, tls: bool) -> Result<Box<Conn>, String> {
         let inner = &self.0;
         if !inner.sweeping.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweep(Arc::downgrade(inner), inner.idle_timeout));
@@ -200,58 +194,47 @@ impl Pool {
             .clone()
             .call(uri.clone())
             .await
-            .map_err(|e| format!("{uri}: {}", error_chain(&e)))?;
-        let slot = Arc::new(Slot::default());
-        let pool = Arc::downgrade(inner);
-        let tx = if tls {
-            let handshake = inner.tls.connect(uri, tcp.into_inner());
+            .map_err(|e| format!("{uri}: {}", error_chain(&e)))?
+            .into_inner();
+        let io = if tls {
+            let handshake = inner.tls.connect(uri, tcp);
             let stream = tokio::time::timeout(inner.connect_timeout, handshake)
                 .await
                 .map_err(|_| format!("{uri}: TLS handshake timed out"))?
                 .map_err(|e| format!("{uri}: {e}"))?;
-            start(TokioIo::new(stream), slot.clone(), pool, host).await
+            Io::Tls(Box::new(stream))
         } else {
-            start(tcp, slot.clone(), pool, host).await
-        }
-        .map_err(|e| format!("{uri}: HTTP/1.1 handshake: {e}"))?;
-        Ok((tx, slot))
+            Io::Plain(tcp)
+        };
+        Ok(Conn::new(io))
     }
 }
 
-/// Origin form (`/path?query`), and `Host` from the URI when missing (a default port left out).
-fn prepare(req: &mut Request<ProxyBody>, uri: &Uri) {
-    if !req.headers().contains_key(header::HOST)
-        && let Some(a) = uri.authority()
-    {
-        let default = if uri.scheme_str() == Some("https") {
-            443
-        } else {
-            80
-        };
-        let value = match a.port_u16() {
-            Some(p) if p == default => HeaderValue::from_str(a.host()),
-            _ => HeaderValue::from_str(a.as_str()),
-        };
-        if let Ok(v) = value {
-            req.headers_mut().insert(header::HOST, v);
-        }
+/// `Host` from the URI when missing (a default port left out).
+fn add_host(headers: &mut HeaderMap, uri: &Uri) {
+    if headers.contains_key(header::HOST) {
+        return;
     }
-    let pq = uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(pq);
-}
-
-/// Parks a sender that was just handed a request; if the exchange is already over (hyper wants
-/// the next request), it goes straight back to the idle stack.
-fn park(pool: &Arc<Inner>, host: usize, tx: SendRequest<ProxyBody>, slot: Arc<Slot>) {
-    let mut parked = slot.lock();
-    if tx.is_ready() {
-        drop(parked);
-        pool.release(host, tx, slot);
+    let Some(a) = uri.authority() else {
+        return;
+    };
+    let default = if uri.scheme_str() == Some("https") {
+        443
     } else {
-        *parked = Some(tx);
+        80
+    };
+    let value = match a.port_u16() {
+        Some(p) if p == default => HeaderValue::from_str(a.host()),
+        _ => HeaderValue::from_str(a.as_str()),
+    };
+    if let Ok(v) = value {
+        headers.insert(header::HOST, v);
+    }
+}
+
+impl Home for Inner {
+    fn take_back(&self, host: usize, conn: Box<Conn>) {
+        self.release(host, conn);
     }
 }
 
@@ -260,117 +243,71 @@ impl Inner {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The index of `t`'s entry and, if there is one, a ready idle connection to it.
-    fn checkout(&self, k: &Key<'_>) -> (usize, Option<Conn>) {
+    /// The index of `k`'s entry and, if there is one, an idle connection to it that nothing
+    /// arrived on while it was idle (each is probed outside the lock).
+    fn checkout(&self, k: &Key<'_>) -> (usize, Option<Box<Conn>>) {
         let now = Instant::now();
-        let mut hosts = self.hosts();
-        let Some(i) = hosts.iter().position(|h| h.is(k)) else {
-            hosts.push(Host {
-                tls: k.tls,
-                authority: k.authority.into(),
-                idle: Vec::new(),
-            });
-            return (hosts.len() - 1, None);
-        };
-        let idle = &mut hosts[i].idle;
-        let old = expired_prefix(idle, now, self.idle_timeout);
-        if old > 0 {
-            idle.drain(..old);
-        }
-        while let Some(c) = idle.pop() {
-            // Not ready: the upstream closed it (or it broke) while idle.
-            if c.tx.is_ready() {
-                return (i, Some((c.tx, c.slot)));
+        let (i, mut next) = {
+            let mut hosts = self.hosts();
+            let Some(i) = hosts.iter().position(|h| h.is(k)) else {
+                hosts.push(Host {
+                    tls: k.tls,
+                    authority: k.authority.into(),
+                    idle: Vec::new(),
+                });
+                return (hosts.len() - 1, None);
+            };
+            let idle = &mut hosts[i].idle;
+            let old = expired_prefix(idle, now, self.idle_timeout);
+            if old > 0 {
+                idle.drain(..old);
             }
+            (i, idle.pop())
+        };
+        while let Some(mut c) = next {
+            if c.conn.usable() {
+                return (i, Some(c.conn));
+            }
+            next = self.hosts().get_mut(i).and_then(|h| h.idle.pop());
         }
         (i, None)
     }
 
     /// Puts an idle connection back on top of its stack, or drops it (closing it) when full.
-    fn release(&self, host: usize, tx: SendRequest<ProxyBody>, slot: Arc<Slot>) {
+    fn release(&self, host: usize, conn: Box<Conn>) {
         let mut hosts = self.hosts();
         if let Some(h) = hosts.get_mut(host)
             && h.idle.len() < self.max_idle
         {
             h.idle.push(Idle {
-                tx,
-                slot,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 
-    /// Drops every idle connection older than the idle timeout.
+    /// Drops every idle connection older than the idle timeout, and every one the upstream
+    /// closed (or wrote to) while it was idle: no task watches an idle connection, so this is
+    /// how a closed one leaves `CLOSE_WAIT` within a sweep.
     fn drop_expired(&self) {
         let now = Instant::now();
         for h in self.hosts().iter_mut() {
             let old = expired_prefix(&h.idle, now, self.idle_timeout);
             h.idle.drain(..old);
+            h.idle.retain_mut(|c| c.conn.usable());
         }
     }
 }
 
-/// The most an upstream connection's read buffer grows to (hyper's default is ~400 KiB): a
-/// response streamed to a slow client waits in it, so this bounds the memory of a stalled
-/// download (load/SCALE.md: ~947 KiB per stalled stream at hyper's default, ~300 KiB at this).
-/// It is also the largest response head an upstream may send, far above
-/// `limits.max_header_bytes`' use.
+/// The largest response head an upstream may send (far above `limits.max_header_bytes`' use).
+/// A response body is read one buffer at a time as the client takes it, so a stalled download
+/// holds about one read buffer (`wire::conn`), not this.
 const READ_BUF_MAX: usize = 64 * 1024;
 
-/// hyper's handshake on `io`, and the connection's task spawned.
-async fn start<T>(
-    io: T,
-    slot: Arc<Slot>,
-    pool: Weak<Inner>,
-    host: usize,
-) -> hyper::Result<SendRequest<ProxyBody>>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (tx, conn) = http1::Builder::new()
-        .max_buf_size(READ_BUF_MAX)
-        .handshake(io)
-        .await?;
-    tokio::spawn(drive(conn, slot, pool, host));
-    Ok(tx)
-}
-
-/// Runs a connection; after each step, returns its parked sender to the idle stack once hyper
-/// wants the next request.
-async fn drive<T>(
-    conn: http1::Connection<T, ProxyBody>,
-    slot: Arc<Slot>,
-    pool: Weak<Inner>,
-    host: usize,
-) where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let mut conn = std::pin::pin!(conn);
-    let ended = std::future::poll_fn(|cx| {
-        let polled = conn.as_mut().poll(cx);
-        if polled.is_pending() {
-            let mut parked = slot.lock();
-            if parked.as_ref().is_some_and(|tx| tx.is_ready())
-                && let Some(tx) = parked.take()
-            {
-                drop(parked);
-                if let Some(p) = pool.upgrade() {
-                    p.release(host, tx, slot.clone());
-                }
-            }
-        }
-        polled
-    })
-    .await;
-    drop(slot.lock().take());
-    if let Err(e) = ended {
-        tracing::debug!(error = %error_chain(&e), "upstream connection ended");
-    }
-}
-
-/// Drops expired idle connections every `every` (at least 1 s) until the pool is gone.
+/// Drops expired and closed idle connections every `every` (at most 1 s, at least 100 ms)
+/// until the pool is gone.
 async fn sweep(pool: Weak<Inner>, every: Duration) {
-    let every = every.max(Duration::from_secs(1));
+    let every = every.clamp(Duration::from_millis(100), Duration::from_secs(1));
     loop {
         tokio::time::sleep(every).await;
         match pool.upgrade() {
@@ -430,33 +367,21 @@ mod tests {
     }
 
     #[test]
-    fn requests_go_out_in_origin_form_with_a_host() {
+    fn requests_get_a_host_from_the_uri_when_they_have_none() {
         let cases = [
-            (
-                "http://10.0.0.9:55054/v2/a?b=1",
-                None,
-                "/v2/a?b=1",
-                "10.0.0.9:55054",
-            ),
-            ("https://h:443/", None, "/", "h"),
-            ("http://h:80", None, "/", "h"),
-            (
-                "http://h:81/x",
-                Some("client.example"),
-                "/x",
-                "client.example",
-            ),
+            ("http://10.0.0.9:55054/v2/a?b=1", None, "10.0.0.9:55054"),
+            ("https://h:443/", None, "h"),
+            ("http://h:80", None, "h"),
+            ("http://h:81/x", Some("client.example"), "client.example"),
         ];
-        for (uri, host, path, want_host) in cases {
-            let mut b = Request::get(uri);
-            if let Some(h) = host {
-                b = b.header("host", h);
+        for (uri, host, want_host) in cases {
+            let uri: Uri = uri.parse().unwrap();
+            let mut h = HeaderMap::new();
+            if let Some(v) = host {
+                h.insert("host", HeaderValue::from_static(v));
             }
-            let mut req = b.body(ProxyBody::Empty).unwrap();
-            let uri = std::mem::take(req.uri_mut());
-            prepare(&mut req, &uri);
-            assert_eq!(req.uri(), path, "{uri}");
-            assert_eq!(req.headers()["host"], want_host, "{uri}");
+            add_host(&mut h, &uri);
+            assert_eq!(h["host"], want_host, "{uri}");
         }
     }
 }

@@ -3,13 +3,13 @@
 //! the router's error kinds ([`SendError::into_error`]); and a buffered exchange for the
 //! router's own small requests (health checks, replication).
 
-use super::pool::{Failure, Pool, error_chain};
+use super::pool::{Failure, Pool};
 use crate::body::ProxyBody;
 use crate::config::Timeouts;
 use crate::error::ProxyError;
+use crate::wire::Wire;
 use bytes::Bytes;
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use std::time::Duration;
 
 /// Why an upstream exchange failed.
@@ -60,7 +60,7 @@ impl Upstream {
         &self,
         req: Request<ProxyBody>,
         timeout: Duration,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<Wire>, SendError> {
         let result = if req.body().is_streamed() {
             // The response timeout starts once the body was sent whole: a large upload may
             // take longer than `timeout` by itself.
@@ -99,10 +99,8 @@ impl Upstream {
             Err(_) => Err(SendError::Timeout),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(Failure::Connect(e))) => Err(SendError::Connect(e)),
-            Ok(Err(Failure::Exchange(e))) if is_request_body_error(&e) => {
-                Err(SendError::RequestBody(error_chain(&e)))
-            }
-            Ok(Err(Failure::Exchange(e))) => Err(SendError::Failed(error_chain(&e))),
+            Ok(Err(Failure::RequestBody(e))) => Err(SendError::RequestBody(e)),
+            Ok(Err(Failure::Exchange(e))) => Err(SendError::Failed(e)),
         }
     }
 }
@@ -198,19 +196,4 @@ impl Upstream {
             .await
             .map_err(|_| format!("no answer from {uri} within {timeout:?}"))?
     }
-}
-
-/// Whether an upstream exchange failed because the client's request body broke (hyper reports
-/// an error of the body it was sending as a "user" error).
-pub fn is_request_body_error(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if let Some(h) = err.downcast_ref::<hyper::Error>()
-            && h.is_user()
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
 }
