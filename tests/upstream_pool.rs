@@ -350,7 +350,11 @@ async fn a_streamed_body_of_known_length_starts_the_response_timeout_once_sent()
     let r = tokio::time::timeout(LONG, up.send(req, Duration::from_millis(300)))
         .await
         .expect("the response timeout started");
-    assert!(matches!(r, Err(SendError::Timeout)), "{:?}", r.map(|r| r.status()));
+    assert!(
+        matches!(r, Err(SendError::Timeout)),
+        "{:?}",
+        r.map(|r| r.status())
+    );
     assert_eq!(seen.requests.load(Ordering::SeqCst), 1);
 }
 
