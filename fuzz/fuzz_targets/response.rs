@@ -3,8 +3,9 @@
 //! a CONNECT changes how the body is framed); the rest is what the connection brought. It
 //! must return a response or an error, never panic, loop or allocate without bound.
 //!
-//! `cargo fuzz run response` from the repository root (cargo-fuzz; `--sanitizer none` on a
-//! stable toolchain). `tests/wire_vs_hyper.rs` runs the same call on random bytes in CI.
+//! From the repository root, on the stable toolchain (cargo-fuzz, no sanitizer):
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run response --sanitizer none -- -max_total_time=120`.
+//! `tests/wire_vs_hyper.rs` runs the same call on random bytes in `cargo test`.
 
 #![no_main]
 
