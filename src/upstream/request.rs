@@ -47,16 +47,16 @@ pub fn upstream_request_to(
     *req.uri_mut() = uri.build().unwrap_or_else(|_| base.clone());
     *req.method_mut() = parts.method.clone();
     *req.version_mut() = Version::HTTP_11;
-    let mut h = parts.headers.clone();
-    headers::strip_hop_by_hop(&mut h);
+    let h = req.headers_mut();
+    *h = parts.headers.clone();
+    headers::strip_hop_by_hop(h);
     if !h.contains_key(header::HOST)
         && let Some(a) = parts.uri.authority()
         && let Ok(v) = header::HeaderValue::from_str(a.as_str())
     {
         h.insert(header::HOST, v);
     }
-    headers::add_forwarded(&mut h, remote);
-    *req.headers_mut() = h;
+    headers::add_forwarded(h, remote);
     req
 }
 

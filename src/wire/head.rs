@@ -235,9 +235,12 @@ pub fn parse_response(
             continue;
         }
         let (indices, n) = indices;
-        let mut headers = HeaderMap::with_capacity(n);
+        // Room for the headers the router adds to an answer (`respond::decorate`, the request
+        // id), so that adding them does not grow the map (a rehash of every header).
+        let mut headers = HeaderMap::with_capacity(n + ANSWER_ROOM);
         let mut keep_alive = version == Version::HTTP_11;
         let mut saw_close = false;
+        let (mut length, mut transfer_encoding) = (Lengths::Absent, false);
         for &[n0, n1, v0, v1] in &indices[..n] {
             let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
             let name = header::HeaderName::from_bytes(&head[n0..n1])
@@ -251,10 +254,18 @@ pub fn parse_response(
                 } else if !keep_alive {
                     keep_alive = has_token(&value, "keep-alive");
                 }
+            } else if name == header::CONTENT_LENGTH {
+                length = length.and(&value);
+            } else if name == header::TRANSFER_ENCODING {
+                transfer_encoding = true;
             }
             headers.append(name, value);
         }
-        let body = body_framing(status, version, method, &headers)?;
+        let seen = Seen {
+            length,
+            transfer_encoding,
+        };
+        let body = body_framing(status, version, method, &headers, seen)?;
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = status;
         parts.version = version;
@@ -272,12 +283,52 @@ pub fn parse_response(
     }
 }
 
+/// How many headers [`parse_response`] leaves room for beyond the upstream's: those
+/// `respond::decorate` adds (DC, route, shard, epoch) and the request id.
+const ANSWER_ROOM: usize = 5;
+
+/// The `Content-Length` values of one head, folded as they are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lengths {
+    /// None yet.
+    Absent,
+    /// Every value so far is this number.
+    Same(u64),
+    /// A value is not a number, or two differ.
+    Bad,
+}
+
+impl Lengths {
+    /// Folds in one `Content-Length` line (a comma-separated list counts each element).
+    fn and(self, v: &HeaderValue) -> Lengths {
+        let Ok(line) = v.to_str() else {
+            return Lengths::Bad;
+        };
+        line.split(',').fold(self, |acc, part| {
+            match (acc, digits(part.trim().as_bytes())) {
+                (Lengths::Bad, _) | (_, None) => Lengths::Bad,
+                (Lengths::Absent, Some(n)) => Lengths::Same(n),
+                (Lengths::Same(m), Some(n)) if m == n => Lengths::Same(m),
+                (Lengths::Same(_), Some(_)) => Lengths::Bad,
+            }
+        })
+    }
+}
+
+/// What the header loop learnt about the body's framing, so that no header is looked up again.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    length: Lengths,
+    transfer_encoding: bool,
+}
+
 /// How the body of a response is delimited (RFC 9112 6.3, as hyper's `Client::decoder`).
 fn body_framing(
     status: StatusCode,
     version: Version,
     method: &Method,
     headers: &HeaderMap,
+    seen: Seen,
 ) -> Result<BodyFraming, WireError> {
     match status.as_u16() {
         101 => return Err(WireError::Upgrade),
@@ -290,7 +341,7 @@ fn body_framing(
     if *method == Method::CONNECT && status.is_success() {
         return Err(WireError::Upgrade);
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if seen.transfer_encoding {
         if version == Version::HTTP_10 {
             return Err(WireError::TransferEncoding10);
         }
@@ -305,31 +356,26 @@ fn body_framing(
             BodyFraming::Close
         });
     }
-    match content_length(headers) {
+    match seen.length {
         // hyper's `DecodedLength` reserves the top values.
-        Some(n) if n >= u64::MAX - 2 => Err(WireError::ContentLength),
-        Some(n) => Ok(BodyFraming::Length(n)),
-        None if headers.contains_key(header::CONTENT_LENGTH) => Err(WireError::ContentLength),
-        None => Ok(BodyFraming::Close),
+        Lengths::Same(n) if n >= u64::MAX - 2 => Err(WireError::ContentLength),
+        Lengths::Same(n) => Ok(BodyFraming::Length(n)),
+        Lengths::Bad => Err(WireError::ContentLength),
+        Lengths::Absent => Ok(BodyFraming::Close),
     }
 }
 
 /// Every `Content-Length` value (comma-separated lists included), when all are the same
 /// number (hyper's `content_length_parse_all`).
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut found = None;
-    for v in headers.get_all(header::CONTENT_LENGTH) {
-        let line = v.to_str().ok()?;
-        for part in line.split(',') {
-            let n = digits(part.trim().as_bytes())?;
-            match found {
-                None => found = Some(n),
-                Some(m) if m != n => return None,
-                Some(_) => {}
-            }
-        }
+    let folded = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .fold(Lengths::Absent, Lengths::and);
+    match folded {
+        Lengths::Same(n) => Some(n),
+        Lengths::Absent | Lengths::Bad => None,
     }
-    found
 }
 
 fn digits(b: &[u8]) -> Option<u64> {
