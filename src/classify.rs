@@ -175,9 +175,7 @@ pub fn classify_head(
 ) -> Result<Head, ClassifyError> {
     let mut buf: [Cow<'_, str>; MAX_SEGMENTS] = Default::default();
     let mut n = 0;
-    // A char predicate, not `split('/')`: that one calls memchr once per segment, which costs
-    // more than looking at the few bytes of a segment.
-    for raw in path.split(|c: char| c == '/').filter(|s| !s.is_empty()) {
+    for raw in path.split('/').filter(|s| !s.is_empty()) {
         let seg = decode_segment(raw)?;
         if n < MAX_SEGMENTS {
             buf[n] = seg;
