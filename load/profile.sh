@@ -14,7 +14,8 @@
 #   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
 #   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
 #   forwarded to dc1's (the profiled router is dc1's, for a write the owner's side, unless
-#   PROFILE_DC=2: dc2's, the forwarding side of a write)
+#   PROFILE_DC=2: dc2's, the forwarding side of a write); local-write: the same POST on dc1's
+#   router, the owner (one hop: what a write costs before any forwarding)
 #   env ROUTER_ENV="NAME=VALUE ..." for dc1's router only
 #   env IDLE_CONNS=N: before the load, hold N idle keep-alive connections (load/idle_conns.py)
 #       and report the router's RSS per idle connection
@@ -60,6 +61,8 @@ WRAP
     url="$scheme://127.0.0.1:$(client_port 1)/v2/clusters/$id/status"
     if [[ $WHAT == write ]]; then
         method=POST; url="$scheme://127.0.0.1:$(client_port 2)/v2/clusters/$id/pause"
+    elif [[ $WHAT == local-write ]]; then
+        method=POST; url="$scheme://127.0.0.1:$(client_port 1)/v2/clusters/$id/pause"
     fi
     # dc1's router process itself (under heaptrack it is a child of the wrapper).
     local router p

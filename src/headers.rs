@@ -1,7 +1,7 @@
 //! Header work at the proxy's edges: the router's own `x-coopr-router-*` headers, hop-by-hop
 //! removal (RFC 9110 §7.6.1), `X-Forwarded-For` / `Forwarded`, and request ids.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,25 +68,36 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers, including those the `Connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // The common case, nothing to remove, costs one pass over the names and no hashing.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
-        // Every Connection header counts, not just the first.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|list| list.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
+    for name in connection_named(headers) {
+        headers.remove(name);
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+}
+
+/// Whether `name` is hop-by-hop by itself (not counting what `Connection` names).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// The headers every `Connection` header names (they concern one connection only); empty,
+/// without allocating, when there is no `Connection` header.
+pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
+    // Every Connection header counts, not just the first.
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
 }
 
 /// Appends the client's address to `X-Forwarded-For` and `Forwarded`.
@@ -154,26 +165,110 @@ fn cached_values(ip: IpAddr, prev: Values) -> Values {
 /// `prev` (if any), then `ip`.
 fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
     let mut xff = ListValue::after(prev);
-    push_ip(&mut xff.0, ip);
+    push_forwarded_for(&mut xff.0, &IpText::of(ip));
     xff.finish()
 }
 
 /// `prev` (if any), then `for=ip;proto=http`.
 fn forwarded(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
     let mut fwd = ListValue::after(prev);
-    match ip {
-        IpAddr::V4(_) => {
-            fwd.0.extend_from_slice(b"for=");
-            push_ip(&mut fwd.0, ip);
+    push_forwarded(&mut fwd.0, &IpText::of(ip));
+    fwd.finish()
+}
+
+/// Writes the value of `X-Forwarded-For` with `ip` added to the client's `prev` (if any):
+/// what [`add_forwarded`] sets, written straight into an upstream request's head. Always a
+/// valid header value: `prev` is one, and `, ` and an address are printable ASCII.
+pub fn write_forwarded_for(out: &mut impl BufMut, prev: Option<&HeaderValue>, ip: &IpText) {
+    put_list_prefix(out, prev);
+    push_forwarded_for(out, ip);
+}
+
+/// Writes the value of `Forwarded` with this hop's element added to `prev` (if any), as
+/// [`add_forwarded`] sets it.
+pub fn write_forwarded(out: &mut impl BufMut, prev: Option<&HeaderValue>, ip: &IpText) {
+    put_list_prefix(out, prev);
+    push_forwarded(out, ip);
+}
+
+/// The previous value of a list header and `, ` (nothing when there is none or it is empty).
+fn put_list_prefix(out: &mut impl BufMut, prev: Option<&HeaderValue>) {
+    if let Some(prev) = prev.filter(|p| !p.is_empty()) {
+        out.put_slice(prev.as_bytes());
+        out.put_slice(b", ");
+    }
+}
+
+/// `X-Forwarded-For`'s element for `ip`: the address.
+fn push_forwarded_for(out: &mut impl BufMut, ip: &IpText) {
+    out.put_slice(ip.as_bytes());
+}
+
+/// `Forwarded`'s element for `ip`: `for=ip;proto=http` (RFC 7239, an IPv6 address quoted and
+/// bracketed).
+fn push_forwarded(out: &mut impl BufMut, ip: &IpText) {
+    if ip.v6 {
+        out.put_slice(b"for=\"[");
+        out.put_slice(ip.as_bytes());
+        out.put_slice(b"]\";proto=http");
+    } else {
+        out.put_slice(b"for=");
+        out.put_slice(ip.as_bytes());
+        out.put_slice(b";proto=http");
+    }
+}
+
+/// An address as text, on the stack: IPv4 by hand (the common case, and `Display` is slow),
+/// IPv6 through `Display` (at most 45 characters, with an embedded IPv4 address).
+pub struct IpText {
+    buf: [u8; 48],
+    len: usize,
+    v6: bool,
+}
+
+impl IpText {
+    pub fn of(ip: IpAddr) -> IpText {
+        let mut t = IpText {
+            buf: [0; 48],
+            len: 0,
+            v6: ip.is_ipv6(),
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if octet >= 100 {
+                        t.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        t.push(b'0' + octet / 10 % 10);
+                    }
+                    t.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut cursor = std::io::Cursor::new(&mut t.buf[..]);
+                // 48 bytes hold any IPv6 address's text; a failure would leave it cut short.
+                let _ = write!(cursor, "{v6}");
+                t.len = usize::try_from(cursor.position()).unwrap_or(0);
+            }
         }
-        IpAddr::V6(_) => {
-            fwd.0.extend_from_slice(b"for=\"[");
-            push_ip(&mut fwd.0, ip);
-            fwd.0.extend_from_slice(b"]\"");
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
         }
     }
-    fwd.0.extend_from_slice(b";proto=http");
-    fwd.finish()
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// A comma-separated header value being built: the previous value (if any) and `, `, then the
@@ -182,12 +277,9 @@ struct ListValue(BytesMut);
 
 impl ListValue {
     fn after(prev: Option<&HeaderValue>) -> Self {
-        let prev = prev.map_or(&[][..], HeaderValue::as_bytes);
-        let mut buf = BytesMut::with_capacity(prev.len() + 64);
-        if !prev.is_empty() {
-            buf.extend_from_slice(prev);
-            buf.extend_from_slice(b", ");
-        }
+        let len = prev.map_or(0, HeaderValue::len);
+        let mut buf = BytesMut::with_capacity(len + 64);
+        put_list_prefix(&mut buf, prev);
         ListValue(buf)
     }
 
@@ -196,28 +288,8 @@ impl ListValue {
     }
 }
 
-/// Writes an address as text: IPv4 by hand (the common case, and `Display` is slow), IPv6
-/// through `Display`.
-fn push_ip(out: &mut BytesMut, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(b".");
-                }
-                push_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write;
-            // Writing into a BytesMut cannot fail.
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
 /// Writes `n` in decimal.
-fn push_decimal(out: &mut BytesMut, n: u64) {
+pub fn push_decimal(out: &mut impl BufMut, n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut rest = n;
@@ -229,7 +301,7 @@ fn push_decimal(out: &mut BytesMut, n: u64) {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    out.put_slice(&digits[i..]);
 }
 
 /// The request id: the client's `x-request-id` if it is sane, else a new one (set on the
@@ -330,6 +402,28 @@ pub fn number(n: u64) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        let cases = [
+            "0.0.0.0",
+            "1.20.100.9",
+            "10.0.0.1",
+            "99.100.199.200",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "::ffff:255.255.255.255",
+            "1:2:3:4:5:6:7:8",
+        ];
+        for text in cases {
+            let ip: IpAddr = text.parse().unwrap();
+            let got = IpText::of(ip);
+            assert_eq!(got.as_bytes(), ip.to_string().as_bytes(), "{text}");
+            assert_eq!(got.v6, ip.is_ipv6());
+        }
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_headers_go() {

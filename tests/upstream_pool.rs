@@ -248,7 +248,8 @@ async fn at_most_max_idle_connections_are_kept_per_upstream() {
         let (pool, url) = (pool.clone(), url.clone());
         all.spawn(async move {
             let req = Request::get(url).body(ProxyBody::Empty).unwrap();
-            let resp = pool.send(req).await.unwrap();
+            let (out, body) = coopr_router::upstream::Outbound::of_request(req);
+            let resp = pool.send(out, body).await.unwrap();
             resp.into_body().collect().await.unwrap();
         });
     }

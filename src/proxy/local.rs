@@ -7,9 +7,9 @@ use super::respond::decorate;
 use crate::body::ProxyBody;
 use crate::classify::Api;
 use crate::error::ProxyError;
-use crate::headers;
 use crate::routing::Route;
-use crate::upstream::{Hop, SendError, upstream_request, upstream_request_to};
+use crate::upstream::{Hop, Outbound, RouterHeaders, SendError};
+use crate::wire::Length;
 use crate::wire::Wire;
 use http::Response;
 
@@ -44,12 +44,22 @@ pub(super) async fn to_local(
             ));
         };
         let replay = body.try_clone();
-        let mut req = upstream_request(cx.parts, backend.base(api), cx.remote, body);
-        let epoch = if cx.is_write() { route.epoch } else { 0 };
-        headers::set_hop_and_epoch(req.headers_mut(), None, epoch, cx.carries_router_headers());
+        let router = RouterHeaders {
+            hop: None,
+            epoch: if cx.is_write() { route.epoch } else { 0 },
+            carried: cx.carries_router_headers(),
+        };
+        let out = Outbound::proxied(
+            cx.parts,
+            backend.base(api),
+            None,
+            cx.remote,
+            &router,
+            Length::of(&body),
+        );
         match rt
             .upstream
-            .send(req, rt.config.raw.timeouts.response())
+            .send_outbound(out, body, rt.config.raw.timeouts.response())
             .await
         {
             Ok(resp) => {
@@ -91,16 +101,15 @@ pub(super) async fn to_standby(
             "no standby server is configured".into(),
         ));
     };
-    let mut req = upstream_request(cx.parts, base, cx.remote, body);
-    headers::set_hop_and_epoch(
-        req.headers_mut(),
-        None,
-        route.epoch,
-        cx.carries_router_headers(),
-    );
+    let router = RouterHeaders {
+        hop: None,
+        epoch: route.epoch,
+        carried: cx.carries_router_headers(),
+    };
+    let out = Outbound::proxied(cx.parts, base, None, cx.remote, &router, Length::of(&body));
     match rt
         .upstream
-        .send(req, rt.config.raw.timeouts.response())
+        .send_outbound(out, body, rt.config.raw.timeouts.response())
         .await
     {
         Ok(resp) => Ok(answered_here(cx, resp, "standby", route)),
@@ -145,10 +154,20 @@ pub(super) async fn to_tasks(
     };
     let pq = http::uri::PathAndQuery::try_from(pq)
         .map_err(|e| ProxyError::BackendUnreachable(format!("bad standby path: {e}")))?;
-    let req = upstream_request_to(cx.parts, base, pq, cx.remote, body);
+    // The tasks API's requests keep whatever router headers they carry (none are set here).
+    let router = RouterHeaders::default();
+    let length = Length::of(&body);
+    let out = Outbound::proxied(
+        cx.parts,
+        base,
+        Some(pq.as_str()),
+        cx.remote,
+        &router,
+        length,
+    );
     match rt
         .upstream
-        .send(req, rt.config.raw.timeouts.response())
+        .send_outbound(out, body, rt.config.raw.timeouts.response())
         .await
     {
         Ok(resp) => Ok(answered_here(cx, resp, "standby", local)),

@@ -11,7 +11,8 @@ use crate::classify::Api;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Origin, Route, RoutingTable, Target, decide};
-use crate::upstream::{Hop, upstream_request};
+use crate::upstream::{Hop, Outbound, RouterHeaders};
+use crate::wire::Length;
 use http::{HeaderValue, Response, StatusCode};
 
 /// How many times one request may be routed again after 421s. Each retry needs the map to have
@@ -159,16 +160,16 @@ pub(super) async fn send_peer(
             reason: "unknown DC".into(),
         });
     };
-    let mut req = upstream_request(cx.parts, &peer.peer_url, cx.remote, body);
-    headers::set_hop_and_epoch(
-        req.headers_mut(),
-        Some(rt.dc_header.clone()),
-        route.epoch,
-        cx.carries_router_headers(),
-    );
+    let router = RouterHeaders {
+        hop: Some(rt.dc_header.clone()),
+        epoch: route.epoch,
+        carried: cx.carries_router_headers(),
+    };
+    let length = Length::of(&body);
+    let out = Outbound::proxied(cx.parts, &peer.peer_url, None, cx.remote, &router, length);
     match rt
         .upstream
-        .send(req, rt.config.raw.timeouts.response())
+        .send_outbound(out, body, rt.config.raw.timeouts.response())
         .await
     {
         Ok(resp) => {

@@ -15,5 +15,5 @@ pub mod send;
 
 pub use backend::{Backend, Backends};
 pub use health::{PeerHealth, TargetHealth};
-pub use request::{upstream_request, upstream_request_to};
+pub use request::{Outbound, RouterHeaders, upstream_request, upstream_request_to};
 pub use send::{Hop, Reply, SendError, Upstream};

@@ -14,11 +14,12 @@
 //! connection. Idle connections older than the idle timeout are dropped at checkout and by a
 //! sweep; at most `max_idle` are kept per upstream.
 
+use super::request::Outbound;
 use crate::body::ProxyBody;
 use crate::tls::UpstreamTls;
 use crate::wire::{self, Conn, ExchangeError, Home, Io, Outgoing, Wire};
+use http::Response;
 use http::uri::Uri;
-use http::{HeaderMap, HeaderValue, Request, Response, header};
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -135,19 +136,16 @@ impl Pool {
         }))
     }
 
-    /// Sends `req` (an absolute URI: it picks the upstream) on a pooled or new connection and
-    /// waits for the response head. The request goes out in origin form, with a `Host` header
-    /// from the URI when it has none.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Wire>, Failure> {
-        let (mut parts, body) = req.into_parts();
-        let uri = std::mem::take(&mut parts.uri);
+    /// Sends a request on a pooled or new connection to the upstream its base URI names and
+    /// waits for the response head (`Outbound::of_request` makes one of a `Request`).
+    pub async fn send(&self, req: Outbound, body: ProxyBody) -> Result<Response<Wire>, Failure> {
+        let Outbound {
+            base: uri,
+            method,
+            head,
+            framing,
+        } = req;
         let key = Key::of(&uri).map_err(Failure::Connect)?;
-        add_host(&mut parts.headers, &uri);
-        let length = wire::Length::of(&body);
-        let framing = wire::head::request_framing(&parts.method, &mut parts.headers, length);
-        let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut head = Vec::new();
-        wire::head::encode_head(&parts.method, target, &parts.headers, &mut head);
         let mut out = Outgoing::new(head, body, framing);
         loop {
             let (host, pooled) = self.0.checkout(&key);
@@ -161,7 +159,7 @@ impl Pool {
                     (conn, false)
                 }
             };
-            match wire::exchange(conn, &mut out, &parts.method, READ_BUF_MAX).await {
+            match wire::exchange(conn, &mut out, &method, READ_BUF_MAX).await {
                 Ok((conn, head, keep_alive)) => {
                     let home = keep_alive.then(|| {
                         let pool: Weak<dyn Home> = Arc::downgrade(&self.0) as Weak<Inner>;
@@ -207,28 +205,6 @@ impl Pool {
             Io::Plain(tcp)
         };
         Ok(Conn::new(io))
-    }
-}
-
-/// `Host` from the URI when missing (a default port left out).
-fn add_host(headers: &mut HeaderMap, uri: &Uri) {
-    if headers.contains_key(header::HOST) {
-        return;
-    }
-    let Some(a) = uri.authority() else {
-        return;
-    };
-    let default = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    let value = match a.port_u16() {
-        Some(p) if p == default => HeaderValue::from_str(a.host()),
-        _ => HeaderValue::from_str(a.as_str()),
-    };
-    if let Ok(v) = value {
-        headers.insert(header::HOST, v);
     }
 }
 
@@ -364,24 +340,5 @@ mod tests {
             !expired(t0 + idle, t0, idle),
             "a clock read earlier is not expired"
         );
-    }
-
-    #[test]
-    fn requests_get_a_host_from_the_uri_when_they_have_none() {
-        let cases = [
-            ("http://10.0.0.9:55054/v2/a?b=1", None, "10.0.0.9:55054"),
-            ("https://h:443/", None, "h"),
-            ("http://h:80", None, "h"),
-            ("http://h:81/x", Some("client.example"), "client.example"),
-        ];
-        for (uri, host, want_host) in cases {
-            let uri: Uri = uri.parse().unwrap();
-            let mut h = HeaderMap::new();
-            if let Some(v) = host {
-                h.insert("host", HeaderValue::from_static(v));
-            }
-            add_host(&mut h, &uri);
-            assert_eq!(h["host"], want_host, "{uri}");
-        }
     }
 }

@@ -4,6 +4,7 @@
 //! router's own small requests (health checks, replication).
 
 use super::pool::{Failure, Pool};
+use super::request::Outbound;
 use crate::body::ProxyBody;
 use crate::config::Timeouts;
 use crate::error::ProxyError;
@@ -61,15 +62,27 @@ impl Upstream {
         req: Request<ProxyBody>,
         timeout: Duration,
     ) -> Result<Response<Wire>, SendError> {
-        let result = if req.body().is_streamed() {
+        let (out, body) = Outbound::of_request(req);
+        self.send_outbound(out, body, timeout).await
+    }
+
+    /// Sends a request whose head is already written ([`Outbound::proxied`]) and waits for
+    /// the response head at most `timeout`.
+    pub async fn send_outbound(
+        &self,
+        out: Outbound,
+        body: ProxyBody,
+        timeout: Duration,
+    ) -> Result<Response<Wire>, SendError> {
+        let result = if body.is_streamed() {
             // The response timeout starts once the body was sent whole: a large upload may
             // take longer than `timeout` by itself.
             let progress = std::sync::Arc::new(crate::body::Progress::default());
-            let req = req.map(|b| ProxyBody::Tracked {
-                inner: Box::new(b),
+            let body = ProxyBody::Tracked {
+                inner: Box::new(body),
                 progress: crate::body::Reporter(progress.clone()),
-            });
-            let exchange = self.pool.send(req);
+            };
+            let exchange = self.pool.send(out, body);
             tokio::pin!(exchange);
             let sent = std::future::poll_fn(|cx| progress.poll_done(cx));
             // A body that stalls while the upstream waits for it is cut: it would hold an
@@ -93,7 +106,7 @@ impl Upstream {
                 _ = stalled => return Err(SendError::BodyStalled),
             }
         } else {
-            tokio::time::timeout(timeout, self.pool.send(req)).await
+            tokio::time::timeout(timeout, self.pool.send(out, body)).await
         };
         match result {
             Err(_) => Err(SendError::Timeout),

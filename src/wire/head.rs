@@ -73,14 +73,10 @@ pub enum Framing {
 /// edits `headers` as hyper does (a `Content-Length` for a body of known length, `chunked`
 /// made the last transfer coding, no `Content-Length` beside a `Transfer-Encoding`).
 pub fn request_framing(method: &Method, headers: &mut HeaderMap, body: Length) -> Framing {
-    let len = match body {
-        Length::Ended => {
-            headers.remove(header::TRANSFER_ENCODING);
-            return Framing::Length(0);
-        }
-        Length::Known(n) => Some(n),
-        Length::Unknown => None,
-    };
+    if body == Length::Ended {
+        headers.remove(header::TRANSFER_ENCODING);
+        return Framing::Length(0);
+    }
     let existing = content_length(headers);
     match headers.entry(header::TRANSFER_ENCODING) {
         Entry::Occupied(mut te) => {
@@ -90,21 +86,52 @@ pub fn request_framing(method: &Method, headers: &mut HeaderMap, body: Length) -
             headers.remove(header::CONTENT_LENGTH);
             Framing::Chunked
         }
-        Entry::Vacant(te) => match (existing, len) {
-            (Some(n), _) => Framing::Length(n),
-            (None, Some(n)) => {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-                Framing::Length(n)
+        Entry::Vacant(te) => {
+            let (framing, length) = framing_without_te(method, existing, body);
+            match length {
+                LengthHeader::Keep => {}
+                LengthHeader::Set(n) => {
+                    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+                }
+                LengthHeader::Drop => {
+                    te.insert(HeaderValue::from_static("chunked"));
+                    headers.remove(header::CONTENT_LENGTH);
+                }
             }
-            (None, None) if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) => {
-                Framing::Length(0)
-            }
-            (None, None) => {
-                te.insert(HeaderValue::from_static("chunked"));
-                headers.remove(header::CONTENT_LENGTH);
-                Framing::Chunked
-            }
-        },
+            framing
+        }
+    }
+}
+
+/// What becomes of a request's `Content-Length` header(s) when it has no `Transfer-Encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LengthHeader {
+    /// Sent as they are (or none, as none came).
+    Keep,
+    /// Replaced by one with this value.
+    Set(u64),
+    /// Removed: the body goes chunked (`Transfer-Encoding: chunked` is added).
+    Drop,
+}
+
+/// [`request_framing`]'s choice for a request without `Transfer-Encoding` (the router strips
+/// the client's as hop-by-hop), as a pure function of the method, the request's own
+/// `Content-Length` (see [`content_length`]) and what the body says of itself.
+pub fn framing_without_te(
+    method: &Method,
+    existing: Option<u64>,
+    body: Length,
+) -> (Framing, LengthHeader) {
+    match (body, existing) {
+        (Length::Ended, _) => (Framing::Length(0), LengthHeader::Keep),
+        (_, Some(n)) => (Framing::Length(n), LengthHeader::Keep),
+        (Length::Known(n), None) => (Framing::Length(n), LengthHeader::Set(n)),
+        (Length::Unknown, None)
+            if matches!(*method, Method::GET | Method::HEAD | Method::CONNECT) =>
+        {
+            (Framing::Length(0), LengthHeader::Keep)
+        }
+        (Length::Unknown, None) => (Framing::Chunked, LengthHeader::Drop),
     }
 }
 
