@@ -102,12 +102,9 @@ pub fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Appends the client's address to `X-Forwarded-For` and `Forwarded`.
 pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
-    let ip = remote.ip();
-    let prev = (
-        headers.get(&X_FORWARDED_FOR).cloned(),
-        headers.get(header::FORWARDED).cloned(),
-    );
-    let (xff, fwd) = cached_values(ip, prev);
+    let ip = IpText::of(remote.ip());
+    let xff = forwarded_for(headers.get(&X_FORWARDED_FOR), &ip);
+    let fwd = forwarded(headers.get(header::FORWARDED), &ip);
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
@@ -116,63 +113,17 @@ pub fn add_forwarded(headers: &mut HeaderMap, remote: SocketAddr) {
     }
 }
 
-type Values = (Option<HeaderValue>, Option<HeaderValue>);
-
-/// What [`cached_values`] remembers: the client, the values it came with, and the new values.
-type Entry = (IpAddr, Values, Values);
-
-thread_local! {
-    /// The last client [`cached_values`] was asked for on this thread, one entry for a request
-    /// that came with neither header and one for a request that came with either (a peer
-    /// router's forwarded requests, a load balancer's).
-    static LAST: std::cell::RefCell<[Option<Entry>; 2]> =
-        const { std::cell::RefCell::new([None, None]) };
-}
-
-/// `X-Forwarded-For` and `Forwarded` with `ip` appended to `prev`: the last client this thread
-/// served is usually the same one with the same values (a load balancer, a keep-alive client,
-/// a peer router), so the values are cloned from a cache (a refcount) when they match.
-fn cached_values(ip: IpAddr, prev: Values) -> Values {
-    let build = |prev: &Values| {
-        (
-            forwarded_for(prev.0.as_ref(), ip),
-            forwarded(prev.1.as_ref(), ip),
-        )
-    };
-    let slot = usize::from(prev.0.is_some() || prev.1.is_some());
-    let same = |a: &Option<HeaderValue>, b: &Option<HeaderValue>| {
-        a.as_ref().map(HeaderValue::as_bytes) == b.as_ref().map(HeaderValue::as_bytes)
-    };
-    LAST.with(|last| {
-        let Ok(mut last) = last.try_borrow_mut() else {
-            return build(&prev);
-        };
-        match &last[slot] {
-            Some((cached, from, values))
-                if *cached == ip && same(&from.0, &prev.0) && same(&from.1, &prev.1) =>
-            {
-                values.clone()
-            }
-            _ => {
-                let values = build(&prev);
-                last[slot] = Some((ip, prev, values.clone()));
-                values
-            }
-        }
-    })
-}
-
 /// `prev` (if any), then `ip`.
-fn forwarded_for(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
+fn forwarded_for(prev: Option<&HeaderValue>, ip: &IpText) -> Option<HeaderValue> {
     let mut xff = ListValue::after(prev);
-    push_forwarded_for(&mut xff.0, &IpText::of(ip));
+    push_forwarded_for(&mut xff.0, ip);
     xff.finish()
 }
 
 /// `prev` (if any), then `for=ip;proto=http`.
-fn forwarded(prev: Option<&HeaderValue>, ip: IpAddr) -> Option<HeaderValue> {
+fn forwarded(prev: Option<&HeaderValue>, ip: &IpText) -> Option<HeaderValue> {
     let mut fwd = ListValue::after(prev);
-    push_forwarded(&mut fwd.0, &IpText::of(ip));
+    push_forwarded(&mut fwd.0, ip);
     fwd.finish()
 }
 
@@ -453,8 +404,8 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_values_follow_the_client() {
-        // Same client twice (cached), another, then the first again: each gets its own address.
+    fn forwarded_values_follow_the_client() {
+        // Same client twice, another, then the first again: each gets its own address.
         for remote in [
             "192.0.2.7:1",
             "192.0.2.7:2",
@@ -476,9 +427,9 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_values_follow_the_previous_values_too() {
+    fn forwarded_values_follow_the_previous_values() {
         // The same client with the same, other, no and again the same previous values, in
-        // turn: each answer is the previous values followed by the client, never a stale one.
+        // turn: each answer is the previous values followed by the client.
         let remote: SocketAddr = "192.0.2.7:1".parse().unwrap();
         for prev in [
             Some("10.0.0.1"),
