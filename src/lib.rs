@@ -31,8 +31,8 @@
 //! **Background.** [`health`] probes local servers and peer DCs.
 //!
 //! **Shared types.** [`runtime`] (what a reload swaps: config, servers, upstream, TLS),
-//! [`config`], [`body`], [`headers`], [`shutdown`], [`backoff`], [`ids`], [`metrics`],
-//! [`logging`].
+//! [`config`], [`body`], [`headers`], [`shutdown`], [`backoff`], [`deadline`], [`ids`],
+//! [`metrics`], [`logging`].
 //!
 //! **The simulator.** [`sim`] is `coopr-sim`, the Coopr API simulator the tests run against;
 //! it depends only on [`ids`].
@@ -44,6 +44,7 @@ pub mod backoff;
 pub mod body;
 pub mod classify;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod error;
 pub mod etcd;

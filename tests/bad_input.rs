@@ -170,6 +170,32 @@ async fn slow_heads_and_slow_inspected_bodies_are_cut_off() {
         started.elapsed()
     );
     still_serves(addr, "slow head").await;
+    // The same for the second head of a kept-alive connection: the first request is answered,
+    // the second head, begun in the same write and never ended, is cut off.
+    let started = std::time::Instant::now();
+    let a = raw_slow(
+        addr,
+        &[
+            b"GET /status HTTP/1.1\r\nHost: x\r\n\r\nGET /status HTTP/1.1\r\n",
+            b"Host: x\r\n",
+            b"X-A: 1\r\n",
+            b"X-B: 1\r\n",
+            b"X-C: 1\r\n",
+            b"X-D: 1\r\n",
+            b"X-E: 1\r\n",
+        ],
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(a.closed, "{a:?}");
+    assert_eq!(a.status, Some(200), "the first request was answered: {a:?}");
+    assert_eq!(a.text.matches("HTTP/1.1 ").count(), 1, "{a:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    still_serves(addr, "slow second head").await;
     // An inspected body (POST /v2/nodes needs its clusterId) that stalls: 408.
     let head = b"POST /v2/nodes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"clusterId\":";
     let a = raw_slow(addr, &[head, b"\"4"], Duration::from_millis(100)).await;

@@ -55,6 +55,8 @@ enum Mode {
     OkConnectionClose,
     /// Reads the request and never answers.
     Silent,
+    /// Answers the first request of a connection (`200 ok`, keep-alive), no later one.
+    FirstOnly,
     /// `200 ok`, keep-alive, once this many requests have arrived (so that many connections
     /// are open at once).
     Gate(usize),
@@ -106,8 +108,11 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             if let Mode::Gate(n) = mode {
                 let _ = seen.count.subscribe().wait_for(|c| *c >= n).await;
             }
+            let first = seen.requests.load(Ordering::SeqCst) == 1;
             let answer: &[u8] = match mode {
                 Mode::Silent => continue,
+                Mode::FirstOnly if !first => continue,
+                Mode::FirstOnly => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
                 Mode::Ok | Mode::OkThenClose | Mode::Gate(_) => {
                     b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
                 }
@@ -118,7 +123,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             if io.write_all(answer).await.is_err() {
                 return;
             }
-            if !matches!(mode, Mode::Ok | Mode::Gate(_)) {
+            if !matches!(mode, Mode::Ok | Mode::Gate(_) | Mode::FirstOnly) {
                 let _ = io.shutdown().await;
                 return;
             }
@@ -249,7 +254,7 @@ async fn at_most_max_idle_connections_are_kept_per_upstream() {
         all.spawn(async move {
             let req = Request::get(url).body(ProxyBody::Empty).unwrap();
             let (out, body) = coopr_router::upstream::Outbound::of_request(req);
-            let resp = pool.send(out, body).await.unwrap();
+            let resp = pool.send(out, body, Duration::from_secs(10)).await.unwrap();
             resp.into_body().collect().await.unwrap();
         });
     }
@@ -332,6 +337,47 @@ async fn no_response_head_within_the_timeout_is_a_timeout() {
         1,
         "the request was sent"
     );
+}
+
+/// The response timer of a connection is armed lazily (`wire::conn`): it stays at an earlier
+/// request's deadline until it fires or a request needs it sooner. Either way each request
+/// waits exactly its own `timeout`, counted from when it was sent (paused time: the clock
+/// jumps to each timer once nothing else can happen).
+#[tokio::test(start_paused = true)]
+async fn each_request_on_a_reused_connection_waits_its_own_timeout() {
+    let ten = Duration::from_secs(10);
+    for (first_wait, gap, second_wait) in [
+        // The timer is still armed for the first request (t0 + 10 s) when the second is sent
+        // at t0 + 6 s: it fires first, and is moved to t0 + 16 s.
+        (ten, Duration::from_secs(6), ten),
+        // Armed an hour out by the first request; the second needs it sooner: moved back.
+        (Duration::from_secs(3600), Duration::ZERO, ten),
+        // A shorter timeout than the armed one (a reloaded config).
+        (ten, Duration::from_secs(1), Duration::from_secs(2)),
+    ] {
+        let (addr, seen) = upstream(Mode::FirstOnly, None).await;
+        let up = Upstream::new(&timeouts(), &material(""));
+        let url = format!("http://{addr}/");
+        let (status, _) = get(&up, &url, first_wait).await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        tokio::time::advance(gap).await;
+        let sent = tokio::time::Instant::now();
+        let r = get(&up, &url, second_wait).await;
+        let waited = sent.elapsed();
+        assert!(matches!(r, Err(SendError::Timeout)), "{:?}", r.map(|r| r.0));
+        assert_eq!(
+            (
+                seen.connections.load(Ordering::SeqCst),
+                seen.requests.load(Ordering::SeqCst)
+            ),
+            (1, 2),
+            "the second request went on the first one's connection"
+        );
+        assert!(
+            waited >= second_wait && waited < second_wait + Duration::from_millis(100),
+            "{first_wait:?} then {gap:?} then {second_wait:?}: the second request waited {waited:?}"
+        );
+    }
 }
 
 #[tokio::test]

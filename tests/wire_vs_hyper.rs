@@ -32,6 +32,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MAX_HEAD: usize = 64 * 1024;
 
+/// The response timeout of these exchanges: long enough never to be the outcome.
+const LONG_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What a client made of a response.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, PartialEq)]
@@ -164,7 +167,7 @@ async fn wire_reads(method: &Method, pieces: Vec<Vec<u8>>) -> Seen {
         http_body_util::Empty::<Bytes>::new(),
         wire::Framing::Length(0),
     );
-    let seen = match wire::exchange(conn, &mut out, method, MAX_HEAD).await {
+    let seen = match wire::exchange(conn, &mut out, method, MAX_HEAD, LONG_WAIT).await {
         Err(_) => Seen::Refused,
         Ok((conn, head, _)) => {
             let reason = reason_of(&head.parts.extensions);
@@ -614,7 +617,7 @@ async fn wire_sends(r: &Req) -> Option<Read> {
     let mut head = Vec::new();
     wire::head::encode_head(&r.method, &r.path, &headers, &mut head);
     let mut out = Outgoing::new(head, body, framing);
-    let answered = match wire::exchange(conn, &mut out, &r.method, MAX_HEAD).await {
+    let answered = match wire::exchange(conn, &mut out, &r.method, MAX_HEAD, LONG_WAIT).await {
         Ok((conn, head, _)) => Wire::new(conn, head.body, None).collect().await.is_ok(),
         Err(_) => false,
     };

@@ -197,7 +197,13 @@ where
             Answering::new(Box::pin(handler(req, remote)), exchanges.clone())
         })
     };
-    let io = ParkIo::new(stream, prefix, exchanges.clone(), conn.park_after);
+    let io = ParkIo::new(
+        stream,
+        prefix,
+        exchanges.clone(),
+        conn.park_after,
+        conn.idle_timeout,
+    );
     conn.http1.serve_connection(TokioIo::new(io), svc)
 }
 

@@ -40,8 +40,9 @@ struct Conn {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     park_after: Duration,
-    /// How long a connection may wait for (the start of) its next request, and how long a
-    /// TLS or h2c connection may stay open with no request in flight.
+    /// How long a connection may wait for (the start of) its next request, how long an
+    /// HTTP/1.1 request head may take (`park::ParkIo`), and how long a TLS or h2c connection
+    /// may stay open with no request in flight.
     idle_timeout: Duration,
     /// Requests of one connection in flight at once (each may hold an upstream connection).
     per_connection: usize,
@@ -120,9 +121,10 @@ where
         .keep_alive_interval(Some(opts.request_head_timeout))
         .keep_alive_timeout(opts.request_head_timeout);
     let mut http1 = hyper::server::conn::http1::Builder::new();
+    // The request-head timeout is `park::ParkIo`'s (one lazily moved timer per session), not
+    // hyper's (a new timer per request).
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(opts.request_head_timeout)
+        .header_read_timeout(None)
         // An exact head limit: `max_buf_size` alone trips only if the buffer fills before the
         // head is complete, which depends on how the bytes arrived.
         .max_header_size(opts.limits.max_header_bytes)

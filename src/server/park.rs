@@ -8,6 +8,7 @@
 //! next request holding only the socket.
 
 use crate::body::{Guarded, ProxyBody};
+use crate::deadline::LazyDeadline;
 use bytes::Bytes;
 use http::Response;
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// What the service side of one connection tells its IO side. Both run in the connection's
 /// task, so relaxed ordering suffices; atomics only because hyper wants `Send + Sync` services.
@@ -30,12 +31,15 @@ pub struct Exchanges {
     open: AtomicUsize,
     /// The last request came with a body (hyper may still be reading it).
     last_had_body: AtomicBool,
+    /// Requests handed to the service so far (tells one wait for a request head from the next).
+    begun: AtomicUsize,
 }
 
 impl Exchanges {
     /// hyper handed a request to the service.
     pub fn started(&self, has_body: bool) {
         self.open.fetch_add(1, Relaxed);
+        self.begun.fetch_add(1, Relaxed);
         self.last_had_body.store(has_body, Relaxed);
     }
 
@@ -120,10 +124,23 @@ pub struct ParkIo<T> {
     timer: Option<Pin<Box<Sleep>>>,
     read_since_armed: bool,
     parked: bool,
+    /// How long a request head may take, from when the wait for it starts (the previous
+    /// answer done, or the session's start) to its end: the request-head timeout, kept here
+    /// rather than by hyper, whose timer is a new `Sleep` registered and dropped per request.
+    head_wait: Duration,
+    /// The current wait for a head: the requests begun when it started, and its deadline.
+    head_due: Option<(usize, Instant)>,
+    head_timer: LazyDeadline,
 }
 
 impl<T> ParkIo<T> {
-    pub fn new(stream: T, prefix: Bytes, exchanges: Arc<Exchanges>, park_after: Duration) -> Self {
+    pub fn new(
+        stream: T,
+        prefix: Bytes,
+        exchanges: Arc<Exchanges>,
+        park_after: Duration,
+        head_wait: Duration,
+    ) -> Self {
         ParkIo {
             stream,
             prefix,
@@ -136,6 +153,9 @@ impl<T> ParkIo<T> {
             timer: None,
             read_since_armed: false,
             parked: false,
+            head_wait,
+            head_due: None,
+            head_timer: LazyDeadline::default(),
         }
     }
 
@@ -166,6 +186,25 @@ impl<T> ParkIo<T> {
             self.tail.copy_within(bytes.len().., 0);
             self.tail[keep..].copy_from_slice(bytes);
         }
+    }
+
+    /// Whether the wait for a request head has lasted `head_wait` (registering `cx` to be
+    /// woken when it will have). Only while no request is being answered: a request's body
+    /// has its own timeouts.
+    fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.exchanges.open.load(Relaxed) > 0 {
+            return false;
+        }
+        let begun = self.exchanges.begun.load(Relaxed);
+        let due = match self.head_due {
+            Some((b, due)) if b == begun => due,
+            _ => {
+                let due = Instant::now() + self.head_wait;
+                self.head_due = Some((begun, due));
+                due
+            }
+        };
+        self.head_timer.expired(due, cx)
     }
 
     /// Whether the connection has been parkable for `park_after` with nothing read meanwhile.
@@ -227,6 +266,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for ParkIo<T> {
                 me.parked = true;
                 Poll::Ready(Ok(()))
             }
+            Poll::Pending if me.head_expired(cx) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no whole request head within the request head timeout",
+            ))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -367,7 +410,13 @@ mod tests {
         rt.block_on(async {
             let (_l, c) = stream_pair();
             let stream = TcpStream::from_std(c).unwrap();
-            let mut io = ParkIo::new(stream, Bytes::new(), Arc::default(), Duration::ZERO);
+            let mut io = ParkIo::new(
+                stream,
+                Bytes::new(),
+                Arc::default(),
+                Duration::ZERO,
+                Duration::from_secs(60),
+            );
             for (chunk, head_end) in [
                 (&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..], true),
                 (b"GET / HTTP/1.1\r\n", false),

@@ -36,6 +36,8 @@ pub enum Failure {
     Exchange(String),
     /// The client's request body failed while it was being sent.
     RequestBody(String),
+    /// No response head within the wait once the request was sent whole.
+    Timeout,
 }
 
 /// Where a request goes, the pool key: TLS or not, and the URI's authority (host and port) as
@@ -137,8 +139,14 @@ impl Pool {
     }
 
     /// Sends a request on a pooled or new connection to the upstream its base URI names and
-    /// waits for the response head (`Outbound::of_request` makes one of a `Request`).
-    pub async fn send(&self, req: Outbound, body: ProxyBody) -> Result<Response<Wire>, Failure> {
+    /// waits for the response head, at most `wait` once the request was sent whole
+    /// (`Outbound::of_request` makes one of a `Request`).
+    pub async fn send(
+        &self,
+        req: Outbound,
+        body: ProxyBody,
+        wait: Duration,
+    ) -> Result<Response<Wire>, Failure> {
         let Outbound {
             base: uri,
             method,
@@ -159,7 +167,7 @@ impl Pool {
                     (conn, false)
                 }
             };
-            match wire::exchange(conn, &mut out, &method, READ_BUF_MAX).await {
+            match wire::exchange(conn, &mut out, &method, READ_BUF_MAX, wait).await {
                 Ok((conn, head, keep_alive)) => {
                     let home = keep_alive.then(|| {
                         let pool: Weak<dyn Home> = Arc::downgrade(&self.0) as Weak<Inner>;
@@ -177,6 +185,7 @@ impl Pool {
                 }
                 Err(ExchangeError::Broken(e)) => return Err(Failure::Exchange(e)),
                 Err(ExchangeError::RequestBody(e)) => return Err(Failure::RequestBody(e)),
+                Err(ExchangeError::Timeout) => return Err(Failure::Timeout),
             }
         }
     }

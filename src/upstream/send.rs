@@ -67,22 +67,22 @@ impl Upstream {
     }
 
     /// Sends a request whose head is already written ([`Outbound::proxied`]) and waits for
-    /// the response head at most `timeout`.
+    /// the response head at most `timeout` once the request was sent whole.
     pub async fn send_outbound(
         &self,
         out: Outbound,
         body: ProxyBody,
         timeout: Duration,
     ) -> Result<Response<Wire>, SendError> {
+        // The response timeout is the exchange's own (`wire::exchange`): it starts once the
+        // request was sent whole, so a large upload may take longer than `timeout` by itself.
         let result = if body.is_streamed() {
-            // The response timeout starts once the body was sent whole: a large upload may
-            // take longer than `timeout` by itself.
             let progress = std::sync::Arc::new(crate::body::Progress::default());
             let body = ProxyBody::Tracked {
                 inner: Box::new(body),
                 progress: crate::body::Reporter(progress.clone()),
             };
-            let exchange = self.pool.send(out, body);
+            let exchange = self.pool.send(out, body, timeout);
             tokio::pin!(exchange);
             let sent = std::future::poll_fn(|cx| progress.poll_done(cx));
             // A body that stalls while the upstream waits for it is cut: it would hold an
@@ -101,19 +101,19 @@ impl Upstream {
                 }
             };
             tokio::select! {
-                r = &mut exchange => Ok(r),
-                _ = sent => tokio::time::timeout(timeout, exchange).await,
+                r = &mut exchange => r,
+                _ = sent => exchange.await,
                 _ = stalled => return Err(SendError::BodyStalled),
             }
         } else {
-            tokio::time::timeout(timeout, self.pool.send(out, body)).await
+            self.pool.send(out, body, timeout).await
         };
         match result {
-            Err(_) => Err(SendError::Timeout),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(Failure::Connect(e))) => Err(SendError::Connect(e)),
-            Ok(Err(Failure::RequestBody(e))) => Err(SendError::RequestBody(e)),
-            Ok(Err(Failure::Exchange(e))) => Err(SendError::Failed(e)),
+            Ok(resp) => Ok(resp),
+            Err(Failure::Timeout) => Err(SendError::Timeout),
+            Err(Failure::Connect(e)) => Err(SendError::Connect(e)),
+            Err(Failure::RequestBody(e)) => Err(SendError::RequestBody(e)),
+            Err(Failure::Exchange(e)) => Err(SendError::Failed(e)),
         }
     }
 }

@@ -6,9 +6,13 @@
 //!
 //! A response that comes before the request body was sent whole (an early error answer) ends
 //! the sending: the rest of the body is not sent and the connection is not used again.
+//!
+//! The response timeout (no response head within the wait once the request was sent whole)
+//! is the connection's own timer, armed lazily (`deadline::LazyDeadline`).
 
 use super::chunked::{Chunked, Step};
 use super::head::{self as wire, BodyFraming, Framing, ResponseHead, WireError};
+use crate::deadline::LazyDeadline;
 use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::{Body, Frame, SizeHint};
@@ -17,8 +21,10 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 /// The socket under a connection.
@@ -68,10 +74,12 @@ impl AsyncWrite for Io {
 /// Bytes asked of the socket per read (the buffer grows by this much when it is short).
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A connection: its socket and what was read from it and not yet used.
+/// A connection: its socket, what was read from it and not yet used, and its response timer.
 pub struct Conn {
     io: Io,
     buf: BytesMut,
+    /// The response timeout.
+    timer: LazyDeadline,
 }
 
 impl Conn {
@@ -79,6 +87,7 @@ impl Conn {
         Box::new(Conn {
             io,
             buf: BytesMut::new(),
+            timer: LazyDeadline::default(),
         })
     }
 
@@ -270,22 +279,27 @@ pub enum ExchangeError {
     Broken(String),
     /// The client's request body failed.
     RequestBody(String),
+    /// No response head within the wait after the request was sent whole (it may have been
+    /// applied).
+    Timeout,
 }
 
-/// Sends `out` on `conn` and reads the response head. The connection comes back with the head
-/// (its body is then read from it, [`Wire`]) and whether it may carry another request once
-/// that body was read whole.
+/// Sends `out` on `conn` and reads the response head, waiting at most `wait` for it once the
+/// request was sent whole. The connection comes back with the head (its body is then read from
+/// it, [`Wire`]) and whether it may carry another request once that body was read whole.
 pub async fn exchange<B>(
     mut conn: Box<Conn>,
     out: &mut Outgoing<B>,
     method: &Method,
     max_head: usize,
+    wait: Duration,
 ) -> Result<(Box<Conn>, ResponseHead, bool), ExchangeError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let mut sent = false;
+    let mut due = None;
     let (head, keep_alive) = std::future::poll_fn(|cx| {
         if !sent {
             sent = out.poll_send(&mut conn.io, cx)?.is_ready();
@@ -300,16 +314,25 @@ where
                 Ok(None) => {}
                 Err(e) => return Poll::Ready(Err(ExchangeError::Broken(e.to_string()))),
             }
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) => {
+            match conn.poll_fill(cx) {
+                Poll::Ready(Ok(0)) => {
                     let eof = io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "the connection closed before a response",
                     );
                     return Poll::Ready(Err(out.broke(eof)));
                 }
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Err(out.broke(e))),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(out.broke(e))),
+                Poll::Pending => {
+                    if sent {
+                        let due = *due.get_or_insert_with(|| Instant::now() + wait);
+                        if conn.timer.expired(due, cx) {
+                            return Poll::Ready(Err(ExchangeError::Timeout));
+                        }
+                    }
+                    return Poll::Pending;
+                }
             }
         }
     })
