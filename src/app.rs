@@ -295,8 +295,8 @@ pub fn start_with_file(
             if origin == Origin::Peer {
                 attribute_peer(&mut req);
             }
-            let proxy = proxy.clone();
-            async move { proxy.handle(req, origin, remote).await }
+            // The handler's future is the proxy's own (no block around it to copy it into).
+            proxy.clone().handle(req, origin, remote)
         };
         let tls = crate::runtime::tls_source(&runtime, origin);
         tasks.spawn(serve(listener, handler, opts(name, tls), shutdown.clone()));

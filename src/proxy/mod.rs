@@ -91,7 +91,7 @@ impl Proxy {
     /// (`request.rs`), then the rescue (an error becomes its response), the request id on the
     /// answer, the metrics and the access log.
     pub async fn handle(
-        &self,
+        self: Arc<Self>,
         req: Request<Incoming>,
         origin: Origin,
         remote: SocketAddr,
@@ -105,7 +105,7 @@ impl Proxy {
         }
         let rid = headers::ensure_request_id(&mut parts.headers);
         let mut out = Outcome::default();
-        let mut resp = match request::serve(self, &rt, &mut parts, body, origin, remote, &mut out)
+        let mut resp = match request::serve(&self, &rt, &mut parts, body, origin, remote, &mut out)
             .await
         {
             Ok(resp) => resp,

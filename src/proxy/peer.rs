@@ -35,70 +35,103 @@ pub(super) async fn to_peer(
     // Buffer a small body so a 421 can be retried; a large one streams on.
     let body = replayable(cx.rt, body).await?;
     let replay = body.try_clone();
-    let mut routed_by = table.revision;
-    let mut name = table.dc_name(dc).to_string();
-    let mut resp = match send_peer(cx, table, body, route, dc).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            // The owner DC could not be reached at all: hold the write for its next owner (or
-            // for the owner itself, should it come back first), as long as every try provably
-            // sent nothing.
-            let held_at = tokio::time::Instant::now();
-            let deadline =
-                held_at + std::time::Duration::from_millis(cx.rt.config.raw.failover.buffer_max_ms);
-            let mark = held_mark(held_at);
-            let (mut err, mut at, mut at_dc) = (e, None::<std::sync::Arc<RoutingTable>>, dc);
-            loop {
-                let current = at.as_deref().unwrap_or(table);
-                let Some((fresh, again)) =
-                    hold(cx, current, at_dc, replay.as_ref(), &err, deadline).await
-                else {
-                    return Err(err);
-                };
-                routed_by = fresh.revision;
-                let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
-                    Decision::Go(r2) => r2,
-                    other => return Err(refusal(other, &fresh)),
-                };
-                match r2.target {
-                    Target::Local(api) if replicates(cx) => {
-                        return to_local_replicated(cx, &fresh, again, r2, api, None)
-                            .await
-                            .map(mark);
-                    }
-                    Target::Local(api) => return to_local(cx, again, r2, api).await.map(mark),
-                    Target::Standby(home) if replicates(cx) => {
-                        return to_local_replicated(
-                            cx,
-                            &fresh,
-                            again,
-                            r2,
-                            Api::External,
-                            Some(home),
-                        )
-                        .await
-                        .map(mark);
-                    }
-                    Target::Standby(home) => {
-                        return to_standby(cx, again, r2, home).await.map(mark);
-                    }
-                    Target::Peer(next) => {
-                        name = fresh.dc_name(next).to_string();
-                        match send_peer(cx, &fresh, again, r2, next).await {
-                            Ok(resp) => break mark(resp),
-                            // Again nothing sent: hold on (until the deadline).
-                            Err(e2 @ ProxyError::PeerUnreachable { .. }) => {
-                                err = e2;
-                                at_dc = next;
-                                at = Some(fresh);
-                            }
-                            Err(e2) => return Err(e2),
-                        }
-                    }
-                }
-            }
-        }
+    // The rare turns (an owner that cannot be reached, a 421) are boxed apart: the common
+    // forward keeps a small future.
+    let sent = match send_peer(cx, table, body, route, dc).await {
+        Ok(resp) if resp.status() != StatusCode::MISDIRECTED_REQUEST => return Ok(resp),
+        Ok(resp) => Sent {
+            resp,
+            routed_by: table.revision,
+            name: table.dc_name(dc).to_string(),
+        },
+        Err(e) => match Box::pin(when_unreachable(cx, table, dc, replay.as_ref(), e)).await? {
+            Next::Answer(resp) => return Ok(resp),
+            Next::Peer(sent) => sent,
+        },
     };
+    Box::pin(when_misdirected(cx, sent, replay)).await
+}
+
+/// A peer's answer, with the map revision the request was routed by and the peer's name.
+struct Sent {
+    resp: Response<ProxyBody>,
+    routed_by: u64,
+    name: String,
+}
+
+/// What a held write came to: an answer, or a peer's (which may still be a 421).
+enum Next {
+    Answer(Response<ProxyBody>),
+    Peer(Sent),
+}
+
+/// The owner DC could not be reached at all: hold the write for its next owner (or for the
+/// owner itself, should it come back first), as long as every try provably sent nothing.
+async fn when_unreachable(
+    cx: &Ctx<'_>,
+    table: &RoutingTable,
+    dc: usize,
+    replay: Option<&ProxyBody>,
+    e: ProxyError,
+) -> Result<Next, ProxyError> {
+    let held_at = tokio::time::Instant::now();
+    let deadline =
+        held_at + std::time::Duration::from_millis(cx.rt.config.raw.failover.buffer_max_ms);
+    let mark = held_mark(held_at);
+    let (mut err, mut at, mut at_dc) = (e, None::<std::sync::Arc<RoutingTable>>, dc);
+    loop {
+        let current = at.as_deref().unwrap_or(table);
+        let Some((fresh, again)) = hold(cx, current, at_dc, replay, &err, deadline).await else {
+            return Err(err);
+        };
+        let r2 = match decide(&fresh, &cx.class, Origin::Client, cx.fenced()) {
+            Decision::Go(r2) => r2,
+            other => return Err(refusal(other, &fresh)),
+        };
+        let answer = match r2.target {
+            Target::Local(api) if replicates(cx) => {
+                to_local_replicated(cx, &fresh, again, r2, api, None).await
+            }
+            Target::Local(api) => to_local(cx, again, r2, api).await,
+            Target::Standby(home) if replicates(cx) => {
+                to_local_replicated(cx, &fresh, again, r2, Api::External, Some(home)).await
+            }
+            Target::Standby(home) => to_standby(cx, again, r2, home).await,
+            Target::Peer(next) => match send_peer(cx, &fresh, again, r2, next).await {
+                Ok(resp) => {
+                    return Ok(Next::Peer(Sent {
+                        resp: mark(resp),
+                        routed_by: fresh.revision,
+                        name: fresh.dc_name(next).to_string(),
+                    }));
+                }
+                // Again nothing sent: hold on (until the deadline).
+                Err(e2 @ ProxyError::PeerUnreachable { .. }) => {
+                    err = e2;
+                    at_dc = next;
+                    at = Some(fresh);
+                    continue;
+                }
+                Err(e2) => return Err(e2),
+            },
+        };
+        return answer.map(|resp| Next::Answer(mark(resp)));
+    }
+}
+
+/// The peer answered 421 (it is not the owner): route again, if the body can be sent again,
+/// after waiting (up to `epoch_wait_ms`) for this router's map to reach the revision the peer
+/// decided by, and only while each new decision is made on a newer map than the last one.
+async fn when_misdirected(
+    cx: &Ctx<'_>,
+    sent: Sent,
+    replay: Option<ProxyBody>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let Sent {
+        mut resp,
+        mut routed_by,
+        mut name,
+    } = sent;
     let wait = std::time::Duration::from_millis(cx.rt.config.raw.ownership.epoch_wait_ms);
     let deadline = tokio::time::Instant::now() + wait;
     for _ in 0..MAX_REROUTES {

@@ -65,7 +65,7 @@ pub(super) async fn serve(
     crate::limits::check_head(parts, &rt.config.raw.limits)?;
     // 2. replication endpoint
     if origin == Origin::Peer && is_endpoint(parts.uri.path()) {
-        return replication_endpoint(proxy, rt, parts, body).await;
+        return Box::pin(replication_endpoint(proxy, rt, parts, body)).await;
     }
     // 3. classify
     let (class, body) = classify(rt, parts, body).await?;
@@ -86,7 +86,7 @@ pub(super) async fn serve(
     // servers' tasks API (what Coopr itself binds to `server.tasks.port` authenticates nobody).
     if origin == Origin::Provisioner {
         out.route = Some("local");
-        return to_tasks(&cx, body).await;
+        return Box::pin(to_tasks(&cx, body)).await;
     }
     if class.api == Api::Tasks {
         return Err(ProxyError::InternalRoute {
@@ -96,11 +96,11 @@ pub(super) async fn serve(
     // 4. shared mode
     if rt.config.raw.ownership.mode == OwnershipMode::Shared {
         let table = proxy.routes.load();
-        return serve_shared(&cx, &table, body, out).await;
+        return Box::pin(serve_shared(&cx, &table, body, out)).await;
     }
     // 4b. a node's cluster: `/v2/nodes/{id}` is routed by the cluster that holds the node.
     if class.kind == Kind::NodeById {
-        cx.class.cluster = cluster_of_node(&cx).await;
+        cx.class.cluster = Box::pin(cluster_of_node(&cx)).await;
         out.class = Some(cx.class);
     }
     let class = cx.class;
@@ -126,8 +126,9 @@ pub(super) async fn serve(
         Some((home, delivery)) => decide_global(&table, home, origin, delivery),
         None => decide(&table, &class, origin, cx.fenced()),
     };
-    // 8. act: carry out the decision (inline: a nested future here costs instructions on
-    // every request).
+    // 8. act: carry out the decision. The common answers (this DC's Coopr, a peer router,
+    // a replica) are awaited inline; the rare ones are boxed, so that the request's future,
+    // which is as large as its largest step, stays small for every request.
     let (cx, table) = (&cx, &table);
     // `out.dc` stays `None` for this DC (no allocation per request); only a forward names one.
     match decision {
@@ -139,17 +140,18 @@ pub(super) async fn serve(
                     if let Some((home, delivery)) = global
                         && fans_out(table, home, origin, delivery)
                     {
-                        return to_local_catalog(cx, body, route, api).await;
+                        return Box::pin(to_local_catalog(cx, body, route, api)).await;
                     }
                     if replicates(cx) {
-                        return to_local_replicated(cx, table, body, route, api, None).await;
+                        let replicated = to_local_replicated(cx, table, body, route, api, None);
+                        return Box::pin(replicated).await;
                     }
                     let resp = to_local(cx, body, route, api).await?;
                     if cx.class.kind == Kind::Create {
-                        return check_create(cx, table, resp).await;
+                        return Box::pin(check_create(cx, table, resp)).await;
                     }
                     if cx.class.kind == Kind::List {
-                        return merge_list(cx, table.clone(), resp).await;
+                        return Box::pin(merge_list(cx, table.clone(), resp)).await;
                     }
                     Ok(resp)
                 }
@@ -164,7 +166,7 @@ pub(super) async fn serve(
                 Target::Peer(dc) => {
                     (out.route, out.dc) = (Some("forwarded"), Some(table.dc_name(dc).into()));
                     if global.is_some() {
-                        return to_home(cx, table, body, route, dc).await;
+                        return Box::pin(to_home(cx, table, body, route, dc)).await;
                     }
                     to_peer(cx, table, body, route, dc).await
                 }
@@ -173,9 +175,11 @@ pub(super) async fn serve(
                     if replicates(cx) {
                         // A write through a standby server opens an operation like any other.
                         let api = Api::External;
-                        return to_local_replicated(cx, table, body, route, api, Some(home)).await;
+                        let replicated =
+                            to_local_replicated(cx, table, body, route, api, Some(home));
+                        return Box::pin(replicated).await;
                     }
-                    to_standby(cx, body, route, home).await
+                    Box::pin(to_standby(cx, body, route, home)).await
                 }
             }
         }
@@ -299,5 +303,63 @@ fn adopted_route(table: &RoutingTable, shard: u32) -> Route {
         target: Target::Local(Api::External),
         shard: Some(shard),
         epoch: table.shard(shard).map_or(0, |s| s.epoch),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ctx::Outcome;
+    use super::*;
+
+    /// The size of the future `f` would return, without calling it.
+    fn returned<A, F>(_: impl FnOnce(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    type Cx = &'static Ctx<'static>;
+    type Table = &'static RoutingTable;
+
+    /// Every request's future is boxed once (by the server) and moved into its box: its size
+    /// is copied per request, and it is the size of its largest step. The rare steps are
+    /// boxed apart (`serve`'s step 8, `to_peer`'s turns, `send_outbound`'s watchdog); with
+    /// them inline the request's future was 4,944 bytes.
+    #[test]
+    fn a_request_future_is_as_large_as_its_common_steps() {
+        let handle = returned(
+            |(p, r, o, a): (
+                std::sync::Arc<Proxy>,
+                http::Request<Incoming>,
+                Origin,
+                SocketAddr,
+            )| { p.handle(r, o, a) },
+        );
+        let to_local =
+            returned(|(cx, b, r): (Cx, ProxyBody, Route)| to_local(cx, b, r, Api::External));
+        let to_peer =
+            returned(|(cx, t, b, r): (Cx, Table, ProxyBody, Route)| to_peer(cx, t, b, r, 0));
+        let rare = [
+            returned(
+                |(cx, t, b, o): (Cx, Table, ProxyBody, &'static mut Outcome)| {
+                    serve_shared(cx, t, b, o)
+                },
+            ),
+            returned(|cx: Cx| cluster_of_node(cx)),
+            returned(|(cx, t, b, r): (Cx, Table, ProxyBody, Route)| {
+                to_local_replicated(cx, t, b, r, Api::External, None)
+            }),
+            returned(|(cx, b, r): (Cx, ProxyBody, Route)| {
+                to_local_catalog(cx, b, r, Api::External)
+            }),
+        ];
+        let common = to_local.max(to_peer);
+        eprintln!("handle {handle}, to_local {to_local}, to_peer {to_peer}, rare {rare:?}");
+        assert!(
+            common <= 1792,
+            "the common steps grew: {to_local} / {to_peer} bytes"
+        );
+        assert!(
+            handle <= common + 1280,
+            "a rare step is inline again: the request's future is {handle} bytes"
+        );
     }
 }

@@ -76,35 +76,10 @@ impl Upstream {
     ) -> Result<Response<Wire>, SendError> {
         // The response timeout is the exchange's own (`wire::exchange`): it starts once the
         // request was sent whole, so a large upload may take longer than `timeout` by itself.
+        // A streamed body's watchdog is boxed apart: the common request (a body read whole, or
+        // none) keeps a small future, which every layer above it carries.
         let result = if body.is_streamed() {
-            let progress = std::sync::Arc::new(crate::body::Progress::default());
-            let body = ProxyBody::Tracked {
-                inner: Box::new(body),
-                progress: crate::body::Reporter(progress.clone()),
-            };
-            let exchange = self.pool.send(out, body, timeout);
-            tokio::pin!(exchange);
-            let sent = std::future::poll_fn(|cx| progress.poll_done(cx));
-            // A body that stalls while the upstream waits for it is cut: it would hold an
-            // upstream connection for as long as the client likes. The watchdog's timer is
-            // armed only once the body waits for its client.
-            let stalled = async {
-                std::future::poll_fn(|cx| progress.poll_waiting(cx)).await;
-                let mut seen = progress.frames();
-                loop {
-                    tokio::time::sleep(self.body_idle).await;
-                    let now = progress.frames();
-                    if now == seen && progress.waiting() {
-                        return;
-                    }
-                    seen = now;
-                }
-            };
-            tokio::select! {
-                r = &mut exchange => r,
-                _ = sent => exchange.await,
-                _ = stalled => return Err(SendError::BodyStalled),
-            }
+            Box::pin(self.send_streamed(out, body, timeout)).await?
         } else {
             self.pool.send(out, body, timeout).await
         };
@@ -115,6 +90,44 @@ impl Upstream {
             Err(Failure::RequestBody(e)) => Err(SendError::RequestBody(e)),
             Err(Failure::Exchange(e)) => Err(SendError::Failed(e)),
         }
+    }
+
+    /// [`send_outbound`](Self::send_outbound) for a body streamed from its client: a body
+    /// that stalls while the upstream waits for it is cut (`SendError::BodyStalled`).
+    async fn send_streamed(
+        &self,
+        out: Outbound,
+        body: ProxyBody,
+        timeout: Duration,
+    ) -> Result<Result<Response<Wire>, Failure>, SendError> {
+        let progress = std::sync::Arc::new(crate::body::Progress::default());
+        let body = ProxyBody::Tracked {
+            inner: Box::new(body),
+            progress: crate::body::Reporter(progress.clone()),
+        };
+        let exchange = self.pool.send(out, body, timeout);
+        tokio::pin!(exchange);
+        let sent = std::future::poll_fn(|cx| progress.poll_done(cx));
+        // A body that stalls while the upstream waits for it is cut: it would hold an
+        // upstream connection for as long as the client likes. The watchdog's timer is
+        // armed only once the body waits for its client.
+        let stalled = async {
+            std::future::poll_fn(|cx| progress.poll_waiting(cx)).await;
+            let mut seen = progress.frames();
+            loop {
+                tokio::time::sleep(self.body_idle).await;
+                let now = progress.frames();
+                if now == seen && progress.waiting() {
+                    return;
+                }
+                seen = now;
+            }
+        };
+        Ok(tokio::select! {
+            r = &mut exchange => r,
+            _ = sent => exchange.await,
+            _ = stalled => return Err(SendError::BodyStalled),
+        })
     }
 }
 

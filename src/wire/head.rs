@@ -213,18 +213,19 @@ pub fn parse_response(
     method: &Method,
     max_head: usize,
 ) -> Result<Option<ResponseHead>, WireError> {
+    // Where each name and value is in `buf`, to slice them out once it is frozen (declared
+    // here, not returned from the parse: moving it would copy all of it on every response).
+    let mut indices = [[0u32; 4]; MAX_HEADERS];
     loop {
         if buf.is_empty() {
             return Ok(None);
         }
         let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut []);
-        let (len, status, reason, minor, indices) = match httparse::ParserConfig::default()
+        let (len, status, reason, minor, n) = match httparse::ParserConfig::default()
             .parse_response_with_uninit_headers(&mut res, buf, &mut lines)
         {
             Ok(httparse::Status::Complete(len)) => {
-                // Where each name and value is in `buf`, to slice them out once it is frozen.
-                let mut indices = [[0u32; 4]; MAX_HEADERS];
                 let start = buf.as_ptr() as usize;
                 let at = |p: *const u8| (p as usize - start) as u32;
                 for (slot, h) in indices.iter_mut().zip(res.headers.iter()) {
@@ -240,7 +241,7 @@ pub fn parse_response(
                     }
                     _ => None,
                 };
-                (len, status, reason, res.version, (indices, n))
+                (len, status, reason, res.version, n)
             }
             Ok(httparse::Status::Partial) if buf.len() >= max_head => {
                 return Err(WireError::TooLarge(max_head));
@@ -261,7 +262,6 @@ pub fn parse_response(
         if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
             continue;
         }
-        let (indices, n) = indices;
         // Room for the headers the router adds to an answer (`respond::decorate`, the request
         // id), so that adding them does not grow the map (a rehash of every header).
         let mut headers = HeaderMap::with_capacity(n + ANSWER_ROOM);
