@@ -39,17 +39,48 @@ pub fn check_head(parts: &Parts, limits: &Limits) -> Result<(), ProxyError> {
             "the asterisk form (OPTIONS *) is not served",
         ));
     }
-    check_host(parts)?;
-    check_connection(parts)?;
-    check_transfer_encoding(parts)
+    check_headers(parts)
+}
+
+/// `Host`, `Connection` and `Transfer-Encoding`, in one pass over the headers (a lookup per
+/// name costs more than a look at each of a request's few headers); the first problem is
+/// reported in that order.
+fn check_headers(parts: &Parts) -> Result<(), ProxyError> {
+    let (mut host, mut hosts) = (None, 0usize);
+    let mut connection = Ok(());
+    let mut codings: Result<Vec<&str>, ProxyError> = Ok(Vec::new());
+    for (name, value) in &parts.headers {
+        if *name == header::HOST {
+            hosts += 1;
+            host = host.or(Some(value));
+        } else if *name == header::CONNECTION {
+            if connection.is_ok() {
+                connection = check_connection(value);
+            }
+        } else if *name == header::TRANSFER_ENCODING
+            && let Ok(list) = &mut codings
+        {
+            match value.to_str() {
+                Ok(v) => list.extend(v.split(',').map(str::trim).filter(|c| !c.is_empty())),
+                Err(_) => {
+                    codings = Err(ProxyError::BadHead("a Transfer-Encoding that is not text"));
+                }
+            }
+        }
+    }
+    check_host(parts, host, hosts)?;
+    connection?;
+    check_codings(&codings?)
 }
 
 /// HTTP/1.1 needs exactly one `Host`; HTTP/1.0 at most one; HTTP/2 at most one, which must
 /// agree with `:authority` (which stands in for it).
-fn check_host(parts: &Parts) -> Result<(), ProxyError> {
-    let mut hosts = parts.headers.get_all(header::HOST).iter();
-    let (first, second) = (hosts.next(), hosts.next());
-    if second.is_some() {
+fn check_host(
+    parts: &Parts,
+    first: Option<&http::HeaderValue>,
+    hosts: usize,
+) -> Result<(), ProxyError> {
+    if hosts > 1 {
         return Err(ProxyError::BadHead("more than one Host header"));
     }
     match parts.version {
@@ -81,29 +112,21 @@ fn protected(name: &str) -> bool {
             .is_some_and(|p| p.eq_ignore_ascii_case("x-coopr-router-"))
 }
 
-fn check_connection(parts: &Parts) -> Result<(), ProxyError> {
-    for v in parts.headers.get_all(header::CONNECTION) {
-        let Ok(v) = v.to_str() else {
-            return Err(ProxyError::BadHead("a Connection header that is not text"));
-        };
-        if v.split(',').map(str::trim).any(protected) {
-            return Err(ProxyError::BadHead(
-                "Connection names Host, a framing header or one of the router's headers",
-            ));
-        }
+/// One `Connection` value: text, naming nothing [`protected`].
+fn check_connection(v: &http::HeaderValue) -> Result<(), ProxyError> {
+    let Ok(v) = v.to_str() else {
+        return Err(ProxyError::BadHead("a Connection header that is not text"));
+    };
+    if v.split(',').map(str::trim).any(protected) {
+        return Err(ProxyError::BadHead(
+            "Connection names Host, a framing header or one of the router's headers",
+        ));
     }
     Ok(())
 }
 
-/// `chunked` at most once, and last (RFC 9112 §6.1).
-fn check_transfer_encoding(parts: &Parts) -> Result<(), ProxyError> {
-    let mut codings = Vec::new();
-    for v in parts.headers.get_all(header::TRANSFER_ENCODING) {
-        let Ok(v) = v.to_str() else {
-            return Err(ProxyError::BadHead("a Transfer-Encoding that is not text"));
-        };
-        codings.extend(v.split(',').map(str::trim).filter(|c| !c.is_empty()));
-    }
+/// `chunked` at most once, and last (RFC 9112 §6.1), over every `Transfer-Encoding`'s codings.
+fn check_codings(codings: &[&str]) -> Result<(), ProxyError> {
     let chunked = |c: &str| c.eq_ignore_ascii_case("chunked");
     let count = codings.iter().filter(|c| chunked(c)).count();
     if count > 1 || (count == 1 && !codings.last().is_some_and(|c| chunked(c))) {
@@ -193,5 +216,47 @@ mod tests {
         assert!(check_head(&h2(Some("R"), "https://r/status"), &l).is_ok());
         assert_eq!(bad(h2(Some("s"), "https://r/status")), 400);
         assert_eq!(bad(h2(None, "/status")), 400);
+    }
+
+    /// A header repeated on several lines counts as its values in order; the first problem is
+    /// reported in the order Host, Connection, Transfer-Encoding.
+    #[test]
+    fn headers_over_several_lines() {
+        let l = Limits::default();
+        let why = |p: Parts| match check_head(&p, &l) {
+            Err(ProxyError::BadHead(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        let te = |a: &str, b: &str| {
+            head(|r| {
+                r.header("transfer-encoding", a)
+                    .header("transfer-encoding", b)
+            })
+        };
+        assert!(check_head(&te("gzip", "chunked"), &l).is_ok());
+        assert!(why(te("chunked", "gzip")).starts_with("chunked must be"));
+        assert!(why(te("chunked", "chunked")).starts_with("chunked must be"));
+        let conn = head(|r| {
+            r.header("connection", "keep-alive")
+                .header("connection", "host")
+        });
+        assert!(why(conn).starts_with("Connection names"));
+        let all = head(|r| {
+            r.header("transfer-encoding", "chunked, gzip")
+                .header("connection", "content-length")
+                .header("host", "s")
+        });
+        assert_eq!(why(all), "more than one Host header");
+        let two = head(|r| {
+            r.header("transfer-encoding", "chunked, gzip")
+                .header("connection", "content-length")
+        });
+        assert!(why(two).starts_with("Connection names"));
+        let bytes = http::HeaderValue::from_bytes(b"\xff").unwrap();
+        let not_text = head(|r| {
+            r.header("transfer-encoding", bytes.clone())
+                .header("transfer-encoding", "chunked, chunked")
+        });
+        assert_eq!(why(not_text), "a Transfer-Encoding that is not text");
     }
 }
