@@ -258,16 +258,19 @@ pub fn push_decimal(out: &mut impl BufMut, n: u64) {
 /// The request id: the client's `x-request-id` if it is sane, else a new one (set on the
 /// headers so it travels upstream).
 pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&REQUEST_ID) {
-        let ok =
-            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic());
-        if ok {
-            return v.clone();
+    let sane = |v: &HeaderValue| {
+        !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    };
+    // One lookup for the look and the replacement.
+    match headers.entry(REQUEST_ID) {
+        http::header::Entry::Occupied(e) if sane(e.get()) => e.get().clone(),
+        http::header::Entry::Occupied(mut e) => {
+            let v = new_request_id();
+            e.insert(v.clone());
+            v
         }
+        http::header::Entry::Vacant(e) => e.insert(new_request_id()).clone(),
     }
-    let v = new_request_id();
-    headers.insert(REQUEST_ID, v.clone());
-    v
 }
 
 /// Puts the request id on the answer (unless the server already did) and marks it sensitive:
@@ -308,8 +311,8 @@ fn new_request_id() -> HeaderValue {
     fill_hex(head, prefix);
     fill_hex(tail, n);
     // Hex digits only, so always a valid header value.
-    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&text))
-        .unwrap_or(HeaderValue::from_static("0"))
+    // Owned by its `Bytes` (one allocation, shared by the clones on the request and the answer).
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).unwrap_or(HeaderValue::from_static("0"))
 }
 
 /// Writes the lowest `out.len()` hex digits of `n` into `out`.
@@ -551,6 +554,16 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(REQUEST_ID, HeaderValue::from_static("abc"));
         assert_eq!(ensure_request_id(&mut h), "abc");
+        // A client's id that is not sane is replaced, every line of it.
+        for bad in ["", "a b", &"x".repeat(129)] {
+            let mut h = HeaderMap::new();
+            h.append(REQUEST_ID, HeaderValue::from_str(bad).unwrap());
+            h.append(REQUEST_ID, HeaderValue::from_static("second"));
+            let id = ensure_request_id(&mut h);
+            assert_eq!(id.len(), 20, "{bad:?} -> {id:?}");
+            let all: Vec<_> = h.get_all(REQUEST_ID).iter().collect();
+            assert_eq!(all, [&id], "{bad:?}");
+        }
     }
 
     #[test]
