@@ -291,7 +291,7 @@ pub fn start_with_file(
         // One `Arc` per request (not a clone of every handle the proxy holds), and a small
         // handler for each connection to keep.
         let proxy = Arc::new(proxy.clone());
-        let handler = move |mut req: http::Request<hyper::body::Incoming>, remote| {
+        let handler = move |mut req: http::Request<crate::body::ClientBody>, remote| {
             if origin == Origin::Peer {
                 attribute_peer(&mut req);
             }
@@ -349,7 +349,7 @@ pub fn start_with_file(
 /// whatever `x-coopr-router-hop` the sender claimed is replaced by that DC, so forwarded writes
 /// and handoff traffic are logged as the certificate's DC. Without a certificate (a loopback
 /// peer port, or the `listen.insecure_plaintext_peer` opt-out) the claim stands.
-fn attribute_peer(req: &mut http::Request<hyper::body::Incoming>) {
+fn attribute_peer(req: &mut http::Request<crate::body::ClientBody>) {
     let Some(crate::tls::PeerDc(dc)) = req.extensions().get::<crate::tls::PeerDc>() else {
         return;
     };

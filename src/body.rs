@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
-    Stream(Incoming),
+    Stream(ClientBody),
     /// An upstream's answer, read from its connection as it is taken.
     Upstream(Wire),
     Prefixed {
@@ -34,6 +34,63 @@ pub enum ProxyBody {
         inner: Box<ProxyBody>,
         progress: Reporter,
     },
+}
+
+/// A client's request body as the server hands it over: hyper's stream (HTTP/2, and the
+/// HTTP/1.1 requests the router's own server leaves to hyper), or a body the router's own
+/// HTTP/1.1 server read whole with its head (`server/fast.rs`; `None`: no body).
+#[derive(Debug)]
+pub enum ClientBody {
+    Hyper(Incoming),
+    Whole(Option<Bytes>),
+}
+
+impl ClientBody {
+    /// The body as the proxy passes it on: one read whole is a buffered body (sent again on a
+    /// retry, no streaming watchdog), an empty one `Empty`.
+    pub fn into_proxy(self) -> ProxyBody {
+        match self {
+            ClientBody::Whole(Some(b)) if !b.is_empty() => ProxyBody::Full(Some(b)),
+            ClientBody::Whole(_) => ProxyBody::Empty,
+            body @ ClientBody::Hyper(_) if body.is_end_stream() => ProxyBody::Empty,
+            body => ProxyBody::Stream(body),
+        }
+    }
+}
+
+impl From<Incoming> for ClientBody {
+    fn from(body: Incoming) -> Self {
+        ClientBody::Hyper(body)
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Whole(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::Whole(b) => b.as_ref().is_none_or(Bytes::is_empty),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
 }
 
 /// Why a body broke: the client's (hyper's server) or the upstream's (`wire`).
@@ -259,7 +316,7 @@ impl Body for ProxyBody {
 }
 
 /// The outcome of reading the start of a body.
-pub enum Inspected<B = Incoming> {
+pub enum Inspected<B = ClientBody> {
     /// The whole body, no longer than the limit.
     Whole(Bytes),
     /// More than the limit: what was read, and the unread rest.
@@ -275,7 +332,7 @@ pub const DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// the rest of a body the router refused. A client that is still sending when the answer
 /// (413) comes would otherwise see its connection reset (the kernel resets a socket closed
 /// with unread data) instead of reading the answer: the lingering close nginx and HAProxy do.
-pub fn drain_in_background(mut rest: Incoming) {
+pub fn drain_in_background(mut rest: ClientBody) {
     tokio::spawn(async move {
         let mut read = 0usize;
         let drain = async {

@@ -3,9 +3,9 @@
 
 use super::Admin;
 use super::reply::json_response;
+use crate::body::ClientBody;
 use crate::body::ProxyBody;
 use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use serde_json::json;
 
 /// Compares without stopping at the first difference.
@@ -19,7 +19,7 @@ impl Admin {
     /// needs the token whatever `admin.open_reads` says.
     pub(super) fn refuse(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         changes: bool,
     ) -> Option<Response<ProxyBody>> {
         let rt = self.runtime.load_full();

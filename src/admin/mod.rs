@@ -27,7 +27,6 @@ use crate::status::changes::ChangeLog;
 use arc_swap::ArcSwap;
 use auth::needs_token;
 use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use reply::{json_response, query_param, status_page};
 use serde_json::json;
 use std::sync::Arc;
@@ -93,7 +92,7 @@ impl Admin {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(&self, req: Request<crate::body::ClientBody>) -> Response<ProxyBody> {
         let path = req.uri().path().to_string();
         let open = matches!(path.as_str(), "/live" | "/ready" | "/" | "/admin/status");
         if !open && let Some(refused) = self.refuse(&req, needs_token(req.method(), &path)) {

@@ -37,6 +37,7 @@ pub use replicas::{
     Replicas, is_endpoint,
 };
 
+use crate::body::ClientBody;
 use crate::body::ProxyBody;
 use crate::headers;
 use crate::inflight::InFlight;
@@ -46,7 +47,6 @@ use crate::runtime::Runtime;
 use arc_swap::ArcSwap;
 use ctx::Outcome;
 use http::{Request, Response, header};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,7 +92,7 @@ impl Proxy {
     /// answer, the metrics and the access log.
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         origin: Origin,
         remote: SocketAddr,
     ) -> Response<ProxyBody> {

@@ -7,6 +7,7 @@ use super::local::{to_local, to_standby};
 use super::placement::note_created;
 use super::replicas::{AcceptedWrite, ReplicaAnswer};
 use super::respond::{buffer, inspect, json_response, replayable};
+use crate::body::ClientBody;
 use crate::body::{Inspected, ProxyBody};
 use crate::classify::{Api, Kind};
 use crate::error::ProxyError;
@@ -16,7 +17,6 @@ use crate::runtime::Runtime;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// The peer port's replication routes: `POST /replication/v1/batch` applies a batch (200
@@ -26,7 +26,7 @@ pub(super) async fn replication_endpoint(
     proxy: &Proxy,
     rt: &Runtime,
     parts: &Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let Some(repl) = &proxy.replication else {
         return Err(ProxyError::ReplicationOff);

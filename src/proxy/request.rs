@@ -36,6 +36,7 @@ use super::replica::{
 use super::replicas::is_endpoint;
 use super::respond::{inspect, prefixed, refusal};
 use super::shared::serve_shared;
+use crate::body::ClientBody;
 use crate::body::{Inspected, ProxyBody};
 use crate::classify::{self, Api, Class, Classification, Head, Kind};
 use crate::config::OwnershipMode;
@@ -48,7 +49,6 @@ use crate::routing::{
 use crate::runtime::Runtime;
 use http::request::Parts;
 use http::{Method, Response, header};
-use hyper::body::Incoming;
 use std::net::SocketAddr;
 
 /// The phases, in order (see the module header).
@@ -56,7 +56,7 @@ pub(super) async fn serve(
     proxy: &Proxy,
     rt: &Runtime,
     parts: &mut Parts,
-    body: Incoming,
+    body: ClientBody,
     origin: Origin,
     remote: SocketAddr,
     out: &mut Outcome,
@@ -219,7 +219,7 @@ fn newer_epoch(cx: &Ctx<'_>, table: &RoutingTable) -> Option<u64> {
 async fn classify(
     rt: &Runtime,
     parts: &Parts,
-    body: Incoming,
+    body: ClientBody,
 ) -> Result<(Classification, ProxyBody), ProxyError> {
     let limit = rt.config.raw.limits.inspect_body_bytes;
     let rule = match classify::classify_head(&parts.method, parts.uri.path(), parts.uri.query())? {
@@ -282,19 +282,15 @@ fn write_ids_as_coopr(parts: &mut Parts) {
 /// another server, and an HTTP/2 stream is not reset under a client still sending its body when
 /// Coopr answers early (the client's own reset or malformed trailers then end the stream as it
 /// sent them, RFC 9113 §5.1 and §8.1).
-fn reads_first(method: &Method, body: &Incoming) -> bool {
+fn reads_first(method: &Method, body: &ClientBody) -> bool {
     use http_body::Body;
     (*method == Method::GET || *method == Method::HEAD) && !body.is_end_stream()
 }
 
-/// A body the client sent, as-is; an empty one becomes `Empty` so it can be replayed.
-fn stream_body(body: Incoming) -> ProxyBody {
-    use http_body::Body;
-    if body.is_end_stream() {
-        ProxyBody::Empty
-    } else {
-        ProxyBody::Stream(body)
-    }
+/// A body the client sent, as-is; an empty one becomes `Empty` and one the server read whole
+/// `Full`, so that either can be replayed.
+fn stream_body(body: ClientBody) -> ProxyBody {
+    body.into_proxy()
 }
 
 /// The route of a read of an adopted shard answered from the replica store.
@@ -328,7 +324,7 @@ mod tests {
         let handle = returned(
             |(p, r, o, a): (
                 std::sync::Arc<Proxy>,
-                http::Request<Incoming>,
+                http::Request<ClientBody>,
                 Origin,
                 SocketAddr,
             )| { p.handle(r, o, a) },

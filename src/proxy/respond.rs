@@ -1,6 +1,7 @@
 //! What the proxy does to bodies and answers on their way through: reading a body whole up to
 //! a limit (to inspect or to send again), and the router's headers on an upstream's answer.
 
+use crate::body::ClientBody;
 use crate::body::{BodyError, Inspected, ProxyBody, read_up_to};
 use crate::error::ProxyError;
 use crate::headers;
@@ -9,12 +10,11 @@ use crate::runtime::Runtime;
 use crate::wire::Wire;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
-use hyper::body::Incoming;
 
 /// Reads at most `limit` bytes of a body, within the request-head timeout.
 pub(super) async fn inspect(
     rt: &Runtime,
-    body: Incoming,
+    body: ClientBody,
     limit: usize,
 ) -> Result<Inspected, ProxyError> {
     match tokio::time::timeout(

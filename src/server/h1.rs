@@ -6,9 +6,10 @@
 //! connection costs about what its task does (under 1 KiB), not hyper's buffers.
 
 use super::Conn;
+use super::fast;
 use super::park::{Answer, Answering, Exchanges, ParkIo, Transport};
 use super::watch::{self, Prefixed};
-use crate::body::ProxyBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -51,7 +53,7 @@ pub fn serve<T, H, F, G>(
 ) -> impl Future<Output = ()>
 where
     T: Transport,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
     G: Send,
 {
@@ -106,7 +108,7 @@ async fn serve_awake<T, H, F>(
 ) -> Option<(T, Bytes)>
 where
     T: Transport,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let Serving {
@@ -138,6 +140,22 @@ where
             }
             Opening::Close => return None,
         }
+    }
+    // The router's own server takes the plain requests; a request it leaves to hyper gets a
+    // session that ends as soon as hyper holds nothing of the connection (parked at once).
+    let fast = fast::Serving {
+        conn,
+        remote,
+        handler,
+        shutdown,
+    };
+    match fast::serve(&fast, &mut stream, prefix).await {
+        fast::Ended::Park => return Some((stream, Bytes::new())),
+        fast::Ended::Close => {
+            let _ = stream.shutdown().await;
+            return None;
+        }
+        fast::Ended::Hyper(read) => prefix = read,
     }
     let session = Box::pin(session(conn, stream, prefix, remote, handler, exchanges));
     match run_session(session, shutdown).await {
@@ -187,21 +205,24 @@ fn session<T, H, F>(
 >
 where
     T: Transport,
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let svc = {
         let (exchanges, handler) = (exchanges.clone(), handler.clone());
         hyper::service::service_fn(move |req: Request<Incoming>| {
             exchanges.started(!req.body().is_end_stream());
-            Answering::new(Box::pin(handler(req, remote)), exchanges.clone())
+            Answering::new(
+                Box::pin(handler(req.map(ClientBody::Hyper), remote)),
+                exchanges.clone(),
+            )
         })
     };
     let io = ParkIo::new(
         stream,
         prefix,
         exchanges.clone(),
-        conn.park_after,
+        Duration::ZERO,
         conn.idle_timeout,
     );
     conn.http1.serve_connection(TokioIo::new(io), svc)
@@ -377,7 +398,7 @@ async fn serve_h2c<H, F>(
     handler: H,
     shutdown: &Shutdown,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let activity = watch::Activity::new(conn.per_connection);
@@ -462,12 +483,16 @@ mod idle_size {
                     hyper_util::rt::TokioExecutor::new(),
                 ),
                 park_after: std::time::Duration::ZERO,
+                head: super::super::head::HeadLimits {
+                    max_head: 8192,
+                    max_headers: 100,
+                },
                 idle_timeout: std::time::Duration::ZERO,
                 per_connection: 1,
             });
             // The proxy's handler is an `Arc` and the origin; so is this one.
             let p: Arc<u64> = Arc::new(1);
-            let handler = move |_r: Request<Incoming>, _a: SocketAddr| {
+            let handler = move |_r: Request<ClientBody>, _a: SocketAddr| {
                 let p = p.clone();
                 async move {
                     drop(p);

@@ -3,16 +3,18 @@
 //! `http/1.1`), and shut down gracefully (stop accepting, let in-flight requests
 //! finish up to a grace period). Plain HTTP/1.1 connections park when idle (`h1.rs`).
 
+pub mod encode;
+mod fast;
 mod h1;
+pub mod head;
 mod park;
 mod watch;
 
-use crate::body::ProxyBody;
+use crate::body::{ClientBody, ProxyBody};
 use crate::config::Limits;
 use crate::shutdown::Shutdown;
 use crate::tls::server::TlsSource;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -40,6 +42,8 @@ struct Conn {
     http1: hyper::server::conn::http1::Builder,
     http2: hyper::server::conn::http2::Builder<TokioExecutor>,
     park_after: Duration,
+    /// What a request head may be, for the router's own HTTP/1.1 server (`fast.rs`).
+    head: head::HeadLimits,
     /// How long a connection may wait for (the start of) its next request, how long an
     /// HTTP/1.1 request head may take (`park::ParkIo`), and how long a TLS or h2c connection
     /// may stay open with no request in flight.
@@ -61,7 +65,7 @@ async fn serve_tls<H, F>(
     handler: H,
     shutdown: Shutdown,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let name = conn.name;
@@ -72,7 +76,7 @@ async fn serve_tls<H, F>(
     };
     // The DC a peer's client certificate names goes with each of its requests.
     let peer = crate::tls::server::peer_dc(&stream);
-    let handler = move |mut req: Request<Incoming>, remote| {
+    let handler = move |mut req: Request<ClientBody>, remote| {
         if let Some(dc) = &peer {
             req.extensions_mut().insert(dc.clone());
         }
@@ -93,7 +97,7 @@ async fn serve_h2<H, F>(
     handler: H,
     shutdown: Shutdown,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let activity = watch::Activity::new(conn.per_connection);
@@ -107,7 +111,7 @@ async fn serve_h2<H, F>(
 /// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, opts: ServeOptions, shutdown: Shutdown)
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -136,6 +140,10 @@ where
         http1,
         http2,
         park_after: opts.park_after,
+        head: head::HeadLimits {
+            max_head: opts.limits.max_header_bytes,
+            max_headers: opts.limits.max_headers,
+        },
         idle_timeout: opts.request_head_timeout,
         per_connection: opts.limits.upstream_per_connection,
     });

@@ -6,7 +6,7 @@
 //! upstream connections than that however many streams it opens. Also the prefixed IO an h2c
 //! connection is served over once its preface was read.
 
-use crate::body::{Guarded, ProxyBody};
+use crate::body::{ClientBody, Guarded, ProxyBody};
 use crate::shutdown::Shutdown;
 use bytes::{Buf, Bytes};
 use http::{Request, Response};
@@ -87,7 +87,7 @@ pub fn service<H, F>(
 + Send
 + 'static
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     hyper::service::service_fn(move |req| {
@@ -99,7 +99,7 @@ where
             held._permit = permits.acquire_owned().await.ok();
             // Boxed on its own: this block stays small, so hyper's moves of it (into its box,
             // into the stream's task) copy a few hundred bytes, not the proxy's future.
-            let resp = Box::pin(handler(req, remote)).await;
+            let resp = Box::pin(handler(req.map(ClientBody::Hyper), remote)).await;
             Ok::<_, Infallible>(resp.map(|inner| Watched::new(inner, held)))
         })
     })
