@@ -31,6 +31,8 @@ pub const BACKEND_UP: &str = "coopr_router_backend_up";
 pub const PEER_UP: &str = "coopr_router_peer_up";
 /// TLS handshakes refused or timed out, by `listener` (`client`, `peer`).
 pub const TLS_HANDSHAKE_FAILURES: &str = "coopr_router_tls_handshake_failures_total";
+/// HTTP/1.1 requests the router's own server left to hyper's, by `listener` (`server/fast.rs`).
+pub const HTTP1_TO_HYPER: &str = "coopr_router_http1_to_hyper_total";
 
 /// Clusters this DC's Coopr created outside this DC's home shards (its id settings or counter
 /// are wrong); each is pinned to this DC and `/ready` fails until an operator clears it.
@@ -150,6 +152,11 @@ pub(super) fn describe() {
     describe_gauge!(
         PARKED_CONNECTIONS,
         "Open HTTP/1.1 connections idle without buffers (parked), by listener"
+    );
+    describe_counter!(
+        HTTP1_TO_HYPER,
+        Unit::Count,
+        "HTTP/1.1 requests left to hyper's server (not plain: a body still coming, chunked, Expect, HTTP/1.0, malformed), by listener"
     );
     describe_gauge!(
         BACKEND_UP,

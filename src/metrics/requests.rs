@@ -2,7 +2,7 @@
 //! DC), the router's own error responses, open and parked connections, failed TLS handshakes.
 
 use super::labels::{CLASSES, ROUTES, STATUSES, status_index};
-use super::names::{REQUEST_DURATION, REQUESTS, TLS_HANDSHAKE_FAILURES};
+use super::names::{HTTP1_TO_HYPER, REQUEST_DURATION, REQUESTS, TLS_HANDSHAKE_FAILURES};
 use super::registry::{install, state};
 use ::metrics::Gauge;
 
@@ -93,6 +93,12 @@ impl Drop for ParkedConnection {
 pub fn tls_handshake_failed(listener: &'static str) {
     install();
     ::metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener).increment(1);
+}
+
+/// Counts an HTTP/1.1 request the router's own server left to hyper's (rare: no handle cache).
+pub fn http1_to_hyper(listener: &'static str) {
+    install();
+    ::metrics::counter!(HTTP1_TO_HYPER, "listener" => listener).increment(1);
 }
 
 #[cfg(test)]

@@ -351,6 +351,16 @@ mod tests {
 
     const D: &str = "date: Sat, 05 Dec 2026 01:00:00 GMT\r\n\r\n";
 
+    /// Status, headers, body, method; the head written and the verdict.
+    type Case = (
+        u16,
+        Vec<(&'static str, &'static str)>,
+        Option<BodyLength>,
+        Method,
+        String,
+        Result<Encoder, Refused>,
+    );
+
     #[test]
     fn heads_are_written_as_hyper_writes_them() {
         use BodyLength::*;
@@ -360,14 +370,7 @@ mod tests {
                 last: false,
             })
         };
-        let cases: Vec<(
-            u16,
-            Vec<(&str, &str)>,
-            Option<BodyLength>,
-            Method,
-            String,
-            Result<Encoder, Refused>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             (
                 200,
                 vec![("content-type", "a")],

@@ -155,7 +155,10 @@ where
             let _ = stream.shutdown().await;
             return None;
         }
-        fast::Ended::Hyper(read) => prefix = read,
+        fast::Ended::Hyper(read) => {
+            crate::metrics::http1_to_hyper(conn.name);
+            prefix = read;
+        }
     }
     let session = Box::pin(session(conn, stream, prefix, remote, handler, exchanges));
     match run_session(session, shutdown).await {
