@@ -51,9 +51,12 @@ pub struct Asked<'a> {
 /// Writes `parts`'s head into `dst` (appended; on `Err` `dst` is as it was) and says how its
 /// body goes. `body` is `None` for a body already at its end. An informational status is not
 /// a response hyper sends: it writes a 500 instead, ends the connection, and so does this.
+/// When the request asked to close (or the server is shutting down), the answer says so
+/// (`connection: close` added unless a `Connection` line already has it), as hyper's
+/// `Conn::enforce_version` does: `parts` is changed so.
 pub fn response_head(
     dst: &mut Vec<u8>,
-    parts: &Parts,
+    parts: &mut Parts,
     body: Option<BodyLength>,
     asked: Asked<'_>,
     date: &[u8; DATE_LEN],
@@ -65,6 +68,18 @@ pub fn response_head(
         blank.status = StatusCode::INTERNAL_SERVER_ERROR;
         let e = head(dst, &blank, None, asked.method, true, date)?;
         return Ok(Encoder { last: true, ..e });
+    }
+    if !asked.keep_alive {
+        match parts.headers.entry(header::CONNECTION) {
+            header::Entry::Occupied(mut e) => {
+                if !e.iter().any(connection_close) {
+                    e.append(HeaderValue::from_static("close"));
+                }
+            }
+            header::Entry::Vacant(e) => {
+                e.insert(HeaderValue::from_static("close"));
+            }
+        }
     }
     let last = status == StatusCode::SWITCHING_PROTOCOLS || !asked.keep_alive;
     head(dst, parts, body, asked.method, last, date)
@@ -345,7 +360,7 @@ mod tests {
             method: &method,
             keep_alive,
         };
-        let e = response_head(&mut dst, &parts, body, asked, DATE);
+        let e = response_head(&mut dst, &mut parts, body, asked, DATE);
         (String::from_utf8(dst[1..].to_vec()).unwrap(), e)
     }
 
@@ -532,15 +547,52 @@ mod tests {
     }
 
     #[test]
-    fn a_request_that_closes_makes_the_answer_the_last() {
-        let (_, e) = encode(200, &[], Some(BodyLength::Known(1)), Method::GET, false);
-        assert_eq!(
-            e,
+    fn a_request_that_closes_makes_the_answer_the_last_and_says_so() {
+        let last = |n| {
             Ok(Encoder {
-                framing: Framing::Length(1),
-                last: true
+                framing: Framing::Length(n),
+                last: true,
             })
+        };
+        let cases = [
+            (
+                vec![],
+                format!("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n{D}"),
+            ),
+            (
+                vec![("x-a", "1")],
+                format!(
+                    "HTTP/1.1 200 OK\r\nx-a: 1\r\nconnection: close\r\ncontent-length: 1\r\n{D}"
+                ),
+            ),
+            (
+                vec![("connection", "keep-alive")],
+                format!(
+                    "HTTP/1.1 200 OK\r\nconnection: keep-alive, close\r\ncontent-length: 1\r\n{D}"
+                ),
+            ),
+            (
+                vec![("connection", "Close")],
+                format!("HTTP/1.1 200 OK\r\nconnection: Close\r\ncontent-length: 1\r\n{D}"),
+            ),
+        ];
+        for (headers, want) in cases {
+            let (got, e) = encode(
+                200,
+                &headers,
+                Some(BodyLength::Known(1)),
+                Method::GET,
+                false,
+            );
+            assert_eq!((got, e), (want, last(1)), "{headers:?}");
+        }
+        // A 1xx is replaced whole by a 500, with no line added.
+        let (got, e) = encode(100, &[], None, Method::GET, false);
+        assert_eq!(
+            got,
+            format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n{D}")
         );
+        assert_eq!(e, last(0));
     }
 
     #[test]
@@ -555,7 +607,7 @@ mod tests {
             method: &Method::GET,
             keep_alive: true,
         };
-        let e = response_head(&mut dst, &parts, Some(BodyLength::Unknown), asked, DATE);
+        let e = response_head(&mut dst, &mut parts, Some(BodyLength::Unknown), asked, DATE);
         assert_eq!(
             String::from_utf8(dst).unwrap(),
             format!("HTTP/1.0 200 Fine\r\n{D}")

@@ -28,11 +28,15 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 /// The read buffer: a request's head and body must fit in it to be served here.
 const READ_BUF: usize = 8 * 1024;
+
+/// The write buffer is written out once it holds this much (a long body whose frames are all
+/// ready does not gather in memory).
+const OUT_MAX: usize = 64 * 1024;
 
 /// A body chunk at least this large is written from its own bytes rather than copied into the
 /// write buffer behind the head.
@@ -121,7 +125,7 @@ where
         let req = Request::from_parts(parsed.parts, ClientBody::Whole(parsed.body));
         let resp = (with.handler)(req, with.remote).await;
         let keep_alive = !parsed.close && !with.shutdown.is_triggered();
-        let (parts, mut body) = resp.into_parts();
+        let (mut parts, mut body) = resp.into_parts();
         let length = if body.is_end_stream() {
             None
         } else {
@@ -136,7 +140,8 @@ where
             method: &method,
             keep_alive,
         };
-        let Ok(encoder) = encode::response_head(&mut out, &parts, length, asked, &date()) else {
+        let Ok(encoder) = encode::response_head(&mut out, &mut parts, length, asked, &date())
+        else {
             tracing::warn!(listener = with.conn.name, remote = %with.remote, status = %parts.status, "the answer's framing headers contradict each other or its body; connection closed");
             return Ended::Close;
         };
@@ -146,6 +151,10 @@ where
             return Ended::Close;
         }
         drop(body);
+        if out.capacity() > OUT_MAX + COPY_MAX {
+            // What a long answer grew it to is not kept for the next request.
+            out = Vec::with_capacity(1024);
+        }
         if encoder.last || encoder.framing == Framing::Close {
             return Ended::Close;
         }
@@ -155,7 +164,7 @@ where
 /// Writes the head in `out` and the body after it, framed as the head says; flushes once
 /// the body is written or waits for more of itself. An error or a body that does not match
 /// its length ends the connection (as hyper ends it).
-async fn write_body<T: Transport>(
+async fn write_body<T: AsyncWrite + Unpin>(
     stream: &mut T,
     out: &mut Vec<u8>,
     body: &mut ProxyBody,
@@ -213,6 +222,11 @@ async fn write_body<T: Transport>(
             stream.write_all(&data).await?;
         } else {
             out.extend_from_slice(&data);
+            if out.len() >= OUT_MAX {
+                // A body whose frames keep coming: written as it goes, not gathered whole.
+                stream.write_all(out).await?;
+                out.clear();
+            }
         }
         if framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
@@ -362,6 +376,13 @@ fn date() -> [u8; DATE_LEN] {
 mod tests {
     use super::*;
 
+    fn prefixed(prefix: Bytes, rest: ProxyBody) -> ProxyBody {
+        ProxyBody::Prefixed {
+            prefix: Some(prefix),
+            rest: Box::new(rest),
+        }
+    }
+
     #[test]
     fn the_date_is_an_http_date_of_now() {
         let d = date();
@@ -369,6 +390,90 @@ mod tests {
         let parsed = httpdate::parse_http_date(text).unwrap();
         let age = SystemTime::now().duration_since(parsed).unwrap();
         assert!(age < Duration::from_secs(2), "{text}");
+    }
+
+    /// What `write_body` writes of `body` after the head `HEAD`, and whether it succeeded.
+    async fn written(body: ProxyBody, framing: Framing) -> (String, bool) {
+        let (mut near, mut far) = tokio::io::duplex(1 << 20);
+        let mut out = b"HEAD".to_vec();
+        let mut body = body;
+        let ok = write_body(&mut near, &mut out, &mut body, framing)
+            .await
+            .is_ok();
+        drop(near);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut far, &mut got)
+            .await
+            .unwrap();
+        (String::from_utf8(got).unwrap(), ok)
+    }
+
+    fn two_frames() -> ProxyBody {
+        prefixed(Bytes::from_static(b"hello "), ProxyBody::full("world"))
+    }
+
+    #[tokio::test]
+    async fn bodies_are_framed_as_the_head_says() {
+        let cases = [
+            (
+                ProxyBody::full("hello"),
+                Framing::Length(5),
+                "HEADhello",
+                true,
+            ),
+            (ProxyBody::full("hello"), Framing::Length(0), "HEAD", true),
+            (
+                two_frames(),
+                Framing::Chunked,
+                "HEAD6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
+                true,
+            ),
+            (two_frames(), Framing::Close, "HEADhello world", true),
+            (ProxyBody::Empty, Framing::Chunked, "HEAD0\r\n\r\n", true),
+            // A body longer or shorter than its length breaks the connection (as hyper's).
+            (ProxyBody::full("hello"), Framing::Length(4), "", false),
+            (
+                ProxyBody::full("hello"),
+                Framing::Length(6),
+                "HEADhello",
+                false,
+            ),
+        ];
+        for (body, framing, want, ok) in cases {
+            let (got, was_ok) = written(body, framing).await;
+            assert_eq!(
+                (was_ok, got.as_str()),
+                (ok, if ok { want } else { &got[..] }),
+                "{framing:?}"
+            );
+            if !ok {
+                assert!(want.starts_with(&got) || got.is_empty(), "{got:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_body_is_written_as_it_goes() {
+        // 200 ready frames of 1 KiB: written in pieces of at most OUT_MAX (plus a frame).
+        let mut body = ProxyBody::Empty;
+        for _ in 0..200 {
+            body = prefixed(Bytes::from(vec![b'x'; 1024]), body);
+        }
+        let (mut near, mut far) = tokio::io::duplex(OUT_MAX + 2048);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut far, &mut got)
+                .await
+                .unwrap();
+            got.len()
+        });
+        let mut out = Vec::new();
+        write_body(&mut near, &mut out, &mut body, Framing::Length(200 * 1024))
+            .await
+            .unwrap();
+        assert!(out.capacity() < 2 * OUT_MAX, "{}", out.capacity());
+        drop(near);
+        assert_eq!(reader.await.unwrap(), 200 * 1024);
     }
 
     #[test]
