@@ -345,8 +345,42 @@ pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64
     }
 }
 
+/// How many numbers [`number`] has written out already (shards, epochs, lengths: nearly all
+/// the numbers the router writes are below it).
+const SMALL: usize = 10_000;
+
+/// `0000` to `9999`, four digits each: a small number's value is a slice of it, shared, with no
+/// allocation (two per answer otherwise: its shard and its epoch).
+static DIGITS: [u8; SMALL * 4] = {
+    let mut t = [b'0'; SMALL * 4];
+    let mut n = 0;
+    while n < SMALL {
+        let (mut v, mut i) = (n, 4);
+        while i > 0 {
+            i -= 1;
+            t[n * 4 + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        n += 1;
+    }
+    t
+};
+
 /// A numeric header value.
 pub fn number(n: u64) -> HeaderValue {
+    if let Ok(small) = usize::try_from(n)
+        && small < SMALL
+    {
+        let skip = match small {
+            0..10 => 3,
+            10..100 => 2,
+            100..1000 => 1,
+            _ => 0,
+        };
+        if let Ok(text) = std::str::from_utf8(&DIGITS[small * 4 + skip..small * 4 + 4]) {
+            return HeaderValue::from_static(text);
+        }
+    }
     let mut buf = BytesMut::with_capacity(20);
     push_decimal(&mut buf, n);
     // Digits only, so always a valid header value.
@@ -530,7 +564,21 @@ mod tests {
 
     #[test]
     fn numbers_are_decimal() {
-        for n in [0, 7, 10, 12, 4096, u64::MAX] {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            12,
+            99,
+            100,
+            999,
+            1000,
+            4096,
+            9999,
+            10_000,
+            u64::MAX,
+        ] {
             assert_eq!(number(n), n.to_string().as_str());
         }
     }
