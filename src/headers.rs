@@ -564,21 +564,7 @@ mod tests {
 
     #[test]
     fn numbers_are_decimal() {
-        for n in [
-            0,
-            7,
-            9,
-            10,
-            12,
-            99,
-            100,
-            999,
-            1000,
-            4096,
-            9999,
-            10_000,
-            u64::MAX,
-        ] {
+        for n in (0..=10_001).chain([u64::MAX]) {
             assert_eq!(number(n), n.to_string().as_str());
         }
     }
