@@ -853,15 +853,7 @@ fn unchunk(mut b: &[u8]) -> Option<(Vec<u8>, bool)> {
 fn check_response(r: &Resp) -> Result<(), TestCaseError> {
     let (theirs, closed) = rt().block_on(hyper_answers(r));
     let (mut parts, body) = r.response().into_parts();
-    let length = if body.is_end_stream() {
-        None
-    } else {
-        Some(
-            body.size_hint()
-                .exact()
-                .map_or(BodyLength::Unknown, BodyLength::Known),
-        )
-    };
+    let length = BodyLength::of(&body);
     let head_len = theirs
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -18,6 +18,21 @@ pub enum BodyLength {
     Unknown,
 }
 
+impl BodyLength {
+    /// What `body` says of itself, as hyper's dispatcher asks it (`None`: already at its end).
+    pub fn of<B: http_body::Body>(body: &B) -> Option<BodyLength> {
+        if body.is_end_stream() {
+            None
+        } else {
+            Some(
+                body.size_hint()
+                    .exact()
+                    .map_or(BodyLength::Unknown, BodyLength::Known),
+            )
+        }
+    }
+}
+
 /// How the body is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {

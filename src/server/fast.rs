@@ -126,15 +126,7 @@ where
         let resp = (with.handler)(req, with.remote).await;
         let keep_alive = !parsed.close && !with.shutdown.is_triggered();
         let (mut parts, mut body) = resp.into_parts();
-        let length = if body.is_end_stream() {
-            None
-        } else {
-            Some(
-                body.size_hint()
-                    .exact()
-                    .map_or(BodyLength::Unknown, BodyLength::Known),
-            )
-        };
+        let length = BodyLength::of(&body);
         out.clear();
         let asked = Asked {
             method: &method,
