@@ -345,6 +345,28 @@ pub fn set_hop_and_epoch(h: &mut HeaderMap, hop: Option<HeaderValue>, epoch: u64
     }
 }
 
+/// Names that come with nearly every request or answer and that `http` does not know (Coopr's
+/// identity headers, the router's own between DCs): found here, they are shared, not allocated.
+const KNOWN: [HeaderName; 7] = [
+    HeaderName::from_static("coopr-userid"),
+    HeaderName::from_static("coopr-tenantid"),
+    HeaderName::from_static("coopr-apikey"),
+    REQUEST_ID,
+    HOP,
+    EPOCH,
+    X_FORWARDED_FOR,
+];
+
+/// A header name read off the wire, as `HeaderName::from_bytes` makes it.
+pub fn name(b: &[u8]) -> Result<HeaderName, header::InvalidHeaderName> {
+    for k in &KNOWN {
+        if k.as_str().len() == b.len() && k.as_str().as_bytes().eq_ignore_ascii_case(b) {
+            return Ok(k.clone());
+        }
+    }
+    HeaderName::from_bytes(b)
+}
+
 /// How many numbers [`number`] has written out already (shards, epochs, lengths: nearly all
 /// the numbers the router writes are below it).
 const SMALL: usize = 10_000;
@@ -559,6 +581,25 @@ mod tests {
             add_forwarded(&mut h, remote.parse().unwrap());
             assert_eq!(h[X_FORWARDED_FOR], want_xff, "{remote}");
             assert_eq!(h[header::FORWARDED], want_fwd, "{remote}");
+        }
+    }
+
+    #[test]
+    fn known_names_are_the_names_http_makes() {
+        for k in &KNOWN {
+            for text in [k.as_str().to_string(), k.as_str().to_ascii_uppercase()] {
+                assert_eq!(
+                    name(text.as_bytes()).unwrap(),
+                    HeaderName::from_bytes(text.as_bytes()).unwrap()
+                );
+            }
+        }
+        for other in [&b"coopr-userix"[..], b"host", b"x", b"bad name", b""] {
+            assert_eq!(
+                name(other).ok(),
+                HeaderName::from_bytes(other).ok(),
+                "{other:?}"
+            );
         }
     }
 

@@ -12,7 +12,7 @@
 //! `fuzz/fuzz_targets/request.rs` feeds it arbitrary bytes.
 
 use bytes::Bytes;
-use http::header::{self, HeaderName};
+use http::header;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use std::mem::MaybeUninit;
@@ -99,7 +99,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Head {
     let mut headers = HeaderMap::with_capacity(req.headers.len() + ANSWER_ROOM);
     let (mut length, mut close) = (None, false);
     for h in req.headers.iter() {
-        let Ok(name) = name_of(h.name.as_bytes()) else {
+        let Ok(name) = crate::headers::name(h.name.as_bytes()) else {
             return Head::Hyper;
         };
         let v = at(h.value.as_ptr());
@@ -151,27 +151,6 @@ pub fn parse(buf: &[u8], limits: HeadLimits) -> Head {
 /// so that adding it does not grow the map. The forwarding headers, the hop and the epoch are
 /// written straight into the upstream head (`upstream/request.rs`), not into the map.
 const ANSWER_ROOM: usize = 1;
-
-/// Names that come with nearly every request and that `http` does not know (Coopr's identity
-/// headers, the router's own between DCs): found here, they are shared, not allocated.
-const KNOWN: [HeaderName; 6] = [
-    HeaderName::from_static("coopr-userid"),
-    HeaderName::from_static("coopr-tenantid"),
-    HeaderName::from_static("coopr-apikey"),
-    crate::headers::REQUEST_ID,
-    crate::headers::HOP,
-    crate::headers::EPOCH,
-];
-
-/// A header name as `HeaderName::from_bytes` makes it.
-fn name_of(b: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
-    for k in &KNOWN {
-        if k.as_str().len() == b.len() && k.as_str().as_bytes().eq_ignore_ascii_case(b) {
-            return Ok(k.clone());
-        }
-    }
-    HeaderName::from_bytes(b)
-}
 
 /// A `Content-Length` hyper reads as this one number: plain digits (one to nineteen, so no
 /// overflow), nothing else (`5, 5` or `+5` go to hyper).
@@ -303,25 +282,6 @@ mod tests {
             served(b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").close
         );
         assert!(!served(b"GET / HTTP/1.1\r\nConnection: closed\r\n\r\n").close);
-    }
-
-    #[test]
-    fn known_names_are_the_names_http_makes() {
-        for k in &KNOWN {
-            for text in [k.as_str().to_string(), k.as_str().to_ascii_uppercase()] {
-                assert_eq!(
-                    name_of(text.as_bytes()).unwrap(),
-                    HeaderName::from_bytes(text.as_bytes()).unwrap()
-                );
-            }
-        }
-        for other in [&b"coopr-userix"[..], b"host", b"x", b"bad name", b""] {
-            assert_eq!(
-                name_of(other).ok(),
-                HeaderName::from_bytes(other).ok(),
-                "{other:?}"
-            );
-        }
     }
 
     #[test]

@@ -272,7 +272,7 @@ pub fn parse_response(
         let (mut length, mut transfer_encoding) = (Lengths::Absent, false);
         for &[n0, n1, v0, v1] in &indices[..n] {
             let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
-            let name = header::HeaderName::from_bytes(&head[n0..n1])
+            let name = crate::headers::name(&head[n0..n1])
                 .map_err(|_| WireError::Head("invalid header name".into()))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0..v1))
                 .map_err(|_| WireError::Head("invalid header value".into()))?;
