@@ -168,7 +168,7 @@ fn head(
                         continue;
                     }
                     Some(BodyLength::Unknown) => {
-                        let Some(n) = from_digits(value) else {
+                        let Some(n) = crate::wire::head::digits(value.as_bytes()) else {
                             dst.truncate(orig_len);
                             return Err(Refused);
                         };
@@ -269,7 +269,7 @@ fn head(
             Some(BodyLength::Known(n)) => {
                 if can_have_length(method, status) {
                     dst.extend_from_slice(b"content-length: ");
-                    dst.extend_from_slice(itoa(n, &mut [0; 20]));
+                    crate::headers::push_decimal(dst, n);
                     dst.extend_from_slice(b"\r\n");
                     Framing::Length(n)
                 } else {
@@ -320,33 +320,6 @@ fn is_chunked(v: &HeaderValue) -> bool {
 fn connection_close(v: &HeaderValue) -> bool {
     v.to_str()
         .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
-}
-
-/// hyper's `from_digits`: digits only, no sign, no overflow.
-fn from_digits(v: &HeaderValue) -> Option<u64> {
-    let b = v.as_bytes();
-    if b.is_empty() {
-        return None;
-    }
-    b.iter().try_fold(0u64, |n, &d| {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
-/// `n` in decimal, written at the end of `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 #[cfg(test)]
@@ -637,16 +610,11 @@ mod tests {
     }
 
     #[test]
-    fn numbers_and_lengths_are_decimal() {
-        for n in [0, 7, 10, 4096, u64::MAX] {
-            assert_eq!(itoa(n, &mut [0; 20]), n.to_string().as_bytes());
-        }
-        assert_eq!(from_digits(&HeaderValue::from_static("0012")), Some(12));
-        assert_eq!(
-            from_digits(&HeaderValue::from_static("18446744073709551616")),
-            None
-        );
-        assert_eq!(from_digits(&HeaderValue::from_static("+1")), None);
-        assert_eq!(from_digits(&HeaderValue::from_static("")), None);
+    fn lengths_are_read_as_hyper_reads_them() {
+        let d = |v: &'static str| crate::wire::head::digits(HeaderValue::from_static(v).as_bytes());
+        assert_eq!(d("0012"), Some(12));
+        assert_eq!(d("18446744073709551616"), None);
+        assert_eq!(d("+1"), None);
+        assert_eq!(d(""), None);
     }
 }

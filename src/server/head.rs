@@ -155,10 +155,10 @@ const ANSWER_ROOM: usize = 1;
 /// A `Content-Length` hyper reads as this one number: plain digits (one to nineteen, so no
 /// overflow), nothing else (`5, 5` or `+5` go to hyper).
 fn digits(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.len() > 19 {
         return None;
     }
-    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    crate::wire::head::digits(v)
 }
 
 /// Whether a `Connection` value lists `close` (hyper's `connection_close`: a visible-ASCII

@@ -407,7 +407,8 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
     }
 }
 
-fn digits(b: &[u8]) -> Option<u64> {
+/// A decimal length as hyper reads one (`from_digits`): digits only, no sign, no overflow.
+pub fn digits(b: &[u8]) -> Option<u64> {
     if b.is_empty() {
         return None;
     }
