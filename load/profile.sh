@@ -81,7 +81,7 @@ WRAP
         for p in $(seq 1200); do [[ -s "$ready" ]] && break; alive idle; sleep 0.1; done
         sleep 1
         local held; held="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
-        log "idle: $(cat "$ready"); router RSS $((before / 1024)) -> $((held / 1024)) MiB, $(awk "BEGIN {printf \"%.1f\", ($held - $before) / $IDLE_CONNS}") KiB per idle connection"
+        log "idle: $(cat "$ready"); router RSS $((before / 1024)) -> $((held / 1024)) MiB, $(awk "BEGIN {printf \"%.2f\", ($held - $before) / $IDLE_CONNS}") KiB per idle connection"
     fi
     if [[ $MODE == callgrind ]]; then
         # Instructions per request (user space only), over a fixed number of requests.

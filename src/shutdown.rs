@@ -50,6 +50,13 @@ impl Shutdown {
     pub async fn wait(mut self) {
         let _ = self.rx.wait_for(|&v| v).await;
     }
+    /// The waiter [`triggered`](Shutdown::triggered) awaits, for a future that keeps it in its
+    /// own fields. A trigger reaches it from the moment it is made, polled or not (tokio's
+    /// `notify_waiters` wakes every `Notified` made before the call), so whoever makes it
+    /// checks [`is_over`](Shutdown::is_over) after making it.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
     /// [`wait`](Shutdown::wait) on a borrowed signal, as a smaller future (one `Notify`
     /// waiter): what every idle connection keeps while it waits.
     pub async fn triggered(&self) {

@@ -45,45 +45,35 @@ pub fn upstream_error(kind: &'static str) {
         .increment(1);
 }
 
-fn connections(listener: &'static str) -> Gauge {
+/// The gauge of `listener`'s open connections (a listener keeps it; see [`Counted`]).
+pub fn open_connections(listener: &'static str) -> Gauge {
     state().connections.get(
         listener,
         |name, label, value| ::metrics::gauge!(name, label => value),
     )
 }
 
-/// Counts a connection as open on `listener` until dropped (also when its task is cancelled).
-pub struct OpenConnection(Gauge);
+/// The gauge of `listener`'s parked connections.
+pub fn parked_connections(listener: &'static str) -> Gauge {
+    state().parked.get(
+        listener,
+        |name, label, value| ::metrics::gauge!(name, label => value),
+    )
+}
 
-impl OpenConnection {
-    pub fn new(listener: &'static str) -> Self {
-        let g = connections(listener);
-        g.increment(1.0);
-        OpenConnection(g)
+/// Counts one in a gauge its owner keeps (a listener's open or parked connections) until
+/// dropped, also when its task is cancelled: one pointer, not the gauge's handle, as it is
+/// part of what every parked connection keeps.
+pub struct Counted<'a>(&'a Gauge);
+
+impl<'a> Counted<'a> {
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.increment(1.0);
+        Counted(gauge)
     }
 }
 
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
-}
-
-/// Counts a connection as parked on `listener` until dropped.
-pub struct ParkedConnection(Gauge);
-
-impl ParkedConnection {
-    pub fn new(listener: &'static str) -> Self {
-        let g = state().parked.get(
-            listener,
-            |name, label, value| ::metrics::gauge!(name, label => value),
-        );
-        g.increment(1.0);
-        ParkedConnection(g)
-    }
-}
-
-impl Drop for ParkedConnection {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }

@@ -260,11 +260,13 @@ enum Fill {
     Closed,
 }
 
-/// The read buffer: the bytes between `start` and `end` are read and not yet taken.
+/// The bytes read and not yet taken (`buf[start..]`). A read goes into the thread's scratch
+/// buffer ([`SCRATCH`]) and only what it gave is copied here, so a connection holds room for
+/// the bytes it actually has (a request is ~200 bytes), not `READ_BUF`: a burst of new
+/// connections, each awake until it parks, holds that much less.
 struct Reader {
     buf: Vec<u8>,
     start: usize,
-    end: usize,
 }
 
 impl Reader {
@@ -273,38 +275,39 @@ impl Reader {
         if prefix.len() > READ_BUF {
             return None;
         }
-        let mut buf = vec![0; READ_BUF];
-        buf[..prefix.len()].copy_from_slice(prefix);
         Some(Reader {
-            buf,
+            buf: prefix.to_vec(),
             start: 0,
-            end: prefix.len(),
         })
     }
 
     fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+        self.buf.get(self.start..).unwrap_or_default()
     }
 
     fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start >= self.buf.len()
     }
 
+    /// Holds `READ_BUF` bytes not taken: a request longer than that is not served here.
     fn is_full(&self) -> bool {
-        self.start == 0 && self.end == self.buf.len()
+        self.data().len() >= READ_BUF
     }
 
     fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
+        self.start = (self.start + n).min(self.buf.len());
+        if self.is_empty() {
+            // The capacity stays: the next request is likely as long as this one.
+            self.buf.clear();
+            self.start = 0;
         }
     }
 
     /// What is read and not taken, as hyper's prefix.
     fn take(&mut self) -> Bytes {
         let b = Bytes::copy_from_slice(self.data());
-        (self.start, self.end) = (0, 0);
+        self.buf.clear();
+        self.start = 0;
         b
     }
 
@@ -313,20 +316,34 @@ impl Reader {
         stream: &mut T,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Fill> {
-        if self.end == self.buf.len() {
-            self.buf.copy_within(self.start..self.end, 0);
-            (self.start, self.end) = (0, self.end - self.start);
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
-        let mut rb = ReadBuf::new(&mut self.buf[self.end..]);
-        match Pin::new(stream).poll_read(cx, &mut rb) {
-            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Fill::Closed),
-            Poll::Ready(Ok(())) => {
-                self.end += rb.filled().len();
-                Poll::Ready(Fill::Bytes)
+        let room = READ_BUF.saturating_sub(self.buf.len());
+        SCRATCH.with(|scratch| {
+            // Borrowed only within this poll, so never held twice; should it be, this read
+            // makes a buffer of its own.
+            let mut own;
+            let mut borrowed = scratch.try_borrow_mut();
+            let into: &mut [u8] = match borrowed.as_mut() {
+                Ok(s) => &mut s[..room],
+                Err(_) => {
+                    own = vec![0; room];
+                    &mut own
+                }
+            };
+            let mut rb = ReadBuf::new(into);
+            match Pin::new(stream).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Fill::Closed),
+                Poll::Ready(Ok(())) => {
+                    self.buf.extend_from_slice(rb.filled());
+                    Poll::Ready(Fill::Bytes)
+                }
+                Poll::Ready(Err(_)) => Poll::Ready(Fill::Closed),
+                Poll::Pending => Poll::Pending,
             }
-            Poll::Ready(Err(_)) => Poll::Ready(Fill::Closed),
-            Poll::Pending => Poll::Pending,
-        }
+        })
     }
 
     /// Reads what is there to read now, without waiting.
@@ -340,6 +357,8 @@ impl Reader {
 }
 
 thread_local! {
+    /// Where reads land before what they gave is copied to the connection's [`Reader`].
+    static SCRATCH: RefCell<Box<[u8; READ_BUF]>> = RefCell::new(Box::new([0; READ_BUF]));
     /// The `Date` value, rendered at most once a second per thread (hyper's `CachedDate`).
     static DATE: RefCell<(SystemTime, [u8; DATE_LEN])> =
         const { RefCell::new((SystemTime::UNIX_EPOCH, [b' '; DATE_LEN])) };

@@ -5,11 +5,12 @@
 //! connection, it holds only its socket (and rustls's state, over TLS): an idle keep-alive
 //! connection costs about what its task does (under 1 KiB), not hyper's buffers.
 
-use super::Conn;
 use super::fast;
 use super::park::{Answer, Answering, Exchanges, ParkIo, Transport};
 use super::watch::{self, Prefixed};
+use super::{Conn, Slot};
 use crate::body::{ClientBody, ProxyBody};
+use crate::metrics::Counted;
 use crate::shutdown::Shutdown;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -23,6 +24,8 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::futures::Notified;
+use tokio::time::Sleep;
 
 /// How a wait for the next request ended.
 enum Woken {
@@ -32,56 +35,51 @@ enum Woken {
     Close,
 }
 
-/// Serves one accepted connection until it closes; `guard` (the connection's place under the
-/// cap, its gauge) is dropped with it. A plain connection's first bytes tell h2c from HTTP/1.1;
-/// a TLS one (ALPN chose HTTP/1.1) starts its first session at once (rustls may already hold
-/// the request). This future is the connection's whole task, so what it keeps across a wait
-/// is what an idle connection costs: the socket, a few `Arc`s, the wait's timer and shutdown
-/// waiter. Everything else (reading the opening, a hyper session, an h2c connection) runs in
-/// [`serve_awake`], boxed, and lives only while the connection is awake.
+/// Serves one accepted connection until it closes; its [`Slot`] (its place under the cap, its
+/// gauge, and what the listener's connections share) is dropped with it. A plain connection's
+/// first bytes tell h2c from HTTP/1.1; a TLS one (ALPN chose HTTP/1.1) starts its first
+/// session at once (rustls may already hold the request). This future is the connection's
+/// whole task, so what it keeps across a wait is what an idle connection costs: the socket,
+/// the slot, the handler (an `Arc`) and the wait ([`WaitForBytes`]). Everything else (reading
+/// the opening, requests, a hyper session, an h2c connection) runs in [`serve_awake`], boxed,
+/// and lives only while the connection is awake. Even the peer's address is asked of the
+/// socket when it wakes rather than kept: with it, the task would not fit tokio's next
+/// smaller allocation (see the test `an_idle_connection_keeps_a_small_future`).
 ///
 /// An `async` block over the arguments rather than an `async fn`: an `async fn`'s state keeps
 /// its arguments twice (as arguments and as the body's locals), and the block mutates its
-/// captures in place, so the state is the captures and the wait (~420 bytes, was 880).
-pub fn serve<T, H, F, G>(
-    conn: Arc<Conn>,
-    mut stream: T,
-    remote: SocketAddr,
-    handler: H,
-    shutdown: Shutdown,
-    guard: G,
-) -> impl Future<Output = ()>
+/// captures in place, so the state is the captures and the wait.
+pub fn serve<T, H, F>(conn: Slot, mut stream: T, handler: H) -> impl Future<Output = ()>
 where
     T: Transport,
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
-    G: Send,
 {
-    let exchanges = Arc::new(Exchanges::default());
-    let mut prefix = Bytes::new();
     let mut first = true;
     async move {
-        // Held (captured) for the connection's life.
-        let _ = &guard;
         loop {
-            if prefix.is_empty() && !(first && stream.as_plain().is_none()) {
-                let parked = crate::metrics::ParkedConnection::new(conn.name);
-                let woken = wait_for_bytes(&stream, &conn, &shutdown).await;
-                drop(parked);
-                if matches!(woken, Woken::Close) {
+            if !(first && stream.as_plain().is_none()) {
+                let Some(wait) = WaitForBytes::new(&stream, &conn) else {
+                    return;
+                };
+                if matches!(wait.await, Woken::Close) {
                     return;
                 }
             }
+            let remote = match stream.peer_addr() {
+                Ok(remote) => remote,
+                Err(e) => {
+                    tracing::debug!(listener = conn.name, error = %e, "connection gone before its request; closed");
+                    return;
+                }
+            };
             let with = Serving {
                 conn: &conn,
                 remote,
                 handler: &handler,
-                exchanges: &exchanges,
-                shutdown: &shutdown,
             };
-            let awake = Box::pin(serve_awake(with, stream, prefix, first));
-            match awake.await {
-                Some((parked, read)) => (stream, prefix, first) = (parked, read, false),
+            match Box::pin(serve_awake(with, stream, first)).await {
+                Some(parked) => (stream, first) = (parked, false),
                 None => return,
             }
         }
@@ -93,19 +91,13 @@ struct Serving<'a, H> {
     conn: &'a Conn,
     remote: SocketAddr,
     handler: &'a H,
-    exchanges: &'a Arc<Exchanges>,
-    shutdown: &'a Shutdown,
 }
 
 /// A woken connection's work: its opening when it is a plain connection's first bytes (h2c is
-/// served here to its end), then one hyper session. Gives back the socket and any bytes read
-/// but not parsed when the connection parks; `None` when it is done.
-async fn serve_awake<T, H, F>(
-    with: Serving<'_, H>,
-    mut stream: T,
-    mut prefix: Bytes,
-    first: bool,
-) -> Option<(T, Bytes)>
+/// served here to its end), then requests, by the router's own server (`fast.rs`) and, for
+/// those it leaves to hyper, by a hyper session each, until the connection parks with nothing
+/// read (the socket is given back) or is done (`None`).
+async fn serve_awake<T, H, F>(with: Serving<'_, H>, mut stream: T, first: bool) -> Option<T>
 where
     T: Transport,
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
@@ -115,9 +107,9 @@ where
         conn,
         remote,
         handler,
-        exchanges,
-        shutdown,
     } = with;
+    let shutdown = &conn.shutdown;
+    let mut prefix = Bytes::new();
     if first && let Some(tcp) = stream.as_plain() {
         // Boxed, as is the h2c connection: the future of a session need not keep room for them.
         match Box::pin(read_opening(tcp, conn.idle_timeout)).await {
@@ -149,39 +141,42 @@ where
         handler,
         shutdown,
     };
-    match fast::serve(&fast, &mut stream, prefix).await {
-        fast::Ended::Park => return Some((stream, Bytes::new())),
-        fast::Ended::Close => {
-            let _ = stream.shutdown().await;
-            return None;
-        }
-        fast::Ended::Hyper(read) => {
-            crate::metrics::http1_to_hyper(conn.name);
-            prefix = read;
-        }
-    }
-    let session = Box::pin(session(conn, stream, prefix, remote, handler, exchanges));
-    match run_session(session, shutdown).await {
-        Ok(parts) => {
-            let (mut io, parked) = parts.io.into_inner().into_parts();
-            // Bytes hyper read but did not parse (none, given when a connection parks). An
-            // empty `Bytes` cut from hyper's read buffer still holds the whole buffer.
-            let read = if parts.read_buf.is_empty() {
-                Bytes::new()
-            } else {
-                Bytes::copy_from_slice(&parts.read_buf)
-            };
-            if !parked || shutdown.is_triggered() {
-                // hyper closed (keep-alive off, the client's close, a graceful stop): the
-                // shutdown hyper skipped for us.
-                let _ = io.shutdown().await;
+    loop {
+        match fast::serve(&fast, &mut stream, prefix).await {
+            fast::Ended::Park => return Some(stream),
+            fast::Ended::Close => {
+                let _ = stream.shutdown().await;
                 return None;
             }
-            Some((io, read))
+            fast::Ended::Hyper(read) => {
+                crate::metrics::http1_to_hyper(conn.name);
+                prefix = read;
+            }
         }
-        Err(e) => {
-            tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
-            None
+        // Made per session: only hyper's sessions need it, so a parked connection does not.
+        let exchanges = Arc::new(Exchanges::default());
+        let session = Box::pin(session(conn, stream, prefix, remote, handler, &exchanges));
+        match run_session(session, shutdown).await {
+            Ok(parts) => {
+                let (mut io, parked) = parts.io.into_inner().into_parts();
+                if !parked || shutdown.is_triggered() {
+                    // hyper closed (keep-alive off, the client's close, a graceful stop): the
+                    // shutdown hyper skipped for us.
+                    let _ = io.shutdown().await;
+                    return None;
+                }
+                if parts.read_buf.is_empty() {
+                    return Some(io);
+                }
+                // Bytes hyper read but did not parse: the next request, served at once. (An
+                // empty `Bytes` cut from hyper's read buffer would still hold the whole
+                // buffer, hence the copy.)
+                (stream, prefix) = (io, Bytes::copy_from_slice(&parts.read_buf));
+            }
+            Err(e) => {
+                tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
+                return None;
+            }
         }
     }
 }
@@ -269,28 +264,54 @@ where
     Ok(Pin::into_inner(session).into_parts())
 }
 
-/// Waits until `stream` has bytes to read (peeked, not consumed), for at most the idle timeout.
-/// Polled by hand (the socket's own readiness, a timer, the shutdown waiter): this is the state
-/// a parked connection sits in, so its size is most of what an idle connection costs.
-async fn wait_for_bytes<T: Transport>(stream: &T, conn: &Conn, shutdown: &Shutdown) -> Woken {
-    if shutdown.is_triggered() {
-        return Woken::Close;
+pin_project_lite::pin_project! {
+    /// Waits until `stream` has bytes to read (peeked, not consumed), for at most the idle
+    /// timeout, or until shutdown. This is the state a parked connection sits in, so its size
+    /// is most of what an idle connection costs: a struct of the three things it polls (the
+    /// socket's own readiness, a timer, the shutdown waiter) and the parked gauge's count, not
+    /// an `async fn`, whose state would also keep its arguments and its locals' pins.
+    struct WaitForBytes<'a, T> {
+        stream: &'a T,
+        #[pin]
+        stop: Notified<'a>,
+        #[pin]
+        idle: Sleep,
+        _parked: Counted<'a>,
     }
-    let stop = shutdown.triggered();
-    let idle = tokio::time::sleep(conn.idle_timeout);
-    let (mut stop, mut idle) = (std::pin::pin!(stop), std::pin::pin!(idle));
-    poll_fn(|cx| {
-        match stream.poll_bytes(cx) {
+}
+
+impl<'a, T: Transport> WaitForBytes<'a, T> {
+    /// `None` when the listener is already shutting down.
+    fn new(stream: &'a T, conn: &'a Conn) -> Option<Self> {
+        let stop = conn.shutdown.notified();
+        // Read after the waiter is made: a trigger in between still reaches it.
+        if conn.shutdown.is_over() {
+            return None;
+        }
+        Some(WaitForBytes {
+            stream,
+            stop,
+            idle: tokio::time::sleep(conn.idle_timeout),
+            _parked: Counted::new(&conn.parked),
+        })
+    }
+}
+
+impl<T: Transport> Future for WaitForBytes<'_, T> {
+    type Output = Woken;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Woken> {
+        let this = self.project();
+        match this.stream.poll_bytes(cx) {
             Poll::Ready(true) => return Poll::Ready(Woken::Open),
             Poll::Ready(false) => return Poll::Ready(Woken::Close),
             Poll::Pending => {}
         }
-        if idle.as_mut().poll(cx).is_ready() || stop.as_mut().poll(cx).is_ready() {
+        if this.idle.poll(cx).is_ready() || this.stop.poll(cx).is_ready() {
             return Poll::Ready(Woken::Close);
         }
         Poll::Pending
-    })
-    .await
+    }
 }
 
 /// The HTTP/2 connection preface (RFC 9113 §3.4).
@@ -492,7 +513,13 @@ mod idle_size {
                 },
                 idle_timeout: std::time::Duration::ZERO,
                 per_connection: 1,
+                shutdown,
+                permits: tokio::sync::Semaphore::new(1),
+                open: crate::metrics::open_connections("test"),
+                parked: crate::metrics::parked_connections("test"),
             });
+            let slot = Slot::take(&conn).unwrap();
+            assert!(Slot::take(&conn).is_none(), "one place under a cap of one");
             // The proxy's handler is an `Arc` and the origin; so is this one.
             let p: Arc<u64> = Arc::new(1);
             let handler = move |_r: Request<ClientBody>, _a: SocketAddr| {
@@ -502,12 +529,20 @@ mod idle_size {
                     Response::new(ProxyBody::Empty)
                 }
             };
-            let wait = std::mem::size_of_val(&wait_for_bytes(&s, &conn, &shutdown));
-            assert!(wait <= 400, "the wait for bytes is {wait} bytes");
-            let whole = std::mem::size_of_val(&serve(conn, s, remote, handler, shutdown, ()));
-            // 448 bytes (release), 456 (debug); 880 while it was an `async fn` that also
-            // awaited the opening and the session itself.
-            assert!(whole <= 512, "a plain connection's future is {whole} bytes");
+            let wait = std::mem::size_of_val(&WaitForBytes::new(&s, &conn));
+            assert!(wait <= 200, "the wait for bytes is {wait} bytes");
+            let whole = std::mem::size_of_val(&serve(slot, s, handler));
+            // tokio allocates a task as its future and ~120 bytes more, in steps of 128 bytes
+            // (the task is aligned to 128): 384 bytes for a future of up to ~260 bytes, 512
+            // above. 248 bytes (release and debug); 352 before the socket's address, the
+            // shutdown signal and the cap's permit left it (a 512-byte task), 880 while it was
+            // an `async fn` that also awaited the opening and the session itself.
+            assert!(whole <= 256, "a plain connection's future is {whole} bytes");
+            // Given back when the slot goes.
+            assert!(
+                Slot::take(&conn).is_some(),
+                "the place under the cap came back"
+            );
         });
     }
 }

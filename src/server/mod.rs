@@ -50,6 +50,43 @@ struct Conn {
     idle_timeout: Duration,
     /// Requests of one connection in flight at once (each may hold an upstream connection).
     per_connection: usize,
+    /// The listener's shutdown signal, which every connection watches.
+    shutdown: Shutdown,
+    /// Places under the connection cap (`max_connections`); see [`Slot`].
+    permits: Semaphore,
+    /// The listener's open and parked connections.
+    open: ::metrics::Gauge,
+    parked: ::metrics::Gauge,
+}
+
+/// One connection's place under its listener's cap and in its open-connections gauge, given
+/// back when dropped (also when the task is cancelled), and what the listener's connections
+/// share. One pointer: a parked connection's task keeps little else besides its socket.
+struct Slot(Arc<Conn>);
+
+impl Slot {
+    /// A place for one more connection, if the cap allows it.
+    fn take(conn: &Arc<Conn>) -> Option<Slot> {
+        // Given back by `drop`, not by the permit (whose `Arc` would be a second pointer).
+        conn.permits.try_acquire().ok()?.forget();
+        conn.open.increment(1.0);
+        Some(Slot(conn.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.decrement(1.0);
+        self.0.permits.add_permits(1);
+    }
+}
+
+impl std::ops::Deref for Slot {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        &self.0
+    }
 }
 
 /// Serves one TLS connection: handshake, then HTTP/1.1 or h2 as ALPN chose (HTTP/1.1 without
@@ -58,12 +95,11 @@ struct Conn {
 /// own, a silent HTTP/1.1 session hyper's head timeout, a parked one the idle timeout, an h2
 /// connection the idle watchdog.
 async fn serve_tls<H, F>(
-    conn: Arc<Conn>,
+    conn: Slot,
     tls: TlsSource,
     stream: tokio::net::TcpStream,
     remote: SocketAddr,
     handler: H,
-    shutdown: Shutdown,
 ) where
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -83,19 +119,18 @@ async fn serve_tls<H, F>(
         handler(req, remote)
     };
     if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-        return h1::serve(conn, stream, remote, handler, shutdown, ()).await;
+        return h1::serve(conn, stream, handler).await;
     }
-    Box::pin(serve_h2(conn, stream, remote, handler, shutdown)).await;
+    Box::pin(serve_h2(conn, stream, remote, handler)).await;
 }
 
 /// Serves one TLS connection over h2 (ALPN) until it ends, is idle for the idle timeout
 /// (GOAWAY), or the listener shuts down.
 async fn serve_h2<H, F>(
-    conn: Arc<Conn>,
+    conn: Slot,
     stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     remote: SocketAddr,
     handler: H,
-    shutdown: Shutdown,
 ) where
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
@@ -103,7 +138,7 @@ async fn serve_h2<H, F>(
     let activity = watch::Activity::new(conn.per_connection);
     let svc = watch::service(handler, remote, activity.clone());
     let served = conn.http2.serve_connection(TokioIo::new(stream), svc);
-    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, &shutdown).await {
+    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, &conn.shutdown).await {
         tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
     }
 }
@@ -146,8 +181,11 @@ where
         },
         idle_timeout: opts.request_head_timeout,
         per_connection: opts.limits.upstream_per_connection,
+        shutdown: shutdown.clone(),
+        permits: Semaphore::new(opts.limits.max_connections),
+        open: crate::metrics::open_connections(opts.name),
+        parked: crate::metrics::parked_connections(opts.name),
     });
-    let permits = Arc::new(Semaphore::new(opts.limits.max_connections));
     let stop = shutdown.clone().wait();
     tokio::pin!(stop);
     loop {
@@ -163,34 +201,23 @@ where
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(slot) = Slot::take(&conn) else {
             tracing::warn!(listener = opts.name, %remote, limit = opts.limits.max_connections, "connection limit reached; closing new connection");
             drop(stream);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // Held for the connection's life: its place under the cap, and the open gauge.
-        let guard = (permit, crate::metrics::OpenConnection::new(opts.name));
-        let (conn, handler) = (conn.clone(), handler.clone());
+        let handler = handler.clone();
         match opts.tls.clone() {
             // The plain connection's future is its whole task (what an idle one costs).
             None => {
-                tokio::spawn(h1::serve(
-                    conn,
-                    stream,
-                    remote,
-                    handler,
-                    shutdown.clone(),
-                    guard,
-                ));
+                tokio::spawn(h1::serve(slot, stream, handler));
             }
             Some(tls) => {
-                let shutdown = shutdown.clone();
                 // Boxed: the handshake and an h2 connection are large and not what an idle
                 // HTTP/1.1 connection keeps.
                 tokio::spawn(async move {
-                    let _guard = guard;
-                    Box::pin(serve_tls(conn, tls, stream, remote, handler, shutdown)).await;
+                    Box::pin(serve_tls(slot, tls, stream, remote, handler)).await;
                 });
             }
         }
@@ -200,7 +227,7 @@ where
     // (every connection watches `shutdown` and finishes gracefully).
     let all = u32::try_from(opts.limits.max_connections).unwrap_or(u32::MAX);
     let drained = async {
-        let _ = permits.acquire_many(all).await;
+        let _ = conn.permits.acquire_many(all).await;
     };
     if tokio::time::timeout(opts.grace, drained).await.is_err() {
         tracing::warn!(listener = opts.name, grace = ?opts.grace, "in-flight requests did not finish within the grace period");

@@ -73,6 +73,8 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// `false` when it closed. Polled with nothing buffered above the socket (hyper parked
     /// only after a read found nothing), so the socket's own readiness tells.
     fn poll_bytes(&self, cx: &mut Context<'_>) -> Poll<bool>;
+    /// The peer's address (asked of the socket when the connection wakes, not kept).
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr>;
     /// The plain socket, when this is one (its first bytes tell h2c from HTTP/1.1).
     fn as_plain(&mut self) -> Option<&mut TcpStream>;
     /// The same, by value.
@@ -84,6 +86,9 @@ impl Transport for TcpStream {
         let mut first = [0u8; 1];
         self.poll_peek(cx, &mut ReadBuf::new(&mut first))
             .map(|peeked| matches!(peeked, Ok(n) if n > 0))
+    }
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        TcpStream::peer_addr(self)
     }
     fn as_plain(&mut self) -> Option<&mut TcpStream> {
         Some(self)
@@ -102,6 +107,9 @@ impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
             .0
             .poll_read_ready(cx)
             .map(|ready| ready.is_ok())
+    }
+    fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.get_ref().0.peer_addr()
     }
     fn as_plain(&mut self) -> Option<&mut TcpStream> {
         None
