@@ -494,6 +494,48 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_reader_holds_what_it_read_and_no_more_than_a_buffer() {
+        let (mut near, mut far) = tokio::io::duplex(4 * READ_BUF);
+        let mut r = Reader::new(b"").unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut far, b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(r.fill_now(&mut near).await, Fill::Bytes);
+        assert_eq!(r.data(), b"GET / HTTP/1.1\r\n\r\n");
+        // Room for what came, not a whole read buffer.
+        assert!(r.buf.capacity() < READ_BUF / 4, "{}", r.buf.capacity());
+        r.consume(5);
+        // More than a buffer's worth waiting: the reader stops at READ_BUF bytes not taken,
+        // keeping the ones it has (moved to the front), and the rest stays on the socket.
+        let more = vec![b'x'; 2 * READ_BUF];
+        tokio::io::AsyncWriteExt::write_all(&mut far, &more)
+            .await
+            .unwrap();
+        while !r.is_full() {
+            assert_eq!(r.fill_now(&mut near).await, Fill::Bytes);
+        }
+        assert_eq!(r.data().len(), READ_BUF);
+        assert!(r.data().starts_with(b" HTTP/1.1\r\n\r\nxxx"));
+        assert_eq!(r.take().len(), READ_BUF);
+        assert!(r.is_empty());
+        // The rest: another full buffer, then the last 13 bytes, then the close.
+        while !r.is_full() {
+            assert_eq!(r.fill_now(&mut near).await, Fill::Bytes);
+        }
+        r.consume(READ_BUF);
+        drop(far);
+        let mut got = 0;
+        loop {
+            match r.fill_now(&mut near).await {
+                Fill::Bytes => got = r.data().len(),
+                Fill::Closed => break,
+                Fill::Pending => tokio::task::yield_now().await,
+            }
+        }
+        assert_eq!(got, 13);
+    }
+
     #[test]
     fn the_reader_keeps_what_it_was_not_asked_for() {
         assert!(Reader::new(&[0; READ_BUF + 1]).is_none());
