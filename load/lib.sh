@@ -166,6 +166,20 @@ cpu_ticks() {
     echo "$total"
 }
 
+# sys_ticks PID...: stime alone (clock ticks), summed as cpu_ticks sums: the kernel's share.
+sys_ticks() {
+    local total=0 pid p stat rest
+    for pid in "$@"; do
+        for p in $(pid_tree "$pid"); do
+            stat="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+            rest="${stat##*) }"
+            read -r -a f <<<"$rest"
+            total=$((total + f[12]))            # field 15 (stime)
+        done
+    done
+    echo "$total"
+}
+
 # reset_hwm PID...: reset the peak RSS (VmHWM) of the pids and their children to their current
 # RSS (Linux >= 4.0, `echo 5 > /proc/PID/clear_refs`), so that a run's peak is its own and not
 # that of an earlier run. Best effort: without permission the peak stays cumulative.
@@ -303,9 +317,9 @@ wait_quiet() {
 # the load tool itself (its cutime via a wrapper shell): other sessions' work during the run.
 measure() {
     local target="$1" tool="$2" round="$3" proxy_pids="$4" sim_pids="$5" out="$6"; shift 7
-    local p0=0 p1=0 s0 s1 rss=0 t0 t1 has_proxy=0 all0 all1 b0 b1 tool_ticks
+    local p0=0 p1=0 ps0=0 ps1=0 s0 s1 rss=0 t0 t1 has_proxy=0 all0 all1 b0 b1 tool_ticks
     wait_quiet
-    [[ -n "$proxy_pids" ]] && { has_proxy=1; reset_hwm $proxy_pids; p0="$(cpu_ticks $proxy_pids)"; }
+    [[ -n "$proxy_pids" ]] && { has_proxy=1; reset_hwm $proxy_pids; p0="$(cpu_ticks $proxy_pids)"; ps0="$(sys_ticks $proxy_pids)"; }
     s0="$(cpu_ticks $sim_pids)"
     all0="$(cpu_ticks "${PIDS[@]}")"; b0="$(busy_ticks)"
     t0="$(date +%s.%N)"
@@ -314,11 +328,12 @@ measure() {
         || { tail -n 20 "$out" >&2; die "$tool against $target failed"; }
     t1="$(date +%s.%N)"
     b1="$(busy_ticks)"; all1="$(cpu_ticks "${PIDS[@]}")"
-    [[ $has_proxy == 1 ]] && { p1="$(cpu_ticks $proxy_pids)"; rss="$(rss_hwm_kb $proxy_pids)"; }
+    [[ $has_proxy == 1 ]] && { p1="$(cpu_ticks $proxy_pids)"; ps1="$(sys_ticks $proxy_pids)"; rss="$(rss_hwm_kb $proxy_pids)"; }
     s1="$(cpu_ticks $sim_pids)"
     tool_ticks="$(sed 's/.*) //' "$out.stat" | awk '{print $14 + $15}')"
     $REPORT record --out "$WORK/records.jsonl" --target "$target" --tool "$tool" --round "$round" \
-        --raw "$out" --has-proxy "$has_proxy" --proxy-ticks $((p1 - p0)) --sim-ticks $((s1 - s0)) \
+        --raw "$out" --has-proxy "$has_proxy" --proxy-ticks $((p1 - p0)) --proxy-sys-ticks $((ps1 - ps0)) \
+        --sim-ticks $((s1 - s0)) \
         --clk-tck "$CLK_TCK" --proxy-rss-kb "$rss" --wall "$(awk "BEGIN {print $t1 - $t0}")" \
         --tool-ticks "$tool_ticks" --other-ticks $(( (b1 - b0) - (all1 - all0) - tool_ticks )) \
         "${RECORD_ARGS[@]}"

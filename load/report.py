@@ -101,12 +101,17 @@ def cmd_record(a: argparse.Namespace) -> None:
         proxy_s = a.proxy_ticks / a.clk_tck
         rec["proxy_cpu_s"] = proxy_s
         rec["proxy_cpu_s_per_100k"] = proxy_s / n * 1e5
+        # The kernel's share of it (stime): where the rest of a proxy's CPU goes is user space.
+        if a.proxy_sys_ticks >= 0:
+            rec["proxy_sys_s"] = a.proxy_sys_ticks / a.clk_tck
+            rec["proxy_sys_s_per_100k"] = rec["proxy_sys_s"] / n * 1e5
         rec["proxy_rss_kb"] = a.proxy_rss_kb
     with open(a.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(f"  {a.target:<22} {a.tool:<6} round {a.round}: {rec['rps']:>9.0f} req/s  "
           f"p50 {fmt_ms(rec.get('p50_us'))}  p99 {fmt_ms(rec.get('p99_us'))}"
           + (f"  proxy CPU {rec['proxy_cpu_s_per_100k']:.2f} s/100k" if a.has_proxy else "")
+          + (f" (system {rec['proxy_sys_s_per_100k']:.2f})" if "proxy_sys_s_per_100k" in rec else "")
           + (f"  non-2xx {rec['non_2xx']}" if rec["non_2xx"] else "")
           + (f"  socket errors {rec['socket_errors']}" if rec["socket_errors"] else "")
           + (f"  [other load {rec['other_cores']:.2f} cores]" if rec["other_cores"] >= 0.1 else ""),
@@ -144,6 +149,8 @@ def aggregate(runs: list[dict]) -> dict:
     if "proxy_cpu_s" in runs[0]:
         agg["proxy_cpu_s_per_100k"] = sum(r["proxy_cpu_s"] for r in runs) / total * 1e5
         agg["proxy_rss_kb"] = max(r["proxy_rss_kb"] for r in runs)
+        if all("proxy_sys_s" in r for r in runs):
+            agg["proxy_sys_s_per_100k"] = sum(r["proxy_sys_s"] for r in runs) / total * 1e5
     return agg
 
 
@@ -155,6 +162,12 @@ def ratios(runs: list[dict], aggs: dict, router: str, peer: str, tool: str) -> d
            "throughput_ratio": a["rps"] / b["rps"] if b["rps"] else None}
     if a.get("proxy_cpu_s_per_100k") and b.get("proxy_cpu_s_per_100k"):
         out["cpu_per_request_ratio"] = a["proxy_cpu_s_per_100k"] / b["proxy_cpu_s_per_100k"]
+        sa, sb = a.get("proxy_sys_s_per_100k"), b.get("proxy_sys_s_per_100k")
+        ua = a["proxy_cpu_s_per_100k"] - sa if sa is not None else None
+        ub = b["proxy_cpu_s_per_100k"] - sb if sb is not None else None
+        if ua and ub and sa and sb:
+            out["user_cpu_per_request_ratio"] = ua / ub
+            out["sys_cpu_per_request_ratio"] = sa / sb
     # Per-round ratios (targets alternate within a round), to show how noisy the figure is.
     by_round = {}
     for r in runs:
@@ -182,7 +195,9 @@ def table(aggs: list[dict], show_rss: bool, show_p999: bool) -> str:
                fmt_ms(g["p50_us"]), fmt_ms(g["p99_us"])]
         if show_p999:
             row.append(fmt_ms(g["p999_us"]))
-        row.append(f"{g['proxy_cpu_s_per_100k']:.2f}" if "proxy_cpu_s_per_100k" in g else "-")
+        row.append((f"{g['proxy_cpu_s_per_100k']:.2f}"
+                    + (f" (system {g['proxy_sys_s_per_100k']:.2f})" if "proxy_sys_s_per_100k" in g else ""))
+                   if "proxy_cpu_s_per_100k" in g else "-")
         row.append(f"{g['sim_cpu_s_per_100k']:.2f}")
         if show_rss:
             row.append(f"{g['proxy_rss_kb'] / 1024:.1f} MiB" if g.get("proxy_rss_kb") else "-")
@@ -236,12 +251,14 @@ def cmd_summarize(a: argparse.Namespace) -> None:
     print()
     print(table(list(aggs.values()), a.rss, a.p999))
     if rat:
-        print("\n| ratio | tool | throughput (router / peer) | per-round throughput | proxy CPU per request (router / peer) |")
-        print("|---|---|---|---|---|")
+        print("\n| ratio | tool | throughput (router / peer) | per-round throughput | proxy CPU per request (router / peer) | of it, user / system (router / peer) |")
+        print("|---|---|---|---|---|---|")
         for x in rat:
             cpu = f"{x['cpu_per_request_ratio']:.2f}" if "cpu_per_request_ratio" in x else "-"
+            split = (f"{x['user_cpu_per_request_ratio']:.2f} / {x['sys_cpu_per_request_ratio']:.2f}"
+                     if "user_cpu_per_request_ratio" in x else "-")
             rounds = ", ".join(f"{v:.2f}" for v in x.get("throughput_ratio_rounds", []))
-            print(f"| {x['router']} / {x['peer']} | {x['tool']} | {x['throughput_ratio']:.2f} | {rounds} | {cpu} |")
+            print(f"| {x['router']} / {x['peer']} | {x['tool']} | {x['throughput_ratio']:.2f} | {rounds} | {cpu} | {split} |")
     if idle:
         print("\n| idle phase | idle conns opened / answered | still open after load | proxy RSS before | RSS holding them | KiB per idle conn | the same after the wrk run | wrk req/s with idle (without) | p99 with idle |")
         print("|---|---|---|---|---|---|---|---|---|")
@@ -280,6 +297,7 @@ def main() -> None:
     r.add_argument("--method", default="GET")
     r.add_argument("--has-proxy", type=int, default=1)
     r.add_argument("--proxy-ticks", type=int, default=0)
+    r.add_argument("--proxy-sys-ticks", type=int, default=-1, help="the kernel's share of --proxy-ticks")
     r.add_argument("--sim-ticks", type=int, default=0)
     r.add_argument("--clk-tck", type=int, default=100)
     r.add_argument("--proxy-rss-kb", type=int, default=0)
