@@ -25,6 +25,8 @@
 #       RATE=10000 (fixed-load phase, req/s; 0 skips it)
 #       IDLE=1  IDLE_CONNS=10000  BASE_PORT=17000  SKIP_BUILD=1  KEEP_WORK=1
 #       PROXY_THREADS=$(nproc) (nginx workers, haproxy threads)
+#       ROUTERS_ENV="NAME=VALUE ..." (more environment for every router, e.g.
+#       TOKIO_WORKER_THREADS=1)
 #       QUIET_WAIT=60 QUIET_CORES=0.3 (before each run, wait up to QUIET_WAIT s for other
 #       processes to use under QUIET_CORES cores)
 # Output: Markdown tables on stdout, JSON in load/results/bench-YYYYmmdd-HHMMSS.json.

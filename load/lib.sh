@@ -248,7 +248,10 @@ start_topology() {
     done
     for i in 1 2 3; do
         cfg="$(write_router_config "$i")"
-        start "router-dc$i" env RUST_LOG="${ROUTER_LOG:-warn}" "$ROUTER_BIN" run --config "$cfg"
+        # ROUTERS_ENV="NAME=VALUE ...": more environment for every router (e.g.
+        # TOKIO_WORKER_THREADS=1); split on spaces on purpose.
+        # shellcheck disable=SC2086
+        start "router-dc$i" env RUST_LOG="${ROUTER_LOG:-warn}" ${ROUTERS_ENV:-} "$ROUTER_BIN" run --config "$cfg"
     done
     for i in 1 2 3; do wait_http "router-dc$i" "http://127.0.0.1:$(admin_port "$i")/ready"; done
     log "3 sims + 3 routers ready (dc1 client :$(client_port 1), dc2 client :$(client_port 2), dc1 sim :$(sim_port 1))"
