@@ -49,6 +49,7 @@ mod replica;
 mod resend;
 mod resync;
 mod retention;
+mod retiring;
 mod secrets;
 mod sender;
 mod sent;
@@ -222,11 +223,18 @@ async fn log_owners(inner: Arc<Inner>) {
     let mut changes = inner.routes.changes();
     let stop = inner.shutdown.clone().wait();
     tokio::pin!(stop);
+    // The last map logged whole: a publish logs only the shards it moved.
+    let mut logged: Option<Arc<crate::routing::RoutingTable>> = None;
     loop {
         changes.borrow_and_update();
         let table = inner.routes.load();
-        if let Err(e) = inner.store.run(move |s| s.note_owners(&table)).await {
-            tracing::warn!(error = %e, "cannot log the shards' owners in the replication store");
+        let shards = replica::owners_to_note(logged.as_deref(), &table);
+        let t = table.clone();
+        match inner.store.run(move |s| s.note_owners(&t, &shards)).await {
+            Ok(()) => logged = Some(table),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot log the shards' owners in the replication store")
+            }
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },

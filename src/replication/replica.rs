@@ -3,12 +3,14 @@
 //! pure [`admit`] (its shard, its sender, its epoch), then goes through the pure [`step`], which
 //! ignores anything not newer (by epoch, then sequence) than what the cluster's entry holds, so
 //! a batch sent twice changes nothing and a stale owner can never roll a cluster back. The same
-//! transaction keeps two small views: each cluster's list item, and the intents still open.
+//! transaction keeps its views: each cluster's list item, its nodes, the intents still open, and
+//! the terminated clusters by capture time (for retention).
 
 use super::list_index;
 use super::node_index::{self, nodes_of};
 use super::record::{Envelope, Finished, Intent, Record};
-use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, ReplError, SUMMARY, Store};
+use super::retiring::{reindex, terminated_at};
+use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, RETIRING, ReplError, SUMMARY, Store};
 use super::visibility::Caller;
 use crate::ids::ClusterId;
 use crate::routing::RoutingTable;
@@ -215,14 +217,36 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
     Some(next)
 }
 
+/// Pure: the shards whose (owner, epoch) `new` logs for the first time after `old` (the last
+/// map logged): every shard when there is none or the shard count changed, else those whose
+/// epoch or owner moved. What a publish logs follows what it changed, not the shard count.
+pub fn owners_to_note(old: Option<&RoutingTable>, new: &RoutingTable) -> Vec<u32> {
+    let all = 0..new.shard_count();
+    match old {
+        Some(old) if old.shard_count() == new.shard_count() => all
+            .filter(|&n| {
+                // By name: a reload may renumber the DCs.
+                let (a, b) = (old.shard(n), new.shard(n));
+                a.map(|e| (old.dc_name(e.owner), e.epoch))
+                    != b.map(|e| (new.dc_name(e.owner), e.epoch))
+            })
+            .collect(),
+        _ => all.collect(),
+    }
+}
+
 impl Store {
-    /// Logs who owns each shard of `table` at its epoch (first writer wins: an epoch names one
-    /// ownership change). Called for every published map.
-    pub fn note_owners(&self, table: &RoutingTable) -> Result<(), ReplError> {
+    /// Logs who owns `shards` of `table` at their epochs (first writer wins: an epoch names one
+    /// ownership change). Called for every published map, with [`owners_to_note`]'s shards; no
+    /// transaction when there are none.
+    pub fn note_owners(&self, table: &RoutingTable, shards: &[u32]) -> Result<(), ReplError> {
+        if shards.is_empty() {
+            return Ok(());
+        }
         let tx = self.db()?.begin_write()?;
         {
             let mut owners = tx.open_table(OWNERS)?;
-            note(&mut owners, table, 0..table.shard_count())?;
+            note(&mut owners, table, shards.iter().copied())?;
         }
         tx.commit()?;
         Ok(())
@@ -255,6 +279,7 @@ impl Store {
             let mut index = tx.open_table(LIST_INDEX)?;
             let mut nodes = tx.open_table(NODES)?;
             let mut open = tx.open_table(OPEN)?;
+            let mut retiring = tx.open_table(RETIRING)?;
             for env in records {
                 let shard = env.record.shard();
                 let epoch = env.record.epoch();
@@ -306,6 +331,12 @@ impl Store {
                         let old = nodes_of(current.as_ref().and_then(|c| c.state.as_ref()));
                         let new = nodes_of(next.state.as_ref());
                         node_index::update(&mut nodes, id.get(), &old, &new)?;
+                        reindex(
+                            &mut retiring,
+                            id.get(),
+                            terminated_at(current.as_ref().and_then(|c| c.state.as_ref())),
+                            terminated_at(next.state.as_ref()),
+                        )?;
                         if let Some(f) = &next.state {
                             let item = serde_json::to_vec(&ListItem::of(f))?;
                             list_index::put(&mut summaries, &mut index, id.get(), &item)?;

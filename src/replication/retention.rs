@@ -3,13 +3,17 @@
 //! list item and any open intent with it, but for a tombstone (its order, no state) so an older
 //! record arriving later cannot bring it back (the pure [`step`](super::replica::step) ignores
 //! it). The pure [`retired`] decides; a task sweeps once a minute and publishes the store's size.
+//! A sweep reads only the clusters that can be due: the terminated ones captured before its cut,
+//! from `retiring.rs`'s index, so its cost follows what it retires, not how many clusters the
+//! store holds.
 
 use super::Inner;
 use super::list_index;
 use super::node_index::{self, nodes_of};
 use super::replica::ReplicaEntry;
-use super::store::{LIST_INDEX, NODES, OPEN, REPLICA, ReplError, SUMMARY, Store, now_ms};
-use redb::ReadableTable;
+use super::retiring::{reindex, terminated_at};
+use super::store::{LIST_INDEX, NODES, OPEN, REPLICA, RETIRING, ReplError, SUMMARY, Store, now_ms};
+use redb::{ReadableTable, ReadableTableMetadata};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +33,13 @@ pub fn retired(entry: &ReplicaEntry, now_ms: u64, retain_ms: u64) -> bool {
         && now_ms.saturating_sub(f.captured_ms) > retain_ms
 }
 
+/// Pure: the index keys a sweep at `now_ms` must read: capture times `c` with
+/// `now_ms - c > retain_ms` (none when `retain_ms` is 0).
+fn due(now_ms: u64, retain_ms: u64) -> Option<std::ops::Range<(u64, u64)>> {
+    let cut = now_ms.checked_sub(retain_ms)?;
+    (retain_ms > 0 && cut > 0).then_some((0, 0)..(cut, 0))
+}
+
 /// What a sweep did and found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Swept {
@@ -38,9 +49,61 @@ pub struct Swept {
 }
 
 impl Store {
-    /// Replaces every [`retired`] entry by its tombstone and drops its list item and open
-    /// intent, in one transaction.
+    /// Replaces every [`retired`] entry by its tombstone and drops its list item, nodes and
+    /// open intent, in one transaction. Reads only the index's due range and those entries.
     pub fn retire_terminated(&self, now_ms: u64, retain_ms: u64) -> Result<Swept, ReplError> {
+        let tx = self.db()?.begin_write()?;
+        let mut out = Swept::default();
+        {
+            let mut index = tx.open_table(RETIRING)?;
+            let keys = match due(now_ms, retain_ms) {
+                Some(range) => index
+                    .range(range)?
+                    .map(|row| row.map(|(k, _)| k.value()))
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => Vec::new(),
+            };
+            let mut t = tx.open_table(REPLICA)?;
+            let mut summaries = tx.open_table(SUMMARY)?;
+            let mut list = tx.open_table(LIST_INDEX)?;
+            let mut nodes = tx.open_table(NODES)?;
+            let mut open = tx.open_table(OPEN)?;
+            for (at, id) in keys {
+                let entry: Option<ReplicaEntry> = match t.get(id)? {
+                    Some(v) => Some(serde_json::from_slice(v.value())?),
+                    None => None,
+                };
+                let Some(e) = entry.filter(|e| terminated_at(e.state.as_ref()) == Some(at)) else {
+                    // A key its entry no longer has (never written so; dropped if found).
+                    index.remove((at, id))?;
+                    continue;
+                };
+                if !retired(&e, now_ms, retain_ms) {
+                    // An operation is open on it: it stays, and is read again next time.
+                    continue;
+                }
+                retire(
+                    &mut t,
+                    &mut summaries,
+                    &mut list,
+                    &mut nodes,
+                    &mut open,
+                    id,
+                    e,
+                )?;
+                index.remove((at, id))?;
+                out.retired += 1;
+            }
+            // One list item per entry with a state: the count without reading them.
+            out.clusters = summaries.len()?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// What [`Store::retire_terminated`] did before the index: read and parse every replicated
+    /// cluster. The same effect (property-tested); kept as its test oracle and load/scale's peer.
+    pub fn retire_terminated_scan(&self, now_ms: u64, retain_ms: u64) -> Result<Swept, ReplError> {
         let tx = self.db()?.begin_write()?;
         let mut out = Swept::default();
         {
@@ -56,26 +119,51 @@ impl Store {
                 }
             }
             let mut summaries = tx.open_table(SUMMARY)?;
-            let mut index = tx.open_table(LIST_INDEX)?;
+            let mut list = tx.open_table(LIST_INDEX)?;
             let mut nodes = tx.open_table(NODES)?;
             let mut open = tx.open_table(OPEN)?;
+            let mut index = tx.open_table(RETIRING)?;
             for (id, e) in gone {
-                let tomb = ReplicaEntry {
-                    order: e.order,
-                    shard: e.shard,
-                    state: None,
-                    open: None,
-                };
-                t.insert(id, serde_json::to_vec(&tomb)?.as_slice())?;
-                list_index::remove(&mut summaries, &mut index, id)?;
-                node_index::update(&mut nodes, id, &nodes_of(e.state.as_ref()), &[])?;
-                open.remove(id)?;
+                reindex(&mut index, id, terminated_at(e.state.as_ref()), None)?;
+                retire(
+                    &mut t,
+                    &mut summaries,
+                    &mut list,
+                    &mut nodes,
+                    &mut open,
+                    id,
+                    e,
+                )?;
                 out.retired += 1;
             }
         }
         tx.commit()?;
         Ok(out)
     }
+}
+
+/// Replaces cluster `id`'s entry `e` by its tombstone and drops its list item, nodes and open
+/// intent (not its retirement key: the caller's).
+fn retire(
+    t: &mut redb::Table<u64, &[u8]>,
+    summaries: &mut redb::Table<u64, &[u8]>,
+    list: &mut redb::Table<&[u8], ()>,
+    nodes: &mut redb::Table<&str, u64>,
+    open: &mut redb::Table<u64, &[u8]>,
+    id: u64,
+    e: ReplicaEntry,
+) -> Result<(), ReplError> {
+    let tomb = ReplicaEntry {
+        order: e.order,
+        shard: e.shard,
+        state: None,
+        open: None,
+    };
+    t.insert(id, serde_json::to_vec(&tomb)?.as_slice())?;
+    list_index::remove(summaries, list, id)?;
+    node_index::update(nodes, id, &nodes_of(e.state.as_ref()), &[])?;
+    open.remove(id)?;
+    Ok(())
 }
 
 /// Sweeps every minute until shutdown; publishes the store file's size and the clusters it holds.
@@ -199,5 +287,122 @@ mod tests {
             .unwrap();
         assert_eq!(again.applied, 0);
         assert!(s.summaries(|_| true).unwrap().is_empty());
+    }
+
+    /// One step of the property test below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A finished state of cluster `id` (terminated or active), captured at `at`.
+        Finish(u64, bool, u64),
+        /// An operation opened on cluster `id`.
+        Open(u64),
+        /// A sweep at `now` keeping terminated clusters `retain` ms.
+        Sweep(u64, u64),
+        /// The file reopened as one written before the index (it is rebuilt).
+        Reopen,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1..6u64, any::<bool>(), 0..60u64).prop_map(|(id, t, at)| Step::Finish(id, t, at)),
+            1 => (1..6u64).prop_map(Step::Open),
+            3 => (0..100u64, 0..40u64).prop_map(|(now, retain)| Step::Sweep(now, retain)),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    type Keys = Vec<(u64, u64)>;
+
+    /// The index's keys, and the keys the entries say it should hold.
+    fn index_and_entries(s: &Store) -> (Keys, Keys) {
+        use redb::ReadableDatabase;
+        let tx = s.db().unwrap().begin_read().unwrap();
+        let index = tx.open_table(RETIRING).unwrap();
+        let keys = index
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value())
+            .collect();
+        let entries = tx.open_table(REPLICA).unwrap();
+        let want = entries
+            .iter()
+            .unwrap()
+            .filter_map(|r| {
+                let (k, v) = r.unwrap();
+                let e: ReplicaEntry = serde_json::from_slice(v.value()).unwrap();
+                terminated_at(e.state.as_ref()).map(|at| (at, k.value()))
+            })
+            .collect();
+        (keys, want)
+    }
+
+    /// Forgets the index as a file written before it would (no table, no `BUILT` key).
+    fn as_before_the_index(s: &Store) {
+        let tx = s.db().unwrap().begin_write().unwrap();
+        tx.delete_table(RETIRING).unwrap();
+        tx.open_table(crate::replication::store::META)
+            .unwrap()
+            .remove(crate::replication::retiring::BUILT)
+            .unwrap();
+        tx.commit().unwrap();
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// A sweep through the index retires exactly what the scan of every entry retired, and
+        /// counts the same clusters; the index always holds exactly the terminated entries,
+        /// through applies, sweeps and a reopen of a file from before it.
+        #[test]
+        fn the_index_sweeps_what_the_scan_swept(steps in proptest::collection::vec(step(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let (pa, pb) = (dir.path().join("a.redb"), dir.path().join("b.redb"));
+            let (mut a, b) = (Store::open(&pa).unwrap(), Store::open(&pb).unwrap());
+            let table = dc1_owns_all();
+            for (n, st) in steps.into_iter().enumerate() {
+                let seq = n as u64 + 1;
+                let env = match st {
+                    Step::Finish(id, terminated, at) => Some(Envelope {
+                        seq,
+                        record: Record::Finished(Finished {
+                            op: seq,
+                            captured_ms: at,
+                            ..finished(id, if terminated { "terminated" } else { "active" })
+                        }),
+                    }),
+                    Step::Open(id) => Some(Envelope {
+                        seq,
+                        record: Record::Intent(crate::replication::record::Intent {
+                            op: seq,
+                            ..intent(id)
+                        }),
+                    }),
+                    Step::Sweep(now, retain) => {
+                        let by_index = a.retire_terminated(now, retain).unwrap();
+                        let by_scan = b.retire_terminated_scan(now, retain).unwrap();
+                        proptest::prop_assert_eq!(by_index, by_scan, "sweep at {} keeping {}", now, retain);
+                        None
+                    }
+                    Step::Reopen => {
+                        as_before_the_index(&a);
+                        drop(a);
+                        a = Store::open(&pa).unwrap();
+                        None
+                    }
+                };
+                if let Some(env) = env {
+                    let (x, y) = (a.apply("dc1", &table, std::slice::from_ref(&env)).unwrap(), b.apply("dc1", &table, &[env]).unwrap());
+                    proptest::prop_assert_eq!((x.applied, x.ignored), (y.applied, y.ignored));
+                }
+                for id in 1..6 {
+                    let id = crate::ids::ClusterId::new(id).unwrap();
+                    proptest::prop_assert_eq!(a.replica(id).unwrap(), b.replica(id).unwrap());
+                }
+                let (keys, mut want) = index_and_entries(&a);
+                want.sort_unstable();
+                proptest::prop_assert_eq!(keys, want);
+            }
+        }
     }
 }

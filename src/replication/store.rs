@@ -29,6 +29,10 @@ pub(super) const SUMMARY: TableDefinition<u64, &[u8]> = TableDefinition::new("su
 pub(super) const LIST_INDEX: TableDefinition<&[u8], ()> = TableDefinition::new("list_index");
 /// Node id -> replicated cluster id (`node_index.rs`): `/v2/nodes/{id}` without a scan.
 pub(super) const NODES: TableDefinition<&str, u64> = TableDefinition::new("nodes");
+/// Replica side: every replicated cluster whose last state is `terminated`, by (capture time,
+/// cluster id) (`retention.rs`), kept in the same transactions: a retention sweep reads the
+/// clusters captured before its cut, not every replicated cluster.
+pub(super) const RETIRING: TableDefinition<(u64, u64), ()> = TableDefinition::new("retiring");
 /// Replica side: intents with no finish yet, by cluster id (the interrupted-operations view).
 pub(super) const OPEN: TableDefinition<u64, &[u8]> = TableDefinition::new("open");
 /// Replica side: the owners this router has seen in its maps, by (shard, epoch): the DC name.
@@ -84,8 +88,8 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the file and makes sure every table exists (and the list and node
-    /// indexes, for a file written before them).
+    /// Opens (or creates) the file and makes sure every table exists (and the list, node and
+    /// retirement indexes, for a file written before them).
     pub fn open(path: &Path) -> Result<Store, ReplError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
@@ -106,6 +110,7 @@ impl Store {
         tx.open_table(LIST_INDEX)?;
         tx.open_table(NODES)?;
         tx.open_table(OPEN)?;
+        tx.open_table(RETIRING)?;
         tx.open_table(HOOK)?;
         tx.open_table(OWNERS)?;
         tx.commit()?;
@@ -115,6 +120,7 @@ impl Store {
         };
         store.build_list_index()?;
         store.build_node_index()?;
+        store.build_retiring_index()?;
         Ok(store)
     }
 
