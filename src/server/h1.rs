@@ -6,6 +6,7 @@
 //! socket (and rustls's state, over TLS) and costs what its task does (384 bytes) and tokio's
 //! registration of the socket (256), not a server's buffers.
 
+use super::batch::Batched;
 use super::fast;
 use super::park::{Answer, Answering, Exchanges, ParkIo, Transport};
 use super::watch::{self, Prefixed};
@@ -427,7 +428,7 @@ async fn serve_h2c<H, F>(
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let activity = watch::Activity::new(conn.per_connection);
-    let io = TokioIo::new(Prefixed::new(read, stream));
+    let io = TokioIo::new(Batched::new(Prefixed::new(read, stream)));
     let served = conn
         .http2
         .serve_connection(io, watch::service(handler, remote, activity.clone()));

@@ -3,6 +3,7 @@
 //! `http/1.1`), and shut down gracefully (stop accepting, let in-flight requests
 //! finish up to a grace period). Plain HTTP/1.1 connections park when idle (`h1.rs`).
 
+mod batch;
 pub mod encode;
 mod fast;
 mod h1;
@@ -137,7 +138,9 @@ async fn serve_h2<H, F>(
 {
     let activity = watch::Activity::new(conn.per_connection);
     let svc = watch::service(handler, remote, activity.clone());
-    let served = conn.http2.serve_connection(TokioIo::new(stream), svc);
+    let served = conn
+        .http2
+        .serve_connection(TokioIo::new(batch::Batched::new(stream)), svc);
     if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, &conn.shutdown).await {
         tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
     }
