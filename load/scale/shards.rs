@@ -5,6 +5,10 @@
 //!   already holds freed pages does not grow its RSS);
 //! - building it: the pure `RoutingTable::new` (µs per build, over many builds), and the
 //!   request path's use of it: `classify_head` + `decide` of a read (ns per call);
+//! - one publish of the watcher after an event that moved one shard (µs, in-process, over many):
+//!   "whole" is what it did before, a full `RawMap::build` and a deep copy of the raw map for the
+//!   state-file writer; "incremental" what it does now, `RawMap::rebuild` from the previous
+//!   table (the touched shard's entry only), the moved-owner count and the map's shared copy;
 //! - building and publishing it from a real etcd: `ownership init` of that many shards, then
 //!   three routers (`[ownership] source = "etcd"`) started, until all three are fresh at the
 //!   init revision (connect + list + build + publish); then dc3's router restarted (re-list);
@@ -71,8 +75,10 @@ fn decide_ns(n: u32) -> f64 {
 /// DC entries (their names and URLs); its private per-DC vectors are a few words per DC.
 fn counted_bytes(t: &RoutingTable) -> usize {
     use std::mem::size_of;
+    // The entries in chunks behind `Arc` (two counters and a fat pointer per chunk).
     size_of::<RoutingTable>()
-        + t.shards.capacity() * size_of::<ShardEntry>()
+        + t.shards.len() * size_of::<ShardEntry>()
+        + t.shards.chunk_count() * 4 * size_of::<usize>()
         + t.shards
             .iter()
             .map(|s| s.replicas.capacity() * size_of::<usize>())
@@ -100,6 +106,58 @@ fn snapshot_cost(n: u32) -> (f64, f64) {
         builds += 1;
     }
     (per, t0.elapsed().as_secs_f64() * 1e6 / builds as f64)
+}
+
+/// µs per publish of a one-shard move at `n` shards: (whole, as before: full build + deep copy
+/// of the raw map; incremental, now: rebuild of the touched shard + shared copy).
+fn publish_us(n: u32) -> (f64, f64) {
+    use coopr_router::ownership::{RawMap, Touched, keyspace::Key};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    let text = include_str!("../../config/static.toml")
+        .replace("shard_count = 12", &format!("shard_count = {n}"));
+    let cfg = coopr_router::config::parse(&text).expect("config");
+    let mut map = RawMap::default();
+    let mut rev = 1;
+    let put = |map: &mut RawMap, shard: u32, owner: &str, rev: i64| {
+        let key = format!("/p/shards/{shard}");
+        let value = format!(r#"{{"owner":"{owner}","replicas":["dc3"]}}"#);
+        map.put("/p/", key.as_bytes(), value.as_bytes(), rev)
+            .expect("put");
+        map.revision = rev;
+    };
+    for s in 0..n {
+        put(&mut map, s, ["dc1", "dc2", "dc3"][s as usize % 3], rev);
+    }
+    let mut prev = Arc::new(map.build(&cfg).expect("build"));
+    let mut time = |incremental: bool| {
+        let t0 = Instant::now();
+        let mut publishes = 0u64;
+        while publishes < 10 || (t0.elapsed() < Duration::from_millis(300) && publishes < 100_000) {
+            rev += 1;
+            put(&mut map, 1, ["dc1", "dc2"][rev as usize % 2], rev);
+            let table = if incremental {
+                let mut touched = Touched::default();
+                touched.note(&Key::Shard(1));
+                let t = map.rebuild(&cfg, &prev, &touched).expect("rebuild");
+                std::hint::black_box(prev.shards.owners_moved(&t.shards));
+                std::hint::black_box(Arc::new(map.clone()));
+                t
+            } else {
+                let t = map.build(&cfg).expect("build");
+                let deep: BTreeMap<u32, _> =
+                    map.shards.iter().map(|(k, v)| (*k, v.clone())).collect();
+                std::hint::black_box((Arc::new(deep), map.dcs.clone(), map.handoffs.clone()));
+                t
+            };
+            prev = Arc::new(table);
+            publishes += 1;
+        }
+        t0.elapsed().as_secs_f64() * 1e6 / publishes as f64
+    };
+    let whole = time(false);
+    let incremental = time(true);
+    (whole, incremental)
 }
 
 fn router(dc: &support::Dc) -> &coopr_router::app::RouterHandle {
@@ -207,6 +265,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         );
         let (bytes, build_us) = snapshot_cost(n);
         let ns = decide_ns(n);
+        let (publish_whole_us, publish_incremental_us) = publish_us(n);
         let counted = counted_bytes(&build(n));
         mem_rows.push(vec![
             n.to_string(),
@@ -215,6 +274,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             format!("{:.0}", bytes),
             format!("{:.1}", bytes / n as f64),
             f2(build_us),
+            f2(publish_whole_us),
+            f2(publish_incremental_us),
             f2(ns),
             format!("{:.1}", loadavg()),
         ]);
@@ -273,6 +334,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         ]);
         out.push(json!({
             "shards": n, "snapshot_bytes_counted": counted, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
+            "publish_whole_us": publish_whole_us, "publish_incremental_us": publish_incremental_us,
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
             "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
@@ -295,6 +357,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "RSS bytes",
                 "RSS per shard",
                 "build µs",
+                "publish µs: whole build + deep copy (before)",
+                "incremental build µs + shared copy (now)",
                 "classify+decide ns",
                 "load 1m"
             ],
