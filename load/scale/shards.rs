@@ -75,10 +75,12 @@ fn decide_ns(n: u32) -> f64 {
 /// DC entries (their names and URLs); its private per-DC vectors are a few words per DC.
 fn counted_bytes(t: &RoutingTable) -> usize {
     use std::mem::size_of;
-    // The entries in chunks behind `Arc` (two counters and a fat pointer per chunk).
+    // The entries in chunks of 64 behind `Arc` (the last one padded; two counters and a
+    // pointer per chunk).
     size_of::<RoutingTable>()
-        + t.shards.len() * size_of::<ShardEntry>()
-        + t.shards.chunk_count() * 4 * size_of::<usize>()
+        + t.shards.chunk_count()
+            * (coopr_router::routing::shards::CHUNK * size_of::<ShardEntry>()
+                + 3 * size_of::<usize>())
         + t.shards
             .iter()
             .map(|s| s.replicas.capacity() * size_of::<usize>())

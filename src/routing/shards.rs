@@ -1,5 +1,5 @@
 //! The shard entries of one snapshot, in chunks of [`CHUNK`] consecutive shards behind `Arc`
-//! (pure). A lookup is two indexings, O(1) like the plain vector it replaces; a snapshot that
+//! (pure). A lookup is two indexings, O(1) like the plain vector it replaced; a snapshot that
 //! differs from the previous one in a few shards shares every other chunk with it
 //! ([`Shards::replaced`]: one chunk copied per chunk touched, one pointer per chunk otherwise),
 //! so a publish costs what it changed, not the shard count.
@@ -11,19 +11,34 @@ const CHUNK_BITS: u32 = 6;
 /// Shards per chunk.
 pub const CHUNK: usize = 1 << CHUNK_BITS;
 
-/// Every shard's entry, shard `n` at index `n`. Compared by content (chunks are cut at fixed
-/// offsets, so two equal lists have the same chunks).
-#[derive(Clone, Default, PartialEq, Eq)]
+/// Every shard's entry, shard `n` at index `n`. Each chunk is a whole array (a thin pointer, no
+/// length to check: a lookup costs about what a vector's does); the last one is padded with
+/// entries past `len` that are never read.
+#[derive(Clone, Default)]
 pub struct Shards {
-    chunks: Vec<Arc<[ShardEntry]>>,
+    chunks: Vec<Arc<[ShardEntry; CHUNK]>>,
     len: usize,
+}
+
+/// What pads the last chunk.
+fn filler() -> ShardEntry {
+    ShardEntry {
+        owner: 0,
+        replicas: Vec::new(),
+        epoch: 0,
+        home: None,
+        handoff: None,
+    }
 }
 
 impl Shards {
     /// Shard `n`'s entry.
     #[inline]
     pub fn get(&self, n: usize) -> Option<&ShardEntry> {
-        self.chunks.get(n >> CHUNK_BITS)?.get(n & (CHUNK - 1))
+        if n >= self.len {
+            return None;
+        }
+        Some(&self.chunks.get(n >> CHUNK_BITS)?[n & (CHUNK - 1)])
     }
 
     pub fn len(&self) -> usize {
@@ -36,7 +51,7 @@ impl Shards {
 
     /// Every entry, shard 0 first.
     pub fn iter(&self) -> impl Iterator<Item = &ShardEntry> {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks().flat_map(|(_, c)| c.iter())
     }
 
     /// How many chunks hold the entries (what a clone copies: one pointer each).
@@ -44,13 +59,14 @@ impl Shards {
         self.chunks.len()
     }
 
-    /// The entries of shards `CHUNK * k ..` as a slice, with their first shard: for comparing two
-    /// snapshots chunk by chunk ([`Shards::same_chunk`] skips the shared ones).
+    /// The entries of each chunk as a slice, with the chunk's first shard: for comparing two
+    /// snapshots chunk by chunk ([`Shards::same_chunk`] tells the shared ones).
     pub fn chunks(&self) -> impl Iterator<Item = (usize, &[ShardEntry])> {
-        self.chunks
-            .iter()
-            .enumerate()
-            .map(|(k, c)| (k << CHUNK_BITS, &c[..]))
+        let len = self.len;
+        self.chunks.iter().enumerate().map(move |(k, c)| {
+            let first = k << CHUNK_BITS;
+            (first, &c[..(len - first).min(CHUNK)])
+        })
     }
 
     /// Whether chunk `k` is the very same allocation in both (so its entries are equal).
@@ -87,16 +103,9 @@ impl Shards {
             if n >= out.len {
                 continue;
             }
-            let k = n >> CHUNK_BITS;
-            if let Some(chunk) = out.chunks.get_mut(k) {
-                let shared = self.chunks.get(k).is_some_and(|c| Arc::ptr_eq(c, chunk));
-                if shared {
-                    // First change in this chunk: copy it (once), then write in place.
-                    *chunk = Arc::from(chunk.to_vec());
-                }
-                if let Some(slot) = Arc::get_mut(chunk).and_then(|c| c.get_mut(n & (CHUNK - 1))) {
-                    *slot = entry;
-                }
+            if let Some(chunk) = out.chunks.get_mut(n >> CHUNK_BITS) {
+                // Copied on the first change in this chunk (shared with `self` until then).
+                Arc::make_mut(chunk)[n & (CHUNK - 1)] = entry;
             }
         }
         out
@@ -106,21 +115,33 @@ impl Shards {
 impl From<Vec<ShardEntry>> for Shards {
     fn from(entries: Vec<ShardEntry>) -> Self {
         let len = entries.len();
-        let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
-        let mut it = entries.into_iter().peekable();
-        while it.peek().is_some() {
-            let chunk: Vec<ShardEntry> = it.by_ref().take(CHUNK).collect();
-            chunks.push(Arc::from(chunk));
-        }
+        let mut it = entries.into_iter();
+        let chunks = (0..len.div_ceil(CHUNK))
+            .map(|_| Arc::new(std::array::from_fn(|_| it.next().unwrap_or_else(filler))))
+            .collect();
         Shards { chunks, len }
     }
 }
 
+impl PartialEq for Shards {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Shards {}
+
 impl std::ops::Index<usize> for Shards {
     type Output = ShardEntry;
 
+    /// Panics out of range, as a vector's index does.
     fn index(&self, n: usize) -> &ShardEntry {
-        &self.chunks[n >> CHUNK_BITS][n & (CHUNK - 1)]
+        let k = if n < self.len {
+            n >> CHUNK_BITS
+        } else {
+            usize::MAX
+        };
+        &self.chunks[k][n & (CHUNK - 1)]
     }
 }
 
