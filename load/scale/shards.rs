@@ -9,6 +9,8 @@
 //!   "whole" is what it did before, a full `RawMap::build` and a deep copy of the raw map for the
 //!   state-file writer; "incremental" what it does now, `RawMap::rebuild` from the previous
 //!   table (the touched shard's entry only), the moved-owner count and the map's shared copy;
+//! - a shard lookup (ns, random shards): the entries in a plain vector, as the table held them
+//!   before, against `table.shard(n)` now, in the same binary;
 //! - building and publishing it from a real etcd: `ownership init` of that many shards, then
 //!   three routers (`[ownership] source = "etcd"`) started, until all three are fresh at the
 //!   init revision (connect + list + build + publish); then dc3's router restarted (re-list);
@@ -69,6 +71,36 @@ fn decide_ns(n: u32) -> f64 {
         std::hint::black_box(decide(&t, &c, Origin::Client, false));
     }
     t0.elapsed().as_nanos() as f64 / f64::from(iters)
+}
+
+/// ns per shard lookup, random shards: (a plain vector of the entries, as the table held them
+/// before; `table.shard(n)` now), in this binary, so the two compare.
+fn lookup_ns(n: u32) -> (f64, f64) {
+    let t = build(n);
+    let plain: Vec<ShardEntry> = t.shards.iter().cloned().collect();
+    let idx: Vec<u32> = (0..1u64 << 16)
+        .map(|i| ((i * 2_654_435_761) % u64::from(n)) as u32)
+        .collect();
+    let time = |f: &dyn Fn(u32) -> Option<(usize, u64)>| {
+        let t0 = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..64 {
+            for &i in &idx {
+                if let Some((o, e)) = f(std::hint::black_box(i)) {
+                    sum = sum.wrapping_add(o as u64 + e);
+                }
+            }
+        }
+        std::hint::black_box(sum);
+        t0.elapsed().as_nanos() as f64 / (64.0 * idx.len() as f64)
+    };
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let v = time(&|i| plain.get(i as usize).map(|e| (e.owner, e.epoch)));
+        let s = time(&|i| t.shard(i).map(|e| (e.owner, e.epoch)));
+        best = (best.0.min(v), best.1.min(s));
+    }
+    best
 }
 
 /// The snapshot's bytes, counted: the struct, the shard entries, their replica lists and the
@@ -268,6 +300,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         let (bytes, build_us) = snapshot_cost(n);
         let ns = decide_ns(n);
         let (publish_whole_us, publish_incremental_us) = publish_us(n);
+        let (lookup_vec_ns, lookup_ns) = lookup_ns(n);
         let counted = counted_bytes(&build(n));
         mem_rows.push(vec![
             n.to_string(),
@@ -279,6 +312,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             f2(publish_whole_us),
             f2(publish_incremental_us),
             f2(ns),
+            f2(lookup_vec_ns),
+            f2(lookup_ns),
             format!("{:.1}", loadavg()),
         ]);
         let prefix = format!("/scale{n}/");
@@ -337,6 +372,7 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         out.push(json!({
             "shards": n, "snapshot_bytes_counted": counted, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
             "publish_whole_us": publish_whole_us, "publish_incremental_us": publish_incremental_us,
+            "lookup_vec_ns": lookup_vec_ns, "lookup_ns": lookup_ns,
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
             "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
@@ -362,6 +398,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "publish µs: whole build + deep copy (before)",
                 "incremental build µs + shared copy (now)",
                 "classify+decide ns",
+                "lookup ns: Vec (before)",
+                "lookup ns: table.shard (now)",
                 "load 1m"
             ],
             &mem_rows

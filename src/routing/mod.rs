@@ -260,6 +260,7 @@ impl RoutingTable {
 
     /// A shard's entry. Shards come from `shard_of`, so they are in range; a table with no
     /// shards cannot be built from a valid config.
+    #[inline]
     pub fn shard(&self, shard: u32) -> Option<&ShardEntry> {
         self.shards.get(shard as usize)
     }
