@@ -5,6 +5,12 @@
 //!   already holds freed pages does not grow its RSS);
 //! - building it: the pure `RoutingTable::new` (µs per build, over many builds), and the
 //!   request path's use of it: `classify_head` + `decide` of a read (ns per call);
+//! - one publish of the watcher after an event that moved one shard (µs, in-process, over many):
+//!   "whole" is what it did before, a full `RawMap::build` and a deep copy of the raw map for the
+//!   state-file writer; "incremental" what it does now, `RawMap::rebuild` from the previous
+//!   table (the touched shard's entry only), the moved-owner count and the map's shared copy;
+//! - a shard lookup (ns, random shards): the entries in a plain vector, as the table held them
+//!   before, against `table.shard(n)` now, in the same binary;
 //! - building and publishing it from a real etcd: `ownership init` of that many shards, then
 //!   three routers (`[ownership] source = "etcd"`) started, until all three are fresh at the
 //!   init revision (connect + list + build + publish); then dc3's router restarted (re-list);
@@ -67,12 +73,46 @@ fn decide_ns(n: u32) -> f64 {
     t0.elapsed().as_nanos() as f64 / f64::from(iters)
 }
 
+/// ns per shard lookup, random shards: (a plain vector of the entries, as the table held them
+/// before; `table.shard(n)` now), in this binary, so the two compare.
+fn lookup_ns(n: u32) -> (f64, f64) {
+    let t = build(n);
+    let plain: Vec<ShardEntry> = t.shards.iter().cloned().collect();
+    let idx: Vec<u32> = (0..1u64 << 16)
+        .map(|i| ((i * 2_654_435_761) % u64::from(n)) as u32)
+        .collect();
+    let time = |f: &dyn Fn(u32) -> Option<(usize, u64)>| {
+        let t0 = Instant::now();
+        let mut sum = 0u64;
+        for _ in 0..64 {
+            for &i in &idx {
+                if let Some((o, e)) = f(std::hint::black_box(i)) {
+                    sum = sum.wrapping_add(o as u64 + e);
+                }
+            }
+        }
+        std::hint::black_box(sum);
+        t0.elapsed().as_nanos() as f64 / (64.0 * idx.len() as f64)
+    };
+    let mut best = (f64::MAX, f64::MAX);
+    for _ in 0..3 {
+        let v = time(&|i| plain.get(i as usize).map(|e| (e.owner, e.epoch)));
+        let s = time(&|i| t.shard(i).map(|e| (e.owner, e.epoch)));
+        best = (best.0.min(v), best.1.min(s));
+    }
+    best
+}
+
 /// The snapshot's bytes, counted: the struct, the shard entries, their replica lists and the
 /// DC entries (their names and URLs); its private per-DC vectors are a few words per DC.
 fn counted_bytes(t: &RoutingTable) -> usize {
     use std::mem::size_of;
+    // The entries in chunks of 64 behind `Arc` (the last one padded; two counters and a
+    // pointer per chunk).
     size_of::<RoutingTable>()
-        + t.shards.capacity() * size_of::<ShardEntry>()
+        + t.shards.chunk_count()
+            * (coopr_router::routing::shards::CHUNK * size_of::<ShardEntry>()
+                + 3 * size_of::<usize>())
         + t.shards
             .iter()
             .map(|s| s.replicas.capacity() * size_of::<usize>())
@@ -100,6 +140,58 @@ fn snapshot_cost(n: u32) -> (f64, f64) {
         builds += 1;
     }
     (per, t0.elapsed().as_secs_f64() * 1e6 / builds as f64)
+}
+
+/// µs per publish of a one-shard move at `n` shards: (whole, as before: full build + deep copy
+/// of the raw map; incremental, now: rebuild of the touched shard + shared copy).
+fn publish_us(n: u32) -> (f64, f64) {
+    use coopr_router::ownership::{RawMap, Touched, keyspace::Key};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    let text = include_str!("../../config/static.toml")
+        .replace("shard_count = 12", &format!("shard_count = {n}"));
+    let cfg = coopr_router::config::parse(&text).expect("config");
+    let mut map = RawMap::default();
+    let mut rev = 1;
+    let put = |map: &mut RawMap, shard: u32, owner: &str, rev: i64| {
+        let key = format!("/p/shards/{shard}");
+        let value = format!(r#"{{"owner":"{owner}","replicas":["dc3"]}}"#);
+        map.put("/p/", key.as_bytes(), value.as_bytes(), rev)
+            .expect("put");
+        map.revision = rev;
+    };
+    for s in 0..n {
+        put(&mut map, s, ["dc1", "dc2", "dc3"][s as usize % 3], rev);
+    }
+    let mut prev = Arc::new(map.build(&cfg).expect("build"));
+    let mut time = |incremental: bool| {
+        let t0 = Instant::now();
+        let mut publishes = 0u64;
+        while publishes < 10 || (t0.elapsed() < Duration::from_millis(300) && publishes < 100_000) {
+            rev += 1;
+            put(&mut map, 1, ["dc1", "dc2"][rev as usize % 2], rev);
+            let table = if incremental {
+                let mut touched = Touched::default();
+                touched.note(&Key::Shard(1));
+                let t = map.rebuild(&cfg, &prev, &touched).expect("rebuild");
+                std::hint::black_box(prev.shards.owners_moved(&t.shards));
+                std::hint::black_box(Arc::new(map.clone()));
+                t
+            } else {
+                let t = map.build(&cfg).expect("build");
+                let deep: BTreeMap<u32, _> =
+                    map.shards.iter().map(|(k, v)| (*k, v.clone())).collect();
+                std::hint::black_box((Arc::new(deep), map.dcs.clone(), map.handoffs.clone()));
+                t
+            };
+            prev = Arc::new(table);
+            publishes += 1;
+        }
+        t0.elapsed().as_secs_f64() * 1e6 / publishes as f64
+    };
+    let whole = time(false);
+    let incremental = time(true);
+    (whole, incremental)
 }
 
 fn router(dc: &support::Dc) -> &coopr_router::app::RouterHandle {
@@ -207,6 +299,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         );
         let (bytes, build_us) = snapshot_cost(n);
         let ns = decide_ns(n);
+        let (publish_whole_us, publish_incremental_us) = publish_us(n);
+        let (lookup_vec_ns, lookup_ns) = lookup_ns(n);
         let counted = counted_bytes(&build(n));
         mem_rows.push(vec![
             n.to_string(),
@@ -215,7 +309,11 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             format!("{:.0}", bytes),
             format!("{:.1}", bytes / n as f64),
             f2(build_us),
+            f2(publish_whole_us),
+            f2(publish_incremental_us),
             f2(ns),
+            f2(lookup_vec_ns),
+            f2(lookup_ns),
             format!("{:.1}", loadavg()),
         ]);
         let prefix = format!("/scale{n}/");
@@ -273,6 +371,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         ]);
         out.push(json!({
             "shards": n, "snapshot_bytes_counted": counted, "snapshot_bytes_rss": bytes, "build_us": build_us, "decide_ns": ns,
+            "publish_whole_us": publish_whole_us, "publish_incremental_us": publish_incremental_us,
+            "lookup_vec_ns": lookup_vec_ns, "lookup_ns": lookup_ns,
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
             "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
@@ -295,7 +395,11 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "RSS bytes",
                 "RSS per shard",
                 "build µs",
+                "publish µs: whole build + deep copy (before)",
+                "incremental build µs + shared copy (now)",
                 "classify+decide ns",
+                "lookup ns: Vec (before)",
+                "lookup ns: table.shard (now)",
                 "load 1m"
             ],
             &mem_rows

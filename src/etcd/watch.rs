@@ -11,7 +11,7 @@
 use super::{EtcdError, Settings};
 use crate::backoff::Backoff;
 use crate::config::Config;
-use crate::ownership::{Freshness, RawMap, keyspace, state_file};
+use crate::ownership::{Freshness, RawMap, Touched, keyspace, state_file};
 use crate::routing::Publisher;
 use crate::shutdown::Shutdown;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
@@ -40,7 +40,8 @@ pub struct Watcher {
     map: RawMap,
     /// Whether `map` holds a map read from etcd in this process (so a watch can resume).
     have_map: bool,
-    /// Whether `map` built into a table at its last install (it changes only through one).
+    /// Whether `map` built into a table at its last install (it changes only through one): then
+    /// the published table is its table, and the next install rebuilds from it.
     builds: bool,
     connected: bool,
 }
@@ -172,7 +173,7 @@ impl Watcher {
         self.freshness.count_relist();
         self.map = map;
         self.have_map = true;
-        self.install();
+        self.install(&Touched::whole());
         self.on_connected("listed the map");
         Ok(client)
     }
@@ -258,14 +259,15 @@ impl Watcher {
                         continue;
                     }
                     let mut last = self.map.revision;
-                    let mut shaped = false;
+                    let mut touched = Touched::default();
                     for ev in resp.events() {
                         let Some(kv) = ev.kv() else { continue };
                         last = last.max(kv.mod_revision());
-                        if !keyspace::parse_key(&prefix, kv.key()).shapes_the_map() {
+                        let key = keyspace::parse_key(&prefix, kv.key());
+                        if !key.shapes_the_map() {
                             continue;
                         }
-                        shaped = true;
+                        touched.note(&key);
                         match ev.event_type() {
                             EventType::Put => {
                                 if let Err(e) = self.map.put(&prefix, kv.key(), kv.value(), kv.mod_revision()) {
@@ -276,8 +278,8 @@ impl Watcher {
                         }
                     }
                     self.map.revision = last;
-                    if shaped {
-                        self.install();
+                    if touched.any() {
+                        self.install(&touched);
                     } else if self.freshness.is_usable() {
                         // Heartbeats and records only: the map is unchanged and proven current
                         // up to them; nothing to rebuild, publish or save.
@@ -296,17 +298,23 @@ impl Watcher {
 
     /// Publishes the map (one swap), saves it, and records progress. A map that does not build
     /// is not published; the old one stays and the router fences.
-    fn install(&mut self) {
-        match self.map.build(&self.cfg) {
+    ///
+    /// After a map that built, the published table is this map's before the changes `touched`
+    /// names, so the new one is built from it ([`RawMap::rebuild`]: only the shards touched when
+    /// nothing else was); the moved shards are counted over the chunks not shared with it, and
+    /// the writer gets a copy of the map that shares its unchanged parts. A publish costs what
+    /// the event changed, not the shard count.
+    fn install(&mut self, touched: &Touched) {
+        let old = self.publisher.current();
+        let built = if self.builds {
+            self.map.rebuild(&self.cfg, &old, touched)
+        } else {
+            self.map.build(&self.cfg)
+        };
+        match built {
             Ok(table) => {
                 self.builds = true;
-                let old = self.publisher.current();
-                let changed = old
-                    .shards
-                    .iter()
-                    .zip(&table.shards)
-                    .filter(|(a, b)| a.owner != b.owner)
-                    .count();
+                let changed = old.shards.owners_moved(&table.shards);
                 if changed > 0 {
                     tracing::info!(
                         revision = table.revision,

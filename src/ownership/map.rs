@@ -1,14 +1,20 @@
 //! The ownership map as read from etcd (or the state file), and the pure step from it to a
 //! [`RoutingTable`]: every shard present, every DC known to the config. A map that fails these
 //! checks is never published; the router keeps the last good one (and fences when it ages).
+//!
+//! A watch response that changes only shard and handoff keys is built from the previous table
+//! by replacing those shards' entries ([`RawMap::rebuild`], O(shards touched)); anything else is
+//! built whole ([`RawMap::build`]). Both give the same table (`map_tests.rs`, property-tested).
 
 use super::keyspace::{
     CatalogHomeValue, DcValue, HandoffValue, Key, Meta, PinValue, ShardValue, parse_key,
 };
+use super::shard_map::ShardMap;
 use crate::config::Config;
 use crate::routing::{DcEntry, Pin, Pins, RoutingTable, ShardEntry};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The keyspace's current contents, with each shard's `mod_revision`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,14 +23,15 @@ pub struct RawMap {
     pub revision: i64,
     pub meta: Option<Meta>,
     pub dcs: BTreeMap<String, DcValue>,
-    /// shard -> (value, mod_revision)
-    pub shards: BTreeMap<u32, (ShardValue, i64)>,
+    /// shard -> (value, mod_revision); a clone shares the unchanged chunks.
+    pub shards: ShardMap,
     /// shard -> a pending planned handoff (absent from state files written before handoffs).
     #[serde(default)]
     pub handoffs: BTreeMap<u32, HandoffValue>,
-    /// lo -> (pin, mod_revision) (absent from state files written before pins).
+    /// lo -> (pin, mod_revision) (absent from state files written before pins); a clone
+    /// shares it until a pin changes.
     #[serde(default)]
-    pub pins: BTreeMap<u64, (PinValue, i64)>,
+    pub pins: Arc<BTreeMap<u64, (PinValue, i64)>>,
     /// The catalog's home set in etcd, with its `mod_revision` (absent from older state files).
     #[serde(default)]
     pub catalog_home: Option<(CatalogHomeValue, i64)>,
@@ -83,7 +90,7 @@ impl RawMap {
                 if v.hi < lo {
                     return Err(bad(format!("hi {} is below lo {lo}", v.hi)));
                 }
-                self.pins.insert(lo, (v, mod_revision));
+                Arc::make_mut(&mut self.pins).insert(lo, (v, mod_revision));
             }
             Key::CatalogHome => {
                 let v: CatalogHomeValue =
@@ -109,7 +116,9 @@ impl RawMap {
                 self.handoffs.remove(&n);
             }
             Key::Pin(lo) => {
-                self.pins.remove(&lo);
+                if self.pins.contains_key(&lo) {
+                    Arc::make_mut(&mut self.pins).remove(&lo);
+                }
             }
             Key::CatalogHome => self.catalog_home = None,
             Key::History | Key::Alive(_) | Key::Other => {}
@@ -127,38 +136,9 @@ impl RawMap {
                 config: count,
             });
         }
-        let index = |shard: u32, dc: &str| {
-            cfg.dcs
-                .iter()
-                .position(|d| d.name == dc)
-                .ok_or_else(|| MapError::UnknownDc {
-                    shard,
-                    dc: dc.to_string(),
-                })
-        };
         let mut shards = Vec::with_capacity(count as usize);
         for n in 0..count {
-            let (v, epoch) = self.shards.get(&n).ok_or(MapError::MissingShard(n))?;
-            let owner = index(n, &v.owner)?;
-            let replicas = v
-                .replicas
-                .iter()
-                .map(|r| index(n, r))
-                .collect::<Result<Vec<_>, _>>()?;
-            // A handoff counts only at the epoch it was requested for, to a DC we know: a stale
-            // or unknown one must not hold writes.
-            let handoff = self
-                .handoffs
-                .get(&n)
-                .filter(|h| h.epoch == *epoch && h.to != v.owner)
-                .and_then(|h| cfg.dcs.iter().position(|d| d.name == h.to));
-            shards.push(ShardEntry {
-                owner,
-                replicas,
-                epoch: (*epoch).max(0) as u64,
-                home: None,
-                handoff,
-            });
+            shards.push(self.shard_entry(n, cfg)?);
         }
         let dcs = cfg
             .dcs
@@ -215,48 +195,108 @@ impl RawMap {
                 .with_catalog_home(catalog_home),
         )
     }
+
+    /// Shard `n`'s entry under `cfg` (its home left for the table to derive).
+    fn shard_entry(&self, n: u32, cfg: &Config) -> Result<ShardEntry, MapError> {
+        let index = |dc: &str| {
+            cfg.dcs
+                .iter()
+                .position(|d| d.name == dc)
+                .ok_or_else(|| MapError::UnknownDc {
+                    shard: n,
+                    dc: dc.to_string(),
+                })
+        };
+        let (v, epoch) = self.shards.get(&n).ok_or(MapError::MissingShard(n))?;
+        let owner = index(&v.owner)?;
+        let replicas = v
+            .replicas
+            .iter()
+            .map(|r| index(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A handoff counts only at the epoch it was requested for, to a DC we know: a stale
+        // or unknown one must not hold writes.
+        let handoff = self
+            .handoffs
+            .get(&n)
+            .filter(|h| h.epoch == *epoch && h.to != v.owner)
+            .and_then(|h| cfg.dcs.iter().position(|d| d.name == h.to));
+        Ok(ShardEntry {
+            owner,
+            replicas,
+            epoch: (*epoch).max(0) as u64,
+            home: None,
+            handoff,
+        })
+    }
+
+    /// The routing table this map gives under `cfg`, from `prev`: the table this map built
+    /// (under the same `cfg`) before the changes `touched` describes. When they touched only
+    /// shard and handoff keys, only those shards' entries are rebuilt, in place of `prev`'s
+    /// (O(shards touched)); otherwise the map is built whole. Either way the result is what
+    /// [`RawMap::build`] gives, errors included: an untouched shard built in `prev`, so the
+    /// first touched shard that fails is the first shard that fails.
+    pub fn rebuild(
+        &self,
+        cfg: &Config,
+        prev: &RoutingTable,
+        touched: &Touched,
+    ) -> Result<RoutingTable, MapError> {
+        let count = cfg.raw.shard_count;
+        let Some(shards) = touched.shards_only() else {
+            return self.build(cfg);
+        };
+        if prev.shard_count() != count {
+            return self.build(cfg);
+        }
+        let mut changes = Vec::with_capacity(shards.len());
+        for &n in shards.range(..count) {
+            changes.push((n, self.shard_entry(n, cfg)?));
+        }
+        Ok(prev.with_shards_replaced(self.revision.max(0) as u64, changes))
+    }
+}
+
+/// What a batch of changes (one watch response) did to the map, as far as its table goes: the
+/// shards whose `shards/{n}` or `handoff/{n}` key changed, or something else that shapes the
+/// table (meta, a DC, a pin, the catalog home, or a whole new listing).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    shards: BTreeSet<u32>,
+    whole: bool,
+}
+
+impl Touched {
+    /// Everything: the map must be built whole (a listing, a restart).
+    pub fn whole() -> Self {
+        Touched {
+            shards: BTreeSet::new(),
+            whole: true,
+        }
+    }
+
+    /// Notes a changed key (put or delete); keys that do not shape the map are ignored.
+    pub fn note(&mut self, key: &Key<'_>) {
+        match key {
+            Key::Shard(n) | Key::Handoff(n) => {
+                self.shards.insert(*n);
+            }
+            Key::History | Key::Alive(_) | Key::Other => {}
+            Key::Meta | Key::Dc(_) | Key::Pin(_) | Key::CatalogHome => self.whole = true,
+        }
+    }
+
+    /// The touched shards, when nothing else was touched.
+    pub fn shards_only(&self) -> Option<&BTreeSet<u32>> {
+        (!self.whole).then_some(&self.shards)
+    }
+
+    /// Whether anything that shapes the table was touched.
+    pub fn any(&self) -> bool {
+        self.whole || !self.shards.is_empty()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn map_owned_by_dc1(handoff: &[u8]) -> RawMap {
-        let mut m = RawMap::default();
-        for n in 0..12u32 {
-            let key = format!("/p/shards/{n}");
-            m.put("/p/", key.as_bytes(), br#"{"owner":"dc1"}"#, 10)
-                .unwrap();
-        }
-        m.put("/p/", b"/p/handoff/4", handoff, 11).unwrap();
-        m
-    }
-
-    #[test]
-    fn a_handoff_holds_its_shard_only_at_its_epoch_and_to_a_known_dc() {
-        let cfg = crate::config::parse(include_str!("../../config/static.toml")).unwrap();
-        let at = |epoch: i64, to: &str| {
-            format!(r#"{{"to":"{to}","epoch":{epoch},"by":"cli","reason":"t","at_ms":1}}"#)
-        };
-        // At the shard's epoch, to another DC: held (dc1 is this router's DC and the owner).
-        let t = map_owned_by_dc1(at(10, "dc2").as_bytes())
-            .build(&cfg)
-            .unwrap();
-        assert_eq!(t.shard(4).unwrap().handoff, Some(1));
-        assert!(t.holding(4));
-        assert!(!t.holding(5));
-        // Requested at an older epoch (the shard moved since), to the owner itself, or to an
-        // unknown DC: ignored.
-        for bad in [at(9, "dc2"), at(10, "dc1"), at(10, "dc9")] {
-            let t = map_owned_by_dc1(bad.as_bytes()).build(&cfg).unwrap();
-            assert!(!t.holding(4), "{bad}");
-        }
-        // Deleting the key (commit or withdrawal) releases it.
-        let mut m = map_owned_by_dc1(at(10, "dc2").as_bytes());
-        m.delete("/p/", b"/p/handoff/4");
-        assert!(!m.build(&cfg).unwrap().holding(4));
-        // A malformed value is refused like any other key's.
-        let mut m = RawMap::default();
-        assert!(m.put("/p/", b"/p/handoff/4", b"{}", 3).is_err());
-    }
-}
+#[path = "map_tests.rs"]
+mod tests;

@@ -6,8 +6,9 @@ pub mod freshness;
 pub mod keyspace;
 pub mod map;
 pub mod misplaced;
+pub mod shard_map;
 pub mod state_file;
 
 pub use freshness::Freshness;
-pub use map::{MapError, RawMap};
+pub use map::{MapError, RawMap, Touched};
 pub use misplaced::Misplaced;

@@ -219,20 +219,26 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
 
 /// Pure: the shards whose (owner, epoch) `new` logs for the first time after `old` (the last
 /// map logged): every shard when there is none or the shard count changed, else those whose
-/// epoch or owner moved. What a publish logs follows what it changed, not the shard count.
+/// epoch or owner moved, reading only the chunks `new` does not share with `old` (under the same
+/// DCs). What a publish logs, and reads, follows what it changed, not the shard count.
 pub fn owners_to_note(old: Option<&RoutingTable>, new: &RoutingTable) -> Vec<u32> {
-    let all = 0..new.shard_count();
-    match old {
-        Some(old) if old.shard_count() == new.shard_count() => all
-            .filter(|&n| {
-                // By name: a reload may renumber the DCs.
-                let (a, b) = (old.shard(n), new.shard(n));
-                a.map(|e| (old.dc_name(e.owner), e.epoch))
-                    != b.map(|e| (new.dc_name(e.owner), e.epoch))
-            })
-            .collect(),
-        _ => all.collect(),
+    let Some(old) = old.filter(|o| o.shard_count() == new.shard_count()) else {
+        return (0..new.shard_count()).collect();
+    };
+    // By name: a reload may renumber the DCs (then no chunk counts as unchanged).
+    let names = |t: &RoutingTable| t.dcs.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
+    let same_dcs = names(old) == names(new);
+    fn logged(t: &RoutingTable, n: u32) -> Option<(&str, u64)> {
+        t.shard(n).map(|e| (t.dc_name(e.owner), e.epoch))
     }
+    new.shards
+        .chunks()
+        .enumerate()
+        .filter(|&(k, _)| !(same_dcs && new.shards.same_chunk(&old.shards, k)))
+        .flat_map(|(_, (first, chunk))| first..first + chunk.len())
+        .filter_map(|n| u32::try_from(n).ok())
+        .filter(|&n| logged(old, n) != logged(new, n))
+        .collect()
 }
 
 impl Store {

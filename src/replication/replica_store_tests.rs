@@ -208,3 +208,27 @@ fn logging_what_moved_logs_what_logging_everything_did() {
     assert_eq!(log(&a), log(&b));
     assert_eq!(log(&a).len(), 3 + 1 + 1 + 1);
 }
+
+/// After a rebuild that shares untouched chunks (what the watcher publishes), the shards to log
+/// are the moved ones, found among the chunks replaced; a table built whole from the same
+/// entries (no chunk shared) gives the same list by comparing every shard.
+#[test]
+fn owners_to_note_reads_only_the_chunks_replaced() {
+    let n = 200;
+    let old = table(n, &vec![0; n as usize], &vec![5; n as usize]);
+    let entry = |owner, epoch| crate::routing::ShardEntry {
+        owner,
+        replicas: vec![],
+        epoch,
+        home: None,
+        handoff: None,
+    };
+    // Shard 70 handed to dc2 at 9; shard 71 rewritten as it was (same owner and epoch).
+    let new = old.with_shards_replaced(2, [(70, entry(1, 9)), (71, entry(0, 5))]);
+    assert_eq!(owners_to_note(Some(&old), &new), [70]);
+    let mut owners = vec![0; n as usize];
+    let mut epochs = vec![5; n as usize];
+    (owners[70], epochs[70]) = (1, 9);
+    let whole = table(n, &owners, &epochs);
+    assert_eq!(owners_to_note(Some(&old), &whole), [70]);
+}

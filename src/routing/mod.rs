@@ -4,11 +4,13 @@
 
 mod decide;
 pub mod pins;
+pub mod shards;
 
 pub use decide::{
     Decision, Origin, Route, Target, decide, decide_global, fans_out, shared_candidates,
 };
 pub use pins::{Pin, Pins};
+pub use shards::Shards;
 
 use crate::config::Config;
 use crate::ids::ClusterId;
@@ -49,9 +51,12 @@ pub struct RoutingTable {
     /// Index of this DC in `dcs`.
     pub local: usize,
     pub dcs: Vec<DcEntry>,
-    pub shards: Vec<ShardEntry>,
-    /// Per DC: whether it owns every one of its home shards (so creates can land there).
-    owns_home: Vec<bool>,
+    /// Shard `n`'s entry at `n`, in chunks shared with the previous snapshot where unchanged.
+    pub shards: Shards,
+    /// Per DC: how many of its home shards another DC owns (0: it owns them all, so creates
+    /// can land there). A count, so a snapshot built from the previous one by replacing a few
+    /// shards keeps it in O(those shards).
+    home_lost: Vec<u32>,
     /// Per DC: whether this router has a standby Coopr server for shards whose home it is.
     standby: Vec<bool>,
     /// Explicit placements that win over the shard map (`routing::pins`).
@@ -76,9 +81,15 @@ impl RoutingTable {
                 n as u64 % d.id_increment.max(1) == d.id_start % d.id_increment.max(1)
             });
         }
-        let owns_home = (0..dcs.len())
-            .map(|dc| shards.iter().all(|s| s.home != Some(dc) || s.owner == dc))
-            .collect();
+        let mut home_lost = vec![0u32; dcs.len()];
+        for s in &shards {
+            if let Some(h) = s.home
+                && s.owner != h
+                && let Some(c) = home_lost.get_mut(h)
+            {
+                *c += 1;
+            }
+        }
         let home_shard = (0..dcs.len())
             .map(|dc| {
                 shards
@@ -91,12 +102,56 @@ impl RoutingTable {
             revision,
             local,
             dcs,
-            shards,
-            owns_home,
+            shards: Shards::from(shards),
+            home_lost,
             standby: Vec::new(),
             pins: Pins::default(),
             home_shard,
             catalog_home: None,
+        }
+    }
+
+    /// This table at `revision` with the entries of `changes` (shard, entry) in place of the
+    /// old ones, everything else as it is (DCs, pins, standby, catalog home): what
+    /// [`RoutingTable::new`] + the same `with_*` would give for the changed shards, in
+    /// O(changes + shards / `shards::CHUNK`). A changed entry keeps the shard's home (it
+    /// depends on the DCs' id settings only); shards out of range are ignored.
+    pub fn with_shards_replaced(
+        &self,
+        revision: u64,
+        changes: impl IntoIterator<Item = (u32, ShardEntry)>,
+    ) -> Self {
+        let mut home_lost = self.home_lost.clone();
+        let mut count = |home: Option<usize>, owner: usize, add: bool| {
+            if let Some(h) = home
+                && owner != h
+                && let Some(c) = home_lost.get_mut(h)
+            {
+                *c = if add { *c + 1 } else { c.saturating_sub(1) };
+            }
+        };
+        // A shard named twice: the last entry wins (the counts must see one old and one new).
+        let changes: std::collections::BTreeMap<u32, ShardEntry> = changes.into_iter().collect();
+        let mut entries = Vec::with_capacity(changes.len());
+        for (n, mut e) in changes {
+            let Some(old) = self.shards.get(n as usize) else {
+                continue;
+            };
+            e.home = old.home;
+            count(old.home, old.owner, false);
+            count(e.home, e.owner, true);
+            entries.push((n as usize, e));
+        }
+        RoutingTable {
+            revision,
+            local: self.local,
+            dcs: self.dcs.clone(),
+            shards: self.shards.replaced(entries),
+            home_lost,
+            standby: self.standby.clone(),
+            pins: self.pins.clone(),
+            home_shard: self.home_shard.clone(),
+            catalog_home: self.catalog_home,
         }
     }
 
@@ -205,13 +260,14 @@ impl RoutingTable {
 
     /// A shard's entry. Shards come from `shard_of`, so they are in range; a table with no
     /// shards cannot be built from a valid config.
+    #[inline]
     pub fn shard(&self, shard: u32) -> Option<&ShardEntry> {
         self.shards.get(shard as usize)
     }
 
     /// Whether `dc` owns all of its home shards.
     pub fn owns_all_home(&self, dc: usize) -> bool {
-        self.owns_home.get(dc).copied().unwrap_or(false)
+        self.home_lost.get(dc).is_some_and(|&lost| lost == 0)
     }
 
     pub fn local_name(&self) -> &str {

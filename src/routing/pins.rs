@@ -22,9 +22,10 @@ impl Pin {
     }
 }
 
-/// The pins of one snapshot, sorted by `lo`.
+/// The pins of one snapshot, sorted by `lo`; shared by the snapshots that have the same pins
+/// (a clone is one pointer).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Pins(Vec<Pin>);
+pub struct Pins(std::sync::Arc<[Pin]>);
 
 impl Pins {
     /// Sorts the pins by `lo` (then `hi`). Overlapping pins are the config's and the CLI's to
@@ -32,7 +33,7 @@ impl Pins {
     /// the greatest `lo` not above it only.
     pub fn new(mut pins: Vec<Pin>) -> Self {
         pins.sort_by_key(|p| (p.lo, p.hi));
-        Pins(pins)
+        Pins(pins.into())
     }
 
     /// The pin holding `id`, if any (binary search).

@@ -28,10 +28,18 @@ pub struct Change {
     pub epoch: u64,
 }
 
-/// What changed from `old` to `new`, shard by shard (pure).
+/// What changed from `old` to `new`, shard by shard (pure), in the chunks of shards they do
+/// not share (a snapshot rebuilt from the previous one shares the unchanged chunks).
 pub fn diff(old: &RoutingTable, new: &RoutingTable, at_ms: u64) -> Vec<Change> {
     let mut out = Vec::new();
-    for (n, s) in new.shards.iter().enumerate() {
+    // Chunks `new` shares with `old` (a publish that rebuilt a few shards) have no changes.
+    let changed = new
+        .shards
+        .chunks()
+        .enumerate()
+        .filter(|&(k, _)| !new.shards.same_chunk(&old.shards, k))
+        .flat_map(|(_, (first, chunk))| chunk.iter().enumerate().map(move |(i, s)| (first + i, s)));
+    for (n, s) in changed {
         let Some(o) = old.shards.get(n) else {
             continue;
         };
