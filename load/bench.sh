@@ -52,20 +52,13 @@ RATE="${RATE:-10000}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 PROXY_THREADS="${PROXY_THREADS:-$(nproc)}"
 
-# Port offsets from the base port: DC i uses 100*(i-1)+{0..3}; the peers use 300+.
-OFF_NGINX=300 OFF_NGINX_H2=301 OFF_HAPROXY=310 OFF_HAPROXY_H2=311
+# Port offsets from the base port: DC i uses 100*(i-1)+{0..3}; the peers use 300+ (HAProxy's,
+# OFF_HAPROXY and OFF_HAPROXY_H2, are lib.sh's).
+OFF_NGINX=300 OFF_NGINX_H2=301
 
 declare -A URL=() H2URL=() METHOD=() PROXY=()   # per target
 declare -A NOTES=()                               # printed under the table, kept in the JSON
 
-# Fill a config template: every @NAME@ from the named shell variables.
-render() {
-    local src="$1" dst="$2"; shift 2
-    local args=() v
-    for v in "$@"; do args+=(-e "s|@$v@|${!v}|g"); done
-    sed "${args[@]}" "$src" >"$dst"
-    ! grep -v '^[[:space:]]*#' "$dst" | grep '@[A-Z_]*@' || die "unfilled placeholder in $dst"
-}
 
 start_nginx() {
     local NGINX_PORT=$((BASE + OFF_NGINX)) NGINX_H2_PORT=$((BASE + OFF_NGINX_H2))
@@ -81,16 +74,6 @@ start_nginx() {
     wait_http nginx "http://127.0.0.1:$NGINX_PORT/status"
 }
 
-start_haproxy() {
-    local HAPROXY_PORT=$((BASE + OFF_HAPROXY)) HAPROXY_H2_PORT=$((BASE + OFF_HAPROXY_H2))
-    local SIM_PORT; SIM_PORT="$(sim_port 1)"
-    local THREADS="$PROXY_THREADS" HAPROXY_MAXCONN=$((IDLE_CONNS + 1000))
-    render "$LOAD_DIR/haproxy.cfg" "$WORK/run/haproxy.cfg" THREADS HAPROXY_MAXCONN SIM_PORT HAPROXY_PORT HAPROXY_H2_PORT
-    haproxy -c -q -f "$WORK/run/haproxy.cfg" >"$WORK/logs/haproxy-check.log" 2>&1 \
-        || { cat "$WORK/logs/haproxy-check.log" >&2; die "haproxy -c failed"; }
-    start haproxy haproxy -db -f "$WORK/run/haproxy.cfg" -p "$WORK/run/haproxy.pid"
-    wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/status"
-}
 
 # h2_ok TARGET: can h2load do clean h2c (prior knowledge) against it? 20 requests, all 2xx.
 h2_ok() {

@@ -287,6 +287,32 @@ expect_route() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# HAProxy, the peer of bench.sh and of `profile.sh` with PEER=haproxy: load/haproxy.cfg with
+# PROXY_THREADS threads (default: one per core), in front of dc1's sim.
+
+OFF_HAPROXY=310 OFF_HAPROXY_H2=311
+
+# Fill a config template: every @NAME@ from the named shell variables.
+render() {
+    local src="$1" dst="$2"; shift 2
+    local args=() v
+    for v in "$@"; do args+=(-e "s|@$v@|${!v}|g"); done
+    sed "${args[@]}" "$src" >"$dst"
+    ! grep -v '^[[:space:]]*#' "$dst" | grep '@[A-Z_]*@' || die "unfilled placeholder in $dst"
+}
+
+start_haproxy() {
+    local HAPROXY_PORT=$((BASE + OFF_HAPROXY)) HAPROXY_H2_PORT=$((BASE + OFF_HAPROXY_H2))
+    local SIM_PORT; SIM_PORT="$(sim_port 1)"
+    local THREADS="${PROXY_THREADS:-$(nproc)}" HAPROXY_MAXCONN=$((${IDLE_CONNS:-0} + 1000))
+    render "$LOAD_DIR/haproxy.cfg" "$WORK/run/haproxy.cfg" THREADS HAPROXY_MAXCONN SIM_PORT HAPROXY_PORT HAPROXY_H2_PORT
+    haproxy -c -q -f "$WORK/run/haproxy.cfg" >"$WORK/logs/haproxy-check.log" 2>&1 \
+        || { cat "$WORK/logs/haproxy-check.log" >&2; die "haproxy -c failed"; }
+    start haproxy haproxy -db -f "$WORK/run/haproxy.cfg" -p "$WORK/run/haproxy.pid"
+    wait_http haproxy "http://127.0.0.1:$HAPROXY_PORT/status"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Measurement
 
 # System-wide CPU ticks spent in processes (all cores) from /proc/stat: user+nice+system

@@ -3,13 +3,15 @@
 # one cluster, then wrk against the router's local read (or the forwarded write) while a
 # profiler watches dc1's router.
 #
-# Usage: bash load/profile.sh [perf|heaptrack|callgrind|strace|stat] [read|write]
+# Usage: bash load/profile.sh [perf|perfstat|heaptrack|callgrind|strace|stat] [read|write]
 #   perf       perf record -g (DWARF unwinding) on the running router for DURATION s; prints the
 #              top of `perf report --no-children` and keeps perf.data in load/results/
 #   heaptrack  runs the router under heaptrack; prints allocations per request
 #   callgrind  runs dc1's router under callgrind; user-space instructions per request over
 #              REQUESTS (5000) HTTP/1.1 requests from h2load (deterministic, whatever the load;
 #              H2C=1: h2c, 10 streams per connection)
+#   perfstat   perf stat of the router's system calls, context switches, page faults and
+#              softirqs, per request (counts from the kernel's tracepoints: nothing slowed down)
 #   strace     strace -c -f: system calls per request (slows the router down; counts only)
 #   stat       no profiler: CPU ticks per 100k requests and the RSS, as bench.sh measures them
 #   read: GET /v2/clusters/ID/status on dc1's router; write: POST .../pause on dc2's router,
@@ -22,6 +24,10 @@
 #   env ROUTER=path: profile that router binary (e.g. an older build, for A/B)
 #   env TLS=1: TLS on the client ports (dev certificates), the load and the idle connections
 #       over TLS (HTTP/1.1)
+#   env H2C=1: the load over h2c (h2load, 10 streams per connection) instead of HTTP/1.1 (wrk)
+#   env PEER=haproxy: profile HAProxy (load/haproxy.cfg, PROXY_THREADS threads) in front of
+#       dc1's sim instead of dc1's router, under the same load (read only; not callgrind or
+#       heaptrack): the same counts for the peer bench.sh compares against
 #   env DURATION=10 CONNS=32 SKIP_BUILD=1 KEEP_WORK=1
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -29,11 +35,30 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MODE="${1:-stat}" WHAT="${2:-read}" DC="${PROFILE_DC:-1}"
 DURATION="${DURATION:-10}" CONNS="${CONNS:-32}"
 
+# What `perfstat` counts (kernel tracepoints and software events: no hardware counters needed).
+PERFSTAT_EVENTS=syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_writev
+PERFSTAT_EVENTS+=,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl
+PERFSTAT_EVENTS+=,syscalls:sys_enter_futex,syscalls:sys_enter_connect,context-switches,page-faults
+PERFSTAT_EVENTS+=,irq:softirq_entry
+
+# load SECONDS: the profile's load on $url for SECONDS (wrk, or h2load with H2C=1; a POST
+# sends "{}"), its report on stdout.
+load() {
+    if [[ "${H2C:-0}" == 1 ]]; then
+        local data=()
+        [[ $method == POST ]] && { printf '{}' >"$WORK/run/post-body"; data=(-d "$WORK/run/post-body"); }
+        h2load -D "$1" -c "$CONNS" -m 10 -t 1 "${COOPR_HDRS[@]}" "${data[@]}" "$url"
+    else
+        WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d"$1s" --latency \
+            -s "$LOAD_DIR/coopr.lua" "$url"
+    fi
+}
+
 main() {
     ensure_tools wrk h2load curl ss
     setup_workdir
     build_binaries
-    BASE="$(pick_base_port 0 1 2 3 100 101 102 103 200 201 202 203)"
+    BASE="$(pick_base_port 0 1 2 3 100 101 102 103 200 201 202 203 "$OFF_HAPROXY" "$OFF_HAPROXY_H2")"
     local scheme=http idle_tls=()
     if [[ "${TLS:-0}" == 1 ]]; then
         # TLS on every router's client port (dev certificates for 127.0.0.1; peers stay plain).
@@ -70,7 +95,17 @@ WRAP
         [[ "$(cat "/proc/$p/comm" 2>/dev/null)" =~ ^(coopr-router|callgrind) ]] && router="$p"
     done
     [[ -n "${router:-}" ]] || die "dc$DC's router process not found"
-    WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d1s -s "$LOAD_DIR/coopr.lua" "$url" >/dev/null
+    if [[ "${PEER:-}" == haproxy ]]; then
+        [[ $WHAT == read && $MODE != callgrind && $MODE != heaptrack ]] \
+            || die "PEER=haproxy profiles a read, in modes perf, perfstat, strace and stat"
+        ensure_tools haproxy
+        start_haproxy
+        router="${PIDS[haproxy]}"
+        url="http://127.0.0.1:$((BASE + OFF_HAPROXY))/v2/clusters/$id/status"
+        [[ "${H2C:-0}" == 1 ]] && url="http://127.0.0.1:$((BASE + OFF_HAPROXY_H2))/v2/clusters/$id/status"
+        log "profiling HAProxy ($router), $url"
+    fi
+    load 1 >/dev/null
     if [[ -n "${IDLE_CONNS:-}" ]]; then
         # Memory per idle keep-alive connection: RSS before and while IDLE_CONNS are held.
         ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -108,19 +143,30 @@ WRAP
         local strace_pid=$!
         sleep 0.5
     fi
+    if [[ $MODE == perfstat ]]; then
+        perf stat -e "$PERFSTAT_EVENTS" -p "$router" -o "$WORK/out/perfstat.txt" \
+            -- sleep "$((DURATION + 1))" 2>"$WORK/logs/perf.log" &
+        local perf_pid=$!
+        sleep 0.3
+    fi
     if [[ $MODE == perf ]]; then
         perf record -F 499 -g --call-graph dwarf,16384 -p "$router" -o "$WORK/out/perf.data" \
             -- sleep "$DURATION" 2>"$WORK/logs/perf.log" &
         local perf_pid=$!
     fi
-    WRK_METHOD="$method" WRK_BODY='{}' wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
-        -s "$LOAD_DIR/coopr.lua" "$url" >"$out"
+    load "$DURATION" >"$out"
     t1="$(cpu_ticks "$router")"
     rss="$(awk '/^VmRSS:/ {print $2}' "/proc/$router/status")"
-    reqs="$(awk '/requests in/ {print $1}' "$out")"
-    log "wrk: $(grep -E 'Requests/sec' "$out")"
-    log "router CPU s/100k req: $(awk "BEGIN {printf \"%.2f\", ($t1 - $t0) / $CLK_TCK / $reqs * 100000}"); RSS $((rss / 1024)) MiB"
+    reqs="$(awk '/requests in/ {print $1} /^requests:/ {print $8}' "$out")"
+    log "load: $(grep -E 'Requests/sec|^finished in' "$out")"
+    log "${PEER:-router} CPU s/100k req: $(awk "BEGIN {printf \"%.2f\", ($t1 - $t0) / $CLK_TCK / $reqs * 100000}"); RSS $((rss / 1024)) MiB"
     case "$MODE" in
+        perfstat)
+            wait "$perf_pid" || true
+            log "per request ($reqs requests; the counts span the load and ~1 s around it, when the process is idle):"
+            awk -v n="$reqs" '/^ *[0-9,.]+ +[a-z]/ && $2 != "seconds" {gsub(",", "", $1); printf "  %-36s %8.3f\n", $2, $1 / n}' \
+                "$WORK/out/perfstat.txt"
+            ;;
         strace)
             kill -INT "$strace_pid"; wait "$strace_pid" || true
             log "syscalls of dc1's router for $reqs requests:"
