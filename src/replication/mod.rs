@@ -42,6 +42,7 @@ mod intake;
 mod list_index;
 mod node_index;
 mod outbox;
+mod owners;
 mod port;
 mod reads;
 pub mod record;
@@ -228,7 +229,7 @@ async fn log_owners(inner: Arc<Inner>) {
     loop {
         changes.borrow_and_update();
         let table = inner.routes.load();
-        let shards = replica::owners_to_note(logged.as_deref(), &table);
+        let shards = owners::owners_to_note(logged.as_deref(), &table);
         let t = table.clone();
         match inner.store.run(move |s| s.note_owners(&t, &shards)).await {
             Ok(()) => logged = Some(table),

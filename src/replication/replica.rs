@@ -8,6 +8,7 @@
 
 use super::list_index;
 use super::node_index::{self, nodes_of};
+use super::owners::note;
 use super::record::{Envelope, Finished, Intent, Record};
 use super::retiring::{reindex, terminated_at};
 use super::store::{LIST_INDEX, NODES, OPEN, OWNERS, REPLICA, RETIRING, ReplError, SUMMARY, Store};
@@ -170,23 +171,6 @@ pub fn admit(
     }
 }
 
-/// Logs the owner of each of `shards` at its epoch in `table`, unless that epoch is logged.
-fn note(
-    owners: &mut redb::Table<(u32, u64), &str>,
-    table: &RoutingTable,
-    shards: impl IntoIterator<Item = u32>,
-) -> Result<(), ReplError> {
-    for shard in shards {
-        let Some(e) = table.shard(shard) else {
-            continue;
-        };
-        if owners.get((shard, e.epoch))?.is_none() {
-            owners.insert((shard, e.epoch), table.dc_name(e.owner))?;
-        }
-    }
-    Ok(())
-}
-
 /// The entry after `env`, or `None` when the record is not newer than the entry (ignored).
 pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry> {
     if entry.is_some_and(|e| env.order() <= e.order) {
@@ -217,47 +201,7 @@ pub fn step(entry: Option<&ReplicaEntry>, env: &Envelope) -> Option<ReplicaEntry
     Some(next)
 }
 
-/// Pure: the shards whose (owner, epoch) `new` logs for the first time after `old` (the last
-/// map logged): every shard when there is none or the shard count changed, else those whose
-/// epoch or owner moved, reading only the chunks `new` does not share with `old` (under the same
-/// DCs). What a publish logs, and reads, follows what it changed, not the shard count.
-pub fn owners_to_note(old: Option<&RoutingTable>, new: &RoutingTable) -> Vec<u32> {
-    let Some(old) = old.filter(|o| o.shard_count() == new.shard_count()) else {
-        return (0..new.shard_count()).collect();
-    };
-    // By name: a reload may renumber the DCs (then no chunk counts as unchanged).
-    let names = |t: &RoutingTable| t.dcs.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    let same_dcs = names(old) == names(new);
-    fn logged(t: &RoutingTable, n: u32) -> Option<(&str, u64)> {
-        t.shard(n).map(|e| (t.dc_name(e.owner), e.epoch))
-    }
-    new.shards
-        .chunks()
-        .enumerate()
-        .filter(|&(k, _)| !(same_dcs && new.shards.same_chunk(&old.shards, k)))
-        .flat_map(|(_, (first, chunk))| first..first + chunk.len())
-        .filter_map(|n| u32::try_from(n).ok())
-        .filter(|&n| logged(old, n) != logged(new, n))
-        .collect()
-}
-
 impl Store {
-    /// Logs who owns `shards` of `table` at their epochs (first writer wins: an epoch names one
-    /// ownership change). Called for every published map, with [`owners_to_note`]'s shards; no
-    /// transaction when there are none.
-    pub fn note_owners(&self, table: &RoutingTable, shards: &[u32]) -> Result<(), ReplError> {
-        if shards.is_empty() {
-            return Ok(());
-        }
-        let tx = self.db()?.begin_write()?;
-        {
-            let mut owners = tx.open_table(OWNERS)?;
-            note(&mut owners, table, shards.iter().copied())?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
     /// Applies a batch from DC `from` in one transaction: each record is admitted against
     /// `table` and the ownership log ([`admit`]), then applied if newer ([`step`]). A record
     /// whose epoch is ahead of this router's maps aborts the whole batch (`Applied::ahead`).

@@ -126,7 +126,11 @@ fn forged_records_are_refused_and_never_hide_the_owners_later_ones() {
     // The map moves shard 0 to dc2 at epoch 9: dc1's late epoch-5 records still apply
     // (logged as its owner at 5), dc3 never owned it, dc2 at 9 overrides everything older.
     let t2 = table(3, &[1, 1, 2], &[9, 5, 5]);
-    s.note_owners(&t2, &owners_to_note(Some(&t), &t2)).unwrap();
+    s.note_owners(
+        &t2,
+        &crate::replication::owners::owners_to_note(Some(&t), &t2),
+    )
+    .unwrap();
     let late = [env(2, fin("00000003", 0, 5, "dc1", "late"))];
     assert_eq!(s.apply("dc1", &t2, &late).unwrap().applied, 1);
     let never = [env(3, fin("00000003", 0, 5, "dc3", "forged"))];
@@ -138,97 +142,4 @@ fn forged_records_are_refused_and_never_hide_the_owners_later_ones() {
     assert_eq!(s.apply("dc1", &t2, &old_huge).unwrap().ignored, 1);
     let e = s.replica(ClusterId::parse("3").unwrap()).unwrap().unwrap();
     assert_eq!(e.state.unwrap().details["status"], "moved");
-}
-
-/// A publish logs the shards whose owner or epoch it moved; the first map, or one with another
-/// shard count, is logged whole.
-#[test]
-fn owners_to_note_by_table() {
-    let t = table(3, &[0, 1, 2], &[5, 5, 5]);
-    type Row<'a> = (Option<RoutingTable>, RoutingTable, &'a [u32]);
-    let rows: [Row<'_>; 6] = [
-        (None, t.clone(), &[0, 1, 2]),
-        (Some(t.clone()), t.clone(), &[]),
-        // Shard 1 handed to dc1 at epoch 9.
-        (Some(t.clone()), table(3, &[0, 0, 2], &[5, 9, 5]), &[1]),
-        // A new epoch for the same owner (a failback to it) is a new entry in the log.
-        (Some(t.clone()), table(3, &[0, 1, 2], &[5, 5, 7]), &[2]),
-        // The owner alone moved (a map that did not bump the epoch): logged too.
-        (Some(t.clone()), table(3, &[2, 1, 2], &[5, 5, 5]), &[0]),
-        (
-            Some(t.clone()),
-            table(6, &[0, 1, 2, 0, 1, 2], &[5; 6]),
-            &[0, 1, 2, 3, 4, 5],
-        ),
-    ];
-    for (old, new, want) in rows {
-        assert_eq!(
-            owners_to_note(old.as_ref(), &new),
-            want,
-            "{old:?} -> {new:?}"
-        );
-    }
-}
-
-/// Logging only what moved loses nothing: the log after a sequence of maps, each logged with
-/// `owners_to_note` against the previous, is the log of every map logged whole.
-#[test]
-fn logging_what_moved_logs_what_logging_everything_did() {
-    use redb::{ReadableDatabase, ReadableTable};
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (
-        Store::open(&dir.path().join("a.redb")).unwrap(),
-        Store::open(&dir.path().join("b.redb")).unwrap(),
-    );
-    let maps = [
-        table(3, &[0, 1, 2], &[5, 5, 5]),
-        table(3, &[0, 0, 2], &[5, 9, 5]),
-        table(3, &[0, 0, 2], &[5, 9, 5]),
-        table(3, &[1, 0, 2], &[11, 9, 5]),
-        table(3, &[1, 0, 0], &[11, 9, 12]),
-    ];
-    let mut last: Option<&RoutingTable> = None;
-    for m in &maps {
-        a.note_owners(m, &owners_to_note(last, m)).unwrap();
-        b.note_owners(m, &(0..m.shard_count()).collect::<Vec<_>>())
-            .unwrap();
-        last = Some(m);
-    }
-    let log = |s: &Store| -> Vec<((u32, u64), String)> {
-        let tx = s.db().unwrap().begin_read().unwrap();
-        let t = tx.open_table(OWNERS).unwrap();
-        t.iter()
-            .unwrap()
-            .map(|r| {
-                let (k, v) = r.unwrap();
-                (k.value(), v.value().to_string())
-            })
-            .collect()
-    };
-    assert_eq!(log(&a), log(&b));
-    assert_eq!(log(&a).len(), 3 + 1 + 1 + 1);
-}
-
-/// After a rebuild that shares untouched chunks (what the watcher publishes), the shards to log
-/// are the moved ones, found among the chunks replaced; a table built whole from the same
-/// entries (no chunk shared) gives the same list by comparing every shard.
-#[test]
-fn owners_to_note_reads_only_the_chunks_replaced() {
-    let n = 200;
-    let old = table(n, &vec![0; n as usize], &vec![5; n as usize]);
-    let entry = |owner, epoch| crate::routing::ShardEntry {
-        owner,
-        replicas: vec![],
-        epoch,
-        home: None,
-        handoff: None,
-    };
-    // Shard 70 handed to dc2 at 9; shard 71 rewritten as it was (same owner and epoch).
-    let new = old.with_shards_replaced(2, [(70, entry(1, 9)), (71, entry(0, 5))]);
-    assert_eq!(owners_to_note(Some(&old), &new), [70]);
-    let mut owners = vec![0; n as usize];
-    let mut epochs = vec![5; n as usize];
-    (owners[70], epochs[70]) = (1, 9);
-    let whole = table(n, &owners, &epochs);
-    assert_eq!(owners_to_note(Some(&old), &whole), [70]);
 }
