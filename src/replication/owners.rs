@@ -17,8 +17,11 @@ pub fn owners_to_note(old: Option<&RoutingTable>, new: &RoutingTable) -> Vec<u32
         return (0..new.shard_count()).collect();
     };
     // By name: a reload may renumber the DCs (then no chunk counts as unchanged).
-    let names = |t: &RoutingTable| t.dcs.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
-    let same_dcs = names(old) == names(new);
+    let same_dcs = old
+        .dcs
+        .iter()
+        .map(|d| &d.name)
+        .eq(new.dcs.iter().map(|d| &d.name));
     fn logged(t: &RoutingTable, n: u32) -> Option<(&str, u64)> {
         t.shard(n).map(|e| (t.dc_name(e.owner), e.epoch))
     }
