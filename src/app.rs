@@ -10,7 +10,7 @@ use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::routing::{Origin, Routes, RoutingTable};
 use crate::runtime::Runtime;
-use crate::server::{ServeOptions, serve};
+use crate::server::{ServeOptions, Workers, serve};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -266,7 +266,11 @@ pub fn start_with_file(
         listeners.peer.local_addr()?,
         listeners.admin.local_addr()?,
     );
-    let opts = |name, tls| ServeOptions {
+    // The client, peer and provisioner connections are served on threads of their own; the
+    // admin port, health checks, etcd and replication stay on this runtime.
+    let workers = Workers::start(config.raw.listen.serving_threads(), "coopr-serve")?;
+    let opts = |name, tls, workers| ServeOptions {
+        workers,
         name,
         limits: config.raw.limits.clone(),
         request_head_timeout: config.raw.timeouts.request_head(),
@@ -299,7 +303,8 @@ pub fn start_with_file(
             proxy.clone().handle(req, origin, remote)
         };
         let tls = crate::runtime::tls_source(&runtime, origin);
-        tasks.spawn(serve(listener, handler, opts(name, tls), shutdown.clone()));
+        let opts = opts(name, tls, Some(workers.clone()));
+        tasks.spawn(serve(listener, handler, opts, shutdown.clone()));
     }
     let admin = Admin::new(AdminParts {
         routes: routes.clone(),
@@ -320,13 +325,14 @@ pub fn start_with_file(
     tasks.spawn(serve(
         listeners.admin,
         handler,
-        opts("admin", None),
+        opts("admin", None, None),
         shutdown.clone(),
     ));
     tracing::info!(
         dc = %config.dcs[config.local].name,
         client = %addrs.0, peer = %addrs.1, admin = %addrs.2, provisioner = ?provisioner_addr,
         shards = config.shards.len(),
+        serving_threads = workers.len(),
         "router started"
     );
     Ok(RouterHandle {

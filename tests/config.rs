@@ -105,6 +105,18 @@ fn mistakes_name_the_key_and_line() {
             "lo = 10",
         ),
         (
+            "# threads = 4 ",
+            "threads = 0 ",
+            "listen.threads",
+            "threads = 0",
+        ),
+        (
+            "# threads = 4 ",
+            "threads = 1000 ",
+            "listen.threads",
+            "threads = 1000",
+        ),
+        (
             "url = \"http://127.0.0.1:55054\"",
             "url = \"http://127.0.0.1:55054/coopr\"",
             "backends.0.url",

@@ -144,3 +144,89 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
         );
     }
 }
+
+/// The names of a process's threads (`/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let comm = t.unwrap().path().join("comm");
+        if let Ok(n) = std::fs::read_to_string(comm) {
+            names.push(n.trim().to_string());
+        }
+    }
+    names
+}
+
+/// `listen.threads` serving threads, one per CPU when it is absent; every one of them
+/// answers, and the start is logged with their number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_serves_on_listen_threads_threads() {
+    let d = start(Duration::from_millis(50)).await;
+    let backend = format!("http://{}", d.dcs[0].sim_addr);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for threads in [None, Some(3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.toml");
+        let (client, peer, admin) = (free_port(), free_port(), free_port());
+        let mut text = config(client, peer, admin, &backend);
+        if let Some(n) = threads {
+            text = text.replacen("[listen]\n", &format!("[listen]\nthreads = {n}\n"), 1);
+        }
+        std::fs::write(&path, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = format!("http://127.0.0.1:{admin}/ready");
+        eventually(Duration::from_secs(20), "router ready", || async {
+            let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+                .await
+                .is_ok();
+            (up && call(Method::GET, &ready, &[], "").await.status == StatusCode::OK).then_some(())
+        })
+        .await;
+        let want = threads.unwrap_or(cpus);
+        let serving = thread_names(child.id())
+            .into_iter()
+            .filter(|n| n.starts_with("coopr-serve-"))
+            .count();
+        assert_eq!(serving, want, "{threads:?}: {:?}", thread_names(child.id()));
+        // Twice as many connections as threads, each open while the next is placed: every
+        // thread gets some, and each answers.
+        let mut open = Vec::new();
+        for _ in 0..2 * want {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", client))
+                .await
+                .unwrap();
+            s.write_all(b"GET /status HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed before an answer");
+                got.extend_from_slice(&buf[..n]);
+            }
+            assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+            open.push(s);
+        }
+        drop(open);
+        signal(child.id(), "-TERM");
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let started = text
+            .lines()
+            .find(|l| l.contains("router started"))
+            .unwrap_or_else(|| panic!("no start line: {text}"));
+        assert!(
+            started.contains(&format!("\"serving_threads\":{want}")),
+            "{started}"
+        );
+    }
+}

@@ -198,6 +198,29 @@ async fn sequential_requests_reuse_one_connection() {
     );
 }
 
+/// A serving thread (`upstream::lane`) reuses only the connections opened in its own lane:
+/// one another thread's event loop watches is not handed to it.
+#[tokio::test]
+async fn each_lane_reuses_only_its_own_connections() {
+    use coopr_router::upstream::lane;
+    let (addr, seen) = upstream(Mode::Ok, None).await;
+    let up = Upstream::new(&timeouts(), &material(""));
+    let url = format!("http://{addr}/v2/x");
+    // (lane, connections opened by then): lane 7 opens one, lane 8 another, and each is
+    // reused by its own lane afterwards.
+    for (l, want) in [(7, 1), (7, 1), (8, 2), (8, 2), (7, 2), (0, 3), (8, 3)] {
+        lane::set(l);
+        let got = get(&up, &url, LONG).await;
+        lane::set(0);
+        assert_eq!(got.unwrap().0, StatusCode::OK);
+        assert_eq!(
+            seen.connections.load(Ordering::SeqCst),
+            want,
+            "after a request in lane {l}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_dropped_pool_closes_its_idle_connections() {
     // A reload builds a new `Upstream`; the old one's idle connections must not linger.

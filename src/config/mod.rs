@@ -320,7 +320,23 @@ pub struct Listen {
     /// internal routes are refused on the client and peer ports either way.
     #[serde(default)]
     pub provisioner: Option<SocketAddr>,
+    /// Threads that serve the client, peer and provisioner connections, each with an event
+    /// loop of its own (a connection and its requests stay on one). Absent: one per CPU.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
+
+impl Listen {
+    /// How many serving threads: `threads`, or one per CPU.
+    pub fn serving_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+}
+
+/// The most serving threads `listen.threads` may ask for.
+pub const MAX_SERVING_THREADS: usize = 256;
 
 fn default_admin() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 55080))

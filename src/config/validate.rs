@@ -183,6 +183,17 @@ pub fn validate(raw: RawConfig) -> Result<ValidConfig, ConfigError> {
             "client, peer, admin (and provisioner) must listen on different addresses",
         ));
     }
+    if let Some(n) = raw.listen.threads
+        && !(1..=super::MAX_SERVING_THREADS).contains(&n)
+    {
+        return Err(err(
+            "listen.threads",
+            format!(
+                "{n} serving threads: give 1 to {} (or leave it out: one per CPU)",
+                super::MAX_SERVING_THREADS
+            ),
+        ));
+    }
     if raw.backends.is_empty() {
         return Err(err("backends", "at least one local Coopr server is needed"));
     }

@@ -240,6 +240,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         admin: admin_addr,
         provisioner,
         insecure_plaintext_peer,
+        threads,
     } = listen;
     let listen = restart.keep(
         LISTEN,
@@ -250,6 +251,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
             admin: admin_addr,
             provisioner,
             insecure_plaintext_peer,
+            threads,
         },
     );
 

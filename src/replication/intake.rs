@@ -73,7 +73,9 @@ impl Replication {
                 {
                     n.notify_waiters();
                 }
-                tokio::spawn(tracker::track(self.inner.clone(), intent));
+                self.inner
+                    .background
+                    .spawn(tracker::track(self.inner.clone(), intent));
             }
             Err(e) => {
                 crate::metrics::replication_unrecorded();

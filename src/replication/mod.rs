@@ -109,6 +109,9 @@ pub(crate) struct Inner {
     drift: Mutex<std::collections::BTreeMap<String, Option<usize>>>,
     /// Wakes the sweep (a replica asked for the full state).
     sweep_wake: Notify,
+    /// The runtime replication started on, where the trackers an accepted write starts run:
+    /// not on the serving thread of the request that accepted it (`server::Workers`).
+    background: tokio::runtime::Handle,
 }
 
 impl Replication {
@@ -139,6 +142,7 @@ impl Replication {
             catalog: catalog::States::default(),
             drift: Mutex::new(std::collections::BTreeMap::new()),
             sweep_wake: Notify::new(),
+            background: tokio::runtime::Handle::current(),
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {

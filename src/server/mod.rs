@@ -10,6 +10,9 @@ mod h1;
 pub mod head;
 mod park;
 mod watch;
+mod workers;
+
+pub use workers::Workers;
 
 use crate::body::{ClientBody, ProxyBody};
 use crate::config::Limits;
@@ -35,6 +38,9 @@ pub struct ServeOptions {
     pub tls: Option<TlsSource>,
     /// A plain HTTP/1.1 connection idle this long gives its buffers back (parks).
     pub park_after: Duration,
+    /// The threads that serve this listener's connections (`listen.threads`); None: the
+    /// runtime the accept loop runs on.
+    pub workers: Option<Workers>,
 }
 
 /// What every connection of one listener shares.
@@ -146,6 +152,26 @@ async fn serve_h2<H, F>(
     }
 }
 
+/// Starts serving an accepted connection: `serve(socket)` as a task on a serving thread, or
+/// on this runtime when the listener has none.
+fn start<S, F>(
+    workers: &Option<Workers>,
+    stream: tokio::net::TcpStream,
+    serve: S,
+) -> std::io::Result<()>
+where
+    S: FnOnce(tokio::net::TcpStream) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    match workers {
+        Some(w) => w.spawn(stream, serve),
+        None => {
+            tokio::spawn(serve(stream));
+            Ok(())
+        }
+    }
+}
+
 /// Serves `listener` with `handler` until `shutdown`, then drains for at most `grace`.
 pub async fn serve<H, F>(listener: TcpListener, handler: H, opts: ServeOptions, shutdown: Shutdown)
 where
@@ -211,18 +237,17 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        match opts.tls.clone() {
+        let started = match opts.tls.clone() {
             // The plain connection's future is its whole task (what an idle one costs).
-            None => {
-                tokio::spawn(h1::serve(slot, stream, handler));
-            }
-            Some(tls) => {
-                // Boxed: the handshake and an h2 connection are large and not what an idle
-                // HTTP/1.1 connection keeps.
-                tokio::spawn(async move {
-                    Box::pin(serve_tls(slot, tls, stream, remote, handler)).await;
-                });
-            }
+            None => start(&opts.workers, stream, move |s| h1::serve(slot, s, handler)),
+            // Boxed: the handshake and an h2 connection are large and not what an idle
+            // HTTP/1.1 connection keeps.
+            Some(tls) => start(&opts.workers, stream, move |s| async move {
+                Box::pin(serve_tls(slot, tls, s, remote, handler)).await;
+            }),
+        };
+        if let Err(e) = started {
+            tracing::warn!(listener = opts.name, %remote, error = %e, "cannot hand the connection to a serving thread; closing it");
         }
     }
     drop(listener);

@@ -3,12 +3,13 @@
 //! error kinds, building upstream requests, the local Coopr servers (round robin, cool-down)
 //! and the health of every upstream.
 //!
-//! Module map: `pool` (idle HTTP/1.1 connections per upstream, each a `wire::Conn` driven in
-//! its request's task) <- `send` (timeouts, failure kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
+//! Module map: `pool` (idle HTTP/1.1 connections per upstream and `lane` (serving thread), each a
+//! `wire::Conn` driven in its request's task) <- `send` (timeouts, failure kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
 //! `backend` (the local servers).
 
 pub mod backend;
 pub mod health;
+pub mod lane;
 pub mod pool;
 pub mod request;
 pub mod send;

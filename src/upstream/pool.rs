@@ -7,6 +7,9 @@
 //! TCP connections still come from hyper-util's `HttpConnector` (resolution, connect timeout,
 //! TCP_NODELAY, keepalive); TLS from `tls::UpstreamTls`.
 //!
+//! Idle connections are kept per lane too (`lane.rs`): a serving thread reuses only the
+//! connections it opened, which its own event loop watches.
+//!
 //! A connection is checked out (the most recently used first), the request exchanged on it,
 //! and the response body ([`Wire`]) gives the connection back once it was read whole. An idle
 //! connection the upstream closed (or wrote to) is dropped at checkout; one that closes before
@@ -97,17 +100,18 @@ struct Idle {
     since: Instant,
 }
 
-/// The idle connections to one upstream.
+/// The idle connections to one upstream, of one lane (serving thread, `lane.rs`).
 struct Host {
     tls: bool,
     authority: Box<str>,
+    lane: u32,
     /// Oldest at the bottom, the most recently used on top.
     idle: Vec<Idle>,
 }
 
 impl Host {
-    fn is(&self, k: &Key<'_>) -> bool {
-        self.tls == k.tls && *self.authority == *k.authority
+    fn is(&self, k: &Key<'_>, lane: u32) -> bool {
+        self.lane == lane && self.tls == k.tls && *self.authority == *k.authority
     }
 }
 
@@ -241,16 +245,18 @@ impl Inner {
         self.hosts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The index of `k`'s entry and, if there is one, an idle connection to it that nothing
-    /// arrived on while it was idle (each is probed outside the lock).
+    /// The index of `k`'s entry in this thread's lane and, if there is one, an idle connection
+    /// to it that nothing arrived on while it was idle (each is probed outside the lock).
     fn checkout(&self, k: &Key<'_>) -> (usize, Option<Box<Conn>>) {
         let now = Instant::now();
+        let lane = super::lane::current();
         let (i, mut next) = {
             let mut hosts = self.hosts();
-            let Some(i) = hosts.iter().position(|h| h.is(k)) else {
+            let Some(i) = hosts.iter().position(|h| h.is(k, lane)) else {
                 hosts.push(Host {
                     tls: k.tls,
                     authority: k.authority.into(),
+                    lane,
                     idle: Vec::new(),
                 });
                 return (hosts.len() - 1, None);
