@@ -222,6 +222,8 @@ write_router_config() {
         echo "client = \"127.0.0.1:$(client_port "$i")\""
         echo "peer = \"127.0.0.1:$(peer_port "$i")\""
         echo "admin = \"127.0.0.1:$(admin_port "$i")\""
+        # listen.threads (default: one per CPU, as PROXY_THREADS); unset for builds without it.
+        [[ -n "${ROUTER_THREADS:-}" ]] && echo "threads = $ROUTER_THREADS"
         echo "[[backends]]"
         echo "url = \"http://127.0.0.1:$(sim_port "$i")\""
         for j in 1 2 3; do

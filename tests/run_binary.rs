@@ -212,7 +212,11 @@ async fn the_router_serves_on_listen_threads_threads() {
                 assert!(n > 0, "closed before an answer");
                 got.extend_from_slice(&buf[..n]);
             }
-            assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+            assert!(
+                got.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&got)
+            );
             open.push(s);
         }
         drop(open);
