@@ -1,12 +1,16 @@
 -- wrk script for coopr-router benchmarks.
 -- Adds the two Coopr headers every /v2 request needs, takes the method from the
--- WRK_METHOD environment variable (default GET), and prints one machine-readable
+-- WRK_METHOD environment variable (default GET), asks for a new connection per request with
+-- WRK_CLOSE=1 (Connection: close), and prints one machine-readable
 -- line at the end:  WRKJSON {"requests":...,"p50_us":...}
 -- Usage: WRK_METHOD=POST wrk -s load/coopr.lua --latency http://127.0.0.1:7000/v2/...
 
 wrk.method = os.getenv("WRK_METHOD") or "GET"
 wrk.headers["Coopr-UserID"] = "admin"
 wrk.headers["Coopr-TenantID"] = "superadmin"
+if os.getenv("WRK_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
+end
 local body = os.getenv("WRK_BODY") or ""
 if (wrk.method == "POST" or wrk.method == "PUT") and body ~= "" then
   wrk.body = body

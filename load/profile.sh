@@ -38,7 +38,8 @@ DURATION="${DURATION:-10}" CONNS="${CONNS:-32}"
 # What `perfstat` counts (kernel tracepoints and software events: no hardware counters needed).
 PERFSTAT_EVENTS=syscalls:sys_enter_sendto,syscalls:sys_enter_recvfrom,syscalls:sys_enter_writev
 PERFSTAT_EVENTS+=,syscalls:sys_enter_write,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_ctl
-PERFSTAT_EVENTS+=,syscalls:sys_enter_futex,syscalls:sys_enter_connect,context-switches,page-faults
+PERFSTAT_EVENTS+=,syscalls:sys_enter_futex,syscalls:sys_enter_connect,syscalls:sys_enter_accept4
+PERFSTAT_EVENTS+=,context-switches,page-faults
 PERFSTAT_EVENTS+=,irq:softirq_entry
 
 # load SECONDS: the profile's load on $url for SECONDS (wrk, or h2load with H2C=1; a POST

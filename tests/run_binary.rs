@@ -145,6 +145,24 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
     }
 }
 
+/// A child process killed when dropped unless it was taken out.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, |c| c.id())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The names of a process's threads (`/proc/PID/task/*/comm`).
 fn thread_names(pid: u32) -> Vec<String> {
     let mut names = Vec::new();
@@ -180,6 +198,9 @@ async fn the_router_serves_on_listen_threads_threads() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Killed if an assertion below fails: no router left running after the test.
+        let mut child = KillOnDrop(Some(child));
+        let pid = child.id();
         let ready = format!("http://127.0.0.1:{admin}/ready");
         eventually(Duration::from_secs(20), "router ready", || async {
             let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
@@ -189,11 +210,11 @@ async fn the_router_serves_on_listen_threads_threads() {
         })
         .await;
         let want = threads.unwrap_or(cpus);
-        let serving = thread_names(child.id())
+        let serving = thread_names(pid)
             .into_iter()
             .filter(|n| n.starts_with("coopr-serve-"))
             .count();
-        assert_eq!(serving, want, "{threads:?}: {:?}", thread_names(child.id()));
+        assert_eq!(serving, want, "{threads:?}: {:?}", thread_names(pid));
         // Twice as many connections as threads, each open while the next is placed: every
         // thread gets some, and each answers.
         let mut open = Vec::new();
@@ -220,8 +241,8 @@ async fn the_router_serves_on_listen_threads_threads() {
             open.push(s);
         }
         drop(open);
-        signal(child.id(), "-TERM");
-        let out = child.wait_with_output().unwrap();
+        signal(pid, "-TERM");
+        let out = child.0.take().unwrap().wait_with_output().unwrap();
         assert!(out.status.success(), "{:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         let started = text

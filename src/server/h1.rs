@@ -516,6 +516,8 @@ mod idle_size {
                 idle_timeout: std::time::Duration::ZERO,
                 per_connection: 1,
                 shutdown,
+                tls: None,
+                max_connections: 1,
                 permits: tokio::sync::Semaphore::new(1),
                 open: crate::metrics::open_connections("test"),
                 parked: crate::metrics::parked_connections("test"),

@@ -12,6 +12,7 @@ mod park;
 mod watch;
 mod workers;
 
+use workers::Placer;
 pub use workers::Workers;
 
 use crate::body::{ClientBody, ProxyBody};
@@ -59,6 +60,10 @@ struct Conn {
     per_connection: usize,
     /// The listener's shutdown signal, which every connection watches.
     shutdown: Shutdown,
+    /// TLS on this listener (None: plain HTTP/1.1 and h2c).
+    tls: Option<TlsSource>,
+    /// The connection cap (`limits.max_connections`), for the log.
+    max_connections: usize,
     /// Places under the connection cap (`max_connections`); see [`Slot`].
     permits: Semaphore,
     /// The listener's open and parked connections.
@@ -152,10 +157,54 @@ async fn serve_h2<H, F>(
     }
 }
 
-/// Starts serving an accepted connection: `serve(socket)` as a task on a serving thread, or
-/// on this runtime when the listener has none.
+/// Accepts connections on `listener` until the listener's shutdown, each served where the
+/// placer says (a serving thread's accept loop), or on this runtime.
+async fn accept<H, F>(listener: TcpListener, conn: Arc<Conn>, handler: H, placer: Option<Placer>)
+where
+    H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let stop = conn.shutdown.clone().wait();
+    tokio::pin!(stop);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = conn.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = Slot::take(&conn) else {
+            tracing::warn!(listener = conn.name, %remote, limit = conn.max_connections, "connection limit reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let started = match conn.tls.clone() {
+            // The plain connection's future is its whole task (what an idle one costs).
+            None => start(&placer, stream, move |s| h1::serve(slot, s, handler)),
+            // Boxed: the handshake and an h2 connection are large and not what an idle
+            // HTTP/1.1 connection keeps.
+            Some(tls) => start(&placer, stream, move |s| async move {
+                Box::pin(serve_tls(slot, tls, s, remote, handler)).await;
+            }),
+        };
+        if let Err(e) = started {
+            tracing::warn!(listener = conn.name, %remote, error = %e, "cannot hand the connection to a serving thread; closing it");
+        }
+    }
+}
+
+/// Starts serving an accepted connection: `serve(socket)` as a task where the placer says, or
+/// on this runtime.
 fn start<S, F>(
-    workers: &Option<Workers>,
+    placer: &Option<Placer>,
     stream: tokio::net::TcpStream,
     serve: S,
 ) -> std::io::Result<()>
@@ -163,8 +212,8 @@ where
     S: FnOnce(tokio::net::TcpStream) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    match workers {
-        Some(w) => w.spawn(stream, serve),
+    match placer {
+        Some(p) => p.place(stream, serve),
         None => {
             tokio::spawn(serve(stream));
             Ok(())
@@ -211,46 +260,26 @@ where
         idle_timeout: opts.request_head_timeout,
         per_connection: opts.limits.upstream_per_connection,
         shutdown: shutdown.clone(),
+        tls: opts.tls.clone(),
+        max_connections: opts.limits.max_connections,
         permits: Semaphore::new(opts.limits.max_connections),
         open: crate::metrics::open_connections(opts.name),
         parked: crate::metrics::parked_connections(opts.name),
     });
-    let stop = shutdown.clone().wait();
-    tokio::pin!(stop);
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+    match &opts.workers {
+        None => accept(listener, conn.clone(), handler, None).await,
+        Some(workers) => {
+            let loops = workers.accept_on_each(listener, |l, placer| {
+                accept(l, conn.clone(), handler.clone(), Some(placer))
+            });
+            match loops {
+                Ok(loops) => loops.join().await,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(listener = opts.name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tracing::error!(listener = opts.name, error = %e, "cannot accept on the serving threads; this listener serves nothing");
                 }
-            },
-        };
-        let Some(slot) = Slot::take(&conn) else {
-            tracing::warn!(listener = opts.name, %remote, limit = opts.limits.max_connections, "connection limit reached; closing new connection");
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let started = match opts.tls.clone() {
-            // The plain connection's future is its whole task (what an idle one costs).
-            None => start(&opts.workers, stream, move |s| h1::serve(slot, s, handler)),
-            // Boxed: the handshake and an h2 connection are large and not what an idle
-            // HTTP/1.1 connection keeps.
-            Some(tls) => start(&opts.workers, stream, move |s| async move {
-                Box::pin(serve_tls(slot, tls, s, remote, handler)).await;
-            }),
-        };
-        if let Err(e) = started {
-            tracing::warn!(listener = opts.name, %remote, error = %e, "cannot hand the connection to a serving thread; closing it");
+            }
         }
     }
-    drop(listener);
     // Every connection task holds a permit until it ends: all of them back means all done
     // (every connection watches `shutdown` and finishes gracefully).
     let all = u32::try_from(opts.limits.max_connections).unwrap_or(u32::MAX);
