@@ -47,7 +47,7 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let path = dir.path().join("router.toml");
     let (client, peer, admin) = (free_port(), free_port(), free_port());
     std::fs::write(&path, config(client, peer, admin, &a)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+    let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
         .arg("run")
         .arg("--config")
         .arg(&path)
@@ -55,6 +55,8 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed if an assertion below fails: no router left running after the test.
+    let mut child = KillOnDrop(Some(child));
     let admin_url = |p: &str| format!("http://127.0.0.1:{admin}{p}");
     eventually(Duration::from_secs(20), "router ready", || async {
         let ok = tokio::net::TcpStream::connect(("127.0.0.1", admin))
@@ -86,7 +88,7 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     assert!(d.dcs[1].log_has("POST", "/v2/clusters"));
     signal(child.id(), "-TERM");
     let status = eventually(Duration::from_secs(15), "exit", || {
-        let s = child.try_wait().unwrap();
+        let s = child.0.as_mut().unwrap().try_wait().unwrap();
         async move { s }
     })
     .await;
@@ -115,6 +117,8 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Killed if an assertion below fails: no router left running after the test.
+        let mut child = KillOnDrop(Some(child));
         let ready = format!("http://127.0.0.1:{admin}/ready");
         eventually(Duration::from_secs(20), "router ready", || async {
             let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
@@ -128,7 +132,7 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
         let list = get(&format!("http://127.0.0.1:{client}/v2/clusters")).await;
         assert_eq!(list.status, StatusCode::OK);
         signal(child.id(), "-TERM");
-        let out = child.wait_with_output().unwrap();
+        let out = child.0.take().unwrap().wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let access: Vec<&str> = text.lines().filter(|l| l.contains("\"access\"")).collect();
         assert!(
