@@ -139,6 +139,13 @@ async fn traffic_shows_up_with_route_class_status_and_dc() {
         "coopr_router_open_connections",
         &[("listener", "client")],
     );
+    // Every serving thread of the two running routers (one per CPU each) runs at least its
+    // client and peer accept loops; dc3's stopped threads read 0.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let serving = values(&m, "coopr_router_serving_thread_tasks", &[]);
+    let running = serving.iter().filter(|&&v| v >= 2.0).count();
+    assert!(running >= 2 * cpus, "{serving:?}\n{m}");
+    assert!(serving.contains(&0.0), "dc3's threads stopped: {serving:?}");
     // The static map is published at revision 0.
     value(&m, "coopr_router_map_revision", &[]);
 

@@ -25,6 +25,9 @@ pub const RELOADS: &str = "coopr_router_reloads_total";
 pub const OPEN_CONNECTIONS: &str = "coopr_router_open_connections";
 /// Open HTTP/1.1 connections waiting for their next request without buffers, by `listener`.
 pub const PARKED_CONNECTIONS: &str = "coopr_router_parked_connections";
+/// Live tasks on each serving thread (`listen.threads`), by `thread` (its pool lane, from 1;
+/// computed at scrape time).
+pub const SERVING_THREAD_TASKS: &str = "coopr_router_serving_thread_tasks";
 /// 1 when a local Coopr server passes its health checks, by `backend` (its URL).
 pub const BACKEND_UP: &str = "coopr_router_backend_up";
 /// 1 when another DC's router passes its health checks, by `dc`.
@@ -149,6 +152,10 @@ pub(super) fn describe() {
         "Clusters this DC's Coopr created outside this DC's home shards"
     );
     describe_gauge!(OPEN_CONNECTIONS, "Open connections, by listener");
+    describe_gauge!(
+        SERVING_THREAD_TASKS,
+        "Live tasks (accept loops, connections, h2 streams) on each serving thread, by thread"
+    );
     describe_gauge!(
         PARKED_CONNECTIONS,
         "Open HTTP/1.1 connections idle without buffers (parked), by listener"

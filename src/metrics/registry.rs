@@ -73,6 +73,8 @@ pub(super) struct State {
     pub(super) errors: ByLabel<Counter>,
     pub(super) connections: ByLabel<Gauge>,
     pub(super) parked: ByLabel<Gauge>,
+    /// The serving threads running now: their pool lane, gauge and runtime (read at scrape).
+    pub(super) serving: std::sync::Mutex<Vec<(u32, Gauge, tokio::runtime::Handle)>>,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -130,6 +132,7 @@ impl State {
             errors: ByLabel::new(UPSTREAM_ERRORS, "kind"),
             connections: ByLabel::new(OPEN_CONNECTIONS, "listener"),
             parked: ByLabel::new(PARKED_CONNECTIONS, "listener"),
+            serving: std::sync::Mutex::new(Vec::new()),
         };
         // Series without dynamic labels exist from the start, at zero.
         s.flips.increment(0);
@@ -171,6 +174,14 @@ pub fn install() {
 /// The Prometheus text exposition of every metric recorded so far.
 pub fn render() -> String {
     let s = state();
+    for (_, gauge, rt) in s
+        .serving
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+    {
+        gauge.set(rt.metrics().num_alive_tasks() as f64);
+    }
     let published = s.published_ms.load(Ordering::Acquire);
     if published != NEVER
         && let Some((_, age)) = s.map.get()

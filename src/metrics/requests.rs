@@ -53,6 +53,31 @@ pub fn open_connections(listener: &'static str) -> Gauge {
     )
 }
 
+/// A serving thread started (its pool lane and runtime): `/metrics` shows its live tasks
+/// until [`serving_thread_stopped`].
+pub fn serving_thread_started(lane: u32, rt: tokio::runtime::Handle) {
+    let gauge = ::metrics::gauge!(super::SERVING_THREAD_TASKS, "thread" => lane.to_string());
+    state()
+        .serving
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((lane, gauge, rt));
+}
+
+/// A serving thread stopped: its series reads 0 from now on.
+pub fn serving_thread_stopped(lane: u32) {
+    state()
+        .serving
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .retain(|(l, gauge, _)| {
+            if *l == lane {
+                gauge.set(0.0);
+            }
+            *l != lane
+        });
+}
+
 /// The gauge of `listener`'s parked connections.
 pub fn parked_connections(listener: &'static str) -> Gauge {
     state().parked.get(

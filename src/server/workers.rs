@@ -26,8 +26,18 @@ pub struct Workers(Arc<Inner>);
 
 struct Inner {
     lanes: Lanes,
+    /// Each thread's pool lane (the label of its `coopr_router_serving_thread_tasks` series).
+    ids: Vec<u32>,
     /// Dropped with the last handle: each thread's signal to stop.
     _stop: Vec<oneshot::Sender<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for &lane in &self.ids {
+            crate::metrics::serving_thread_stopped(lane);
+        }
+    }
 }
 
 /// The threads' runtimes, one handle each (what an accept loop needs to place a connection).
@@ -47,6 +57,7 @@ impl Workers {
         let n = n.max(1);
         let mut lanes = Vec::with_capacity(n);
         let mut stops = Vec::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
         // Blocking work started from a request (the replication store's reads and writes) runs
         // on the serving thread's own blocking pool: together they hold at most about as many
         // threads as one tokio runtime does by default (512).
@@ -59,6 +70,7 @@ impl Workers {
             let (stop, stopped) = oneshot::channel::<()>();
             lanes.push(rt.handle().clone());
             let lane = next_lane();
+            ids.push(lane);
             std::thread::Builder::new()
                 .name(format!("{name}-{i}"))
                 .spawn(move || {
@@ -69,8 +81,13 @@ impl Workers {
                 })?;
             stops.push(stop);
         }
+        // Shown by `/metrics` once every thread runs (a failed start registers none).
+        for (&lane, rt) in ids.iter().zip(&lanes) {
+            crate::metrics::serving_thread_started(lane, rt.clone());
+        }
         Ok(Workers(Arc::new(Inner {
             lanes: Lanes(lanes.into()),
+            ids,
             _stop: stops,
         })))
     }
