@@ -47,28 +47,8 @@ async fn run_serves_reloads_on_sighup_and_stops_on_sigterm() {
     let path = dir.path().join("router.toml");
     let (client, peer, admin) = (free_port(), free_port(), free_port());
     std::fs::write(&path, config(client, peer, admin, &a)).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Killed if an assertion below fails: no router left running after the test.
-    let mut child = KillOnDrop(Some(child));
+    let mut child = run_router(&path, Stdio::null(), admin).await;
     let admin_url = |p: &str| format!("http://127.0.0.1:{admin}{p}");
-    eventually(Duration::from_secs(20), "router ready", || async {
-        let ok = tokio::net::TcpStream::connect(("127.0.0.1", admin))
-            .await
-            .is_ok();
-        (ok && call(Method::GET, &admin_url("/ready"), &[], "")
-            .await
-            .status
-            == StatusCode::OK)
-            .then_some(())
-    })
-    .await;
     let create = "{\"name\":\"x\",\"clusterTemplate\":\"demo\",\"numMachines\":1}";
     let r = post(&format!("http://127.0.0.1:{client}/v2/clusters"), create).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -110,23 +90,7 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
             text.push_str("access_log_health = true\n");
         }
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Killed if an assertion below fails: no router left running after the test.
-        let mut child = KillOnDrop(Some(child));
-        let ready = format!("http://127.0.0.1:{admin}/ready");
-        eventually(Duration::from_secs(20), "router ready", || async {
-            let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
-                .await
-                .is_ok();
-            (up && call(Method::GET, &ready, &[], "").await.status == StatusCode::OK).then_some(())
-        })
-        .await;
+        let mut child = run_router(&path, Stdio::piped(), admin).await;
         let status = get(&format!("http://127.0.0.1:{client}/status")).await;
         assert_eq!(status.status, StatusCode::OK);
         let list = get(&format!("http://127.0.0.1:{client}/v2/clusters")).await;
@@ -147,6 +111,28 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
             "health checks logged only with access_log_health: {text}"
         );
     }
+}
+
+/// `coopr-router run --config PATH` with its standard output to `stdout`, once its admin port
+/// says ready; killed if the test fails before it stops.
+async fn run_router(path: &std::path::Path, stdout: Stdio, admin: u16) -> KillOnDrop {
+    let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+        .args(["run", "--config"])
+        .arg(path)
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(Some(child));
+    let ready = format!("http://127.0.0.1:{admin}/ready");
+    eventually(Duration::from_secs(20), "router ready", || async {
+        let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
+            .await
+            .is_ok();
+        (up && call(Method::GET, &ready, &[], "").await.status == StatusCode::OK).then_some(())
+    })
+    .await;
+    child
 }
 
 /// A child process killed when dropped unless it was taken out.
@@ -195,24 +181,8 @@ async fn the_router_serves_on_listen_threads_threads() {
             text = text.replacen("[listen]\n", &format!("[listen]\nthreads = {n}\n"), 1);
         }
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
-            .args(["run", "--config"])
-            .arg(&path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Killed if an assertion below fails: no router left running after the test.
-        let mut child = KillOnDrop(Some(child));
+        let mut child = run_router(&path, Stdio::piped(), admin).await;
         let pid = child.id();
-        let ready = format!("http://127.0.0.1:{admin}/ready");
-        eventually(Duration::from_secs(20), "router ready", || async {
-            let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
-                .await
-                .is_ok();
-            (up && call(Method::GET, &ready, &[], "").await.status == StatusCode::OK).then_some(())
-        })
-        .await;
         let want = threads.unwrap_or(cpus);
         let serving = thread_names(pid)
             .into_iter()

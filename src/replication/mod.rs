@@ -129,6 +129,8 @@ impl Replication {
             .clone()
             .unwrap_or_else(|| format!("{}.replication.redb", config.raw.dc));
         let store = Store::open(std::path::Path::new(&path))?;
+        let background = tokio::runtime::Handle::try_current()
+            .map_err(|e| ReplError::Task(format!("replication starts on a tokio runtime: {e}")))?;
         let inner = Arc::new(Inner {
             store,
             routes,
@@ -142,7 +144,7 @@ impl Replication {
             catalog: catalog::States::default(),
             drift: Mutex::new(std::collections::BTreeMap::new()),
             sweep_wake: Notify::new(),
-            background: tokio::runtime::Handle::current(),
+            background,
             cfg,
         });
         for (i, dc) in config.dcs.iter().enumerate() {
