@@ -1,7 +1,8 @@
 //! Ownership from a real etcd: the CLI's changes reach every router and writes follow; a router
 //! cut off catches up after reconnecting; a compaction past it forces a clean re-list; etcd
 //! killed and restarted; a router started with etcd down runs on its saved map, fenced; the
-//! fence engages without progress and releases.
+//! fence engages without progress and releases; several reads come back from one transaction at
+//! one revision.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -443,4 +444,43 @@ async fn init_refuses_to_overwrite_a_map_without_force() {
     );
     let e = ops::set_owner(&s, 1, "dc9", "test", "x").await.unwrap_err();
     assert!(e.to_string().contains("unknown DC"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_reads_come_back_in_one_answer_at_one_revision() {
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let mut c = s.connect().await.unwrap();
+    for (k, v) in [("a", "1"), ("b/x", "2"), ("b/y", "3"), ("c", "4")] {
+        c.put(format!("{PREFIX}{k}"), v, None).await.unwrap();
+    }
+    let now = s.revision(&mut c).await.unwrap();
+    let key = |k: &str| format!("{PREFIX}{k}").into_bytes();
+    let prefixed = || Some(etcd_client::GetOptions::new().with_prefix());
+    let [a, b, missing, c4] = s
+        .read_together(
+            &mut c,
+            [
+                (key("a"), None),
+                (key("b/"), prefixed()),
+                (key("nothing"), None),
+                (key("c"), None),
+            ],
+        )
+        .await
+        .unwrap();
+    let values = |r: &etcd_client::GetResponse| -> Vec<String> {
+        r.kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+            .collect()
+    };
+    assert_eq!(values(&a), ["1"]);
+    assert_eq!(values(&b), ["2", "3"]);
+    assert!(values(&missing).is_empty());
+    assert_eq!(values(&c4), ["4"]);
+    // One snapshot: every answer carries the revision the transaction read at.
+    for r in [&a, &b, &missing, &c4] {
+        assert_eq!(r.header().map(|h| h.revision()), Some(now));
+    }
 }

@@ -8,7 +8,7 @@
 
 use super::{EtcdError, Settings, now_ms, ops};
 use crate::ownership::keyspace::{self, HandoffValue, HistoryRecord, ShardValue};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, GetResponse, Txn, TxnOp};
 use std::time::Duration;
 
 /// One shard to hand off.
@@ -175,32 +175,28 @@ pub enum Commit {
     Gone,
 }
 
-/// The routers of `dc` (from `members/`) that have not acknowledged `shard` at `epoch`.
-async fn unacknowledged(
-    s: &Settings,
-    client: &mut Client,
-    dc: &str,
-    shard: u32,
+/// The routers of the owner DC (the keys under its `members/` prefix `mp`) that have not
+/// acknowledged the shard at `epoch` (no key under its acknowledgements' prefix `ap` holding
+/// that epoch).
+fn unacknowledged(
+    (mp, members): (&str, &GetResponse),
+    (ap, acks): (&str, &GetResponse),
     epoch: i64,
-) -> Result<Vec<String>, EtcdError> {
-    let prefixed = |p: &str| (p.to_string(), Some(GetOptions::new().with_prefix()));
-    let (mp, mo) = prefixed(&keyspace::members_prefix(&s.prefix, dc));
-    let members = s.within(client.get(mp.as_bytes(), mo)).await?;
-    let (ap, ao) = prefixed(&keyspace::handoff_acks_prefix(&s.prefix, shard));
-    let acks = s.within(client.get(ap.as_bytes(), ao)).await?;
+) -> Vec<String> {
+    let epoch = epoch.to_string();
     let acked: Vec<&[u8]> = acks
         .kvs()
         .iter()
-        .filter(|kv| kv.value() == epoch.to_string().as_bytes())
+        .filter(|kv| kv.value() == epoch.as_bytes())
         .filter_map(|kv| kv.key().strip_prefix(ap.as_bytes()))
         .collect();
-    Ok(members
+    members
         .kvs()
         .iter()
         .filter_map(|kv| kv.key().strip_prefix(mp.as_bytes()))
         .filter(|m| !acked.contains(m))
         .map(|m| String::from_utf8_lossy(m).into_owned())
-        .collect())
+        .collect()
 }
 
 /// The owner's commit, once every router of `from` has acknowledged: moves `shard` from `from`
@@ -210,7 +206,9 @@ async fn unacknowledged(
 ///
 /// A router that joins the DC after the handoff was published holds the shard's writes from
 /// its first request (it sees the handoff in its first map), so it has nothing in flight to wait
-/// for; that is why the members read here need not be read in the same transaction.
+/// for; that is why the members read here need not be read again in the committing
+/// transaction. They are read with the shard, the handoff and the acknowledgements, at one
+/// revision, in one round trip.
 pub async fn commit(
     s: &Settings,
     client: &mut Client,
@@ -223,8 +221,24 @@ pub async fn commit(
         keyspace::shard_key(p, shard),
         keyspace::handoff_key(p, shard),
     );
-    let sresp = s.within(client.get(skey.as_bytes(), None)).await?;
-    let hresp = s.within(client.get(hkey.as_bytes(), None)).await?;
+    // The shard, its handoff, the DC's routers and their acknowledgements: one read, one
+    // revision (four requests one after another before: a round trip each).
+    let (mp, ap) = (
+        keyspace::members_prefix(p, from),
+        keyspace::handoff_acks_prefix(p, shard),
+    );
+    let prefixed = || Some(GetOptions::new().with_prefix());
+    let [sresp, hresp, members, acks] = s
+        .read_together(
+            client,
+            [
+                (skey.clone().into_bytes(), None),
+                (hkey.clone().into_bytes(), None),
+                (mp.clone().into_bytes(), prefixed()),
+                (ap.clone().into_bytes(), prefixed()),
+            ],
+        )
+        .await?;
     let (Some(skv), Some(hkv)) = (sresp.kvs().first(), hresp.kvs().first()) else {
         return Ok(Commit::Gone);
     };
@@ -234,7 +248,7 @@ pub async fn commit(
     if skv.mod_revision() != epoch || h.epoch != epoch || old.owner != from || h.to == from {
         return Ok(Commit::Gone);
     }
-    let missing = unacknowledged(s, client, from, shard, epoch).await?;
+    let missing = unacknowledged((&mp, &members), (&ap, &acks), epoch);
     if !missing.is_empty() {
         return Ok(Commit::Waiting(missing));
     }
@@ -261,7 +275,7 @@ pub async fn commit(
             TxnOp::put(skey.as_bytes(), json(&old.moved_to(&h.to)), None),
             TxnOp::delete(hkey.as_bytes(), None),
             TxnOp::delete(
-                keyspace::handoff_acks_prefix(p, shard).as_bytes(),
+                ap.as_bytes(),
                 Some(etcd_client::DeleteOptions::new().with_prefix()),
             ),
             TxnOp::put(

@@ -12,6 +12,9 @@
 //! If the in-flight writes do not finish (or the queue is not acknowledged) within the response
 //! timeout plus 1 s, the driver withdraws the request instead of committing: moving then could
 //! let a late write land at the old owner after the move.
+//!
+//! The driver's handoffs share one etcd client (one connection), so a DC handing off many
+//! shards at once does not open a connection per shard.
 
 use super::{Settings, handoff};
 use crate::backoff::Backoff;
@@ -20,6 +23,7 @@ use crate::inflight::InFlight;
 use crate::replication::Replication;
 use crate::routing::Routes;
 use crate::shutdown::Shutdown;
+use etcd_client::Client;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +45,9 @@ pub async fn run(
     // snapshot at the same epoch does not start the same one again.
     let mut started: HashSet<(u32, u64)> = HashSet::new();
     let mut tasks = JoinSet::new();
+    // One connection to etcd for every handoff this router carries out, not one each: a DC
+    // handing off all its shards at once would otherwise open a connection per shard.
+    let etcd: Shared = Arc::default();
     let stop = shutdown.wait();
     tokio::pin!(stop);
     let mut seen = 0;
@@ -61,6 +68,7 @@ pub async fn run(
                     .unwrap_or_default();
                 let job = Job {
                     s: settings.clone(),
+                    etcd: etcd.clone(),
                     me: me.clone(),
                     member: member.clone(),
                     to,
@@ -78,9 +86,14 @@ pub async fn run(
     }
 }
 
+/// The driver's etcd client, shared by its handoffs (a clone of an `etcd_client::Client` shares
+/// its connection); emptied by a handoff whose request failed, so the next one connects anew.
+type Shared = Arc<tokio::sync::Mutex<Option<Client>>>;
+
 /// One handoff to carry out.
 struct Job {
     s: Settings,
+    etcd: Shared,
     /// This DC's name and this router's name among its routers.
     me: String,
     member: String,
@@ -132,6 +145,7 @@ async fn withdraw(s: &Settings, shard: u32) {
 async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, drain: Duration) {
     let Job {
         s,
+        etcd,
         me,
         member,
         to,
@@ -152,13 +166,17 @@ async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, d
     // The other routers of this DC drain in parallel; give them as long as this one had.
     let deadline = Instant::now() + drain;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(500));
-    let (mut client, mut acked, mut failures) = (None, false, 0);
+    let mut client = etcd.lock().await.clone();
+    let (mut acked, mut failures) = (false, 0);
     let mut waiting_logged = false;
     while Instant::now() < deadline {
         let c = match client.as_mut() {
             Some(c) => c,
             None => match s.connect().await {
-                Ok(c) => client.insert(c),
+                Ok(c) => {
+                    *etcd.lock().await = Some(c.clone());
+                    client.insert(c)
+                }
                 Err(e) => {
                     tracing::warn!(shard, error = %e, "handoff: cannot reach etcd; retrying");
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -205,6 +223,7 @@ async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, d
                 failures += 1;
                 tracing::warn!(shard, epoch, failures, error = %e, "handoff: etcd failed; retrying");
                 client = None;
+                *etcd.lock().await = None;
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }

@@ -270,7 +270,18 @@ pub async fn set_owner_within(
     let p = &s.prefix;
     let mut client = s.connect().await?;
     let key = keyspace::shard_key(p, shard);
-    let resp = s.within(client.get(key.as_bytes(), None)).await?;
+    // The shard, the DCs and every DC's routers, in one round trip.
+    let keys = || Some(GetOptions::new().with_prefix().with_keys_only());
+    let [resp, dcs, members] = s
+        .read_together(
+            &mut client,
+            [
+                (key.clone().into_bytes(), None),
+                (keyspace::dc_key(p, "").into_bytes(), keys()),
+                (keyspace::members_root(p).into_bytes(), keys()),
+            ],
+        )
+        .await?;
     let Some(kv) = resp.kvs().first() else {
         return Err(EtcdError::Refused(format!(
             "shard {shard} is not in the map"
@@ -278,12 +289,6 @@ pub async fn set_owner_within(
     };
     let old: ShardValue = serde_json::from_slice(kv.value())
         .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
-    let dcs = s
-        .within(client.get(
-            keyspace::dc_key(p, ""),
-            Some(GetOptions::new().with_prefix().with_keys_only()),
-        ))
-        .await?;
     let known: Vec<String> = dcs
         .kvs()
         .iter()
@@ -305,8 +310,19 @@ pub async fn set_owner_within(
     let from = old.owner.clone();
     let deadline = tokio::time::Instant::now() + wait;
     let mut requested = false;
+    // Whether the owner is live, as read with the shard; then read again at each look.
+    let theirs = keyspace::members_prefix(p, &from);
+    let mut live_when_read = Some(
+        members
+            .kvs()
+            .iter()
+            .any(|kv| kv.key().starts_with(theirs.as_bytes())),
+    );
     loop {
-        let live = dc_has_members(s, &mut client, &from).await?;
+        let live = match live_when_read.take() {
+            Some(live) => live,
+            None => dc_has_members(s, &mut client, &from).await?,
+        };
         if live && !requested {
             if !put_handoff(s, &mut client, (shard, prev), owner, reason).await? {
                 return Err(EtcdError::Refused(format!(

@@ -216,6 +216,10 @@ pub fn pins_prefix(prefix: &str) -> String {
 pub fn pin_history_key(prefix: &str, lo: u64, prev_epoch: i64) -> String {
     format!("{prefix}history/pins/{lo:020}/{prev_epoch:020}")
 }
+/// Every DC's routers (`members/`).
+pub fn members_root(prefix: &str) -> String {
+    format!("{prefix}members/")
+}
 pub fn members_prefix(prefix: &str, dc: &str) -> String {
     format!("{prefix}members/{dc}/")
 }
