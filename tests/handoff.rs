@@ -451,3 +451,80 @@ async fn a_handoff_waits_for_every_router_of_the_owner_dc() {
     b.shutdown();
     b.wait().await;
 }
+
+/// `handoff::wait` reads etcd only: each planned shard ends moved (to its target), superseded
+/// (moved elsewhere meanwhile) or timed out (its request withdrawn), whether the plan is read
+/// key by key (up to 128 shards) or from the whole map (more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_tells_moved_superseded_and_timed_out_apart_for_few_and_many_shards() {
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 300, false).await.unwrap();
+    let mut c = s.connect().await.unwrap();
+    let rows = ops::show(&s).await.unwrap();
+    let plan = |n: u32, to: &str| handoff::Plan {
+        shard: n,
+        from: rows[n as usize].owner.clone(),
+        to: to.to_string(),
+        epoch: rows[n as usize].epoch,
+    };
+    // Stand-in for what an owner's commit or a failover writes: the shard's value, a new epoch.
+    async fn put_owner(c: &mut etcd_client::Client, n: u32, owner: &str) -> i64 {
+        let key = coopr_router::ownership::keyspace::shard_key(PREFIX, n);
+        let value = format!(r#"{{"owner":"{owner}","replicas":[]}}"#);
+        let put = c.put(key, value, None).await.unwrap();
+        put.header().unwrap().revision()
+    }
+    let (a, b, timed) = (plan(0, "dc2"), plan(1, "dc2"), plan(2, "dc1"));
+    handoff::request(&s, std::slice::from_ref(&timed), "test")
+        .await
+        .unwrap();
+    let moved_at = put_owner(&mut c, 0, "dc2").await;
+    let superseded_at = put_owner(&mut c, 1, "dc3").await;
+    let few = [a, b, timed];
+    let out = handoff::wait(&s, &few, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            handoff::Outcome::Moved { epoch: moved_at },
+            handoff::Outcome::Superseded {
+                owner: "dc3".into(),
+                epoch: superseded_at
+            },
+            handoff::Outcome::TimedOut,
+        ]
+    );
+    let pending = c
+        .get(
+            coopr_router::ownership::keyspace::handoff_key(PREFIX, 2),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        pending.kvs().is_empty(),
+        "the timed-out request is withdrawn"
+    );
+
+    // 200 shards: more than one transaction holds, so the whole map is read.
+    let many: Vec<handoff::Plan> = (100..300).map(|n| plan(n, "dc3")).collect();
+    let mut epochs = Vec::new();
+    for p in &many[..199] {
+        epochs.push(put_owner(&mut c, p.shard, "dc3").await);
+    }
+    let out = handoff::wait(&s, &many, Duration::from_millis(300))
+        .await
+        .unwrap();
+    for (i, e) in epochs.iter().enumerate() {
+        assert_eq!(
+            out[i],
+            handoff::Outcome::Moved { epoch: *e },
+            "shard {}",
+            many[i].shard
+        );
+    }
+    assert_eq!(out[199], handoff::Outcome::TimedOut);
+}

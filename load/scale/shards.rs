@@ -18,17 +18,23 @@
 //!   planned handoff between live DCs; each router's publish of the final map stamped by a
 //!   waiter parked before the change): the whole flip to the last router, and the spread from
 //!   the first router's publish to the last's;
-//! - `GET /admin/routes` on dc1's admin port: p50/p99 and the body's bytes.
+//! - `GET /admin/routes` on dc1's admin port: p50/p99 and the body's bytes;
+//! - `coopr-router handoff` as the CLI runs it (`handoff::plan`, `request`, `wait`): one shard,
+//!   20 times (p50, ms, from the plan to the CLI seeing the move), then every shard of dc2 to
+//!   dc1 at once (a third of the map; seconds, and the shards moved). Not dc3's: its router was
+//!   just restarted, and a handoff from it waits for the stopped router's member key to expire
+//!   with its lease (a stopped router and a crashed one look the same).
 
 use super::common::*;
 use super::support;
-use coopr_router::etcd::ops;
+use coopr_router::etcd::{handoff, ops};
 use coopr_router::routing::{DcEntry, RoutingTable, ShardEntry};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::etcd::EtcdServer;
 
 const FLIPS: usize = 40;
+const CLI_HANDOFFS: usize = 20;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn dcs() -> Vec<DcEntry> {
@@ -267,6 +273,43 @@ async fn flips(
     (spread, whole)
 }
 
+/// `coopr-router handoff` as the CLI runs it: `n` handoffs of shard 2 back and forth between
+/// its owner and another DC (ms each, from the plan to `wait` seeing the move), then every shard
+/// dc2 owns to dc1 at once (seconds, shards moved).
+async fn cli_handoffs(s: &coopr_router::etcd::Settings, n: usize) -> (Vec<f64>, f64, usize) {
+    let home = ops::show(s).await.expect("show")[2].owner.clone();
+    let other = if home == "dc1" { "dc2" } else { "dc1" };
+    let mut one = Vec::new();
+    for i in 0..n {
+        let to = if i % 2 == 0 { other } else { home.as_str() };
+        let t = Instant::now();
+        let plans = handoff::plan(s, Some(2), None, to).await.expect("plan");
+        handoff::request(s, &plans, "scale").await.expect("request");
+        let done = handoff::wait(s, &plans, WAIT).await.expect("wait");
+        assert!(
+            matches!(done[..], [handoff::Outcome::Moved { .. }]),
+            "handoff {i}: {done:?}"
+        );
+        one.push(ms(t.elapsed()));
+    }
+    let t = Instant::now();
+    let plans = handoff::plan(s, None, Some("dc2"), "dc1")
+        .await
+        .expect("plan dc2");
+    handoff::request(s, &plans, "scale")
+        .await
+        .expect("request dc2");
+    let done = handoff::wait(s, &plans, Duration::from_secs(120))
+        .await
+        .expect("wait dc2");
+    let moved = done
+        .iter()
+        .filter(|o| matches!(o, handoff::Outcome::Moved { .. }))
+        .count();
+    assert_eq!(moved, plans.len(), "every shard of dc2 moved");
+    (one, t.elapsed().as_secs_f64(), moved)
+}
+
 async fn admin_routes(d: &support::Deployment, budget: Duration) -> (Vec<f64>, usize) {
     let mut times = Vec::new();
     let mut bytes = 0;
@@ -352,6 +395,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
         let (flip, flip_whole) = (summary(spread), summary(whole));
         let (adm, adm_bytes) = admin_routes(&d, budget).await;
         let adm = summary(adm);
+        let (one, bulk_s, bulk_moved) = cli_handoffs(&settings, CLI_HANDOFFS).await;
+        let one = summary(one);
         let state_bytes = std::fs::metadata(dir.path().join("dc1.json")).map_or(0, |m| m.len());
         let load = loadavg();
         rows.push(vec![
@@ -367,6 +412,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             f2(adm["p99"].as_f64().unwrap_or(f64::NAN)),
             adm_bytes.to_string(),
             state_bytes.to_string(),
+            f2(one["p50"].as_f64().unwrap_or(f64::NAN)),
+            format!("{bulk_s:.2} ({bulk_moved})"),
             format!("{load:.1}"),
         ]);
         out.push(json!({
@@ -376,7 +423,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
             "etcd_init_ms": init_ms, "start_to_all_fresh_ms": start_ms,
             "restart_to_fresh_ms": restart_ms, "flip_first_to_last_router_ms": flip, "flip_whole_ms": flip_whole,
             "admin_routes_ms": adm, "admin_routes_bytes": adm_bytes,
-            "state_file_bytes": state_bytes, "loadavg_1m": load,
+            "state_file_bytes": state_bytes, "cli_handoff_one_shard_ms": one,
+            "cli_handoff_dc2_s": bulk_s, "cli_handoff_dc2_shards": bulk_moved, "loadavg_1m": load,
         }));
         for dc in &mut d.dcs {
             tokio::time::timeout(WAIT, dc.stop_router()).await.ok();
@@ -418,6 +466,8 @@ pub async fn run(sizes: &[u32], budget: Duration) -> (Value, String) {
                 "p99",
                 "bytes",
                 "state file bytes",
+                "CLI handoff, 1 shard, p50",
+                "CLI handoff of dc2's shards, s (shards)",
                 "load 1m",
             ],
             &rows

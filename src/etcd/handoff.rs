@@ -6,9 +6,10 @@
 //! transaction that also writes the history record). The CLI waits for the moves or withdraws
 //! what did not happen. The owner's side (hold, drain, acknowledge, commit) is `handoff_driver`.
 
-use super::{EtcdError, Settings, now_ms, ops};
+use super::{EtcdError, MAX_TXN_OPS, Settings, now_ms, ops};
 use crate::ownership::keyspace::{self, HandoffValue, HistoryRecord, ShardValue};
-use etcd_client::{Client, Compare, CompareOp, GetOptions, GetResponse, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, GetResponse, KeyValue, Txn, TxnOp};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 /// One shard to hand off.
@@ -100,7 +101,8 @@ pub async fn request(s: &Settings, plans: &[Plan], reason: &str) -> Result<(), E
 }
 
 /// Waits up to `timeout` for every planned shard to move, then withdraws the requests of those
-/// that did not (the owner then releases its held writes and keeps the shard).
+/// that did not (the owner then releases its held writes and keeps the shard). Every 20 ms it
+/// reads the shards still moving, and only those (see [`look`]), on one connection.
 pub async fn wait(
     s: &Settings,
     plans: &[Plan],
@@ -108,19 +110,32 @@ pub async fn wait(
 ) -> Result<Vec<Outcome>, EtcdError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut out: Vec<Option<Outcome>> = vec![None; plans.len()];
+    let mut client = s.connect().await?;
     loop {
-        let rows = ops::show(s).await?;
-        for (i, p) in plans.iter().enumerate() {
-            let Some(r) = rows.iter().find(|r| r.shard == p.shard) else {
-                continue;
-            };
-            if out[i].is_none() && r.epoch != p.epoch {
-                out[i] = Some(if r.owner == p.to {
-                    Outcome::Moved { epoch: r.epoch }
+        let open: Vec<u32> = plans
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_none())
+            .map(|(p, _)| p.shard)
+            .collect();
+        let now = match look(s, &mut client, &open).await {
+            Ok(now) => now,
+            // Once more on a new connection (another member, if this one stopped answering).
+            Err(_) => {
+                client = s.connect().await?;
+                look(s, &mut client, &open).await?
+            }
+        };
+        for (p, o) in plans.iter().zip(out.iter_mut()) {
+            if let (None, Some((owner, epoch))) = (&o, now.get(&p.shard))
+                && *epoch != p.epoch
+            {
+                *o = Some(if *owner == p.to {
+                    Outcome::Moved { epoch: *epoch }
                 } else {
                     Outcome::Superseded {
-                        owner: r.owner.clone(),
-                        epoch: r.epoch,
+                        owner: owner.clone(),
+                        epoch: *epoch,
                     }
                 });
             }
@@ -130,7 +145,6 @@ pub async fn wait(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut client = s.connect().await?;
     let mut done = Vec::with_capacity(plans.len());
     for (p, o) in plans.iter().zip(out) {
         done.push(match o {
@@ -142,6 +156,45 @@ pub async fn wait(
         });
     }
     Ok(done)
+}
+
+/// The owner and epoch of each of `shards` that is in the map now. Up to [`MAX_TXN_OPS`] shards
+/// are read by key, in one transaction: a handoff of one shard reads one key, not the whole map
+/// (400 KB at 4,095 shards, every 20 ms, before). More are read with one read of the map.
+async fn look(
+    s: &Settings,
+    client: &mut Client,
+    shards: &[u32],
+) -> Result<HashMap<u32, (String, i64)>, EtcdError> {
+    let p = &s.prefix;
+    let kvs: Vec<KeyValue> = if shards.len() <= MAX_TXN_OPS {
+        let reads = shards
+            .iter()
+            .map(|&n| (keyspace::shard_key(p, n).into_bytes(), None))
+            .collect();
+        s.read_all(client, reads)
+            .await?
+            .into_iter()
+            .flat_map(|mut r| r.take_kvs())
+            .collect()
+    } else {
+        let all = keyspace::shards_prefix(p);
+        let opts = GetOptions::new().with_prefix();
+        s.within(client.get(all, Some(opts))).await?.take_kvs()
+    };
+    let wanted: HashSet<u32> = shards.iter().copied().collect();
+    let mut now = HashMap::with_capacity(shards.len());
+    for kv in kvs {
+        let keyspace::Key::Shard(n) = keyspace::parse_key(p, kv.key()) else {
+            continue;
+        };
+        if wanted.contains(&n) {
+            let v: ShardValue = serde_json::from_slice(kv.value())
+                .map_err(|e| EtcdError::Refused(format!("shard {n} has a bad value: {e}")))?;
+            now.insert(n, (v.owner, kv.mod_revision()));
+        }
+    }
+    Ok(now)
 }
 
 /// Withdraws a pending handoff of `shard` (whatever it says) and its acknowledgements.

@@ -25,6 +25,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
+/// etcd's cap on the operations of one transaction (`--max-txn-ops`, 128 by default).
+pub const MAX_TXN_OPS: usize = 128;
+
 /// etcd failures, for the CLI and the logs.
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -192,6 +195,23 @@ impl Settings {
         client: &mut Client,
         reads: [(Vec<u8>, Option<GetOptions>); N],
     ) -> Result<[GetResponse; N], EtcdError> {
+        let gets = self.read_all(client, reads.into()).await?;
+        <[GetResponse; N]>::try_from(gets).map_err(|got| {
+            EtcdError::Refused(format!(
+                "etcd answered {} of {N} reads of one transaction",
+                got.len()
+            ))
+        })
+    }
+
+    /// [`Settings::read_together`] for a number of reads known only at run time (at most
+    /// [`MAX_TXN_OPS`]); the answers in order, one per read, or an error.
+    pub async fn read_all(
+        &self,
+        client: &mut Client,
+        reads: Vec<(Vec<u8>, Option<GetOptions>)>,
+    ) -> Result<Vec<GetResponse>, EtcdError> {
+        let asked = reads.len();
         let ops: Vec<TxnOp> = reads
             .into_iter()
             .map(|(key, opts)| TxnOp::get(key, opts))
@@ -205,12 +225,13 @@ impl Settings {
                 _ => None,
             })
             .collect();
-        <[GetResponse; N]>::try_from(gets).map_err(|got| {
-            EtcdError::Refused(format!(
-                "etcd answered {} of {N} reads of one transaction",
-                got.len()
-            ))
-        })
+        if gets.len() != asked {
+            return Err(EtcdError::Refused(format!(
+                "etcd answered {} of {asked} reads of one transaction",
+                gets.len()
+            )));
+        }
+        Ok(gets)
     }
 }
 

@@ -52,7 +52,8 @@ pub async fn init(
             "a map already exists under {p}; use --force to overwrite it"
         )));
     }
-    // etcd caps a transaction at 128 operations: shards go in batches, meta and history last.
+    // etcd caps a transaction at 128 operations (`MAX_TXN_OPS`): shards go in batches, meta
+    // and history last.
     if force {
         s.within(client.delete(
             keyspace::shards_prefix(p),
