@@ -27,8 +27,9 @@ fn free_base(from: u16) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
+    use std::os::unix::process::CommandExt;
     let base = free_base(20_000);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+    let child = Command::new(env!("CARGO_BIN_EXE_coopr-router"))
         .args([
             "demo",
             "--base-port",
@@ -40,8 +41,11 @@ async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
         .env("TMPDIR", demo_tmp())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("demo starts");
+    // Stopped however the test ends (a failed assertion would leave it running).
+    let mut demo = Running(child);
     let url =
         |dc: u16, off: u16, path: &str| format!("http://127.0.0.1:{}{path}", base + 100 * dc + off);
     for dc in 0..3 {
@@ -107,18 +111,18 @@ async fn the_demo_runs_the_documented_flow_and_stops_on_sigint() {
     );
     // Ctrl-C.
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &demo.0.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
     let exit = eventually(Duration::from_secs(15), "demo exit", || {
-        let s = child.try_wait().unwrap();
+        let s = demo.0.try_wait().unwrap();
         async move { s }
     })
     .await;
     assert!(exit.success(), "demo exited with {exit:?}");
     let mut out = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(demo.0.stdout.as_mut().unwrap(), &mut out).unwrap();
     assert!(
         out.contains("curl") && out.contains(&format!("127.0.0.1:{base}")),
         "{out}"

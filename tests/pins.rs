@@ -312,14 +312,17 @@ async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
         ),
     )
     .unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
-        .arg("run")
-        .arg("--config")
-        .arg(&path)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed if the test fails before it is stopped below.
+    let mut child = support::child::KillOnDrop::new(
+        std::process::Command::new(env!("CARGO_BIN_EXE_coopr-router"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let admin_url = |p: &str| format!("http://127.0.0.1:{admin}{p}");
     eventually(WAIT, "router ready", || async {
         let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
@@ -345,7 +348,7 @@ async fn a_misplaced_create_is_logged_at_error_with_the_counter_to_set() {
             .unwrap()
             .success()
     );
-    let out = child.wait_with_output().unwrap();
+    let out = child.take().wait_with_output().unwrap();
     stop.trigger();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text

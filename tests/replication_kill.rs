@@ -9,24 +9,16 @@ mod support;
 use http::{Method, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::child::KillOnDrop;
 use support::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Kills the child router when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(path: &std::path::Path) -> Killed {
-    Killed(
+/// The router, killed when the test ends, however it ends.
+fn spawn(path: &std::path::Path) -> KillOnDrop {
+    KillOnDrop::new(
         Command::new(env!("CARGO_BIN_EXE_coopr-router"))
             .arg("run")
             .arg("--config")
@@ -93,7 +85,7 @@ async fn an_owner_killed_with_a_full_outbox_loses_and_duplicates_nothing() {
     d.dcs[0].stop_router().await;
     let path = dir.path().join("dc1.toml");
     std::fs::write(&path, &d.dcs[0].config_text).unwrap();
-    let mut child = spawn(&path);
+    let child = spawn(&path);
     ready(&d.dcs[0]).await;
     // New replica stores ask each owner once for its full state; count records after that.
     for dc in &d.dcs {
@@ -117,8 +109,7 @@ async fn an_owner_killed_with_a_full_outbox_loses_and_duplicates_nothing() {
     }
     // One more, still pending when the owner is killed.
     ids.push(create(&d.dcs[0], "in-flight").await);
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    // SIGKILL, and reaped.
     drop(child);
     let _child = spawn(&path);
     ready(&d.dcs[0]).await;

@@ -8,6 +8,7 @@ mod support;
 use http::{Method, StatusCode};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::child::KillOnDrop;
 use support::*;
 
 fn free_port() -> u16 {
@@ -96,7 +97,7 @@ async fn health_checks_stay_out_of_the_access_log_unless_asked_for() {
         let list = get(&format!("http://127.0.0.1:{client}/v2/clusters")).await;
         assert_eq!(list.status, StatusCode::OK);
         signal(child.id(), "-TERM");
-        let out = child.0.take().unwrap().wait_with_output().unwrap();
+        let out = child.take().wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         let access: Vec<&str> = text.lines().filter(|l| l.contains("\"access\"")).collect();
         assert!(
@@ -123,7 +124,7 @@ async fn run_router(path: &std::path::Path, stdout: Stdio, admin: u16) -> KillOn
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let child = KillOnDrop(Some(child));
+    let child = KillOnDrop::new(child);
     let ready = format!("http://127.0.0.1:{admin}/ready");
     eventually(Duration::from_secs(20), "router ready", || async {
         let up = tokio::net::TcpStream::connect(("127.0.0.1", admin))
@@ -133,24 +134,6 @@ async fn run_router(path: &std::path::Path, stdout: Stdio, admin: u16) -> KillOn
     })
     .await;
     child
-}
-
-/// A child process killed when dropped unless it was taken out.
-struct KillOnDrop(Option<std::process::Child>);
-
-impl KillOnDrop {
-    fn id(&self) -> u32 {
-        self.0.as_ref().map_or(0, |c| c.id())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// The names of a process's threads (`/proc/PID/task/*/comm`).
@@ -216,7 +199,7 @@ async fn the_router_serves_on_listen_threads_threads() {
         }
         drop(open);
         signal(pid, "-TERM");
-        let out = child.0.take().unwrap().wait_with_output().unwrap();
+        let out = child.take().wait_with_output().unwrap();
         assert!(out.status.success(), "{:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         let started = text

@@ -1,11 +1,12 @@
 //! Test support: three DCs in-process on ephemeral loopback ports (a coopr-sim and a router
 //! each, static map), a small HTTP client, generated and channel-fed request bodies, and
-//! polling with a deadline.
+//! polling with a deadline; a spawned binary killed if its test fails (`child`).
 
 #![allow(dead_code)]
 // Test helpers may unwrap, expect and panic: a failed assumption is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod child;
 pub mod etcd;
 pub mod relay;
 pub mod repl;
