@@ -35,8 +35,11 @@ use tokio::time::Instant;
 const READ_BUF: usize = 8 * 1024;
 
 /// The write buffer is written out once it holds this much (a long body whose frames are all
-/// ready does not gather in memory).
-const OUT_MAX: usize = 64 * 1024;
+/// ready does not gather in memory). It is what a download whose client stopped reading keeps
+/// in the router besides its upstream read: 16 KiB (HAProxy's `tune.bufsize`) held 35-47 KiB
+/// per stalled stream against 64-123 KiB at 64 KiB, and cost less CPU per GiB moved, not more
+/// (load/SCALE.md, "One router, many long-running downloads").
+const OUT_MAX: usize = 16 * 1024;
 
 /// A body chunk at least this large is written from its own bytes rather than copied into the
 /// write buffer behind the head.
