@@ -34,14 +34,22 @@ use tokio::time::Instant;
 /// The read buffer: a request's head and body must fit in it to be served here.
 const READ_BUF: usize = 8 * 1024;
 
-/// The write buffer is written out once it holds this much (a long body whose frames are all
-/// ready does not gather in memory). It is what a download whose client stopped reading keeps
-/// in the router besides its upstream read: at 16 KiB (HAProxy's `tune.bufsize`) a stalled
-/// stream holds 24-29 KiB, against 64-123 KiB at 64 KiB, and a download costs less CPU per GiB,
-/// not more (load/SCALE.md, "One router, many long-running downloads").
+/// The write buffer holds up to this much of an answer's first `FIRST_MAX` bytes: an answer
+/// that fits (most of Coopr's, lists included) goes out in one call. At 16 KiB from the start,
+/// a 50 KiB answer took four writes and ~15% more of the router's CPU than one (load/SCALE.md).
+const FIRST_MAX: usize = 64 * 1024;
+
+/// Once `FIRST_MAX` bytes of an answer are written, the rest is written every time the buffer
+/// would pass this much (a long body whose frames are all ready does not gather in memory),
+/// and a buffer grown past it is given back. It is what a download whose client stopped
+/// reading keeps in the router besides its upstream read: at 16 KiB (HAProxy's
+/// `tune.bufsize`) a stalled download holds ~33 KiB, against 64-123 KiB with 64 KiB
+/// throughout, and costs no more CPU per GiB (load/SCALE.md, "One router, many long-running
+/// downloads").
 const OUT_MAX: usize = 16 * 1024;
 
-/// The most a chunk's framing adds around its data (a 16-digit size, two line ends).
+/// The most a chunk's framing adds around its data (a 16-digit size, two line ends): what the
+/// buffer may hold past its limit.
 const CHUNK_FRAMING: usize = 20;
 
 /// A body chunk at least this large is written from its own bytes rather than copied into the
@@ -149,8 +157,9 @@ where
             return Ended::Close;
         }
         drop(body);
-        if out.capacity() > OUT_MAX + COPY_MAX {
-            // What a long answer grew it to is not kept for the next request.
+        if out.capacity() > FIRST_MAX + COPY_MAX {
+            // What a long answer grew it to is not kept for the next request (an answer's
+            // first write, up to `FIRST_MAX`, is).
             out = Vec::with_capacity(1024);
         }
         if encoder.last || encoder.framing == Framing::Close {
@@ -177,6 +186,9 @@ async fn write_body<T: AsyncWrite + Unpin>(
         Framing::Length(n) => n,
         Framing::Chunked | Framing::Close => u64::MAX,
     };
+    // How much the buffer may hold before it is written (`FIRST_MAX`, then `OUT_MAX`), and how
+    // much of the answer is written.
+    let (mut limit, mut written) = (FIRST_MAX, 0);
     loop {
         let polled = poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;
         let frame = match polled {
@@ -184,8 +196,7 @@ async fn write_body<T: AsyncWrite + Unpin>(
             Poll::Pending => {
                 // Nothing more for now: what is written so far goes out while the body waits.
                 if !out.is_empty() {
-                    stream.write_all(out).await?;
-                    out.clear();
+                    send(stream, out, (&mut limit, &mut written)).await?;
                 }
                 stream.flush().await?;
                 body.frame().await
@@ -210,11 +221,10 @@ async fn write_body<T: AsyncWrite + Unpin>(
             left -= n;
         }
         // A body whose frames keep coming is written as it goes, not gathered whole: a frame
-        // that would take the buffer past `OUT_MAX` goes after what the buffer holds, so the
+        // that would take the buffer past its limit goes after what the buffer holds, so the
         // buffer never holds more (what a client that stopped reading leaves in it).
-        if !out.is_empty() && out.len() + data.len() + CHUNK_FRAMING > OUT_MAX {
-            stream.write_all(out).await?;
-            out.clear();
+        if !out.is_empty() && out.len() + data.len() > limit {
+            send(stream, out, (&mut limit, &mut written)).await?;
         }
         if framing == Framing::Chunked {
             out.extend_from_slice(hex(n, &mut [0; 16]));
@@ -222,10 +232,10 @@ async fn write_body<T: AsyncWrite + Unpin>(
         }
         if data.len() >= COPY_MAX {
             if !out.is_empty() {
-                stream.write_all(out).await?;
-                out.clear();
+                send(stream, out, (&mut limit, &mut written)).await?;
             }
             stream.write_all(&data).await?;
+            written += data.len();
         } else {
             out.extend_from_slice(&data);
         }
@@ -244,6 +254,27 @@ async fn write_body<T: AsyncWrite + Unpin>(
         stream.write_all(out).await?;
     }
     stream.flush().await
+}
+
+/// Writes what `out` holds and empties it, counting it in `written`. Once `FIRST_MAX` bytes of
+/// the answer are out, the buffer is written every [`OUT_MAX`], and one grown past that is
+/// given back (once: a long answer, a download, keeps no more than that while its client
+/// stops reading).
+async fn send<T: AsyncWrite + Unpin>(
+    stream: &mut T,
+    out: &mut Vec<u8>,
+    (limit, written): (&mut usize, &mut usize),
+) -> io::Result<()> {
+    stream.write_all(out).await?;
+    *written += out.len();
+    out.clear();
+    if *written >= FIRST_MAX {
+        *limit = OUT_MAX;
+        if out.capacity() > OUT_MAX + CHUNK_FRAMING {
+            *out = Vec::with_capacity(OUT_MAX + CHUNK_FRAMING);
+        }
+    }
+    Ok(())
 }
 
 /// `n` in hexadecimal (upper case, as hyper writes a chunk size), at the end of `buf`.
@@ -474,7 +505,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_body_is_written_as_it_goes() {
-        // 200 ready frames of 1 KiB: written in pieces of at most OUT_MAX.
+        // 200 ready frames of 1 KiB: the first FIRST_MAX in one write, then pieces of at most
+        // OUT_MAX, in a buffer given back after the first write.
         let mut body = ProxyBody::Empty;
         for _ in 0..200 {
             body = prefixed(Bytes::from(vec![b'x'; 1024]), body);
@@ -491,9 +523,81 @@ mod tests {
         write_body(&mut near, &mut out, &mut body, Framing::Length(200 * 1024))
             .await
             .unwrap();
-        assert!(out.capacity() <= OUT_MAX, "{}", out.capacity());
+        assert!(
+            out.capacity() <= OUT_MAX + CHUNK_FRAMING,
+            "{}",
+            out.capacity()
+        );
         drop(near);
         assert_eq!(reader.await.unwrap(), 200 * 1024);
+    }
+
+    /// Counts the writes it takes.
+    #[derive(Default)]
+    struct Counted {
+        writes: Vec<usize>,
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.push(buf.len());
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_fits_goes_out_in_one_write_and_a_longer_one_in_pieces() {
+        let frames = |n: usize| {
+            let mut body = ProxyBody::Empty;
+            for _ in 0..n {
+                body = prefixed(Bytes::from(vec![b'x'; 8 * 1024]), body);
+            }
+            body
+        };
+        // 50 KiB of ready 8 KiB frames behind a head: one write.
+        let (mut w, mut out) = (Counted::default(), b"HEAD".to_vec());
+        let mut body = frames(6);
+        write_body(&mut w, &mut out, &mut body, Framing::Length(6 * 8192))
+            .await
+            .unwrap();
+        assert_eq!(w.writes, [4 + 6 * 8192]);
+        // 1 MiB: the first write at most FIRST_MAX, every one after the first FIRST_MAX bytes
+        // at most OUT_MAX.
+        let (mut w, mut out) = (Counted::default(), b"HEAD".to_vec());
+        let mut body = frames(128);
+        write_body(&mut w, &mut out, &mut body, Framing::Length(128 * 8192))
+            .await
+            .unwrap();
+        assert_eq!(w.writes.iter().sum::<usize>(), 4 + 128 * 8192);
+        assert!(w.writes[0] > OUT_MAX, "{:?}", w.writes);
+        let mut before = 0;
+        for &n in &w.writes {
+            let most = if before >= FIRST_MAX {
+                OUT_MAX
+            } else {
+                FIRST_MAX
+            };
+            assert!(n <= most, "{n} after {before}: {:?}", w.writes);
+            before += n;
+        }
+        // Pieces of OUT_MAX, not one per frame.
+        assert!(w.writes.len() < 128 / 2 + 4, "{:?}", w.writes);
     }
 
     #[test]
