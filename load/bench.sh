@@ -15,7 +15,7 @@
 # Each round runs every target with wrk, then every target with h2load; the target order is
 # reversed on even rounds. Then, unless RATE=0, router-read, nginx and haproxy at one fixed
 # offered load (RATE req/s over HTTP/1.1, h2load --h1 --rps), to compare latency and CPU per
-# request at the same load ("T@RATE"). Then, unless IDLE=0, for router-read, nginx and haproxy
+# request at the same load ("T@RATE"), in the same alternating order. Then, unless IDLE=0, for router-read, nginx and haproxy
 # in turn:
 # hold IDLE_CONNS idle keep-alive connections open (load/idle_conns.py), run wrk again, and
 # report the memory per idle connection and the throughput under that load.
@@ -222,7 +222,10 @@ main() {
         local rate_targets=(router-read nginx haproxy)
         H2LOAD_EXTRA=(--h1 "--rps=$(( (RATE + CONNS - 1) / CONNS ))")
         for round in $(seq "$ROUNDS"); do
-            for t in "${rate_targets[@]}"; do
+            # Reversed on even rounds, as above: no target always runs first.
+            order=("${rate_targets[@]}")
+            (( round % 2 == 0 )) && order=(haproxy nginx router-read)
+            for t in "${order[@]}"; do
                 H2_STREAMS=1 run_h2load "$t@$RATE" "$round" "${PROXY[$t]}" "$SIM1" "${URL[$t]}" "${METHOD[$t]}"
             done
         done

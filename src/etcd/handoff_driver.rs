@@ -21,7 +21,7 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::inflight::InFlight;
 use crate::replication::Replication;
-use crate::routing::Routes;
+use crate::routing::{Routes, RoutingTable};
 use crate::shutdown::Shutdown;
 use etcd_client::Client;
 use std::collections::HashSet;
@@ -54,29 +54,17 @@ pub async fn run(
     loop {
         let table = routes.load();
         seen = seen.max(table.revision);
-        let holding: Vec<(u32, u64)> = (0..table.shard_count())
-            .filter(|&n| table.holding(n))
-            .filter_map(|n| table.shard(n).map(|e| (n, e.epoch)))
-            .collect();
-        started.retain(|k| holding.contains(k));
-        for (shard, epoch) in holding {
-            if started.insert((shard, epoch)) {
-                let to = table
-                    .shard(shard)
-                    .and_then(|e| e.handoff)
-                    .map(|dc| table.dc_name(dc).to_string())
-                    .unwrap_or_default();
-                let job = Job {
-                    s: settings.clone(),
-                    etcd: etcd.clone(),
-                    me: me.clone(),
-                    member: member.clone(),
-                    to,
-                    shard,
-                    epoch,
-                };
-                tasks.spawn(execute(job, inflight.clone(), replication.clone(), drain));
-            }
+        for (shard, epoch, to) in to_start(&table, &mut started) {
+            let job = Job {
+                s: settings.clone(),
+                etcd: etcd.clone(),
+                me: me.clone(),
+                member: member.clone(),
+                to,
+                shard,
+                epoch,
+            };
+            tasks.spawn(execute(job, inflight.clone(), replication.clone(), drain));
         }
         while tasks.try_join_next().is_some() {}
         tokio::select! {
@@ -84,6 +72,32 @@ pub async fn run(
             _ = routes.wait_for_revision(seen + 1, Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// Pure: the handoffs `table` asks of this router that it has not started, as (shard, epoch,
+/// new owner), oldest shard first; `started` forgets those the table no longer holds and
+/// remembers the new ones. Linear in the shards and the handoffs: a DC handing off all its
+/// shards at once runs this on every map change of the drain.
+fn to_start(table: &RoutingTable, started: &mut HashSet<(u32, u64)>) -> Vec<(u32, u64, String)> {
+    let holding: HashSet<(u32, u64)> = (0..table.shard_count())
+        .filter(|&n| table.holding(n))
+        .filter_map(|n| table.shard(n).map(|e| (n, e.epoch)))
+        .collect();
+    started.retain(|k| holding.contains(k));
+    let mut new: Vec<(u32, u64, String)> = holding
+        .into_iter()
+        .filter(|&k| started.insert(k))
+        .map(|(shard, epoch)| {
+            let to = table
+                .shard(shard)
+                .and_then(|e| e.handoff)
+                .map(|dc| table.dc_name(dc).to_string())
+                .unwrap_or_default();
+            (shard, epoch, to)
+        })
+        .collect();
+    new.sort_unstable_by_key(|&(shard, ..)| shard);
+    new
 }
 
 /// The driver's etcd client, shared by its handoffs (a clone of an `etcd_client::Client` shares
@@ -234,4 +248,59 @@ async fn execute(job: Job, inflight: Arc<InFlight>, repl: Option<Replication>, d
         "handoff: not every router of this DC drained in time; withdrawing the request, the shard stays here"
     );
     withdraw(&s, shard).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ownership::RawMap;
+
+    /// 150 shards owned by dc1 (this router's DC in `config/static.toml`), with a handoff to
+    /// `to` at epoch 10 for each shard in `handoffs`.
+    fn table(handoffs: &[u32], to: &str) -> RoutingTable {
+        let text = include_str!("../../config/static.toml")
+            .replace("shard_count = 12", "shard_count = 150");
+        let cfg = crate::config::parse(&text).unwrap();
+        let mut m = RawMap::default();
+        for n in 0..150u32 {
+            let key = format!("/p/shards/{n}");
+            m.put("/p/", key.as_bytes(), br#"{"owner":"dc1"}"#, 10)
+                .unwrap();
+        }
+        for n in handoffs {
+            let key = format!("/p/handoff/{n}");
+            let v = format!(r#"{{"to":"{to}","epoch":10,"by":"cli","reason":"t","at_ms":1}}"#);
+            m.put("/p/", key.as_bytes(), v.as_bytes(), 11).unwrap();
+        }
+        m.build(&cfg).unwrap()
+    }
+
+    #[test]
+    fn each_handoff_starts_once_and_is_forgotten_when_the_map_drops_it() {
+        let mut started = HashSet::new();
+        let all: Vec<u32> = (0..150).rev().collect();
+        let t = table(&all, "dc2");
+        let first = to_start(&t, &mut started);
+        assert_eq!(first.len(), 150);
+        assert!(
+            first.windows(2).all(|w| w[0].0 < w[1].0),
+            "oldest shard first"
+        );
+        assert!(
+            first
+                .iter()
+                .all(|(_, epoch, to)| *epoch == 10 && to == "dc2")
+        );
+        // The same map again (a later revision, another key changed): nothing new.
+        assert!(to_start(&t, &mut started).is_empty());
+        // Half of them committed or withdrawn: forgotten, the rest still running.
+        let half: Vec<u32> = (0..75).collect();
+        assert!(to_start(&table(&half, "dc2"), &mut started).is_empty());
+        assert_eq!(started.len(), 75);
+        // A new request for a forgotten shard starts again; an unknown DC is not a handoff.
+        let again = to_start(&table(&[120, 3], "dc3"), &mut started);
+        assert_eq!(again, vec![(120, 10, "dc3".to_string())]);
+        assert!(to_start(&table(&[7], "dc9"), &mut started).is_empty());
+        assert!(started.is_empty());
+    }
 }
