@@ -528,3 +528,82 @@ async fn waiting_tells_moved_superseded_and_timed_out_apart_for_few_and_many_sha
     }
     assert_eq!(out[199], handoff::Outcome::TimedOut);
 }
+
+/// `handoff::request` sends many requests at once: every one is made, and a refused one (its
+/// shard changed since the plan read it) stops the sending and says how many were made, which
+/// are exactly the requests in etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_go_out_together_and_a_refusal_says_how_many_were_made() {
+    use coopr_router::ownership::keyspace;
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 600, false).await.unwrap();
+    let rows = ops::show(&s).await.unwrap();
+    let plan = |n: u32| handoff::Plan {
+        shard: n,
+        from: rows[n as usize].owner.clone(),
+        to: "dc3".to_string(),
+        epoch: rows[n as usize].epoch,
+    };
+    let mut c = s.connect().await.unwrap();
+    let pending = |c: &mut etcd_client::Client| {
+        let mut c = c.clone();
+        async move {
+            let get = c
+                .get(
+                    keyspace::handoffs_prefix(PREFIX),
+                    Some(
+                        etcd_client::GetOptions::new()
+                            .with_prefix()
+                            .with_keys_only(),
+                    ),
+                )
+                .await
+                .unwrap();
+            get.kvs()
+                .iter()
+                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // 300 plans, all current: all 300 requested.
+    let all: Vec<handoff::Plan> = (0..300).map(plan).collect();
+    handoff::request(&s, &all, "test").await.unwrap();
+    let made = pending(&mut c).await;
+    assert_eq!(made.len(), 300);
+    for p in &all {
+        assert!(made.contains(&keyspace::handoff_key(PREFIX, p.shard)));
+    }
+
+    // 300 more, of which shard 450 changed after the plan: refused, named, and the count of
+    // requests the error gives is what etcd holds.
+    let more: Vec<handoff::Plan> = (300..600).map(plan).collect();
+    c.put(
+        keyspace::shard_key(PREFIX, 450),
+        r#"{"owner":"dc2","replicas":[]}"#,
+        None,
+    )
+    .await
+    .unwrap();
+    let err = handoff::request(&s, &more, "test")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shard(s) 450 changed"), "{err}");
+    let made = pending(&mut c).await.len() - 300;
+    assert!(
+        (150..300).contains(&made),
+        "the shards before 450 at least: {made}"
+    );
+    assert!(
+        err.contains(&format!("; {made} of the 300 handoff(s) were requested")),
+        "{err}, {made} in etcd"
+    );
+    assert!(
+        !pending(&mut c)
+            .await
+            .contains(&keyspace::handoff_key(PREFIX, 450))
+    );
+}

@@ -85,17 +85,61 @@ pub async fn plan(
     Ok(plans)
 }
 
+/// How many handoff requests [`request`] keeps in flight on its connection. etcd commits writes
+/// that arrive together in one raft entry (one fsync), so a DC's worth of shards takes a few
+/// dozen round trips, not one each (1,365 one after the other took 2.6 s here).
+const REQUESTS_IN_FLIGHT: usize = 64;
+
 /// Creates the `handoff/{n}` keys, each only if the shard is still at its planned epoch and no
-/// handoff is pending for it.
+/// handoff is pending for it. They go out [`REQUESTS_IN_FLIGHT`] at a time, in plan order; the
+/// first refusal or error stops the sending. The requests already made then stand (their owners
+/// carry them out), and the error says how many that is.
 pub async fn request(s: &Settings, plans: &[Plan], reason: &str) -> Result<(), EtcdError> {
-    let mut client = s.connect().await?;
-    for p in plans {
-        if !ops::put_handoff(s, &mut client, (p.shard, p.epoch), &p.to, reason).await? {
-            return Err(EtcdError::Refused(format!(
-                "shard {} changed since it was read, or a handoff is already pending for it (see `ownership show`)",
-                p.shard
-            )));
+    let client = s.connect().await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = plans.iter();
+    let (mut requested, mut refused, mut failed) = (0usize, Vec::new(), None);
+    loop {
+        while refused.is_empty() && failed.is_none() && tasks.len() < REQUESTS_IN_FLIGHT {
+            let Some(p) = next.next() else { break };
+            let (s, mut c) = (s.clone(), client.clone());
+            let (key, to, reason) = ((p.shard, p.epoch), p.to.clone(), reason.to_string());
+            tasks.spawn(async move {
+                let put = ops::put_handoff(&s, &mut c, key, &to, &reason).await;
+                (key.0, put)
+            });
         }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        match done {
+            Ok((_, Ok(true))) => requested += 1,
+            Ok((shard, Ok(false))) => refused.push(shard),
+            Ok((_, Err(e))) => failed = failed.or(Some(e)),
+            Err(e) => {
+                failed = failed.or(Some(EtcdError::Refused(format!("request task: {e}"))));
+            }
+        }
+    }
+    let made = match requested {
+        0 => String::new(),
+        n => format!(
+            "; {n} of the {} handoff(s) were requested and go ahead",
+            plans.len()
+        ),
+    };
+    match failed {
+        Some(e) if made.is_empty() => return Err(e),
+        Some(e) => return Err(EtcdError::Refused(format!("{e}{made}"))),
+        None => {}
+    }
+    if !refused.is_empty() {
+        refused.sort_unstable();
+        let shards: Vec<String> = refused.iter().map(u32::to_string).collect();
+        return Err(EtcdError::Refused(format!(
+            "shard(s) {} changed since they were read, or a handoff is already pending for them (see `ownership show`){made}",
+            shards.join(", ")
+        )));
     }
     Ok(())
 }
