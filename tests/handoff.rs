@@ -607,3 +607,45 @@ async fn many_requests_go_out_together_and_a_refusal_says_how_many_were_made() {
             .contains(&keyspace::handoff_key(PREFIX, 450))
     );
 }
+
+/// A manual failover of many shards (they go out side by side): each result is in its plan's
+/// place, a shard changed after the plan reports so, and every other one moved with one history
+/// record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_failover_of_many_shards_answers_for_each_in_plan_order() {
+    use coopr_router::ownership::keyspace;
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 600, false).await.unwrap();
+    // No router runs: nobody is alive, so only --force moves anything.
+    let plan = manual::plan(&s, "dc3", "dc1").await.unwrap();
+    assert!(!plan.from_alive && !plan.to_alive);
+    assert_eq!(plan.moves.len(), 200);
+    let changed = plan.moves[120].shard;
+    let mut c = s.connect().await.unwrap();
+    c.put(
+        keyspace::shard_key(PREFIX, changed),
+        r#"{"owner":"dc3","replicas":[]}"#,
+        None,
+    )
+    .await
+    .unwrap();
+    let results = manual::execute(&s, &plan, true).await.unwrap();
+    assert_eq!(results.len(), 200);
+    let map = ops::show(&s).await.unwrap();
+    for (m, r) in plan.moves.iter().zip(&results) {
+        if m.shard == changed {
+            let err = r.as_ref().unwrap_err();
+            assert!(err.contains("changed meanwhile"), "{err}");
+            assert_eq!(map[m.shard as usize].owner, "dc3");
+            continue;
+        }
+        let epoch = *r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("shard {}: {e}", m.shard));
+        assert_eq!(map[m.shard as usize].owner, "dc1", "shard {}", m.shard);
+        assert_eq!(map[m.shard as usize].epoch, epoch, "shard {}", m.shard);
+        assert_eq!(ops::history_count(&s, m.shard).await.unwrap(), 1);
+    }
+}

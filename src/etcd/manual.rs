@@ -84,33 +84,51 @@ pub async fn execute(
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
-    let mut out = Vec::with_capacity(p.moves.len());
     let why = match force {
         true => format!("forced by an operator ({} declared dead)", first.from),
         false => format!("alive/{} absent", first.from),
     };
-    for m in &p.moves {
-        let moved = ops::move_shard(
-            s,
-            &mut client,
-            m.shard,
-            (&m.from, &m.to),
-            m.epoch,
-            ("manual-failover", &why),
-            if force {
-                ops::Guard::NoMember
-            } else {
-                ops::Guard::Dead
-            },
-        )
-        .await;
-        out.push(match moved {
-            Ok(Some(epoch)) => Ok(epoch),
-            Ok(None) => {
-                Err("changed meanwhile (moved by someone else, or the DC came back: a router of it holds a live lease)".into())
-            }
-            Err(e) => Err(e.to_string()),
-        });
+    let guard = match force {
+        true => ops::Guard::NoMember,
+        false => ops::Guard::Dead,
+    };
+    // The moves go out MOVES_IN_FLIGHT at a time on the one connection: each is a read and a
+    // transaction, and etcd commits the transactions that arrive together as one.
+    let mut out: Vec<Result<i64, String>> = vec![Err("not attempted".into()); p.moves.len()];
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = p.moves.iter().enumerate();
+    loop {
+        while tasks.len() < MOVES_IN_FLIGHT {
+            let Some((i, m)) = next.next() else { break };
+            let (s, mut c, m, why) = (s.clone(), client.clone(), m.clone(), why.clone());
+            tasks.spawn(async move {
+                let moved = ops::move_shard(
+                    &s,
+                    &mut c,
+                    m.shard,
+                    (&m.from, &m.to),
+                    m.epoch,
+                    ("manual-failover", &why),
+                    guard,
+                )
+                .await;
+                (i, moved)
+            });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        let Ok((i, moved)) = done else { continue };
+        if let Some(slot) = out.get_mut(i) {
+            *slot = match moved {
+                Ok(Some(epoch)) => Ok(epoch),
+                Ok(None) => Err("changed meanwhile (moved by someone else, or the DC came back: a router of it holds a live lease)".into()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
     }
     Ok(out)
 }
+
+/// How many shard moves [`execute`] keeps in flight (as `handoff::request` does).
+const MOVES_IN_FLIGHT: usize = 64;
