@@ -1,7 +1,7 @@
 //! Failover and handoff figures (issue #5), on loopback with a real etcd.
 //!
 //! `cargo run --release --example failover -- [--runs 20] [--handoffs 20] [--writers 8]
-//! [--out load/results]`
+//! [--shards 12] [--out load/results]`
 //!
 //! 1. **Kill to first write.** `--runs` times, with the default `[failover]` and `[health]`
 //!    settings (lease TTL 5 s, grace 2 s): three DCs (in-process simulators and routers, etcd
@@ -9,6 +9,8 @@
 //!    (what etcd sees of a `kill -9`), and its simulator with it; from that instant a client writes to one of dc1's clusters
 //!    through dc2 every 10 ms. The figure is the time to the first write answered 201 via dc2's
 //!    standby server (`x-coopr-router-route: standby`). Goal: p99 < TTL + grace + 1 s = 8 s.
+//!    Beside it, the time until both surviving routers' tables show every one of dc1's shards
+//!    moved (a third of `--shards`: how the automatic failover grows with the map).
 //! 2. **Handoff under load.** `--writers` clients write to shard 1 through all three routers,
 //!    honouring `Retry-After`; shard 1 is handed dc1 -> dc2 -> dc1 ... `--handoffs` times. Per
 //!    handoff, the unavailability is the slowest write that overlapped it (request to commit).
@@ -48,16 +50,23 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 
 async fn deployment(etcd: &EtcdServer, prefix: &str, state: &std::path::Path) -> Deployment {
     let dcs: Vec<String> = DCS.map(String::from).to_vec();
-    ops::init(&etcd.settings(prefix), &dcs, 12, false)
+    let shards = arg("--shards", 12);
+    ops::init(&etcd.settings(prefix), &dcs, shards as u32, false)
         .await
         .expect("init");
     let url = etcd.url();
-    let d = start_with(Duration::from_millis(100), |i| {
-        format!(
-            "[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nstate_file = \"{}\"\n",
-            state.join(format!("{}{}.json", prefix.trim_matches('/'), i)).display()
-        )
-    })
+    let d = start_full(
+        Duration::from_millis(100),
+        None,
+        |i| {
+            format!(
+                "[ownership]\nsource = \"etcd\"\nendpoints = [\"{url}\"]\nprefix = \"{prefix}\"\nstate_file = \"{}\"\n",
+                state.join(format!("{}{}.json", prefix.trim_matches('/'), i)).display()
+            )
+        },
+        |_, t| t.replace("shard_count = 12", &format!("shard_count = {shards}")),
+        |_, _| None,
+    )
     .await;
     let s = etcd.settings(prefix);
     eventually(
@@ -90,11 +99,33 @@ async fn write(url: &str, rid: &str) -> Reply {
     .await
 }
 
-async fn kill_to_first_write(etcd: &EtcdServer, run: usize, state: &std::path::Path) -> f64 {
+/// Kill dc1, then (ms to the first write via dc2's standby, ms until dc2's and dc3's routers
+/// both show every shard of dc1's moved).
+async fn kill_to_first_write(etcd: &EtcdServer, run: usize, state: &std::path::Path) -> (f64, f64) {
     let prefix = format!("/fob{run}/");
     let mut d = deployment(etcd, &prefix, state).await;
     let url = d.dcs[1].url("/v2/nodes");
+    let survivors: Vec<_> = d.dcs[1..]
+        .iter()
+        .map(|dc| dc.router.as_ref().expect("router").routes.clone())
+        .collect();
     let killed = Instant::now();
+    let all_moved = tokio::spawn(async move {
+        loop {
+            let moved = survivors.iter().all(|routes| {
+                let t = routes.load();
+                (0..t.shard_count()).all(|n| t.shard(n).is_some_and(|e| e.owner != 0))
+            });
+            if moved {
+                return killed.elapsed();
+            }
+            assert!(
+                killed.elapsed() < Duration::from_secs(60),
+                "shards not moved"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
     d.dcs[0].stop_router().await;
     d.dcs[0].stop_sim();
     let mut i = 0;
@@ -107,10 +138,11 @@ async fn kill_to_first_write(etcd: &EtcdServer, run: usize, state: &std::path::P
         assert!(killed.elapsed() < Duration::from_secs(60), "no failover");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    let moved = all_moved.await.expect("all moved");
     for dc in &mut d.dcs {
         dc.stop_router().await;
     }
-    took.as_secs_f64() * 1000.0
+    (took.as_secs_f64() * 1000.0, moved.as_secs_f64() * 1000.0)
 }
 
 /// (started, took, ok) per write.
@@ -152,14 +184,21 @@ async fn main() {
     let state = tempfile::tempdir_in("/dev/shm").expect("tempdir");
 
     println!("failover: {runs} runs of kill -> first write via the new owner's standby");
-    let mut kills = Vec::new();
+    let shards = arg("--shards", 12);
+    let (mut kills, mut moves) = (Vec::new(), Vec::new());
     for run in 0..runs {
-        let ms = kill_to_first_write(&etcd, run, state.path()).await;
-        println!("  run {run:>2}: {ms:.0} ms");
+        let (ms, moved) = kill_to_first_write(&etcd, run, state.path()).await;
+        println!("  run {run:>2}: {ms:.0} ms; every shard of dc1 moved in {moved:.0} ms");
         kills.push(ms);
+        moves.push(moved);
     }
     let (k50, k99) = (pct(&mut kills, 0.5), pct(&mut kills, 0.99));
+    let (m50, m99) = (pct(&mut moves, 0.5), pct(&mut moves, 0.99));
     println!("kill -> first write: p50 {k50:.0} ms, p99 {k99:.0} ms (goal p99 < 8000 ms)");
+    println!(
+        "kill -> all {} of dc1's shards moved (of {shards}): p50 {m50:.0} ms, p99 {m99:.0} ms",
+        shards.div_ceil(3)
+    );
 
     println!("handoff: {handoffs} handoffs of shard 1 under {writers} writers");
     let prefix = "/hob/";
@@ -233,7 +272,9 @@ async fn main() {
     let report = json!({
         "benchmark": "failover",
         "date_utc": stamp,
+        "shards": shards,
         "kill_to_first_write_ms": {"runs": kills.len(), "p50": k50, "p99": k99, "all": kills},
+        "kill_to_all_moved_ms": {"runs": moves.len(), "p50": m50, "p99": m99, "all": moves},
         "handoff": {
             "handoffs": windows.len(), "writers": writers, "writes": all.len(), "failed": failed,
             "unavailability_ms": {"p50": u50, "p99": u99},

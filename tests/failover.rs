@@ -383,3 +383,95 @@ async fn a_dc_whose_heartbeats_stopped_loses_its_shards_while_etcd_keeps_its_lea
     keep.abort();
     eprintln!("moved {moved_at:?} after dc1's router stopped (window {window:?})");
 }
+
+/// Many shards of a dead DC in one transaction: all move with a history record each and one
+/// new epoch; a batch with one shard another controller moved first moves none (the driver then
+/// moves the rest one by one); a live DC's batch never moves; more than a transaction holds is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_moves_is_all_or_nothing() {
+    use coopr_router::etcd::moves::{SHARDS_PER_TXN, move_all_if_dead};
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 600, false).await.unwrap();
+    let rows = ops::show(&s).await.unwrap();
+    let dc1: Vec<(u32, i64)> = rows
+        .iter()
+        .filter(|r| r.owner == "dc1")
+        .map(|r| (r.shard, r.epoch))
+        .collect();
+    assert_eq!(dc1.len(), 200);
+    let mut c = s.connect().await.unwrap();
+    // A whole batch moves at one revision.
+    let first = &dc1[..SHARDS_PER_TXN];
+    let rev = move_all_if_dead(&s, &mut c, first, ("dc1", "dc2"), ops::Guard::Dead)
+        .await
+        .unwrap()
+        .expect("moved");
+    let map = ops::show(&s).await.unwrap();
+    for &(n, _) in first {
+        assert_eq!(map[n as usize].owner, "dc2", "shard {n}");
+        assert_eq!(map[n as usize].epoch, rev);
+        assert_eq!(ops::history_count(&s, n).await.unwrap(), 1);
+    }
+    // The same batch again (its epochs are old now): nothing moves.
+    assert_eq!(
+        move_all_if_dead(&s, &mut c, first, ("dc1", "dc3"), ops::Guard::Dead)
+            .await
+            .unwrap(),
+        None
+    );
+    // One shard of the next batch moved by another controller first: none of it moves.
+    let next = &dc1[SHARDS_PER_TXN..2 * SHARDS_PER_TXN];
+    let (n0, e0) = next[7];
+    ops::move_if_dead(&s, &mut c, n0, ("dc1", "dc3"), e0, ops::Guard::Dead)
+        .await
+        .unwrap()
+        .expect("one shard moved alone");
+    assert_eq!(
+        move_all_if_dead(&s, &mut c, next, ("dc1", "dc2"), ops::Guard::Dead)
+            .await
+            .unwrap(),
+        None
+    );
+    let map = ops::show(&s).await.unwrap();
+    for &(n, _) in next {
+        let want = if n == n0 { "dc3" } else { "dc1" };
+        assert_eq!(map[n as usize].owner, want, "shard {n}");
+    }
+    // Too many for one transaction: refused before etcd is asked.
+    let all = &dc1[..SHARDS_PER_TXN + 1];
+    assert!(
+        move_all_if_dead(&s, &mut c, all, ("dc1", "dc2"), ops::Guard::Dead)
+            .await
+            .is_err()
+    );
+    // A live DC's shards never move.
+    let (_keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
+    let lease = tokio::spawn(coopr_router::etcd::liveness::run(
+        s.clone(),
+        "dc1".into(),
+        "test-router".into(),
+        Duration::from_secs(5),
+        None,
+        shutdown,
+    ));
+    eventually(WAIT, "dc1 alive", || async {
+        let mut c = s.connect().await.ok()?;
+        coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
+            .await
+            .ok()?
+            .contains(&"dc1".to_string())
+            .then_some(())
+    })
+    .await;
+    let last = &dc1[2 * SHARDS_PER_TXN..3 * SHARDS_PER_TXN];
+    assert_eq!(
+        move_all_if_dead(&s, &mut c, last, ("dc1", "dc2"), ops::Guard::Dead)
+            .await
+            .unwrap(),
+        None
+    );
+    lease.abort();
+}

@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod handoff_driver;
 pub mod liveness;
 pub mod manual;
+pub mod moves;
 pub mod ops;
 pub mod outstanding;
 pub mod pins;

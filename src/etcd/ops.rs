@@ -19,7 +19,7 @@ pub struct ShardRow {
     pub epoch: i64,
 }
 
-fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     // Plain structs of strings and numbers always serialise.
     serde_json::to_vec(v).unwrap_or_default()
 }
@@ -467,45 +467,60 @@ pub async fn move_shard(
         reason: reason.into(),
         at_ms,
     };
-    let alive = format!("{p}alive/{from}");
-    let members = keyspace::members_prefix(p, from);
-    let mut when = vec![Compare::mod_revision(
+    let (mut when, mut then) = guarded(p, from, guard);
+    when.push(Compare::mod_revision(
         key.as_bytes(),
         CompareOp::Equal,
         epoch,
-    )];
-    let mut then = vec![
-        TxnOp::put(key.as_bytes(), json(&new), None),
-        TxnOp::put(
-            keyspace::history_key(p, Some(shard), epoch, at_ms),
-            json(&record),
-            None,
-        ),
-    ];
-    match guard {
-        Guard::NoMember => when.push(no_member_of(p, from)),
-        Guard::Dead => {
-            when.push(no_member_of(p, from));
-            when.push(Compare::version(alive.as_bytes(), CompareOp::Equal, 0));
-        }
-        Guard::Stale(rev) => {
-            // Every key under the prefix (none, if all are gone) last written at or before rev.
-            when.push(
-                Compare::mod_revision(members.as_bytes(), CompareOp::Less, rev.saturating_add(1))
-                    .with_prefix(),
-            );
-            then.push(TxnOp::delete(
-                members.as_bytes(),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            ));
-            then.push(TxnOp::delete(alive.as_bytes(), None));
-        }
-    }
+    ));
+    then.push(TxnOp::put(key.as_bytes(), json(&new), None));
+    then.push(TxnOp::put(
+        keyspace::history_key(p, Some(shard), epoch, at_ms),
+        json(&record),
+        None,
+    ));
     let txn = Txn::new().when(when).and_then(then);
     let resp = s.within(client.txn(txn)).await?;
     Ok(resp
         .succeeded()
         .then(|| resp.header().map_or(0, |h| h.revision())))
+}
+
+/// What `guard` adds to a move's transaction: its comparisons on the old owner's DC and, for
+/// [`Guard::Stale`], the deletion of that DC's member keys and `alive/` key.
+pub(super) fn guarded(p: &str, from: &str, guard: Guard) -> (Vec<Compare>, Vec<TxnOp>) {
+    let alive = format!("{p}alive/{from}");
+    match guard {
+        Guard::NoMember => (vec![no_member_of(p, from)], Vec::new()),
+        Guard::Dead => (
+            vec![
+                no_member_of(p, from),
+                Compare::version(alive.as_bytes(), CompareOp::Equal, 0),
+            ],
+            Vec::new(),
+        ),
+        Guard::Stale(rev) => {
+            // Every key under the prefix (none, if all are gone) last written at or before rev.
+            let members = keyspace::members_prefix(p, from);
+            (
+                vec![
+                    Compare::mod_revision(
+                        members.as_bytes(),
+                        CompareOp::Less,
+                        rev.saturating_add(1),
+                    )
+                    .with_prefix(),
+                ],
+                vec![
+                    TxnOp::delete(
+                        members.as_bytes(),
+                        Some(etcd_client::DeleteOptions::new().with_prefix()),
+                    ),
+                    TxnOp::delete(alive.as_bytes(), None),
+                ],
+            )
+        }
+    }
 }
 
 /// How many history records a shard has (tests and operators).
