@@ -475,3 +475,42 @@ async fn a_batch_of_moves_is_all_or_nothing() {
     );
     lease.abort();
 }
+
+/// What the failover driver reads every 100 ms, in one request: the DCs with an `alive/` key,
+/// and each DC's newest member key revision (its routers' heartbeats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alive_keys_and_heartbeats_are_read_together() {
+    use coopr_router::etcd::liveness;
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let mut c = s.connect().await.unwrap();
+    let (alive, members) = liveness::alive_and_members(&s, &mut c).await.unwrap();
+    assert!(alive.is_empty() && members.is_empty());
+    let (_keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
+    let lease = tokio::spawn(liveness::run(
+        s.clone(),
+        "dc2".into(),
+        "router-a".into(),
+        Duration::from_secs(5),
+        None,
+        shutdown,
+    ));
+    let (alive, members) = eventually(WAIT, "dc2 alive with a heartbeat", || async {
+        let mut c = s.connect().await.ok()?;
+        let got = liveness::alive_and_members(&s, &mut c).await.ok()?;
+        (!got.0.is_empty() && !got.1.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(alive, vec!["dc2".to_string()]);
+    assert_eq!(members.len(), 1);
+    assert!(members["dc2"] > 0);
+    // The next heartbeat shows as a newer revision.
+    let first = members["dc2"];
+    eventually(WAIT, "a newer heartbeat", || async {
+        let mut c = s.connect().await.ok()?;
+        let (_, m) = liveness::alive_and_members(&s, &mut c).await.ok()?;
+        (m.get("dc2").copied()? > first).then_some(())
+    })
+    .await;
+    lease.abort();
+}

@@ -77,12 +77,7 @@ pub async fn run(
         }
         let Some(c) = client.as_mut() else { continue };
         // No decision without a fresh view of the alive keys.
-        let read = async {
-            let alive = liveness::alive_dcs(&settings, c).await?;
-            let members = liveness::member_revisions(&settings, c).await?;
-            Ok::<_, super::EtcdError>((alive, members))
-        };
-        let (alive, members) = match read.await {
+        let (alive, members) = match liveness::alive_and_members(&settings, c).await {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "failover: cannot read alive/ and members/ keys");

@@ -350,48 +350,63 @@ async fn try_hold(
 
 /// The DCs whose `alive/` key exists now.
 pub async fn alive_dcs(settings: &Settings, client: &mut Client) -> Result<Vec<String>, EtcdError> {
-    let prefix = format!("{}alive/", settings.prefix);
     let resp = settings
-        .within(
-            client.get(
-                prefix.as_bytes(),
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_prefix()
-                        .with_keys_only(),
-                ),
-            ),
+        .within(client.get(alive_prefix(settings), Some(keys_only())))
+        .await?;
+    Ok(alive_in(settings, &resp))
+}
+
+/// The DCs whose `alive/` key exists, and the newest `members/{dc}/` key revision of each DC
+/// that has one (each router's heartbeat), in one request at one revision: the failover
+/// driver reads both every 100 ms. A linearizable read: whatever it shows was committed before
+/// it answered.
+pub async fn alive_and_members(
+    settings: &Settings,
+    client: &mut Client,
+) -> Result<(Vec<String>, std::collections::HashMap<String, i64>), EtcdError> {
+    let [alive, members] = settings
+        .read_together(
+            client,
+            [
+                (alive_prefix(settings).into_bytes(), Some(keys_only())),
+                (members_prefix(settings).into_bytes(), Some(keys_only())),
+            ],
         )
         .await?;
-    Ok(resp
-        .kvs()
+    Ok((alive_in(settings, &alive), members_in(settings, &members)))
+}
+
+fn alive_prefix(settings: &Settings) -> String {
+    format!("{}alive/", settings.prefix)
+}
+
+fn members_prefix(settings: &Settings) -> String {
+    format!("{}members/", settings.prefix)
+}
+
+fn keys_only() -> etcd_client::GetOptions {
+    etcd_client::GetOptions::new()
+        .with_prefix()
+        .with_keys_only()
+}
+
+/// Pure: the DCs with an `alive/` key in a read of that prefix.
+fn alive_in(settings: &Settings, resp: &etcd_client::GetResponse) -> Vec<String> {
+    resp.kvs()
         .iter()
         .filter_map(|kv| match keyspace::parse_key(&settings.prefix, kv.key()) {
             keyspace::Key::Alive(dc) => Some(dc.to_string()),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
-/// The newest `members/{dc}/` key revision of each DC that has one: each router's heartbeat.
-/// A linearizable read: whatever it shows was committed before it answered.
-pub async fn member_revisions(
+/// Pure: the newest member key revision of each DC in a read of the `members/` prefix.
+fn members_in(
     settings: &Settings,
-    client: &mut Client,
-) -> Result<std::collections::HashMap<String, i64>, EtcdError> {
-    let prefix = format!("{}members/", settings.prefix);
-    let resp = settings
-        .within(
-            client.get(
-                prefix.as_bytes(),
-                Some(
-                    etcd_client::GetOptions::new()
-                        .with_prefix()
-                        .with_keys_only(),
-                ),
-            ),
-        )
-        .await?;
+    resp: &etcd_client::GetResponse,
+) -> std::collections::HashMap<String, i64> {
+    let prefix = members_prefix(settings);
     let mut revs = std::collections::HashMap::new();
     for kv in resp.kvs() {
         let Some(dc) = std::str::from_utf8(kv.key())
@@ -405,5 +420,5 @@ pub async fn member_revisions(
         let rev = revs.entry(dc.to_string()).or_insert(0i64);
         *rev = (*rev).max(kv.mod_revision());
     }
-    Ok(revs)
+    revs
 }
