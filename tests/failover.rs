@@ -4,7 +4,8 @@
 //! DC stays a non-owner when it returns and its creates go elsewhere; two controllers racing for
 //! one move produce one winner and one history record; an owner cut off from etcd refuses writes
 //! before anything could move; a write sent while the owner's router is down is held and lands
-//! at the new owner exactly once.
+//! at the new owner exactly once. Many shards move in one transaction, all or none; the alive
+//! keys and the heartbeats are read in one request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -2,7 +2,9 @@
 //! loses nothing and applies nothing twice (every acknowledged write is in exactly one
 //! simulator's log, at the epoch of the owner that applied it, and the old owner applied nothing
 //! after the new one started); a handoff is refused for a dead owner, which `failover` moves
-//! instead (dry run first; refused while the DC is alive).
+//! instead (dry run first; refused while the DC is alive). Many handoff requests go out
+//! together and a refusal says how many were made; a manual failover of many shards answers for
+//! each in plan order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
