@@ -5,9 +5,9 @@
 //! moves them one by one to learn which still can. A DC's 1,365 shards (of 4,095) are then ~33
 //! transactions instead of 1,365, each committed by etcd as one.
 
-use super::ops::{Guard, guarded, json};
+use super::ops::{Guard, failover_reason, guarded, json, still_at};
 use super::{EtcdError, Settings, now_ms};
-use crate::ownership::keyspace::{self, HistoryRecord, ShardValue};
+use crate::ownership::keyspace::{self, HistoryRecord};
 use etcd_client::{Client, Compare, CompareOp, TxnOp};
 
 /// The most shards one transaction moves: two operations each (the shard, its history record)
@@ -45,23 +45,13 @@ pub async fn move_all_if_dead(
                 .collect(),
         )
         .await?;
-    let why = match guard {
-        Guard::Stale(rev) => format!(
-            "no heartbeat of {from} after revision {rev} for the heartbeat window, and {from} unreachable"
-        ),
-        _ => format!("alive/{from} absent and {from} unreachable"),
-    };
+    let why = failover_reason(from, guard);
     let at_ms = now_ms();
     let (mut when, mut then) = guarded(p, from, guard);
     for ((&(shard, epoch), key), got) in moves.iter().zip(&keys).zip(&read) {
-        let Some(kv) = got.kvs().first() else {
+        let Some(old) = still_at(got.kvs().first(), shard, epoch, from)? else {
             return Ok(None);
         };
-        let old: ShardValue = serde_json::from_slice(kv.value())
-            .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
-        if kv.mod_revision() != epoch || old.owner != from {
-            return Ok(None);
-        }
         let record = HistoryRecord {
             shard: Some(shard),
             from: Some(from.to_string()),

@@ -415,12 +415,7 @@ pub async fn move_if_dead(
     epoch: i64,
     guard: Guard,
 ) -> Result<Option<i64>, EtcdError> {
-    let why = match guard {
-        Guard::Stale(rev) => format!(
-            "no heartbeat of {from} after revision {rev} for the heartbeat window, and {from} unreachable"
-        ),
-        _ => format!("alive/{from} absent and {from} unreachable"),
-    };
+    let why = failover_reason(from, guard);
     move_shard(
         s,
         client,
@@ -431,6 +426,32 @@ pub async fn move_if_dead(
         guard,
     )
     .await
+}
+
+/// Why the automatic failover moved a shard away from `from`, for its history record.
+pub(super) fn failover_reason(from: &str, guard: Guard) -> String {
+    match guard {
+        Guard::Stale(rev) => format!(
+            "no heartbeat of {from} after revision {rev} for the heartbeat window, and {from} unreachable"
+        ),
+        _ => format!("alive/{from} absent and {from} unreachable"),
+    }
+}
+
+/// A shard's value as read, if it is still at `epoch` and owned by `from` (what a move of it
+/// needs); `None` if it is gone or changed since.
+pub(super) fn still_at(
+    kv: Option<&etcd_client::KeyValue>,
+    shard: u32,
+    epoch: i64,
+    from: &str,
+) -> Result<Option<ShardValue>, EtcdError> {
+    let Some(kv) = kv else {
+        return Ok(None);
+    };
+    let old: ShardValue = serde_json::from_slice(kv.value())
+        .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
+    Ok((kv.mod_revision() == epoch && old.owner == from).then_some(old))
 }
 
 /// Moves `shard` from `from` to `to` if its epoch is still `epoch` and `guard` holds, with a
@@ -448,14 +469,9 @@ pub async fn move_shard(
     let p = &s.prefix;
     let key = keyspace::shard_key(p, shard);
     let resp = s.within(client.get(key.as_bytes(), None)).await?;
-    let Some(kv) = resp.kvs().first() else {
+    let Some(old) = still_at(resp.kvs().first(), shard, epoch, from)? else {
         return Ok(None);
     };
-    let old: ShardValue = serde_json::from_slice(kv.value())
-        .map_err(|e| EtcdError::Refused(format!("shard {shard}: {e}")))?;
-    if kv.mod_revision() != epoch || old.owner != from {
-        return Ok(None);
-    }
     let new = old.moved_to(to);
     let at_ms = now_ms();
     let record = HistoryRecord {
