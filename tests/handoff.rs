@@ -324,8 +324,14 @@ async fn a_dead_owner_cannot_hand_off_and_manual_failover_moves_its_shards() {
 
 /// The `handoff_ack/{shard}/` keys in etcd.
 async fn acks(s: &coopr_router::etcd::Settings, shard: u32) -> usize {
+    keys_under(s, &format!("{PREFIX}handoff_ack/{shard}/"))
+        .await
+        .len()
+}
+
+/// The keys under `prefix` in etcd.
+async fn keys_under(s: &coopr_router::etcd::Settings, prefix: &str) -> Vec<String> {
     let mut c = s.connect().await.unwrap();
-    let prefix = format!("{PREFIX}handoff_ack/{shard}/");
     let r = c
         .get(
             prefix,
@@ -337,7 +343,10 @@ async fn acks(s: &coopr_router::etcd::Settings, shard: u32) -> usize {
         )
         .await
         .unwrap();
-    r.kvs().len()
+    r.kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -549,31 +558,12 @@ async fn many_requests_go_out_together_and_a_refusal_says_how_many_were_made() {
         epoch: rows[n as usize].epoch,
     };
     let mut c = s.connect().await.unwrap();
-    let pending = |c: &mut etcd_client::Client| {
-        let mut c = c.clone();
-        async move {
-            let get = c
-                .get(
-                    keyspace::handoffs_prefix(PREFIX),
-                    Some(
-                        etcd_client::GetOptions::new()
-                            .with_prefix()
-                            .with_keys_only(),
-                    ),
-                )
-                .await
-                .unwrap();
-            get.kvs()
-                .iter()
-                .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-                .collect::<Vec<_>>()
-        }
-    };
+    let handoffs = keyspace::handoffs_prefix(PREFIX);
 
     // 300 plans, all current: all 300 requested.
     let all: Vec<handoff::Plan> = (0..300).map(plan).collect();
     handoff::request(&s, &all, "test").await.unwrap();
-    let made = pending(&mut c).await;
+    let made = keys_under(&s, &handoffs).await;
     assert_eq!(made.len(), 300);
     for p in &all {
         assert!(made.contains(&keyspace::handoff_key(PREFIX, p.shard)));
@@ -594,7 +584,7 @@ async fn many_requests_go_out_together_and_a_refusal_says_how_many_were_made() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("shard(s) 450 changed"), "{err}");
-    let made = pending(&mut c).await.len() - 300;
+    let made = keys_under(&s, &handoffs).await.len() - 300;
     assert!(
         (150..300).contains(&made),
         "the shards before 450 at least: {made}"
@@ -604,7 +594,7 @@ async fn many_requests_go_out_together_and_a_refusal_says_how_many_were_made() {
         "{err}, {made} in etcd"
     );
     assert!(
-        !pending(&mut c)
+        !keys_under(&s, &handoffs)
             .await
             .contains(&keyspace::handoff_key(PREFIX, 450))
     );
