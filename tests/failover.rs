@@ -272,24 +272,7 @@ async fn two_controllers_racing_for_one_move_produce_one_winner() {
     // A DC whose alive key exists is never moved.
     let mut c = s.connect().await.unwrap();
     let e2 = ops::show(&s).await.unwrap()[2].epoch;
-    let (_keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
-    let lease = tokio::spawn(coopr_router::etcd::liveness::run(
-        s.clone(),
-        "dc2".into(),
-        "test-router".into(),
-        Duration::from_secs(5),
-        None,
-        shutdown,
-    ));
-    eventually(WAIT, "dc2 alive", || async {
-        let mut c = s.connect().await.ok()?;
-        coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
-            .await
-            .ok()?
-            .contains(&"dc2".to_string())
-            .then_some(())
-    })
-    .await;
+    let (_keep, lease) = keep_alive(&s, "dc2").await;
     assert_eq!(
         ops::move_if_dead(&s, &mut c, 2, ("dc2", "dc3"), e2, ops::Guard::Dead)
             .await
@@ -449,24 +432,7 @@ async fn a_batch_of_moves_is_all_or_nothing() {
             .is_err()
     );
     // A live DC's shards never move.
-    let (_keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
-    let lease = tokio::spawn(coopr_router::etcd::liveness::run(
-        s.clone(),
-        "dc1".into(),
-        "test-router".into(),
-        Duration::from_secs(5),
-        None,
-        shutdown,
-    ));
-    eventually(WAIT, "dc1 alive", || async {
-        let mut c = s.connect().await.ok()?;
-        coopr_router::etcd::liveness::alive_dcs(&s, &mut c)
-            .await
-            .ok()?
-            .contains(&"dc1".to_string())
-            .then_some(())
-    })
-    .await;
+    let (_keep, lease) = keep_alive(&s, "dc1").await;
     let last = &dc1[2 * SHARDS_PER_TXN..3 * SHARDS_PER_TXN];
     assert_eq!(
         move_all_if_dead(&s, &mut c, last, ("dc1", "dc2"), ops::Guard::Dead)
@@ -514,4 +480,34 @@ async fn alive_keys_and_heartbeats_are_read_together() {
     })
     .await;
     lease.abort();
+}
+
+/// Keeps `dc`'s `alive/` key (and a member key) as a router of it would, once it exists; the
+/// lease ends with the returned trigger and task.
+async fn keep_alive(
+    s: &coopr_router::etcd::Settings,
+    dc: &str,
+) -> (
+    coopr_router::shutdown::ShutdownTrigger,
+    tokio::task::JoinHandle<()>,
+) {
+    let (keep, shutdown) = coopr_router::shutdown::ShutdownTrigger::new();
+    let lease = tokio::spawn(coopr_router::etcd::liveness::run(
+        s.clone(),
+        dc.into(),
+        "test-router".into(),
+        Duration::from_secs(5),
+        None,
+        shutdown,
+    ));
+    eventually(WAIT, &format!("{dc} alive"), || async {
+        let mut c = s.connect().await.ok()?;
+        coopr_router::etcd::liveness::alive_dcs(s, &mut c)
+            .await
+            .ok()?
+            .contains(&dc.to_string())
+            .then_some(())
+    })
+    .await;
+    (keep, lease)
 }
