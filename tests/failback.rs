@@ -433,3 +433,48 @@ async fn a_flapping_dc_gets_nothing_back_until_it_stays_up() {
         );
     }
 }
+
+/// The failback driver's first look after a failover reads the last move of many shards
+/// together, in chunks of one transaction: the same answers as one read each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_moves_of_many_shards_are_read_together_as_one_by_one() {
+    use coopr_router::etcd::moves::{SHARDS_PER_TXN, move_all_if_dead};
+    let etcd = EtcdServer::start().await;
+    let s = etcd.settings(PREFIX);
+    let dcs: Vec<String> = ["dc1", "dc2", "dc3"].map(String::from).to_vec();
+    ops::init(&s, &dcs, 300, false).await.unwrap();
+    let dc1: Vec<(u32, i64)> = ops::show(&s)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.owner == "dc1")
+        .map(|r| (r.shard, r.epoch))
+        .collect();
+    let mut c = s.connect().await.unwrap();
+    // dc1 (never alive here) loses 70 shards in two batches.
+    for batch in [&dc1[..SHARDS_PER_TXN], &dc1[SHARDS_PER_TXN..70]] {
+        move_all_if_dead(&s, &mut c, batch, ("dc1", "dc2"), ops::Guard::Dead)
+            .await
+            .unwrap()
+            .expect("moved");
+    }
+    let all: Vec<u32> = (0..300).collect();
+    let together = failback::last_moves(&s, &mut c, &all).await.unwrap();
+    assert_eq!(together.len(), 300);
+    let moved: Vec<u32> = dc1[..70].iter().map(|&(n, _)| n).collect();
+    for (&n, last) in all.iter().zip(&together) {
+        let alone = failback::last_move(&s, &mut c, n).await.unwrap();
+        assert_eq!(last, &alone, "shard {n}");
+        assert_eq!(
+            last.as_ref().map(|l| l.by.as_str()),
+            moved.contains(&n).then_some("failover"),
+            "shard {n}"
+        );
+    }
+    assert!(
+        failback::last_moves(&s, &mut c, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
