@@ -405,7 +405,7 @@ thread_local! {
 }
 
 /// The current `Date` value.
-fn date() -> [u8; DATE_LEN] {
+pub(super) fn date() -> [u8; DATE_LEN] {
     DATE.with(|cell| {
         let mut cached = cell.borrow_mut();
         let now = SystemTime::now();

@@ -1,15 +1,13 @@
 //! One plain-TCP client connection, or a TLS one that ALPN made HTTP/1.1: wait for its first
 //! bytes holding nothing but the socket, hand an h2c connection (prior knowledge, plain only)
-//! to hyper's HTTP/2 server, and serve HTTP/1.1 with the router's own server (`fast.rs`), a
+//! to the router's own HTTP/2 server (`h2/`), and serve HTTP/1.1 with the router's own server (`fast.rs`), a
 //! request it leaves to hyper in a session of hyper's HTTP/1.1 server that ends as soon as hyper
 //! holds nothing of the connection (`park.rs`). Idle, the connection parks: it holds only its
 //! socket (and rustls's state, over TLS) and costs what its task does (384 bytes) and tokio's
 //! registration of the socket (256), not a server's buffers.
 
-use super::batch::Batched;
 use super::fast;
 use super::park::{Answer, Answering, Exchanges, ParkIo, Transport};
-use super::watch::{self, Prefixed};
 use super::{Conn, Slot};
 use crate::body::{ClientBody, ProxyBody};
 use crate::metrics::Counted;
@@ -427,14 +425,7 @@ async fn serve_h2c<H, F>(
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let activity = watch::Activity::new(conn.per_connection);
-    let io = TokioIo::new(Batched::new(Prefixed::new(read, stream)));
-    let served = conn
-        .http2
-        .serve_connection(io, watch::service(handler, remote, activity.clone()));
-    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, shutdown).await {
-        tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
-    }
+    super::h2::serve(stream, read, remote, handler, conn.h2, shutdown).await;
 }
 
 #[cfg(test)]
@@ -505,16 +496,22 @@ mod idle_size {
             let conn = Arc::new(Conn {
                 name: "test",
                 http1: hyper::server::conn::http1::Builder::new(),
-                http2: hyper::server::conn::http2::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                ),
+                h2: super::super::h2::Options {
+                    limits: super::super::h2::Limits {
+                        max_streams: 1,
+                        max_header_list: 1,
+                        stream_window: 1,
+                        conn_window: 1,
+                    },
+                    idle: std::time::Duration::ZERO,
+                    per_connection: 1,
+                },
                 park_after: std::time::Duration::ZERO,
                 head: super::super::head::HeadLimits {
                     max_head: 8192,
                     max_headers: 100,
                 },
                 idle_timeout: std::time::Duration::ZERO,
-                per_connection: 1,
                 shutdown,
                 tls: None,
                 max_connections: 1,

@@ -1,15 +1,15 @@
 //! Serving a listener: accept, cap concurrent connections, speak HTTP/1.1 or h2c (prior
 //! knowledge) per connection, over TLS when the listener has a [`TlsSource`] (ALPN `h2` or
 //! `http/1.1`), and shut down gracefully (stop accepting, let in-flight requests
-//! finish up to a grace period). Plain HTTP/1.1 connections park when idle (`h1.rs`).
+//! finish up to a grace period). Plain HTTP/1.1 connections park when idle (`h1.rs`); HTTP/2
+//! is the router's own server (`h2/`).
 
-mod batch;
 pub mod encode;
 mod fast;
 mod h1;
+pub mod h2;
 pub mod head;
 mod park;
-mod watch;
 mod workers;
 
 use workers::Placer;
@@ -20,7 +20,6 @@ use crate::config::Limits;
 use crate::shutdown::Shutdown;
 use crate::tls::server::TlsSource;
 use http::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,7 +47,8 @@ pub struct ServeOptions {
 struct Conn {
     name: &'static str,
     http1: hyper::server::conn::http1::Builder,
-    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// How an HTTP/2 connection (h2c, or TLS with ALPN `h2`) is served (`h2/`).
+    h2: h2::Options,
     park_after: Duration,
     /// What a request head may be, for the router's own HTTP/1.1 server (`fast.rs`).
     head: head::HeadLimits,
@@ -56,8 +56,6 @@ struct Conn {
     /// HTTP/1.1 request head may take (`park::ParkIo`), and how long a TLS or h2c connection
     /// may stay open with no request in flight.
     idle_timeout: Duration,
-    /// Requests of one connection in flight at once (each may hold an upstream connection).
-    per_connection: usize,
     /// The listener's shutdown signal, which every connection watches.
     shutdown: Shutdown,
     /// TLS on this listener (None: plain HTTP/1.1 and h2c).
@@ -147,14 +145,15 @@ async fn serve_h2<H, F>(
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let activity = watch::Activity::new(conn.per_connection);
-    let svc = watch::service(handler, remote, activity.clone());
-    let served = conn
-        .http2
-        .serve_connection(TokioIo::new(batch::Batched::new(stream)), svc);
-    if let Err(e) = watch::drive(served, &activity, conn.idle_timeout, &conn.shutdown).await {
-        tracing::debug!(listener = conn.name, %remote, error = %e, "connection ended with an error");
-    }
+    h2::serve(
+        stream,
+        bytes::Bytes::new(),
+        remote,
+        handler,
+        conn.h2,
+        &conn.shutdown,
+    )
+    .await;
 }
 
 /// Accepts connections on `listener` until the listener's shutdown, each served where the
@@ -227,16 +226,17 @@ where
     H: Fn(Request<ClientBody>, SocketAddr) -> F + Clone + Send + Sync + Unpin + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
-    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http2
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(opts.limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(64))
-        .max_local_error_reset_streams(Some(256))
-        // A peer that stops answering pings is gone, even with streams open.
-        .keep_alive_interval(Some(opts.request_head_timeout))
-        .keep_alive_timeout(opts.request_head_timeout);
+    let h2 = h2::Options {
+        limits: h2::Limits {
+            max_streams: opts.limits.h2_max_concurrent_streams,
+            max_header_list: u32::try_from(opts.limits.max_header_bytes).unwrap_or(u32::MAX),
+            // hyper's defaults, which the router served HTTP/2 with before.
+            stream_window: 1024 * 1024,
+            conn_window: 1024 * 1024,
+        },
+        idle: opts.request_head_timeout,
+        per_connection: opts.limits.upstream_per_connection,
+    };
     let mut http1 = hyper::server::conn::http1::Builder::new();
     // The request-head timeout is `park::ParkIo`'s (one lazily moved timer per session), not
     // hyper's (a new timer per request).
@@ -251,14 +251,13 @@ where
     let conn = Arc::new(Conn {
         name: opts.name,
         http1,
-        http2,
+        h2,
         park_after: opts.park_after,
         head: head::HeadLimits {
             max_head: opts.limits.max_header_bytes,
             max_headers: opts.limits.max_headers,
         },
         idle_timeout: opts.request_head_timeout,
-        per_connection: opts.limits.upstream_per_connection,
         shutdown: shutdown.clone(),
         tls: opts.tls.clone(),
         max_connections: opts.limits.max_connections,

@@ -5,6 +5,8 @@
 //! inspect a body for a cluster id, and `Guarded`, a response body that holds what a
 //! connection counts per request until hyper drops it.
 
+pub mod h2;
+
 use crate::wire::{Wire, WireError};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
@@ -36,13 +38,24 @@ pub enum ProxyBody {
     },
 }
 
-/// A client's request body as the server hands it over: hyper's stream (HTTP/2, and the
-/// HTTP/1.1 requests the router's own server leaves to hyper), or a body the router's own
-/// HTTP/1.1 server read whole with its head (`server/fast.rs`; `None`: no body).
+/// A client's request body as the server hands it over: hyper's stream (TLS HTTP/2, and the
+/// HTTP/1.1 requests the router's own server leaves to hyper), the router's own HTTP/2
+/// server's stream (`server/h2`), or a body one of the router's servers read whole with its
+/// head (`None`: no body).
 #[derive(Debug)]
 pub enum ClientBody {
     Hyper(Incoming),
+    H2(h2::RecvBody),
     Whole(Option<Bytes>),
+}
+
+/// Why a client's body broke off.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    H2(#[from] h2::RecvError),
 }
 
 impl ClientBody {
@@ -52,7 +65,9 @@ impl ClientBody {
         match self {
             ClientBody::Whole(Some(b)) if !b.is_empty() => ProxyBody::Full(Some(b)),
             ClientBody::Whole(_) => ProxyBody::Empty,
-            body @ ClientBody::Hyper(_) if body.is_end_stream() => ProxyBody::Empty,
+            body @ (ClientBody::Hyper(_) | ClientBody::H2(_)) if body.is_end_stream() => {
+                ProxyBody::Empty
+            }
             body => ProxyBody::Stream(body),
         }
     }
@@ -66,14 +81,15 @@ impl From<Incoming> for ClientBody {
 
 impl Body for ClientBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientError>>> {
         match self.get_mut() {
-            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx),
+            ClientBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(ClientError::from),
+            ClientBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(ClientError::from),
             ClientBody::Whole(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -81,6 +97,7 @@ impl Body for ClientBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ClientBody::Hyper(b) => b.is_end_stream(),
+            ClientBody::H2(b) => b.is_end_stream(),
             ClientBody::Whole(b) => b.as_ref().is_none_or(Bytes::is_empty),
         }
     }
@@ -88,6 +105,7 @@ impl Body for ClientBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ClientBody::Hyper(b) => b.size_hint(),
+            ClientBody::H2(b) => b.size_hint(),
             ClientBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
@@ -97,7 +115,7 @@ impl Body for ClientBody {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     #[error(transparent)]
-    Client(#[from] hyper::Error),
+    Client(#[from] ClientError),
     #[error(transparent)]
     Upstream(#[from] WireError),
 }

@@ -1,0 +1,840 @@
+//! Pure (no IO, no clock): one HTTP/2 server connection's state (RFC 9113). It takes the
+//! bytes a client sent, frame by frame, and turns them into requests for the shell
+//! (`serve.rs`) and into the frames it owes the client (SETTINGS and PING acknowledgements,
+//! WINDOW_UPDATEs, RST_STREAMs, GOAWAY), appended to `out`; the shell hands it answers and
+//! body data, which it frames within the client's windows. Stream states (§5.1), flow
+//! control (§5.2, §6.9), header blocks and their CONTINUATIONs (§6.10), and what makes a
+//! request malformed (§8.1.1, §8.2, §8.3) are all here, so that a fuzzer and a table of
+//! frames can drive the whole protocol without a socket.
+
+use super::frame::{self, DEFAULT_MAX_FRAME, Head, MAX_WINDOW, PeerSettings, Reason, flag, kind};
+use super::hpack::{Decoder, Encoder, Field};
+use crate::body::h2::{Inbox, RecvBody, RecvError};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, Version, header};
+use std::collections::VecDeque;
+
+/// What the connection holds a client to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub max_streams: u32,
+    /// SETTINGS_MAX_HEADER_LIST_SIZE; a bigger request is answered 431.
+    pub max_header_list: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much of a body a client may send ahead.
+    pub stream_window: u32,
+    /// The connection's receive window (raised to this at the start).
+    pub conn_window: u32,
+}
+
+/// A request's body as the shell gets it: whole (it came with its head), or still coming.
+#[derive(Debug)]
+pub enum Body {
+    Whole(Option<Bytes>),
+    Streamed(RecvBody),
+}
+
+/// What the shell is to do.
+#[derive(Debug)]
+// Requests are the common event and go straight on; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// A new request: run it and answer with [`Conn::respond`].
+    Request {
+        stream: u32,
+        head: Request<()>,
+        body: Body,
+    },
+    /// The stream is gone (reset by the client, or for a protocol error): stop its handler
+    /// and drop its answer.
+    Cancel(u32),
+}
+
+/// A connection error: GOAWAY with this reason, then close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnError(pub Reason);
+
+#[derive(Debug)]
+enum In {
+    /// The request's body, held until the end of the read it came in (then whole, or
+    /// streamed from here on).
+    Held(BytesMut),
+    Streaming(Inbox),
+    /// No one reads it (answered already, or a request that was refused): dropped as it comes.
+    Dropped,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    /// The client has not ended its side (END_STREAM).
+    recv_open: bool,
+    /// The answer's END_STREAM is sent.
+    send_done: bool,
+    /// The answer's head is sent.
+    responded: bool,
+    send_window: i64,
+    /// How much more of the body the client may send before a WINDOW_UPDATE.
+    recv_window: i64,
+    content_length: Option<u64>,
+    received: u64,
+    body: In,
+    /// Parsed, not yet handed to the shell (that happens once the read is done).
+    pending: Option<Request<()>>,
+}
+
+/// A header block being gathered from HEADERS and its CONTINUATIONs.
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    end_stream: bool,
+    bytes: BytesMut,
+}
+
+/// One connection's state.
+pub struct Conn {
+    limits: Limits,
+    peer: PeerSettings,
+    decoder: Decoder,
+    streams: Vec<Stream>,
+    /// The highest stream the client opened.
+    last_id: u32,
+    /// Streams this side reset recently: frames still in flight on them are ignored.
+    reset_here: VecDeque<u32>,
+    /// Streams that ended recently (both sides, or reset by the client): a new HEADERS on one
+    /// is STREAM_CLOSED, where on a stream id never used it is PROTOCOL_ERROR.
+    closed: VecDeque<u32>,
+    block: Option<Block>,
+    send_window: i64,
+    /// Received on the connection and not given back as window yet.
+    conn_unacked: u32,
+    /// GOAWAY was sent: no new streams past this one.
+    going_away: Option<u32>,
+    /// The client sent GOAWAY.
+    peer_gone: bool,
+    pub events: VecDeque<Event>,
+    /// Frames to write.
+    pub out: BytesMut,
+}
+
+/// A closed stream's id is remembered this long (in resets), for frames already in flight.
+const RESET_MEMORY: usize = 64;
+/// A header block (HEADERS and CONTINUATIONs) may not grow past the header list limit by more
+/// than this: a client that keeps sending CONTINUATION is cut off.
+const BLOCK_SLACK: usize = 16 * 1024;
+
+impl Conn {
+    /// A connection whose preface was read: the server's SETTINGS and connection window are
+    /// already in `out`.
+    pub fn new(limits: Limits) -> Conn {
+        let mut out = BytesMut::with_capacity(4096);
+        frame::put_settings(
+            &mut out,
+            limits.max_streams,
+            limits.stream_window,
+            limits.max_header_list,
+        );
+        let extra = i64::from(limits.conn_window) - frame::DEFAULT_WINDOW;
+        if let Ok(extra @ 1..) = u32::try_from(extra) {
+            frame::put_window_update(&mut out, 0, extra);
+        }
+        Conn {
+            limits,
+            peer: PeerSettings::default(),
+            decoder: Decoder::new(4096),
+            streams: Vec::new(),
+            last_id: 0,
+            reset_here: VecDeque::new(),
+            closed: VecDeque::new(),
+            block: None,
+            send_window: frame::DEFAULT_WINDOW,
+            conn_unacked: 0,
+            going_away: None,
+            peer_gone: false,
+            events: VecDeque::new(),
+            out,
+        }
+    }
+
+    /// Streams open (a request being read, run or answered).
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// The client sent GOAWAY, or this side did: no new streams will come.
+    pub fn closing(&self) -> bool {
+        self.peer_gone || self.going_away.is_some()
+    }
+
+    /// Sends GOAWAY (NO_ERROR) once: the streams opened so far are served, no new one is.
+    pub fn go_away(&mut self) {
+        if self.going_away.is_none() {
+            self.going_away = Some(self.last_id);
+            frame::put_goaway(&mut self.out, self.last_id, Reason::NO_ERROR);
+        }
+    }
+
+    /// A connection error: GOAWAY with `reason`; every stream is gone.
+    pub fn fail(&mut self, reason: Reason) {
+        frame::put_goaway(&mut self.out, self.last_id, reason);
+        self.going_away = Some(self.last_id);
+        for s in self.streams.drain(..) {
+            if let In::Streaming(inbox) = &s.body {
+                inbox.fail(RecvError::Closed);
+            }
+        }
+    }
+
+    /// Sends a PING (the shell's keep-alive).
+    pub fn ping(&mut self) {
+        frame::put_ping(&mut self.out, false, &[0; 8]);
+    }
+
+    /// Takes every whole frame at the start of `buf`, leaving a partial one there. Requests
+    /// whose head came in `buf` are handed to the shell at the end (`events`), with their body
+    /// whole when it ended in `buf` too.
+    pub fn recv(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
+        let r = self.frames(buf);
+        self.start_pending();
+        self.give_back_conn_window();
+        r
+    }
+
+    fn frames(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
+        while let Some(head) = Head::parse(buf) {
+            if head.len > DEFAULT_MAX_FRAME as usize {
+                return Err(ConnError(Reason::FRAME_SIZE_ERROR));
+            }
+            if buf.len() < frame::HEADER_LEN + head.len {
+                buf.reserve(frame::HEADER_LEN + head.len - buf.len());
+                return Ok(());
+            }
+            let _ = buf.split_to(frame::HEADER_LEN);
+            let payload = buf.split_to(head.len);
+            self.frame(head, payload)?;
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, head: Head, payload: BytesMut) -> Result<(), ConnError> {
+        if let Some(b) = &self.block
+            && (head.kind != kind::CONTINUATION || head.stream != b.stream)
+        {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        match head.kind {
+            kind::DATA => self.data(head, payload),
+            kind::HEADERS => self.headers(head, payload),
+            kind::CONTINUATION => self.continuation(head, &payload),
+            kind::PRIORITY => self.priority(head, &payload),
+            kind::RST_STREAM => self.rst(head, &payload),
+            kind::SETTINGS => self.settings(head, &payload),
+            kind::PING => self.ping_frame(head, &payload),
+            kind::GOAWAY => {
+                if head.stream != 0 {
+                    return Err(ConnError(Reason::PROTOCOL_ERROR));
+                }
+                self.peer_gone = true;
+                Ok(())
+            }
+            kind::WINDOW_UPDATE => self.window_update(head, &payload),
+            // A client may not push.
+            kind::PUSH_PROMISE => Err(ConnError(Reason::PROTOCOL_ERROR)),
+            // Unknown frame types are ignored (§5.5).
+            _ => Ok(()),
+        }
+    }
+
+    fn find(&mut self, id: u32) -> Option<usize> {
+        self.streams.iter().position(|s| s.id == id)
+    }
+
+    /// A frame on a stream that is not open: idle (never opened: a connection error) or
+    /// closed. `Ok(true)`: answer STREAM_CLOSED; `Ok(false)`: ignore it (a stream this side
+    /// reset, whose frames may still be in flight).
+    fn not_open(&self, id: u32) -> Result<bool, ConnError> {
+        if id == 0 || id > self.last_id {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        Ok(!self.reset_here.contains(&id))
+    }
+
+    fn data(&mut self, head: Head, payload: BytesMut) -> Result<(), ConnError> {
+        // The whole frame counts against the windows, padding too.
+        let len = payload.len();
+        self.conn_unacked = self.conn_unacked.saturating_add(len as u32);
+        let Some(range) = frame::unpad(&head, &payload) else {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        };
+        let Some(i) = self.find(head.stream) else {
+            if self.not_open(head.stream)? {
+                self.reset(head.stream, Reason::STREAM_CLOSED);
+            }
+            return Ok(());
+        };
+        let s = &mut self.streams[i];
+        if !s.recv_open {
+            self.reset_at(i, Reason::STREAM_CLOSED);
+            return Ok(());
+        }
+        s.recv_window -= len as i64;
+        if s.recv_window < 0 {
+            self.reset_at(i, Reason::FLOW_CONTROL_ERROR);
+            return Ok(());
+        }
+        let mut payload = payload;
+        let data = payload
+            .split_off(range.start)
+            .split_to(range.len())
+            .freeze();
+        s.received += data.len() as u64;
+        let end = head.has(flag::END_STREAM);
+        if s.content_length
+            .is_some_and(|n| s.received > n || (end && s.received != n))
+        {
+            self.reset_at(i, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        if end {
+            s.recv_open = false;
+        }
+        let given_back = match &mut s.body {
+            In::Held(b) => {
+                b.extend_from_slice(&data);
+                0
+            }
+            In::Streaming(inbox) => {
+                inbox.push(data, end);
+                0
+            }
+            In::Dropped => len,
+        };
+        s.recv_window += given_back as i64;
+        if end {
+            self.end_if_done(i);
+        }
+        Ok(())
+    }
+
+    fn headers(&mut self, head: Head, mut payload: BytesMut) -> Result<(), ConnError> {
+        if head.stream == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        let Some(range) = frame::unpad(&head, &payload) else {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        };
+        let mut fragment = payload.split_off(range.start);
+        fragment.truncate(range.len());
+        if head.has(flag::PRIORITY) {
+            if fragment.len() < 5 {
+                return Err(ConnError(Reason::FRAME_SIZE_ERROR));
+            }
+            let depends_on = frame::u31(&fragment, 0);
+            let _ = fragment.split_to(5);
+            if depends_on == head.stream {
+                // Decoded all the same (the table must stay in step), then reset.
+                self.block = Some(Block {
+                    stream: head.stream,
+                    end_stream: head.has(flag::END_STREAM),
+                    bytes: fragment,
+                });
+                return self.after_fragment(head.has(flag::END_HEADERS), true);
+            }
+        }
+        self.block = Some(Block {
+            stream: head.stream,
+            end_stream: head.has(flag::END_STREAM),
+            bytes: fragment,
+        });
+        self.after_fragment(head.has(flag::END_HEADERS), false)
+    }
+
+    fn continuation(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        let Some(b) = &mut self.block else {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        };
+        b.bytes.extend_from_slice(payload);
+        if b.bytes.len() > self.limits.max_header_list as usize + BLOCK_SLACK {
+            return Err(ConnError(Reason::ENHANCE_YOUR_CALM));
+        }
+        self.after_fragment(head.has(flag::END_HEADERS), false)
+    }
+
+    /// A fragment of a header block arrived; once the block ends, it is decoded and acted on.
+    fn after_fragment(&mut self, end_headers: bool, self_dependent: bool) -> Result<(), ConnError> {
+        if !end_headers {
+            return Ok(());
+        }
+        let Some(block) = self.block.take() else {
+            return Ok(());
+        };
+        let mut fields = Vec::with_capacity(16);
+        self.decoder
+            .decode(&block.bytes, |f| fields.push(f))
+            .map_err(|_| ConnError(Reason::COMPRESSION_ERROR))?;
+        let id = block.stream;
+        if let Some(i) = self.find(id) {
+            return self.trailers(i, block.end_stream, &fields);
+        }
+        if id <= self.last_id {
+            if self.reset_here.contains(&id) {
+                return Ok(());
+            }
+            let reason = if self.closed.contains(&id) {
+                Reason::STREAM_CLOSED
+            } else {
+                Reason::PROTOCOL_ERROR
+            };
+            return Err(ConnError(reason));
+        }
+        if id % 2 == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        self.last_id = id;
+        if self_dependent {
+            self.reset(id, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        if self.going_away.is_some() || self.streams.len() >= self.limits.max_streams as usize {
+            self.reset(id, Reason::REFUSED_STREAM);
+            return Ok(());
+        }
+        let list: usize = fields.iter().map(Field::size).sum();
+        let mut stream = Stream {
+            id,
+            recv_open: !block.end_stream,
+            send_done: false,
+            responded: false,
+            send_window: self.peer.initial_window,
+            recv_window: i64::from(self.limits.stream_window),
+            content_length: None,
+            received: 0,
+            body: In::Held(BytesMut::new()),
+            pending: None,
+        };
+        if list > self.limits.max_header_list as usize {
+            // As h2 does: 431, and the body (if any) is not wanted.
+            let mut block = BytesMut::with_capacity(8);
+            Encoder::status(&mut block, 431);
+            frame::put_headers(&mut self.out, id, &block, true, self.peer.max_frame);
+            stream.body = In::Dropped;
+            stream.responded = true;
+            stream.send_done = true;
+            self.streams.push(stream);
+            let i = self.streams.len() - 1;
+            self.end_if_done(i);
+            return Ok(());
+        }
+        match request(fields) {
+            Some((head, content_length)) => {
+                if block.end_stream && content_length.is_some_and(|n| n != 0) {
+                    self.reset(id, Reason::PROTOCOL_ERROR);
+                    return Ok(());
+                }
+                stream.content_length = content_length;
+                stream.pending = Some(head);
+                self.streams.push(stream);
+            }
+            None => self.reset(id, Reason::PROTOCOL_ERROR),
+        }
+        Ok(())
+    }
+
+    /// A second header block on an open stream: trailers, which must end the stream and carry
+    /// no pseudo-header. They end the body; the fields themselves are not passed on.
+    fn trailers(&mut self, i: usize, end_stream: bool, fields: &[Field]) -> Result<(), ConnError> {
+        let s = &mut self.streams[i];
+        if !s.recv_open {
+            self.reset_at(i, Reason::STREAM_CLOSED);
+            return Ok(());
+        }
+        let pseudo = fields.iter().any(|f| !matches!(f, Field::Header(..)));
+        if !end_stream || pseudo {
+            self.reset_at(i, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        if s.content_length.is_some_and(|n| n != s.received) {
+            self.reset_at(i, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        tracing::debug!(stream = s.id, "HTTP/2 request trailers dropped");
+        s.recv_open = false;
+        if let In::Streaming(inbox) = &s.body {
+            inbox.push(Bytes::new(), true);
+        }
+        self.end_if_done(i);
+        Ok(())
+    }
+
+    fn priority(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        if head.stream == 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        if payload.len() != 5 {
+            self.reset(head.stream, Reason::FRAME_SIZE_ERROR);
+            return Ok(());
+        }
+        if frame::u31(payload, 0) == head.stream {
+            match self.find(head.stream) {
+                Some(i) => self.reset_at(i, Reason::PROTOCOL_ERROR),
+                None => self.reset(head.stream, Reason::PROTOCOL_ERROR),
+            }
+        }
+        Ok(())
+    }
+
+    fn rst(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        if payload.len() != 4 {
+            return Err(ConnError(Reason::FRAME_SIZE_ERROR));
+        }
+        if head.stream == 0 || head.stream > self.last_id {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        if let Some(i) = self.find(head.stream) {
+            let s = self.streams.swap_remove(i);
+            remember(&mut self.closed, s.id);
+            self.gone(s, RecvError::Reset);
+        }
+        Ok(())
+    }
+
+    fn settings(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        if head.stream != 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        if head.has(flag::ACK) {
+            return if payload.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnError(Reason::FRAME_SIZE_ERROR))
+            };
+        }
+        let before = self.peer.initial_window;
+        self.peer = frame::apply_settings(self.peer, payload).map_err(ConnError)?;
+        let delta = self.peer.initial_window - before;
+        for s in &mut self.streams {
+            s.send_window += delta;
+            if s.send_window > MAX_WINDOW {
+                return Err(ConnError(Reason::FLOW_CONTROL_ERROR));
+            }
+        }
+        frame::put_settings_ack(&mut self.out);
+        Ok(())
+    }
+
+    fn ping_frame(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        if head.stream != 0 {
+            return Err(ConnError(Reason::PROTOCOL_ERROR));
+        }
+        let Ok(data) = <&[u8; 8]>::try_from(payload) else {
+            return Err(ConnError(Reason::FRAME_SIZE_ERROR));
+        };
+        if !head.has(flag::ACK) {
+            frame::put_ping(&mut self.out, true, data);
+        }
+        Ok(())
+    }
+
+    fn window_update(&mut self, head: Head, payload: &[u8]) -> Result<(), ConnError> {
+        if payload.len() != 4 {
+            return Err(ConnError(Reason::FRAME_SIZE_ERROR));
+        }
+        let inc = i64::from(frame::u31(payload, 0));
+        if head.stream == 0 {
+            if inc == 0 {
+                return Err(ConnError(Reason::PROTOCOL_ERROR));
+            }
+            self.send_window += inc;
+            if self.send_window > MAX_WINDOW {
+                return Err(ConnError(Reason::FLOW_CONTROL_ERROR));
+            }
+            return Ok(());
+        }
+        let Some(i) = self.find(head.stream) else {
+            if head.stream > self.last_id {
+                return Err(ConnError(Reason::PROTOCOL_ERROR));
+            }
+            return Ok(());
+        };
+        if inc == 0 {
+            self.reset_at(i, Reason::PROTOCOL_ERROR);
+            return Ok(());
+        }
+        let s = &mut self.streams[i];
+        s.send_window += inc;
+        if s.send_window > MAX_WINDOW {
+            self.reset_at(i, Reason::FLOW_CONTROL_ERROR);
+        }
+        Ok(())
+    }
+
+    /// Hands the requests parsed in this read to the shell, each body whole if it ended.
+    fn start_pending(&mut self) {
+        let window = self.limits.stream_window;
+        for s in &mut self.streams {
+            let Some(head) = s.pending.take() else {
+                continue;
+            };
+            let held = match std::mem::replace(&mut s.body, In::Dropped) {
+                In::Held(b) => b,
+                other => {
+                    s.body = other;
+                    BytesMut::new()
+                }
+            };
+            let body = if !s.recv_open {
+                // Whole: what it took of the window is given back with the read.
+                s.recv_window += held.len() as i64;
+                Body::Whole((!held.is_empty()).then(|| held.freeze()))
+            } else {
+                let (inbox, body) = Inbox::new(window);
+                if !held.is_empty() {
+                    inbox.push(held.freeze(), false);
+                }
+                s.body = In::Streaming(inbox);
+                Body::Streamed(body)
+            };
+            self.events.push_back(Event::Request {
+                stream: s.id,
+                head,
+                body,
+            });
+        }
+    }
+
+    /// Gives back connection window for what was received, once half of it is used.
+    fn give_back_conn_window(&mut self) {
+        if self.conn_unacked >= self.limits.conn_window / 2 {
+            frame::put_window_update(&mut self.out, 0, self.conn_unacked);
+            self.conn_unacked = 0;
+        }
+    }
+
+    /// Gives back stream window for what the proxy read of the streamed bodies; drops the
+    /// bodies nobody reads any more.
+    pub fn release(&mut self, cx: &mut std::task::Context<'_>) {
+        for s in &mut self.streams {
+            let In::Streaming(inbox) = &s.body else {
+                continue;
+            };
+            let n = inbox.take_released(cx);
+            if inbox.abandoned() {
+                s.body = In::Dropped;
+            }
+            if n > 0 && s.recv_open {
+                s.recv_window += i64::from(n);
+                frame::put_window_update(&mut self.out, s.id, n);
+            }
+        }
+    }
+
+    /// Sends an answer's head; `end`: it has no body. Connection-specific fields are dropped
+    /// (RFC 9113 §8.2.2), as hyper does.
+    pub fn respond(&mut self, id: u32, status: StatusCode, headers: &HeaderMap, end: bool) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let mut block = BytesMut::with_capacity(256);
+        Encoder::status(&mut block, status.as_u16());
+        for (name, value) in headers {
+            if !connection_specific(name) {
+                Encoder::header(&mut block, name, value);
+            }
+        }
+        frame::put_headers(&mut self.out, id, &block, end, self.peer.max_frame);
+        let s = &mut self.streams[i];
+        s.responded = true;
+        if end {
+            s.send_done = true;
+            self.end_if_done(i);
+        }
+    }
+
+    /// Whether stream `id` is still open (not reset, not ended).
+    pub fn is_open(&self, id: u32) -> bool {
+        self.streams.iter().any(|s| s.id == id)
+    }
+
+    /// How many bytes of an answer's body stream `id` may send now (0: wait for window).
+    pub fn send_capacity(&self, id: u32) -> usize {
+        let Some(s) = self.streams.iter().find(|s| s.id == id) else {
+            return 0;
+        };
+        let w = s.send_window.min(self.send_window).max(0);
+        usize::try_from(w).unwrap_or(0)
+    }
+
+    /// Frames `data` (which the caller kept within [`Conn::send_capacity`]) as DATA frames
+    /// of at most the client's frame size.
+    pub fn send_data(&mut self, id: u32, data: &[u8], end: bool) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let max = (self.peer.max_frame as usize).max(1);
+        let mut chunks = data.chunks(max).peekable();
+        if data.is_empty() {
+            frame::put_data(&mut self.out, id, &[], end);
+        }
+        while let Some(c) = chunks.next() {
+            frame::put_data(&mut self.out, id, c, end && chunks.peek().is_none());
+        }
+        let n = data.len() as i64;
+        self.send_window -= n;
+        let s = &mut self.streams[i];
+        s.send_window -= n;
+        if end {
+            s.send_done = true;
+            self.end_if_done(i);
+        }
+    }
+
+    /// Sends trailers, which end the answer.
+    pub fn send_trailers(&mut self, id: u32, trailers: &HeaderMap) {
+        let Some(i) = self.find(id) else {
+            return;
+        };
+        let mut block = BytesMut::with_capacity(64);
+        for (name, value) in trailers {
+            if !connection_specific(name) {
+                Encoder::header(&mut block, name, value);
+            }
+        }
+        frame::put_headers(&mut self.out, id, &block, true, self.peer.max_frame);
+        self.streams[i].send_done = true;
+        self.end_if_done(i);
+    }
+
+    /// The shell gives up on a stream (its answer failed): RST_STREAM with `reason`.
+    pub fn abort(&mut self, id: u32, reason: Reason) {
+        if let Some(i) = self.find(id) {
+            self.reset_at(i, reason);
+        }
+    }
+
+    /// Removes a stream once both sides ended; an answer that ended before the request did
+    /// tells the client to stop sending (RST_STREAM NO_ERROR, RFC 9113 §8.1).
+    fn end_if_done(&mut self, i: usize) {
+        let s = &self.streams[i];
+        if !s.send_done {
+            return;
+        }
+        if s.recv_open {
+            self.reset_at(i, Reason::NO_ERROR);
+            return;
+        }
+        let s = self.streams.swap_remove(i);
+        remember(&mut self.closed, s.id);
+        if let In::Streaming(inbox) = &s.body {
+            inbox.push(Bytes::new(), true);
+        }
+    }
+
+    /// Resets an open stream: its handler (if it was started) is cancelled.
+    fn reset_at(&mut self, i: usize, reason: Reason) {
+        let s = self.streams.swap_remove(i);
+        self.reset(s.id, reason);
+        self.gone(s, RecvError::Reset);
+    }
+
+    fn gone(&mut self, s: Stream, why: RecvError) {
+        if let In::Streaming(inbox) = &s.body {
+            inbox.fail(why);
+        }
+        if s.pending.is_none() && !(s.responded && s.send_done) {
+            self.events.push_back(Event::Cancel(s.id));
+        }
+    }
+
+    /// RST_STREAM on a stream that is not open (any more); its late frames are ignored.
+    fn reset(&mut self, id: u32, reason: Reason) {
+        frame::put_rst(&mut self.out, id, reason);
+        remember(&mut self.reset_here, id);
+    }
+}
+
+/// Keeps the last [`RESET_MEMORY`] stream ids.
+fn remember(ids: &mut VecDeque<u32>, id: u32) {
+    if ids.len() == RESET_MEMORY {
+        ids.pop_front();
+    }
+    ids.push_back(id);
+}
+
+/// The fields HTTP/2 does not carry (RFC 9113 §8.2.2).
+fn connection_specific(name: &header::HeaderName) -> bool {
+    matches!(
+        *name,
+        header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE | header::TE
+    ) || name == "keep-alive"
+        || name == "proxy-connection"
+}
+
+/// A request's head from its fields, as h2 builds it (`server.rs`, `convert_poll_message`),
+/// and its `content-length`; `None` when it is malformed (RFC 9113 §8.1.1, §8.3.1).
+pub fn request(fields: Vec<Field>) -> Option<(Request<()>, Option<u64>)> {
+    let (mut method, mut scheme, mut authority, mut path) = (None, None, None, None);
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut regular = false;
+    let mut content_length: Option<u64> = None;
+    for f in fields {
+        let (slot, v) = match f {
+            Field::Header(name, value) => {
+                regular = true;
+                if connection_specific(&name) && !(name == header::TE && value == "trailers") {
+                    return None;
+                }
+                if name == header::CONTENT_LENGTH {
+                    let n = std::str::from_utf8(value.as_bytes())
+                        .ok()
+                        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|t| t.parse::<u64>().ok())?;
+                    if content_length.is_some_and(|m| m != n) {
+                        return None;
+                    }
+                    content_length = Some(n);
+                }
+                headers.append(name, value);
+                continue;
+            }
+            Field::Method(v) => (&mut method, v),
+            Field::Scheme(v) => (&mut scheme, v),
+            Field::Authority(v) => (&mut authority, v),
+            Field::Path(v) => (&mut path, v),
+            Field::Protocol(_) | Field::Status(_) | Field::Bad { .. } => return None,
+        };
+        // A pseudo-header after a regular field, or twice: malformed.
+        if regular || slot.is_some() {
+            return None;
+        }
+        *slot = Some(v);
+    }
+    let method = Method::from_bytes(&method?).ok()?;
+    let mut parts = http::uri::Parts::default();
+    if let Some(a) = authority {
+        parts.authority = Some(http::uri::Authority::from_maybe_shared(a).ok()?);
+    }
+    if method == Method::CONNECT {
+        // Only :authority (RFC 9113 §8.5); the proxy refuses CONNECT itself.
+        if scheme.is_some() || path.is_some() || parts.authority.is_none() {
+            return None;
+        }
+    } else {
+        let scheme = http::uri::Scheme::try_from(&scheme?[..]).ok()?;
+        // A URI cannot be a scheme and a path: the scheme goes with an authority only.
+        if parts.authority.is_some() {
+            parts.scheme = Some(scheme);
+        }
+        let path = path.filter(|p| !p.is_empty())?;
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_maybe_shared(path).ok()?);
+    }
+    let mut req = Request::new(());
+    *req.method_mut() = method;
+    *req.uri_mut() = Uri::from_parts(parts).ok()?;
+    *req.version_mut() = Version::HTTP_2;
+    *req.headers_mut() = headers;
+    Some((req, content_length))
+}
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
