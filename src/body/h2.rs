@@ -93,6 +93,14 @@ impl Inbox {
         n
     }
 
+    /// The stream is gone or nobody reads it: what is left unread is dropped, and that and
+    /// what the proxy took since the last [`Inbox::take_released`] are given back as window.
+    pub fn drain(&self) -> u32 {
+        let mut s = lock(&self.0);
+        let unread: usize = s.chunks.drain(..).map(|c| c.len()).sum();
+        std::mem::take(&mut s.taken).saturating_add(u32::try_from(unread).unwrap_or(u32::MAX))
+    }
+
     /// Whether the proxy dropped its side (nobody will read the rest).
     pub fn abandoned(&self) -> bool {
         Arc::strong_count(&self.0) == 1

@@ -260,60 +260,70 @@ impl Conn {
     }
 
     fn data(&mut self, head: Head, payload: BytesMut) -> Result<(), ConnError> {
-        // The whole frame counts against the windows, padding too.
+        // The whole frame counts against the windows, padding too. The connection's window is
+        // given back as the proxy takes the data (or at once for data nobody will read), so a
+        // client has at most that window of bodies in the router.
         let len = payload.len();
-        self.conn_unacked = self.conn_unacked.saturating_add(len as u32);
         let Some(range) = frame::unpad(&head, &payload) else {
             return Err(ConnError(Reason::PROTOCOL_ERROR));
         };
         let Some(i) = self.find(head.stream) else {
+            self.unacked(len);
             if self.not_open(head.stream)? {
                 self.reset(head.stream, Reason::STREAM_CLOSED);
             }
             return Ok(());
         };
         let s = &mut self.streams[i];
-        if !s.recv_open {
-            self.reset_at(i, Reason::STREAM_CLOSED);
-            return Ok(());
-        }
         s.recv_window -= len as i64;
-        if s.recv_window < 0 {
-            self.reset_at(i, Reason::FLOW_CONTROL_ERROR);
+        let end = head.has(flag::END_STREAM);
+        let data_len = range.len();
+        let broken = if !s.recv_open {
+            Some(Reason::STREAM_CLOSED)
+        } else if s.recv_window < 0 {
+            Some(Reason::FLOW_CONTROL_ERROR)
+        } else {
+            s.received += data_len as u64;
+            s.content_length
+                .is_some_and(|n| s.received > n || (end && s.received != n))
+                .then_some(Reason::PROTOCOL_ERROR)
+        };
+        if let Some(reason) = broken {
+            self.unacked(len);
+            self.reset_at(i, reason);
             return Ok(());
         }
         let mut payload = payload;
-        let data = payload
-            .split_off(range.start)
-            .split_to(range.len())
-            .freeze();
-        s.received += data.len() as u64;
-        let end = head.has(flag::END_STREAM);
-        if s.content_length
-            .is_some_and(|n| s.received > n || (end && s.received != n))
-        {
-            self.reset_at(i, Reason::PROTOCOL_ERROR);
-            return Ok(());
-        }
+        let data = payload.split_off(range.start).split_to(data_len).freeze();
+        // Padding and data nobody reads are given back at once.
+        let mut back = len - data_len;
         if end {
             s.recv_open = false;
         }
-        let given_back = match &mut s.body {
-            In::Held(b) => {
-                b.extend_from_slice(&data);
-                0
+        match &mut s.body {
+            In::Held(b) => b.extend_from_slice(&data),
+            In::Streaming(inbox) => inbox.push(data, end),
+            In::Dropped => back = len,
+        }
+        if back > 0 {
+            let s = &mut self.streams[i];
+            if s.recv_open {
+                s.recv_window += back as i64;
+                frame::put_window_update(&mut self.out, s.id, back as u32);
             }
-            In::Streaming(inbox) => {
-                inbox.push(data, end);
-                0
-            }
-            In::Dropped => len,
-        };
-        s.recv_window += given_back as i64;
+            self.unacked(back);
+        }
         if end {
             self.end_if_done(i);
         }
         Ok(())
+    }
+
+    /// Counts received bytes no one holds any more, to give back as connection window.
+    fn unacked(&mut self, n: usize) {
+        self.conn_unacked = self
+            .conn_unacked
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
     }
 
     fn headers(&mut self, head: Head, mut payload: BytesMut) -> Result<(), ConnError> {
@@ -583,8 +593,10 @@ impl Conn {
                 }
             };
             let body = if !s.recv_open {
-                // Whole: what it took of the window is given back with the read.
-                s.recv_window += held.len() as i64;
+                // Whole: the handler holds it from here.
+                self.conn_unacked = self
+                    .conn_unacked
+                    .saturating_add(u32::try_from(held.len()).unwrap_or(u32::MAX));
                 Body::Whole((!held.is_empty()).then(|| held.freeze()))
             } else {
                 let (inbox, body) = Inbox::new(window);
@@ -610,22 +622,28 @@ impl Conn {
         }
     }
 
-    /// Gives back stream window for what the proxy read of the streamed bodies; drops the
-    /// bodies nobody reads any more.
+    /// Gives back window for what the proxy read of the streamed bodies (the stream's while
+    /// the client may still send, and the connection's); drops the bodies nobody reads any
+    /// more.
     pub fn release(&mut self, cx: &mut std::task::Context<'_>) {
+        let mut back = 0u32;
         for s in &mut self.streams {
             let In::Streaming(inbox) = &s.body else {
                 continue;
             };
-            let n = inbox.take_released(cx);
+            let mut n = inbox.take_released(cx);
             if inbox.abandoned() {
+                n = n.saturating_add(inbox.drain());
                 s.body = In::Dropped;
             }
             if n > 0 && s.recv_open {
                 s.recv_window += i64::from(n);
                 frame::put_window_update(&mut self.out, s.id, n);
             }
+            back = back.saturating_add(n);
         }
+        self.conn_unacked = self.conn_unacked.saturating_add(back);
+        self.give_back_conn_window();
     }
 
     /// Sends an answer's head; `end`: it has no body. Connection-specific fields are dropped
@@ -726,6 +744,8 @@ impl Conn {
         remember(&mut self.closed, s.id);
         if let In::Streaming(inbox) = &s.body {
             inbox.push(Bytes::new(), true);
+            let n = inbox.drain();
+            self.conn_unacked = self.conn_unacked.saturating_add(n);
         }
     }
 
@@ -737,8 +757,14 @@ impl Conn {
     }
 
     fn gone(&mut self, s: Stream, why: RecvError) {
-        if let In::Streaming(inbox) = &s.body {
-            inbox.fail(why);
+        match &s.body {
+            In::Streaming(inbox) => {
+                inbox.fail(why);
+                let n = inbox.drain();
+                self.conn_unacked = self.conn_unacked.saturating_add(n);
+            }
+            In::Held(b) => self.unacked(b.len()),
+            In::Dropped => {}
         }
         if s.pending.is_none() && !(s.responded && s.send_done) {
             self.events.push_back(Event::Cancel(s.id));

@@ -595,3 +595,65 @@ proptest! {
         frames(&c.out);
     }
 }
+
+#[test]
+fn the_connection_window_comes_back_as_bodies_are_read_or_dropped() {
+    let limits = Limits {
+        conn_window: 1000,
+        stream_window: 10_000,
+        ..LIMITS
+    };
+    let mut c = Conn::new(limits);
+    c.out.clear();
+    let post = |id| {
+        frame(
+            kind::HEADERS,
+            flag::END_HEADERS,
+            id,
+            &block(b"POST", b"/", &[]),
+        )
+    };
+    let mut input = post(1);
+    input.extend(frame(kind::DATA, 0, 1, &[7; 600]));
+    let mut buf = BytesMut::from(&input[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    let Some(Event::Request {
+        body: Body::Streamed(mut body),
+        ..
+    }) = c.events.pop_front()
+    else {
+        panic!("not streamed");
+    };
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    c.release(&mut cx);
+    assert!(
+        frames(&c.out).is_empty(),
+        "nothing read, nothing given back"
+    );
+    assert!(std::pin::Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+    c.release(&mut cx);
+    let update = |stream: u32, n: u32| (kind::WINDOW_UPDATE, 0, stream, n.to_be_bytes().to_vec());
+    assert_eq!(frames(&c.out), vec![update(1, 600), update(0, 600)]);
+    c.out.clear();
+
+    // Unread, then the client resets the stream: the data is dropped and its window comes back.
+    let mut input = post(3);
+    input.extend(frame(kind::DATA, 0, 3, &[7; 300]));
+    input.extend(frame(kind::DATA, 0, 3, &[7; 300]));
+    input.extend(frame(kind::RST_STREAM, 0, 3, &[0, 0, 0, 8]));
+    let mut buf = BytesMut::from(&input[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    assert_eq!(frames(&c.out), vec![update(0, 600)]);
+    // A padded frame's padding comes back at once.
+    c.out.clear();
+    let mut input = post(5);
+    let mut padded = vec![10u8];
+    padded.extend([1; 5]);
+    padded.extend([0; 10]);
+    input.extend(frame(kind::DATA, flag::PADDED, 5, &padded));
+    let mut buf = BytesMut::from(&input[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    assert_eq!(frames(&c.out), vec![update(5, 11)]);
+    drop(body);
+}
