@@ -112,6 +112,11 @@ pub struct Conn {
     going_away: Option<u32>,
     /// The client sent GOAWAY.
     peer_gone: bool,
+    /// Resets of requests still being served the client may make beyond the answers it got
+    /// (rapid reset, CVE-2023-44487): each answer gives one back, up to [`RESET_BURST`].
+    reset_budget: u32,
+    /// Streams this side reset for the client's errors; past [`MAX_ERROR_RESETS`], GOAWAY.
+    error_resets: u32,
     pub events: VecDeque<Event>,
     /// Frames to write.
     pub out: BytesMut,
@@ -119,6 +124,11 @@ pub struct Conn {
 
 /// A closed stream's id is remembered this long (in resets), for frames already in flight.
 const RESET_MEMORY: usize = 64;
+/// Resets of requests in progress a client may make ahead of the answers it got.
+const RESET_BURST: u32 = 64;
+/// Streams reset for a client's errors before the connection is ended (hyper's
+/// `max_local_error_reset_streams`).
+const MAX_ERROR_RESETS: u32 = 256;
 /// A header block (HEADERS and CONTINUATIONs) may not grow past the header list limit by more
 /// than this: a client that keeps sending CONTINUATION is cut off.
 const BLOCK_SLACK: usize = 16 * 1024;
@@ -151,6 +161,8 @@ impl Conn {
             conn_unacked: 0,
             going_away: None,
             peer_gone: false,
+            reset_budget: RESET_BURST,
+            error_resets: 0,
             events: VecDeque::new(),
             out,
         }
@@ -212,6 +224,9 @@ impl Conn {
             let _ = buf.split_to(frame::HEADER_LEN);
             let payload = buf.split_to(head.len);
             self.frame(head, payload)?;
+            if self.error_resets > MAX_ERROR_RESETS {
+                return Err(ConnError(Reason::ENHANCE_YOUR_CALM));
+            }
         }
         Ok(())
     }
@@ -503,7 +518,14 @@ impl Conn {
         if let Some(i) = self.find(head.stream) {
             let s = self.streams.swap_remove(i);
             remember(&mut self.closed, s.id);
+            let in_progress = !s.send_done;
             self.gone(s, RecvError::Reset);
+            if in_progress {
+                if self.reset_budget == 0 {
+                    return Err(ConnError(Reason::ENHANCE_YOUR_CALM));
+                }
+                self.reset_budget -= 1;
+            }
         }
         Ok(())
     }
@@ -742,6 +764,7 @@ impl Conn {
         }
         let s = self.streams.swap_remove(i);
         remember(&mut self.closed, s.id);
+        self.reset_budget = (self.reset_budget + 1).min(RESET_BURST);
         if let In::Streaming(inbox) = &s.body {
             inbox.push(Bytes::new(), true);
             let n = inbox.drain();
@@ -773,6 +796,9 @@ impl Conn {
 
     /// RST_STREAM on a stream that is not open (any more); its late frames are ignored.
     fn reset(&mut self, id: u32, reason: Reason) {
+        if reason != Reason::NO_ERROR && reason != Reason::REFUSED_STREAM {
+            self.error_resets += 1;
+        }
         frame::put_rst(&mut self.out, id, reason);
         remember(&mut self.reset_here, id);
     }

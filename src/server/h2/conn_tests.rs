@@ -657,3 +657,45 @@ fn the_connection_window_comes_back_as_bodies_are_read_or_dropped() {
     assert_eq!(frames(&c.out), vec![update(5, 11)]);
     drop(body);
 }
+
+#[test]
+fn reset_floods_end_the_connection() {
+    // Rapid reset: requests reset by the client before they were answered.
+    let mut input = Vec::new();
+    for i in 0..=RESET_BURST {
+        let id = 2 * i + 1;
+        input.extend(get(id));
+        input.extend(frame(kind::RST_STREAM, 0, id, &[0, 0, 0, 8]));
+    }
+    let (_, r, _) = run(&input);
+    assert_eq!(r, Err(ConnError(Reason::ENHANCE_YOUR_CALM)));
+    // One fewer is fine, and each answer gives one back.
+    let mut c = Conn::new(LIMITS);
+    let mut id = 1;
+    for round in 0..3 {
+        let mut input = Vec::new();
+        let n = if round == 0 { RESET_BURST } else { 1 };
+        for _ in 0..n {
+            input.extend(get(id));
+            input.extend(frame(kind::RST_STREAM, 0, id, &[0, 0, 0, 8]));
+            id += 2;
+        }
+        input.extend(get(id));
+        let mut buf = BytesMut::from(&input[..]);
+        assert_eq!(c.recv(&mut buf), Ok(()), "round {round}");
+        c.respond(id, StatusCode::OK, &HeaderMap::new(), true);
+        id += 2;
+    }
+    // Streams reset for the client's own errors: past the limit, GOAWAY.
+    let mut input = Vec::new();
+    for i in 0..=MAX_ERROR_RESETS {
+        input.extend(frame(
+            kind::HEADERS,
+            flag::END_HEADERS | flag::END_STREAM,
+            2 * i + 1,
+            &block(b"GET", b"", &[]),
+        ));
+    }
+    let (_, r, _) = run(&input);
+    assert_eq!(r, Err(ConnError(Reason::ENHANCE_YOUR_CALM)));
+}
