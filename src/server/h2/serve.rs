@@ -44,8 +44,9 @@ thread_local! {
         std::cell::RefCell::new(Box::new([0; READ_CHUNK]));
 }
 
-/// Serves `io`, whose first bytes (`read`, the preface included) were already read from it,
-/// until the client or the connection's clocks end it.
+/// Serves `io` until the client or the connection's clocks end it. `read`: what was already
+/// read from it (an h2c connection's preface and what came with it; nothing over TLS). A
+/// connection that does not open with the HTTP/2 preface within `idle` gets GOAWAY.
 pub async fn serve<T, H, F>(
     io: T,
     read: Bytes,
