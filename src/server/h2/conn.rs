@@ -124,6 +124,8 @@ pub struct Conn {
 
 /// A closed stream's id is remembered this long (in resets), for frames already in flight.
 const RESET_MEMORY: usize = 64;
+/// The largest announced body held back with its request until it has all come.
+const HOLD_MAX: u64 = 64 * 1024;
 /// Resets of requests in progress a client may make ahead of the answers it got.
 const RESET_BURST: u32 = 64;
 /// Streams reset for a client's errors before the connection is ended (hyper's
@@ -207,7 +209,7 @@ impl Conn {
     /// whole when it ended in `buf` too.
     pub fn recv(&mut self, buf: &mut BytesMut) -> Result<(), ConnError> {
         let r = self.frames(buf);
-        self.start_pending();
+        self.start_pending(false);
         self.give_back_conn_window();
         r
     }
@@ -600,10 +602,24 @@ impl Conn {
         Ok(())
     }
 
-    /// Hands the requests parsed in this read to the shell, each body whole if it ended.
-    fn start_pending(&mut self) {
+    /// Hands the requests whose body is held for good to the shell: their body goes on
+    /// streamed (the shell's idle tick: a client that takes this long to send a small body is
+    /// left to the proxy's body deadlines).
+    pub fn start_held(&mut self) {
+        self.start_pending(true);
+    }
+
+    /// Hands the requests parsed so far to the shell, each body whole if it ended. A request
+    /// that announced a small body (`content-length` up to [`HOLD_MAX`]) waits for all of it
+    /// (unless `all`), so the proxy gets it whole and a body that does not match its length
+    /// is refused before the request is acted on, however its frames were split.
+    fn start_pending(&mut self, all: bool) {
         let window = self.limits.stream_window;
         for s in &mut self.streams {
+            let small = s.content_length.is_some_and(|n| n <= HOLD_MAX);
+            if s.pending.is_none() || (s.recv_open && small && !all) {
+                continue;
+            }
             let Some(head) = s.pending.take() else {
                 continue;
             };

@@ -699,3 +699,56 @@ fn reset_floods_end_the_connection() {
     let (_, r, _) = run(&input);
     assert_eq!(r, Err(ConnError(Reason::ENHANCE_YOUR_CALM)));
 }
+
+#[test]
+fn a_small_announced_body_is_waited_for_across_reads() {
+    let head = frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(b"POST", b"/", &[(b"content-length", b"6")]),
+    );
+    let (mut c, r, _) = run(&head);
+    assert_eq!(r, Ok(()));
+    assert!(c.events.is_empty(), "held for its body");
+    let mut buf = BytesMut::from(&frame(kind::DATA, 0, 1, b"abc")[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    assert!(c.events.is_empty(), "still held");
+    let mut buf = BytesMut::from(&frame(kind::DATA, flag::END_STREAM, 1, b"def")[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    match c.events.pop_front() {
+        Some(Event::Request {
+            body: Body::Whole(Some(b)),
+            ..
+        }) => assert_eq!(b, "abcdef"),
+        other => panic!("{other:?}"),
+    }
+    // h2spec 8.1.2.6/2: more than announced, in a later read: refused before it is acted on.
+    let (mut c, _, _) = run(&frame(
+        kind::HEADERS,
+        flag::END_HEADERS,
+        1,
+        &block(b"POST", b"/", &[(b"content-length", b"1")]),
+    ));
+    c.out.clear();
+    let mut buf = BytesMut::from(&frame(kind::DATA, 0, 1, b"test")[..]);
+    assert_eq!(c.recv(&mut buf), Ok(()));
+    assert_eq!(frames(&c.out), vec![rst(1, Reason::PROTOCOL_ERROR)]);
+    assert!(c.events.is_empty());
+    // A slow one goes on streamed at the shell's tick, with what came so far.
+    let (mut c, _, _) = run(&[head, frame(kind::DATA, 0, 1, b"ab")].concat());
+    c.start_held();
+    let Some(Event::Request {
+        body: Body::Streamed(mut body),
+        ..
+    }) = c.events.pop_front()
+    else {
+        panic!("not started");
+    };
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+        std::task::Poll::Ready(Some(Ok(f))) => assert_eq!(f.into_data().unwrap(), "ab"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -5,6 +5,7 @@
 //! per request: a connection with no stream for a whole tick gets GOAWAY, one that sent
 //! nothing for a tick with streams open gets a PING, and one that then stays silent another
 //! tick is closed; a listener's shutdown sends GOAWAY and leaves the open streams `idle` to end.
+//! A request held for its small body (`conn.rs`) goes on at the tick with what came of it.
 
 use super::conn::{self, Body, Conn, Event};
 use super::frame::Reason;
@@ -445,6 +446,7 @@ where
         if !self.ending && stop.poll(cx).is_ready() {
             self.conn.go_away();
             self.ending = true;
+            self.conn.start_held();
             let next = tokio::time::Instant::now() + self.opts.idle;
             self.tick.as_mut().reset(next);
         }
@@ -474,6 +476,7 @@ where
                 }
                 false => self.pinged = false,
             }
+            self.conn.start_held();
             let next = tokio::time::Instant::now() + self.opts.idle;
             self.tick.as_mut().reset(next);
         }
