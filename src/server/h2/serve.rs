@@ -261,7 +261,12 @@ where
     /// Hands the bytes read to the connection's state.
     fn take(&mut self) {
         if let Err(e) = self.conn.recv(&mut self.rbuf) {
-            tracing::debug!(remote = %self.remote, reason = e.0.0, "HTTP/2 connection error");
+            if e.0 == Reason::ENHANCE_YOUR_CALM {
+                // A flood of resets or errors: worth an operator's eye (CVE-2023-44487).
+                tracing::warn!(remote = %self.remote, "HTTP/2 client reset or broke too many streams; connection closed (GOAWAY ENHANCE_YOUR_CALM)");
+            } else {
+                tracing::debug!(remote = %self.remote, reason = e.0.0, "HTTP/2 connection error; GOAWAY");
+            }
             self.conn.fail(e.0);
             self.state = State::Failing;
         }
