@@ -530,5 +530,8 @@ impl Decoder {
 #[path = "hpack_props.rs"]
 mod props;
 #[cfg(test)]
+#[path = "hpack_rfc_tests.rs"]
+mod rfc_tests;
+#[cfg(test)]
 #[path = "hpack_tests.rs"]
 pub(super) mod tests;
