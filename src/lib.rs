@@ -31,8 +31,8 @@
 //! **Background.** [`health`] probes local servers and peer DCs.
 //!
 //! **Shared types.** [`runtime`] (what a reload swaps: config, servers, upstream, TLS),
-//! [`config`], [`body`], [`headers`], [`shutdown`], [`backoff`], [`deadline`], [`ids`],
-//! [`metrics`], [`logging`].
+//! [`config`], [`body`], [`h2`] (HTTP/2 frames and HPACK), [`headers`], [`shutdown`],
+//! [`backoff`], [`deadline`], [`ids`], [`metrics`], [`logging`].
 //!
 //! **The simulator.** [`sim`] is `coopr-sim`, the Coopr API simulator the tests run against;
 //! it depends only on [`ids`].
@@ -49,6 +49,7 @@ pub mod demo;
 pub mod error;
 pub mod etcd;
 pub mod failover;
+pub mod h2;
 pub mod headers;
 pub mod health;
 pub mod ids;

@@ -7,11 +7,13 @@
 //! request malformed (§8.1.1, §8.2, §8.3) are all here, so that a fuzzer and a table of
 //! frames can drive the whole protocol without a socket.
 
-use super::encoder::Encoder;
-use super::frame::{self, DEFAULT_MAX_FRAME, Head, MAX_WINDOW, PeerSettings, Reason, flag, kind};
-use super::hpack::{Decoder, Field};
 use super::request::{connection_specific, request};
 use crate::body::h2::{Inbox, RecvBody, RecvError};
+use crate::h2::encoder::Encoder;
+use crate::h2::frame::{
+    self, DEFAULT_MAX_FRAME, Head, MAX_WINDOW, PeerSettings, Reason, flag, kind,
+};
+use crate::h2::hpack::{Decoder, Field};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, StatusCode};
 use std::collections::VecDeque;

@@ -1,13 +1,9 @@
 //! The router's own HTTP/2 server, for h2c (prior knowledge) and TLS connections that chose
-//! `h2`: frames (`frame.rs`), header compression (`hpack.rs` and `huffman.rs` for requests, `encoder.rs` for answers), the connection's
-//! state as a pure machine (`conn.rs`), and the one task that serves it (`serve.rs`). A
-//! request's body reaches the proxy through `body::h2`.
+//! `h2`: the connection's state as a pure machine (`conn.rs`), a request's head from its fields
+//! (`request.rs`), and the one task that serves it (`serve.rs`); frames and header compression
+//! are `crate::h2`'s. A request's body reaches the proxy through `body::h2`.
 
 pub mod conn;
-mod encoder;
-mod frame;
-mod hpack;
-mod huffman;
 mod request;
 mod serve;
 

@@ -3,7 +3,7 @@
 //! fields after regular ones or twice, missing ones, connection-specific fields, a `te` other
 //! than `trailers`, a `content-length` that is not one number.
 
-use super::hpack::Field;
+use crate::h2::hpack::Field;
 use http::{HeaderMap, Method, Request, Uri, Version, header};
 
 /// The fields HTTP/2 does not carry (RFC 9113 §8.2.2).

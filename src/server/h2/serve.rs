@@ -8,8 +8,8 @@
 //! A request held for its small body (`conn.rs`) goes on at the tick with what came of it.
 
 use super::conn::{self, Body, Conn, Event};
-use super::frame::Reason;
 use crate::body::{ClientBody, ProxyBody};
+use crate::h2::frame::Reason;
 use crate::shutdown::Shutdown;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -65,7 +65,7 @@ pub async fn serve<T, H, F>(
     rbuf.extend_from_slice(&read);
     if !preface(&mut io, &mut rbuf, opts.idle).await {
         let mut out = BytesMut::new();
-        super::frame::put_goaway(&mut out, 0, Reason::PROTOCOL_ERROR);
+        crate::h2::frame::put_goaway(&mut out, 0, Reason::PROTOCOL_ERROR);
         let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &out).await;
         return;
     }
@@ -97,7 +97,7 @@ pub async fn serve<T, H, F>(
 /// Reads the client's preface (a TLS connection's; h2c's was read to tell it from HTTP/1.1)
 /// within `within`, and takes it off `rbuf`; `false` if it is not the HTTP/2 preface.
 async fn preface<T: AsyncRead + Unpin>(io: &mut T, rbuf: &mut BytesMut, within: Duration) -> bool {
-    let want = super::frame::PREFACE;
+    let want = crate::h2::frame::PREFACE;
     let read = async {
         while rbuf.len() < want.len() {
             match tokio::io::AsyncReadExt::read_buf(io, rbuf).await {

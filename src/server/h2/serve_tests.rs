@@ -24,7 +24,7 @@ fn opts() -> Options {
 /// The preface, an empty SETTINGS and, if `get`, a GET on stream 1 (HPACK: static :method
 /// GET, :scheme http, :path /, :authority "a").
 fn opening(get: bool) -> Vec<u8> {
-    let mut b = super::super::frame::PREFACE.to_vec();
+    let mut b = crate::h2::frame::PREFACE.to_vec();
     b.extend([0, 0, 0, 4, 0, 0, 0, 0, 0]);
     if get {
         let block = [0x82, 0x86, 0x84, 0x41, 1, b'a'];
@@ -40,7 +40,7 @@ async fn kinds_until_closed(c: &mut tokio::io::DuplexStream) -> Vec<u8> {
     let _ = c.read_to_end(&mut all).await;
     let mut kinds = Vec::new();
     let mut at = 0;
-    while let Some(h) = super::super::frame::Head::parse(&all[at..]) {
+    while let Some(h) = crate::h2::frame::Head::parse(&all[at..]) {
         kinds.push(h.kind);
         at += 9 + h.len;
     }

@@ -64,7 +64,7 @@ impl Encoder {
 }
 
 /// Writes `value` as an integer (§5.1) with a `prefix_bits` prefix below the bits `first`.
-pub(super) fn put_integer(dst: &mut BytesMut, first: u8, prefix_bits: u32, value: usize) {
+pub(crate) fn put_integer(dst: &mut BytesMut, first: u8, prefix_bits: u32, value: usize) {
     let max_prefix = (1usize << prefix_bits) - 1;
     if value < max_prefix {
         dst.put_u8(first | value as u8);
@@ -209,10 +209,10 @@ fn static_name_index(name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::h2::hpack::tests::{
+    use crate::h2::hpack::tests::{
         RFC_STATIC, assert_table, decode_block, fields, hex, raw_literal,
     };
-    use crate::server::h2::hpack::{Decoder, Field};
+    use crate::h2::hpack::{Decoder, Field};
 
     #[test]
     fn static_name_index_finds_first_entry_with_the_name() {

@@ -5,7 +5,7 @@
 
 use super::tests::{RFC_STATIC, assert_table, decode_block, field, fields, hex};
 use super::*;
-use crate::server::h2::encoder::put_integer;
+use crate::h2::encoder::put_integer;
 use bytes::BytesMut;
 
 #[test]

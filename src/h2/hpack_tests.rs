@@ -3,11 +3,11 @@
 //! hex blocks, expected fields). RFC 7541's own examples are in `hpack_rfc_tests.rs`.
 
 use super::*;
-use crate::server::h2::encoder::put_integer;
+use crate::h2::encoder::put_integer;
 use bytes::BytesMut;
 
 /// RFC 7541 Appendix A, typed from the RFC (index = position + 1).
-pub(in crate::server::h2) const RFC_STATIC: [(&str, &str); 61] = [
+pub(crate) const RFC_STATIC: [(&str, &str); 61] = [
     (":authority", ""),
     (":method", "GET"),
     (":method", "POST"),
@@ -72,7 +72,7 @@ pub(in crate::server::h2) const RFC_STATIC: [(&str, &str); 61] = [
 ];
 
 /// Bytes from hex digits, whitespace ignored.
-pub(in crate::server::h2) fn hex(s: &str) -> Vec<u8> {
+pub(crate) fn hex(s: &str) -> Vec<u8> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     digits
         .chunks(2)
@@ -81,17 +81,14 @@ pub(in crate::server::h2) fn hex(s: &str) -> Vec<u8> {
 }
 
 /// Decodes one block, collecting its fields.
-pub(in crate::server::h2) fn decode_block(
-    decoder: &mut Decoder,
-    block: &[u8],
-) -> Result<Vec<Field>, HpackError> {
+pub(crate) fn decode_block(decoder: &mut Decoder, block: &[u8]) -> Result<Vec<Field>, HpackError> {
     let mut fields = Vec::new();
     decoder.decode(block, |field| fields.push(field))?;
     Ok(fields)
 }
 
 /// The field for a valid name and value, built without `Field::parse`.
-pub(in crate::server::h2) fn field(name: &str, value: &str) -> Field {
+pub(crate) fn field(name: &str, value: &str) -> Field {
     let bytes = Bytes::copy_from_slice(value.as_bytes());
     match name {
         ":method" => Field::Method(bytes),
@@ -107,13 +104,13 @@ pub(in crate::server::h2) fn field(name: &str, value: &str) -> Field {
     }
 }
 
-pub(in crate::server::h2) fn fields(list: &[(&str, &str)]) -> Vec<Field> {
+pub(crate) fn fields(list: &[(&str, &str)]) -> Vec<Field> {
     list.iter()
         .map(|(name, value)| field(name, value))
         .collect()
 }
 
-pub(in crate::server::h2) fn bad(name: &str, value_len: usize) -> Field {
+pub(crate) fn bad(name: &str, value_len: usize) -> Field {
     Field::Bad {
         name: Bytes::copy_from_slice(name.as_bytes()),
         value_len,
@@ -121,11 +118,7 @@ pub(in crate::server::h2) fn bad(name: &str, value_len: usize) -> Field {
 }
 
 /// Checks the dynamic table's entries (newest first) and size.
-pub(in crate::server::h2) fn assert_table(
-    decoder: &Decoder,
-    entries: &[(&str, &str)],
-    size: usize,
-) {
+pub(crate) fn assert_table(decoder: &Decoder, entries: &[(&str, &str)], size: usize) {
     let table: Vec<Field> = decoder.table.iter().cloned().collect();
     assert_eq!(table, fields(entries));
     assert_eq!(decoder.size, size);
@@ -133,7 +126,7 @@ pub(in crate::server::h2) fn assert_table(
 }
 
 /// A literal without indexing with a raw literal name and value.
-pub(in crate::server::h2) fn raw_literal(name: &[u8], value: &[u8]) -> Vec<u8> {
+pub(crate) fn raw_literal(name: &[u8], value: &[u8]) -> Vec<u8> {
     let mut block = vec![0x00, name.len() as u8];
     block.extend_from_slice(name);
     block.push(value.len() as u8);

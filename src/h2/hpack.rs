@@ -534,4 +534,4 @@ mod props;
 mod rfc_tests;
 #[cfg(test)]
 #[path = "hpack_tests.rs"]
-pub(super) mod tests;
+pub(crate) mod tests;
