@@ -51,7 +51,8 @@ impl Runtime {
         Runtime {
             backends: Backends::from_config(&config),
             peers: PeerHealth::new(config.dcs.len()),
-            upstream: Upstream::new(&config.raw.timeouts, &tls),
+            upstream: Upstream::new(&config.raw.timeouts, &tls)
+                .with_peer_links(config.raw.limits.peer_h2_streams),
             tls,
             coopr_auth: coopr_auth(&config),
             // DC names are validated to [a-z0-9_-], always a valid header value.

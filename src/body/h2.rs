@@ -1,8 +1,9 @@
-//! A request body on its way from the router's own HTTP/2 server (`server/h2`) to the proxy: the connection puts the
-//! DATA it reads into the stream's [`Inbox`], the proxy takes it out as a body
-//! ([`RecvBody`]), and what the proxy took is what the connection gives back to the client as
-//! window (WINDOW_UPDATE), so a client can never have more of a body in the router than its
-//! stream's window.
+//! A body on its way from an HTTP/2 connection to the proxy: a request's from the router's own
+//! HTTP/2 server (`server/h2`), or an answer's from its HTTP/2 link to a peer router
+//! (`upstream/h2`). The connection puts the DATA it reads into the stream's [`Inbox`], the
+//! proxy takes it out as a body ([`RecvBody`]), and what the proxy took is what the connection
+//! gives back to the sender as window (WINDOW_UPDATE), so a sender can never have more of a
+//! body in the router than its stream's window.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -14,9 +15,9 @@ use std::task::{Context, Poll, Waker};
 /// Why a request body broke off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
-    #[error("the client reset the HTTP/2 stream")]
+    #[error("the HTTP/2 stream was reset")]
     Reset,
-    #[error("the HTTP/2 connection closed before the request body ended")]
+    #[error("the HTTP/2 connection closed before the body ended")]
     Closed,
 }
 
@@ -43,6 +44,8 @@ pub struct RecvBody {
     state: Arc<Mutex<State>>,
     /// `taken` past which the connection is woken to send a WINDOW_UPDATE (half the window).
     threshold: u32,
+    /// The bytes still to come, when the sender said how many (`content-length`).
+    remaining: Option<u64>,
 }
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -56,8 +59,16 @@ impl Inbox {
         let body = RecvBody {
             state: state.clone(),
             threshold: (window / 2).max(1),
+            remaining: None,
         };
         (Inbox(state), body)
+    }
+
+    /// [`Inbox::new`] for a body whose sender said it is `length` bytes long.
+    pub fn with_length(window: u32, length: Option<u64>) -> (Inbox, RecvBody) {
+        let (inbox, mut body) = Inbox::new(window);
+        body.remaining = length;
+        (inbox, body)
     }
 
     pub fn push(&self, data: Bytes, end: bool) {
@@ -118,6 +129,9 @@ impl Body for RecvBody {
         let me = self.get_mut();
         let mut s = lock(&me.state);
         if let Some(b) = s.chunks.pop_front() {
+            if let Some(left) = &mut me.remaining {
+                *left = left.saturating_sub(b.len() as u64);
+            }
             let n = u32::try_from(b.len()).unwrap_or(u32::MAX);
             s.taken = s.taken.saturating_add(n);
             if s.taken >= me.threshold
@@ -146,6 +160,9 @@ impl Body for RecvBody {
     }
 
     fn size_hint(&self) -> SizeHint {
+        if let Some(n) = self.remaining {
+            return SizeHint::with_exact(n);
+        }
         let s = lock(&self.state);
         if s.ended {
             SizeHint::with_exact(s.chunks.iter().map(|c| c.len() as u64).sum())

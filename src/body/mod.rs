@@ -26,6 +26,8 @@ pub enum ProxyBody {
     Stream(ClientBody),
     /// An upstream's answer, read from its connection as it is taken.
     Upstream(Wire),
+    /// A peer router's answer over the HTTP/2 link (`upstream/h2`), as it comes.
+    Peer(h2::RecvBody),
     Prefixed {
         prefix: Option<Bytes>,
         rest: Box<ProxyBody>,
@@ -118,6 +120,8 @@ pub enum BodyError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Upstream(#[from] WireError),
+    #[error("the peer's answer: {0}")]
+    Peer(h2::RecvError),
 }
 
 /// The body's side of a [`Progress`]; dropped (hyper let go of the body, sent or not), it
@@ -209,6 +213,7 @@ impl ProxyBody {
             ProxyBody::Full(b) => Some(ProxyBody::Full(b.clone())),
             ProxyBody::Stream(_)
             | ProxyBody::Upstream(_)
+            | ProxyBody::Peer(_)
             | ProxyBody::Prefixed { .. }
             | ProxyBody::Tracked { .. } => None,
         }
@@ -220,6 +225,7 @@ impl ProxyBody {
             self,
             ProxyBody::Stream(_)
                 | ProxyBody::Upstream(_)
+                | ProxyBody::Peer(_)
                 | ProxyBody::Prefixed { .. }
                 | ProxyBody::Tracked { .. }
         )
@@ -277,6 +283,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(BodyError::from),
             ProxyBody::Upstream(w) => Pin::new(w).poll_frame(cx).map_err(BodyError::from),
+            ProxyBody::Peer(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::Peer),
             ProxyBody::Prefixed { prefix, rest } => match prefix.take() {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
                 None => Pin::new(rest.as_mut()).poll_frame(cx),
@@ -307,6 +314,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Stream(s) => s.is_end_stream(),
             ProxyBody::Upstream(w) => w.is_end_stream(),
+            ProxyBody::Peer(b) => b.is_end_stream(),
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
             ProxyBody::Tracked { inner, .. } => inner.is_end_stream(),
         }
@@ -318,6 +326,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Stream(s) => s.size_hint(),
             ProxyBody::Upstream(w) => w.size_hint(),
+            ProxyBody::Peer(b) => b.size_hint(),
             ProxyBody::Prefixed { prefix, rest } => {
                 let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
                 let inner = rest.size_hint();

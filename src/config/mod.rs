@@ -443,6 +443,10 @@ pub struct Limits {
     /// Requests of one client connection (HTTP/2 streams) served at once; more wait for a
     /// place. Bounds the upstream connections one client connection can hold.
     pub upstream_per_connection: usize,
+    /// Requests forwarded at once to one peer router over one HTTP/2 connection (each serving
+    /// thread keeps up to four per peer; a request with a streamed body, or one finding them
+    /// full, goes over HTTP/1.1). 0: every forwarded request goes over HTTP/1.1.
+    pub peer_h2_streams: u32,
     /// Header fields of an HTTP/1 request; past it 431.
     pub max_headers: usize,
     /// Bytes of a request target (path and query); past it 414.
@@ -457,6 +461,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             h2_max_concurrent_streams: 256,
             upstream_per_connection: 32,
+            peer_h2_streams: 128,
             max_headers: 100,
             max_uri_bytes: 8 * 1024,
         }

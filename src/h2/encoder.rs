@@ -63,6 +63,58 @@ impl Encoder {
     }
 }
 
+/// Request encoder for the client to peer routers (`upstream/h2`): stateless like [`Encoder`].
+pub struct RequestEncoder;
+
+impl RequestEncoder {
+    /// `:method`: indexed for GET (2) and POST (3), else a literal with name index 2.
+    pub fn method(dst: &mut BytesMut, method: &[u8]) {
+        match method {
+            b"GET" => dst.put_u8(0x80 | 2),
+            b"POST" => dst.put_u8(0x80 | 3),
+            _ => {
+                put_integer(dst, WITHOUT_INDEXING, 4, 2);
+                put_string(dst, method);
+            }
+        }
+    }
+
+    /// `:scheme`: indexed, `http` (6) or `https` (7).
+    pub fn scheme(dst: &mut BytesMut, https: bool) {
+        dst.put_u8(0x80 | if https { 7 } else { 6 });
+    }
+
+    /// `:path`: indexed for `/` (4), else a literal with name index 4.
+    pub fn path(dst: &mut BytesMut, path: &[u8]) {
+        if path == b"/" {
+            dst.put_u8(0x80 | 4);
+        } else {
+            put_integer(dst, WITHOUT_INDEXING, 4, 4);
+            put_string(dst, path);
+        }
+    }
+
+    /// `:authority`: a literal with name index 1.
+    pub fn authority(dst: &mut BytesMut, authority: &[u8]) {
+        put_integer(dst, WITHOUT_INDEXING, 4, 1);
+        put_string(dst, authority);
+    }
+
+    /// A regular field from its bytes (the name already lowercase): a literal without
+    /// indexing, the name by its static index where there is one.
+    pub fn header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
+        dst.reserve(name.len() + value.len() + 6);
+        match std::str::from_utf8(name).ok().and_then(static_name_index) {
+            Some(index) => put_integer(dst, WITHOUT_INDEXING, 4, index),
+            None => {
+                dst.put_u8(WITHOUT_INDEXING);
+                put_string(dst, name);
+            }
+        }
+        put_string(dst, value);
+    }
+}
+
 /// Writes `value` as an integer (§5.1) with a `prefix_bits` prefix below the bits `first`.
 pub(crate) fn put_integer(dst: &mut BytesMut, first: u8, prefix_bits: u32, value: usize) {
     let max_prefix = (1usize << prefix_bits) - 1;

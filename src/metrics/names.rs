@@ -36,6 +36,11 @@ pub const PEER_UP: &str = "coopr_router_peer_up";
 pub const TLS_HANDSHAKE_FAILURES: &str = "coopr_router_tls_handshake_failures_total";
 /// HTTP/1.1 requests the router's own server left to hyper's, by `listener` (`server/fast.rs`).
 pub const HTTP1_TO_HYPER: &str = "coopr_router_http1_to_hyper_total";
+/// HTTP/2 connections opened to peer routers (`upstream/h2`), by `peer` (its authority).
+pub const PEER_LINKS_OPENED: &str = "coopr_router_peer_h2_links_opened_total";
+/// Requests forwarded to a peer router over HTTP/1.1 while HTTP/2 links are on, by `why`
+/// (`body`: streamed or too large for the windows; `full`: every link was full).
+pub const PEER_OVER_HTTP1: &str = "coopr_router_peer_over_http1_total";
 
 /// Clusters this DC's Coopr created outside this DC's home shards (its id settings or counter
 /// are wrong); each is pinned to this DC and `/ready` fails until an operator clears it.
@@ -164,6 +169,16 @@ pub(super) fn describe() {
         HTTP1_TO_HYPER,
         Unit::Count,
         "HTTP/1.1 requests left to hyper's server (not plain: a body still coming, chunked, Expect, HTTP/1.0, malformed), by listener"
+    );
+    describe_counter!(
+        PEER_LINKS_OPENED,
+        Unit::Count,
+        "HTTP/2 connections opened to peer routers, by peer"
+    );
+    describe_counter!(
+        PEER_OVER_HTTP1,
+        Unit::Count,
+        "Requests forwarded to a peer router over HTTP/1.1 although HTTP/2 links are on, by why (body, full)"
     );
     describe_gauge!(
         BACKEND_UP,

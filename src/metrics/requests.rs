@@ -2,7 +2,10 @@
 //! DC), the router's own error responses, open and parked connections, failed TLS handshakes.
 
 use super::labels::{CLASSES, ROUTES, STATUSES, status_index};
-use super::names::{HTTP1_TO_HYPER, REQUEST_DURATION, REQUESTS, TLS_HANDSHAKE_FAILURES};
+use super::names::{
+    HTTP1_TO_HYPER, PEER_LINKS_OPENED, PEER_OVER_HTTP1, REQUEST_DURATION, REQUESTS,
+    TLS_HANDSHAKE_FAILURES,
+};
 use super::registry::{install, state};
 use ::metrics::Gauge;
 
@@ -114,6 +117,18 @@ pub fn tls_handshake_failed(listener: &'static str) {
 pub fn http1_to_hyper(listener: &'static str) {
     install();
     ::metrics::counter!(HTTP1_TO_HYPER, "listener" => listener).increment(1);
+}
+
+/// Counts an HTTP/2 connection opened to a peer router (rare: no handle cache).
+pub fn peer_link_opened(peer: &str) {
+    install();
+    ::metrics::counter!(PEER_LINKS_OPENED, "peer" => peer.to_string()).increment(1);
+}
+
+/// Counts a request forwarded over HTTP/1.1 while HTTP/2 links are on (rare: no handle cache).
+pub fn peer_over_http1(why: &'static str) {
+    install();
+    ::metrics::counter!(PEER_OVER_HTTP1, "why" => why).increment(1);
 }
 
 #[cfg(test)]

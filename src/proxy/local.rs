@@ -184,7 +184,7 @@ fn answered_here(
     route: Route,
 ) -> Response<ProxyBody> {
     decorate(
-        resp,
+        resp.map(ProxyBody::Upstream),
         cx.rt.dc_header.clone(),
         route_name,
         route,

@@ -202,7 +202,7 @@ pub(super) async fn send_peer(
     let out = Outbound::proxied(cx.parts, &peer.peer_url, None, cx.remote, &router, length);
     match rt
         .upstream
-        .send_outbound(out, body, rt.config.raw.timeouts.response())
+        .send_to_peer(out, body, rt.config.raw.timeouts.response())
         .await
     {
         Ok(resp) => {

@@ -7,7 +7,6 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::routing::{Decision, Route, RoutingTable, Target};
 use crate::runtime::Runtime;
-use crate::wire::Wire;
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 
@@ -73,7 +72,7 @@ pub(super) async fn buffer(body: ProxyBody, limit: usize) -> Result<(Bytes, Prox
 /// answer to a peer router (`to_peer`) carries only the epoch: the peer names the DC, the route
 /// and the shard itself (`peer.rs`), so the rest would be written and parsed for nothing.
 pub(super) fn decorate(
-    resp: Response<Wire>,
+    resp: Response<ProxyBody>,
     dc: HeaderValue,
     route: &'static str,
     r: Route,
@@ -97,7 +96,7 @@ pub(super) fn decorate(
             h.remove(headers::EPOCH);
         }
     }
-    Response::from_parts(parts, ProxyBody::Upstream(body))
+    Response::from_parts(parts, body)
 }
 
 /// A 200 with a JSON body the router made.

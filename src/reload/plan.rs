@@ -99,6 +99,8 @@ pub const KEYS: &[(&str, Class)] = &[
         Noted("limits.h2_max_concurrent_streams"),
     ),
     ("limits.max_headers", Hot),
+    // The upstream client is made anew with the runtime a reload swaps in.
+    ("limits.peer_h2_streams", Hot),
     ("limits.max_uri_bytes", Hot),
     (
         "limits.upstream_per_connection",
@@ -263,6 +265,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         max_headers,
         max_uri_bytes,
         upstream_per_connection,
+        peer_h2_streams,
     } = limits;
     let ol = &o.limits;
     restart.note(
@@ -290,6 +293,7 @@ pub fn plan(old: &Config, new: Config) -> Plan {
         max_headers,
         max_uri_bytes,
         upstream_per_connection,
+        peer_h2_streams,
     };
 
     let Timeouts {

@@ -364,6 +364,7 @@ pub(super) fn cases(dir: &Path, source: &str) -> Vec<Vec<(String, Option<String>
         ("limits.max_headers", "5"),
         ("limits.max_uri_bytes", "300"),
         ("limits.upstream_per_connection", "2"),
+        ("limits.peer_h2_streams", "8"),
     ] {
         out.push(one(k, v));
     }

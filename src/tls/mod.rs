@@ -222,6 +222,8 @@ impl Material {
 #[derive(Clone)]
 pub struct UpstreamTls {
     connector: tokio_rustls::TlsConnector,
+    /// The same config offering ALPN `h2` only (`upstream/h2`: the HTTP/2 link to a peer).
+    h2: tokio_rustls::TlsConnector,
     names: PeerNames,
 }
 
@@ -230,10 +232,35 @@ impl UpstreamTls {
     pub fn new(config: &ClientConfig, names: PeerNames) -> UpstreamTls {
         let mut config = config.clone();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let mut h2 = config.clone();
+        h2.alpn_protocols = vec![b"h2".to_vec()];
         UpstreamTls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            h2: tokio_rustls::TlsConnector::from(Arc::new(h2)),
             names,
         }
+    }
+
+    /// [`connect`](Self::connect) offering ALPN `h2` only: an error unless the server chose it.
+    pub async fn connect_h2(
+        &self,
+        uri: &http::Uri,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        use hyper_rustls::ResolveServerName;
+        let name = self
+            .names
+            .resolve(uri)
+            .map_err(|e| format!("no TLS server name for {uri}: {e}"))?;
+        let stream = self
+            .h2
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err("the peer did not choose HTTP/2 (ALPN h2)".into());
+        }
+        Ok(stream)
     }
 
     /// The TLS handshake with the server `uri` names, over `tcp`.

@@ -5,9 +5,10 @@
 //!
 //! Module map: `pool` (idle HTTP/1.1 connections per upstream and `lane` (serving thread), each a
 //! `wire::Conn` driven in its request's task) <- `send` (timeouts, failure kinds, buffered replies) ; `request` (the upstream request) ; `health` (rise/fall state) <-
-//! `backend` (the local servers).
+//! `backend` (the local servers); `h2` (HTTP/2 links to peer routers, beside the pool).
 
 pub mod backend;
+pub mod h2;
 pub mod health;
 pub mod lane;
 pub mod pool;

@@ -213,6 +213,13 @@ impl Pool {
         if !inner.sweeping.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweep(Arc::downgrade(inner), inner.idle_timeout));
         }
+        Ok(Conn::new(self.connect_io(uri, tls, false).await?))
+    }
+
+    /// A new socket to the upstream `uri` names (TCP, then TLS when `tls`, offering ALPN `h2`
+    /// only when `h2`), within the connect timeout.
+    pub async fn connect_io(&self, uri: &Uri, tls: bool, h2: bool) -> Result<Io, String> {
+        let inner = &self.0;
         let tcp = inner
             .tcp
             .clone()
@@ -220,17 +227,20 @@ impl Pool {
             .await
             .map_err(|e| format!("{uri}: {}", error_chain(&e)))?
             .into_inner();
-        let io = if tls {
-            let handshake = inner.tls.connect(uri, tcp);
-            let stream = tokio::time::timeout(inner.connect_timeout, handshake)
-                .await
-                .map_err(|_| format!("{uri}: TLS handshake timed out"))?
-                .map_err(|e| format!("{uri}: {e}"))?;
-            Io::Tls(Box::new(stream))
+        if !tls {
+            return Ok(Io::Plain(tcp));
+        }
+        let stream = if h2 {
+            let handshake = inner.tls.connect_h2(uri, tcp);
+            tokio::time::timeout(inner.connect_timeout, handshake).await
         } else {
-            Io::Plain(tcp)
+            let handshake = inner.tls.connect(uri, tcp);
+            tokio::time::timeout(inner.connect_timeout, handshake).await
         };
-        Ok(Conn::new(io))
+        let stream = stream
+            .map_err(|_| format!("{uri}: TLS handshake timed out"))?
+            .map_err(|e| format!("{uri}: {e}"))?;
+        Ok(Io::Tls(Box::new(stream)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! the router's error kinds ([`SendError::into_error`]); and a buffered exchange for the
 //! router's own small requests (health checks, replication).
 
+use super::h2::LinkError;
 use super::pool::{Failure, Pool};
 use super::request::Outbound;
 use crate::body::ProxyBody;
@@ -34,6 +35,8 @@ pub enum SendError {
 #[derive(Clone)]
 pub struct Upstream {
     pool: Pool,
+    /// HTTP/2 links to peer routers (`upstream/h2`).
+    links: super::h2::Links,
     /// How long a streamed request body may bring nothing while the upstream waits for it.
     body_idle: Duration,
 }
@@ -55,8 +58,59 @@ impl Upstream {
                 MAX_IDLE_PER_UPSTREAM,
                 tls.upstream_tls(),
             ),
+            links: super::h2::Links::new(0),
             body_idle: t.body_idle(),
         }
+    }
+
+    /// Forwards to peer routers over HTTP/2 links of at most `max_streams` streams each (0:
+    /// over HTTP/1.1 only).
+    pub fn with_peer_links(mut self, max_streams: u32) -> Self {
+        self.links = super::h2::Links::new(max_streams);
+        self
+    }
+
+    /// [`send_outbound`](Self::send_outbound) to a peer router: over an HTTP/2 link when the
+    /// request can leave whole (`upstream/h2`), else over HTTP/1.1.
+    pub fn send_to_peer(
+        &self,
+        out: Outbound,
+        body: ProxyBody,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, SendError>> + '_ {
+        use futures_util::future::{Either, FutureExt};
+        // Not an async fn: one would keep the request and its body beside the future they
+        // are moved into. The link's exchange is boxed apart, with its fallback.
+        match self.links.eligible(&out, &body) {
+            Some(bytes) => Either::Left(Box::pin(self.send_over_link(out, body, bytes, timeout))),
+            None => Either::Right(
+                self.send_outbound(out, body, timeout)
+                    .map(|r| r.map(|resp| resp.map(ProxyBody::Upstream))),
+            ),
+        }
+    }
+
+    /// A request that may take a link: over it, or over HTTP/1.1 when no link could take it.
+    async fn send_over_link(
+        &self,
+        out: Outbound,
+        body: ProxyBody,
+        bytes: Option<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        match self
+            .links
+            .send(&self.pool, &out, bytes.as_ref(), timeout)
+            .await
+        {
+            Some(Ok(resp)) => return Ok(resp),
+            Some(Err(LinkError::Refused(e))) => return Err(SendError::Connect(e)),
+            Some(Err(LinkError::Broken(e))) => return Err(SendError::Failed(e)),
+            Some(Err(LinkError::Timeout)) => return Err(SendError::Timeout),
+            None => crate::metrics::peer_over_http1("full"),
+        }
+        let resp = self.send_outbound(out, body, timeout).await?;
+        Ok(resp.map(ProxyBody::Upstream))
     }
 
     /// Sends a request (its URI absolute: it names the upstream) and waits for the response

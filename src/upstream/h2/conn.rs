@@ -1,0 +1,753 @@
+//! Pure (no IO, no clock): one HTTP/2 client connection to a peer router (RFC 9113). The shell
+//! (`link.rs`) opens streams on it (a request's header block and its whole body, sent at once
+//! or not at all), hands it the bytes the peer sent, and takes the frames owed out; each
+//! stream's answer is waited for with [`Conn::poll_head`]. A request goes on this connection
+//! only when it can leave whole: a body must fit the peer's windows (a bigger one, or one still
+//! streaming from its client, goes over HTTP/1.1), so a stream never waits to send.
+//!
+//! What may be sent again is kept apart from what may have been acted on ([`Failure`]): a
+//! stream the peer refused (RST_STREAM `REFUSED_STREAM`, or beyond a GOAWAY's last stream), or
+//! one whose HEADERS never left this side, was not processed.
+
+use crate::body::h2::{Inbox, RecvBody, RecvError};
+use crate::h2::frame::{
+    self, DEFAULT_MAX_FRAME, Head, MAX_WINDOW, PeerSettings, Reason, flag, kind,
+};
+use crate::h2::hpack::{Decoder, Field};
+use bytes::{Bytes, BytesMut};
+use http::response::Parts;
+use http::{HeaderMap, Response, StatusCode, Version, header};
+use std::task::{Context, Poll, Waker};
+
+/// The connection's receive window, raised to this at the start. DATA is given back to it as
+/// it arrives: what bounds a body in the router is its stream's window.
+const CONN_WINDOW: u32 = 1 << 30;
+/// The most bytes of one header block (HEADERS and its CONTINUATIONs).
+const MAX_HEADER_BLOCK: usize = 256 * 1024;
+/// The highest stream id a client may open.
+const MAX_STREAM_ID: u32 = (1 << 31) - 1;
+
+/// What this side holds itself to.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Streams open at once (fewer if the peer says so).
+    pub max_streams: u32,
+    /// SETTINGS_INITIAL_WINDOW_SIZE: how much of an answer's body the peer may send ahead of
+    /// the proxy reading it.
+    pub stream_window: u32,
+}
+
+/// Why a stream got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// The peer did not act on the request and will not: sending it again is safe.
+    Refused(String),
+    /// The request may have been acted on.
+    Broken(String),
+}
+
+/// An answer's body as the proxy gets it: whole (it came with its head), or still coming.
+#[derive(Debug)]
+pub enum Answer {
+    Whole(Option<Bytes>),
+    Streamed(RecvBody),
+}
+
+/// The connection cannot take this request now (full, going away, or its body does not fit
+/// the windows): another connection, or HTTP/1.1, may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    /// The final answer's head, until the waiter takes it.
+    head: Option<Parts>,
+    /// The waiter took the head.
+    taken: bool,
+    /// The body that came before the head was taken.
+    data: BytesMut,
+    /// The body from the moment the head was taken, when it had not ended by then.
+    inbox: Option<Inbox>,
+    /// END_STREAM came.
+    ended: bool,
+    failed: Option<Failure>,
+    waiter: Option<Waker>,
+    /// How much more body the peer may send.
+    recv_window: i64,
+    /// Its HEADERS left in a write the socket took.
+    written: bool,
+    /// The answer's `content-length`, and the body bytes seen.
+    expect: Option<u64>,
+    got: u64,
+}
+
+/// A header block still taking CONTINUATION frames.
+#[derive(Debug)]
+struct Partial {
+    stream: u32,
+    end_stream: bool,
+    block: BytesMut,
+}
+
+/// One client connection's state.
+pub struct Conn {
+    limits: Limits,
+    /// Frames owed to the peer.
+    out: BytesMut,
+    decoder: Decoder,
+    peer: PeerSettings,
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS.
+    peer_max_streams: u32,
+    /// The connection's send window.
+    send_window: i64,
+    /// The connection's receive window, and what came of it not yet given back.
+    recv_window: i64,
+    recv_unacked: u32,
+    next_id: u32,
+    /// Open streams, by id (ids only grow, so pushed in order).
+    streams: Vec<Stream>,
+    partial: Option<Partial>,
+    /// The peer's GOAWAY: the last stream it may act on.
+    goaway: Option<u32>,
+    /// No new streams (a response timeout made this connection suspect).
+    retired: bool,
+    /// The connection is over, and why.
+    dead: Option<String>,
+}
+
+impl Conn {
+    /// A new connection: the preface, this side's SETTINGS and the connection window owed out.
+    pub fn new(limits: Limits) -> Conn {
+        let mut out = BytesMut::with_capacity(4096);
+        out.extend_from_slice(frame::PREFACE);
+        // ENABLE_PUSH 0, INITIAL_WINDOW_SIZE.
+        frame::put_head(&mut out, 12, kind::SETTINGS, 0, 0);
+        for (id, v) in [(0x2u16, 0u32), (0x4, limits.stream_window)] {
+            out.extend_from_slice(&id.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        let extra = i64::from(CONN_WINDOW) - frame::DEFAULT_WINDOW;
+        frame::put_window_update(&mut out, 0, extra as u32);
+        Conn {
+            limits,
+            out,
+            decoder: Decoder::new(4096),
+            peer: PeerSettings::default(),
+            peer_max_streams: u32::MAX,
+            send_window: frame::DEFAULT_WINDOW,
+            recv_window: i64::from(CONN_WINDOW),
+            recv_unacked: 0,
+            next_id: 1,
+            streams: Vec::new(),
+            partial: None,
+            goaway: None,
+            retired: false,
+            dead: None,
+        }
+    }
+
+    /// Opens a stream for a request: its header block, then its body (if any) with
+    /// END_STREAM, all owed out at once. [`Busy`] when the connection takes no new stream, is
+    /// at its streams' limit, or the body does not fit the peer's windows.
+    pub fn open(&mut self, block: &[u8], body: Option<&Bytes>) -> Result<u32, Busy> {
+        if !self.usable() || self.streams.len() >= self.max_streams() {
+            return Err(Busy);
+        }
+        let len = body.map_or(0, Bytes::len);
+        let fits = i64::try_from(len)
+            .is_ok_and(|n| n <= self.peer.initial_window && n <= self.send_window);
+        if !fits {
+            return Err(Busy);
+        }
+        let id = self.next_id;
+        self.next_id = self.next_id.saturating_add(2);
+        frame::put_headers(&mut self.out, id, block, len == 0, self.peer.max_frame);
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            let max = self.peer.max_frame as usize;
+            let mut chunks = body.chunks(max).peekable();
+            while let Some(c) = chunks.next() {
+                frame::put_data(&mut self.out, id, c, chunks.peek().is_none());
+            }
+            self.send_window -= len as i64;
+        }
+        self.streams.push(Stream {
+            id,
+            head: None,
+            taken: false,
+            data: BytesMut::new(),
+            inbox: None,
+            ended: false,
+            failed: None,
+            waiter: None,
+            recv_window: i64::from(self.limits.stream_window),
+            written: false,
+            expect: None,
+            got: 0,
+        });
+        Ok(id)
+    }
+
+    /// Whether the connection takes new streams at all.
+    pub fn usable(&self) -> bool {
+        self.dead.is_none()
+            && self.goaway.is_none()
+            && !self.retired
+            && self.next_id <= MAX_STREAM_ID
+    }
+
+    /// The most a body sent on a new stream may be (the peer's stream window).
+    pub fn max_body(&self) -> i64 {
+        self.peer.initial_window.min(self.send_window)
+    }
+
+    fn max_streams(&self) -> usize {
+        self.limits.max_streams.min(self.peer_max_streams) as usize
+    }
+
+    /// No new streams from now on; the open ones go on.
+    pub fn retire(&mut self) {
+        self.retired = true;
+    }
+
+    /// A PING owed out (any answer proves the peer is there).
+    pub fn ping(&mut self) {
+        if self.dead.is_none() {
+            frame::put_ping(&mut self.out, false, b"coopr-rt");
+        }
+    }
+
+    /// Over: dead, or not taking streams and none left.
+    pub fn finished(&self) -> bool {
+        self.dead.is_some() || (!self.usable() && self.streams.is_empty())
+    }
+
+    /// The frames owed out, and the first stream id not in them.
+    pub fn take_out(&mut self) -> (Bytes, u32) {
+        (self.out.split().freeze(), self.next_id)
+    }
+
+    /// The socket took every byte owed out before streams `below`: their requests have left.
+    pub fn written(&mut self, below: u32) {
+        for s in self.streams.iter_mut().take_while(|s| s.id < below) {
+            s.written = true;
+        }
+    }
+
+    fn find(&self, id: u32) -> Option<usize> {
+        self.streams.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
+    /// The answer's head and body once it came, or why there is none. Ready once only.
+    pub fn poll_head(
+        &mut self,
+        id: u32,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Parts, Answer), Failure>> {
+        let Some(i) = self.find(id) else {
+            return Poll::Ready(Err(Failure::Broken("the stream is gone".into())));
+        };
+        let s = &mut self.streams[i];
+        if let Some(head) = s.head.take() {
+            s.taken = true;
+            let data = std::mem::take(&mut s.data).freeze();
+            if s.ended {
+                self.streams.remove(i);
+                let body = (!data.is_empty()).then_some(data);
+                return Poll::Ready(Ok((head, Answer::Whole(body))));
+            }
+            let (inbox, body) = Inbox::with_length(self.limits.stream_window, s.expect);
+            if !data.is_empty() {
+                inbox.push(data, false);
+            }
+            if s.failed.is_some() {
+                inbox.fail(RecvError::Reset);
+                self.streams.remove(i);
+            } else {
+                s.inbox = Some(inbox);
+            }
+            return Poll::Ready(Ok((head, Answer::Streamed(body))));
+        }
+        if let Some(f) = s.failed.take() {
+            self.streams.remove(i);
+            return Poll::Ready(Err(f));
+        }
+        match &s.waiter {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waiter = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The waiter gave up before taking the head (a timeout, or its client left): the stream is
+    /// reset if the peer is still on it.
+    pub fn cancel(&mut self, id: u32) {
+        if let Some(i) = self.find(id) {
+            let s = self.streams.remove(i);
+            if !s.ended && s.failed.is_none() && self.dead.is_none() {
+                frame::put_rst(&mut self.out, id, Reason::CANCEL);
+            }
+        }
+    }
+
+    /// Gives back as window what the proxy read of the bodies streaming, and resets the
+    /// streams whose body nobody reads any more. `cx`: the shell's, woken when a body was read
+    /// far enough to owe a WINDOW_UPDATE.
+    pub fn release(&mut self, cx: &mut Context<'_>) {
+        let dead = self.dead.is_some();
+        let out = &mut self.out;
+        self.streams.retain_mut(|s| {
+            let Some(inbox) = &s.inbox else { return true };
+            if inbox.abandoned() {
+                if !dead {
+                    frame::put_rst(out, s.id, Reason::CANCEL);
+                }
+                return false;
+            }
+            let n = inbox.take_released(cx);
+            if n > 0 && !dead {
+                s.recv_window += i64::from(n);
+                frame::put_window_update(out, s.id, n);
+            }
+            true
+        });
+    }
+
+    /// The socket closed or failed: every stream fails, as refused if its request never left.
+    pub fn closed(&mut self, why: &str) {
+        if self.dead.is_none() {
+            self.dead = Some(why.to_string());
+        }
+        self.streams.retain_mut(|s| {
+            if s.failed.is_some() || s.ended {
+                return !s.taken;
+            }
+            let failure = if s.written {
+                Failure::Broken(format!("the connection to the peer closed: {why}"))
+            } else {
+                Failure::Refused(format!(
+                    "the connection to the peer closed before the request was sent: {why}"
+                ))
+            };
+            !fail_stream(s, failure, RecvError::Closed)
+        });
+    }
+
+    /// Takes the frames at the start of `buf` (those whole), answering what they ask.
+    pub fn recv(&mut self, buf: &mut BytesMut) {
+        if self.dead.is_some() {
+            buf.clear();
+            return;
+        }
+        while let Some(head) = Head::parse(buf) {
+            if head.len > DEFAULT_MAX_FRAME as usize {
+                return self.fail(Reason::FRAME_SIZE_ERROR, "a frame larger than allowed");
+            }
+            if buf.len() < frame::HEADER_LEN + head.len {
+                buf.reserve(frame::HEADER_LEN + head.len - buf.len());
+                return;
+            }
+            let _ = buf.split_to(frame::HEADER_LEN);
+            let payload = buf.split_to(head.len).freeze();
+            if let Err((reason, why)) = self.frame(head, payload) {
+                return self.fail(reason, why);
+            }
+        }
+    }
+
+    /// A connection error: GOAWAY, and every stream fails.
+    fn fail(&mut self, reason: Reason, why: &str) {
+        frame::put_goaway(&mut self.out, 0, reason);
+        let why = format!("HTTP/2 protocol error from the peer: {why}");
+        self.dead = Some(why.clone());
+        self.streams.retain_mut(|s| {
+            if s.failed.is_some() || s.ended {
+                return !s.taken;
+            }
+            !fail_stream(s, Failure::Broken(why.clone()), RecvError::Closed)
+        });
+    }
+
+    fn frame(&mut self, head: Head, p: Bytes) -> Result<(), (Reason, &'static str)> {
+        if let Some(partial) = &mut self.partial {
+            if head.kind != kind::CONTINUATION || head.stream != partial.stream {
+                return Err((
+                    Reason::PROTOCOL_ERROR,
+                    "a header block cut by another frame",
+                ));
+            }
+            if partial.block.len() + p.len() > MAX_HEADER_BLOCK {
+                return Err((Reason::PROTOCOL_ERROR, "a header block too large"));
+            }
+            partial.block.extend_from_slice(&p);
+            if head.has(flag::END_HEADERS) {
+                let Partial {
+                    stream,
+                    end_stream,
+                    block,
+                } = self
+                    .partial
+                    .take()
+                    .ok_or((Reason::INTERNAL_ERROR, "lost block"))?;
+                return self.header_block(stream, &block, end_stream);
+            }
+            return Ok(());
+        }
+        match head.kind {
+            kind::DATA => self.data(head, &p),
+            kind::HEADERS => {
+                if head.stream == 0 {
+                    return Err((Reason::PROTOCOL_ERROR, "HEADERS on stream 0"));
+                }
+                let range =
+                    frame::unpad(&head, &p).ok_or((Reason::PROTOCOL_ERROR, "bad padding"))?;
+                let mut block = &p[range];
+                if head.has(flag::PRIORITY) {
+                    block = block
+                        .get(5..)
+                        .ok_or((Reason::FRAME_SIZE_ERROR, "short HEADERS"))?;
+                }
+                let end_stream = head.has(flag::END_STREAM);
+                if head.has(flag::END_HEADERS) {
+                    self.header_block(head.stream, block, end_stream)
+                } else {
+                    self.partial = Some(Partial {
+                        stream: head.stream,
+                        end_stream,
+                        block: BytesMut::from(block),
+                    });
+                    Ok(())
+                }
+            }
+            kind::PRIORITY => Ok(()),
+            kind::RST_STREAM => {
+                if head.stream == 0 {
+                    return Err((Reason::PROTOCOL_ERROR, "RST_STREAM on stream 0"));
+                }
+                if p.len() != 4 {
+                    return Err((Reason::FRAME_SIZE_ERROR, "RST_STREAM of the wrong size"));
+                }
+                let reason = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+                self.check_known(head.stream)?;
+                if let Some(i) = self.find(head.stream) {
+                    let s = &self.streams[i];
+                    if s.ended {
+                        return Ok(());
+                    }
+                    let failure =
+                        if reason == Reason::REFUSED_STREAM.0 && s.head.is_none() && !s.taken {
+                            Failure::Refused("the peer refused the stream".into())
+                        } else {
+                            Failure::Broken(format!(
+                                "the peer reset the stream (error code {reason:#x})"
+                            ))
+                        };
+                    self.stream_failed(i, failure);
+                }
+                Ok(())
+            }
+            kind::SETTINGS => {
+                if head.stream != 0 {
+                    return Err((Reason::PROTOCOL_ERROR, "SETTINGS on a stream"));
+                }
+                if head.has(flag::ACK) {
+                    return if p.is_empty() {
+                        Ok(())
+                    } else {
+                        Err((Reason::FRAME_SIZE_ERROR, "a SETTINGS ACK with a payload"))
+                    };
+                }
+                self.peer =
+                    frame::apply_settings(self.peer, &p).map_err(|r| (r, "bad SETTINGS"))?;
+                for c in p.chunks_exact(6) {
+                    if u16::from_be_bytes([c[0], c[1]]) == 0x3 {
+                        self.peer_max_streams = u32::from_be_bytes([c[2], c[3], c[4], c[5]]);
+                    }
+                }
+                frame::put_settings_ack(&mut self.out);
+                Ok(())
+            }
+            kind::PUSH_PROMISE => Err((Reason::PROTOCOL_ERROR, "PUSH_PROMISE with push disabled")),
+            kind::PING => {
+                if head.stream != 0 {
+                    return Err((Reason::PROTOCOL_ERROR, "PING on a stream"));
+                }
+                let data: &[u8; 8] = p[..]
+                    .try_into()
+                    .map_err(|_| (Reason::FRAME_SIZE_ERROR, "PING of the wrong size"))?;
+                if !head.has(flag::ACK) {
+                    frame::put_ping(&mut self.out, true, data);
+                }
+                Ok(())
+            }
+            kind::GOAWAY => {
+                if head.stream != 0 {
+                    return Err((Reason::PROTOCOL_ERROR, "GOAWAY on a stream"));
+                }
+                if p.len() < 8 {
+                    return Err((Reason::FRAME_SIZE_ERROR, "short GOAWAY"));
+                }
+                let last = frame::u31(&p, 0);
+                let last = self.goaway.map_or(last, |l| l.min(last));
+                self.goaway = Some(last);
+                self.streams.retain_mut(|s| {
+                    if s.id <= last || s.ended || s.failed.is_some() {
+                        return true;
+                    }
+                    let refused = Failure::Refused("the peer is going away (GOAWAY)".into());
+                    !fail_stream(s, refused, RecvError::Closed)
+                });
+                Ok(())
+            }
+            kind::WINDOW_UPDATE => {
+                if p.len() != 4 {
+                    return Err((Reason::FRAME_SIZE_ERROR, "WINDOW_UPDATE of the wrong size"));
+                }
+                let inc = i64::from(frame::u31(&p, 0));
+                if head.stream == 0 {
+                    if inc == 0 {
+                        return Err((Reason::PROTOCOL_ERROR, "a zero WINDOW_UPDATE"));
+                    }
+                    self.send_window += inc;
+                    if self.send_window > MAX_WINDOW {
+                        return Err((Reason::FLOW_CONTROL_ERROR, "the send window overflowed"));
+                    }
+                }
+                // A stream's: its body was sent whole at its opening.
+                Ok(())
+            }
+            kind::CONTINUATION => Err((Reason::PROTOCOL_ERROR, "CONTINUATION without HEADERS")),
+            _ => Ok(()),
+        }
+    }
+
+    /// A frame on stream `id` that is not open: fine if this side opened it once (it was reset
+    /// or ended here), a connection error if it never existed.
+    fn check_known(&self, id: u32) -> Result<(), (Reason, &'static str)> {
+        if id.is_multiple_of(2) || id >= self.next_id {
+            return Err((
+                Reason::PROTOCOL_ERROR,
+                "a frame on a stream this side never opened",
+            ));
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, head: Head, p: &Bytes) -> Result<(), (Reason, &'static str)> {
+        if head.stream == 0 {
+            return Err((Reason::PROTOCOL_ERROR, "DATA on stream 0"));
+        }
+        let len = p.len() as i64;
+        self.recv_window -= len;
+        if self.recv_window < 0 {
+            return Err((
+                Reason::FLOW_CONTROL_ERROR,
+                "DATA beyond the connection window",
+            ));
+        }
+        // The connection's window is given back at once: the streams' bound the bodies.
+        self.recv_unacked = self.recv_unacked.saturating_add(p.len() as u32);
+        if self.recv_unacked >= CONN_WINDOW / 2 {
+            frame::put_window_update(&mut self.out, 0, self.recv_unacked);
+            self.recv_window += i64::from(self.recv_unacked);
+            self.recv_unacked = 0;
+        }
+        self.check_known(head.stream)?;
+        let range = frame::unpad(&head, p).ok_or((Reason::PROTOCOL_ERROR, "bad padding"))?;
+        let Some(i) = self.find(head.stream) else {
+            return Ok(());
+        };
+        let s = &mut self.streams[i];
+        s.recv_window -= len;
+        if s.recv_window < 0 {
+            return Err((Reason::FLOW_CONTROL_ERROR, "DATA beyond the stream window"));
+        }
+        if s.ended || s.failed.is_some() {
+            return Ok(());
+        }
+        if s.head.is_none() && !s.taken {
+            self.reset(i, Reason::PROTOCOL_ERROR, "DATA before the answer's head");
+            return Ok(());
+        }
+        let data = p.slice(range);
+        s.got += data.len() as u64;
+        if s.expect.is_some_and(|n| s.got > n) {
+            self.reset(
+                i,
+                Reason::PROTOCOL_ERROR,
+                "more body than its content-length",
+            );
+            return Ok(());
+        }
+        let end = head.has(flag::END_STREAM);
+        match &s.inbox {
+            Some(inbox) => inbox.push(data, false),
+            None => s.data.extend_from_slice(&data),
+        }
+        if end {
+            self.end(i);
+        }
+        Ok(())
+    }
+
+    fn header_block(
+        &mut self,
+        id: u32,
+        block: &[u8],
+        end_stream: bool,
+    ) -> Result<(), (Reason, &'static str)> {
+        let mut fields = Vec::with_capacity(8);
+        self.decoder
+            .decode(block, |f| fields.push(f))
+            .map_err(|_| (Reason::COMPRESSION_ERROR, "an undecodable header block"))?;
+        self.check_known(id)?;
+        let Some(i) = self.find(id) else {
+            return Ok(());
+        };
+        let s = &mut self.streams[i];
+        if s.ended || s.failed.is_some() {
+            return Ok(());
+        }
+        if s.head.is_some() || s.taken {
+            // Trailers: they end the body, and are not handed on (the HTTP/1.1 path drops them too).
+            if !end_stream {
+                self.reset(i, Reason::PROTOCOL_ERROR, "trailers without END_STREAM");
+                return Ok(());
+            }
+            self.end(i);
+            return Ok(());
+        }
+        let Some((parts, expect)) = response(fields) else {
+            self.reset(i, Reason::PROTOCOL_ERROR, "a malformed answer head");
+            return Ok(());
+        };
+        if parts.status.is_informational() {
+            if end_stream {
+                self.reset(
+                    i,
+                    Reason::PROTOCOL_ERROR,
+                    "an interim answer ending the stream",
+                );
+            }
+            return Ok(());
+        }
+        s.head = Some(parts);
+        s.expect = expect;
+        if end_stream {
+            self.end(i);
+        } else if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// END_STREAM came on stream `i`: its body is whole (or a content-length says otherwise).
+    fn end(&mut self, i: usize) {
+        let s = &mut self.streams[i];
+        if s.expect.is_some_and(|n| n != s.got) {
+            return self.reset(
+                i,
+                Reason::PROTOCOL_ERROR,
+                "less body than its content-length",
+            );
+        }
+        s.ended = true;
+        if let Some(inbox) = &s.inbox {
+            inbox.push(Bytes::new(), true);
+        }
+        if let Some(w) = s.waiter.take() {
+            w.wake();
+        }
+        if s.taken {
+            self.streams.remove(i);
+        }
+    }
+
+    /// A stream error of this side: RST_STREAM, and the stream fails.
+    fn reset(&mut self, i: usize, reason: Reason, why: &str) {
+        frame::put_rst(&mut self.out, self.streams[i].id, reason);
+        self.stream_failed(
+            i,
+            Failure::Broken(format!("a malformed answer from the peer: {why}")),
+        );
+    }
+
+    /// Stream `i` fails: its waiter hears why, or its body breaks off; removed unless its
+    /// waiter is still to hear.
+    fn stream_failed(&mut self, i: usize, failure: Failure) {
+        if fail_stream(&mut self.streams[i], failure, RecvError::Reset) {
+            self.streams.remove(i);
+        }
+    }
+
+    /// Streams open.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+/// Stream `s` fails: a waiter that took its head hears it from the body (`body`), which ends
+/// the stream (true: remove it); else the waiter hears `failure` when it next asks (a head
+/// that came is still handed over, its body broken off).
+fn fail_stream(s: &mut Stream, failure: Failure, body: RecvError) -> bool {
+    if s.taken {
+        if let Some(inbox) = &s.inbox
+            && !s.ended
+        {
+            inbox.fail(body);
+        }
+        return true;
+    }
+    s.failed = Some(failure);
+    if let Some(w) = s.waiter.take() {
+        w.wake();
+    }
+    false
+}
+
+/// An answer's head from its fields (RFC 9113 §8.3.2): `:status` first and once, no other
+/// pseudo-header, no connection-specific field; with its `content-length`. `None`: malformed.
+/// Its version is HTTP/1.1, as an answer read over HTTP/1.1 says.
+pub fn response(fields: Vec<Field>) -> Option<(Parts, Option<u64>)> {
+    let mut status = None;
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut content_length = None;
+    for f in fields {
+        match f {
+            Field::Status(v) if status.is_none() && headers.is_empty() => {
+                status = Some(StatusCode::from_bytes(&v).ok()?);
+            }
+            Field::Header(name, value) => {
+                if matches!(
+                    name,
+                    header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE | header::TE
+                ) || name == "keep-alive"
+                    || name == "proxy-connection"
+                {
+                    return None;
+                }
+                if name == header::CONTENT_LENGTH {
+                    let n = std::str::from_utf8(value.as_bytes())
+                        .ok()
+                        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|t| t.parse::<u64>().ok())?;
+                    if content_length.is_some_and(|m| m != n) {
+                        return None;
+                    }
+                    content_length = Some(n);
+                }
+                headers.append(name, value);
+            }
+            _ => return None,
+        }
+    }
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = status?;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Some((parts, content_length))
+}
+
+#[cfg(test)]
+#[path = "conn_tests.rs"]
+mod tests;
