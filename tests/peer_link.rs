@@ -300,27 +300,38 @@ async fn a_forwarded_request_answers_the_same_over_the_link_as_over_http1() {
     );
 }
 
-#[tokio::test]
-async fn a_silent_peer_is_found_out_by_a_ping_not_by_the_response_timeout() {
-    // A peer that accepts and then never answers (its packets dropped by a partition).
+/// A peer that accepts and then never answers (its packets dropped by a partition), after
+/// opening HTTP/2 (`greet`: an empty SETTINGS) or not (a relay with nothing behind it).
+async fn silent_peer(greet: bool) -> (SocketAddr, Arc<Mutex<Vec<tokio::net::TcpStream>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let held = Arc::new(Mutex::new(Vec::new()));
     let h = held.clone();
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            if greet {
+                tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0, 0, 0, 4, 0, 0, 0, 0, 0])
+                    .await
+                    .unwrap();
+            }
             h.lock().unwrap().push(tcp);
         }
     });
+    (addr, held)
+}
+
+#[tokio::test]
+async fn a_silent_peer_is_found_out_by_a_ping_not_by_the_response_timeout() {
+    let (addr, held) = silent_peer(true).await;
     let u = upstream();
     let started = std::time::Instant::now();
     let first = {
         let u = u.clone();
         tokio::spawn(async move { send(&u, request(addr, 1, 0, "{}")).await.map(|a| a.0) })
     };
-    // Past the first silent tick the link takes no new stream: the next request opens a
-    // connection of its own.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A link that read nothing for 200 ms with a stream open takes no new stream: the next
+    // request opens a connection of its own.
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let second = {
         let u = u.clone();
         tokio::spawn(async move { send(&u, request(addr, 2, 0, "{}")).await.map(|a| a.0) })
@@ -340,4 +351,17 @@ async fn a_silent_peer_is_found_out_by_a_ping_not_by_the_response_timeout() {
         2,
         "the second request took a new connection"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_never_opens_http2_sent_nothing() {
+    // Accepted (a relay, a balancer) but no router behind it: nothing of the request left, so
+    // it is refused, sent again once, and then a failure that sent nothing (held upstream).
+    let (addr, held) = silent_peer(false).await;
+    let u = upstream();
+    match send(&u, request(addr, 1, 0, "{}")).await {
+        Err(SendError::Connect(e)) => assert!(e.contains("SETTINGS"), "{e}"),
+        other => panic!("{:?}", other.map(|a| a.0)),
+    }
+    assert_eq!(held.lock().unwrap().len(), 2, "tried twice");
 }

@@ -7,7 +7,10 @@
 //!
 //! What may be sent again is kept apart from what may have been acted on ([`Failure`]): a
 //! stream the peer refused (RST_STREAM `REFUSED_STREAM`, or beyond a GOAWAY's last stream), or
-//! one whose HEADERS never left this side, was not processed.
+//! one whose HEADERS never left this side, was not processed. A stream's frames wait until the
+//! peer's SETTINGS came: an accepted TCP connection may be a relay or a balancer with no
+//! router behind it yet, and a request written into it could not be told from one that
+//! arrived.
 
 use crate::body::h2::{Inbox, RecvBody, RecvError};
 use crate::h2::frame::{
@@ -95,6 +98,10 @@ pub struct Conn {
     limits: Limits,
     /// Frames owed to the peer.
     out: BytesMut,
+    /// Streams' frames opened before the peer's SETTINGS came (then moved to `out`).
+    pending: BytesMut,
+    /// The peer's SETTINGS came: it speaks HTTP/2.
+    ready: bool,
     decoder: Decoder,
     peer: PeerSettings,
     /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS.
@@ -132,6 +139,8 @@ impl Conn {
         Conn {
             limits,
             out,
+            pending: BytesMut::new(),
+            ready: false,
             decoder: Decoder::new(4096),
             peer: PeerSettings::default(),
             peer_max_streams: u32::MAX,
@@ -162,12 +171,17 @@ impl Conn {
         }
         let id = self.next_id;
         self.next_id = self.next_id.saturating_add(2);
-        frame::put_headers(&mut self.out, id, block, len == 0, self.peer.max_frame);
+        let out = if self.ready {
+            &mut self.out
+        } else {
+            &mut self.pending
+        };
+        frame::put_headers(out, id, block, len == 0, self.peer.max_frame);
         if let Some(body) = body.filter(|b| !b.is_empty()) {
             let max = self.peer.max_frame as usize;
             let mut chunks = body.chunks(max).peekable();
             while let Some(c) = chunks.next() {
-                frame::put_data(&mut self.out, id, c, chunks.peek().is_none());
+                frame::put_data(out, id, c, chunks.peek().is_none());
             }
             self.send_window -= len as i64;
         }
@@ -186,6 +200,11 @@ impl Conn {
             got: 0,
         });
         Ok(id)
+    }
+
+    /// Whether the peer's SETTINGS came (streams' frames leave only from then on).
+    pub fn ready(&self) -> bool {
+        self.ready
     }
 
     /// Whether the connection takes new streams at all.
@@ -222,9 +241,11 @@ impl Conn {
         self.dead.is_some() || (!self.usable() && self.streams.is_empty())
     }
 
-    /// The frames owed out, and the first stream id not in them.
+    /// The frames owed out, and the first stream id not in them (1: none, before the peer's
+    /// SETTINGS).
     pub fn take_out(&mut self) -> (Bytes, u32) {
-        (self.out.split().freeze(), self.next_id)
+        let below = if self.ready { self.next_id } else { 1 };
+        (self.out.split().freeze(), below)
     }
 
     /// The socket took every byte owed out before streams `below`: their requests have left.
@@ -280,11 +301,13 @@ impl Conn {
     }
 
     /// The waiter gave up before taking the head (a timeout, or its client left): the stream is
-    /// reset if the peer is still on it.
+    /// reset if the peer is still on it. (Before the peer's SETTINGS its frames are still to
+    /// leave, and a reset of a stream not yet opened would be the peer's protocol error: it
+    /// goes as any request whose client left.)
     pub fn cancel(&mut self, id: u32) {
         if let Some(i) = self.find(id) {
             let s = self.streams.remove(i);
-            if !s.ended && s.failed.is_none() && self.dead.is_none() {
+            if !s.ended && s.failed.is_none() && self.dead.is_none() && self.ready {
                 frame::put_rst(&mut self.out, id, Reason::CANCEL);
             }
         }
@@ -465,6 +488,11 @@ impl Conn {
                     }
                 }
                 frame::put_settings_ack(&mut self.out);
+                if !self.ready {
+                    self.ready = true;
+                    let pending = self.pending.split();
+                    self.out.extend_from_slice(&pending);
+                }
                 Ok(())
             }
             kind::PUSH_PROMISE => Err((Reason::PROTOCOL_ERROR, "PUSH_PROMISE with push disabled")),

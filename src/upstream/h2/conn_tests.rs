@@ -79,6 +79,15 @@ fn poll(c: &mut Conn, id: u32) -> Poll<Result<(Parts, Answer), Failure>> {
     c.poll_head(id, &mut Context::from_waker(Waker::noop()))
 }
 
+/// A connection whose peer's (empty) SETTINGS came, with what it owed out taken.
+fn ready_conn() -> Conn {
+    let mut c = Conn::new(limits());
+    feed(&mut c, &frame_bytes(kind::SETTINGS, 0, 0, &[]));
+    assert!(c.ready());
+    c.take_out();
+    c
+}
+
 fn opened(c: &mut Conn, body: Option<&[u8]>) -> u32 {
     let body = body.map(Bytes::copy_from_slice);
     c.open(b"\x82\x86\x84", body.as_ref()).unwrap()
@@ -100,8 +109,39 @@ fn a_connection_opens_with_the_preface_settings_without_push_and_a_large_window(
 }
 
 #[test]
-fn a_request_leaves_whole_and_an_answer_in_one_read_comes_whole() {
+fn streams_leave_only_once_the_peer_sent_its_settings() {
     let mut c = Conn::new(limits());
+    let a = opened(&mut c, Some(b"{}"));
+    let (bytes, below) = c.take_out();
+    assert_eq!(below, 1, "no stream has left");
+    assert!(
+        frames(&bytes).iter().all(|f| f.2 == 0),
+        "only the connection's frames"
+    );
+    c.written(below);
+    // A relay that accepted the connection and closed it: the request never left.
+    let mut relay = Conn::new(limits());
+    let r = opened(&mut relay, None);
+    let (_, below) = relay.take_out();
+    relay.written(below);
+    relay.closed("closed by the peer");
+    assert!(matches!(
+        poll(&mut relay, r),
+        Poll::Ready(Err(Failure::Refused(_)))
+    ));
+    // The peer's SETTINGS: acknowledged, then the stream's frames leave.
+    feed(&mut c, &frame_bytes(kind::SETTINGS, 0, 0, &[]));
+    let (bytes, below) = c.take_out();
+    let f = frames(&bytes);
+    assert_eq!((f[0].0, f[0].1), (kind::SETTINGS, flag::ACK));
+    assert_eq!((f[1].0, f[1].2), (kind::HEADERS, a));
+    assert_eq!((f[2].0, f[2].2, &f[2].3[..]), (kind::DATA, a, &b"{}"[..]));
+    assert_eq!(below, 3);
+}
+
+#[test]
+fn a_request_leaves_whole_and_an_answer_in_one_read_comes_whole() {
+    let mut c = ready_conn();
     c.take_out();
     let id = opened(&mut c, Some(b"{}"));
     assert_eq!(id, 1);
@@ -138,7 +178,7 @@ fn a_request_leaves_whole_and_an_answer_in_one_read_comes_whole() {
 
 #[tokio::test]
 async fn a_body_still_coming_streams_and_what_is_read_is_given_back_as_window() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     c.take_out();
     let id = opened(&mut c, None);
     c.take_out();
@@ -223,7 +263,7 @@ fn failures_say_whether_the_peer_may_have_acted_on_the_request() {
         ),
     ];
     for (name, step, written, refused) in cases {
-        let mut c = Conn::new(limits());
+        let mut c = ready_conn();
         let id = opened(&mut c, None);
         if written {
             let (_, below) = c.take_out();
@@ -241,7 +281,7 @@ fn failures_say_whether_the_peer_may_have_acted_on_the_request() {
 
 #[test]
 fn a_goaway_refuses_only_the_streams_above_its_last_and_no_new_one_opens() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     let (a, b) = (opened(&mut c, None), opened(&mut c, None));
     c.take_out();
     feed(
@@ -262,12 +302,12 @@ fn a_goaway_refuses_only_the_streams_above_its_last_and_no_new_one_opens() {
 
 #[test]
 fn a_connection_is_busy_at_its_streams_limit_the_peers_or_past_its_windows() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     for _ in 0..4 {
         opened(&mut c, None);
     }
     assert_eq!(c.open(b"\x82", None), Err(Busy), "this side's limit");
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     feed(
         &mut c,
         &frame_bytes(kind::SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 1]),
@@ -279,7 +319,7 @@ fn a_connection_is_busy_at_its_streams_limit_the_peers_or_past_its_windows() {
     );
     opened(&mut c, None);
     assert_eq!(c.open(b"\x82", None), Err(Busy), "the peer's limit");
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     let big = Bytes::from(vec![0; 65_536]);
     assert_eq!(
         c.open(b"\x82", Some(&big)),
@@ -343,7 +383,7 @@ fn malformed_answers_reset_their_stream_and_fail_it() {
         ),
     ];
     for (name, read) in cases {
-        let mut c = Conn::new(limits());
+        let mut c = ready_conn();
         let id = opened(&mut c, None);
         c.take_out();
         feed(&mut c, &read);
@@ -392,7 +432,7 @@ fn connection_errors_send_goaway_and_fail_every_stream() {
         ),
     ];
     for (name, read) in cases {
-        let mut c = Conn::new(limits());
+        let mut c = ready_conn();
         let id = opened(&mut c, None);
         let (_, below) = c.take_out();
         c.written(below);
@@ -409,7 +449,7 @@ fn connection_errors_send_goaway_and_fail_every_stream() {
 
 #[test]
 fn pings_interim_answers_trailers_and_headers_in_continuations() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     let id = opened(&mut c, None);
     c.take_out();
     feed(&mut c, &frame_bytes(kind::PING, 0, 0, b"12345678"));
@@ -440,7 +480,7 @@ fn pings_interim_answers_trailers_and_headers_in_continuations() {
 
 #[test]
 fn a_waiter_that_gives_up_or_a_body_nobody_reads_resets_the_stream() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     let id = opened(&mut c, None);
     c.take_out();
     c.cancel(id);
@@ -469,7 +509,7 @@ fn a_waiter_that_gives_up_or_a_body_nobody_reads_resets_the_stream() {
 
 #[test]
 fn a_peer_past_its_window_is_a_connection_error() {
-    let mut c = Conn::new(limits());
+    let mut c = ready_conn();
     let id = opened(&mut c, None);
     c.take_out();
     feed(&mut c, &headers(id, 200, &[], false));
@@ -501,7 +541,7 @@ mod props {
             raw in proptest::collection::vec(any::<u8>(), 0..64),
             cut in 1usize..50,
         ) {
-            let mut c = Conn::new(limits());
+            let mut c = ready_conn();
             let ids: Vec<u32> = (0..streams).map(|_| opened(&mut c, Some(b"x"))).collect();
             let (_, below) = c.take_out();
             c.written(below);

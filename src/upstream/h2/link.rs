@@ -6,11 +6,15 @@
 //! or going away with no stream left).
 //!
 //! A peer that falls silent (a partition drops its packets; nothing closes the socket) is
-//! found out by the link, not by each request's response timeout: when a whole
+//! found out by the link, not by each request's response timeout. A link whose peer sent no
+//! SETTINGS within a [`LIVENESS`] tick is closed: its streams never left, so they are refused
+//! (sent again once, then held for the next owner). A link that has streams
+//! open and has read nothing for [`SUSPECT`] takes no new stream: the next request opens a new
+//! connection, which fails to connect if the peer is cut off (nothing sent: the write is held
+//! for the next owner), as a request on HTTP/1.1 took a connection of its own. When a whole
 //! [`LIVENESS`] tick passes with streams open and nothing read, the link sends a PING and
-//! takes no new stream (new requests open a new connection, which fails to connect: nothing
-//! sent, held for the next owner); when the next tick passes silent too, the link is closed
-//! and its streams fail.
+//! retires; when the next tick passes silent too, it is closed and its streams fail (they
+//! may have been acted on).
 
 use super::conn::{Answer, Busy, Conn, Failure, Limits};
 use crate::wire::Io;
@@ -21,16 +25,21 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
 
 /// Bytes read per read call.
 const READ_CHUNK: usize = 16 * 1024;
 /// Reads per turn at most, so that writes are not starved by a peer that keeps sending.
 const READS_PER_TURN: usize = 8;
-/// How long a link with streams open may read nothing before it is suspect (see above).
+/// How long a link with streams open may read nothing before it is pinged (see above).
 pub const LIVENESS: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a link with streams open may read nothing and still take new streams.
+pub const SUSPECT: std::time::Duration = std::time::Duration::from_millis(200);
 
 struct State {
     conn: Conn,
+    /// When the task last read something from the peer.
+    last_read: Instant,
     /// The task's waker, woken when a stream owes frames out.
     driver: Option<Waker>,
 }
@@ -48,6 +57,7 @@ impl Link {
     {
         let link = Link(Arc::new(Mutex::new(State {
             conn: Conn::new(limits),
+            last_read: Instant::now(),
             driver: None,
         })));
         tokio::spawn(drive(link.clone(), connect));
@@ -61,6 +71,9 @@ impl Link {
     /// Opens a stream for a request ([`Conn::open`]) and wakes the task to send it.
     pub fn open(&self, block: &[u8], body: Option<&Bytes>) -> Result<u32, Busy> {
         let mut s = self.state();
+        if s.conn.ready() && s.conn.open_streams() > 0 && s.last_read.elapsed() > SUSPECT {
+            return Err(Busy);
+        }
         let id = s.conn.open(block, body)?;
         if let Some(w) = s.driver.take() {
             w.wake();
@@ -141,10 +154,15 @@ struct Driver {
 impl Driver {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.tick.as_mut().poll(cx).is_ready() {
-            let next = tokio::time::Instant::now() + LIVENESS;
+            let next = Instant::now() + LIVENESS;
             self.tick.as_mut().reset(next);
             let _ = self.tick.as_mut().poll(cx);
             let mut s = self.link.state();
+            if !s.conn.ready() {
+                s.conn
+                    .closed("the peer did not open HTTP/2 (no SETTINGS) within a second");
+                return Poll::Ready(());
+            }
             if self.heard || s.conn.open_streams() == 0 {
                 (self.heard, self.pinged) = (false, false);
             } else if !self.pinged {
@@ -184,6 +202,7 @@ impl Driver {
                 let mut s = self.link.state();
                 if read {
                     s.conn.recv(&mut self.rbuf);
+                    s.last_read = Instant::now();
                     progress = true;
                 }
                 if let Some(why) = &gone {

@@ -95,8 +95,8 @@ impl Links {
     /// Sends `out` with `body` (as [`eligible`](Self::eligible) gave it) over a link to the
     /// upstream it names, and waits at most `wait` for the answer's head. `None`: no link
     /// could take it (every one full, or the body too big for the windows); nothing was sent.
-    /// A request the peer refused (or a connection lost before it left) is sent once more on
-    /// a new connection.
+    /// A request the peer refused (or a connection lost before it left) is sent once more
+    /// (the link that failed takes no new stream).
     pub async fn send(
         &self,
         pool: &Pool,
@@ -107,9 +107,8 @@ impl Links {
         let key = Key::of(&out.base).ok()?;
         let mut block = BytesMut::new();
         head::block(&out.head, key.tls, key.authority, &mut block)?;
-        let mut fresh_only = false;
-        for _ in 0..2 {
-            let (link, id) = self.open(pool, &out.base, &key, &block, body, fresh_only)?;
+        for attempt in 0..2 {
+            let (link, id) = self.open(pool, &out.base, &key, &block, body)?;
             let mut guard = Cancel {
                 link: &link,
                 id: Some(id),
@@ -132,9 +131,8 @@ impl Links {
                     };
                     return Some(Ok(Response::from_parts(parts, body)));
                 }
-                Err(Failure::Refused(e)) if !fresh_only => {
-                    tracing::debug!(upstream = %out.base, error = %e, "HTTP/2 stream refused: sending it again on a new connection");
-                    fresh_only = true;
+                Err(Failure::Refused(e)) if attempt == 0 => {
+                    tracing::debug!(upstream = %out.base, error = %e, "HTTP/2 stream refused: sending it again");
                 }
                 Err(Failure::Refused(e)) => return Some(Err(LinkError::Refused(e))),
                 Err(Failure::Broken(e)) => return Some(Err(LinkError::Broken(e))),
@@ -144,7 +142,7 @@ impl Links {
     }
 
     /// A stream for the request on a link of this lane to `key` (a new link when those there
-    /// are full, up to [`LINKS_PER_PEER`]; only a new one when `fresh_only`).
+    /// are full, up to [`LINKS_PER_PEER`]).
     fn open(
         &self,
         pool: &Pool,
@@ -152,16 +150,13 @@ impl Links {
         key: &Key<'_>,
         block: &[u8],
         body: Option<&Bytes>,
-        fresh_only: bool,
     ) -> Option<(Link, u32)> {
         let lane = super::lane::current();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let is = |e: &Entry| e.lane == lane && e.tls == key.tls && *e.authority == *key.authority;
-        if !fresh_only {
-            for e in entries.iter().filter(|e| is(e)) {
-                if let Ok(id) = e.link.open(block, body) {
-                    return Some((e.link.clone(), id));
-                }
+        for e in entries.iter().filter(|e| is(e)) {
+            if let Ok(id) = e.link.open(block, body) {
+                return Some((e.link.clone(), id));
             }
         }
         // Links that take no new stream are forgotten (their tasks end with their streams).
