@@ -247,16 +247,7 @@ impl UpstreamTls {
         uri: &http::Uri,
         tcp: tokio::net::TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-        use hyper_rustls::ResolveServerName;
-        let name = self
-            .names
-            .resolve(uri)
-            .map_err(|e| format!("no TLS server name for {uri}: {e}"))?;
-        let stream = self
-            .h2
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+        let stream = self.handshake(&self.h2, uri, tcp).await?;
         if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err("the peer did not choose HTTP/2 (ALPN h2)".into());
         }
@@ -269,12 +260,21 @@ impl UpstreamTls {
         uri: &http::Uri,
         tcp: tokio::net::TcpStream,
     ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+        self.handshake(&self.connector, uri, tcp).await
+    }
+
+    async fn handshake(
+        &self,
+        connector: &tokio_rustls::TlsConnector,
+        uri: &http::Uri,
+        tcp: tokio::net::TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
         use hyper_rustls::ResolveServerName;
         let name = self
             .names
             .resolve(uri)
             .map_err(|e| format!("no TLS server name for {uri}: {e}"))?;
-        self.connector
+        connector
             .connect(name, tcp)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))

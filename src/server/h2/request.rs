@@ -6,14 +6,7 @@
 use crate::h2::hpack::Field;
 use http::{HeaderMap, Method, Request, Uri, Version, header};
 
-/// The fields HTTP/2 does not carry (RFC 9113 §8.2.2).
-pub(super) fn connection_specific(name: &header::HeaderName) -> bool {
-    matches!(
-        *name,
-        header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE | header::TE
-    ) || name == "keep-alive"
-        || name == "proxy-connection"
-}
+pub(super) use crate::h2::fields::connection_specific;
 
 /// A request's head from its fields, as h2 builds it (`server.rs`, `convert_poll_message`),
 /// and its `content-length`; `None` when it is malformed (RFC 9113 §8.1.1, §8.3.1).
@@ -30,14 +23,7 @@ pub fn request(fields: Vec<Field>) -> Option<(Request<()>, Option<u64>)> {
                     return None;
                 }
                 if name == header::CONTENT_LENGTH {
-                    let n = std::str::from_utf8(value.as_bytes())
-                        .ok()
-                        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|t| t.parse::<u64>().ok())?;
-                    if content_length.is_some_and(|m| m != n) {
-                        return None;
-                    }
-                    content_length = Some(n);
+                    crate::h2::fields::note_content_length(&mut content_length, &value)?;
                 }
                 headers.append(name, value);
                 continue;

@@ -13,6 +13,7 @@
 //! arrived.
 
 use crate::body::h2::{Inbox, RecvBody, RecvError};
+use crate::h2::fields::{connection_specific, note_content_length};
 use crate::h2::frame::{
     self, DEFAULT_MAX_FRAME, Head, MAX_WINDOW, PeerSettings, Reason, flag, kind,
 };
@@ -746,23 +747,11 @@ pub fn response(fields: Vec<Field>) -> Option<(Parts, Option<u64>)> {
                 status = Some(StatusCode::from_bytes(&v).ok()?);
             }
             Field::Header(name, value) => {
-                if matches!(
-                    name,
-                    header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE | header::TE
-                ) || name == "keep-alive"
-                    || name == "proxy-connection"
-                {
+                if connection_specific(&name) {
                     return None;
                 }
                 if name == header::CONTENT_LENGTH {
-                    let n = std::str::from_utf8(value.as_bytes())
-                        .ok()
-                        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|t| t.parse::<u64>().ok())?;
-                    if content_length.is_some_and(|m| m != n) {
-                        return None;
-                    }
-                    content_length = Some(n);
+                    note_content_length(&mut content_length, &value)?;
                 }
                 headers.append(name, value);
             }
