@@ -52,7 +52,7 @@ impl Encoder {
         let name = name.as_str();
         // Room for the whole field in the common case: 3 prefix bytes each side at most.
         dst.reserve(name.len() + value.len() + 6);
-        match static_name_index(name) {
+        match static_name_index(name.as_bytes()) {
             Some(index) => put_integer(dst, first, 4, index),
             None => {
                 dst.put_u8(first);
@@ -104,7 +104,7 @@ impl RequestEncoder {
     /// indexing, the name by its static index where there is one.
     pub fn header(dst: &mut BytesMut, name: &[u8], value: &[u8]) {
         dst.reserve(name.len() + value.len() + 6);
-        match std::str::from_utf8(name).ok().and_then(static_name_index) {
+        match static_name_index(name) {
             Some(index) => put_integer(dst, WITHOUT_INDEXING, 4, index),
             None => {
                 dst.put_u8(WITHOUT_INDEXING);
@@ -150,107 +150,107 @@ fn put_decimal(dst: &mut BytesMut, n: u16) {
 
 /// The static table index of the first entry named `name`, if any (for regular names; the
 /// pseudo-headers are not looked up). Matches on the length first, then the bytes.
-fn static_name_index(name: &str) -> Option<usize> {
+fn static_name_index(name: &[u8]) -> Option<usize> {
     let index = match name.len() {
         3 => match name {
-            "age" => 21,
-            "via" => 60,
+            b"age" => 21,
+            b"via" => 60,
             _ => return None,
         },
         4 => match name {
-            "date" => 33,
-            "etag" => 34,
-            "from" => 37,
-            "host" => 38,
-            "link" => 45,
-            "vary" => 59,
+            b"date" => 33,
+            b"etag" => 34,
+            b"from" => 37,
+            b"host" => 38,
+            b"link" => 45,
+            b"vary" => 59,
             _ => return None,
         },
         5 => match name {
-            "allow" => 22,
-            "range" => 50,
+            b"allow" => 22,
+            b"range" => 50,
             _ => return None,
         },
         6 => match name {
-            "accept" => 19,
-            "cookie" => 32,
-            "expect" => 35,
-            "server" => 54,
+            b"accept" => 19,
+            b"cookie" => 32,
+            b"expect" => 35,
+            b"server" => 54,
             _ => return None,
         },
         7 => match name {
-            "expires" => 36,
-            "referer" => 51,
-            "refresh" => 52,
+            b"expires" => 36,
+            b"referer" => 51,
+            b"refresh" => 52,
             _ => return None,
         },
         8 => match name {
-            "if-match" => 39,
-            "if-range" => 42,
-            "location" => 46,
+            b"if-match" => 39,
+            b"if-range" => 42,
+            b"location" => 46,
             _ => return None,
         },
         10 => match name {
-            "set-cookie" => 55,
-            "user-agent" => 58,
+            b"set-cookie" => 55,
+            b"user-agent" => 58,
             _ => return None,
         },
         11 => match name {
-            "retry-after" => 53,
+            b"retry-after" => 53,
             _ => return None,
         },
         12 => match name {
-            "content-type" => 31,
-            "max-forwards" => 47,
+            b"content-type" => 31,
+            b"max-forwards" => 47,
             _ => return None,
         },
         13 => match name {
-            "accept-ranges" => 18,
-            "authorization" => 23,
-            "cache-control" => 24,
-            "content-range" => 30,
-            "if-none-match" => 41,
-            "last-modified" => 44,
+            b"accept-ranges" => 18,
+            b"authorization" => 23,
+            b"cache-control" => 24,
+            b"content-range" => 30,
+            b"if-none-match" => 41,
+            b"last-modified" => 44,
             _ => return None,
         },
         14 => match name {
-            "accept-charset" => 15,
-            "content-length" => 28,
+            b"accept-charset" => 15,
+            b"content-length" => 28,
             _ => return None,
         },
         15 => match name {
-            "accept-encoding" => 16,
-            "accept-language" => 17,
+            b"accept-encoding" => 16,
+            b"accept-language" => 17,
             _ => return None,
         },
         16 => match name {
-            "content-encoding" => 26,
-            "content-language" => 27,
-            "content-location" => 29,
-            "www-authenticate" => 61,
+            b"content-encoding" => 26,
+            b"content-language" => 27,
+            b"content-location" => 29,
+            b"www-authenticate" => 61,
             _ => return None,
         },
         17 => match name {
-            "if-modified-since" => 40,
-            "transfer-encoding" => 57,
+            b"if-modified-since" => 40,
+            b"transfer-encoding" => 57,
             _ => return None,
         },
         18 => match name {
-            "proxy-authenticate" => 48,
+            b"proxy-authenticate" => 48,
             _ => return None,
         },
         19 => match name {
-            "content-disposition" => 25,
-            "if-unmodified-since" => 43,
-            "proxy-authorization" => 49,
+            b"content-disposition" => 25,
+            b"if-unmodified-since" => 43,
+            b"proxy-authorization" => 49,
             _ => return None,
         },
         25 => match name {
-            "strict-transport-security" => 56,
+            b"strict-transport-security" => 56,
             _ => return None,
         },
         27 => match name {
-            "access-control-allow-origin" => 20,
+            b"access-control-allow-origin" => 20,
             _ => return None,
         },
         _ => return None,
@@ -277,10 +277,10 @@ mod tests {
                     .position(|(n, _)| *n == name)
                     .map(|i| i + 1)
             };
-            assert_eq!(static_name_index(name), expected, "{name}");
+            assert_eq!(static_name_index(name.as_bytes()), expected, "{name}");
         }
         for name in ["", "x-foo", "ages", "content-typ", "content-typf", "Date"] {
-            assert_eq!(static_name_index(name), None, "{name}");
+            assert_eq!(static_name_index(name.as_bytes()), None, "{name}");
         }
     }
 

@@ -33,8 +33,10 @@ pub fn block(head: &[u8], https: bool, authority: &str, dst: &mut BytesMut) -> O
     }
     let (method, target) = (&line[..sp1], &line[sp1 + 1..sp2]);
     let fields = &head[line_end + 2..];
-    let host = lines(fields)
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"host"))
+    // `Outbound` writes names lowercase: `Host` is found without walking the lines twice.
+    let host = memchr::memmem::find(&head[line_end..], b"\r\nhost:")
+        .and_then(|at| lines(&head[line_end + at + 2..]).next())
+        .or_else(|| lines(fields).find(|(n, _)| n.eq_ignore_ascii_case(b"host")))
         .map(|(_, v)| v);
     dst.reserve(head.len() + 16);
     E::method(dst, method);
@@ -58,8 +60,16 @@ pub fn block(head: &[u8], https: bool, authority: &str, dst: &mut BytesMut) -> O
     Some(())
 }
 
+/// Where the first `\r\n` starts.
 fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
+    let mut from = 0;
+    loop {
+        let at = from + memchr::memchr(b'\n', b.get(from..)?)?;
+        if at > 0 && b[at - 1] == b'\r' {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
 }
 
 /// The `name: value` lines of a head's fields, up to the empty line.
