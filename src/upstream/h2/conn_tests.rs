@@ -4,6 +4,7 @@
 use super::*;
 use crate::h2::encoder::Encoder;
 use crate::h2::frame::put_head;
+use crate::h2::frame::{Head, flag};
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 

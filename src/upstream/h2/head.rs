@@ -2,10 +2,14 @@
 //! it (`Outbound`), so the one place that decides a proxied request's headers stays the one
 //! place: the request line's method and target become `:method` and `:path`, `Host` becomes
 //! `:authority`, the fields HTTP/2 does not carry (RFC 9113 §8.2.2) are left out, and every
-//! other field goes as written.
+//! other field goes as written. And an answer's head from its decoded fields.
 
 use crate::h2::encoder::RequestEncoder as E;
+use crate::h2::fields::{connection_specific as not_carried, note_content_length};
+use crate::h2::hpack::Field;
 use bytes::BytesMut;
+use http::response::Parts;
+use http::{HeaderMap, Response, StatusCode, Version, header};
 
 /// The fields HTTP/2 does not carry (names as `Outbound` writes them: lowercase).
 fn connection_specific(name: &[u8]) -> bool {
@@ -90,6 +94,37 @@ fn lines(mut rest: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             .unwrap_or(value.len());
         Some((&line[..colon], &value[start..]))
     })
+}
+
+/// An answer's head from its fields (RFC 9113 §8.3.2): `:status` first and once, no other
+/// pseudo-header, no connection-specific field; with its `content-length`. `None`: malformed.
+/// Its version is HTTP/1.1, as an answer read over HTTP/1.1 says.
+pub fn response(fields: Vec<Field>) -> Option<(Parts, Option<u64>)> {
+    let mut status = None;
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    let mut content_length = None;
+    for f in fields {
+        match f {
+            Field::Status(v) if status.is_none() && headers.is_empty() => {
+                status = Some(StatusCode::from_bytes(&v).ok()?);
+            }
+            Field::Header(name, value) => {
+                if not_carried(&name) {
+                    return None;
+                }
+                if name == header::CONTENT_LENGTH {
+                    note_content_length(&mut content_length, &value)?;
+                }
+                headers.append(name, value);
+            }
+            _ => return None,
+        }
+    }
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = status?;
+    parts.version = Version::HTTP_11;
+    parts.headers = headers;
+    Some((parts, content_length))
 }
 
 #[cfg(test)]
